@@ -1,0 +1,126 @@
+//! Command-line syntax.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Braid: a Tor implementation built around Conflux multipath.
+#[derive(Debug, Parser)]
+#[command(name = "braid", version, about)]
+pub(crate) struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Launch, inspect and stop a private Tor network of C-tor relays on 127.0.0.1.
+    #[command(subcommand)]
+    Testnet(TestnetCmd),
+    /// The main job: a private network, a download through a Conflux set, a per-leg report.
+    Demo(Box<DemoArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TestnetCmd {
+    /// Start a network and wait until it is ready for Conflux; it keeps running.
+    Up(Box<UpArgs>),
+    /// Show the processes and consensus of a network.
+    Status {
+        /// The network directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Stop every process of a network.
+    Down {
+        /// The network directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// (internal) Run the file server and link shapers of a network.
+    #[command(hide = true)]
+    Helper {
+        /// The network directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+impl TestnetCmd {
+    pub(crate) fn is_helper(&self) -> bool {
+        matches!(self, TestnetCmd::Helper { .. })
+    }
+}
+
+/// How to build a network.
+#[derive(Debug, Args)]
+pub(crate) struct NetArgs {
+    /// Non-exit relays (each voted Guard).
+    #[arg(long)]
+    pub(crate) relays: Option<usize>,
+    /// Exit relays.
+    #[arg(long)]
+    pub(crate) exits: Option<usize>,
+    /// Directory authorities.
+    #[arg(long)]
+    pub(crate) authorities: Option<usize>,
+    /// First port of the block of ports the network uses.
+    #[arg(long)]
+    pub(crate) base_port: Option<u16>,
+    /// A TOML scenario file (sizes, ports, link emulation).
+    #[arg(long)]
+    pub(crate) scenario: Option<PathBuf>,
+    /// Link emulation NAME:RATE[:DELAY], NAME a nickname or relays/exits/all,
+    /// e.g. relays:1MiB:10ms (repeatable).
+    #[arg(long = "shape", value_name = "NAME:RATE[:DELAY]")]
+    pub(crate) shapes: Vec<String>,
+    /// tor's own BandwidthRate for NAME (nickname or group), e.g. relays:1MB (repeatable).
+    #[arg(long = "bandwidth", value_name = "NAME:RATE")]
+    pub(crate) bandwidths: Vec<String>,
+    /// The C-tor client's ConfluxClientUX (throughput, latency, ...).
+    #[arg(long)]
+    pub(crate) conflux_ux: Option<String>,
+    /// Seconds start-up may take.
+    #[arg(long, default_value_t = 180)]
+    pub(crate) timeout: u64,
+    /// tor's log level for every node.
+    #[arg(long, default_value = "notice")]
+    pub(crate) tor_log: String,
+    /// The tor program.
+    #[arg(long, default_value = "tor")]
+    pub(crate) tor: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// The network directory (keys, torrc files, logs, network.toml).
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// Do not start the C-tor client.
+    #[arg(long)]
+    pub(crate) no_client: bool,
+    #[command(flatten)]
+    pub(crate) net: NetArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// The network directory (default: braid-demo in the temporary directory).
+    #[arg(long)]
+    pub(crate) dir: Option<PathBuf>,
+    /// Bytes to download (suffixes as in 20MB, 50MiB).
+    #[arg(long, default_value = "20MB")]
+    pub(crate) size: String,
+    /// Leave the network running afterwards.
+    #[arg(long)]
+    pub(crate) keep: bool,
+    /// No default link emulation (the default shapes every non-exit relay to
+    /// 2 MiB/s and 10 ms each way, unless --shape or --scenario is given).
+    #[arg(long)]
+    pub(crate) no_shape: bool,
+    #[command(flatten)]
+    pub(crate) net: NetArgs,
+}

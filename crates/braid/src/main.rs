@@ -1,0 +1,60 @@
+//! `braid`: the command-line front of Braid.
+//!
+//! Today it launches and inspects private test networks (`braid testnet`)
+//! and runs the demo (`braid demo`); the SOCKS proxy (`braid proxy`) comes
+//! with the client issues.
+
+mod cli;
+mod demo;
+mod testnet_cmd;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, matches!(cli.command, Command::Testnet(ref t) if t.is_helper()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            report_error(&e);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Testnet(cmd) => testnet_cmd::run(cmd).await,
+            Command::Demo(args) => demo::run(*args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            report_error(&e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stderr, reason = "the CLI reports its errors on stderr")]
+fn report_error(e: &dyn std::fmt::Display) {
+    eprintln!("error: {e}");
+}
+
+fn init_logging(verbose: u8, helper: bool) {
+    let level = match (verbose, helper) {
+        (0, false) => tracing::Level::WARN,
+        (0, true) | (1, _) => tracing::Level::INFO,
+        (2, _) => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}

@@ -1,0 +1,276 @@
+//! Reading the authorities' consensus to tell when the network is ready.
+//!
+//! This is launcher tooling, not Braid's directory client (that is
+//! `braid-dir`, which verifies signatures): it only reads the `r`, `s` and
+//! `pr` lines of the unflavoured consensus that an authority serves on its
+//! DirPort (dir-spec §3.4.1) to see which relays are listed with which flags.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::download::http_get;
+use crate::error::TestnetError;
+
+/// A router status entry, as much as the launcher needs of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterEntry {
+    /// Nickname from the `r` line.
+    pub nickname: String,
+    /// RSA identity fingerprint, upper-case hex.
+    pub fingerprint: String,
+    /// ORPort from the `r` line.
+    pub or_port: u16,
+    /// Flags from the `s` line.
+    pub flags: Vec<String>,
+    /// The `pr` line's protocol list.
+    pub protocols: String,
+}
+
+impl RouterEntry {
+    /// Whether the entry has `flag`.
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
+}
+
+/// Parses the router entries of a consensus document; lines it does not
+/// know are ignored, entries with a malformed `r` line are skipped.
+pub fn parse_entries(text: &str) -> Vec<RouterEntry> {
+    let mut entries: Vec<RouterEntry> = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_ascii_whitespace();
+        match words.next() {
+            Some("r") => {
+                let fields: Vec<&str> = words.collect();
+                // r nickname identity digest date time IP ORPort DirPort
+                if let (Some(nick), Some(id), Some(port)) =
+                    (fields.first(), fields.get(1), fields.get(6))
+                    && let (Some(fp), Ok(or_port)) = (decode_base64(id), port.parse())
+                {
+                    entries.push(RouterEntry {
+                        nickname: (*nick).to_string(),
+                        fingerprint: hex_upper(&fp),
+                        or_port,
+                        flags: Vec::new(),
+                        protocols: String::new(),
+                    });
+                }
+            }
+            Some("s") => {
+                if let Some(e) = entries.last_mut() {
+                    e.flags = words.map(str::to_string).collect();
+                }
+            }
+            Some("pr") => {
+                if let Some(e) = entries.last_mut() {
+                    e.protocols = words.collect::<Vec<_>>().join(" ");
+                }
+            }
+            Some("directory-footer") => break,
+            _ => {}
+        }
+    }
+    entries
+}
+
+/// Whether a `pr`-style list (`Conflux=1 FlowCtrl=1-2 Link=1-5`) includes
+/// `version` of `proto`.
+pub fn supports(protocols: &str, proto: &str, version: u32) -> bool {
+    protocols.split_ascii_whitespace().any(|item| {
+        let Some((name, ranges)) = item.split_once('=') else {
+            return false;
+        };
+        name == proto
+            && ranges.split(',').any(|r| {
+                let (lo, hi) = r.split_once('-').unwrap_or((r, r));
+                matches!((lo.parse::<u32>(), hi.parse::<u32>()), (Ok(lo), Ok(hi)) if lo <= version && version <= hi)
+            })
+    })
+}
+
+/// A relay the network should list.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    /// Nickname.
+    pub nickname: String,
+    /// RSA fingerprint, upper-case hex.
+    pub fingerprint: String,
+    /// Must have the Guard flag.
+    pub guard: bool,
+    /// Must have the Exit flag and Conflux=1, FlowCtrl=2.
+    pub exit: bool,
+}
+
+/// What is still missing for `expected` to be ready in `entries`; empty
+/// when the consensus is fit for Conflux.
+pub fn missing(entries: &[RouterEntry], expected: &[Expected]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for want in expected {
+        let Some(e) = entries.iter().find(|e| e.fingerprint == want.fingerprint) else {
+            problems.push(format!("{} not listed", want.nickname));
+            continue;
+        };
+        let mut flags = vec!["Running", "Valid", "Fast", "Stable"];
+        if want.guard {
+            flags.push("Guard");
+        }
+        if want.exit {
+            flags.push("Exit");
+        }
+        let lacking: Vec<&str> = flags.into_iter().filter(|f| !e.has_flag(f)).collect();
+        if !lacking.is_empty() {
+            problems.push(format!("{} lacks {}", want.nickname, lacking.join(",")));
+        }
+        if want.exit {
+            for (proto, v) in [("Conflux", 1), ("FlowCtrl", 2)] {
+                if !supports(&e.protocols, proto, v) {
+                    problems.push(format!("{} lacks {proto}={v}", want.nickname));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Fetches the current consensus from an authority's DirPort.
+pub async fn fetch(dir_port: SocketAddr, timeout: Duration) -> Result<String, TestnetError> {
+    let path = "/tor/status-vote/current/consensus";
+    let url = format!("http://{dir_port}{path}");
+    let fut = async {
+        let stream = tokio::net::TcpStream::connect(dir_port)
+            .await
+            .map_err(|e| TestnetError::Http {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+        let mut body = Vec::new();
+        let head = http_get(stream, &dir_port.to_string(), path, |chunk| {
+            body.extend_from_slice(chunk);
+            // A test network's consensus is small; refuse absurd bodies.
+            body.len() < 64 << 20
+        })
+        .await?;
+        if head.status != 200 {
+            return Err(TestnetError::Http {
+                url: url.clone(),
+                detail: format!("status {}", head.status),
+            });
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| TestnetError::Http {
+            url: url.clone(),
+            detail: "timed out".into(),
+        })?
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Decodes unpadded or padded standard base64; `None` on bad input.
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in text.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "network-status-version 3\n\
+r relay0 RWFwZXJzIGFyZSBncmVhdCEh AAAAAAAAAAAAAAAAAAAAAAAAAAA 2026-11-21 10:00:00 127.0.0.1 17030 0\n\
+s Fast Guard Running Stable V2Dir Valid\n\
+pr Conflux=1 Cons=1-2 FlowCtrl=1-2 Link=1-5\n\
+w Bandwidth=20\n\
+r exit0 ZXhpdHMgYXJlIGdyZWF0IHRvbyE AAAAAAAAAAAAAAAAAAAAAAAAAAA 2026-11-21 10:00:00 127.0.0.1 17080 0\n\
+s Exit Fast Running Valid\n\
+pr Conflux=1 FlowCtrl=1\n\
+directory-footer\n\
+r ignored bm90IGFuIGVudHJ5IGF0IGFsbCE AAA 2026-11-21 10:00:00 127.0.0.1 1 0\n";
+
+    #[test]
+    fn parses_entries() {
+        let entries = parse_entries(SAMPLE);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].nickname, "relay0");
+        assert_eq!(entries[0].or_port, 17030);
+        assert_eq!(
+            entries[0].fingerprint,
+            hex_upper(b"Eapers are great!!")
+        );
+        assert!(entries[0].has_flag("Guard"));
+        assert!(supports(&entries[0].protocols, "FlowCtrl", 2));
+        assert!(!supports(&entries[1].protocols, "FlowCtrl", 2));
+    }
+
+    #[test]
+    fn reports_what_is_missing() {
+        let entries = parse_entries(SAMPLE);
+        let expected = vec![
+            Expected {
+                nickname: "relay0".into(),
+                fingerprint: entries[0].fingerprint.clone(),
+                guard: true,
+                exit: false,
+            },
+            Expected {
+                nickname: "exit0".into(),
+                fingerprint: entries[1].fingerprint.clone(),
+                guard: false,
+                exit: true,
+            },
+            Expected {
+                nickname: "exit1".into(),
+                fingerprint: "00".repeat(20),
+                guard: false,
+                exit: true,
+            },
+        ];
+        let problems = missing(&entries, &expected);
+        assert_eq!(
+            problems,
+            vec![
+                "exit0 lacks Stable".to_string(),
+                "exit0 lacks FlowCtrl=2".to_string(),
+                "exit1 not listed".to_string()
+            ]
+        );
+        assert!(missing(&entries, &expected[..1]).is_empty());
+    }
+
+    #[test]
+    fn protocol_ranges() {
+        assert!(supports("A=1,3-5 B=2", "A", 4));
+        assert!(!supports("A=1,3-5 B=2", "A", 2));
+        assert!(!supports("A=x", "A", 1));
+        assert!(!supports("", "A", 1));
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
+        assert!(decode_base64("a*b").is_none());
+    }
+}
