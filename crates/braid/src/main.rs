@@ -14,7 +14,10 @@ use crate::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, matches!(cli.command, Command::Testnet(ref t) if t.is_helper()));
+    init_logging(
+        cli.verbose,
+        matches!(cli.command, Command::Testnet(ref t) if t.is_helper()),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

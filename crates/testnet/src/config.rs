@@ -86,8 +86,14 @@ impl RelayShape {
         let spec = ShapeSpec {
             rate_in: rate_in.map(|r| parse_rate(r)).transpose()?,
             rate_out: rate_out.map(|r| parse_rate(r)).transpose()?,
-            delay_in_us: delay_in.map(|d| parse_delay_us(d)).transpose()?.unwrap_or(0),
-            delay_out_us: delay_out.map(|d| parse_delay_us(d)).transpose()?.unwrap_or(0),
+            delay_in_us: delay_in
+                .map(|d| parse_delay_us(d))
+                .transpose()?
+                .unwrap_or(0),
+            delay_out_us: delay_out
+                .map(|d| parse_delay_us(d))
+                .transpose()?
+                .unwrap_or(0),
         };
         Ok((spec != ShapeSpec::default()).then_some(spec))
     }
@@ -210,7 +216,12 @@ impl NetworkConfig {
             self.timeout = Duration::from_secs(t);
         }
         for (name, shape) in scenario.shape {
-            let merged = self.shapes.get(&name).cloned().unwrap_or_default().overlay(&shape);
+            let merged = self
+                .shapes
+                .get(&name)
+                .cloned()
+                .unwrap_or_default()
+                .overlay(&shape);
             self.shapes.insert(name, merged);
         }
         Ok(())
@@ -448,7 +459,9 @@ mod tests {
         let mut config = NetworkConfig::new("/tmp/x", "braid");
         assert!(config.apply_scenario_str("relays = \"many\"").is_err());
         assert!(config.apply_scenario_str("colour = 3").is_err());
-        config.apply_scenario_str("[shape.relay9]\nrate = \"1MiB\"").unwrap();
+        config
+            .apply_scenario_str("[shape.relay9]\nrate = \"1MiB\"")
+            .unwrap();
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("relay9"), "{err}");
         let mut config = NetworkConfig::new("/tmp/x", "braid");

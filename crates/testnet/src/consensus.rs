@@ -215,10 +215,7 @@ r ignored bm90IGFuIGVudHJ5IGF0IGFsbCE AAA 2026-11-21 10:00:00 127.0.0.1 1 0\n";
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].nickname, "relay0");
         assert_eq!(entries[0].or_port, 17030);
-        assert_eq!(
-            entries[0].fingerprint,
-            hex_upper(b"Eapers are great!!")
-        );
+        assert_eq!(entries[0].fingerprint, hex_upper(b"Eapers are great!!"));
         assert!(entries[0].has_flag("Guard"));
         assert!(supports(&entries[0].protocols, "FlowCtrl", 2));
         assert!(!supports(&entries[1].protocols, "FlowCtrl", 2));

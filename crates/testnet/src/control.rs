@@ -270,12 +270,16 @@ mod tests {
             w.write_all(b"250 OK\r\n").await.unwrap();
             let q = read_line(&mut r).await.unwrap().unwrap();
             assert_eq!(q, "GETINFO circuit-status");
-            w.write_all(b"650 STREAM 1 NEW 0 x:1\r\n250+circuit-status=\r\nA\r\nB\r\n.\r\n250 OK\r\n")
-                .await
-                .unwrap();
+            w.write_all(
+                b"650 STREAM 1 NEW 0 x:1\r\n250+circuit-status=\r\nA\r\nB\r\n.\r\n250 OK\r\n",
+            )
+            .await
+            .unwrap();
             let q = read_line(&mut r).await.unwrap().unwrap();
             assert_eq!(q, "GETINFO nope");
-            w.write_all(b"552 Unrecognized key \"nope\"\r\n").await.unwrap();
+            w.write_all(b"552 Unrecognized key \"nope\"\r\n")
+                .await
+                .unwrap();
         });
         let mut conn = ControlConn::connect(addr, &cookie).await.unwrap();
         assert_eq!(conn.getinfo("circuit-status").await.unwrap(), "A\nB");

@@ -123,13 +123,22 @@ impl ClientDownload {
         }
         let hop = |l: &LegReport, i: usize| l.fingerprints.get(i).cloned().unwrap_or_default();
         if hop(a, 2) != hop(b, 2) {
-            return Err(format!("legs end at different exits: {:?} / {:?}", a.path, b.path));
+            return Err(format!(
+                "legs end at different exits: {:?} / {:?}",
+                a.path, b.path
+            ));
         }
         if hop(a, 0) == hop(b, 0) {
-            return Err(format!("legs share their guard: {:?} / {:?}", a.path, b.path));
+            return Err(format!(
+                "legs share their guard: {:?} / {:?}",
+                a.path, b.path
+            ));
         }
         if hop(a, 1) == hop(b, 1) {
-            return Err(format!("legs share their middle: {:?} / {:?}", a.path, b.path));
+            return Err(format!(
+                "legs share their middle: {:?} / {:?}",
+                a.path, b.path
+            ));
         }
         Ok(())
     }
@@ -191,7 +200,13 @@ pub async fn download(
     let server = manifest.fileserver.address;
     let user = format!("braid-{}-{}", std::process::id(), seed);
     let fetch = tokio::spawn(async move {
-        download::fetch_file(server, Some((socks, Some((user.as_str(), "x")))), size, seed).await
+        download::fetch_file(
+            server,
+            Some((socks, Some((user.as_str(), "x")))),
+            size,
+            seed,
+        )
+        .await
     });
     let mut stream_circ = None;
     let mut delivered: HashMap<u64, u64> = HashMap::new();
@@ -214,7 +229,9 @@ pub async fn download(
                 let kw = keywords(event);
                 let get = |k: &str| kw.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
                 if let Some(id) = get("ID").and_then(|v| v.parse::<u64>().ok()) {
-                    let bytes: u64 = get("DELIVERED_READ").and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let bytes: u64 = get("DELIVERED_READ")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
                     *delivered.entry(id).or_default() += bytes;
                     if let Some(rtt) = get("MIN_RTT").and_then(|v| v.parse::<f64>().ok())
                         && rtt > 0.0
@@ -237,7 +254,8 @@ pub async fn download(
             }
         }
     };
-    let download = result.map_err(|e| TestnetError::Config(format!("download task failed: {e}")))??;
+    let download =
+        result.map_err(|e| TestnetError::Config(format!("download task failed: {e}")))??;
     // CIRC_BW events come once a second: wait for the last ones.
     let settle = Instant::now() + Duration::from_millis(2200);
     while let Some(left) = settle.checked_duration_since(Instant::now()) {

@@ -24,7 +24,9 @@ pub enum TestnetError {
         found: String,
     },
     /// A port the network needs is taken by another program.
-    #[error("127.0.0.1:{port} is already in use (needed for {purpose}); stop that program or pick another --base-port")]
+    #[error(
+        "127.0.0.1:{port} is already in use (needed for {purpose}); stop that program or pick another --base-port"
+    )]
     PortInUse {
         /// The port.
         port: u16,
@@ -42,7 +44,9 @@ pub enum TestnetError {
         alive: usize,
     },
     /// The directory is not empty and was not made by the launcher.
-    #[error("{0} is not empty and is not a Braid test network directory; choose an empty or new directory")]
+    #[error(
+        "{0} is not empty and is not a Braid test network directory; choose an empty or new directory"
+    )]
     ForeignDirectory(PathBuf),
     /// The directory holds no network.
     #[error("{0} holds no Braid test network (no network.toml or pids file)")]
@@ -51,7 +55,9 @@ pub enum TestnetError {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// A process that the network needs exited.
-    #[error("{name} (pid {pid}) exited during start-up with {status}\n--- last lines of {log} ---\n{tail}")]
+    #[error(
+        "{name} (pid {pid}) exited during start-up with {status}\n--- last lines of {log} ---\n{tail}"
+    )]
     ProcessDied {
         /// Nickname of the process.
         name: String,

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::error::TestnetError;
-use crate::shaper::{self, ShaperConfig};
 use crate::fileserver;
+use crate::shaper::{self, ShaperConfig};
 
 /// File name of the helper's plan inside the network directory.
 pub const HELPER_PLAN: &str = "helper.toml";
@@ -85,11 +85,7 @@ pub async fn run(dir: &Path) -> Result<(), TestnetError> {
     let files = bind(plan.fileserver, "the file server".into()).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for entry in &plan.shapers {
-        let listener = bind(
-            entry.listen,
-            format!("the shaper of {}", entry.config.name),
-        )
-        .await?;
+        let listener = bind(entry.listen, format!("the shaper of {}", entry.config.name)).await?;
         let config = entry.config.clone();
         tasks.spawn(async move {
             let name = config.name.clone();

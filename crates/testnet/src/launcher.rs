@@ -18,8 +18,7 @@ use crate::error::TestnetError;
 use crate::helper::{HelperPlan, ShaperEntry};
 use crate::keys::{self, NodeKeys};
 use crate::manifest::{
-    AuthorityEntry, ClientEntry, FileServerEntry, MANIFEST_FILE, Manifest, NetworkInfo,
-    RelayEntry,
+    AuthorityEntry, ClientEntry, FileServerEntry, MANIFEST_FILE, Manifest, NetworkInfo, RelayEntry,
 };
 use crate::plan::{NodePlan, Plan, Role};
 use crate::process::{self, Spawned};
@@ -152,13 +151,19 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
     let measured: Vec<(String, u64)> = plan
         .nodes
         .iter()
-        .filter_map(|n| Some((keys.get(&n.nickname)?.0.fingerprint.clone(), torrc::measured_kb(n))))
+        .filter_map(|n| {
+            Some((
+                keys.get(&n.nickname)?.0.fingerprint.clone(),
+                torrc::measured_kb(n),
+            ))
+        })
         .collect();
     write(&bwfile, &torrc::bandwidth_file(now_unix, &measured))?;
     let mut ctx = torrc_context(config, &plan, &keys);
     ctx.bandwidth_file = Some(bwfile);
     for node in &plan.nodes {
-        std::fs::create_dir_all(&node.dir).map_err(|e| TestnetError::io("creating", &node.dir, e))?;
+        std::fs::create_dir_all(&node.dir)
+            .map_err(|e| TestnetError::io("creating", &node.dir, e))?;
         write(&node.torrc_path(), &torrc::render(node, &ctx))?;
         if node.role == Role::Exit {
             write(&node.dir.join("resolv.conf"), &torrc::exit_resolv_conf())?;
@@ -188,7 +193,15 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
         })
         .collect();
     let deadline = start + config.timeout;
-    wait_for_consensus(&plan, &expected, &mut children, deadline, config, &mut progress).await?;
+    wait_for_consensus(
+        &plan,
+        &expected,
+        &mut children,
+        deadline,
+        config,
+        &mut progress,
+    )
+    .await?;
 
     let mut client_entry = None;
     if let Some(client) = plan.with_role(Role::Client).next() {
@@ -341,26 +354,25 @@ type NodeKeyResult = Result<(String, NodeKeys, Option<String>), TestnetError>;
 
 /// Makes identity keys for every relay and authority, in parallel.
 fn generate_keys(config: &NetworkConfig, plan: &Plan) -> Result<KeyMap, TestnetError> {
-    let results: Vec<NodeKeyResult> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = plan
-                .nodes
-                .iter()
-                .filter(|n| n.is_relay())
-                .map(|node| scope.spawn(move || node_keys(config, node)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(TestnetError::Keygen {
-                            name: "?".into(),
-                            detail: "key generation thread panicked".into(),
-                        })
+    let results: Vec<NodeKeyResult> = std::thread::scope(|scope| {
+        let handles: Vec<_> = plan
+            .nodes
+            .iter()
+            .filter(|n| n.is_relay())
+            .map(|node| scope.spawn(move || node_keys(config, node)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(TestnetError::Keygen {
+                        name: "?".into(),
+                        detail: "key generation thread panicked".into(),
                     })
                 })
-                .collect()
-        });
+            })
+            .collect()
+    });
     let mut map = KeyMap::new();
     for r in results {
         let (name, keys, v3) = r?;
@@ -524,7 +536,11 @@ async fn wait_for_consensus(
         progress.say(&format!(
             "waiting for the consensus: {}{}",
             shown.join("; "),
-            if more > 0 { format!(" (+{more} more)") } else { String::new() }
+            if more > 0 {
+                format!(" (+{more} more)")
+            } else {
+                String::new()
+            }
         ));
         if Instant::now() > deadline {
             let log = authorities
@@ -575,9 +591,7 @@ async fn wait_for_client(
                             .map(|text| linked_sets(&text))
                             .unwrap_or(0);
                         if sets > 0 {
-                            progress.say(&format!(
-                                "C-tor client holds {sets} linked Conflux sets"
-                            ));
+                            progress.say(&format!("C-tor client holds {sets} linked Conflux sets"));
                             return Ok(());
                         }
                         last = "100%, no linked Conflux set yet".into();
@@ -604,7 +618,8 @@ async fn wait_for_client(
 fn linked_sets(circuit_status: &str) -> usize {
     let mut legs: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for c in crate::ctor_conflux::parse_circuit_status(circuit_status) {
-        if c.status == "BUILT" && c.purpose == "CONFLUX_LINKED"
+        if c.status == "BUILT"
+            && c.purpose == "CONFLUX_LINKED"
             && let Some(id) = c.conflux_id
         {
             *legs.entry(id).or_default() += 1;
@@ -687,7 +702,10 @@ pub fn down(dir: &Path) -> Result<usize, TestnetError> {
     }
     let (alive, survivors) = process::stop_recorded(dir, STOP_GRACE)?;
     if survivors > 0 {
-        return Err(TestnetError::StopFailed(survivors, dir.join(process::PID_FILE)));
+        return Err(TestnetError::StopFailed(
+            survivors,
+            dir.join(process::PID_FILE),
+        ));
     }
     process::clear_records(dir)?;
     Ok(alive)

@@ -219,7 +219,10 @@ mod tests {
         manifest.store(&dir).unwrap();
         let back = Manifest::load(&dir).unwrap();
         assert_eq!(back, manifest);
-        assert_eq!(back.nickname_of(&format!("${}", "c".repeat(40))), Some("exit0"));
+        assert_eq!(
+            back.nickname_of(&format!("${}", "c".repeat(40))),
+            Some("exit0")
+        );
         assert_eq!(back.nickname_of(&"B".repeat(40)), Some("auth0"));
         std::fs::write(dir.join(MANIFEST_FILE), "network = 3").unwrap();
         assert!(Manifest::load(&dir).is_err());

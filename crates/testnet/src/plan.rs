@@ -107,7 +107,10 @@ impl Plan {
         let roles = std::iter::repeat_n(Role::Authority, config.authorities)
             .chain(std::iter::repeat_n(Role::Relay, config.relays))
             .chain(std::iter::repeat_n(Role::Exit, config.exits))
-            .chain(std::iter::repeat_n(Role::Client, usize::from(config.client)));
+            .chain(std::iter::repeat_n(
+                Role::Client,
+                usize::from(config.client),
+            ));
         let (mut n_auth, mut n_relay, mut n_exit) = (0, 0, 0);
         for (i, role) in roles.enumerate() {
             let base = config.base_port + 10 * u16::try_from(i).unwrap_or(u16::MAX / 10);

@@ -29,7 +29,9 @@ pub async fn connect(
     let mut reply = [0u8; 2];
     s.read_exact(&mut reply).await.map_err(io)?;
     if reply != [0x05, method] {
-        return Err(err(format!("refused authentication method {method}: {reply:?}")));
+        return Err(err(format!(
+            "refused authentication method {method}: {reply:?}"
+        )));
     }
     if let Some((user, pass)) = auth {
         let (u, p) = (user.as_bytes(), pass.as_bytes());
@@ -122,7 +124,9 @@ mod tests {
             s.read_exact(&mut req).await.unwrap();
             assert_eq!(&req[..4], &[5, 1, 0, 1]);
             assert_eq!(&req[4..], &[127, 0, 0, 1, 0x1f, 0x90]);
-            s.write_all(&[5, reply_code, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
+            s.write_all(&[5, reply_code, 0, 1, 0, 0, 0, 0, 0, 0])
+                .await
+                .unwrap();
             let mut buf = [0u8; 5];
             if s.read_exact(&mut buf).await.is_ok() {
                 s.write_all(&buf).await.unwrap();

@@ -50,7 +50,10 @@ pub fn render(node: &NodePlan, ctx: &TorrcContext) -> String {
         t.push_str(&s);
         t.push('\n');
     };
-    line(format!("# {} ({:?}), written by braid testnet", node.nickname, node.role));
+    line(format!(
+        "# {} ({:?}), written by braid testnet",
+        node.nickname, node.role
+    ));
     line("TestingTorNetwork 1".into());
     line(format!("DataDirectory {}", data.display()));
     line(format!("Nickname {}", node.nickname));
