@@ -1,0 +1,34 @@
+//! Path and guard selection for Braid.
+//!
+//! This crate holds the pure decision logic of a Tor client's path building:
+//! no IO and no clock of its own. Callers pass in the relays of the current
+//! consensus (as [`Relay`]s, whatever parser produced them), the consensus
+//! [`BandwidthWeights`], the current time and a random number generator, so
+//! every decision can be reproduced in tests with a seeded RNG.
+//!
+//! - [`relay`]: the relay model: identities, flags, exit-policy summaries.
+//! - [`weights`]: bandwidth weights (dir-spec §3.4.1, §3.8.3; path-spec §2.2).
+//! - [`path`]: choosing guard, middle and exit under the restrictions of
+//!   path-spec §2.2, and Conflux leg sets sharing one exit.
+//! - [`guard`]: the guard state machine of guard-spec §4, with persistence.
+//! - [`error`]: the error types.
+
+pub mod error;
+pub mod guard;
+pub mod path;
+pub mod relay;
+pub mod weights;
+
+pub use error::{
+    Error, GuardError, IdParseError, PathError, PolicyParseError, Rejections, WeightsError,
+};
+pub use guard::{
+    GuardChoice, GuardFilter, GuardParams, GuardSet, GuardUsage, Reachability, SuccessOutcome,
+    retry_interval,
+};
+pub use path::{
+    Path, PathConfig, choose_conflux_legs, choose_exit, choose_guard, choose_middle, choose_path,
+    conflicting_ids, conflux_exit_protocols,
+};
+pub use relay::{Ed25519Id, PortPolicy, PortRange, Relay, RelayFlags, RelayId};
+pub use weights::{BandwidthWeights, FlagClass, Position, WeightKey};

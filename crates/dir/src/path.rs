@@ -1,0 +1,1276 @@
+//! Choosing three-hop paths and Conflux leg sets (path-spec §2.2).
+//!
+//! Every function here is pure: the caller passes the relays, the consensus
+//! weights and the random number generator.
+
+use std::fmt;
+
+use rand::Rng;
+use tor_protover::{Protocols, named};
+
+use crate::error::{PathError, Rejections};
+use crate::relay::{Relay, RelayFlags, RelayId};
+use crate::weights::{BandwidthWeights, Position, pick_weighted};
+
+/// How many exits [`choose_conflux_legs`] tries before giving up.
+const MAX_CONFLUX_EXIT_TRIES: usize = 16;
+
+/// What a path has to satisfy beyond the rules that always apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathConfig {
+    /// Never put two relays of one IPv4 /16 in a path (path-spec §2.2). A
+    /// test network on 127.0.0.1 turns this off, like C-tor's
+    /// `EnforceDistinctSubnets 0`.
+    pub enforce_distinct_subnets: bool,
+    /// Never put two relays of one family in a path (path-spec §2.2).
+    pub enforce_family: bool,
+    /// Every hop needs the Stable flag (path-spec §2.2: long-lived streams;
+    /// Conflux legs).
+    pub need_stable: bool,
+    /// Every hop needs the Fast flag (path-spec §1.1 "fast" circuits).
+    pub need_fast: bool,
+    /// The exit's policy must allow this port (path-spec §2.2.1 "might
+    /// support"). With `None` it must merely not be reject-all (§1.1).
+    pub exit_port: Option<u16>,
+    /// Subprotocols the exit must support, e.g. [`conflux_exit_protocols`].
+    pub exit_protocols: Option<Protocols>,
+}
+
+impl Default for PathConfig {
+    /// Restrictions on, Fast needed, Stable not, any port, no protocols.
+    fn default() -> Self {
+        Self {
+            enforce_distinct_subnets: true,
+            enforce_family: true,
+            need_stable: false,
+            need_fast: true,
+            exit_port: None,
+            exit_protocols: None,
+        }
+    }
+}
+
+impl PathConfig {
+    /// The configuration for Conflux legs: Stable and Fast on every hop and
+    /// an exit that supports Conflux=1 and FlowCtrl=2 (proposal 329; C-tor
+    /// builds its legs with NEED_UPTIME and NEED_CAPACITY).
+    pub fn conflux(exit_port: Option<u16>) -> Self {
+        Self {
+            need_stable: true,
+            need_fast: true,
+            exit_port,
+            exit_protocols: Some(conflux_exit_protocols()),
+            ..Self::default()
+        }
+    }
+
+    /// Words describing what a relay needs for `position`, for errors.
+    fn describe(&self, position: Position, chosen: usize) -> String {
+        let mut parts: Vec<String> = vec!["Running".into(), "Valid".into()];
+        if self.need_fast {
+            parts.push("Fast".into());
+        }
+        if self.need_stable {
+            parts.push("Stable".into());
+        }
+        match position {
+            Position::Guard => {
+                parts.push("Guard".into());
+                parts.push("not MiddleOnly".into());
+            }
+            Position::Exit => {
+                parts.push("Exit".into());
+                parts.push("not BadExit".into());
+                parts.push("not MiddleOnly".into());
+                parts.push(match self.exit_port {
+                    Some(p) => format!("allowing port {p}"),
+                    None => "allowing some port".into(),
+                });
+                if let Some(p) = self.exit_protocols.as_ref().filter(|p| !p.is_empty()) {
+                    parts.push(format!("supporting {p}"));
+                }
+            }
+            Position::Middle | Position::BeginDir => {}
+        }
+        if chosen > 0 {
+            let mut shared = vec!["identity"];
+            if self.enforce_family {
+                shared.push("family");
+            }
+            if self.enforce_distinct_subnets {
+                shared.push("/16");
+            }
+            parts.push(format!(
+                "sharing no {} with the {chosen} relays already chosen",
+                shared.join(", ")
+            ));
+        }
+        parts.join(", ")
+    }
+}
+
+/// The subprotocols a Conflux exit must support: Conflux=1 (linking) and
+/// FlowCtrl=2 (congestion control).
+pub fn conflux_exit_protocols() -> Protocols {
+    [named::CONFLUX_BASE, named::FLOWCTRL_CC]
+        .into_iter()
+        .collect()
+}
+
+/// A chosen three-hop path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Path<'a> {
+    /// First hop.
+    pub guard: &'a Relay,
+    /// Second hop.
+    pub middle: &'a Relay,
+    /// Third hop.
+    pub exit: &'a Relay,
+}
+
+impl<'a> Path<'a> {
+    /// The hops in order.
+    pub fn hops(&self) -> [&'a Relay; 3] {
+        [self.guard, self.middle, self.exit]
+    }
+
+    /// The hops' identities in order.
+    pub fn ids(&self) -> [RelayId; 3] {
+        [self.guard.id, self.middle.id, self.exit.id]
+    }
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {} -> {}", self.guard, self.middle, self.exit)
+    }
+}
+
+/// Why one relay was turned down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reject {
+    NotRunningOrValid,
+    NotFast,
+    NotStable,
+    MiddleOnly,
+    NotGuard,
+    NotExit,
+    BadExit,
+    PortRejected,
+    MissingProtocols,
+    AlreadyUsed,
+    SameFamily,
+    SameSubnet,
+}
+
+impl Reject {
+    fn tally(self, r: &mut Rejections) {
+        let n = match self {
+            Self::NotRunningOrValid => &mut r.not_running_or_valid,
+            Self::NotFast => &mut r.not_fast,
+            Self::NotStable => &mut r.not_stable,
+            Self::MiddleOnly => &mut r.middle_only,
+            Self::NotGuard => &mut r.not_guard,
+            Self::NotExit => &mut r.not_exit,
+            Self::BadExit => &mut r.bad_exit,
+            Self::PortRejected => &mut r.port_rejected,
+            Self::MissingProtocols => &mut r.missing_protocols,
+            Self::AlreadyUsed => &mut r.already_used,
+            Self::SameFamily => &mut r.same_family,
+            Self::SameSubnet => &mut r.same_subnet,
+        };
+        *n += 1;
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::NotRunningOrValid => "it is not Running and Valid",
+            Self::NotFast => "it lacks the Fast flag",
+            Self::NotStable => "it lacks the Stable flag",
+            Self::MiddleOnly => "it is MiddleOnly",
+            Self::NotGuard => "it lacks the Guard flag",
+            Self::NotExit => "it lacks the Exit flag",
+            Self::BadExit => "it is a BadExit",
+            Self::PortRejected => "its exit policy rejects the port",
+            Self::MissingProtocols => "it lacks required protocols",
+            Self::AlreadyUsed => "it is already used",
+            Self::SameFamily => "it is in the family of another hop",
+            Self::SameSubnet => "it is in the /16 of another hop",
+        }
+    }
+}
+
+/// Can `relay`, on its own, fill `position`? (path-spec §2.2, §2.2.1.)
+fn suitable(relay: &Relay, position: Position, config: &PathConfig) -> Result<(), Reject> {
+    let f = relay.flags;
+    if !f.contains(RelayFlags::RUNNING | RelayFlags::VALID) {
+        return Err(Reject::NotRunningOrValid);
+    }
+    if config.need_fast && !f.contains(RelayFlags::FAST) {
+        return Err(Reject::NotFast);
+    }
+    if config.need_stable && !f.contains(RelayFlags::STABLE) {
+        return Err(Reject::NotStable);
+    }
+    match position {
+        Position::Middle | Position::BeginDir => Ok(()),
+        Position::Guard => {
+            if f.contains(RelayFlags::MIDDLE_ONLY) {
+                Err(Reject::MiddleOnly)
+            } else if !f.contains(RelayFlags::GUARD) {
+                Err(Reject::NotGuard)
+            } else {
+                Ok(())
+            }
+        }
+        Position::Exit => {
+            if f.contains(RelayFlags::MIDDLE_ONLY) {
+                Err(Reject::MiddleOnly)
+            } else if !f.contains(RelayFlags::EXIT) {
+                Err(Reject::NotExit)
+            } else if f.contains(RelayFlags::BAD_EXIT) {
+                Err(Reject::BadExit)
+            } else if !match config.exit_port {
+                Some(port) => relay.policy.allows_port(port),
+                None => relay.policy.allows_some_port(),
+            } {
+                Err(Reject::PortRejected)
+            } else if config
+                .exit_protocols
+                .as_ref()
+                .is_some_and(|p| !relay.supports_all(p))
+            {
+                Err(Reject::MissingProtocols)
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Can `relay` share a path with `in_path` (path-spec §2.2: not the same
+/// relay, family or /16), and is it none of `exclude` (relays used by other
+/// Conflux legs)?
+fn compatible(
+    relay: &Relay,
+    config: &PathConfig,
+    in_path: &[&Relay],
+    exclude: &[&Relay],
+) -> Result<(), Reject> {
+    for other in in_path.iter().chain(exclude) {
+        if relay.same_relay(other) {
+            return Err(Reject::AlreadyUsed);
+        }
+    }
+    for other in in_path {
+        if config.enforce_family && relay.same_family(other) {
+            return Err(Reject::SameFamily);
+        }
+        if config.enforce_distinct_subnets && relay.same_subnet16(other) {
+            return Err(Reject::SameSubnet);
+        }
+    }
+    Ok(())
+}
+
+/// The identities of the relays in `relays` that may not share a path with
+/// `relay` under `config`: itself, its family and its /16 as configured.
+/// Pass them to [`GuardSet::pick_guard`](crate::GuardSet::pick_guard) as
+/// exclusions when the exit is chosen first, as path-spec §2.2 orders.
+pub fn conflicting_ids(relays: &[Relay], relay: &Relay, config: &PathConfig) -> Vec<RelayId> {
+    let mut out = vec![relay.id];
+    out.extend(
+        relays
+            .iter()
+            .filter(|r| compatible(r, config, &[relay], &[]).is_err())
+            .map(|r| r.id)
+            .filter(|id| *id != relay.id),
+    );
+    out
+}
+
+/// The relays that may fill `position`, with their weighted bandwidths, or
+/// the error describing why there are none.
+fn candidates<'a>(
+    relays: &'a [Relay],
+    weights: &BandwidthWeights,
+    position: Position,
+    config: &PathConfig,
+    in_path: &[&Relay],
+    exclude: &[&Relay],
+) -> Result<Vec<(&'a Relay, u128)>, PathError> {
+    let mut rejected = Rejections {
+        total: relays.len(),
+        ..Rejections::default()
+    };
+    let mut out = Vec::new();
+    for r in relays {
+        match suitable(r, position, config).and_then(|()| compatible(r, config, in_path, exclude)) {
+            Ok(()) => out.push((r, weights.weighted_bandwidth(r, position))),
+            Err(why) => why.tally(&mut rejected),
+        }
+    }
+    if out.is_empty() {
+        return Err(PathError::NoCandidate {
+            position,
+            needs: config.describe(position, in_path.len() + exclude.len()),
+            rejected: Box::new(rejected),
+        });
+    }
+    Ok(out)
+}
+
+/// Choose one relay for `position`, bandwidth-weighted.
+fn choose<'a, R: Rng + ?Sized>(
+    relays: &'a [Relay],
+    weights: &BandwidthWeights,
+    position: Position,
+    config: &PathConfig,
+    in_path: &[&Relay],
+    exclude: &[&Relay],
+    rng: &mut R,
+) -> Result<&'a Relay, PathError> {
+    let cands = candidates(relays, weights, position, config, in_path, exclude)?;
+    pick_weighted(&cands, rng).ok_or_else(|| PathError::NoCandidate {
+        position,
+        needs: config.describe(position, in_path.len()),
+        rejected: Box::default(),
+    })
+}
+
+/// Choose an exit that can share a path with `in_path`, weighted by
+/// bandwidth times the exit-position weight.
+pub fn choose_exit<'a, R: Rng + ?Sized>(
+    relays: &'a [Relay],
+    weights: &BandwidthWeights,
+    config: &PathConfig,
+    in_path: &[&Relay],
+    rng: &mut R,
+) -> Result<&'a Relay, PathError> {
+    choose(relays, weights, Position::Exit, config, in_path, &[], rng)
+}
+
+/// Choose a middle that can share a path with `in_path`, weighted by
+/// bandwidth times the middle-position weight. MiddleOnly relays qualify.
+pub fn choose_middle<'a, R: Rng + ?Sized>(
+    relays: &'a [Relay],
+    weights: &BandwidthWeights,
+    config: &PathConfig,
+    in_path: &[&Relay],
+    rng: &mut R,
+) -> Result<&'a Relay, PathError> {
+    choose(relays, weights, Position::Middle, config, in_path, &[], rng)
+}
+
+/// Choose a Guard-flagged first hop by bandwidth, for callers without a
+/// [`GuardSet`](crate::GuardSet) (path-spec §2.2: "the first node must be a
+/// Guard"; §5.1 weights).
+pub fn choose_guard<'a, R: Rng + ?Sized>(
+    relays: &'a [Relay],
+    weights: &BandwidthWeights,
+    config: &PathConfig,
+    in_path: &[&Relay],
+    rng: &mut R,
+) -> Result<&'a Relay, PathError> {
+    choose(relays, weights, Position::Guard, config, in_path, &[], rng)
+}
+
+/// Check a caller-provided guard against the per-relay rules.
+fn check_guard(guard: &Relay, config: &PathConfig) -> Result<(), PathError> {
+    suitable(guard, Position::Guard, config).map_err(|why| PathError::UnusableGuard {
+        guard: guard.id,
+        reason: why.describe().into(),
+    })
+}
+
+/// Choose a guard, middle and exit (path-spec §2.2).
+///
+/// With `guard: None` the order is the spec's: exit, then a bandwidth-weighted
+/// guard, then the middle. With a guard from the guard set, the exit is chosen
+/// among those that can share a path with it, then the middle.
+pub fn choose_path<'a, R: Rng + ?Sized>(
+    relays: &'a [Relay],
+    weights: &BandwidthWeights,
+    guard: Option<&'a Relay>,
+    config: &PathConfig,
+    rng: &mut R,
+) -> Result<Path<'a>, PathError> {
+    let (guard, exit) = match guard {
+        Some(g) => {
+            check_guard(g, config)?;
+            (g, choose_exit(relays, weights, config, &[g], rng)?)
+        }
+        None => {
+            let exit = choose_exit(relays, weights, config, &[], rng)?;
+            (choose_guard(relays, weights, config, &[exit], rng)?, exit)
+        }
+    };
+    let middle = choose_middle(relays, weights, config, &[guard, exit], rng)?;
+    Ok(Path {
+        guard,
+        middle,
+        exit,
+    })
+}
+
+/// Choose `n_legs` paths for one Conflux set: they share one exit, and no
+/// guard or middle appears in two legs (proposal 329: legs should not share
+/// guards or middles; C-tor requires both distinct). Each leg obeys every
+/// rule of [`choose_path`].
+///
+/// `guards` are the candidate guards in order of preference (e.g. from
+/// [`GuardSet::usable_guards`](crate::GuardSet::usable_guards)); each leg
+/// takes the first one that fits. If `guards` is empty, guards are chosen by
+/// bandwidth from `relays`.
+///
+/// The exit is chosen first, bandwidth-weighted among the exits that are
+/// compatible with enough of `guards`; if the legs cannot be completed
+/// through it (e.g. too few middles), other exits are tried.
+pub fn choose_conflux_legs<'a, R: Rng + ?Sized>(
+    relays: &'a [Relay],
+    weights: &BandwidthWeights,
+    n_legs: usize,
+    config: &PathConfig,
+    guards: &[&'a Relay],
+    rng: &mut R,
+) -> Result<Vec<Path<'a>>, PathError> {
+    if n_legs == 0 {
+        return Err(PathError::NoLegs);
+    }
+    let all_exits = candidates(relays, weights, Position::Exit, config, &[], &[])?;
+    let mut exits: Vec<(&Relay, u128)> = if guards.is_empty() {
+        all_exits.clone()
+    } else {
+        all_exits
+            .iter()
+            .filter(|(exit, _)| {
+                guards
+                    .iter()
+                    .filter(|g| {
+                        suitable(g, Position::Guard, config).is_ok()
+                            && compatible(g, config, &[exit], &[]).is_ok()
+                    })
+                    .count()
+                    >= n_legs
+            })
+            .copied()
+            .collect()
+    };
+    if exits.is_empty() {
+        // Let the attempt below explain what went wrong.
+        exits = all_exits;
+    }
+    let mut tried = 0;
+    let mut last = None;
+    while tried < MAX_CONFLUX_EXIT_TRIES {
+        let Some(exit) = pick_weighted(&exits, rng) else {
+            break;
+        };
+        exits.retain(|(e, _)| !std::ptr::eq(*e, exit));
+        tried += 1;
+        match legs_through(relays, weights, exit, n_legs, config, guards, rng) {
+            Ok(legs) => return Ok(legs),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(PathError::NotEnoughLegs {
+        legs: n_legs,
+        tried,
+        last: Box::new(last.unwrap_or(PathError::NoLegs)),
+    })
+}
+
+/// Build `n_legs` legs through one exit: first every leg's guard, so that
+/// the preferred guards are not taken as middles, then the middles.
+fn legs_through<'a, R: Rng + ?Sized>(
+    relays: &'a [Relay],
+    weights: &BandwidthWeights,
+    exit: &'a Relay,
+    n_legs: usize,
+    config: &PathConfig,
+    guards: &[&'a Relay],
+    rng: &mut R,
+) -> Result<Vec<Path<'a>>, PathError> {
+    let mut used: Vec<&'a Relay> = Vec::with_capacity(2 * n_legs);
+    for _ in 0..n_legs {
+        let guard = if guards.is_empty() {
+            choose(
+                relays,
+                weights,
+                Position::Guard,
+                config,
+                &[exit],
+                &used,
+                rng,
+            )?
+        } else {
+            first_fitting_guard(guards, exit, config, &used)?
+        };
+        used.push(guard);
+    }
+    let mut legs = Vec::with_capacity(n_legs);
+    for i in 0..n_legs {
+        let guard = *used.get(i).ok_or(PathError::NoLegs)?;
+        let middle = choose(
+            relays,
+            weights,
+            Position::Middle,
+            config,
+            &[guard, exit],
+            &used,
+            rng,
+        )?;
+        used.push(middle);
+        legs.push(Path {
+            guard,
+            middle,
+            exit,
+        });
+    }
+    Ok(legs)
+}
+
+/// The first of `guards` that can be used with `exit` and is not `used`.
+fn first_fitting_guard<'a>(
+    guards: &[&'a Relay],
+    exit: &Relay,
+    config: &PathConfig,
+    used: &[&Relay],
+) -> Result<&'a Relay, PathError> {
+    let mut rejected = Rejections {
+        total: guards.len(),
+        ..Rejections::default()
+    };
+    for g in guards {
+        match suitable(g, Position::Guard, config)
+            .and_then(|()| compatible(g, config, &[exit], used))
+        {
+            Ok(()) => return Ok(g),
+            Err(why) => why.tally(&mut rejected),
+        }
+    }
+    Err(PathError::NoCandidate {
+        position: Position::Guard,
+        needs: format!(
+            "one of the {} given guards, {}",
+            guards.len(),
+            config.describe(Position::Guard, 1 + used.len())
+        ),
+        rejected: Box::new(rejected),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::PathError;
+    use crate::relay::PortPolicy;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    /// A relay with id byte `n`, flags by name, weight, and address 10.`net`.x.x.
+    fn relay(n: u8, flags: &str, weight: u64, net: u8) -> Relay {
+        let mut r = Relay::new(
+            RelayId::new([n; 20]),
+            format!("r{n}"),
+            SocketAddrV4::new(Ipv4Addr::new(10, net, 0, n), 9001),
+        );
+        r.flags = RelayFlags::from_names(flags.split_whitespace())
+            | RelayFlags::RUNNING
+            | RelayFlags::VALID
+            | RelayFlags::FAST
+            | RelayFlags::STABLE;
+        r.weight = weight;
+        if r.flags.contains(RelayFlags::EXIT) {
+            r.policy = PortPolicy::accept_all();
+            r.protocols = "Conflux=1 FlowCtrl=1-2 Link=1-5".parse().unwrap();
+        }
+        r
+    }
+
+    /// 4 guards, 4 middles, 3 exits, each in its own /16.
+    fn network() -> Vec<Relay> {
+        let mut v = Vec::new();
+        for n in 1..=4 {
+            v.push(relay(n, "Guard V2Dir", 100, n));
+        }
+        for n in 5..=8 {
+            v.push(relay(n, "V2Dir", 100, n));
+        }
+        for n in 9..=11 {
+            v.push(relay(n, "Exit V2Dir", 100, n));
+        }
+        v
+    }
+
+    fn rng() -> StdRng {
+        StdRng::seed_from_u64(7)
+    }
+
+    fn assert_distinct(path: &Path<'_>) {
+        let [g, m, e] = path.hops();
+        assert!(
+            !g.same_relay(m) && !g.same_relay(e) && !m.same_relay(e),
+            "{path}"
+        );
+    }
+
+    #[test]
+    fn basic_path() {
+        let relays = network();
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        for _ in 0..200 {
+            let p = choose_path(&relays, &w, None, &PathConfig::default(), &mut rng).unwrap();
+            assert!(p.guard.flags.contains(RelayFlags::GUARD));
+            assert!(p.exit.flags.contains(RelayFlags::EXIT));
+            assert_distinct(&p);
+            assert_eq!(p.ids(), [p.guard.id, p.middle.id, p.exit.id]);
+        }
+    }
+
+    #[test]
+    fn exit_port_and_protocols() {
+        let mut relays = network();
+        relays[8].policy = "accept 443".parse().unwrap();
+        relays[9].policy = "reject 1-1000".parse().unwrap();
+        relays[10].policy = "accept 80,443".parse().unwrap();
+        relays[10].protocols = "FlowCtrl=2".parse().unwrap();
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        let cfg = PathConfig {
+            exit_port: Some(80),
+            ..PathConfig::default()
+        };
+        for _ in 0..50 {
+            let e = choose_exit(&relays, &w, &cfg, &[], &mut rng).unwrap();
+            assert_eq!(e.id, relays[10].id);
+        }
+        let cfg = PathConfig::conflux(Some(80));
+        let err = choose_path(&relays, &w, None, &cfg, &mut rng).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("no exit relay available"), "{msg}");
+        assert!(msg.contains("allowing port 80"), "{msg}");
+        assert!(msg.contains("supporting Conflux=1 FlowCtrl=2"), "{msg}");
+        assert!(msg.contains("2 rejecting the port"), "{msg}");
+        assert!(msg.contains("1 lacking the protocols"), "{msg}");
+        assert!(msg.contains("8 without the Exit flag"), "{msg}");
+        let PathError::NoCandidate {
+            position, rejected, ..
+        } = err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(position, Position::Exit);
+        assert_eq!(rejected.total, 11);
+        // Port 8080 is allowed by exit 10 only (protocols fine).
+        let cfg = PathConfig::conflux(Some(8080));
+        for _ in 0..20 {
+            let p = choose_path(&relays, &w, None, &cfg, &mut rng).unwrap();
+            assert_eq!(p.exit.id, relays[9].id);
+        }
+        // Without a port, reject-all exits are skipped.
+        relays[8].policy = PortPolicy::reject_all();
+        relays[9].policy = PortPolicy::reject_all();
+        relays[10].policy = PortPolicy::reject_all();
+        let err = choose_exit(&relays, &w, &PathConfig::default(), &[], &mut rng).unwrap_err();
+        assert!(err.to_string().contains("allowing some port"), "{err}");
+    }
+
+    #[test]
+    fn bad_exit_and_middle_only() {
+        let mut relays = network();
+        relays[8].flags.insert(RelayFlags::BAD_EXIT);
+        relays[9].flags.insert(RelayFlags::MIDDLE_ONLY);
+        relays[0].flags.insert(RelayFlags::MIDDLE_ONLY);
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        let mut middles = std::collections::HashSet::new();
+        for _ in 0..500 {
+            let p = choose_path(&relays, &w, None, &PathConfig::default(), &mut rng).unwrap();
+            assert_eq!(p.exit.id, relays[10].id);
+            assert_ne!(p.guard.id, relays[0].id);
+            middles.insert(p.middle.id);
+        }
+        // MiddleOnly relays are still used as middles.
+        assert!(middles.contains(&relays[0].id));
+        assert!(middles.contains(&relays[9].id));
+    }
+
+    #[test]
+    fn running_valid_fast_stable() {
+        let mut relays = network();
+        for r in &mut relays[4..8] {
+            r.flags.remove(RelayFlags::STABLE);
+        }
+        relays[4].flags.remove(RelayFlags::RUNNING);
+        relays[5].flags.remove(RelayFlags::VALID);
+        relays[6].flags.remove(RelayFlags::FAST);
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        let cfg = PathConfig {
+            need_stable: true,
+            ..PathConfig::default()
+        };
+        for _ in 0..200 {
+            let p = choose_path(&relays, &w, None, &cfg, &mut rng).unwrap();
+            assert!(!(4..8).any(|i| p.middle.id == relays[i].id));
+            let p = choose_path(&relays, &w, None, &PathConfig::default(), &mut rng).unwrap();
+            assert!(!(4..7).any(|i| p.middle.id == relays[i].id));
+        }
+    }
+
+    #[test]
+    fn family_and_subnet() {
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        // One guard, one middle, one exit; guard and exit share a /16.
+        let mut relays = vec![
+            relay(1, "Guard", 100, 1),
+            relay(2, "", 100, 2),
+            relay(3, "Exit", 100, 1),
+        ];
+        let err = choose_path(&relays, &w, None, &PathConfig::default(), &mut rng).unwrap_err();
+        assert!(
+            err.to_string().contains("in the /16 of a chosen relay"),
+            "{err}"
+        );
+        let loopback = PathConfig {
+            enforce_distinct_subnets: false,
+            ..PathConfig::default()
+        };
+        choose_path(&relays, &w, None, &loopback, &mut rng).unwrap();
+
+        // Families: one-sided is fine, mutual is not.
+        relays[2].addr = SocketAddrV4::new(Ipv4Addr::new(10, 3, 0, 3), 9001);
+        let (id0, id1) = (relays[0].id, relays[1].id);
+        relays[0].family.push(id1);
+        choose_path(&relays, &w, None, &PathConfig::default(), &mut rng).unwrap();
+        relays[1].family.push(id0);
+        let err = choose_path(&relays, &w, None, &PathConfig::default(), &mut rng).unwrap_err();
+        assert!(
+            err.to_string().contains("in the family of a chosen relay"),
+            "{err}"
+        );
+        let no_family = PathConfig {
+            enforce_family: false,
+            ..PathConfig::default()
+        };
+        choose_path(&relays, &w, None, &no_family, &mut rng).unwrap();
+    }
+
+    #[test]
+    fn same_id_is_same_relay() {
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        // The only middle candidate has the guard's RSA id.
+        let relays = vec![
+            relay(1, "Guard", 100, 1),
+            relay(1, "", 100, 2),
+            relay(3, "Exit", 100, 3),
+        ];
+        let err = choose_path(&relays, &w, None, &PathConfig::default(), &mut rng).unwrap_err();
+        assert!(err.to_string().contains("already used"), "{err}");
+    }
+
+    #[test]
+    fn given_guard() {
+        let relays = network();
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        let guard = &relays[2];
+        for _ in 0..100 {
+            let p =
+                choose_path(&relays, &w, Some(guard), &PathConfig::default(), &mut rng).unwrap();
+            assert_eq!(p.guard.id, guard.id);
+            assert_distinct(&p);
+        }
+        let mut down = relays[2].clone();
+        down.flags.remove(RelayFlags::RUNNING);
+        let err =
+            choose_path(&relays, &w, Some(&down), &PathConfig::default(), &mut rng).unwrap_err();
+        assert!(matches!(err, PathError::UnusableGuard { .. }));
+        assert!(err.to_string().contains("not Running and Valid"), "{err}");
+        let err = choose_path(
+            &relays,
+            &w,
+            Some(&relays[5]),
+            &PathConfig::default(),
+            &mut rng,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("lacks the Guard flag"), "{err}");
+    }
+
+    #[test]
+    fn guard_conflicts_restrict_exit() {
+        let mut relays = network();
+        // Guard 1 is in a family with exits 9 and 10.
+        for i in [8, 9] {
+            let other = relays[i].id;
+            relays[0].family.push(other);
+            let id = relays[0].id;
+            relays[i].family.push(id);
+        }
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        let guard = relays[0].clone();
+        for _ in 0..50 {
+            let p =
+                choose_path(&relays, &w, Some(&guard), &PathConfig::default(), &mut rng).unwrap();
+            assert_eq!(p.exit.id, relays[10].id);
+        }
+        let ids = conflicting_ids(&relays, &relays[8], &PathConfig::default());
+        assert_eq!(ids, vec![relays[8].id, relays[0].id]);
+    }
+
+    #[test]
+    fn zero_weights_choose_uniformly() {
+        let mut relays = network();
+        for r in &mut relays {
+            r.weight = 0;
+        }
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..300 {
+            seen.insert(
+                choose_exit(&relays, &w, &PathConfig::default(), &[], &mut rng)
+                    .unwrap()
+                    .id,
+            );
+        }
+        assert_eq!(seen.len(), 3);
+        // With some weight present, zero-weight relays are never chosen.
+        relays[8].weight = 5;
+        for _ in 0..300 {
+            let e = choose_exit(&relays, &w, &PathConfig::default(), &[], &mut rng).unwrap();
+            assert_eq!(e.id, relays[8].id);
+        }
+    }
+
+    #[test]
+    fn empty_relay_list() {
+        let w = BandwidthWeights::default();
+        let err = choose_path(&[], &w, None, &PathConfig::default(), &mut rng()).unwrap_err();
+        assert!(err.to_string().contains("the relay list is empty"), "{err}");
+    }
+
+    /// The loopback test network of the project: 5 non-exit guards and 3
+    /// exits, all on 127.0.0.1.
+    fn loopback_network() -> Vec<Relay> {
+        let mut v = network();
+        v.retain(|r| !r.flags.contains(RelayFlags::EXIT));
+        v.truncate(5);
+        v[4].flags.insert(RelayFlags::GUARD);
+        for n in 9..=11 {
+            v.push(relay(n, "Exit V2Dir", 100, 1));
+        }
+        for r in &mut v {
+            r.addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5000 + u16::from(r.id.as_bytes()[0]));
+        }
+        v
+    }
+
+    fn check_legs(legs: &[Path<'_>], n: usize) {
+        assert_eq!(legs.len(), n);
+        let exit = legs[0].exit.id;
+        let mut used = Vec::new();
+        for leg in legs {
+            assert_eq!(leg.exit.id, exit);
+            assert_distinct(leg);
+            for r in [leg.guard, leg.middle] {
+                assert!(!used.contains(&r.id), "{r} in two legs");
+                used.push(r.id);
+            }
+        }
+    }
+
+    #[test]
+    fn conflux_legs_loopback() {
+        let relays = loopback_network();
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        let cfg = PathConfig {
+            enforce_distinct_subnets: false,
+            ..PathConfig::conflux(Some(80))
+        };
+        // Strict /16 enforcement makes it impossible on loopback.
+        assert!(
+            choose_conflux_legs(&relays, &w, 2, &PathConfig::conflux(None), &[], &mut rng).is_err()
+        );
+        for _ in 0..100 {
+            let legs = choose_conflux_legs(&relays, &w, 2, &cfg, &[], &mut rng).unwrap();
+            check_legs(&legs, 2);
+        }
+        // With guards from a guard set, in order of preference.
+        let guards: Vec<&Relay> = vec![&relays[3], &relays[1], &relays[0]];
+        for _ in 0..50 {
+            let legs = choose_conflux_legs(&relays, &w, 2, &cfg, &guards, &mut rng).unwrap();
+            check_legs(&legs, 2);
+            assert_eq!(legs[0].guard.id, relays[3].id);
+            assert_eq!(legs[1].guard.id, relays[1].id);
+        }
+        // Three legs still fit; the middles may be exits.
+        let legs = choose_conflux_legs(&relays, &w, 3, &cfg, &[], &mut rng).unwrap();
+        check_legs(&legs, 3);
+        // Five legs need ten distinct guards and middles: impossible.
+        let err = choose_conflux_legs(&relays, &w, 5, &cfg, &[], &mut rng).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PathError::NotEnoughLegs {
+                    legs: 5,
+                    tried: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(matches!(
+            choose_conflux_legs(&relays, &w, 0, &cfg, &[], &mut rng),
+            Err(PathError::NoLegs)
+        ));
+        // Only one usable guard given for two legs.
+        let err = choose_conflux_legs(&relays, &w, 2, &cfg, &guards[..1], &mut rng).unwrap_err();
+        assert!(err.to_string().contains("given guards"), "{err}");
+    }
+
+    /// Pearson's chi-square statistic of observed counts against expected
+    /// probabilities.
+    fn chi_square(observed: &[u64], expected: &[f64], n: u64) -> f64 {
+        observed
+            .iter()
+            .zip(expected)
+            .map(|(&o, &p)| {
+                let e = p * n as f64;
+                (o as f64 - e).powi(2) / e
+            })
+            .sum()
+    }
+
+    #[test]
+    fn bandwidth_weighting_follows_weights() {
+        // (flags, bandwidth)
+        let spec: [(&str, u64); 12] = [
+            ("Guard", 100),
+            ("Guard", 200),
+            ("Guard", 300),
+            ("Guard", 400),
+            ("", 50),
+            ("", 150),
+            ("", 500),
+            ("Exit", 300),
+            ("Exit", 600),
+            ("Exit", 900),
+            ("Guard Exit", 250),
+            ("Guard Exit", 700),
+        ];
+        let relays: Vec<Relay> = spec
+            .iter()
+            .zip(1_u8..)
+            .map(|((f, bw), n)| relay(n, f, *bw, n))
+            .collect();
+        let w = BandwidthWeights::parse("Wmg=4000 Wmm=10000 Wme=2000 Wmd=1000 Wee=8000 Wed=3000")
+            .unwrap();
+        let class_weight_middle = |f: &str| match f {
+            "Guard" => 4000.0,
+            "" => 10000.0,
+            "Exit" => 2000.0,
+            _ => 1000.0,
+        };
+        let class_weight_exit = |f: &str| match f {
+            "Exit" => 8000.0,
+            "Guard Exit" => 3000.0,
+            _ => 0.0,
+        };
+        let mut rng = StdRng::seed_from_u64(20_261_121);
+        let cfg = PathConfig::default();
+        const N: u64 = 100_000;
+        for (position, weight_of) in [
+            (
+                Position::Middle,
+                &class_weight_middle as &dyn Fn(&str) -> f64,
+            ),
+            (Position::Exit, &class_weight_exit),
+        ] {
+            let raw: Vec<f64> = spec
+                .iter()
+                .map(|(f, bw)| *bw as f64 * weight_of(f))
+                .collect();
+            let total: f64 = raw.iter().sum();
+            let mut counts = vec![0_u64; relays.len()];
+            for _ in 0..N {
+                let r = match position {
+                    Position::Middle => choose_middle(&relays, &w, &cfg, &[], &mut rng),
+                    _ => choose_exit(&relays, &w, &cfg, &[], &mut rng),
+                }
+                .unwrap();
+                counts[usize::from(r.id.as_bytes()[0] - 1)] += 1;
+            }
+            // Relays with zero expected weight must never appear; leave them
+            // out of the statistic.
+            let (obs, exp): (Vec<u64>, Vec<f64>) = counts
+                .iter()
+                .zip(&raw)
+                .filter_map(|(&c, &r)| {
+                    if r == 0.0 {
+                        assert_eq!(c, 0);
+                        None
+                    } else {
+                        Some((c, r / total))
+                    }
+                })
+                .unzip();
+            let chi = chi_square(&obs, &exp, N);
+            // Degrees of freedom: 11 (middle) and 4 (exit); the 0.1% critical
+            // values are 31.3 and 18.5. Be generous.
+            let limit = if position == Position::Middle {
+                45.0
+            } else {
+                30.0
+            };
+            assert!(
+                chi < limit,
+                "{position}: chi-square {chi} (counts {counts:?})"
+            );
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        struct Spec {
+            id: u8,
+            ed: Option<u8>,
+            flags: u16,
+            running_valid: bool,
+            weight: u64,
+            net: u8,
+            family: Vec<usize>,
+            policy: usize,
+            protos: usize,
+        }
+
+        const POLICIES: [&str; 5] = [
+            "accept 80,443",
+            "reject 80",
+            "reject 1-65535",
+            "accept 1-65535",
+            "accept 1000-2000",
+        ];
+        const PROTOS: [&str; 4] = [
+            "",
+            "Conflux=1 FlowCtrl=2",
+            "Conflux=1",
+            "FlowCtrl=1-2 Link=4",
+        ];
+
+        /// A flag set in which each flag appears with a realistic frequency.
+        fn flags() -> impl Strategy<Value = u16> {
+            use proptest::bool::weighted;
+            let f = |flag: RelayFlags, p: f64| {
+                weighted(p).prop_map(move |on| if on { flag.bits() } else { 0 })
+            };
+            (
+                f(RelayFlags::FAST, 0.85),
+                f(RelayFlags::STABLE, 0.75),
+                f(RelayFlags::GUARD, 0.4),
+                f(RelayFlags::EXIT, 0.4),
+                f(RelayFlags::BAD_EXIT, 0.1),
+                f(RelayFlags::MIDDLE_ONLY, 0.1),
+                f(RelayFlags::V2DIR, 0.9),
+            )
+                .prop_map(|(a, b, c, d, e, g, h)| a | b | c | d | e | g | h)
+        }
+
+        fn spec() -> impl Strategy<Value = Spec> {
+            (
+                0_u8..40,
+                proptest::option::weighted(0.2, 0_u8..5),
+                flags(),
+                proptest::bool::weighted(0.9),
+                0_u64..1000,
+                0_u8..6,
+                proptest::collection::vec(0_usize..30, 0..4),
+                prop::sample::select(vec![0_usize, 0, 1, 2, 3, 3, 3, 4]),
+                prop::sample::select(vec![0_usize, 1, 1, 1, 2, 3]),
+            )
+                .prop_map(
+                    |(id, ed, flags, running_valid, weight, net, family, policy, protos)| Spec {
+                        id,
+                        ed,
+                        flags,
+                        running_valid,
+                        weight,
+                        net,
+                        family,
+                        policy,
+                        protos,
+                    },
+                )
+        }
+
+        fn build(specs: &[Spec]) -> Vec<Relay> {
+            let mut relays: Vec<Relay> = specs
+                .iter()
+                .map(|s| {
+                    let mut r = Relay::new(
+                        RelayId::new([s.id; 20]),
+                        format!("r{}", s.id),
+                        SocketAddrV4::new(Ipv4Addr::new(10, s.net, s.id, 1), 9001),
+                    );
+                    r.ed_id = s.ed.map(|e| crate::relay::Ed25519Id::new([e; 32]));
+                    r.flags = RelayFlags::from_bits_truncate(s.flags);
+                    if s.running_valid {
+                        r.flags.insert(RelayFlags::RUNNING | RelayFlags::VALID);
+                    }
+                    r.weight = s.weight;
+                    r.policy = POLICIES[s.policy].parse().unwrap();
+                    r.protocols = PROTOS[s.protos].parse().unwrap();
+                    r
+                })
+                .collect();
+            for (i, s) in specs.iter().enumerate() {
+                let fam: Vec<RelayId> = s
+                    .family
+                    .iter()
+                    .filter_map(|j| relays.get(*j).map(|r| r.id))
+                    .collect();
+                relays[i].family = fam;
+            }
+            relays
+        }
+
+        fn config() -> impl Strategy<Value = PathConfig> {
+            (
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+                proptest::option::of(prop::sample::select(vec![22_u16, 80, 443, 1500])),
+                any::<bool>(),
+            )
+                .prop_map(|(subnets, family, stable, fast, port, conflux)| {
+                    PathConfig {
+                        enforce_distinct_subnets: subnets,
+                        enforce_family: family,
+                        need_stable: stable,
+                        need_fast: fast,
+                        exit_port: port,
+                        exit_protocols: conflux.then(conflux_exit_protocols),
+                    }
+                })
+        }
+
+        /// Check every rule independently of the implementation.
+        fn check(p: &Path<'_>, cfg: &PathConfig) -> Result<(), TestCaseError> {
+            let hops = p.hops();
+            for r in hops {
+                prop_assert!(r.flags.contains(RelayFlags::RUNNING | RelayFlags::VALID));
+                prop_assert!(!cfg.need_fast || r.flags.contains(RelayFlags::FAST));
+                prop_assert!(!cfg.need_stable || r.flags.contains(RelayFlags::STABLE));
+            }
+            prop_assert!(p.guard.flags.contains(RelayFlags::GUARD));
+            prop_assert!(!p.guard.flags.contains(RelayFlags::MIDDLE_ONLY));
+            let e = p.exit;
+            prop_assert!(e.flags.contains(RelayFlags::EXIT));
+            prop_assert!(!e.flags.contains(RelayFlags::BAD_EXIT));
+            prop_assert!(!e.flags.contains(RelayFlags::MIDDLE_ONLY));
+            match cfg.exit_port {
+                Some(port) => prop_assert!(e.policy.allows_port(port)),
+                None => prop_assert!(e.policy.allows_some_port()),
+            }
+            if let Some(need) = &cfg.exit_protocols {
+                prop_assert!(e.supports_all(need));
+            }
+            for (i, a) in hops.iter().enumerate() {
+                for b in &hops[i + 1..] {
+                    prop_assert!(a.id != b.id, "same RSA id twice");
+                    prop_assert!(a.ed_id.is_none() || a.ed_id != b.ed_id, "same ed id twice");
+                    if cfg.enforce_family {
+                        let mutual = a.family.contains(&b.id) && b.family.contains(&a.id);
+                        prop_assert!(!mutual, "family {a} {b}");
+                    }
+                    if cfg.enforce_distinct_subnets {
+                        prop_assert!(a.addr.ip().octets()[..2] != b.addr.ip().octets()[..2]);
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            #[test]
+            fn paths_obey_restrictions(
+                specs in proptest::collection::vec(spec(), 0..30),
+                cfg in config(),
+                guard_idx in proptest::option::of(0_usize..30),
+                seed in any::<u64>(),
+            ) {
+                let relays = build(&specs);
+                let w = BandwidthWeights::default();
+                let mut rng = StdRng::seed_from_u64(seed);
+                let guard = guard_idx.and_then(|i| relays.get(i));
+                for _ in 0..5 {
+                    match choose_path(&relays, &w, guard, &cfg, &mut rng) {
+                        Ok(p) => {
+                            check(&p, &cfg)?;
+                            if let Some(g) = guard {
+                                prop_assert_eq!(p.guard.id, g.id);
+                            }
+                        }
+                        Err(PathError::NoCandidate { position: Position::Exit, .. }) if guard.is_none() => {
+                            // Then no relay at all can be an exit.
+                            let any_exit = relays.iter().any(|r| suitable(r, Position::Exit, &cfg).is_ok());
+                            prop_assert!(!any_exit);
+                        }
+                        Err(e) => {
+                            prop_assert!(!e.to_string().is_empty());
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn conflux_legs_obey_restrictions(
+                specs in proptest::collection::vec(spec(), 0..30),
+                cfg in config(),
+                n_legs in prop::sample::select(vec![0_usize, 1, 2, 2, 2, 3]),
+                guard_idx in proptest::option::weighted(0.5, proptest::collection::vec(0_usize..30, 1..8)),
+                seed in any::<u64>(),
+            ) {
+                let relays = build(&specs);
+                let guards: Vec<&Relay> = guard_idx.iter().flatten().filter_map(|i| relays.get(*i)).collect();
+                let w = BandwidthWeights::parse("Wmg=3000 Wme=0 Wee=10000 Wgg=7000").unwrap();
+                let mut rng = StdRng::seed_from_u64(seed);
+                match choose_conflux_legs(&relays, &w, n_legs, &cfg, &guards, &mut rng) {
+                    Ok(legs) => {
+                        prop_assert_eq!(legs.len(), n_legs);
+                        let mut used: Vec<&Relay> = Vec::new();
+                        for leg in &legs {
+                            check(leg, &cfg)?;
+                            prop_assert!(std::ptr::eq(leg.exit, legs[0].exit));
+                            if !guards.is_empty() {
+                                prop_assert!(guards.iter().any(|g| std::ptr::eq(*g, leg.guard)));
+                            }
+                            for r in [leg.guard, leg.middle] {
+                                prop_assert!(!used.iter().any(|u| u.same_relay(r)), "{} reused", r);
+                                used.push(r);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        prop_assert!(n_legs > 0 || e == PathError::NoLegs);
+                        prop_assert!(!e.to_string().is_empty());
+                    }
+                }
+            }
+        }
+    }
+}
