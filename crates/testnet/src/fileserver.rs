@@ -40,6 +40,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use crate::io_errors::{is_disconnect, is_transient_accept_error};
+
 /// Largest file served: 1 TiB.
 const MAX_SIZE: u64 = 1 << 40;
 /// Largest request head (request line and headers) accepted.
@@ -421,36 +423,6 @@ fn parse_number(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
-}
-
-/// Accept errors that concern one connection or a passing shortage, not the
-/// listener itself.
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    // ENFILE and EMFILE have these numbers on Linux and the BSDs.
-    const ENFILE: i32 = 23;
-    const EMFILE: i32 = 24;
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::TimedOut
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::OutOfMemory
-    ) || matches!(e.raw_os_error(), Some(ENFILE | EMFILE))
-}
-
-/// Errors that just mean the client went away.
-fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::NotConnected
-    )
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod download;
 pub mod error;
 pub mod fileserver;
 pub mod helper;
+mod io_errors;
 pub mod keys;
 pub mod launcher;
 pub mod manifest;

@@ -72,6 +72,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::io_errors::{is_disconnect, is_transient_accept_error};
+
 /// Largest chunk read from a socket at once.
 const CHUNK: usize = 16 * 1024;
 /// Largest `CONNECT` request head (request line and headers) accepted.
@@ -597,35 +599,6 @@ fn not_loopback(what: &str, addr: SocketAddr) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         format!("{what} {addr} is not an IPv4 loopback address"),
-    )
-}
-
-/// Accept errors that concern one connection or a passing shortage, not the
-/// listener itself.
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    // ENFILE and EMFILE have these numbers on Linux and the BSDs.
-    const ENFILE: i32 = 23;
-    const EMFILE: i32 = 24;
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::TimedOut
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::OutOfMemory
-    ) || matches!(e.raw_os_error(), Some(ENFILE | EMFILE))
-}
-
-/// Errors that just mean the peer went away.
-fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
     )
 }
 
