@@ -172,7 +172,7 @@ fn cli_up_status_down_and_killed_launcher() {
         )
     };
     let d = dir.to_str().unwrap();
-    let (ok, out, err) = braid(&[
+    let up = [
         "testnet",
         "up",
         "--dir",
@@ -180,7 +180,8 @@ fn cli_up_status_down_and_killed_launcher() {
         "--base-port",
         "23000",
         "--no-client",
-    ]);
+    ];
+    let (ok, out, err) = braid(&up);
     assert!(ok, "up failed: {out}\n{err}");
     assert!(out.contains("network up in"), "{out}");
     assert!(dir.join("network.toml").exists());
@@ -197,15 +198,7 @@ fn cli_up_status_down_and_killed_launcher() {
 
     // Kill the launcher once the relays are starting; `down` cleans up.
     let mut launcher = Command::new(BRAID)
-        .args([
-            "testnet",
-            "up",
-            "--dir",
-            d,
-            "--base-port",
-            "23000",
-            "--no-client",
-        ])
+        .args(up)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

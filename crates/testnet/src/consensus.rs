@@ -166,7 +166,8 @@ pub async fn fetch(dir_port: SocketAddr, timeout: Duration) -> Result<String, Te
         })?
 }
 
-fn hex_upper(bytes: &[u8]) -> String {
+/// Upper-case hex, as tor writes fingerprints and control cookies.
+pub(crate) fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 

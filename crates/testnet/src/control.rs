@@ -76,7 +76,7 @@ impl ControlConn {
         };
         let cookie = std::fs::read(cookie_file)
             .map_err(|e| TestnetError::io("reading control cookie", cookie_file, e))?;
-        let hex: String = cookie.iter().map(|b| format!("{b:02X}")).collect();
+        let hex = crate::consensus::hex_upper(&cookie);
         conn.command(&format!("AUTHENTICATE {hex}")).await?;
         Ok(conn)
     }
@@ -228,6 +228,11 @@ pub fn keywords(line: &str) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// The value of `key` among pairs from [`keywords`].
+pub fn keyword<'a>(pairs: &[(&'a str, &'a str)], key: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +256,8 @@ mod tests {
         let e = read_reply(&mut reader).await.unwrap().unwrap();
         assert_eq!(e.code, 650);
         assert_eq!(keywords(&e.lines[0]), vec![("ID", "1"), ("READ", "2")]);
+        assert_eq!(keyword(&keywords(&e.lines[0]), "READ"), Some("2"));
+        assert_eq!(keyword(&keywords(&e.lines[0]), "WRITTEN"), None);
         assert!(read_reply(&mut reader).await.unwrap().is_none());
     }
 

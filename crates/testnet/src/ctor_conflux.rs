@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::control::{ControlConn, keywords};
+use crate::control::{ControlConn, keyword, keywords};
 use crate::download::{self, Download};
 use crate::error::TestnetError;
 use crate::manifest::Manifest;
@@ -60,14 +60,13 @@ pub fn parse_circuit_status(text: &str) -> Vec<CircuitInfo> {
                 })
                 .unwrap_or_default();
             let kw = keywords(line);
-            let get = |k: &str| kw.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
             Some(CircuitInfo {
                 id,
                 status,
                 path,
-                purpose: get("PURPOSE").unwrap_or_default().to_string(),
-                conflux_id: get("CONFLUX_ID").map(str::to_string),
-                conflux_rtt_us: get("CONFLUX_RTT").and_then(|v| v.parse().ok()),
+                purpose: keyword(&kw, "PURPOSE").unwrap_or_default().to_string(),
+                conflux_id: keyword(&kw, "CONFLUX_ID").map(str::to_string),
+                conflux_rtt_us: keyword(&kw, "CONFLUX_RTT").and_then(|v| v.parse().ok()),
             })
         })
         .collect()
@@ -227,13 +226,12 @@ pub async fn download(
             }
             Some("CIRC_BW") => {
                 let kw = keywords(event);
-                let get = |k: &str| kw.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-                if let Some(id) = get("ID").and_then(|v| v.parse::<u64>().ok()) {
-                    let bytes: u64 = get("DELIVERED_READ")
+                if let Some(id) = keyword(&kw, "ID").and_then(|v| v.parse::<u64>().ok()) {
+                    let bytes: u64 = keyword(&kw, "DELIVERED_READ")
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
                     *delivered.entry(id).or_default() += bytes;
-                    if let Some(rtt) = get("MIN_RTT").and_then(|v| v.parse::<f64>().ok())
+                    if let Some(rtt) = keyword(&kw, "MIN_RTT").and_then(|v| v.parse::<f64>().ok())
                         && rtt > 0.0
                     {
                         min_rtt.insert(id, rtt);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::NetworkConfig;
 use crate::consensus::{self, Expected};
-use crate::control::{ControlConn, keywords};
+use crate::control::{ControlConn, keyword, keywords};
 use crate::error::TestnetError;
 use crate::helper::{HelperPlan, ShaperEntry};
 use crate::keys::{self, NodeKeys};
@@ -577,9 +577,8 @@ async fn wait_for_client(
             match c.getinfo("status/bootstrap-phase").await {
                 Ok(phase) => {
                     let kw = keywords(&phase);
-                    let get = |k: &str| kw.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-                    let pct = get("PROGRESS").unwrap_or("0");
-                    let summary = get("SUMMARY").unwrap_or("").trim_matches('"');
+                    let pct = keyword(&kw, "PROGRESS").unwrap_or("0");
+                    let summary = keyword(&kw, "SUMMARY").unwrap_or("").trim_matches('"');
                     last = format!("{pct}% ({summary})");
                     progress.say(&format!("C-tor client bootstrapped {last}"));
                     if pct == "100" {
