@@ -1,11 +1,24 @@
 //! The sans-IO protocol core of Braid.
 //!
-//! This crate will hold the Tor protocol as plain state machines: channel
-//! handshake state, circuits, relay crypto, streams, SENDME and congestion
-//! control (proposal 324), Conflux linking, sequencing, leg scheduling and the
-//! bounded reorder queue (proposal 329). It owns no sockets, no runtime and no
-//! clock: callers pass `now`, feed input through `handle_*` methods and take
-//! output from `poll_*` methods, in the manner of `quinn-proto`.
+//! The Tor protocol as plain state machines: channel handshake state,
+//! circuits, relay crypto, streams, SENDME and congestion control
+//! (proposal 324), and later Conflux linking, sequencing, leg scheduling and
+//! the bounded reorder queue (proposal 329). It owns no sockets, no runtime
+//! and no clock: callers pass `now`, feed input through `handle_*` methods and
+//! take output from `poll_*` methods, in the manner of `quinn-proto`.
 //!
-//! Nothing is implemented here yet; see the issues that build on the
-//! foundation.
+//! Module rule (the same in every Braid crate): one module per file; a file
+//! that has submodules (`channel.rs` for `channel/`) only declares and
+//! re-exports them.
+//!
+//! - [`ids`]: typed identifiers shared by every layer.
+//! - [`channel`]: cell framing, the link handshake (VERSIONS, CERTS,
+//!   AUTH_CHALLENGE, NETINFO) and CERTS verification (tor-spec §4).
+//! - [`crypto`]: circuit handshakes (ntor, ntor-v3) and tor1 relay crypto
+//!   (tor-spec §5.1.4, §5.5, proposal 332).
+//! - [`cc`]: SENDMEs and congestion control (tor-spec §7.4, proposal 324).
+
+pub mod cc;
+pub mod channel;
+pub mod crypto;
+pub mod ids;
