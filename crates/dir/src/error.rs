@@ -200,3 +200,103 @@ pub enum GuardError {
     #[error("cannot serialize guard state: {0}")]
     Serialize(String),
 }
+
+/// Which kind of directory document an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocKind {
+    /// The microdesc-flavoured consensus.
+    Consensus,
+    /// An authority key certificate.
+    AuthorityCert,
+    /// A microdescriptor.
+    Microdesc,
+}
+
+impl fmt::Display for DocKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Consensus => "consensus",
+            Self::AuthorityCert => "authority certificate",
+            Self::Microdesc => "microdescriptor",
+        })
+    }
+}
+
+/// A directory document was refused. Every variant but [`DocError::TooLarge`]
+/// is the fault of whoever produced or altered the document.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DocError {
+    /// The document does not parse.
+    #[error("malformed {kind}: {detail}")]
+    Malformed {
+        /// The document's kind.
+        kind: DocKind,
+        /// The parser's complaint.
+        detail: String,
+    },
+    /// The document is outside its validity period.
+    #[error("{kind} is not valid now: {detail}")]
+    NotTimely {
+        /// The document's kind.
+        kind: DocKind,
+        /// Expired or not yet valid, and by how much.
+        detail: String,
+    },
+    /// A signature does not verify.
+    #[error("{kind} has a bad signature: {detail}")]
+    BadSignature {
+        /// The document's kind.
+        kind: DocKind,
+        /// What failed.
+        detail: String,
+    },
+    /// The consensus does not even claim enough signatures.
+    #[error(
+        "consensus is signed by {found} of the {configured} configured authorities; it needs {needed}"
+    )]
+    TooFewSignatures {
+        /// Configured authorities named in its signature lines.
+        found: usize,
+        /// Authorities configured.
+        configured: usize,
+        /// The majority required.
+        needed: usize,
+    },
+    /// Not enough certificates of configured authorities are at hand to
+    /// check a majority of signatures.
+    #[error("certificates of only {have} signing authorities are known; {needed} are needed")]
+    MissingCerts {
+        /// Signing authorities whose certificate we have.
+        have: usize,
+        /// The majority required.
+        needed: usize,
+    },
+    /// A certificate belongs to an identity that is not a configured
+    /// authority.
+    #[error("authority certificate of {id} is not from a configured authority")]
+    UntrustedCert {
+        /// The certificate's identity.
+        id: RelayId,
+    },
+    /// A microdescriptor's digest is not listed in the consensus: it was
+    /// altered, or never asked for.
+    #[error("microdescriptor with digest {digest} is not listed in the consensus")]
+    UnlistedMicrodesc {
+        /// Hex SHA-256 of its text.
+        digest: String,
+    },
+    /// A consensus is not newer than the one in use (a replay).
+    #[error("consensus valid-after is not newer than the one in use")]
+    Outdated,
+    /// A document exceeds the size limit and was not parsed.
+    #[error("{kind} of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The document's kind.
+        kind: DocKind,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}

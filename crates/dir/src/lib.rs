@@ -11,21 +11,38 @@
 //! - [`path`]: choosing guard, middle and exit under the restrictions of
 //!   path-spec §2.2, and Conflux leg sets sharing one exit.
 //! - [`guard`]: the guard state machine of guard-spec §4, with persistence.
+//! - [`authority`]: authorities and fallback mirrors, built in for the
+//!   public network.
+//! - [`bootstrap`]: the sans-IO directory bootstrap: what to fetch, from
+//!   where, when to retry and refresh, progress.
+//! - [`documents`]: parsing and verifying consensus, authority certificates
+//!   and microdescriptors (tor-netdoc), with `now` passed in.
+//! - [`netdir`]: a verified consensus joined with its microdescriptors, as
+//!   [`Relay`]s for path selection.
 //! - [`error`]: the error types.
 
+pub mod authority;
+pub mod bootstrap;
+pub mod documents;
 pub mod error;
 pub mod guard;
+pub mod netdir;
 pub mod path;
 pub mod relay;
 pub mod weights;
 
+pub use authority::{Authority, DirConfig, Fallback};
+pub use bootstrap::{DirBootstrap, DirEvent, DirRequest, Phase, Progress, RequestId};
+pub use documents::{Lifetime, VerifiedConsensus};
 pub use error::{
-    Error, GuardError, IdParseError, PathError, PolicyParseError, Rejections, WeightsError,
+    DocError, DocKind, Error, GuardError, IdParseError, PathError, PolicyParseError, Rejections,
+    WeightsError,
 };
 pub use guard::{
     GuardChoice, GuardFilter, GuardParams, GuardSet, GuardUsage, Reachability, SuccessOutcome,
     retry_interval,
 };
+pub use netdir::NetDir;
 pub use path::{
     Path, PathConfig, choose_conflux_legs, choose_exit, choose_guard, choose_middle, choose_path,
     conflicting_ids, conflux_exit_protocols,

@@ -539,6 +539,9 @@ pub struct Relay {
     pub policy: PortPolicy,
     /// Declared family members by RSA identity (microdescriptor "family").
     pub family: Vec<RelayId>,
+    /// The curve25519 ntor onion key (microdescriptor "ntor-onion-key"),
+    /// needed to extend a circuit to this relay.
+    pub ntor_key: Option<[u8; 32]>,
 }
 
 impl Relay {
@@ -555,6 +558,7 @@ impl Relay {
             protocols: Protocols::new(),
             policy: PortPolicy::reject_all(),
             family: Vec::new(),
+            ntor_key: None,
         }
     }
 
