@@ -1,1 +1,26 @@
-//! Placeholder; being written.
+//! The channel layer: cell framing, the client side of the link handshake,
+//! and CERTS verification (tor-spec §2-§4).
+//!
+//! - [`codec`]: framing of fixed- and variable-length cells for link
+//!   protocols 4 and 5, plus the 2-byte-circuit-id VERSIONS cell (tor-spec
+//!   §3).
+//! - [`handshake`]: the initiator's VERSIONS / CERTS / AUTH_CHALLENGE /
+//!   NETINFO exchange as a sans-IO state machine (tor-spec §4).
+//! - [`certs`]: checking a responder's CERTS cell against its TLS
+//!   certificate and the identity we meant to reach (tor-spec §4.2).
+//! - [`error`]: [`ChannelError`], one enum for all of it.
+//!
+//! TLS itself, sockets and timers belong to the driver.
+
+pub mod certs;
+pub mod codec;
+pub mod error;
+pub mod handshake;
+#[cfg(test)]
+mod test_relay;
+mod x509;
+
+pub use certs::{ExpectedIdentity, VerifiedIdentity};
+pub use codec::{CellCodec, RawCell};
+pub use error::{ChannelError, ErrorKind};
+pub use handshake::{ClientHandshake, ClockSkew, HandshakeOutcome, HandshakeParams, OpenedChannel};

@@ -1,0 +1,928 @@
+//! The client (initiator) side of the in-protocol link handshake
+//! (tor-spec §4), as a sans-IO state machine.
+//!
+//! The driver does TLS (rustls) and gives us the DER certificate the relay
+//! presented. Then:
+//!
+//! ```text
+//!   we                                   relay
+//!   VERSIONS (4, 5)          ---->
+//!                            <----       VERSIONS, CERTS, AUTH_CHALLENGE, NETINFO
+//!   NETINFO (timestamp 0)    ---->
+//! ```
+//!
+//! We pick the highest common link version (tor-spec §4.1), verify the CERTS
+//! cell against the TLS certificate and the identity we meant to reach
+//! (tor-spec §4.2, [`super::certs`]), ignore AUTH_CHALLENGE (tor-spec §4.3: a
+//! client does not authenticate), and read the relay's NETINFO (tor-spec
+//! §4.5). VPADDING may come at any time. Any other cell, or one out of
+//! order, is a protocol violation ("no other cell type is allowed to
+//! intervene", tor-spec §4).
+//!
+//! Feed input with [`ClientHandshake::handle_bytes`] (or, for a driver that
+//! frames cells itself, [`ClientHandshake::handle_cell`]); send what
+//! [`ClientHandshake::poll_transmit`] returns; when
+//! [`ClientHandshake::is_open`], take the result and the codec (which keeps
+//! any bytes that followed the relay's NETINFO) with
+//! [`ClientHandshake::finish`]. Timeouts are the driver's:
+//! [`ClientHandshake::deadline`] says when to give up.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use tor_cell::chancell::msg::{AnyChanMsg, Netinfo, Versions};
+use tor_cell::chancell::{AnyChanCell, ChanCell, ChanCmd, ChanMsg};
+
+use super::certs::{
+    ExpectedIdentity, VerifiedIdentity, certs_msg_body, tls_cert_digest, verify_responder_certs,
+};
+use super::codec::{CellCodec, SUPPORTED_LINK_VERSIONS, encode_versions};
+use super::error::ChannelError;
+
+/// How long a driver should give the handshake by default: C-tor and arti
+/// allow a channel handshake a few tens of seconds.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the client knows before the handshake starts.
+#[derive(Debug, Clone)]
+pub struct HandshakeParams {
+    /// The relay we mean to reach.
+    pub expected: ExpectedIdentity,
+    /// The DER certificate the relay presented in the TLS handshake.
+    pub peer_tls_cert: Vec<u8>,
+    /// The relay's address as we connected to it, which our NETINFO reports
+    /// (tor-spec §4.5 "Other OR's address"); `None` sends 0.0.0.0.
+    pub peer_addr: Option<IpAddr>,
+    /// How long the handshake may take (see [`ClientHandshake::deadline`]).
+    pub timeout: Duration,
+}
+
+impl HandshakeParams {
+    /// Parameters with no peer address and the default timeout.
+    pub fn new(expected: ExpectedIdentity, peer_tls_cert: Vec<u8>) -> Self {
+        HandshakeParams {
+            expected,
+            peer_tls_cert,
+            peer_addr: None,
+            timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// Report `addr` as the relay's address in our NETINFO.
+    pub fn with_peer_addr(mut self, addr: IpAddr) -> Self {
+        self.peer_addr = Some(addr);
+        self
+    }
+
+    /// Give the handshake `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// How the relay's clock differs from ours, from its NETINFO timestamp
+/// (tor-spec §4.5). One-second granularity, and the network delay makes
+/// the peer look behind by that much: treat a few seconds as no skew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockSkew {
+    /// The relay's clock is ahead of ours (or equal: `PeerAhead(0)`).
+    PeerAhead(Duration),
+    /// The relay's clock is behind ours.
+    PeerBehind(Duration),
+}
+
+impl ClockSkew {
+    /// The skew of a peer that said `peer_time` when we read `now`.
+    pub fn between(peer_time: SystemTime, now: SystemTime) -> Self {
+        match peer_time.duration_since(now) {
+            Ok(ahead) => ClockSkew::PeerAhead(ahead),
+            Err(e) => ClockSkew::PeerBehind(e.duration()),
+        }
+    }
+}
+
+/// The result of a successful handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandshakeOutcome {
+    /// The negotiated link protocol version (4 or 5).
+    pub link_version: u16,
+    /// The relay's verified identities (RSA and Ed25519) and when its
+    /// certificates expire.
+    pub peer: VerifiedIdentity,
+    /// The relay's own addresses, from its NETINFO ("this OR's address");
+    /// the caller may check them against the consensus (tor-spec §5.3.1).
+    pub peer_addrs: Vec<IpAddr>,
+    /// Our address as the relay sees it, from its NETINFO ("other OR's
+    /// address"), if it gave a usable one. Not to be trusted blindly.
+    pub our_addr_seen_by_peer: Option<IpAddr>,
+    /// The relay's NETINFO timestamp, `None` if it sent 0.
+    pub peer_time: Option<SystemTime>,
+    /// The relay's clock skew, if it sent a timestamp.
+    pub clock_skew: Option<ClockSkew>,
+}
+
+/// A finished handshake: its result, the codec to go on framing cells with,
+/// and whatever output [`ClientHandshake::poll_transmit`] had not yet
+/// handed out.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct OpenedChannel {
+    /// The result.
+    pub outcome: HandshakeOutcome,
+    /// The codec, set to the negotiated link version, holding any bytes
+    /// that came after the relay's NETINFO.
+    pub codec: CellCodec,
+    /// Bytes still to send (our NETINFO, unless already polled).
+    pub unsent: Vec<u8>,
+}
+
+/// Where the handshake is.
+#[derive(Debug)]
+enum State {
+    /// We sent VERSIONS; waiting for theirs (tor-spec §4.1).
+    AwaitVersions,
+    /// Waiting for CERTS (tor-spec §4.2).
+    AwaitCerts,
+    /// Certificates verified; waiting for NETINFO, perhaps after one
+    /// AUTH_CHALLENGE (tor-spec §4.3, §4.5).
+    AwaitNetinfo {
+        /// The link version.
+        link_version: u16,
+        /// What the certificates proved.
+        peer: VerifiedIdentity,
+        /// Whether an AUTH_CHALLENGE has come already.
+        auth_challenge_seen: bool,
+    },
+    /// Done.
+    Open(HandshakeOutcome),
+    /// An error ended it.
+    Failed,
+}
+
+impl State {
+    /// What this state waits for, for error messages.
+    fn expecting(&self) -> &'static str {
+        match self {
+            State::AwaitVersions => "VERSIONS",
+            State::AwaitCerts => "CERTS",
+            State::AwaitNetinfo {
+                auth_challenge_seen: false,
+                ..
+            } => "AUTH_CHALLENGE or NETINFO",
+            State::AwaitNetinfo { .. } => "NETINFO",
+            State::Open(_) => "nothing: the handshake is over",
+            State::Failed => "nothing: the handshake failed",
+        }
+    }
+}
+
+/// The client side of the link handshake (tor-spec §4). See the module
+/// documentation.
+#[derive(Debug)]
+pub struct ClientHandshake {
+    /// Where we are.
+    state: State,
+    /// Framing of the connection.
+    codec: CellCodec,
+    /// Bytes to send.
+    transmit: Vec<u8>,
+    /// The relay we mean to reach.
+    expected: ExpectedIdentity,
+    /// SHA-256 of the relay's TLS certificate.
+    tls_cert_sha256: [u8; 32],
+    /// The relay's address for our NETINFO.
+    peer_addr: Option<IpAddr>,
+    /// When the driver should give up.
+    deadline: Instant,
+}
+
+impl ClientHandshake {
+    /// Start a handshake at `now`: our VERSIONS cell (offering 4 and 5) is
+    /// ready in [`poll_transmit`](Self::poll_transmit).
+    pub fn new(params: HandshakeParams, now: Instant) -> Self {
+        let mut transmit = Vec::new();
+        let state = match encode_versions(SUPPORTED_LINK_VERSIONS, &mut transmit) {
+            Ok(()) => State::AwaitVersions,
+            // Cannot happen with two versions; fail closed rather than panic.
+            Err(_) => State::Failed,
+        };
+        ClientHandshake {
+            state,
+            codec: CellCodec::new(),
+            transmit,
+            expected: params.expected,
+            tls_cert_sha256: tls_cert_digest(&params.peer_tls_cert),
+            peer_addr: params.peer_addr,
+            deadline: now.checked_add(params.timeout).unwrap_or(now),
+        }
+    }
+
+    /// When the driver should abandon the handshake.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Bytes to write to the connection, if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        if self.transmit.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.transmit))
+        }
+    }
+
+    /// True once the relay's NETINFO has been accepted.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+
+    /// True if an error has ended the handshake.
+    pub fn is_failed(&self) -> bool {
+        matches!(self.state, State::Failed)
+    }
+
+    /// The result, once open.
+    pub fn outcome(&self) -> Option<&HandshakeOutcome> {
+        match &self.state {
+            State::Open(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The negotiated link version, once the relay's VERSIONS has come.
+    pub fn link_version(&self) -> Option<u16> {
+        self.codec.link_version()
+    }
+
+    /// Bytes read from the connection at wall-clock time `now` (against
+    /// which certificates are checked and the clock skew measured).
+    ///
+    /// Cells are processed until the handshake is open; bytes after the
+    /// relay's NETINFO stay in the codec for the channel. An error ends the
+    /// handshake: close the connection.
+    pub fn handle_bytes(&mut self, now: SystemTime, data: &[u8]) -> Result<(), ChannelError> {
+        self.check_running(true)?;
+        let r = self.codec.handle_bytes(data).and_then(|()| self.drain(now));
+        self.fail_on_err(r)
+    }
+
+    /// One cell, for a driver that frames cells itself (it must switch to
+    /// the link version's framing once [`link_version`](Self::link_version)
+    /// is known). Same contract as [`handle_bytes`](Self::handle_bytes).
+    pub fn handle_cell(&mut self, now: SystemTime, cell: AnyChanCell) -> Result<(), ChannelError> {
+        self.check_running(false)?;
+        let r = self.process(now, cell);
+        self.fail_on_err(r)
+    }
+
+    /// Take the result, the codec and unsent output of an open handshake.
+    /// Fails (internal error) if the handshake is not open; the handshake is
+    /// consumed either way.
+    pub fn finish(self) -> Result<OpenedChannel, ChannelError> {
+        match self.state {
+            State::Open(outcome) => Ok(OpenedChannel {
+                outcome,
+                codec: self.codec,
+                unsent: self.transmit,
+            }),
+            s => Err(ChannelError::Internal(format!(
+                "finish() on a handshake that is not open (expecting {})",
+                s.expecting()
+            ))),
+        }
+    }
+
+    /// Refuse input after failure, and cells after opening. Bytes after
+    /// opening are allowed (`bytes_ok`): they are buffered for the channel.
+    fn check_running(&self, bytes_ok: bool) -> Result<(), ChannelError> {
+        match self.state {
+            State::Failed => Err(ChannelError::Internal(
+                "input to a handshake that has failed".into(),
+            )),
+            State::Open(_) if !bytes_ok => Err(ChannelError::Internal(
+                "cell given to a handshake that is open; give it to the channel".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Mark the handshake failed if `r` is an error.
+    fn fail_on_err(&mut self, r: Result<(), ChannelError>) -> Result<(), ChannelError> {
+        if r.is_err() {
+            self.state = State::Failed;
+        }
+        r
+    }
+
+    /// Process buffered cells until more input is needed or the handshake
+    /// is open.
+    fn drain(&mut self, now: SystemTime) -> Result<(), ChannelError> {
+        while !self.is_open() {
+            let Some(raw) = self.codec.poll_raw_cell()? else {
+                break;
+            };
+            let cell = raw.parse()?;
+            self.process(now, cell)?;
+        }
+        Ok(())
+    }
+
+    /// Handle one cell.
+    fn process(&mut self, now: SystemTime, cell: AnyChanCell) -> Result<(), ChannelError> {
+        let (circ_id, msg) = cell.into_circid_and_msg();
+        let cmd = msg.cmd();
+        // The codec checks this for cells it frames; `handle_cell` callers
+        // may not have.
+        if !cmd.accepts_circid_val(circ_id) {
+            return Err(ChannelError::BadCircId {
+                cmd,
+                circ_id: tor_cell::chancell::CircId::get_or_zero(circ_id),
+            });
+        }
+        let unexpected = |state: &State| ChannelError::UnexpectedCell {
+            cmd,
+            expecting: state.expecting(),
+        };
+        match (&mut self.state, msg) {
+            // tor-spec §4.1: "either side may send VPADDING cells at any
+            // time".
+            (_, AnyChanMsg::Vpadding(_)) => Ok(()),
+            (State::AwaitVersions, AnyChanMsg::Versions(v)) => self.on_versions(&v),
+            // tor-spec §4: "the first cell must be VERSIONS, VPADDING, or
+            // AUTHORIZE"; AUTHORIZE is reserved and means nothing yet.
+            (State::AwaitVersions, AnyChanMsg::Unrecognized(_)) if cmd == ChanCmd::AUTHORIZE => {
+                Ok(())
+            }
+            (State::AwaitVersions, _) => Err(unexpected(&self.state)),
+            // tor-spec §4.1: "Any VERSIONS cells sent after the first
+            // VERSIONS cell MUST be ignored."
+            (_, AnyChanMsg::Versions(_)) => Ok(()),
+            (State::AwaitCerts, AnyChanMsg::Certs(c)) => {
+                // tor-spec §4.2: as soon as it has the CERTS cell, the
+                // initiator knows whether the responder is authenticated.
+                let body = certs_msg_body(&c)?;
+                let peer =
+                    verify_responder_certs(&body, &self.tls_cert_sha256, &self.expected, now)?;
+                let link_version = self.codec.link_version().ok_or_else(|| {
+                    ChannelError::Internal("CERTS accepted before VERSIONS".into())
+                })?;
+                self.state = State::AwaitNetinfo {
+                    link_version,
+                    peer,
+                    auth_challenge_seen: false,
+                };
+                Ok(())
+            }
+            // tor-spec §4.3: a client that does not authenticate ignores the
+            // AUTH_CHALLENGE; a second one is out of protocol.
+            (
+                State::AwaitNetinfo {
+                    auth_challenge_seen,
+                    ..
+                },
+                AnyChanMsg::AuthChallenge(_),
+            ) if !*auth_challenge_seen => {
+                *auth_challenge_seen = true;
+                Ok(())
+            }
+            (
+                State::AwaitNetinfo {
+                    link_version, peer, ..
+                },
+                AnyChanMsg::Netinfo(n),
+            ) => {
+                let (link_version, peer) = (*link_version, *peer);
+                self.on_netinfo(now, link_version, peer, &n)
+            }
+            // Unknown variable-length commands are dropped (tor-spec §3:
+            // "Upon receiving any other value for the command field, an OR
+            // must drop the cell"), as C-tor does during its handshake.
+            (State::AwaitCerts | State::AwaitNetinfo { .. }, AnyChanMsg::Unrecognized(_))
+                if cmd.is_var_cell() =>
+            {
+                Ok(())
+            }
+            (state, _) => Err(unexpected(state)),
+        }
+    }
+
+    /// The relay's VERSIONS: choose "the highest number contained both in
+    /// the VERSIONS cell they sent and in the versions cell they received"
+    /// (tor-spec §4.1).
+    fn on_versions(&mut self, v: &Versions) -> Result<(), ChannelError> {
+        let Some(version) = v.best_shared_link_protocol(SUPPORTED_LINK_VERSIONS) else {
+            return Err(ChannelError::NoCommonVersion {
+                ours: SUPPORTED_LINK_VERSIONS.to_vec(),
+                theirs: versions_list(v),
+            });
+        };
+        self.codec.set_link_version(version)?;
+        self.state = State::AwaitCerts;
+        Ok(())
+    }
+
+    /// The relay's NETINFO (tor-spec §4.5): record it, answer with ours,
+    /// and open.
+    fn on_netinfo(
+        &mut self,
+        now: SystemTime,
+        link_version: u16,
+        peer: VerifiedIdentity,
+        n: &Netinfo,
+    ) -> Result<(), ChannelError> {
+        let peer_time = n.timestamp();
+        let outcome = HandshakeOutcome {
+            link_version,
+            peer,
+            peer_addrs: n.my_addrs().to_vec(),
+            our_addr_seen_by_peer: n.their_addr().copied(),
+            peer_time,
+            clock_skew: peer_time.map(|t| ClockSkew::between(t, now)),
+        };
+        // tor-spec §4.5: "Clients SHOULD send "0" as their timestamp", and
+        // list no addresses of their own.
+        let ours: AnyChanCell = ChanCell::new(None, Netinfo::from_client(self.peer_addr).into());
+        self.codec.encode_cell(ours, &mut self.transmit)?;
+        self.state = State::Open(outcome);
+        Ok(())
+    }
+}
+
+/// The versions a VERSIONS message lists (tor-cell keeps them private; its
+/// encoding is just the list).
+fn versions_list(v: &Versions) -> Vec<u16> {
+    let mut body = Vec::new();
+    if AnyChanMsg::Versions(v.clone())
+        .encode_onto(&mut body)
+        .is_err()
+    {
+        return Vec::new();
+    }
+    body.chunks_exact(2)
+        .map(|c| c.iter().fold(0_u16, |acc, &b| (acc << 8) | u16::from(b)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+    use super::super::codec::FIXED_CELL_LEN;
+    use super::super::error::ErrorKind;
+    use super::super::test_relay::{CertSet, MockRelay};
+    use super::*;
+    use std::net::Ipv4Addr;
+    use tor_cell::chancell::msg::{AuthChallenge, Padding, Vpadding};
+    use tor_cert::CertType;
+
+    const OUR_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+    const RELAY_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000)
+    }
+
+    fn params(r: &MockRelay) -> HandshakeParams {
+        HandshakeParams::new(
+            ExpectedIdentity {
+                rsa: r.rsa_id(),
+                ed25519: Some(r.ed_id()),
+            },
+            r.tls_cert().to_vec(),
+        )
+        .with_peer_addr(RELAY_ADDR.into())
+    }
+
+    /// What a mock responder sends, built cell by cell.
+    struct Responder {
+        versions: Vec<u16>,
+        link: u16,
+        certs: CertSet,
+        netinfo_time: u32,
+    }
+
+    impl Responder {
+        fn new(r: &MockRelay) -> Self {
+            Responder {
+                versions: vec![3, 4, 5],
+                link: 5,
+                certs: r.certs(now()),
+                netinfo_time: 1_790_000_005,
+            }
+        }
+
+        fn cell(&self, msg: AnyChanMsg) -> Vec<u8> {
+            let mut codec = CellCodec::new();
+            codec.set_link_version(self.link).unwrap();
+            let mut out = Vec::new();
+            codec
+                .encode_cell(ChanCell::new(None, msg), &mut out)
+                .unwrap();
+            out
+        }
+
+        fn versions(&self) -> Vec<u8> {
+            let mut out = Vec::new();
+            encode_versions(&self.versions, &mut out).unwrap();
+            out
+        }
+
+        fn certs(&self) -> Vec<u8> {
+            let body = self.certs.body();
+            let mut out = vec![0, 0, 0, 0, 129];
+            out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            out.extend_from_slice(&body);
+            out
+        }
+
+        fn auth_challenge(&self) -> Vec<u8> {
+            self.cell(AuthChallenge::new([7; 32], vec![1, 3]).into())
+        }
+
+        fn netinfo(&self) -> Vec<u8> {
+            self.cell(
+                Netinfo::from_relay(
+                    self.netinfo_time,
+                    Some(OUR_ADDR.into()),
+                    vec![RELAY_ADDR.into()],
+                )
+                .into(),
+            )
+        }
+
+        /// The whole flight: VERSIONS, CERTS, AUTH_CHALLENGE, NETINFO.
+        fn all(&self) -> Vec<u8> {
+            [
+                self.versions(),
+                self.certs(),
+                self.auth_challenge(),
+                self.netinfo(),
+            ]
+            .concat()
+        }
+    }
+
+    fn run(p: HandshakeParams, input: &[u8]) -> Result<OpenedChannel, ChannelError> {
+        let mut h = ClientHandshake::new(p, Instant::now());
+        assert_eq!(
+            hex::encode(h.poll_transmit().unwrap()),
+            "000007000400040005"
+        );
+        h.handle_bytes(now(), input)?;
+        assert!(h.is_open(), "not open after the whole flight");
+        h.finish()
+    }
+
+    #[test]
+    fn good_handshake() {
+        let r = MockRelay::shared();
+        let resp = Responder::new(r);
+        let start = Instant::now();
+        let mut h = ClientHandshake::new(params(r).with_timeout(Duration::from_secs(10)), start);
+        assert_eq!(h.deadline(), start + Duration::from_secs(10));
+        assert_eq!(
+            hex::encode(h.poll_transmit().unwrap()),
+            "000007000400040005"
+        );
+        assert!(h.poll_transmit().is_none());
+        h.handle_bytes(now(), &resp.all()).unwrap();
+        assert!(h.is_open());
+        let netinfo = h.poll_transmit().unwrap();
+        let opened = h.finish().unwrap();
+        let o = &opened.outcome;
+        assert_eq!(o.link_version, 5);
+        assert_eq!(o.peer.rsa, r.rsa_id());
+        assert_eq!(o.peer.ed25519, r.ed_id());
+        assert_eq!(o.peer_addrs, vec![IpAddr::from(RELAY_ADDR)]);
+        assert_eq!(o.our_addr_seen_by_peer, Some(OUR_ADDR.into()));
+        assert_eq!(o.peer_time, Some(now() + Duration::from_secs(5)));
+        assert_eq!(
+            o.clock_skew,
+            Some(ClockSkew::PeerAhead(Duration::from_secs(5)))
+        );
+        assert!(opened.unsent.is_empty());
+
+        // Our NETINFO: fixed cell, circuit 0, timestamp 0, the relay's
+        // address, none of ours.
+        assert_eq!(netinfo.len(), FIXED_CELL_LEN);
+        assert_eq!(
+            hex::encode(&netinfo[..16]),
+            "0000000008000000000404c633640100"
+        );
+        assert!(netinfo[16..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn good_handshake_byte_by_byte_with_padding() {
+        let r = MockRelay::shared();
+        let resp = Responder::new(r);
+        // VPADDING and AUTHORIZE before VERSIONS (2-byte circuit ids), then
+        // VPADDING and an unknown variable-length cell between the others.
+        let mut input = hex::decode("0000800003000000").unwrap();
+        input.extend(hex::decode("0000840000").unwrap());
+        input.extend(resp.versions());
+        input.extend(resp.cell(Vpadding::new(20).into()));
+        input.extend(resp.certs());
+        input.extend(hex::decode("00000000c8000101").unwrap());
+        input.extend(resp.auth_challenge());
+        input.extend(resp.cell(Vpadding::new(0).into()));
+        input.extend(resp.netinfo());
+        // And a cell for the open channel.
+        let after = resp.cell(Padding::new().into());
+        input.extend(&after);
+
+        let mut h = ClientHandshake::new(params(r), Instant::now());
+        let _ = h.poll_transmit();
+        for b in &input {
+            h.handle_bytes(now(), std::slice::from_ref(b)).unwrap();
+        }
+        assert!(h.is_open());
+        let mut opened = h.finish().unwrap();
+        assert_eq!(opened.unsent.len(), FIXED_CELL_LEN);
+        assert_eq!(opened.codec.buffered_len(), after.len());
+        let next = opened.codec.poll_cell().unwrap().unwrap();
+        assert_eq!(next.msg().cmd(), ChanCmd::PADDING);
+    }
+
+    #[test]
+    fn link_version_4_and_no_auth_challenge() {
+        let r = MockRelay::shared();
+        let mut resp = Responder::new(r);
+        resp.versions = vec![3, 4];
+        resp.link = 4;
+        resp.netinfo_time = 0;
+        let input = [resp.versions(), resp.certs(), resp.netinfo()].concat();
+        let opened = run(params(r), &input).unwrap();
+        assert_eq!(opened.outcome.link_version, 4);
+        assert_eq!(opened.outcome.peer_time, None);
+        assert_eq!(opened.outcome.clock_skew, None);
+    }
+
+    #[test]
+    fn no_common_version_refused() {
+        let r = MockRelay::shared();
+        let mut resp = Responder::new(r);
+        resp.versions = vec![1, 2, 3, 6];
+        let mut h = ClientHandshake::new(params(r), Instant::now());
+        let e = h.handle_bytes(now(), &resp.versions()).unwrap_err();
+        assert_eq!(
+            e,
+            ChannelError::NoCommonVersion {
+                ours: vec![4, 5],
+                theirs: vec![1, 2, 3, 6]
+            }
+        );
+        assert!(e.is_peer_fault());
+        assert!(h.is_failed());
+        // A failed handshake takes no more input.
+        assert_eq!(
+            h.handle_bytes(now(), &resp.certs()).unwrap_err().kind(),
+            ErrorKind::Internal
+        );
+        assert!(h.finish().is_err());
+    }
+
+    #[test]
+    fn cert_failures_end_the_handshake() {
+        let r = MockRelay::shared();
+        type Mutate = Box<dyn Fn(&mut CertSet)>;
+        let cases: Vec<(HandshakeParams, Mutate, ChannelError)> = vec![
+            (
+                {
+                    let mut p = params(r);
+                    p.expected.rsa = [1; 20].into();
+                    p
+                },
+                Box::new(|_| {}),
+                ChannelError::WrongRsaIdentity {
+                    expected: [1; 20].into(),
+                    found: r.rsa_id(),
+                },
+            ),
+            (
+                {
+                    let mut p = params(r);
+                    p.expected.ed25519 = Some([1; 32].into());
+                    p
+                },
+                Box::new(|_| {}),
+                ChannelError::WrongEd25519Identity {
+                    expected: [1; 32].into(),
+                    found: r.ed_id(),
+                },
+            ),
+            (
+                HandshakeParams::new(params(r).expected, b"another TLS cert".to_vec()),
+                Box::new(|_| {}),
+                ChannelError::TlsCertMismatch,
+            ),
+            (
+                params(r),
+                Box::new(|s| s.remove(CertType::RSA_ID_V_IDENTITY)),
+                ChannelError::MissingCert {
+                    cert_type: CertType::RSA_ID_V_IDENTITY,
+                },
+            ),
+            (
+                params(r),
+                Box::new(|s| s.push(CertType::SIGNING_V_TLS_CERT, vec![0])),
+                ChannelError::DuplicateCert {
+                    cert_type: CertType::SIGNING_V_TLS_CERT,
+                },
+            ),
+            (
+                params(r),
+                Box::new(|s| {
+                    let past = now() - Duration::from_secs(7200);
+                    s.replace(
+                        CertType::SIGNING_V_TLS_CERT,
+                        MockRelay::shared().cert_expiring(CertType::SIGNING_V_TLS_CERT, past),
+                    )
+                }),
+                ChannelError::CertExpired {
+                    cert_type: CertType::SIGNING_V_TLS_CERT,
+                    // Expiry is rounded up to the hour.
+                    expired_at: SystemTime::UNIX_EPOCH
+                        + Duration::from_secs((1_790_000_000 - 7200) / 3600 * 3600 + 3600),
+                },
+            ),
+            (
+                params(r),
+                Box::new(|s| {
+                    let mut c = s.get(CertType::RSA_ID_V_IDENTITY).to_vec();
+                    let n = c.len();
+                    c[n - 1] ^= 0x80;
+                    s.replace(CertType::RSA_ID_V_IDENTITY, c)
+                }),
+                ChannelError::BadSignature {
+                    cert_type: CertType::RSA_ID_V_IDENTITY,
+                },
+            ),
+        ];
+        for (p, mutate, want) in cases {
+            let mut resp = Responder::new(r);
+            mutate(&mut resp.certs);
+            let mut h = ClientHandshake::new(p, Instant::now());
+            let e = h.handle_bytes(now(), &resp.all()).unwrap_err();
+            assert_eq!(e, want);
+            assert!(h.is_failed());
+            // Nothing but our VERSIONS was ever sent: no NETINFO.
+            assert_eq!(h.poll_transmit().unwrap().len(), 9);
+        }
+    }
+
+    #[test]
+    fn out_of_order_cells_refused() {
+        let r = MockRelay::shared();
+        let resp = Responder::new(r);
+        let padding = resp.cell(Padding::new().into());
+        let cases: Vec<(Vec<u8>, ChanCmd, &str)> = vec![
+            // NETINFO before CERTS.
+            (
+                [resp.versions(), resp.netinfo()].concat(),
+                ChanCmd::NETINFO,
+                "CERTS",
+            ),
+            // AUTH_CHALLENGE before CERTS.
+            (
+                [resp.versions(), resp.auth_challenge()].concat(),
+                ChanCmd::AUTH_CHALLENGE,
+                "CERTS",
+            ),
+            // Two CERTS.
+            (
+                [resp.versions(), resp.certs(), resp.certs()].concat(),
+                ChanCmd::CERTS,
+                "AUTH_CHALLENGE or NETINFO",
+            ),
+            // Two AUTH_CHALLENGEs.
+            (
+                [
+                    resp.versions(),
+                    resp.certs(),
+                    resp.auth_challenge(),
+                    resp.auth_challenge(),
+                ]
+                .concat(),
+                ChanCmd::AUTH_CHALLENGE,
+                "NETINFO",
+            ),
+            // A fixed-length PADDING during the handshake.
+            (
+                [resp.versions(), resp.certs(), padding].concat(),
+                ChanCmd::PADDING,
+                "AUTH_CHALLENGE or NETINFO",
+            ),
+            // An unknown variable-length cell before VERSIONS.
+            (
+                hex::decode("0000c80000").unwrap(),
+                ChanCmd::from(200),
+                "VERSIONS",
+            ),
+        ];
+        for (input, cmd, expecting) in cases {
+            let mut h = ClientHandshake::new(params(r), Instant::now());
+            assert_eq!(
+                h.handle_bytes(now(), &input).unwrap_err(),
+                ChannelError::UnexpectedCell { cmd, expecting }
+            );
+        }
+        // A fixed-length cell before VERSIONS cannot even be framed.
+        let mut h = ClientHandshake::new(params(r), Instant::now());
+        assert_eq!(
+            h.handle_bytes(now(), &[0, 0, 8, 0, 0]).unwrap_err(),
+            ChannelError::FixedCellBeforeVersions {
+                cmd: ChanCmd::NETINFO
+            }
+        );
+    }
+
+    #[test]
+    fn later_versions_cells_ignored() {
+        let r = MockRelay::shared();
+        let resp = Responder::new(r);
+        // A second VERSIONS, framed with 4-byte circuit ids as the spec
+        // requires, after CERTS.
+        let again = resp.cell(Versions::new(vec![4]).unwrap().into());
+        let input = [
+            resp.versions(),
+            resp.certs(),
+            again,
+            resp.auth_challenge(),
+            resp.netinfo(),
+        ]
+        .concat();
+        assert_eq!(run(params(r), &input).unwrap().outcome.link_version, 5);
+    }
+
+    #[test]
+    fn handle_cell_path() {
+        let r = MockRelay::shared();
+        let resp = Responder::new(r);
+        // Frame the cells ourselves and hand them over one by one.
+        let mut framer = CellCodec::new();
+        let mut h = ClientHandshake::new(params(r), Instant::now());
+        framer.handle_bytes(&resp.all()).unwrap();
+        while let Some(cell) = framer.poll_cell().unwrap() {
+            h.handle_cell(now(), cell).unwrap();
+            if let Some(v) = h.link_version() {
+                framer.set_link_version(v).unwrap();
+            }
+        }
+        assert!(h.is_open());
+        // Cells after opening belong to the channel, not the handshake.
+        let e = h
+            .handle_cell(now(), ChanCell::new(None, Padding::new().into()))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        // A channel cell on a circuit id is refused.
+        let mut h = ClientHandshake::new(params(r), Instant::now());
+        let e = h
+            .handle_cell(
+                now(),
+                ChanCell::new(tor_cell::chancell::CircId::new(3), Vpadding::new(1).into()),
+            )
+            .unwrap_err();
+        assert!(matches!(e, ChannelError::BadCircId { circ_id: 3, .. }));
+    }
+
+    #[test]
+    fn skew() {
+        let t = now();
+        assert_eq!(
+            ClockSkew::between(t - Duration::from_secs(90), t),
+            ClockSkew::PeerBehind(Duration::from_secs(90))
+        );
+        assert_eq!(
+            ClockSkew::between(t, t),
+            ClockSkew::PeerAhead(Duration::ZERO)
+        );
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes, alone or after a good VERSIONS and CERTS, never
+        /// make the handshake panic.
+        #[test]
+        fn handshake_never_panics(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..2000),
+            prefix in 0_usize..3,
+            chunk in 1_usize..600,
+        ) {
+            let r = MockRelay::shared();
+            let resp = Responder::new(r);
+            let mut input = match prefix {
+                0 => Vec::new(),
+                1 => resp.versions(),
+                _ => [resp.versions(), resp.certs()].concat(),
+            };
+            input.extend(data);
+            let mut h = ClientHandshake::new(params(r), Instant::now());
+            for part in input.chunks(chunk) {
+                if h.handle_bytes(now(), part).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
