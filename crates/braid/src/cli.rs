@@ -22,6 +22,34 @@ pub(crate) enum Command {
     Testnet(TestnetCmd),
     /// The main job: a private network, a download through a Conflux set, a per-leg report.
     Demo(Box<DemoArgs>),
+    /// Bootstrap the directory (verified consensus, certificates,
+    /// microdescriptors) and print a summary with three sample paths.
+    Dir(DirArgs),
+}
+
+/// `braid dir`.
+#[derive(Debug, Args)]
+pub(crate) struct DirArgs {
+    /// A network file (a private network's network.toml); default: the
+    /// public Tor network.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// The cache directory (default: braid-cache beside the config file,
+    /// or ~/.cache/braid/public).
+    #[arg(long)]
+    pub(crate) cache: Option<PathBuf>,
+    /// Neither read nor write the cache.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) timeout: u64,
+    /// The exit port for the sample paths.
+    #[arg(long, default_value_t = 443)]
+    pub(crate) port: u16,
+    /// Print only the summary, not the progress lines.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]

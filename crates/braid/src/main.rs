@@ -1,11 +1,13 @@
 //! `braid`: the command-line front of Braid.
 //!
-//! Today it launches and inspects private test networks (`braid testnet`)
-//! and runs the demo (`braid demo`); the SOCKS proxy (`braid proxy`) comes
+//! Today it launches and inspects private test networks (`braid testnet`),
+//! bootstraps the directory (`braid dir`) and runs the demo (`braid demo`);
+//! the SOCKS proxy (`braid proxy`) comes
 //! with the client issues.
 
 mod cli;
 mod demo;
+mod dir_cmd;
 mod testnet_cmd;
 
 use clap::Parser;
@@ -28,10 +30,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let result: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
         match cli.command {
-            Command::Testnet(cmd) => testnet_cmd::run(cmd).await,
-            Command::Demo(args) => demo::run(*args).await,
+            Command::Testnet(cmd) => testnet_cmd::run(cmd).await.map_err(Box::from),
+            Command::Demo(args) => demo::run(*args).await.map_err(Box::from),
+            Command::Dir(args) => dir_cmd::run(args).await.map_err(Box::from),
         }
     });
     match result {

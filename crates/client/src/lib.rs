@@ -1,4 +1,22 @@
-//! Async drivers for the Braid client: the channel reactor per TLS
-//! connection, the tunnel reactor per circuit or Conflux set, and the SOCKS5
-//! front end. The drivers move bytes and timers; the protocol lives in
-//! `braid-core`. Nothing is implemented here yet.
+//! Async drivers of the Braid client. The drivers move bytes and timers; the
+//! protocol lives in `braid-core` and the directory logic in `braid-dir`.
+//!
+//! - [`config`]: the client's TOML configuration (a private network's
+//!   `network.toml` works as one).
+//! - [`http`]: the minimal HTTP/1.0 GET used to fetch directory documents
+//!   from DirPorts.
+//! - [`dir_cache`]: the on-disk directory cache (atomic writes, corrupt files
+//!   set aside).
+//! - [`dir_driver`]: runs `braid_dir::DirBootstrap` over HTTP and the cache.
+//! - [`error`]: the error types.
+
+pub mod config;
+pub mod dir_cache;
+pub mod dir_driver;
+pub mod error;
+pub mod http;
+
+pub use config::ClientConfig;
+pub use dir_cache::DirCache;
+pub use dir_driver::{BootstrapReport, DirDriver};
+pub use error::{ClientError, ConfigError, FetchError};

@@ -1,0 +1,198 @@
+//! The client configuration. Without a file Braid uses the public Tor
+//! network. A file names a private network: its `[[authority]]` tables
+//! (nickname, address, dir_port, v3ident) are the trust roots, and
+//! `[network] enforce_distinct_subnets = false` lifts the /16 rule for a
+//! loopback network. The `network.toml` that `braid testnet up` writes is
+//! such a file; other tables in it are ignored. Braid's own options live
+//! under `[braid]`.
+//!
+//! ```toml
+//! [network]
+//! enforce_distinct_subnets = false
+//!
+//! [[authority]]
+//! nickname = "auth0"
+//! address = "127.0.0.1"
+//! dir_port = 17001
+//! v3ident = "DF42171FC3F4BE879C6F3F36C488ADFCE0C9D819"
+//!
+//! [braid]
+//! cache_dir = "/var/cache/braid"   # default: braid-cache beside this file
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use braid_dir::{Authority, DirConfig};
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+#[derive(Debug, Deserialize)]
+struct FileConfig {
+    #[serde(default)]
+    network: NetworkSection,
+    #[serde(default)]
+    authority: Vec<AuthoritySection>,
+    #[serde(default)]
+    braid: BraidSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NetworkSection {
+    enforce_distinct_subnets: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AuthoritySection {
+    nickname: String,
+    address: IpAddr,
+    dir_port: u16,
+    v3ident: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BraidSection {
+    cache_dir: Option<PathBuf>,
+}
+
+/// Everything the client needs to know before it starts.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The directory trust roots.
+    pub dir: DirConfig,
+    /// Apply path-spec's /16 rule.
+    pub enforce_distinct_subnets: bool,
+    /// Where the directory cache lives.
+    pub cache_dir: PathBuf,
+    /// The file this came from (`None`: the public network).
+    pub source: Option<PathBuf>,
+}
+
+impl ClientConfig {
+    /// The public Tor network, with the cache in `$XDG_CACHE_HOME/braid`
+    /// (or `~/.cache/braid`).
+    pub fn public() -> Self {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        Self {
+            dir: DirConfig::public(),
+            enforce_distinct_subnets: true,
+            cache_dir: base.join("braid").join("public"),
+            source: None,
+        }
+    }
+
+    /// Read a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse the text of a configuration file found at `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let invalid = |detail: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            detail,
+        };
+        if file.authority.is_empty() {
+            return Err(invalid(
+                "no [[authority]] tables: a private network needs its authorities".into(),
+            ));
+        }
+        let mut authorities = Vec::new();
+        for a in file.authority {
+            let v3ident = a
+                .v3ident
+                .parse()
+                .map_err(|e| invalid(format!("authority {}: bad v3ident: {e}", a.nickname)))?;
+            if a.dir_port == 0 {
+                return Err(invalid(format!("authority {}: dir_port 0", a.nickname)));
+            }
+            authorities.push(Authority {
+                nickname: a.nickname,
+                v3ident,
+                dir_addr: SocketAddr::new(a.address, a.dir_port),
+            });
+        }
+        let cache_dir = file.braid.cache_dir.unwrap_or_else(|| {
+            path.parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+                .join("braid-cache")
+        });
+        Ok(Self {
+            dir: DirConfig {
+                authorities,
+                fallbacks: Vec::new(),
+            },
+            enforce_distinct_subnets: file.network.enforce_distinct_subnets.unwrap_or(true),
+            cache_dir,
+            source: Some(path.to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NETWORK_TOML: &str = r#"
+[network]
+dir = "/tmp/x"
+enforce_distinct_subnets = false
+
+[[authority]]
+nickname = "auth0"
+address = "127.0.0.1"
+or_port = 26000
+dir_port = 26001
+v3ident = "DF42171FC3F4BE879C6F3F36C488ADFCE0C9D819"
+
+[[relay]]
+nickname = "relay0"
+
+[client]
+socks_port = 1
+"#;
+
+    #[test]
+    fn reads_a_testnet_manifest() {
+        let c = ClientConfig::parse(NETWORK_TOML, Path::new("/tmp/x/network.toml")).unwrap();
+        assert_eq!(c.dir.authorities.len(), 1);
+        assert_eq!(
+            c.dir.authorities[0].dir_addr,
+            "127.0.0.1:26001".parse().unwrap()
+        );
+        assert!(!c.enforce_distinct_subnets);
+        assert_eq!(c.cache_dir, PathBuf::from("/tmp/x/braid-cache"));
+    }
+
+    #[test]
+    fn bad_files_are_explained() {
+        let p = Path::new("c.toml");
+        let e = ClientConfig::parse("[network]\n", p).unwrap_err();
+        assert!(e.to_string().contains("no [[authority]]"), "{e}");
+        let e = ClientConfig::parse(&NETWORK_TOML.replace("DF42", "ZZ42"), p).unwrap_err();
+        assert!(e.to_string().contains("bad v3ident"), "{e}");
+        let e = ClientConfig::parse("[[authority]\n", p).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+    }
+
+    #[test]
+    fn public_network_by_default() {
+        let c = ClientConfig::public();
+        assert_eq!(c.dir.authorities.len(), 9);
+        assert!(c.dir.fallbacks.len() > 100);
+        assert!(c.enforce_distinct_subnets);
+        assert!(c.cache_dir.ends_with("braid/public"));
+    }
+}

@@ -1,0 +1,248 @@
+//! Drives [`DirBootstrap`] with real IO: HTTP fetches on tokio tasks, the
+//! disk cache, and the wall clock. No directory logic lives here.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use braid_dir::{DirBootstrap, DirEvent, DocError, DocKind, NetDir, Progress, RequestId};
+use tokio::task::JoinSet;
+
+use crate::config::ClientConfig;
+use crate::dir_cache::DirCache;
+use crate::error::ClientError;
+use crate::http;
+
+/// How long one fetch may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a finished bootstrap reports.
+#[derive(Debug, Clone)]
+pub struct BootstrapReport {
+    /// Wall time from the start of [`DirDriver::bootstrap`].
+    pub elapsed: Duration,
+    /// Final progress.
+    pub progress: Progress,
+    /// Documents taken from the cache.
+    pub from_cache: Vec<DocKind>,
+    /// Cache files set aside as corrupt.
+    pub quarantined: Vec<DocKind>,
+    /// HTTP fetches made.
+    pub fetches: usize,
+    /// Fetches that failed.
+    pub fetch_failures: usize,
+    /// Documents refused.
+    pub rejected: usize,
+}
+
+/// The directory driver of one client.
+#[derive(Debug)]
+pub struct DirDriver {
+    boot: DirBootstrap,
+    cache: Option<DirCache>,
+    fetch_timeout: Duration,
+    tasks: JoinSet<(RequestId, Result<String, String>)>,
+    report: BootstrapReport,
+    last_problem: Option<String>,
+}
+
+impl DirDriver {
+    /// A driver for `config`, with its cache (or none).
+    pub fn new(config: &ClientConfig, use_cache: bool) -> Result<Self, ClientError> {
+        let cache = if use_cache {
+            Some(
+                DirCache::open(&config.cache_dir).map_err(|source| ClientError::Cache {
+                    path: config.cache_dir.clone(),
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            boot: DirBootstrap::new(&config.dir, rand::random()),
+            cache,
+            fetch_timeout: FETCH_TIMEOUT,
+            tasks: JoinSet::new(),
+            report: BootstrapReport {
+                elapsed: Duration::ZERO,
+                progress: Progress {
+                    percent: 0,
+                    phase: braid_dir::Phase::Starting,
+                    microdescs: (0, 0),
+                },
+                from_cache: Vec::new(),
+                quarantined: Vec::new(),
+                fetches: 0,
+                fetch_failures: 0,
+                rejected: 0,
+            },
+            last_problem: None,
+        })
+    }
+
+    /// The directory, once a consensus verified.
+    pub fn netdir(&self) -> Option<&NetDir> {
+        self.boot.netdir()
+    }
+
+    /// The state machine (for inspection).
+    pub fn state(&self) -> &DirBootstrap {
+        &self.boot
+    }
+
+    /// Feed the cache to the state machine: certificates, then the
+    /// consensus, then microdescriptors. A file that fails verification for
+    /// any reason but age is set aside as corrupt.
+    fn load_cache(&mut self, on_event: &mut impl FnMut(&DirEvent)) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        for kind in [
+            DocKind::AuthorityCert,
+            DocKind::Consensus,
+            DocKind::Microdesc,
+        ] {
+            let text = match cache.load(kind) {
+                Ok(Some(text)) => text,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!("cache file {} unreadable: {e}", cache.path(kind).display());
+                    self.set_aside(&cache, kind);
+                    continue;
+                }
+            };
+            match self.boot.handle_cached(kind, &text, SystemTime::now()) {
+                Ok(()) => self.report.from_cache.push(kind),
+                Err(DocError::NotTimely { .. }) => {
+                    tracing::info!("cached {kind} is out of date; fetching a new one");
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        "cached {kind} in {} refused: {error}",
+                        cache.path(kind).display()
+                    );
+                    on_event(&DirEvent::Rejected {
+                        source: None,
+                        error,
+                    });
+                    self.set_aside(&cache, kind);
+                }
+            }
+            self.drain_events(on_event);
+        }
+    }
+
+    fn set_aside(&mut self, cache: &DirCache, kind: DocKind) {
+        match cache.quarantine(kind) {
+            Ok(aside) => {
+                tracing::warn!("set corrupt cache file aside as {}", aside.display());
+                self.report.quarantined.push(kind);
+            }
+            Err(e) => tracing::warn!("cannot set corrupt cache file aside: {e}"),
+        }
+    }
+
+    fn drain_events(&mut self, on_event: &mut impl FnMut(&DirEvent)) {
+        while let Some(ev) = self.boot.poll_event() {
+            match &ev {
+                DirEvent::Store { kind, text } => {
+                    if let Some(cache) = &self.cache
+                        && let Err(e) = cache.store(*kind, text)
+                    {
+                        // The old file is intact (atomic write); go on in
+                        // memory.
+                        tracing::warn!("cannot write {kind} to the cache: {e}");
+                        self.last_problem = Some(format!("cache write failed: {e}"));
+                    }
+                }
+                DirEvent::Rejected { source, error } => {
+                    self.report.rejected += 1;
+                    let from = source.map_or_else(|| "cache".to_owned(), |s| s.to_string());
+                    tracing::warn!("refused document from {from}: {error}");
+                    self.last_problem = Some(format!("{from}: {error}"));
+                }
+                DirEvent::FetchFailed { source, error, .. } => {
+                    self.report.fetch_failures += 1;
+                    tracing::info!("fetch from {source} failed: {error}");
+                    self.last_problem = Some(format!("{source}: {error}"));
+                }
+                DirEvent::Progress(p) => tracing::info!("{p}"),
+                DirEvent::NewConsensus { .. } => {}
+            }
+            on_event(&ev);
+        }
+    }
+
+    /// Run until the directory is complete (100%), or fail after `limit`.
+    /// `on_event` sees every event (progress lines, refusals, failures).
+    pub async fn bootstrap(
+        &mut self,
+        limit: Duration,
+        mut on_event: impl FnMut(&DirEvent),
+    ) -> Result<BootstrapReport, ClientError> {
+        let start = Instant::now();
+        self.load_cache(&mut on_event);
+        self.run_until(start, limit, &mut on_event, DirBootstrap::is_done)
+            .await?;
+        self.report.elapsed = start.elapsed();
+        self.report.progress = self.boot.progress();
+        Ok(self.report.clone())
+    }
+
+    /// Keep the directory fresh for `duration`: refetch the consensus and
+    /// new microdescriptors as their times come.
+    pub async fn keep_fresh(&mut self, duration: Duration, mut on_event: impl FnMut(&DirEvent)) {
+        let start = Instant::now();
+        let _ = self
+            .run_until(start, duration, &mut on_event, |_| false)
+            .await;
+    }
+
+    async fn run_until(
+        &mut self,
+        start: Instant,
+        limit: Duration,
+        on_event: &mut impl FnMut(&DirEvent),
+        done: impl Fn(&DirBootstrap) -> bool,
+    ) -> Result<(), ClientError> {
+        loop {
+            self.drain_events(on_event);
+            if done(&self.boot) {
+                return Ok(());
+            }
+            let now = SystemTime::now();
+            while let Some(req) = self.boot.poll_request(now) {
+                self.report.fetches += 1;
+                let timeout = self.fetch_timeout;
+                self.tasks.spawn(async move {
+                    let r = http::get(req.source, &req.path, req.max_bytes, timeout)
+                        .await
+                        .map_err(|e| e.to_string());
+                    (req.id, r)
+                });
+            }
+            self.drain_events(on_event);
+            let Some(left) = limit.checked_sub(start.elapsed()) else {
+                return Err(ClientError::BootstrapTimeout {
+                    elapsed: start.elapsed(),
+                    progress: self.boot.progress().to_string(),
+                    last_problem: self.last_problem.clone().unwrap_or_else(|| "none".into()),
+                });
+            };
+            let wake = self
+                .boot
+                .poll_timeout()
+                .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default())
+                .map_or(left, |d| d.min(left));
+            tokio::select! {
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    if let Ok((id, result)) = joined {
+                        self.boot.handle_response(id, result, SystemTime::now());
+                    }
+                }
+                () = tokio::time::sleep(wake) => {
+                    self.boot.handle_timeout(SystemTime::now());
+                }
+            }
+        }
+    }
+}
