@@ -1,6 +1,8 @@
 //! Async drivers of the Braid client. The drivers move bytes and timers; the
 //! protocol lives in `braid-core` and the directory logic in `braid-dir`.
 //!
+//! - [`channel`]: the channel reactor: TLS to a relay's ORPort, the link
+//!   handshake, and the circuit map with bounded queues.
 //! - [`config`]: the client's TOML configuration (a private network's
 //!   `network.toml` works as one).
 //! - [`http`]: the minimal HTTP/1.0 GET used to fetch directory documents
@@ -10,6 +12,7 @@
 //! - [`dir_driver`]: runs `braid_dir::DirBootstrap` over HTTP and the cache.
 //! - [`error`]: the error types.
 
+pub mod channel;
 pub mod config;
 pub mod dir_cache;
 pub mod dir_driver;

@@ -17,8 +17,15 @@
 //! - [`crypto`]: circuit handshakes (ntor, ntor-v3) and tor1 relay crypto
 //!   (tor-spec §5.1.4, §5.5, proposal 332).
 //! - [`cc`]: SENDMEs and congestion control (tor-spec §7.4, proposal 324).
+//! - [`circuit`]: a client circuit's hops: building with CREATE2/EXTEND2,
+//!   relay cell framing and crypto, circuit-level SENDMEs and congestion
+//!   control (tor-spec §5, §6.1, §7).
+//! - [`stream`]: streams on a circuit: BEGIN/CONNECTED/DATA/END,
+//!   RESOLVE/RESOLVED, stream flow control (tor-spec §6.2-§6.4).
 
 pub mod cc;
 pub mod channel;
+pub mod circuit;
 pub mod crypto;
 pub mod ids;
+pub mod stream;
