@@ -163,7 +163,7 @@ impl DirDriver {
                 DirEvent::FetchFailed { source, error, .. } => {
                     self.report.fetch_failures += 1;
                     tracing::info!("fetch from {source} failed: {error}");
-                    self.last_problem = Some(format!("{source}: {error}"));
+                    self.last_problem = Some(error.clone());
                 }
                 DirEvent::Progress(p) => tracing::info!("{p}"),
                 DirEvent::NewConsensus { .. } => {}

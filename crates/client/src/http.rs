@@ -52,8 +52,9 @@ async fn get_inner(addr: SocketAddr, path: &str, max_body: usize) -> Result<Stri
     parse_response(addr, &buf, max_body)
 }
 
-/// Split a complete HTTP/1.0 response into status and body.
-fn parse_response(addr: SocketAddr, buf: &[u8], max_body: usize) -> Result<String, FetchError> {
+/// Split a complete HTTP/1.0 response (as read until EOF) into status and
+/// body; public for the fuzz target.
+pub fn parse_response(addr: SocketAddr, buf: &[u8], max_body: usize) -> Result<String, FetchError> {
     let malformed = |detail: &str| FetchError::Malformed {
         addr,
         detail: detail.to_owned(),

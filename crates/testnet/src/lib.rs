@@ -17,6 +17,7 @@ pub mod config;
 pub mod consensus;
 pub mod control;
 pub mod ctor_conflux;
+pub mod ctor_log;
 pub mod download;
 pub mod error;
 pub mod fileserver;

@@ -60,6 +60,8 @@ pub fn render(node: &NodePlan, ctx: &TorrcContext) -> String {
     line(format!("Log {} stdout", ctx.log_level));
     line("RunAsDaemon 0".into());
     line("SafeLogging 0".into());
+    // Millisecond timestamps, so bootstrap phases can be timed from the log.
+    line("LogTimeGranularity 1".into());
     line("ShutdownWaitLength 0".into());
     line("Address 127.0.0.1".into());
     line("AddressDisableIPv6 1".into());
