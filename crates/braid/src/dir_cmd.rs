@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use braid_client::{ClientConfig, ClientError, DirDriver};
-use braid_dir::{DirEvent, NetDir, PathConfig, RelayFlags, choose_path, conflux_exit_protocols};
+use braid_client::{ClientConfig, ClientError, DirCache, DirDriver};
+use braid_dir::{
+    DirEvent, GuardParams, GuardSet, NetDir, PathConfig, RelayFlags, choose_path,
+    conflux_exit_protocols,
+};
 
 use crate::cli::DirArgs;
 use crate::testnet_cmd::say;
@@ -69,13 +72,63 @@ pub(crate) async fn run(args: DirArgs) -> Result<(), ClientError> {
             config.cache_dir.display().to_string()
         },
     );
-    summary(&mut out, dir, config.enforce_distinct_subnets, args.port);
+    let guards = if args.no_cache {
+        None
+    } else {
+        guards(&config, dir, &mut out)
+    };
+    summary(
+        &mut out,
+        dir,
+        config.enforce_distinct_subnets,
+        args.port,
+        guards.as_ref(),
+    );
     say(out.trim_end());
     Ok(())
 }
 
+/// Load the guard state from the cache, take in the consensus, persist it
+/// again, and name the primary guards.
+fn guards(config: &ClientConfig, dir: &NetDir, out: &mut String) -> Option<GuardSet> {
+    let cache = DirCache::open(&config.cache_dir).ok()?;
+    let params = GuardParams::default();
+    let mut set = match cache.load_guards() {
+        Ok(Some(text)) => GuardSet::from_toml(&text, params.clone()).unwrap_or_else(|e| {
+            let _ = writeln!(out, "guard state unreadable ({e}); starting a new one");
+            GuardSet::new(params.clone())
+        }),
+        _ => GuardSet::new(params.clone()),
+    };
+    let relays = dir.relays();
+    set.update_consensus(&relays, dir.weights(), SystemTime::now(), &mut rand::rng());
+    if let Ok(text) = set.to_toml()
+        && let Err(e) = cache.store_guards(&text)
+    {
+        let _ = writeln!(out, "cannot save the guard state: {e}");
+    }
+    let names: Vec<String> = set
+        .primary()
+        .iter()
+        .map(|id| {
+            relays
+                .iter()
+                .find(|r| r.id == *id)
+                .map_or_else(|| id.to_string(), |r| r.nickname.clone())
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "guards: {} sampled, primary {} (state in {})",
+        set.sampled().len(),
+        names.join(", "),
+        cache.dir().join("guards.toml").display()
+    );
+    Some(set)
+}
+
 /// Relays, flags, exits by policy and three sample paths.
-fn summary(out: &mut String, dir: &NetDir, subnets: bool, port: u16) {
+fn summary(out: &mut String, dir: &NetDir, subnets: bool, port: u16, guards: Option<&GuardSet>) {
     let relays = dir.relays();
     let _ = writeln!(
         out,
@@ -132,8 +185,16 @@ fn summary(out: &mut String, dir: &NetDir, subnets: bool, port: u16) {
     };
     let _ = writeln!(out, "sample paths (guard > middle > exit, port {port}):");
     let mut rng = rand::rng();
-    for _ in 0..3 {
-        match choose_path(&relays, dir.weights(), None, &config, &mut rng) {
+    let primary: Vec<&braid_dir::Relay> = guards
+        .map(|g| g.primary().to_vec())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|id| relays.iter().find(|r| r.id == *id))
+        .collect();
+    for i in 0..3 {
+        // With a guard set, paths start at a primary guard (guard-spec §4.9).
+        let guard = primary.get(i % primary.len().max(1)).copied();
+        match choose_path(&relays, dir.weights(), guard, &config, &mut rng) {
             Ok(p) => {
                 let _ = writeln!(
                     out,

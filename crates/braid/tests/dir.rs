@@ -76,7 +76,7 @@ async fn braid_bootstraps_the_directory_of_a_private_network() {
     client.cache_dir = dir.join("braid-cache");
 
     // 1. A cold bootstrap reaches 100% and holds exactly the network's relays.
-    let (driver, report) = bootstrap(&client, true).await;
+    let (mut driver, report) = bootstrap(&client, true).await;
     assert_eq!(report.progress.percent, 100);
     assert!(report.from_cache.is_empty());
     let netdir = driver.netdir().unwrap();
@@ -123,6 +123,30 @@ async fn braid_bootstraps_the_directory_of_a_private_network() {
         report.fetches,
         ctor_dirinfo.map(|p| p.since_start),
         ctor_done.map(|p| p.since_start),
+    );
+
+    // The directory stays fresh: with a 10 s voting interval a consensus
+    // lives 20 s, so within 25 s at least one newer one is fetched, verified
+    // and adopted (dir-spec §5.1 refresh times).
+    let first_valid_after = driver.netdir().unwrap().lifetime().valid_after;
+    let mut adopted = 0;
+    driver
+        .keep_fresh(Duration::from_secs(25), |ev| {
+            if matches!(ev, DirEvent::NewConsensus { .. }) {
+                adopted += 1;
+            }
+        })
+        .await;
+    let now_valid_after = driver.netdir().unwrap().lifetime().valid_after;
+    println!("refresh: {adopted} newer consensuses adopted in 25 s");
+    assert!(adopted >= 1 && now_valid_after > first_valid_after);
+    assert!(driver.state().is_done(), "{:?}", driver.state().progress());
+    assert!(
+        driver
+            .netdir()
+            .unwrap()
+            .lifetime()
+            .is_valid_at(SystemTime::now())
     );
 
     // 2. A warm start takes certificates and microdescriptors from the cache.
@@ -189,6 +213,7 @@ async fn braid_bootstraps_the_directory_of_a_private_network() {
     assert!(stdout.contains("Bootstrapped 100% (done)"));
     assert!(stdout.contains("relays: 11 listed, 11 with microdescriptors"));
     assert!(stdout.contains("exits allowing port 80: 3"));
+    assert!(stdout.contains("guards: 5 sampled, primary "), "{stdout}");
     let paths: Vec<&str> = stdout
         .lines()
         .filter(|l| l.starts_with("  ") && l.contains(" > "))

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 use braid_dir::DocKind;
 
+/// The file of the guard state in the cache folder.
+const GUARDS_FILE: &str = "guards.toml";
+
 /// A directory cache rooted at one folder.
 #[derive(Debug, Clone)]
 pub struct DirCache {
@@ -55,7 +58,24 @@ impl DirCache {
 
     /// Replace the file of `kind` with `text`, atomically.
     pub fn store(&self, kind: DocKind, text: &str) -> io::Result<()> {
-        let path = self.path(kind);
+        self.store_path(&self.path(kind), text)
+    }
+
+    /// The persisted guard state (guard-spec §4), if any.
+    pub fn load_guards(&self) -> io::Result<Option<String>> {
+        match fs::read_to_string(self.dir.join(GUARDS_FILE)) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replace the persisted guard state, atomically.
+    pub fn store_guards(&self, text: &str) -> io::Result<()> {
+        self.store_path(&self.dir.join(GUARDS_FILE), text)
+    }
+
+    fn store_path(&self, path: &Path, text: &str) -> io::Result<()> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -66,7 +86,7 @@ impl DirCache {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
-            fs::rename(&tmp, &path)?;
+            fs::rename(&tmp, path)?;
             // Make the rename itself durable.
             fs::File::open(&self.dir)?.sync_all()
         })();
