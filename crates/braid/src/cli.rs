@@ -25,6 +25,23 @@ pub(crate) enum Command {
     /// Bootstrap the directory (verified consensus, certificates,
     /// microdescriptors) and print a summary with three sample paths.
     Dir(DirArgs),
+    /// A SOCKS5 proxy on Braid's own client (public network by default).
+    Proxy(ProxyArgs),
+}
+
+/// `braid proxy`.
+#[derive(Debug, Args)]
+pub(crate) struct ProxyArgs {
+    /// A network file (a private network's network.toml); default: the
+    /// public Tor network.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Where to listen for SOCKS5 clients.
+    #[arg(long, default_value = "127.0.0.1:9150")]
+    pub(crate) socks: std::net::SocketAddr,
+    /// Give up bootstrapping after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) timeout: u64,
 }
 
 /// `braid dir`.

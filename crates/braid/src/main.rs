@@ -8,6 +8,7 @@
 mod cli;
 mod demo;
 mod dir_cmd;
+mod proxy_cmd;
 mod testnet_cmd;
 
 use clap::Parser;
@@ -35,6 +36,7 @@ fn main() -> std::process::ExitCode {
             Command::Testnet(cmd) => testnet_cmd::run(cmd).await.map_err(Box::from),
             Command::Demo(args) => demo::run(*args).await.map_err(Box::from),
             Command::Dir(args) => dir_cmd::run(args).await.map_err(Box::from),
+            Command::Proxy(args) => proxy_cmd::run(args).await.map_err(Box::from),
         }
     });
     match result {

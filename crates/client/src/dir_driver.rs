@@ -4,6 +4,9 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use braid_dir::{DirBootstrap, DirEvent, DocError, DocKind, NetDir, Progress, RequestId};
+use std::sync::Arc;
+
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::ClientConfig;
@@ -42,6 +45,11 @@ pub struct DirDriver {
     tasks: JoinSet<(RequestId, Result<String, String>)>,
     report: BootstrapReport,
     last_problem: Option<String>,
+    /// Where each new state of the directory is published, if anyone
+    /// subscribed.
+    publish: Option<watch::Sender<Option<Arc<NetDir>>>>,
+    /// What was last published: (valid-after, microdescriptors held).
+    published: Option<(SystemTime, usize)>,
 }
 
 impl DirDriver {
@@ -76,7 +84,37 @@ impl DirDriver {
                 rejected: 0,
             },
             last_problem: None,
+            publish: None,
+            published: None,
         })
+    }
+
+    /// Receive a copy of the directory whenever it changes (a new consensus,
+    /// more microdescriptors).
+    pub fn subscribe(&mut self) -> watch::Receiver<Option<Arc<NetDir>>> {
+        let current = self.boot.netdir().cloned().map(Arc::new);
+        match &self.publish {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = watch::channel(current);
+                self.publish = Some(tx);
+                rx
+            }
+        }
+    }
+
+    fn publish_if_changed(&mut self) {
+        let Some(tx) = &self.publish else {
+            return;
+        };
+        let Some(dir) = self.boot.netdir() else {
+            return;
+        };
+        let key = (dir.lifetime().valid_after, dir.n_with_md());
+        if self.published != Some(key) {
+            self.published = Some(key);
+            let _ = tx.send(Some(Arc::new(dir.clone())));
+        }
     }
 
     /// The directory, once a consensus verified.
@@ -206,6 +244,7 @@ impl DirDriver {
     ) -> Result<(), ClientError> {
         loop {
             self.drain_events(on_event);
+            self.publish_if_changed();
             if done(&self.boot) {
                 return Ok(());
             }

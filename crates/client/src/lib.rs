@@ -3,6 +3,8 @@
 //!
 //! - [`channel`]: the channel reactor: TLS to a relay's ORPort, the link
 //!   handshake, and the circuit map with bounded queues.
+//! - [`client`]: [`TorClient`]: directory, guards, channels, a tunnel pool,
+//!   and the SOCKS [`socks::Connector`].
 //! - [`config`]: the client's TOML configuration (a private network's
 //!   `network.toml` works as one).
 //! - [`http`]: the minimal HTTP/1.0 GET used to fetch directory documents
@@ -10,15 +12,22 @@
 //! - [`dir_cache`]: the on-disk directory cache (atomic writes, corrupt files
 //!   set aside).
 //! - [`dir_driver`]: runs `braid_dir::DirBootstrap` over HTTP and the cache.
+//! - [`socks`]: the SOCKS5 front end (sans-IO handshake, tokio listener).
+//! - [`tunnel`]: the tunnel reactor: one task per circuit, owning the
+//!   core's circuit and stream map.
 //! - [`error`]: the error types.
 
 pub mod channel;
+pub mod client;
 pub mod config;
 pub mod dir_cache;
 pub mod dir_driver;
 pub mod error;
 pub mod http;
+pub mod socks;
+pub mod tunnel;
 
+pub use client::TorClient;
 pub use config::ClientConfig;
 pub use dir_cache::DirCache;
 pub use dir_driver::{BootstrapReport, DirDriver};

@@ -1,0 +1,85 @@
+//! `braid proxy`: a SOCKS5 proxy on Braid's own client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use braid_client::socks::SocksServer;
+use braid_client::{ClientConfig, ClientError, TorClient};
+use braid_dir::DirEvent;
+
+use crate::cli::ProxyArgs;
+use crate::testnet_cmd::say;
+
+/// Errors of `braid proxy`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProxyError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
+    let started = Instant::now();
+    let config = match &args.config {
+        Some(path) => ClientConfig::load(path).map_err(ClientError::from)?,
+        None => ClientConfig::public(),
+    };
+    // Listen first, so a busy port fails at once.
+    let server = SocksServer::bind(args.socks)
+        .await
+        .map_err(|source| ProxyError::Listen {
+            addr: args.socks,
+            source,
+        })?;
+    let client = TorClient::bootstrap(config, Duration::from_secs(args.timeout), |ev| {
+        if let DirEvent::Progress(p) = ev {
+            tracing::info!("{p}");
+        }
+    })
+    .await?;
+    say(&format!(
+        "directory ready in {:.2} s; building circuits",
+        started.elapsed().as_secs_f64()
+    ));
+    client.build_preemptive().await;
+    for t in client.tunnels() {
+        say(&format!("circuit ready: {}", t.info().path.join(" > ")));
+    }
+    say(&format!(
+        "SOCKS5 proxy on {} (ready in {:.2} s)",
+        args.socks,
+        started.elapsed().as_secs_f64()
+    ));
+    server
+        .serve(Arc::new(client), shutdown_signal())
+        .await
+        .map_err(|source| ProxyError::Listen {
+            addr: args.socks,
+            source,
+        })?;
+    // Let the tunnel tasks send END for the streams that were cut.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    say("stopped");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,352 @@
+//! The Tor client: a directory kept fresh, a guard set, channels to guards,
+//! and a pool of built tunnels per isolation key, used by the SOCKS front
+//! end through [`Connector`].
+//!
+//! Paths follow path-spec §2.2 through braid-dir; the first hop comes from
+//! the guard set (guard-spec §4), whose state is saved in the cache folder.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use braid_core::channel::ExpectedIdentity;
+use braid_core::stream::{Host, ResolvedAnswer, Socks5Reply, Target};
+use braid_dir::{
+    DirEvent, GuardParams, GuardSet, GuardUsage, NetDir, PathConfig, Relay, RelayId, choose_path,
+};
+use tokio::io::DuplexStream;
+use tokio::sync::watch;
+use tor_llcrypto::pk::ed25519::Ed25519Identity;
+use tor_llcrypto::pk::rsa::RsaIdentity;
+
+use crate::channel::{Channel, ChannelConfig, ChannelHandle};
+use crate::config::ClientConfig;
+use crate::dir_cache::DirCache;
+use crate::dir_driver::DirDriver;
+use crate::error::ClientError;
+use crate::socks::{Connector, IsolationKey, SocksRequest, SocksTarget};
+use crate::tunnel::{
+    BeginError, TunnelError, TunnelHandle, TunnelInfo, TunnelParams, build_tunnel, hop_target,
+};
+
+/// How long a channel may take to open.
+pub const CHANNEL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Cells a circuit may have waiting between its channel and its tunnel
+/// task (2 MB). An exit may have its whole congestion window in flight, and
+/// on a fast path that window reaches thousands of cells; the task drains
+/// the queue in batches, so it only fills when the task stalls, and then the
+/// circuit is closed (the seed's KIST plan, item 3).
+pub const CIRCUIT_INBOUND_CELLS: usize = 4096;
+/// Tunnels built ahead of need for the default isolation key, so the first
+/// request does not wait for a build.
+pub const PREEMPTIVE_TUNNELS: usize = 2;
+/// Tunnels kept per isolation key.
+pub const MAX_TUNNELS_PER_KEY: usize = 4;
+/// Attempts at a stream before giving up (a failed circuit is replaced).
+const BEGIN_ATTEMPTS: usize = 3;
+
+/// The client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TorClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    netdir: watch::Receiver<Option<Arc<NetDir>>>,
+    guards: Mutex<GuardSet>,
+    cache: Option<DirCache>,
+    channels: tokio::sync::Mutex<HashMap<RelayId, ChannelHandle>>,
+    pool: Mutex<HashMap<IsolationKey, Vec<TunnelHandle>>>,
+    /// Serialises tunnel builds per isolation key, so a burst of requests
+    /// does not start a burst of builds.
+    building: tokio::sync::Mutex<()>,
+}
+
+impl TorClient {
+    /// Bootstrap the directory (within `limit`), keep it fresh in the
+    /// background, load the guard state, and build the preemptive tunnels.
+    pub async fn bootstrap(
+        config: ClientConfig,
+        limit: Duration,
+        mut on_event: impl FnMut(&DirEvent) + Send + 'static,
+    ) -> Result<Self, ClientError> {
+        let mut driver = DirDriver::new(&config, true)?;
+        driver.bootstrap(limit, &mut on_event).await?;
+        let netdir = driver.subscribe();
+        tokio::spawn(async move {
+            // Forever, in practice: one year per call.
+            loop {
+                driver
+                    .keep_fresh(Duration::from_secs(365 * 86_400), &mut on_event)
+                    .await;
+            }
+        });
+        let cache = DirCache::open(&config.cache_dir).ok();
+        let params = GuardParams::default();
+        let guards = cache
+            .as_ref()
+            .and_then(|c| c.load_guards().ok().flatten())
+            .and_then(|t| GuardSet::from_toml(&t, params.clone()).ok())
+            .unwrap_or_else(|| GuardSet::new(params));
+        let client = Self {
+            inner: Arc::new(Inner {
+                config,
+                netdir,
+                guards: Mutex::new(guards),
+                cache,
+                channels: tokio::sync::Mutex::new(HashMap::new()),
+                pool: Mutex::new(HashMap::new()),
+                building: tokio::sync::Mutex::new(()),
+            }),
+        };
+        client.update_guards();
+        Ok(client)
+    }
+
+    /// Build the preemptive tunnels for the default isolation key. Errors
+    /// are logged; requests build their own tunnels if these failed.
+    pub async fn build_preemptive(&self) {
+        for _ in 0..PREEMPTIVE_TUNNELS {
+            match self.build(None).await {
+                Ok(t) => self.add_to_pool(&IsolationKey::default(), t),
+                Err(e) => tracing::warn!("preemptive circuit failed: {e}"),
+            }
+        }
+    }
+
+    /// The current directory.
+    pub fn netdir(&self) -> Option<Arc<NetDir>> {
+        self.inner.netdir.borrow().clone()
+    }
+
+    /// Built tunnels, for status reports.
+    pub fn tunnels(&self) -> Vec<TunnelHandle> {
+        let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.values().flatten().cloned().collect()
+    }
+
+    fn update_guards(&self) {
+        let Some(dir) = self.netdir() else {
+            return;
+        };
+        let relays = dir.relays();
+        let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
+        guards.update_consensus(&relays, dir.weights(), SystemTime::now(), &mut rand::rng());
+        self.save_guards(&guards);
+    }
+
+    fn save_guards(&self, guards: &GuardSet) {
+        if let (Some(cache), Ok(text)) = (&self.inner.cache, guards.to_toml())
+            && let Err(e) = cache.store_guards(&text)
+        {
+            tracing::warn!("cannot save the guard state: {e}");
+        }
+    }
+
+    /// A channel to `relay`, reusing an open one.
+    async fn channel_to(&self, relay: &Relay) -> Result<ChannelHandle, TunnelError> {
+        let mut channels = self.inner.channels.lock().await;
+        if let Some(ch) = channels.get(&relay.id)
+            && !ch.is_closed()
+        {
+            return Ok(ch.clone());
+        }
+        let expected = ExpectedIdentity {
+            rsa: RsaIdentity::from(*relay.id.as_bytes()),
+            ed25519: relay.ed_id.map(|e| Ed25519Identity::from(*e.as_bytes())),
+        };
+        let config = ChannelConfig {
+            circuit_inbound_queue: CIRCUIT_INBOUND_CELLS,
+            ..ChannelConfig::default().with_connect_timeout(CHANNEL_TIMEOUT)
+        };
+        let (ch, _task) =
+            Channel::connect_with(std::net::SocketAddr::V4(relay.addr), expected, &config).await?;
+        channels.insert(relay.id, ch.clone());
+        Ok(ch)
+    }
+
+    /// Build a 3-hop tunnel whose exit allows `port` (any port if `None`).
+    pub async fn build(&self, port: Option<u16>) -> Result<TunnelHandle, TunnelError> {
+        let dir = self
+            .netdir()
+            .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
+        let relays = dir.relays();
+        let config = PathConfig {
+            enforce_distinct_subnets: self.inner.config.enforce_distinct_subnets,
+            exit_port: port,
+            ..PathConfig::default()
+        };
+        // guard-spec §4.6: the first hop from the guard set.
+        let choice = {
+            let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
+            guards
+                .pick_guard(&[], SystemTime::now(), &mut rand::rng())
+                .map_err(|e| TunnelError::Path(e.to_string()))?
+        };
+        let guard = relays
+            .iter()
+            .find(|r| r.id == choice.id)
+            .ok_or_else(|| TunnelError::Path("the chosen guard is not in the directory".into()))?;
+        let path = choose_path(
+            &relays,
+            dir.weights(),
+            Some(guard),
+            &config,
+            &mut rand::rng(),
+        )
+        .map_err(|e| TunnelError::Path(e.to_string()))?;
+        let hops: Vec<_> = [(path.guard, false), (path.middle, false), (path.exit, true)]
+            .iter()
+            .map(|(r, exit)| hop_target(r, *exit))
+            .collect::<Option<_>>()
+            .ok_or_else(|| TunnelError::Path("a relay lacks its keys".into()))?;
+        let info = TunnelInfo {
+            path: vec![
+                path.guard.nickname.clone(),
+                path.middle.nickname.clone(),
+                path.exit.nickname.clone(),
+            ],
+            exit: path.exit.id,
+            exit_policy: path.exit.policy.clone(),
+        };
+        let params = TunnelParams::from_consensus(dir.params());
+        let result = match self.channel_to(path.guard).await {
+            Ok(ch) => build_tunnel(&ch, hops, info, params).await,
+            Err(e) => Err(e),
+        };
+        let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        match &result {
+            Ok(_) => {
+                let _ = guards.note_success(&choice.id, now, &mut rand::rng());
+            }
+            // guard-spec §4.7: only a failure to reach the guard marks it.
+            Err(TunnelError::Channel(_)) => {
+                let _ = guards.note_failure(&choice.id, now);
+            }
+            Err(_) => {}
+        }
+        if choice.usage == GuardUsage::Primary || result.is_ok() {
+            self.save_guards(&guards);
+        }
+        result
+    }
+
+    fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let list = pool.entry(key.clone()).or_default();
+        list.retain(|t| !t.is_closed());
+        if list.len() < MAX_TUNNELS_PER_KEY {
+            list.push(tunnel);
+        }
+    }
+
+    fn drop_from_pool(&self, key: &IsolationKey, tunnel: &TunnelHandle) {
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = pool.get_mut(key) {
+            list.retain(|t| !Arc::ptr_eq(&t.info, &tunnel.info) && !t.is_closed());
+        }
+    }
+
+    /// A built tunnel for `key` whose exit allows `port`: from the pool, or
+    /// newly built.
+    async fn tunnel_for(&self, key: &IsolationKey, port: u16) -> Result<TunnelHandle, TunnelError> {
+        let pick = |me: &Self| {
+            let pool = me.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.get(key).and_then(|list| {
+                list.iter()
+                    .find(|t| !t.is_closed() && t.info().exit_policy.allows_port(port))
+                    .cloned()
+            })
+        };
+        if let Some(t) = pick(self) {
+            return Ok(t);
+        }
+        let _one_at_a_time = self.inner.building.lock().await;
+        if let Some(t) = pick(self) {
+            return Ok(t);
+        }
+        let t = self.build(Some(port)).await?;
+        self.add_to_pool(key, t.clone());
+        Ok(t)
+    }
+
+    /// Open a stream to `target` for isolation key `key`.
+    pub async fn connect(
+        &self,
+        target: Target,
+        key: &IsolationKey,
+    ) -> Result<DuplexStream, BeginError> {
+        let mut last = None;
+        for _ in 0..BEGIN_ATTEMPTS {
+            let tunnel = self
+                .tunnel_for(key, target.port)
+                .await
+                .map_err(|e| BeginError {
+                    reply: Socks5Reply::GeneralFailure,
+                    reason: e.to_string(),
+                    circuit_failed: true,
+                })?;
+            match tunnel.begin(target.clone()).await {
+                Ok(s) => return Ok(s),
+                Err(e) if e.circuit_failed => {
+                    tracing::info!("stream failed with its circuit ({e}); trying another");
+                    self.drop_from_pool(key, &tunnel);
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or(BeginError {
+            reply: Socks5Reply::GeneralFailure,
+            reason: "no circuit".into(),
+            circuit_failed: true,
+        }))
+    }
+}
+
+fn to_target(t: &SocksTarget) -> Target {
+    match t {
+        SocksTarget::Hostname(h, p) => Target {
+            host: Host::Hostname(h.clone()),
+            port: *p,
+        },
+        SocksTarget::Ip(ip, p) => Target {
+            host: Host::from(*ip),
+            port: *p,
+        },
+    }
+}
+
+impl Connector for TorClient {
+    type Stream = DuplexStream;
+
+    async fn connect(&self, request: &SocksRequest) -> Result<DuplexStream, Socks5Reply> {
+        TorClient::connect(self, to_target(&request.target), &request.isolation)
+            .await
+            .map_err(|e| {
+                tracing::info!("SOCKS request for {}: {e}", request.target);
+                e.reply
+            })
+    }
+
+    async fn resolve(&self, request: &SocksRequest) -> Result<SocksTarget, Socks5Reply> {
+        let SocksTarget::Hostname(host, _) = &request.target else {
+            return Err(Socks5Reply::CommandNotSupported);
+        };
+        let tunnel = self
+            .tunnel_for(&request.isolation, 80)
+            .await
+            .map_err(|_| Socks5Reply::GeneralFailure)?;
+        let answers = tunnel.resolve(host).await.map_err(|e| e.reply)?;
+        answers
+            .into_iter()
+            .find_map(|a| match a {
+                ResolvedAnswer::Ip { addr, .. } => Some(SocksTarget::Ip(addr, 0)),
+                _ => None,
+            })
+            .ok_or(Socks5Reply::HostUnreachable)
+    }
+}

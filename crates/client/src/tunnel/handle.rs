@@ -1,0 +1,157 @@
+//! What the client holds of a tunnel: a cheap, cloneable handle that sends
+//! requests to the tunnel's task.
+
+use std::sync::Arc;
+
+use braid_core::circuit::HopFigures;
+use braid_core::stream::{ResolvedAnswer, Socks5Reply, Target};
+use thiserror::Error;
+use tokio::io::DuplexStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::channel::ChannelDriverError;
+
+/// A tunnel could not be built.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TunnelError {
+    /// The channel to the first hop failed.
+    #[error(transparent)]
+    Channel(#[from] ChannelDriverError),
+    /// The circuit was refused or failed while building.
+    #[error("circuit build failed: {0}")]
+    Build(String),
+    /// Building took too long.
+    #[error("circuit build timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// No usable path.
+    #[error("no path: {0}")]
+    Path(String),
+}
+
+/// A stream could not be opened; `reply` is the SOCKS answer.
+#[derive(Debug, Clone, Error)]
+#[error("{reason}")]
+pub struct BeginError {
+    /// The SOCKS5 reply code that says it.
+    pub reply: Socks5Reply,
+    /// Why, in words (the exit's END reason, a timeout, the circuit
+    /// closing).
+    pub reason: String,
+    /// True if the circuit itself failed (another circuit may work).
+    pub circuit_failed: bool,
+}
+
+/// The state of a tunnel, as its task reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelStatus {
+    /// Being built.
+    Building,
+    /// Built; streams can be opened.
+    Open,
+    /// Gone, and why.
+    Closed(String),
+}
+
+/// What is known about a tunnel from its creation.
+#[derive(Debug, Clone)]
+pub struct TunnelInfo {
+    /// The relays, first hop first (nicknames).
+    pub path: Vec<String>,
+    /// The exit's RSA identity.
+    pub exit: braid_dir::RelayId,
+    /// The exit's port policy summary, to pick tunnels for a port.
+    pub exit_policy: braid_dir::PortPolicy,
+}
+
+/// A request to the task.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    /// Open a stream; answered when it is connected or failed.
+    Begin {
+        target: Target,
+        reply: oneshot::Sender<Result<DuplexStream, BeginError>>,
+    },
+    /// Resolve a hostname at the exit.
+    Resolve {
+        host: String,
+        reply: oneshot::Sender<Result<Vec<ResolvedAnswer>, BeginError>>,
+    },
+    /// Report the last hop's figures.
+    Figures {
+        reply: oneshot::Sender<Option<HopFigures>>,
+    },
+    /// Close the circuit.
+    Close,
+}
+
+/// A handle to a tunnel's task. Dropping every handle closes the circuit
+/// once its streams are done.
+#[derive(Debug, Clone)]
+pub struct TunnelHandle {
+    pub(crate) cmd: mpsc::Sender<Cmd>,
+    pub(crate) status: watch::Receiver<TunnelStatus>,
+    pub(crate) info: Arc<TunnelInfo>,
+}
+
+impl TunnelHandle {
+    /// What the tunnel goes through.
+    pub fn info(&self) -> &TunnelInfo {
+        &self.info
+    }
+
+    /// Its current status.
+    pub fn status(&self) -> TunnelStatus {
+        self.status.borrow().clone()
+    }
+
+    /// True once the tunnel is gone.
+    pub fn is_closed(&self) -> bool {
+        matches!(*self.status.borrow(), TunnelStatus::Closed(_)) || self.cmd.is_closed()
+    }
+
+    fn gone() -> BeginError {
+        BeginError {
+            reply: Socks5Reply::GeneralFailure,
+            reason: "the circuit closed".into(),
+            circuit_failed: true,
+        }
+    }
+
+    /// Open a stream to `target` and wait for the exit's CONNECTED. The
+    /// returned pipe carries the stream's bytes both ways; its buffer is
+    /// bounded.
+    pub async fn begin(&self, target: Target) -> Result<DuplexStream, BeginError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Begin { target, reply })
+            .await
+            .map_err(|_| Self::gone())?;
+        rx.await.map_err(|_| Self::gone())?
+    }
+
+    /// Resolve `host` at the exit (tor-spec §6.4).
+    pub async fn resolve(&self, host: &str) -> Result<Vec<ResolvedAnswer>, BeginError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Resolve {
+                host: host.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| Self::gone())?;
+        rx.await.map_err(|_| Self::gone())?
+    }
+
+    /// RTT, congestion window and counters of the last hop.
+    pub async fn figures(&self) -> Option<HopFigures> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Figures { reply }).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Close the circuit (its streams end).
+    pub async fn close(&self) {
+        let _ = self.cmd.send(Cmd::Close).await;
+    }
+}
