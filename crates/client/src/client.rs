@@ -14,7 +14,6 @@ use braid_core::stream::{Host, ResolvedAnswer, Socks5Reply, Target};
 use braid_dir::{
     DirEvent, GuardParams, GuardSet, GuardUsage, NetDir, PathConfig, Relay, RelayId, choose_path,
 };
-use tokio::io::DuplexStream;
 use tokio::sync::watch;
 use tor_llcrypto::pk::ed25519::Ed25519Identity;
 use tor_llcrypto::pk::rsa::RsaIdentity;
@@ -26,7 +25,8 @@ use crate::dir_driver::DirDriver;
 use crate::error::ClientError;
 use crate::socks::{Connector, IsolationKey, SocksRequest, SocksTarget};
 use crate::tunnel::{
-    BeginError, TunnelError, TunnelHandle, TunnelInfo, TunnelParams, build_tunnel, hop_target,
+    BeginError, TorStream, TunnelError, TunnelHandle, TunnelInfo, TunnelParams, build_tunnel,
+    hop_target,
 };
 
 /// How long a channel may take to open.
@@ -42,6 +42,8 @@ pub const CIRCUIT_INBOUND_CELLS: usize = 4096;
 pub const PREEMPTIVE_TUNNELS: usize = 2;
 /// Tunnels kept per isolation key.
 pub const MAX_TUNNELS_PER_KEY: usize = 4;
+/// How long a relay that a circuit could not be extended to is avoided.
+pub const FAILED_RELAY_AVOID: Duration = Duration::from_secs(60);
 /// Attempts at a stream before giving up (a failed circuit is replaced).
 const BEGIN_ATTEMPTS: usize = 3;
 
@@ -62,6 +64,10 @@ struct Inner {
     /// Serialises tunnel builds per isolation key, so a burst of requests
     /// does not start a burst of builds.
     building: tokio::sync::Mutex<()>,
+    /// Relays a circuit could not be extended to, and until when to avoid
+    /// them: the consensus may list a relay as Running for a while after it
+    /// died.
+    failed_relays: Mutex<HashMap<RelayId, std::time::Instant>>,
 }
 
 impl TorClient {
@@ -99,6 +105,7 @@ impl TorClient {
                 channels: tokio::sync::Mutex::new(HashMap::new()),
                 pool: Mutex::new(HashMap::new()),
                 building: tokio::sync::Mutex::new(()),
+                failed_relays: Mutex::new(HashMap::new()),
             }),
         };
         client.update_guards();
@@ -119,6 +126,12 @@ impl TorClient {
     /// The current directory.
     pub fn netdir(&self) -> Option<Arc<NetDir>> {
         self.inner.netdir.borrow().clone()
+    }
+
+    /// Built tunnels of one isolation key.
+    pub fn tunnels_for(&self, key: &IsolationKey) -> Vec<TunnelHandle> {
+        let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.get(key).cloned().unwrap_or_default()
     }
 
     /// Built tunnels, for status reports.
@@ -172,7 +185,18 @@ impl TorClient {
         let dir = self
             .netdir()
             .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
-        let relays = dir.relays();
+        let relays = {
+            let mut failed = self
+                .inner
+                .failed_relays
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            failed.retain(|_, until| *until > now);
+            let mut relays = dir.relays();
+            relays.retain(|r| !failed.contains_key(&r.id));
+            relays
+        };
         let config = PathConfig {
             enforce_distinct_subnets: self.inner.config.enforce_distinct_subnets,
             exit_port: port,
@@ -212,10 +236,22 @@ impl TorClient {
             exit_policy: path.exit.policy.clone(),
         };
         let params = TunnelParams::from_consensus(dir.params());
+        let ids = [path.guard.id, path.middle.id, path.exit.id];
         let result = match self.channel_to(path.guard).await {
             Ok(ch) => build_tunnel(&ch, hops, info, params).await,
             Err(e) => Err(e),
         };
+        if let Err(TunnelError::Build { hops_done, .. }) = &result
+            && let Some(culprit) = ids.get(*hops_done).filter(|_| *hops_done > 0)
+        {
+            // Extending to this relay failed: avoid it for a while.
+            let mut failed = self
+                .inner
+                .failed_relays
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            failed.insert(*culprit, std::time::Instant::now() + FAILED_RELAY_AVOID);
+        }
         let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
         match &result {
@@ -278,21 +314,26 @@ impl TorClient {
         &self,
         target: Target,
         key: &IsolationKey,
-    ) -> Result<DuplexStream, BeginError> {
+    ) -> Result<TorStream, BeginError> {
         let mut last = None;
         for _ in 0..BEGIN_ATTEMPTS {
-            let tunnel = self
-                .tunnel_for(key, target.port)
-                .await
-                .map_err(|e| BeginError {
-                    reply: Socks5Reply::GeneralFailure,
-                    reason: e.to_string(),
-                    circuit_failed: true,
-                })?;
+            let tunnel = match self.tunnel_for(key, target.port).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::info!("circuit for a stream failed: {e}");
+                    last = Some(BeginError {
+                        reply: Socks5Reply::GeneralFailure,
+                        reason: e.to_string(),
+                        circuit_failed: true,
+                    });
+                    continue;
+                }
+            };
             match tunnel.begin(target.clone()).await {
                 Ok(s) => return Ok(s),
                 Err(e) if e.circuit_failed => {
-                    tracing::info!("stream failed with its circuit ({e}); trying another");
+                    // Like C-tor: the circuit is not used for new streams.
+                    tracing::info!("stream failed ({e}); trying another circuit");
                     self.drop_from_pool(key, &tunnel);
                     last = Some(e);
                 }
@@ -321,9 +362,9 @@ fn to_target(t: &SocksTarget) -> Target {
 }
 
 impl Connector for TorClient {
-    type Stream = DuplexStream;
+    type Stream = TorStream;
 
-    async fn connect(&self, request: &SocksRequest) -> Result<DuplexStream, Socks5Reply> {
+    async fn connect(&self, request: &SocksRequest) -> Result<TorStream, Socks5Reply> {
         TorClient::connect(self, to_target(&request.target), &request.isolation)
             .await
             .map_err(|e| {

@@ -7,14 +7,17 @@
 //! - [`handle`]: [`TunnelHandle`], what the rest of the client holds, and
 //!   its errors.
 //! - [`reactor`]: the task.
+//! - [`stream`]: [`TorStream`], the application's end of a stream.
 //! - [`target`]: turning directory relays into circuit hop targets.
 //!
 //! Conflux sets (several circuits in one task) come with the Conflux work.
 
 pub mod handle;
 pub mod reactor;
+pub mod stream;
 pub mod target;
 
 pub use handle::{BeginError, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus};
 pub use reactor::{TunnelParams, build_tunnel};
+pub use stream::TorStream;
 pub use target::hop_target;

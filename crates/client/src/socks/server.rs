@@ -121,7 +121,13 @@ async fn handle<C: Connector>(mut client: TcpStream, connector: &C) -> io::Resul
                 client
                     .write_all(&encode_reply(SocksReply::Succeeded, None))
                     .await?;
-                tokio::io::copy_bidirectional(&mut client, &mut stream).await?;
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut stream).await {
+                    // A stream that broke (its circuit died, the exit reset
+                    // it) is reset toward the application too, so it is
+                    // not taken for a complete one.
+                    let _ = client.set_zero_linger();
+                    return Err(e);
+                }
                 Ok(())
             }
             Err(reply) => {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use braid_core::circuit::HopFigures;
 use braid_core::stream::{ResolvedAnswer, Socks5Reply, Target};
 use thiserror::Error;
-use tokio::io::DuplexStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::stream::TorStream;
 use crate::channel::ChannelDriverError;
 
 /// A tunnel could not be built.
@@ -19,8 +19,14 @@ pub enum TunnelError {
     #[error(transparent)]
     Channel(#[from] ChannelDriverError),
     /// The circuit was refused or failed while building.
-    #[error("circuit build failed: {0}")]
-    Build(String),
+    #[error("circuit build failed after {hops_done} hops: {reason}")]
+    Build {
+        /// Why.
+        reason: String,
+        /// Hops completed when it failed: the relay at this index of the
+        /// path (if any) is the one that could not be reached or refused.
+        hops_done: usize,
+    },
     /// Building took too long.
     #[error("circuit build timed out after {0:?}")]
     Timeout(std::time::Duration),
@@ -38,7 +44,11 @@ pub struct BeginError {
     /// Why, in words (the exit's END reason, a timeout, the circuit
     /// closing).
     pub reason: String,
-    /// True if the circuit itself failed (another circuit may work).
+    /// True if another circuit may do better: the circuit itself failed,
+    /// or the exit gave a reason C-tor's client retries elsewhere (MISC,
+    /// RESOLVEFAILED, TIMEOUT, NOROUTE, RESOURCELIMIT, HIBERNATING;
+    /// `connection_ap_process_end_not_open`), or CONNECTED did not come in
+    /// time.
     pub circuit_failed: bool,
 }
 
@@ -70,7 +80,7 @@ pub(crate) enum Cmd {
     /// Open a stream; answered when it is connected or failed.
     Begin {
         target: Target,
-        reply: oneshot::Sender<Result<DuplexStream, BeginError>>,
+        reply: oneshot::Sender<Result<TorStream, BeginError>>,
     },
     /// Resolve a hostname at the exit.
     Resolve {
@@ -121,7 +131,7 @@ impl TunnelHandle {
     /// Open a stream to `target` and wait for the exit's CONNECTED. The
     /// returned pipe carries the stream's bytes both ways; its buffer is
     /// bounded.
-    pub async fn begin(&self, target: Target) -> Result<DuplexStream, BeginError> {
+    pub async fn begin(&self, target: Target) -> Result<TorStream, BeginError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Begin { target, reply })

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tor_cell::chancell::msg::AnyChanMsg;
 
 use super::handle::{BeginError, Cmd, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus};
+use super::stream::TorStream;
 use crate::channel::{ChannelHandle, CircuitIo};
 
 /// Bytes of one stream's pipe to the application, per direction.
@@ -79,13 +81,18 @@ pub async fn build_tunnel(
     let now = Instant::now();
     let mut circuit = {
         let mut rng = rand::rng();
-        ClientCircuit::new(circ_id, first, params.circuit.clone(), &mut rng, now)
-            .map_err(|e| TunnelError::Build(e.to_string()))?
+        ClientCircuit::new(circ_id, first, params.circuit.clone(), &mut rng, now).map_err(|e| {
+            TunnelError::Build {
+                reason: e.to_string(),
+                hops_done: 0,
+            }
+        })?
     };
     for hop in hops {
-        circuit
-            .extend(hop, now)
-            .map_err(|e| TunnelError::Build(e.to_string()))?;
+        circuit.extend(hop, now).map_err(|e| TunnelError::Build {
+            reason: e.to_string(),
+            hops_done: 0,
+        })?;
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let (status_tx, status_rx) = watch::channel(TunnelStatus::Building);
@@ -102,6 +109,7 @@ pub async fn build_tunnel(
         status: status_tx,
         last_hop: HopNum(0),
         handles_gone: false,
+        hops_done: 0,
     };
     tokio::spawn(task.run(io, cmd_rx));
     let handle = TunnelHandle {
@@ -111,8 +119,11 @@ pub async fn build_tunnel(
     };
     match tokio::time::timeout(params.build_timeout, built_rx).await {
         Ok(Ok(Ok(()))) => Ok(handle),
-        Ok(Ok(Err(reason))) => Err(TunnelError::Build(reason)),
-        Ok(Err(_)) => Err(TunnelError::Build("the circuit task ended".into())),
+        Ok(Ok(Err((reason, hops_done)))) => Err(TunnelError::Build { reason, hops_done }),
+        Ok(Err(_)) => Err(TunnelError::Build {
+            reason: "the circuit task ended".into(),
+            hops_done: 0,
+        }),
         Err(_) => {
             handle.close().await;
             Err(TunnelError::Timeout(params.build_timeout))
@@ -136,6 +147,9 @@ struct App {
     app_eof: bool,
     /// The stream is over (ended and flushed, or the application left).
     done: bool,
+    /// Set when the stream ends abnormally; the application's reads then
+    /// end in an error rather than EOF.
+    failed: Arc<AtomicBool>,
 }
 
 struct Task {
@@ -144,9 +158,10 @@ struct Task {
     stream_cfg: StreamMapConfig,
     flow: FlowParams,
     apps: HashMap<StreamId, App>,
-    begins: HashMap<StreamId, oneshot::Sender<Result<DuplexStream, BeginError>>>,
+    begins: HashMap<StreamId, oneshot::Sender<Result<TorStream, BeginError>>>,
     resolves: HashMap<StreamId, oneshot::Sender<Result<Vec<ResolvedAnswer>, BeginError>>>,
-    built: Option<oneshot::Sender<Result<(), String>>>,
+    built: Option<oneshot::Sender<Result<(), (String, usize)>>>,
+    hops_done: usize,
     status: watch::Sender<TunnelStatus>,
     last_hop: HopNum,
     handles_gone: bool,
@@ -251,7 +266,7 @@ impl Task {
     fn process(&mut self, now: Instant) -> Result<(), Exit> {
         while let Some(ev) = self.circuit.poll_event() {
             match ev {
-                CircEvent::HopAdded { .. } => {}
+                CircEvent::HopAdded { .. } => self.hops_done += 1,
                 CircEvent::Built { n_hops } => {
                     self.last_hop = HopNum(u8::try_from(n_hops.saturating_sub(1)).unwrap_or(0));
                     let mode = if self.circuit.cc_enabled(self.last_hop) {
@@ -271,7 +286,7 @@ impl Task {
                 CircEvent::BuildFailed { reason } => {
                     let reason = format!("{reason:?}");
                     if let Some(built) = self.built.take() {
-                        let _ = built.send(Err(reason.clone()));
+                        let _ = built.send(Err((reason.clone(), self.hops_done)));
                     }
                     return Err(Exit::Closed(reason));
                 }
@@ -303,7 +318,11 @@ impl Task {
                         continue;
                     };
                     let (app_end, task_end) = tokio::io::duplex(PIPE_BYTES);
-                    if waiter.send(Ok(app_end)).is_ok() {
+                    let failed = Arc::new(AtomicBool::new(false));
+                    if waiter
+                        .send(Ok(TorStream::new(app_end, failed.clone())))
+                        .is_ok()
+                    {
                         self.apps.insert(
                             id,
                             App {
@@ -313,6 +332,7 @@ impl Task {
                                 delivered_eof: false,
                                 app_eof: false,
                                 done: false,
+                                failed,
                             },
                         );
                     } else {
@@ -320,6 +340,13 @@ impl Task {
                     }
                 }
                 StreamEvent::Ended { id, reason, remote } => {
+                    // An END other than DONE after CONNECTED: the data may be
+                    // cut short (tor-spec §6.3).
+                    if let Some(app) = self.apps.get(&id)
+                        && reason != StreamClose::End(EndReason::DONE)
+                    {
+                        app.failed.store(true, Ordering::Release);
+                    }
                     if let Some(waiter) = self.begins.remove(&id) {
                         let _ = waiter.send(Err(begin_error(reason, remote)));
                     }
@@ -416,15 +443,32 @@ impl Task {
             let _ = w.send(Err(err()));
         }
         if let Some(built) = self.built.take() {
-            let _ = built.send(Err(reason.to_owned()));
+            let _ = built.send(Err((reason.to_owned(), self.hops_done)));
         }
-        // Dropping the pipes ends the applications' streams.
+        // Dropping the pipes ends the applications' streams, as failed.
+        for app in self.apps.values() {
+            app.failed.store(true, Ordering::Release);
+        }
         self.apps.clear();
         let _ = self.status.send(TunnelStatus::Closed(reason.to_owned()));
     }
 }
 
 fn begin_error(reason: StreamClose, remote: bool) -> BeginError {
+    // C-tor's client retries a stream on another circuit for these END
+    // reasons, and after a connect timeout; the others are answers about
+    // the target (refused, not allowed) that another exit would repeat.
+    let retriable = matches!(
+        reason,
+        StreamClose::End(
+            EndReason::MISC
+                | EndReason::RESOLVEFAILED
+                | EndReason::TIMEOUT
+                | EndReason::NOROUTE
+                | EndReason::RESOURCELIMIT
+                | EndReason::HIBERNATING
+        )
+    );
     BeginError {
         reply: reason.socks5_reply(),
         reason: if remote {
@@ -432,7 +476,7 @@ fn begin_error(reason: StreamClose, remote: bool) -> BeginError {
         } else {
             reason.to_string()
         },
-        circuit_failed: false,
+        circuit_failed: retriable,
     }
 }
 
