@@ -27,6 +27,39 @@ pub(crate) enum Command {
     Dir(DirArgs),
     /// A SOCKS5 proxy on Braid's own client (public network by default).
     Proxy(ProxyArgs),
+    /// Benchmarks against the C-tor client on private networks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCmd {
+    /// One circuit: Braid's client and the C-tor client (Conflux off),
+    /// alternating, unshaped and shaped; a table and a JSON file.
+    Single(BenchSingleArgs),
+}
+
+/// `braid bench single`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchSingleArgs {
+    /// Working directory (networks and bench-single.json go here).
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// Bytes per download (suffixes as in 50MB).
+    #[arg(long, default_value = "50MB")]
+    pub(crate) size: String,
+    /// Downloads per client and link setting.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) reps: usize,
+    /// The shaped setting, NAME:RATE[:DELAY].
+    #[arg(long, default_value = "relays:2MiB:10ms")]
+    pub(crate) shape: String,
+    /// Skip the unshaped setting.
+    #[arg(long)]
+    pub(crate) shaped_only: bool,
+    /// First port of the networks' port blocks.
+    #[arg(long, default_value_t = 19000)]
+    pub(crate) base_port: u16,
 }
 
 /// `braid proxy`.

@@ -1,9 +1,16 @@
 //! `braid demo`: the main job, end to end.
 //!
-//! For now the download goes through the network's C-tor client; when
-//! Braid's own client exists the demo moves onto it.
+//! A private network; a download through Braid's own client on one circuit
+//! (its Conflux tunnels come with the Conflux work); then the same download
+//! through the C-tor client's Conflux set, with its per-leg report.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use braid_client::socks::SocksServer;
+use braid_client::{ClientConfig, TorClient};
 use braid_testnet::config::parse_rate;
+use braid_testnet::download::{Download, fetch_file};
 use braid_testnet::{RelayShape, TestnetError, ctor_conflux};
 
 use crate::cli::DemoArgs;
@@ -39,9 +46,21 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
     let network = up_interruptible(&config).await?;
     let result = async {
         say(&format!(
-            "network up in {:.1} s; downloading {size} bytes through the C-tor client's Conflux set",
+            "network up in {:.1} s; downloading {size} bytes through Braid's client (one circuit)",
             network.manifest().network.startup_secs
         ));
+        match braid_download(network.dir(), network.manifest().fileserver.address, size).await {
+            Ok((d, path)) => say(&format!(
+                "Braid: {} bytes in {:.2} s ({:.2} MB/s, first byte after {:.0} ms) over {path}, SHA-256 {} verified",
+                d.bytes,
+                d.elapsed.as_secs_f64(),
+                d.mb_per_s(),
+                d.time_to_first_byte.as_secs_f64() * 1000.0,
+                d.sha256
+            )),
+            Err(e) => say(&format!("Braid download failed: {e}")),
+        }
+        say(&format!("downloading {size} bytes through the C-tor client's Conflux set"));
         let report = ctor_conflux::download(network.manifest(), size, 1).await?;
         say(&format!(
             "downloaded {} bytes in {:.2} s ({:.2} MB/s, first byte after {:.0} ms), SHA-256 {} verified",
@@ -76,4 +95,39 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
         say(&format!("network down ({n} processes stopped)"));
     }
     result
+}
+
+/// Bootstrap Braid's client in-process, serve SOCKS on an ephemeral port,
+/// and fetch the file through it. Returns the download and the circuit's
+/// path.
+async fn braid_download(
+    dir: &std::path::Path,
+    files: std::net::SocketAddr,
+    size: u64,
+) -> Result<(Download, String), String> {
+    let mut config = ClientConfig::load(&dir.join("network.toml")).map_err(|e| e.to_string())?;
+    config.cache_dir = dir.join("braid-cache");
+    let client = TorClient::bootstrap(config, Duration::from_secs(60), |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    client.build_preemptive().await;
+    let server = SocksServer::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(|e| e.to_string())?;
+    let socks = server.local_addr().map_err(|e| e.to_string())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
+        let _ = stopped.await;
+    }));
+    let result = fetch_file(files, Some((socks, None)), size, 1)
+        .await
+        .map_err(|e| e.to_string());
+    let path = client
+        .tunnels()
+        .first()
+        .map(|t| t.info().path.join(" > "))
+        .unwrap_or_default();
+    let _ = stop.send(());
+    let _ = serving.await;
+    result.map(|d| (d, path))
 }

@@ -5,6 +5,7 @@
 //! the SOCKS proxy (`braid proxy`) comes
 //! with the client issues.
 
+mod bench;
 mod cli;
 mod demo;
 mod dir_cmd;
@@ -13,7 +14,7 @@ mod testnet_cmd;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BenchCmd, Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -37,6 +38,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => demo::run(*args).await.map_err(Box::from),
             Command::Dir(args) => dir_cmd::run(args).await.map_err(Box::from),
             Command::Proxy(args) => proxy_cmd::run(args).await.map_err(Box::from),
+            Command::Bench(BenchCmd::Single(args)) => bench::single(args).await.map_err(Box::from),
         }
     });
     match result {

@@ -146,6 +146,10 @@ pub struct NetworkConfig {
     pub client: bool,
     /// The C-tor client's `ConfluxClientUX`, when set.
     pub client_conflux_ux: Option<String>,
+    /// Conflux on in the C-tor client (`ConfluxEnabled`); off gives the
+    /// single-circuit baseline. Switching it at runtime is not an option:
+    /// tor 0.4.9.11 then fails its next stream (README).
+    pub client_conflux: bool,
     /// How long start-up may take before it fails.
     pub timeout: Duration,
     /// The tor program.
@@ -176,6 +180,7 @@ impl NetworkConfig {
             shapes: BTreeMap::new(),
             client: true,
             client_conflux_ux: None,
+            client_conflux: true,
             timeout: Duration::from_secs(180),
             tor: PathBuf::from("tor"),
             tor_gencert: PathBuf::from("tor-gencert"),

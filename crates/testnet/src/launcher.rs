@@ -421,6 +421,7 @@ fn torrc_context(config: &NetworkConfig, plan: &Plan, keys: &KeyMap) -> TorrcCon
         exit_fingerprints: fps(Role::Exit),
         log_level: config.log_level.clone(),
         client_conflux_ux: config.client_conflux_ux.clone(),
+        client_conflux: config.client_conflux,
         bandwidth_file: None,
     }
 }
@@ -581,6 +582,9 @@ async fn wait_for_client(
                     let summary = keyword(&kw, "SUMMARY").unwrap_or("").trim_matches('"');
                     last = format!("{pct}% ({summary})");
                     progress.say(&format!("C-tor client bootstrapped {last}"));
+                    if pct == "100" && !config.client_conflux {
+                        return Ok(());
+                    }
                     if pct == "100" {
                         // Ready for Conflux only once a set is linked: a
                         // stream that arrives earlier gets a plain circuit.

@@ -38,6 +38,8 @@ pub struct TorrcContext {
     pub log_level: String,
     /// The client's `ConfluxClientUX`.
     pub client_conflux_ux: Option<String>,
+    /// The client's `ConfluxEnabled`.
+    pub client_conflux: bool,
     /// The authorities' bandwidth file (measured bandwidths).
     pub bandwidth_file: Option<std::path::PathBuf>,
 }
@@ -90,7 +92,7 @@ fn client(node: &NodePlan, ctx: &TorrcContext, line: &mut impl FnMut(String)) {
     line("PathsNeededToBuildCircuits 0.25".into());
     // All relays share 127.0.0.1; /16 separation would forbid every path.
     line("EnforceDistinctSubnets 0".into());
-    line("ConfluxEnabled 1".into());
+    line(format!("ConfluxEnabled {}", u8::from(ctx.client_conflux)));
     if let Some(ux) = &ctx.client_conflux_ux {
         line(format!("ConfluxClientUX {ux}"));
     }
@@ -237,6 +239,7 @@ mod tests {
             exit_fingerprints: vec!["D".repeat(40)],
             log_level: "notice".into(),
             client_conflux_ux: Some("throughput".into()),
+            client_conflux: true,
             bandwidth_file: Some("/tmp/net/bwfile".into()),
         }
     }
