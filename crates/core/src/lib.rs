@@ -22,11 +22,14 @@
 //!   control (tor-spec §5, §6.1, §7).
 //! - [`stream`]: streams on a circuit: BEGIN/CONNECTED/DATA/END,
 //!   RESOLVE/RESOLVED, stream flow control (tor-spec §6.2-§6.4).
+//! - [`conflux`]: Conflux sets: linking, sequencing, SWITCH, the bounded
+//!   reorder queue, leg loss (proposal 329).
 //! - [`conflux_sched`]: Conflux leg schedulers (MinRTT, LowRTT, ECF).
 
 pub mod cc;
 pub mod channel;
 pub mod circuit;
+pub mod conflux;
 pub mod conflux_sched;
 pub mod crypto;
 pub mod ids;

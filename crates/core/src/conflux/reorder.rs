@@ -1,0 +1,449 @@
+//! The bounded reorder queue (prop 329 §2.6, §4.1).
+//!
+//! Multiplexed cells arrive on several legs, so cell N+1 can arrive before
+//! cell N. The [`ReorderQueue`] holds the early ones until the gap fills and
+//! hands cells out strictly in sequence order, each exactly once. Unlike
+//! C-tor's (whose `cfx_max_oooq_bytes` defaults to `INT32_MAX`) it is
+//! bounded in bytes and in cells ([`ReorderLimit`]); a cell that would go
+//! over is refused and the queue does not grow ([`ReorderError::Full`]):
+//! the set is then closed with RESOURCELIMIT. A sequence number already
+//! handed out, a duplicate, or one absurdly far ahead is refused as a
+//! protocol violation, also without growth.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// The bounds of a [`ReorderQueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReorderLimit {
+    /// Bytes held at most (cells waiting for a gap plus cells ready but
+    /// not yet taken), as charged by the caller per cell.
+    pub max_bytes: usize,
+    /// Cells held at most.
+    pub max_cells: usize,
+    /// How far beyond the next needed sequence number a cell may be.
+    pub max_ahead: u64,
+}
+
+impl ReorderLimit {
+    /// The smallest byte limit [`ReorderQueue::default_limit`] gives:
+    /// slow start on two legs (2 x 124-cell windows of ~600 accounted bytes
+    /// each) fits several times.
+    pub const FLOOR_BYTES: usize = 512 * 1024;
+    /// The largest byte limit [`ReorderQueue::default_limit`] gives.
+    pub const CEILING_BYTES: usize = 32 * 1024 * 1024;
+    /// The byte limit before any leg is measured.
+    pub const DEFAULT_BYTES: usize = 4 * 1024 * 1024;
+    /// Bytes per cell used to derive the cell limit from the byte limit
+    /// (half a relay cell: tiny cells may be more numerous, not unbounded).
+    pub const BYTES_PER_CELL: usize = 256;
+    /// A cell more than this ahead of delivery is refused: no sender that
+    /// keeps relative sequence numbers within 2^31 (prop 329 §2.6) over at
+    /// most 8 legs gets there with a sane window.
+    pub const DEFAULT_MAX_AHEAD: u64 = 1 << 31;
+
+    /// A limit of `max_bytes`, with the cell limit derived from it.
+    pub fn from_bytes(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            max_cells: (max_bytes / Self::BYTES_PER_CELL).max(16),
+            max_ahead: Self::DEFAULT_MAX_AHEAD,
+        }
+    }
+}
+
+impl Default for ReorderLimit {
+    fn default() -> Self {
+        Self::from_bytes(Self::DEFAULT_BYTES)
+    }
+}
+
+/// Why a cell was refused. Nothing changed in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReorderError {
+    /// Its sequence number was already handed out.
+    Stale {
+        /// The sequence number.
+        seq: u64,
+        /// The last sequence number received in order.
+        delivered: u64,
+    },
+    /// A cell with this sequence number is already held.
+    Duplicate {
+        /// The sequence number.
+        seq: u64,
+    },
+    /// It is more than `max_ahead` beyond the next needed number.
+    TooFarAhead {
+        /// The sequence number.
+        seq: u64,
+        /// The next sequence number needed.
+        expected: u64,
+        /// The limit.
+        max_ahead: u64,
+    },
+    /// Holding it would exceed the limit.
+    Full {
+        /// Cells held.
+        cells: usize,
+        /// Bytes held.
+        bytes: usize,
+        /// The limit.
+        limit: ReorderLimit,
+    },
+}
+
+/// A held cell.
+#[derive(Debug)]
+struct Held<T> {
+    /// The item.
+    item: T,
+    /// Its charge in bytes.
+    cost: usize,
+}
+
+/// The bounded reorder queue.
+#[derive(Debug)]
+pub struct ReorderQueue<T> {
+    /// The next sequence number needed (all below it were received).
+    expected: u64,
+    /// Cells that arrived early.
+    pending: BTreeMap<u64, Held<T>>,
+    /// Cells in order, waiting to be taken by [`ReorderQueue::pop`].
+    ready: VecDeque<(u64, Held<T>)>,
+    /// Bytes charged for `pending` and `ready`.
+    bytes: usize,
+    /// The most bytes ever held.
+    peak_bytes: usize,
+    /// The most cells ever held.
+    peak_cells: usize,
+    /// The bounds.
+    limit: ReorderLimit,
+}
+
+impl<T> ReorderQueue<T> {
+    /// An empty queue expecting sequence number 1.
+    pub fn new(limit: ReorderLimit) -> Self {
+        Self::starting_after(0, limit)
+    }
+
+    /// An empty queue expecting `last + 1`.
+    pub fn starting_after(last: u64, limit: ReorderLimit) -> Self {
+        Self {
+            expected: last.saturating_add(1),
+            pending: BTreeMap::new(),
+            ready: VecDeque::new(),
+            bytes: 0,
+            peak_bytes: 0,
+            peak_cells: 0,
+            limit,
+        }
+    }
+
+    /// The limit MPTCP uses for its receive buffer (RFC 6182 §5.3.2,
+    /// RFC 8684 §3.3.6): twice the sum of the legs' bandwidths times the
+    /// largest RTT, clamped to [[`ReorderLimit::FLOOR_BYTES`],
+    /// [`ReorderLimit::CEILING_BYTES`]]. `legs` holds each leg's
+    /// bandwidth in bytes per second and its RTT. A slow, long leg beside
+    /// a fast one makes this large: that is what the ceiling is for (and
+    /// why schedulers should avoid such legs).
+    pub fn default_limit(legs: &[(u64, Duration)]) -> ReorderLimit {
+        let sum_bw: u128 = legs.iter().map(|(bw, _)| u128::from(*bw)).sum();
+        let rtt_max = legs.iter().map(|(_, rtt)| *rtt).max().unwrap_or_default();
+        let bytes = sum_bw.saturating_mul(2).saturating_mul(rtt_max.as_micros()) / 1_000_000;
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        ReorderLimit::from_bytes(
+            bytes.clamp(ReorderLimit::FLOOR_BYTES, ReorderLimit::CEILING_BYTES),
+        )
+    }
+
+    /// The bounds.
+    pub fn limit(&self) -> ReorderLimit {
+        self.limit
+    }
+
+    /// Change the bounds (for example once legs are measured). Cells
+    /// already held stay; a lower limit refuses new ones until it is met.
+    pub fn set_limit(&mut self, limit: ReorderLimit) {
+        self.limit = limit;
+    }
+
+    /// The next sequence number needed.
+    pub fn expected(&self) -> u64 {
+        self.expected
+    }
+
+    /// The last sequence number received in order (C-tor's
+    /// `last_seq_delivered`; what a LINK reports as `last_seqno_recv`).
+    pub fn last_in_order(&self) -> u64 {
+        self.expected.saturating_sub(1)
+    }
+
+    /// Cells held (waiting or ready).
+    pub fn cells(&self) -> usize {
+        self.pending.len().saturating_add(self.ready.len())
+    }
+
+    /// Cells waiting for a gap to fill.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The most bytes ever held.
+    pub fn peak_bytes(&self) -> usize {
+        self.peak_bytes
+    }
+
+    /// The most cells ever held.
+    pub fn peak_cells(&self) -> usize {
+        self.peak_cells
+    }
+
+    /// True if nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.ready.is_empty()
+    }
+
+    /// How many sequence numbers in `expected..=upto` have not arrived.
+    pub fn unreceived_upto(&self, upto: u64) -> u64 {
+        if upto < self.expected {
+            return 0;
+        }
+        let span = upto.saturating_sub(self.expected).saturating_add(1);
+        let held = self.pending.range(self.expected..=upto).count();
+        span.saturating_sub(u64::try_from(held).unwrap_or(u64::MAX))
+    }
+
+    /// Hold `item`, numbered `seq`, charged `cost` bytes. On error nothing
+    /// changed.
+    pub fn insert(&mut self, seq: u64, item: T, cost: usize) -> Result<(), ReorderError> {
+        if seq < self.expected {
+            return Err(ReorderError::Stale {
+                seq,
+                delivered: self.last_in_order(),
+            });
+        }
+        if seq.saturating_sub(self.expected) > self.limit.max_ahead {
+            return Err(ReorderError::TooFarAhead {
+                seq,
+                expected: self.expected,
+                max_ahead: self.limit.max_ahead,
+            });
+        }
+        if self.pending.contains_key(&seq) {
+            return Err(ReorderError::Duplicate { seq });
+        }
+        let cells = self.cells();
+        let bytes = self.bytes.saturating_add(cost);
+        if cells >= self.limit.max_cells || bytes > self.limit.max_bytes {
+            return Err(ReorderError::Full {
+                cells,
+                bytes: self.bytes,
+                limit: self.limit,
+            });
+        }
+        self.bytes = bytes;
+        self.peak_bytes = self.peak_bytes.max(bytes);
+        self.peak_cells = self.peak_cells.max(cells.saturating_add(1));
+        let held = Held { item, cost };
+        if seq == self.expected {
+            self.ready.push_back((seq, held));
+            self.expected = self.expected.saturating_add(1);
+            while let Some(h) = self.pending.remove(&self.expected) {
+                self.ready.push_back((self.expected, h));
+                self.expected = self.expected.saturating_add(1);
+            }
+        } else {
+            self.pending.insert(seq, held);
+        }
+        Ok(())
+    }
+
+    /// The next cell in order, if it has arrived.
+    pub fn pop(&mut self) -> Option<(u64, T)> {
+        let (seq, h) = self.ready.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(h.cost);
+        Some((seq, h.item))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn lim(max_bytes: usize, max_cells: usize) -> ReorderLimit {
+        ReorderLimit {
+            max_bytes,
+            max_cells,
+            max_ahead: 1000,
+        }
+    }
+
+    #[test]
+    fn holds_until_gap_fills() {
+        let mut q = ReorderQueue::new(lim(1000, 10));
+        q.insert(3, "c", 10).unwrap();
+        q.insert(2, "b", 10).unwrap();
+        assert_eq!(q.pop(), None);
+        assert_eq!(q.unreceived_upto(5), 3);
+        q.insert(1, "a", 10).unwrap();
+        assert_eq!(q.expected(), 4);
+        assert_eq!(q.pop(), Some((1, "a")));
+        assert_eq!(q.pop(), Some((2, "b")));
+        assert_eq!(q.pop(), Some((3, "c")));
+        assert_eq!(q.pop(), None);
+        assert_eq!(q.bytes(), 0);
+        assert_eq!(q.peak_bytes(), 30);
+        assert_eq!(q.peak_cells(), 3);
+        // Stale and duplicate.
+        assert_eq!(
+            q.insert(2, "x", 1),
+            Err(ReorderError::Stale {
+                seq: 2,
+                delivered: 3
+            })
+        );
+        q.insert(6, "f", 1).unwrap();
+        assert_eq!(q.insert(6, "f", 1), Err(ReorderError::Duplicate { seq: 6 }));
+        assert!(matches!(
+            q.insert(5000, "z", 1),
+            Err(ReorderError::TooFarAhead { .. })
+        ));
+    }
+
+    #[test]
+    fn full_is_refused_without_growth() {
+        let mut q = ReorderQueue::new(lim(100, 3));
+        q.insert(2, 2, 40).unwrap();
+        q.insert(3, 3, 40).unwrap();
+        // Bytes.
+        assert!(matches!(q.insert(4, 4, 40), Err(ReorderError::Full { .. })));
+        q.insert(4, 4, 20).unwrap();
+        // Cells.
+        assert!(matches!(q.insert(5, 5, 0), Err(ReorderError::Full { .. })));
+        assert_eq!(q.cells(), 3);
+        assert_eq!(q.bytes(), 100);
+    }
+
+    #[test]
+    fn mptcp_default_limit() {
+        let ms = Duration::from_millis;
+        // Two 2 MiB/s legs at 100 and 200 ms: 2 x 4 MiB/s x 0.2 s = 1.6 MiB.
+        let l = ReorderQueue::<()>::default_limit(&[(2 << 20, ms(100)), (2 << 20, ms(200))]);
+        assert_eq!(l.max_bytes, (8 << 20) / 5);
+        assert_eq!(l.max_cells, l.max_bytes / ReorderLimit::BYTES_PER_CELL);
+        // Floor and ceiling.
+        let l = ReorderQueue::<()>::default_limit(&[(1000, ms(10))]);
+        assert_eq!(l.max_bytes, ReorderLimit::FLOOR_BYTES);
+        assert_eq!(
+            ReorderQueue::<()>::default_limit(&[]).max_bytes,
+            ReorderLimit::FLOOR_BYTES
+        );
+        // The notes' example: 1 Mb/s at 1000 ms beside 100 Mb/s at 10 ms
+        // wants ~25 MB (2 x 12.6 MB/s x 1 s): under the ceiling.
+        let l = ReorderQueue::<()>::default_limit(&[(125_000, ms(1000)), (12_500_000, ms(10))]);
+        assert_eq!(l.max_bytes, 25_250_000);
+        let l = ReorderQueue::<()>::default_limit(&[(u64::MAX, Duration::MAX)]);
+        assert_eq!(l.max_bytes, ReorderLimit::CEILING_BYTES);
+    }
+
+    /// A permutation of 1..=n where no element is displaced by more than
+    /// `w` positions from its sorted place (a window-limited reordering).
+    fn windowed_perm(n: usize, keys: &[u32], w: usize) -> Vec<u64> {
+        let mut v: Vec<(usize, u64)> = (0..n)
+            .map(|i| {
+                let jitter = keys.get(i).map_or(0, |k| *k as usize % (w + 1));
+                (i + jitter, i as u64 + 1)
+            })
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, s)| s).collect()
+    }
+
+    /// The most cells a run holds at once when the caller pops after every
+    /// insert.
+    fn max_held(order: &[u64]) -> usize {
+        let mut got = std::collections::BTreeSet::new();
+        let mut next = 1;
+        let mut peak = 0;
+        for s in order {
+            got.insert(*s);
+            peak = peak.max(got.len());
+            while got.remove(&next) {
+                next += 1;
+            }
+        }
+        peak
+    }
+
+    proptest! {
+        /// Any arrival order that fits in the bound is delivered exactly
+        /// once, in order, and the held bytes never exceed the bound.
+        #[test]
+        fn any_permutation_within_bound(
+            n in 1_usize..300,
+            keys in proptest::collection::vec(any::<u32>(), 300),
+            w in 0_usize..64,
+            cost in 1_usize..600,
+        ) {
+            let order = windowed_perm(n, &keys, w);
+            let need = max_held(&order);
+            let limit = lim(need * cost, need);
+            let mut q = ReorderQueue::new(limit);
+            let mut out = Vec::new();
+            for s in &order {
+                q.insert(*s, *s, cost).unwrap();
+                prop_assert!(q.bytes() <= limit.max_bytes);
+                prop_assert!(q.cells() <= limit.max_cells);
+                while let Some((seq, item)) = q.pop() {
+                    prop_assert_eq!(seq, item);
+                    out.push(seq);
+                }
+            }
+            prop_assert_eq!(out, (1..=n as u64).collect::<Vec<_>>());
+            prop_assert!(q.is_empty());
+            prop_assert_eq!(q.bytes(), 0);
+            prop_assert!(q.peak_bytes() <= limit.max_bytes);
+        }
+
+        /// Hostile input: arbitrary sequence numbers (gaps that never fill,
+        /// huge numbers, repeats). The queue never holds more than its
+        /// bound, refused cells change nothing, and whatever comes out is
+        /// in order, each number once.
+        #[test]
+        fn hostile_sequences_bounded(
+            seqs in proptest::collection::vec(
+                prop_oneof![1_u64..50, 50_u64..5000, any::<u64>()], 0..400),
+            costs in proptest::collection::vec(0_usize..2000, 400),
+            pops in proptest::collection::vec(any::<bool>(), 400),
+        ) {
+            let limit = ReorderLimit { max_bytes: 8000, max_cells: 20, max_ahead: 1000 };
+            let mut q = ReorderQueue::new(limit);
+            let mut last = 0;
+            for (i, s) in seqs.iter().enumerate() {
+                let cost = costs.get(i).copied().unwrap_or(1);
+                let (b, c, e) = (q.bytes(), q.cells(), q.expected());
+                if q.insert(*s, *s, cost).is_err() {
+                    prop_assert_eq!((q.bytes(), q.cells(), q.expected()), (b, c, e));
+                }
+                prop_assert!(q.bytes() <= limit.max_bytes);
+                prop_assert!(q.cells() <= limit.max_cells);
+                if pops.get(i).copied().unwrap_or(true) {
+                    while let Some((seq, _)) = q.pop() {
+                        prop_assert_eq!(seq, last + 1);
+                        last = seq;
+                    }
+                }
+            }
+            prop_assert!(q.peak_bytes() <= limit.max_bytes);
+            prop_assert!(q.peak_cells() <= limit.max_cells);
+        }
+    }
+}

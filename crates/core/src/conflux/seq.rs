@@ -1,0 +1,522 @@
+//! Conflux sequence numbers (prop 329 §2.6, §2.8) and CONFLUX_SWITCH.
+//!
+//! Every multiplexed relay message ([`is_multiplexed`]) sent over a set
+//! takes the next absolute sequence number of its direction, starting at 1.
+//! The number is never on the wire: each end counts per leg. The sender
+//! keeps `last_seq_sent` per leg; when it sends on a leg other than the one
+//! its previous multiplexed message went on, it first sends a
+//! CONFLUX_SWITCH on the new leg carrying the *relative* sequence number,
+//! the absolute number sent so far minus the new leg's `last_seq_sent`;
+//! the receiver adds it to that leg's `last_seq_recv` (prop 329 §2.6, C-tor
+//! `conflux_decide_circ_for_send` / `conflux_process_switch_command`).
+//!
+//! [`SendSeq`] is the sender's bookkeeping, [`RecvSeq`] the receiver's,
+//! with the SWITCH checks C-tor left commented out and arti does: a zero
+//! relative number once data flowed, two SWITCHes on a leg with no data
+//! between them, and a jump larger than the other legs' congestion
+//! windows could have in flight ([`SwitchWindow`]).
+
+use std::collections::BTreeMap;
+
+use tor_cell::relaycell::RelayCmd;
+
+use super::error::ConfluxError;
+use crate::ids::LegId;
+
+/// The relay commands that are multiplexed over a set and take a sequence
+/// number (prop 329 §2.8; C-tor `conflux_should_multiplex`): BEGIN, DATA,
+/// END, CONNECTED, RESOLVE, RESOLVED, XON, XOFF. Everything else (SENDME,
+/// the CONFLUX_* commands, EXTEND*, BEGIN_DIR, padding, onion service
+/// commands) belongs to one circuit.
+pub fn is_multiplexed(cmd: RelayCmd) -> bool {
+    matches!(
+        cmd,
+        RelayCmd::BEGIN
+            | RelayCmd::DATA
+            | RelayCmd::END
+            | RelayCmd::CONNECTED
+            | RelayCmd::RESOLVE
+            | RelayCmd::RESOLVED
+            | RelayCmd::XON
+            | RelayCmd::XOFF
+    )
+}
+
+/// No leg's relative sequence number may reach this: before a leg falls
+/// this far behind, the sender switches to it (prop 329 §2.6: "In the rare
+/// event that we send more than 2^31 cells (~1TB) on a single leg, the leg
+/// should be switched in order to reset that relative sequence number to
+/// fit within 4 bytes"). C-tor instead closes the set when the relative
+/// number would not fit.
+pub const MAX_RELATIVE_SEQ: u64 = 1 << 31;
+
+/// The sender's sequence state (prop 329 §2.6).
+#[derive(Debug, Clone, Default)]
+pub struct SendSeq {
+    /// `last_seq_sent` per linked leg.
+    legs: BTreeMap<LegId, u64>,
+    /// The leg the last multiplexed message went on.
+    current: Option<LegId>,
+    /// The absolute sequence number of the last multiplexed message sent.
+    last_sent: u64,
+}
+
+impl SendSeq {
+    /// Nothing sent, no legs.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A leg joins with `base` as its `last_seq_sent`: 0 on a new set,
+    /// for a leg added later the `last_seqno_sent` of the LINK that
+    /// created it (prop 329 §2.4.4).
+    pub fn add_leg(&mut self, leg: LegId, base: u64) {
+        self.legs.insert(leg, base);
+        self.last_sent = self.last_sent.max(base);
+    }
+
+    /// A leg leaves; its `last_seq_sent`.
+    pub fn remove_leg(&mut self, leg: LegId) -> Option<u64> {
+        if self.current == Some(leg) {
+            self.current = None;
+        }
+        self.legs.remove(&leg)
+    }
+
+    /// The absolute sequence number of the last multiplexed message sent.
+    pub fn last_seq_sent(&self) -> u64 {
+        self.last_sent
+    }
+
+    /// `last_seq_sent` of `leg`.
+    pub fn leg_last_sent(&self, leg: LegId) -> Option<u64> {
+        self.legs.get(&leg).copied()
+    }
+
+    /// The highest `last_seq_sent` of the legs other than `leg`.
+    pub fn max_other_than(&self, leg: LegId) -> Option<u64> {
+        self.legs
+            .iter()
+            .filter(|(l, _)| **l != leg)
+            .map(|(_, s)| *s)
+            .max()
+    }
+
+    /// The leg the last multiplexed message went on.
+    pub fn current(&self) -> Option<LegId> {
+        self.current
+    }
+
+    /// The leg to use instead of `chosen` so that no leg's relative
+    /// sequence number reaches [`MAX_RELATIVE_SEQ`]: the stalest other leg
+    /// once it is about to, `chosen` otherwise.
+    pub fn forced_leg(&self, chosen: LegId) -> LegId {
+        let next = self.last_sent.saturating_add(1);
+        self.legs
+            .iter()
+            .filter(|(l, s)| **l != chosen && next.saturating_sub(**s) >= MAX_RELATIVE_SEQ)
+            .min_by_key(|(_, s)| **s)
+            .map_or(chosen, |(l, _)| *l)
+    }
+
+    /// Account one multiplexed message sent on `leg`. Returns the relative
+    /// sequence number of the CONFLUX_SWITCH to send on `leg` first, if the
+    /// leg is behind (never a zero SWITCH).
+    pub fn on_send(&mut self, leg: LegId) -> Result<Option<u32>, ConfluxError> {
+        let last_sent = self.last_sent;
+        let s = self
+            .legs
+            .get_mut(&leg)
+            .ok_or(ConfluxError::NoSuchLeg { leg })?;
+        let rel = last_sent.saturating_sub(*s);
+        let switch = if rel > 0 {
+            let rel32 = u32::try_from(rel).map_err(|_| ConfluxError::SeqOverflow { leg })?;
+            *s = last_sent;
+            Some(rel32)
+        } else {
+            None
+        };
+        let next = s.checked_add(1).ok_or(ConfluxError::SeqOverflow { leg })?;
+        *s = next;
+        self.last_sent = self.last_sent.max(next);
+        self.current = Some(leg);
+        Ok(switch)
+    }
+
+    /// Test hook: pretend `n` messages were sent on `leg` without SWITCH.
+    #[cfg(test)]
+    pub(crate) fn advance_for_test(&mut self, leg: LegId, n: u64) {
+        if let Some(s) = self.legs.get_mut(&leg) {
+            *s += n;
+            self.last_sent = self.last_sent.max(*s);
+            self.current = Some(leg);
+        }
+    }
+}
+
+/// How many cells the receiver believes a leg can have in flight, for the
+/// SWITCH plausibility check: `initial_cells + growth * received`, where
+/// `received` is the multiplexed cells received on that leg.
+///
+/// The sender's congestion window on a leg starts at `cc_cwnd_init` (at
+/// most 10000 by consensus) and grows only with the SENDMEs we send for
+/// cells received on it, by at most `cc_cwnd_inc_pct_ss` (at most 500 %)
+/// of `sendme_inc` per SENDME, i.e. at most 5 cells per cell received
+/// (proposal 324 §3.1). The defaults leave room above both, and for the
+/// multiplexed commands congestion control does not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchWindow {
+    /// Cells a leg may carry before any growth.
+    pub initial_cells: u64,
+    /// Growth per cell received on the leg.
+    pub growth: u64,
+}
+
+impl SwitchWindow {
+    /// What a leg that received `received` cells may have in flight.
+    pub fn capacity(&self, received: u64) -> u64 {
+        self.initial_cells
+            .saturating_add(self.growth.saturating_mul(received))
+    }
+}
+
+impl Default for SwitchWindow {
+    fn default() -> Self {
+        Self {
+            initial_cells: 16_384,
+            growth: 8,
+        }
+    }
+}
+
+/// One leg, receive side.
+#[derive(Debug, Clone, Copy, Default)]
+struct RecvLeg {
+    /// The absolute sequence number of the last multiplexed cell on the
+    /// leg (or the base a SWITCH set).
+    last_recv: u64,
+    /// A SWITCH arrived and no multiplexed cell since.
+    switch_pending: bool,
+    /// Multiplexed cells received on the leg.
+    received: u64,
+}
+
+/// The receiver's sequence state (prop 329 §2.6).
+#[derive(Debug, Clone, Default)]
+pub struct RecvSeq {
+    /// Per linked leg.
+    legs: BTreeMap<LegId, RecvLeg>,
+    /// Any multiplexed cell received on any leg, ever.
+    any_received: bool,
+    /// The plausibility bound for SWITCH.
+    window: SwitchWindow,
+    /// What legs that left could have had in flight: cells a SWITCH may
+    /// skip over without being implausible (they are lost, which
+    /// [`RecvSeq::can_still_arrive`] then reports, rather than invented).
+    departed: u64,
+}
+
+impl RecvSeq {
+    /// No legs; SWITCHes checked against `window`.
+    pub fn new(window: SwitchWindow) -> Self {
+        Self {
+            window,
+            ..Self::default()
+        }
+    }
+
+    /// A leg joins with `base` as its `last_seq_recv` (0 on a new set; the
+    /// LINK's `last_seqno_recv` for a leg added later, prop 329 §2.4.4).
+    pub fn add_leg(&mut self, leg: LegId, base: u64) {
+        self.legs.insert(
+            leg,
+            RecvLeg {
+                last_recv: base,
+                ..RecvLeg::default()
+            },
+        );
+    }
+
+    /// A leg leaves; its `last_seq_recv`.
+    pub fn remove_leg(&mut self, leg: LegId) -> Option<u64> {
+        let l = self.legs.remove(&leg)?;
+        self.departed = self
+            .departed
+            .saturating_add(self.window.capacity(l.received));
+        Some(l.last_recv)
+    }
+
+    /// `last_seq_recv` of `leg`.
+    pub fn leg_last_recv(&self, leg: LegId) -> Option<u64> {
+        self.legs.get(&leg).map(|l| l.last_recv)
+    }
+
+    /// The highest `last_seq_recv` of the legs other than `leg`.
+    pub fn max_other_than(&self, leg: LegId) -> Option<u64> {
+        self.legs
+            .iter()
+            .filter(|(l, _)| **l != leg)
+            .map(|(_, r)| r.last_recv)
+            .max()
+    }
+
+    /// A CONFLUX_SWITCH with relative number `rel` arrived on `leg`.
+    /// The cells it skips that have not arrived must be in flight on the
+    /// other legs (or lost with legs that left): more than their
+    /// [`SwitchWindow::capacity`] is a violation. `unreceived_upto(n)` tells how many sequence numbers up to `n` have
+    /// not been received yet (delivered or held count as received).
+    pub fn on_switch(
+        &mut self,
+        leg: LegId,
+        rel: u32,
+        unreceived_upto: impl FnOnce(u64) -> u64,
+    ) -> Result<(), ConfluxError> {
+        let window = self.window;
+        let any_received = self.any_received;
+        // What the other legs can still bring (prop 329 §4.2).
+        let bound = self
+            .legs
+            .iter()
+            .filter(|(l, _)| **l != leg)
+            .map(|(_, r)| window.capacity(r.received))
+            .fold(self.departed, u64::saturating_add);
+        let l = self
+            .legs
+            .get_mut(&leg)
+            .ok_or(ConfluxError::NoSuchLeg { leg })?;
+        if l.switch_pending {
+            return Err(ConfluxError::SwitchRepeated { leg });
+        }
+        if rel == 0 {
+            // C-tor sends SWITCH(0) when its first choice of leg changes
+            // before anything was sent; after that a switch always
+            // advances.
+            if any_received {
+                return Err(ConfluxError::SwitchZero { leg });
+            }
+            l.switch_pending = true;
+            return Ok(());
+        }
+        let new = l
+            .last_recv
+            .checked_add(u64::from(rel))
+            .ok_or(ConfluxError::SeqOverflow { leg })?;
+        let missing = unreceived_upto(new);
+        if missing > bound {
+            return Err(ConfluxError::SwitchTooFar {
+                leg,
+                missing,
+                bound,
+            });
+        }
+        l.last_recv = new;
+        l.switch_pending = true;
+        Ok(())
+    }
+
+    /// A multiplexed cell arrived on `leg`: its absolute sequence number.
+    pub fn on_cell(&mut self, leg: LegId) -> Result<u64, ConfluxError> {
+        let l = self
+            .legs
+            .get_mut(&leg)
+            .ok_or(ConfluxError::NoSuchLeg { leg })?;
+        let seq = l
+            .last_recv
+            .checked_add(1)
+            .ok_or(ConfluxError::SeqOverflow { leg })?;
+        l.last_recv = seq;
+        l.switch_pending = false;
+        l.received = l.received.saturating_add(1);
+        self.any_received = true;
+        Ok(seq)
+    }
+
+    /// Whether sequence number `needed` can still arrive: some leg has not
+    /// received past it yet. Cells on a leg arrive in order and a leg's
+    /// numbers only grow, so once every remaining leg is at or beyond
+    /// `needed` without it having arrived, it was sent on a leg that is
+    /// gone: lost. `None` when there is no leg.
+    pub fn can_still_arrive(&self, needed: u64) -> Option<bool> {
+        if self.legs.is_empty() {
+            return None;
+        }
+        Some(self.legs.values().any(|l| l.last_recv < needed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: LegId = LegId(0);
+    const B: LegId = LegId(1);
+    const C: LegId = LegId(2);
+
+    #[test]
+    fn multiplexed_set() {
+        for c in [
+            RelayCmd::BEGIN,
+            RelayCmd::DATA,
+            RelayCmd::END,
+            RelayCmd::CONNECTED,
+            RelayCmd::RESOLVE,
+            RelayCmd::RESOLVED,
+            RelayCmd::XON,
+            RelayCmd::XOFF,
+        ] {
+            assert!(is_multiplexed(c), "{c}");
+        }
+        for c in [
+            RelayCmd::SENDME,
+            RelayCmd::BEGIN_DIR,
+            RelayCmd::EXTEND2,
+            RelayCmd::DROP,
+            RelayCmd::CONFLUX_LINK,
+            RelayCmd::CONFLUX_LINKED,
+            RelayCmd::CONFLUX_LINKED_ACK,
+            RelayCmd::CONFLUX_SWITCH,
+            RelayCmd::PADDING_NEGOTIATE,
+        ] {
+            assert!(!is_multiplexed(c), "{c}");
+        }
+    }
+
+    /// The proposal's example: 10 cells on leg A, SWITCH(10) to B, 21 on
+    /// B, SWITCH(21) back to A.
+    #[test]
+    fn proposal_example_both_ends() {
+        let mut s = SendSeq::new();
+        let mut r = RecvSeq::new(SwitchWindow::default());
+        for l in [A, B] {
+            s.add_leg(l, 0);
+            r.add_leg(l, 0);
+        }
+        let mut seqs = Vec::new();
+        let send = |s: &mut SendSeq, r: &mut RecvSeq, leg| {
+            if let Some(rel) = s.on_send(leg).unwrap() {
+                r.on_switch(leg, rel, |_| 0).unwrap();
+                Some(rel)
+            } else {
+                None
+            }
+        };
+        for _ in 0..10 {
+            assert_eq!(send(&mut s, &mut r, A), None);
+            seqs.push(r.on_cell(A).unwrap());
+        }
+        let mut switches = Vec::new();
+        for _ in 0..21 {
+            switches.extend(send(&mut s, &mut r, B));
+            seqs.push(r.on_cell(B).unwrap());
+        }
+        for _ in 0..3 {
+            switches.extend(send(&mut s, &mut r, A));
+            seqs.push(r.on_cell(A).unwrap());
+        }
+        assert_eq!(switches, vec![10, 21]);
+        assert_eq!(seqs, (1..=34).collect::<Vec<_>>());
+        assert_eq!(s.last_seq_sent(), 34);
+        assert_eq!(s.current(), Some(A));
+    }
+
+    #[test]
+    fn switch_before_relative_counter_passes_2_31() {
+        let mut s = SendSeq::new();
+        s.add_leg(A, 0);
+        s.add_leg(B, 0);
+        s.on_send(B).unwrap();
+        s.advance_for_test(A, MAX_RELATIVE_SEQ - 1);
+        // After one more cell on A, a SWITCH to B would say 2^31 - 1: fine.
+        assert_eq!(s.forced_leg(A), A);
+        s.on_send(A).unwrap();
+        // After another, it would say 2^31: B now, with 2^31 - 1.
+        assert_eq!(s.forced_leg(A), B);
+        let rel = s.on_send(B).unwrap().unwrap();
+        assert_eq!(u64::from(rel), MAX_RELATIVE_SEQ - 1);
+        assert_eq!(s.forced_leg(A), A);
+        assert_eq!(s.forced_leg(B), B);
+    }
+
+    #[test]
+    fn switch_refusals() {
+        let mut r = RecvSeq::new(SwitchWindow {
+            initial_cells: 100,
+            growth: 2,
+        });
+        r.add_leg(A, 0);
+        r.add_leg(B, 0);
+        // Zero before any data: allowed (C-tor's first-leg race), once.
+        r.on_switch(B, 0, |_| 0).unwrap();
+        assert_eq!(
+            r.on_switch(B, 0, |_| 0).unwrap_err(),
+            ConfluxError::SwitchRepeated { leg: B }
+        );
+        assert_eq!(r.on_cell(B).unwrap(), 1);
+        // Zero after data: refused.
+        assert_eq!(
+            r.on_switch(A, 0, |_| 0).unwrap_err(),
+            ConfluxError::SwitchZero { leg: A }
+        );
+        // Repeated without data in between.
+        r.on_switch(A, 1, |_| 0).unwrap();
+        assert_eq!(
+            r.on_switch(A, 1, |_| 0).unwrap_err(),
+            ConfluxError::SwitchRepeated { leg: A }
+        );
+        assert_eq!(r.on_cell(A).unwrap(), 2);
+        // Too far: B has received 1 cell, so it can carry 100 + 2.
+        let err = r.on_switch(A, 500, |n| n - 2).unwrap_err();
+        assert_eq!(
+            err,
+            ConfluxError::SwitchTooFar {
+                leg: A,
+                missing: 500,
+                bound: 102
+            }
+        );
+        assert!(err.is_protocol_violation());
+        // Within the bound, fine.
+        r.on_switch(A, 100, |n| n - 2).unwrap();
+        assert_eq!(r.on_cell(A).unwrap(), 103);
+        // Overflow.
+        let mut r = RecvSeq::new(SwitchWindow {
+            initial_cells: u64::MAX,
+            growth: 0,
+        });
+        r.add_leg(A, u64::MAX - 1);
+        r.add_leg(B, 0);
+        r.on_cell(B).unwrap();
+        assert_eq!(
+            r.on_switch(A, 5, |_| 0).unwrap_err(),
+            ConfluxError::SeqOverflow { leg: A }
+        );
+        // A lone leg cannot jump: nothing else could fill the gap.
+        let mut r = RecvSeq::new(SwitchWindow::default());
+        r.add_leg(C, 0);
+        r.on_cell(C).unwrap();
+        assert!(matches!(
+            r.on_switch(C, 5, |n| n - 1),
+            Err(ConfluxError::SwitchTooFar { bound: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn gap_fillability() {
+        let mut r = RecvSeq::new(SwitchWindow::default());
+        assert_eq!(r.can_still_arrive(1), None);
+        r.add_leg(A, 0);
+        r.add_leg(B, 0);
+        for _ in 0..5 {
+            r.on_cell(A).unwrap();
+        }
+        // 6 can come on either leg.
+        assert_eq!(r.can_still_arrive(6), Some(true));
+        // B switches to 10: 6..=10 must come on A.
+        r.on_switch(B, 10, |n| n - 5).unwrap();
+        assert_eq!(r.can_still_arrive(6), Some(true));
+        // A vanishes: nobody can bring 6.
+        r.remove_leg(A);
+        assert_eq!(r.can_still_arrive(6), Some(false));
+        assert_eq!(r.can_still_arrive(11), Some(true));
+    }
+}

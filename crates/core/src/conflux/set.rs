@@ -1,0 +1,973 @@
+//! [`ConfluxSet`]: N legs to one exit woven into one sequenced tunnel
+//! (prop 329 §2).
+//!
+//! One state machine serves both ends. A client set ([`ConfluxSet::new_client`])
+//! launches legs ([`ConfluxSet::add_leg`] sends CONFLUX_LINK), accepts
+//! CONFLUX_LINKED and answers LINKED_ACK; an exit set
+//! ([`ConfluxSet::new_exit`]) accepts CONFLUX_LINK ([`ConfluxSet::accept_link`])
+//! and answers LINKED. Once linked, both ends are symmetric: multiplexed
+//! messages go out through [`ConfluxSet::send`] (which picks the leg with a
+//! [`LegChooser`] and prepends a CONFLUX_SWITCH when the leg changes) and
+//! come in through [`ConfluxSet::handle_msg`], in order, via
+//! [`ConfluxSet::poll_delivered`].
+//!
+//! # Outputs
+//!
+//! - [`ConfluxSet::send`]/[`ConfluxSet::send_on`] return the messages to
+//!   put on one leg, in order (a SWITCH, then the message);
+//! - [`ConfluxSet::poll_transmit`]: handshake messages (LINK, LINKED,
+//!   LINKED_ACK) for a leg. Drain it after every call, before the next
+//!   `send`, so a leg's LINKED_ACK precedes its data;
+//! - [`ConfluxSet::poll_delivered`]: inbound multiplexed messages, in
+//!   sequence order;
+//! - [`ConfluxSet::poll_event`]: [`ConfluxEvent`]s (a leg linked or failed,
+//!   the set usable);
+//! - [`ConfluxSet::poll_timeout`]: when to call
+//!   [`ConfluxSet::handle_timeout`] (LINKED deadlines).
+//!
+//! # Errors and their scope
+//!
+//! A method returning `Err` with a [`ConfluxError`] of kind protocol
+//! violation, resource limit or leg loss has **closed the set**: the driver
+//! closes every leg and ends the set's streams. A failure confined to one
+//! leg that is still linking (a wrong nonce, a timeout, data before
+//! linking) only drops that leg: the method returns `Ok` and
+//! [`ConfluxEvent::LegFailed`] tells the driver to close that circuit (and,
+//! on the client, perhaps to launch another, [`ConfluxSet::add_leg`]).
+//! Local errors change nothing.
+//!
+//! # Leg loss (prop 329 §2.4.3)
+//!
+//! See [`ConfluxSet::leg_closed`] for the exact rule.
+//!
+//! # Legs added later (prop 329 §2.4.4, §2.7)
+//!
+//! A set that lost a leg may add one: the new leg sends a LINK with the same
+//! nonce, carrying our highest sequence number sent and the last one
+//! received in order. Both ends take the new leg's starting sequence
+//! numbers from that LINK (client: from what it sent; exit: from what it
+//! received), which C-tor's exit does too, so the numbers agree even when
+//! data is in flight. C-tor additionally refuses, at link time, a peer
+//! whose `last_seqno_sent` exceeds what it has delivered ("data loss"), and
+//! tears the set down: a C-tor exit therefore only accepts a new leg while
+//! nothing the client sent is in flight. Full resumption (retransmitting
+//! lost cells, §2.7) is not implemented: a set that lost data closes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use tor_cell::relaycell::conflux::V1DesiredUx;
+use tor_cell::relaycell::msg::{AnyRelayMsg, ConfluxLink, ConfluxSwitch};
+use tor_cell::relaycell::{RelayCmd, RelayMsg as _};
+
+use super::choose::{LegCc, LegChooser, LegInfo};
+use super::error::{ConfluxError, LegLossRule};
+use super::link::{ClientLinkHandshake, ConfluxNonce, ExitLinkHandshake, LinkInfo};
+use super::reorder::{ReorderError, ReorderLimit, ReorderQueue};
+use super::seq::{RecvSeq, SendSeq, SwitchWindow, is_multiplexed};
+use crate::ids::{LegId, StreamId};
+
+/// Most legs per set (C-tor `cfx_max_legs_set`, and the exit's limit).
+pub const MAX_LEGS: usize = 8;
+
+/// Which end of the set we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The origin: sends LINK, receives LINKED.
+    Client,
+    /// The exit (or onion service): receives LINK, sends LINKED.
+    Exit,
+}
+
+/// Settings of a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfluxConfig {
+    /// The scheduling we ask the peer to use for what it sends us (prop 329
+    /// §2.2). C-tor clients ask HIGH_THROUGHPUT, exits MIN_LATENCY.
+    pub desired_ux: V1DesiredUx,
+    /// How long a client leg waits for LINKED (prop 329 §2.2: at most the
+    /// stream timeout; C-tor uses the circuit build timeout, which the
+    /// driver may set here).
+    pub link_timeout: Duration,
+    /// Most legs at once (2..=8).
+    pub max_legs: usize,
+    /// Legs a client set means to link (C-tor `cfx_num_legs_set`).
+    pub num_legs: usize,
+    /// Launches beyond `num_legs` allowed for failed legs (C-tor
+    /// `cfx_max_unlinked_leg_retry`, prop 329 §4.2.2: bounded to limit
+    /// guard discovery). The count restarts once, when the set links.
+    pub max_leg_retries: usize,
+    /// Reorder queue bounds.
+    pub reorder: ReorderLimit,
+    /// SWITCH plausibility bound.
+    pub switch_window: SwitchWindow,
+}
+
+impl ConfluxConfig {
+    /// A client's defaults: HIGH_THROUGHPUT, 10 s LINKED timeout (Braid's
+    /// first stream connect timeout), 2 legs, 3 retries.
+    pub fn client() -> Self {
+        Self {
+            desired_ux: V1DesiredUx::HIGH_THROUGHPUT,
+            link_timeout: Duration::from_secs(10),
+            max_legs: MAX_LEGS,
+            num_legs: 2,
+            max_leg_retries: 3,
+            reorder: ReorderLimit::default(),
+            switch_window: SwitchWindow::default(),
+        }
+    }
+
+    /// An exit's defaults: MIN_LATENCY, at most 8 legs.
+    pub fn exit() -> Self {
+        Self {
+            desired_ux: V1DesiredUx::MIN_LATENCY,
+            ..Self::client()
+        }
+    }
+}
+
+/// A multiplexed message received in order.
+#[derive(Debug)]
+pub struct Delivered {
+    /// Its absolute sequence number.
+    pub seq: u64,
+    /// The leg it came on.
+    pub leg: LegId,
+    /// Its stream.
+    pub stream: Option<StreamId>,
+    /// The message.
+    pub msg: AnyRelayMsg,
+}
+
+/// Messages to put on one leg, in this order.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The leg (it may differ from the one asked for, see
+    /// [`ConfluxSet::send_on`]).
+    pub leg: LegId,
+    /// The messages with their stream ids: a CONFLUX_SWITCH (stream none)
+    /// if the leg changed, then the message.
+    pub msgs: Vec<(Option<StreamId>, AnyRelayMsg)>,
+}
+
+/// What [`ConfluxSet::send`] did.
+#[derive(Debug)]
+pub enum SendOutcome {
+    /// Send these.
+    Sent(Outgoing),
+    /// No leg may send DATA now (the chooser said hold): the message is
+    /// given back, nothing changed.
+    Blocked {
+        /// Its stream.
+        stream: Option<StreamId>,
+        /// The message.
+        msg: AnyRelayMsg,
+    },
+}
+
+/// What [`ConfluxSet::handle_msg`] did with a message.
+#[derive(Debug)]
+pub enum Handled {
+    /// The set took it.
+    Consumed,
+    /// Not a Conflux or multiplexed message: the circuit's own business
+    /// (SENDME, padding, ...). Given back.
+    NotConflux {
+        /// Its stream.
+        stream: Option<StreamId>,
+        /// The message.
+        msg: AnyRelayMsg,
+    },
+}
+
+/// Something the driver should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfluxEvent {
+    /// A leg is linked and carries data. Client: LINKED accepted (RTT
+    /// measured); exit: LINKED sent (RTT once LINKED_ACK arrives).
+    LegLinked {
+        /// The leg.
+        leg: LegId,
+        /// Its link RTT, if measured.
+        rtt: Option<Duration>,
+    },
+    /// Exit: LINKED_ACK gave a leg's RTT.
+    LegRtt {
+        /// The leg.
+        leg: LegId,
+        /// LINKED sent to LINKED_ACK received.
+        rtt: Duration,
+    },
+    /// The set became usable (every leg launched so far is linked, prop
+    /// 329 §2.4.2). Reported once.
+    SetLinked {
+        /// Linked legs.
+        legs: usize,
+    },
+    /// A leg still linking failed and left the set; close its circuit.
+    LegFailed {
+        /// The leg.
+        leg: LegId,
+        /// Why.
+        error: ConfluxError,
+    },
+}
+
+/// What the driver knows of a linked leg's circuit when it closes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegClosedInfo {
+    /// DATA cells sent on the leg and not acknowledged by a SENDME.
+    pub inflight: u64,
+    /// The leg's `sendme_inc` (0 if unknown).
+    pub sendme_inc: u64,
+}
+
+/// One leg.
+#[derive(Debug)]
+enum LegState {
+    /// Client, waiting for LINKED.
+    ClientLinking(ClientLinkHandshake),
+    /// Client, linked.
+    ClientLinked {
+        /// LINK to LINKED.
+        rtt: Duration,
+    },
+    /// Exit (linked from the moment LINKED was produced).
+    Exit(ExitLinkHandshake),
+}
+
+impl LegState {
+    /// True if the leg carries data.
+    fn is_linked(&self) -> bool {
+        match self {
+            LegState::ClientLinking(_) => false,
+            LegState::ClientLinked { .. } => true,
+            LegState::Exit(h) => h.is_linked(),
+        }
+    }
+
+    /// The link RTT, if measured.
+    fn rtt(&self) -> Option<Duration> {
+        match self {
+            LegState::ClientLinking(_) => None,
+            LegState::ClientLinked { rtt } => Some(*rtt),
+            LegState::Exit(h) => h.rtt(),
+        }
+    }
+}
+
+/// Accounting overhead per held message (the map entry and the message
+/// struct); a DATA message adds its bytes, any other message a full relay
+/// body.
+const ENTRY_OVERHEAD: usize = 96 + std::mem::size_of::<Delivered>();
+/// Most bytes a relay message body holds (tor-spec §6.1).
+const RELAY_BODY_MAX: usize = 498;
+
+/// The bytes a held message is charged.
+fn msg_cost(msg: &AnyRelayMsg) -> usize {
+    ENTRY_OVERHEAD
+        + match msg {
+            AnyRelayMsg::Data(d) => d.as_ref().len(),
+            _ => RELAY_BODY_MAX,
+        }
+}
+
+/// A Conflux set, one end (prop 329).
+#[derive(Debug)]
+pub struct ConfluxSet {
+    /// Client or exit.
+    role: Role,
+    /// The set's secret.
+    nonce: ConfluxNonce,
+    /// Settings.
+    config: ConfluxConfig,
+    /// The legs, linking or linked.
+    legs: BTreeMap<LegId, LegState>,
+    /// The next leg id to try.
+    next_leg: u8,
+    /// Sender's sequence numbers (linked legs only).
+    send: SendSeq,
+    /// Receiver's sequence numbers (linked legs only).
+    recv: RecvSeq,
+    /// Inbound multiplexed messages, ordered.
+    reorder: ReorderQueue<Delivered>,
+    /// Every launched leg linked once (prop 329 §2.4.2).
+    linked: bool,
+    /// Closed on an error.
+    closed: Option<ConfluxError>,
+    /// Legs launched since creation (client), or since linking.
+    launches: usize,
+    /// The UX the peer asked for (what our scheduler should provide).
+    peer_ux: Option<V1DesiredUx>,
+    /// Handshake messages to send.
+    transmit: VecDeque<(LegId, AnyRelayMsg)>,
+    /// Events for the driver.
+    events: VecDeque<ConfluxEvent>,
+}
+
+impl ConfluxSet {
+    /// A client set with `nonce` (fresh, [`ConfluxNonce::random`]).
+    pub fn new_client(nonce: ConfluxNonce, config: ConfluxConfig) -> Self {
+        Self::new(Role::Client, nonce, config)
+    }
+
+    /// An exit set, created when a LINK with an unknown nonce arrives
+    /// (read it with [`LinkInfo::from_link`]); then [`Self::accept_link`].
+    pub fn new_exit(nonce: ConfluxNonce, config: ConfluxConfig) -> Self {
+        Self::new(Role::Exit, nonce, config)
+    }
+
+    /// A set.
+    fn new(role: Role, nonce: ConfluxNonce, mut config: ConfluxConfig) -> Self {
+        config.max_legs = config.max_legs.clamp(1, MAX_LEGS);
+        Self {
+            role,
+            nonce,
+            config,
+            legs: BTreeMap::new(),
+            next_leg: 0,
+            send: SendSeq::new(),
+            recv: RecvSeq::new(config.switch_window),
+            reorder: ReorderQueue::new(config.reorder),
+            linked: false,
+            closed: None,
+            launches: 0,
+            peer_ux: None,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    // ----- Queries -----
+
+    /// Client or exit.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The set's nonce (never log it).
+    pub fn nonce(&self) -> &ConfluxNonce {
+        &self.nonce
+    }
+
+    /// True once every launched leg linked (the set carries streams).
+    pub fn is_linked(&self) -> bool {
+        self.linked && self.closed.is_none()
+    }
+
+    /// True once closed on an error.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// The error that closed the set.
+    pub fn close_reason(&self) -> Option<&ConfluxError> {
+        self.closed.as_ref()
+    }
+
+    /// Every leg and whether it is linked.
+    pub fn legs(&self) -> impl Iterator<Item = (LegId, bool)> + '_ {
+        self.legs.iter().map(|(l, s)| (*l, s.is_linked()))
+    }
+
+    /// Linked legs.
+    pub fn linked_legs(&self) -> usize {
+        self.legs.values().filter(|s| s.is_linked()).count()
+    }
+
+    /// The link RTT of `leg`, if measured.
+    pub fn leg_rtt(&self, leg: LegId) -> Option<Duration> {
+        self.legs.get(&leg).and_then(LegState::rtt)
+    }
+
+    /// The UX the peer asked for in its LINK/LINKED: what our scheduler
+    /// should provide (C-tor: HIGH_THROUGHPUT and NO_OPINION → LowRTT,
+    /// MIN_LATENCY and LOW_MEM_* → MinRTT).
+    pub fn peer_ux(&self) -> Option<V1DesiredUx> {
+        self.peer_ux
+    }
+
+    /// The absolute sequence number of the last multiplexed message sent.
+    pub fn last_seq_sent(&self) -> u64 {
+        self.send.last_seq_sent()
+    }
+
+    /// The last sequence number received in order.
+    pub fn last_seq_delivered(&self) -> u64 {
+        self.reorder.last_in_order()
+    }
+
+    /// The leg the last multiplexed message went on.
+    pub fn current_leg(&self) -> Option<LegId> {
+        self.send.current()
+    }
+
+    /// Bytes held in the reorder queue now.
+    pub fn reorder_bytes(&self) -> usize {
+        self.reorder.bytes()
+    }
+
+    /// The most bytes the reorder queue ever held.
+    pub fn reorder_peak_bytes(&self) -> usize {
+        self.reorder.peak_bytes()
+    }
+
+    /// The most cells the reorder queue ever held.
+    pub fn reorder_peak_cells(&self) -> usize {
+        self.reorder.peak_cells()
+    }
+
+    /// Cells waiting in the reorder queue for a gap to fill.
+    pub fn reorder_waiting(&self) -> usize {
+        self.reorder.waiting()
+    }
+
+    /// The reorder queue's bounds.
+    pub fn reorder_limit(&self) -> ReorderLimit {
+        self.reorder.limit()
+    }
+
+    /// Change the reorder bounds, for example to
+    /// [`ReorderQueue::default_limit`] of the measured legs.
+    pub fn set_reorder_limit(&mut self, limit: ReorderLimit) {
+        self.reorder.set_limit(limit);
+    }
+
+    /// What a scheduler sees of each linked leg, merged with the driver's
+    /// congestion control figures `cc` (legs missing there get
+    /// [`LegCc::default`]).
+    pub fn leg_infos(&self, cc: &[(LegId, LegCc)]) -> Vec<LegInfo> {
+        self.legs
+            .iter()
+            .filter(|(_, s)| s.is_linked())
+            .map(|(l, s)| LegInfo {
+                leg: *l,
+                link_rtt: s.rtt(),
+                cc: cc
+                    .iter()
+                    .find(|(id, _)| id == l)
+                    .map(|(_, c)| *c)
+                    .unwrap_or_default(),
+                last_seq_sent: self.send.leg_last_sent(*l).unwrap_or(0),
+            })
+            .collect()
+    }
+
+    // ----- Outputs -----
+
+    /// The next handshake message to send, with its leg (stream id none).
+    pub fn poll_transmit(&mut self) -> Option<(LegId, AnyRelayMsg)> {
+        self.transmit.pop_front()
+    }
+
+    /// The next inbound multiplexed message in sequence order.
+    pub fn poll_delivered(&mut self) -> Option<Delivered> {
+        self.reorder.pop().map(|(_, d)| d)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ConfluxEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] is due: the earliest LINKED deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.legs
+            .values()
+            .filter_map(|s| match s {
+                LegState::ClientLinking(h) => h.deadline(),
+                _ => None,
+            })
+            .min()
+    }
+
+    // ----- Linking -----
+
+    /// A free leg id.
+    fn alloc_leg(&mut self) -> Option<LegId> {
+        for _ in 0..=u8::MAX {
+            let id = LegId(self.next_leg);
+            self.next_leg = self.next_leg.wrapping_add(1);
+            if !self.legs.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Our LINK/LINKED payload now.
+    fn our_link_info(&self) -> LinkInfo {
+        LinkInfo {
+            nonce: self.nonce.clone(),
+            last_seqno_sent: self.send.last_seq_sent(),
+            last_seqno_recv: self.reorder.last_in_order(),
+            desired_ux: self.config.desired_ux,
+        }
+    }
+
+    /// Client: a new leg's circuit is built (to the set's exit, with
+    /// congestion control negotiated on its last hop, prop 329 §2.2); the
+    /// CONFLUX_LINK for it is in [`Self::poll_transmit`] and its LINKED is
+    /// due by [`Self::poll_timeout`]. Also how a set that lost a leg adds
+    /// one (same nonce, current sequence numbers, prop 329 §2.4.4).
+    ///
+    /// Refused (local error) on an exit set, a closed set, at `max_legs`,
+    /// or when the launch budget (`num_legs + max_leg_retries`, prop 329
+    /// §4.2.2) is spent.
+    pub fn add_leg(&mut self, now: Instant) -> Result<LegId, ConfluxError> {
+        if self.closed.is_some() {
+            return Err(ConfluxError::Closed);
+        }
+        if self.role != Role::Client {
+            return Err(ConfluxError::CannotAddLeg(
+                "an exit set adds legs with accept_link",
+            ));
+        }
+        if self.legs.len() >= self.config.max_legs {
+            return Err(ConfluxError::CannotAddLeg("the set has max_legs legs"));
+        }
+        let budget = self
+            .config
+            .num_legs
+            .saturating_add(self.config.max_leg_retries);
+        if self.launches >= budget {
+            return Err(ConfluxError::CannotAddLeg(
+                "leg launch budget spent (cfx_max_unlinked_leg_retry)",
+            ));
+        }
+        let leg = self
+            .alloc_leg()
+            .ok_or(ConfluxError::CannotAddLeg("no free leg id"))?;
+        let mut hs = ClientLinkHandshake::new(leg, self.our_link_info());
+        let link = hs.start(now, self.config.link_timeout)?;
+        self.launches = self.launches.saturating_add(1);
+        self.legs.insert(leg, LegState::ClientLinking(hs));
+        self.transmit.push_back((leg, link.into()));
+        Ok(leg)
+    }
+
+    /// Exit: a CONFLUX_LINK with this set's nonce arrived on a circuit that
+    /// is not a leg yet. `circuit_has_streams`: it already carried a BEGIN.
+    /// On success the circuit is a linked leg (prop 329 §2.4.2: the exit
+    /// links when it sends LINKED) and its LINKED is in
+    /// [`Self::poll_transmit`].
+    ///
+    /// An error refuses this circuit only (close it with
+    /// [`ConfluxError::destroy_reason`]); the set is unchanged.
+    pub fn accept_link(
+        &mut self,
+        link: &ConfluxLink,
+        circuit_has_streams: bool,
+        now: Instant,
+    ) -> Result<LegId, ConfluxError> {
+        if self.closed.is_some() {
+            return Err(ConfluxError::Closed);
+        }
+        if self.role != Role::Exit {
+            return Err(ConfluxError::WrongDirection {
+                leg: LegId(u8::MAX),
+                cmd: RelayCmd::CONFLUX_LINK,
+            });
+        }
+        if self.legs.len() >= self.config.max_legs {
+            return Err(ConfluxError::TooManyLegs {
+                max: self.config.max_legs,
+            });
+        }
+        let leg = self
+            .alloc_leg()
+            .ok_or(ConfluxError::TooManyLegs { max: MAX_LEGS })?;
+        let mut hs = ExitLinkHandshake::new(leg);
+        let peer = hs.handle_link(link, circuit_has_streams)?;
+        if !peer.nonce.ct_eq(&self.nonce) {
+            return Err(ConfluxError::CannotAddLeg(
+                "LINK nonce belongs to another set",
+            ));
+        }
+        // The client cannot have delivered more than we sent (§2.4.4).
+        let sent = self.send.last_seq_sent();
+        if peer.last_seqno_recv > sent {
+            return Err(ConfluxError::ImpossibleLinkSeq {
+                leg,
+                claimed: peer.last_seqno_recv,
+                sent,
+            });
+        }
+        let linked = hs.linked(&self.our_link_info(), now)?;
+        // Starting numbers from the LINK, as the client takes them.
+        self.send.add_leg(leg, peer.last_seqno_recv);
+        self.recv.add_leg(leg, peer.last_seqno_sent);
+        self.peer_ux = Some(peer.desired_ux);
+        self.legs.insert(leg, LegState::Exit(hs));
+        self.transmit.push_back((leg, linked.into()));
+        self.events
+            .push_back(ConfluxEvent::LegLinked { leg, rtt: None });
+        self.maybe_finalize();
+        Ok(leg)
+    }
+
+    /// The set becomes usable once every leg is linked.
+    fn maybe_finalize(&mut self) {
+        if self.linked || self.legs.is_empty() || !self.legs.values().all(LegState::is_linked) {
+            return;
+        }
+        self.linked = true;
+        // C-tor resets its launch count when a set links.
+        self.launches = 0;
+        self.events.push_back(ConfluxEvent::SetLinked {
+            legs: self.legs.len(),
+        });
+    }
+
+    /// Close the set on `e`.
+    fn fail(&mut self, e: ConfluxError) -> ConfluxError {
+        if self.closed.is_none() {
+            self.closed = Some(e.clone());
+        }
+        self.transmit.clear();
+        e
+    }
+
+    /// Drop a leg that is still linking, on `error`.
+    fn fail_leg(&mut self, leg: LegId, error: ConfluxError) {
+        self.legs.remove(&leg);
+        self.events
+            .push_back(ConfluxEvent::LegFailed { leg, error });
+        self.maybe_finalize();
+    }
+
+    /// A violation on `leg`: confined to it if it is still linking, fatal
+    /// for the set otherwise.
+    fn violation(&mut self, leg: LegId, e: ConfluxError) -> Result<Handled, ConfluxError> {
+        match self.legs.get(&leg) {
+            Some(s) if !s.is_linked() => {
+                self.fail_leg(leg, e);
+                Ok(Handled::Consumed)
+            }
+            _ => Err(self.fail(e)),
+        }
+    }
+
+    /// LINKED deadlines: every client leg whose LINKED is late fails
+    /// ([`ConfluxEvent::LegFailed`] with [`ConfluxError::LinkTimeout`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut late = Vec::new();
+        for (leg, s) in &mut self.legs {
+            if let LegState::ClientLinking(h) = s
+                && let Err(e) = h.check_timeout(now)
+            {
+                late.push((*leg, e));
+            }
+        }
+        for (leg, e) in late {
+            self.fail_leg(leg, e);
+        }
+    }
+
+    // ----- Inbound -----
+
+    /// A relay message arrived on `leg` from its last hop (the driver
+    /// checks the hop: Conflux messages from any other hop are a violation
+    /// of its own, prop 329 §4.2.1; and Conflux messages on a circuit that
+    /// is not a leg). Conflux messages are handled, multiplexed ones
+    /// sequenced; anything else is given back.
+    pub fn handle_msg(
+        &mut self,
+        leg: LegId,
+        stream: Option<StreamId>,
+        msg: AnyRelayMsg,
+        now: Instant,
+    ) -> Result<Handled, ConfluxError> {
+        if self.closed.is_some() {
+            return Err(ConfluxError::Closed);
+        }
+        let Some(state) = self.legs.get_mut(&leg) else {
+            return Err(ConfluxError::NoSuchLeg { leg });
+        };
+        let cmd = msg.cmd();
+        match msg {
+            AnyRelayMsg::ConfluxLinked(linked) => {
+                let r = match state {
+                    LegState::Exit(_) => Err(ConfluxError::WrongDirection { leg, cmd }),
+                    LegState::ClientLinked { .. } => Err(ConfluxError::LinkedTwice { leg }),
+                    LegState::ClientLinking(h) => match h.handle_linked(&linked, now) {
+                        Ok(out) => {
+                            let ours = h.ours().clone();
+                            *state = LegState::ClientLinked { rtt: out.rtt };
+                            // Starting numbers from our LINK (§2.4.4).
+                            self.send.add_leg(leg, ours.last_seqno_sent);
+                            self.recv.add_leg(leg, ours.last_seqno_recv);
+                            self.peer_ux = Some(out.peer.desired_ux);
+                            self.transmit.push_back((leg, out.ack.into()));
+                            self.events.push_back(ConfluxEvent::LegLinked {
+                                leg,
+                                rtt: Some(out.rtt),
+                            });
+                            self.maybe_finalize();
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                match r {
+                    Ok(()) => Ok(Handled::Consumed),
+                    Err(e) => self.violation(leg, e),
+                }
+            }
+            AnyRelayMsg::ConfluxLinkedAck(_) => {
+                let r = match state {
+                    LegState::Exit(h) => h.handle_linked_ack(now),
+                    _ => Err(ConfluxError::WrongDirection { leg, cmd }),
+                };
+                match r {
+                    Ok(rtt) => {
+                        self.events.push_back(ConfluxEvent::LegRtt { leg, rtt });
+                        Ok(Handled::Consumed)
+                    }
+                    Err(e) => self.violation(leg, e),
+                }
+            }
+            AnyRelayMsg::ConfluxLink(_) => {
+                let e = match state {
+                    LegState::Exit(_) => ConfluxError::LinkTwice { leg },
+                    _ => ConfluxError::WrongDirection { leg, cmd },
+                };
+                self.violation(leg, e)
+            }
+            AnyRelayMsg::ConfluxSwitch(sw) => {
+                if !state.is_linked() {
+                    return self.violation(leg, ConfluxError::NotLinkedLeg { leg, cmd });
+                }
+                let reorder = &self.reorder;
+                if let Err(e) = self
+                    .recv
+                    .on_switch(leg, sw.seqno(), |n| reorder.unreceived_upto(n))
+                {
+                    return Err(self.fail(e));
+                }
+                self.check_gap(leg)?;
+                Ok(Handled::Consumed)
+            }
+            _ if cmd == RelayCmd::BEGIN_DIR => {
+                self.violation(leg, ConfluxError::BeginDirOnLeg { leg })
+            }
+            msg if is_multiplexed(cmd) => {
+                if !state.is_linked() {
+                    return self.violation(leg, ConfluxError::NotLinkedLeg { leg, cmd });
+                }
+                self.sequenced(leg, stream, msg)?;
+                Ok(Handled::Consumed)
+            }
+            msg => Ok(Handled::NotConflux { stream, msg }),
+        }
+    }
+
+    /// A multiplexed message on linked `leg`.
+    fn sequenced(
+        &mut self,
+        leg: LegId,
+        stream: Option<StreamId>,
+        msg: AnyRelayMsg,
+    ) -> Result<(), ConfluxError> {
+        let seq = self.recv.on_cell(leg).map_err(|e| self.fail(e))?;
+        let cost = msg_cost(&msg);
+        let d = Delivered {
+            seq,
+            leg,
+            stream,
+            msg,
+        };
+        if let Err(e) = self.reorder.insert(seq, d, cost) {
+            let e = match e {
+                ReorderError::Stale { seq, delivered } => ConfluxError::StaleSeq {
+                    leg,
+                    seq,
+                    delivered,
+                },
+                ReorderError::Duplicate { seq } => ConfluxError::DuplicateSeq { leg, seq },
+                ReorderError::TooFarAhead {
+                    seq,
+                    expected,
+                    max_ahead,
+                } => ConfluxError::SeqTooFarAhead {
+                    leg,
+                    seq,
+                    expected,
+                    max_ahead,
+                },
+                ReorderError::Full {
+                    cells,
+                    bytes,
+                    limit,
+                } => ConfluxError::ReorderQueueFull {
+                    cells,
+                    bytes,
+                    max_cells: limit.max_cells,
+                    max_bytes: limit.max_bytes,
+                },
+            };
+            return Err(self.fail(e));
+        }
+        self.check_gap(leg)
+    }
+
+    /// Receive side, exact: fail if the next needed sequence number can no
+    /// longer arrive on any linked leg.
+    fn check_gap(&mut self, leg: LegId) -> Result<(), ConfluxError> {
+        match self.recv.can_still_arrive(self.reorder.expected()) {
+            Some(true) => Ok(()),
+            Some(false) => Err(self.fail(ConfluxError::LegLost {
+                leg,
+                rule: LegLossRule::GapCannotFill,
+            })),
+            None => Err(self.fail(ConfluxError::LegLost {
+                leg,
+                rule: LegLossRule::NoLegsLeft,
+            })),
+        }
+    }
+
+    /// The circuit of `leg` closed (DESTROY, TRUNCATED, our own close).
+    ///
+    /// A leg still linking just leaves (prop 329 §2.4.3: the client may
+    /// relaunch one, [`Self::add_leg`]). For a linked leg the set goes on
+    /// with the others unless one of these holds, in which case it closes
+    /// (`Err`, [`ConfluxError::LegLost`]):
+    ///
+    /// Send side, as C-tor's `cfx_del_leg` (we cannot know what the peer
+    /// received; SENDMEs only acknowledge every `sendme_inc` DATA cells):
+    /// 1. the leg was our current sending leg (the last multiplexed message
+    ///    went on it) — [`LegLossRule::CurrentSendingLeg`];
+    /// 2. its `last_seq_sent` is strictly above every other leg's — our
+    ///    latest cells went on it — [`LegLossRule::HighestSeqSent`];
+    /// 3. it had `inflight >= sendme_inc` DATA cells unacknowledged —
+    ///    [`LegLossRule::DataInFlight`].
+    ///
+    /// Receive side, exact (where C-tor guesses with "had the highest
+    /// `last_seq_recv`"): 4. the next sequence number we need can no
+    /// longer arrive, because every remaining leg has already received
+    /// past it — [`LegLossRule::GapCannotFill`]. Checked here and on every
+    /// later SWITCH or cell, so a loss that only shows once the other legs
+    /// move on is caught then.
+    ///
+    /// 5. no linked leg is left — [`LegLossRule::NoLegsLeft`].
+    pub fn leg_closed(
+        &mut self,
+        leg: LegId,
+        info: LegClosedInfo,
+        _now: Instant,
+    ) -> Result<(), ConfluxError> {
+        let Some(state) = self.legs.get(&leg) else {
+            return Err(ConfluxError::NoSuchLeg { leg });
+        };
+        if !state.is_linked() {
+            self.legs.remove(&leg);
+            self.maybe_finalize();
+            return Ok(());
+        }
+        self.legs.remove(&leg);
+        if self.closed.is_some() {
+            self.send.remove_leg(leg);
+            self.recv.remove_leg(leg);
+            return Ok(());
+        }
+        let was_current = self.send.current() == Some(leg);
+        let highest = match (self.send.leg_last_sent(leg), self.send.max_other_than(leg)) {
+            (Some(mine), Some(others)) => mine > others,
+            _ => false,
+        };
+        self.send.remove_leg(leg);
+        self.recv.remove_leg(leg);
+        let rule = if self.linked_legs() == 0 {
+            Some(LegLossRule::NoLegsLeft)
+        } else if was_current {
+            Some(LegLossRule::CurrentSendingLeg)
+        } else if highest {
+            Some(LegLossRule::HighestSeqSent)
+        } else if info.sendme_inc > 0 && info.inflight >= info.sendme_inc {
+            Some(LegLossRule::DataInFlight)
+        } else {
+            None
+        };
+        if let Some(rule) = rule {
+            return Err(self.fail(ConfluxError::LegLost { leg, rule }));
+        }
+        self.check_gap(leg)
+    }
+
+    // ----- Outbound -----
+
+    /// Send a multiplexed message (prop 329 §2.8), on the leg `chooser`
+    /// picks among the linked legs (with `cc`, the driver's congestion
+    /// figures per leg). If the chooser holds, DATA is given back
+    /// ([`SendOutcome::Blocked`]) and other commands go on the current leg
+    /// (prop 329 §2.5).
+    pub fn send(
+        &mut self,
+        chooser: &mut dyn LegChooser,
+        cc: &[(LegId, LegCc)],
+        stream: Option<StreamId>,
+        msg: AnyRelayMsg,
+        now: Instant,
+    ) -> Result<SendOutcome, ConfluxError> {
+        self.check_can_send(msg.cmd())?;
+        let cmd = msg.cmd();
+        let infos = self.leg_infos(cc);
+        let current = self.send.current();
+        let chosen = chooser
+            .choose(&infos, current, cmd, now)
+            .filter(|l| infos.iter().any(|i| i.leg == *l));
+        let leg = match chosen {
+            Some(l) => l,
+            None if cmd == RelayCmd::DATA => return Ok(SendOutcome::Blocked { stream, msg }),
+            None => match current.filter(|c| infos.iter().any(|i| i.leg == *c)) {
+                Some(c) => c,
+                None => infos
+                    .iter()
+                    .min_by_key(|i| (i.rtt().is_none(), i.rtt(), i.leg))
+                    .map(|i| i.leg)
+                    .ok_or(ConfluxError::NotLinked)?,
+            },
+        };
+        self.send_on(leg, stream, msg).map(SendOutcome::Sent)
+    }
+
+    /// Send a multiplexed message on `leg`, chosen by the caller. The
+    /// returned [`Outgoing::leg`] may differ: when another leg is about to
+    /// fall 2^31 sequence numbers behind, the message goes there instead
+    /// (prop 329 §2.6).
+    pub fn send_on(
+        &mut self,
+        leg: LegId,
+        stream: Option<StreamId>,
+        msg: AnyRelayMsg,
+    ) -> Result<Outgoing, ConfluxError> {
+        self.check_can_send(msg.cmd())?;
+        if !self.legs.get(&leg).is_some_and(LegState::is_linked) {
+            return Err(ConfluxError::NoSuchLeg { leg });
+        }
+        let leg = self.send.forced_leg(leg);
+        let switch = self.send.on_send(leg)?;
+        let mut msgs = Vec::with_capacity(2);
+        if let Some(rel) = switch {
+            msgs.push((None, ConfluxSwitch::new(rel).into()));
+        }
+        msgs.push((stream, msg));
+        Ok(Outgoing { leg, msgs })
+    }
+
+    /// Whether a multiplexed `cmd` may be sent now.
+    fn check_can_send(&self, cmd: RelayCmd) -> Result<(), ConfluxError> {
+        if self.closed.is_some() {
+            return Err(ConfluxError::Closed);
+        }
+        if !is_multiplexed(cmd) {
+            return Err(ConfluxError::NotMultiplexed { cmd });
+        }
+        if !self.linked {
+            return Err(ConfluxError::NotLinked);
+        }
+        Ok(())
+    }
+}
