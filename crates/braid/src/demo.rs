@@ -122,11 +122,22 @@ async fn braid_download(
     let result = fetch_file(files, Some((socks, None)), size, 1)
         .await
         .map_err(|e| e.to_string());
-    let path = client
-        .tunnels()
-        .first()
-        .map(|t| t.info().path.join(" > "))
-        .unwrap_or_default();
+    let mut path = String::new();
+    if let Some(t) = client.tunnels().first() {
+        path = t.info().path.join(" > ");
+        if let Some(f) = t.figures().await {
+            path.push_str(&format!(
+                " ({}; {} cells received, {} circuit SENDMEs sent, RTT min {:?})",
+                f.cc_sendme_inc.map_or_else(
+                    || "fixed windows".to_owned(),
+                    |inc| format!("congestion control, sendme_inc {inc}")
+                ),
+                f.data_received,
+                f.sendmes_sent,
+                f.min_rtt.unwrap_or_default()
+            ));
+        }
+    }
     let _ = stop.send(());
     let _ = serving.await;
     result.map(|d| (d, path))

@@ -61,8 +61,8 @@ struct Inner {
     cache: Option<DirCache>,
     channels: tokio::sync::Mutex<HashMap<RelayId, ChannelHandle>>,
     pool: Mutex<HashMap<IsolationKey, Vec<TunnelHandle>>>,
-    /// Serialises tunnel builds per isolation key, so a burst of requests
-    /// does not start a burst of builds.
+    /// Serialises tunnel builds on demand, so a burst of requests does not
+    /// start a burst of builds (one build at a time, for every key).
     building: tokio::sync::Mutex<()>,
     /// Relays a circuit could not be extended to, and until when to avoid
     /// them: the consensus may list a relay as Running for a while after it
@@ -82,10 +82,10 @@ impl TorClient {
         driver.bootstrap(limit, &mut on_event).await?;
         let netdir = driver.subscribe();
         tokio::spawn(async move {
-            // Forever, in practice: one year per call.
-            loop {
+            // Until the client is dropped (its receiver with it).
+            while driver.has_subscribers() {
                 driver
-                    .keep_fresh(Duration::from_secs(365 * 86_400), &mut on_event)
+                    .keep_fresh(Duration::from_secs(10), &mut on_event)
                     .await;
             }
         });

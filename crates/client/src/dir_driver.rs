@@ -103,6 +103,13 @@ impl DirDriver {
         }
     }
 
+    /// True while someone holds a receiver from [`Self::subscribe`].
+    pub fn has_subscribers(&self) -> bool {
+        self.publish
+            .as_ref()
+            .is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
     fn publish_if_changed(&mut self) {
         let Some(tx) = &self.publish else {
             return;
