@@ -75,6 +75,10 @@ pub(crate) struct ProxyArgs {
     /// Give up bootstrapping after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub(crate) timeout: u64,
+    /// Conflux tunnels with this many legs (2 to 8); 0 for single
+    /// circuits. Overrides the config file's `[braid] conflux`/`legs`.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=8))]
+    pub(crate) conflux_legs: Option<u8>,
 }
 
 /// `braid dir`.

@@ -124,7 +124,7 @@ async fn braid_download(
         .map_err(|e| e.to_string());
     let mut path = String::new();
     if let Some(t) = client.tunnels().first() {
-        path = t.info().path.join(" > ");
+        path = t.info().describe();
         if let Some(f) = t.figures().await {
             path.push_str(&format!(
                 " ({}; {} cells received, {} circuit SENDMEs sent, RTT min {:?})",

@@ -25,10 +25,15 @@ pub(crate) enum ProxyError {
 
 pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     let started = Instant::now();
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => ClientConfig::load(path).map_err(ClientError::from)?,
         None => ClientConfig::public(),
     };
+    match args.conflux_legs {
+        Some(0 | 1) => config.conflux_legs = None,
+        Some(n) => config.conflux_legs = Some(usize::from(n)),
+        None => {}
+    }
     // Listen first, so a busy port fails at once.
     let server = SocksServer::bind(args.socks)
         .await
@@ -48,7 +53,7 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     ));
     client.build_preemptive().await;
     for t in client.tunnels() {
-        say(&format!("circuit ready: {}", t.info().path.join(" > ")));
+        say(&format!("circuit ready: {}", t.info().describe()));
     }
     say(&format!(
         "SOCKS5 proxy on {} (ready in {:.2} s)",

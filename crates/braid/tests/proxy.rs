@@ -232,7 +232,7 @@ async fn middle_killed_mid_stream(dir: &Path, manifest: &Manifest, toml: &Path) 
     };
     let tunnels = client.tunnels_for(&key);
     assert_eq!(tunnels.len(), 1);
-    let middle = tunnels[0].info().path[1].clone();
+    let middle = tunnels[0].info().legs[0][1].clone();
     let record = read_records(dir)
         .unwrap()
         .into_iter()

@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use braid_core::channel::ExpectedIdentity;
+use braid_core::conflux::ConfluxConfig;
 use braid_core::stream::{Host, ResolvedAnswer, Socks5Reply, Target};
 use braid_dir::{
-    DirEvent, GuardParams, GuardSet, GuardUsage, NetDir, PathConfig, Relay, RelayId, choose_path,
+    DirEvent, GuardParams, GuardSet, GuardUsage, NetDir, PathConfig, Relay, RelayId,
+    choose_conflux_legs, choose_path,
 };
 use tokio::sync::watch;
 use tor_llcrypto::pk::ed25519::Ed25519Identity;
@@ -25,8 +27,8 @@ use crate::dir_driver::DirDriver;
 use crate::error::ClientError;
 use crate::socks::{Connector, IsolationKey, SocksRequest, SocksTarget};
 use crate::tunnel::{
-    BeginError, TorStream, TunnelError, TunnelHandle, TunnelInfo, TunnelParams, build_tunnel,
-    hop_target,
+    BeginError, TorStream, TunnelError, TunnelHandle, TunnelInfo, TunnelParams,
+    build_conflux_tunnel, build_tunnel, hop_target,
 };
 
 /// How long a channel may take to open.
@@ -112,11 +114,16 @@ impl TorClient {
         Ok(client)
     }
 
-    /// Build the preemptive tunnels for the default isolation key. Errors
-    /// are logged; requests build their own tunnels if these failed.
+    /// Build the preemptive tunnels for the default isolation key (Conflux
+    /// sets for port 443 when Conflux is on). Errors are logged; requests
+    /// build their own tunnels if these failed.
     pub async fn build_preemptive(&self) {
         for _ in 0..PREEMPTIVE_TUNNELS {
-            match self.build(None).await {
+            let built = match self.inner.config.conflux_legs {
+                Some(n) => self.build_conflux(443, n).await,
+                None => self.build(None).await,
+            };
+            match built {
                 Ok(t) => self.add_to_pool(&IsolationKey::default(), t),
                 Err(e) => tracing::warn!("preemptive circuit failed: {e}"),
             }
@@ -185,18 +192,7 @@ impl TorClient {
         let dir = self
             .netdir()
             .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
-        let relays = {
-            let mut failed = self
-                .inner
-                .failed_relays
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let now = std::time::Instant::now();
-            failed.retain(|_, until| *until > now);
-            let mut relays = dir.relays();
-            relays.retain(|r| !failed.contains_key(&r.id));
-            relays
-        };
+        let relays = self.usable_relays(&dir);
         let config = PathConfig {
             enforce_distinct_subnets: self.inner.config.enforce_distinct_subnets,
             exit_port: port,
@@ -227,11 +223,11 @@ impl TorClient {
             .collect::<Option<_>>()
             .ok_or_else(|| TunnelError::Path("a relay lacks its keys".into()))?;
         let info = TunnelInfo {
-            path: vec![
+            legs: vec![vec![
                 path.guard.nickname.clone(),
                 path.middle.nickname.clone(),
                 path.exit.nickname.clone(),
-            ],
+            ]],
             exit: path.exit.id,
             exit_policy: path.exit.policy.clone(),
         };
@@ -270,6 +266,86 @@ impl TorClient {
         result
     }
 
+    /// Build a Conflux tunnel of `n` legs to one exit allowing `port`
+    /// (prop 329 §2.2): distinct guards from the guard set, distinct
+    /// middles, an exit with Conflux=1 and FlowCtrl=2.
+    pub async fn build_conflux(&self, port: u16, n: usize) -> Result<TunnelHandle, TunnelError> {
+        let dir = self
+            .netdir()
+            .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
+        let relays = self.usable_relays(&dir);
+        let config = PathConfig {
+            enforce_distinct_subnets: self.inner.config.enforce_distinct_subnets,
+            ..PathConfig::conflux(Some(port))
+        };
+        let guard_ids: Vec<RelayId> = {
+            let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ids: Vec<RelayId> = Vec::new();
+            // guard-spec §4.6 with exclusions: one distinct guard per leg.
+            for _ in 0..n {
+                match guards.pick_guard(&ids, SystemTime::now(), &mut rand::rng()) {
+                    Ok(c) => ids.push(c.id),
+                    Err(_) => break,
+                }
+            }
+            ids
+        };
+        let guard_relays: Vec<&Relay> = guard_ids
+            .iter()
+            .filter_map(|id| relays.iter().find(|r| r.id == *id))
+            .collect();
+        let paths = choose_conflux_legs(
+            &relays,
+            dir.weights(),
+            n,
+            &config,
+            &guard_relays,
+            &mut rand::rng(),
+        )
+        .map_err(|e| TunnelError::Path(e.to_string()))?;
+        let mut legs = Vec::new();
+        let mut names = Vec::new();
+        for p in &paths {
+            let hops: Vec<_> = [(p.guard, false), (p.middle, false), (p.exit, true)]
+                .iter()
+                .map(|(r, exit)| hop_target(r, *exit))
+                .collect::<Option<_>>()
+                .ok_or_else(|| TunnelError::Path("a relay lacks its keys".into()))?;
+            let ch = self.channel_to(p.guard).await?;
+            legs.push((ch, hops));
+            names.push(vec![
+                p.guard.nickname.clone(),
+                p.middle.nickname.clone(),
+                p.exit.nickname.clone(),
+            ]);
+        }
+        let exit = paths
+            .first()
+            .map(|p| p.exit)
+            .ok_or_else(|| TunnelError::Path("no legs".into()))?;
+        let info = TunnelInfo {
+            legs: names,
+            exit: exit.id,
+            exit_policy: exit.policy.clone(),
+        };
+        let params = TunnelParams::from_consensus(dir.params());
+        build_conflux_tunnel(legs, info, params, ConfluxConfig::client()).await
+    }
+
+    /// The relays of `dir` minus those recently found unreachable.
+    fn usable_relays(&self, dir: &NetDir) -> Vec<Relay> {
+        let mut failed = self
+            .inner
+            .failed_relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        failed.retain(|_, until| *until > now);
+        let mut relays = dir.relays();
+        relays.retain(|r| !failed.contains_key(&r.id));
+        relays
+    }
+
     fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         let list = pool.entry(key.clone()).or_default();
@@ -304,7 +380,10 @@ impl TorClient {
         if let Some(t) = pick(self) {
             return Ok(t);
         }
-        let t = self.build(Some(port)).await?;
+        let t = match self.inner.config.conflux_legs {
+            Some(n) => self.build_conflux(port, n).await?,
+            None => self.build(Some(port)).await?,
+        };
         self.add_to_pool(key, t.clone());
         Ok(t)
     }

@@ -18,6 +18,8 @@
 //!
 //! [braid]
 //! cache_dir = "/var/cache/braid"   # default: braid-cache beside this file
+//! conflux = true                   # multipath tunnels (default: off for now)
+//! legs = 2                         # legs per tunnel, 2 to 8
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -54,6 +56,8 @@ struct AuthoritySection {
 #[derive(Debug, Default, Deserialize)]
 struct BraidSection {
     cache_dir: Option<PathBuf>,
+    conflux: Option<bool>,
+    legs: Option<usize>,
 }
 
 /// Everything the client needs to know before it starts.
@@ -67,6 +71,8 @@ pub struct ClientConfig {
     pub cache_dir: PathBuf,
     /// The file this came from (`None`: the public network).
     pub source: Option<PathBuf>,
+    /// Conflux legs per tunnel (2..=8), or `None` for single circuits.
+    pub conflux_legs: Option<usize>,
 }
 
 impl ClientConfig {
@@ -82,6 +88,7 @@ impl ClientConfig {
             enforce_distinct_subnets: true,
             cache_dir: base.join("braid").join("public"),
             source: None,
+            conflux_legs: None,
         }
     }
 
@@ -129,6 +136,13 @@ impl ClientConfig {
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
                 .join("braid-cache")
         });
+        let conflux_legs = match (file.braid.conflux, file.braid.legs) {
+            (Some(false), _) | (None, None) => None,
+            (_, Some(n)) if !(2..=8).contains(&n) => {
+                return Err(invalid(format!("[braid] legs = {n}: Conflux needs 2 to 8")));
+            }
+            (_, legs) => Some(legs.unwrap_or(2)),
+        };
         Ok(Self {
             dir: DirConfig {
                 authorities,
@@ -137,6 +151,7 @@ impl ClientConfig {
             enforce_distinct_subnets: file.network.enforce_distinct_subnets.unwrap_or(true),
             cache_dir,
             source: Some(path.to_owned()),
+            conflux_legs,
         })
     }
 }

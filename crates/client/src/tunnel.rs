@@ -6,18 +6,22 @@
 //!
 //! - [`handle`]: [`TunnelHandle`], what the rest of the client holds, and
 //!   its errors.
-//! - [`reactor`]: the task.
+//! - [`reactor`]: the task of a single circuit.
+//! - [`multipath`]: the task of a Conflux set, owning all its legs.
 //! - [`stream`]: [`TorStream`], the application's end of a stream.
+//! - `streams`: the stream side shared by both reactors.
 //! - [`target`]: turning directory relays into circuit hop targets.
 //!
-//! Conflux sets (several circuits in one task) come with the Conflux work.
 
 pub mod handle;
+pub mod multipath;
 pub mod reactor;
 pub mod stream;
+mod streams;
 pub mod target;
 
-pub use handle::{BeginError, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus};
+pub use handle::{BeginError, LegFigures, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus};
+pub use multipath::build_conflux_tunnel;
 pub use reactor::{TunnelParams, build_tunnel};
 pub use stream::TorStream;
 pub use target::hop_target;

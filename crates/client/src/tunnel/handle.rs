@@ -66,8 +66,9 @@ pub enum TunnelStatus {
 /// What is known about a tunnel from its creation.
 #[derive(Debug, Clone)]
 pub struct TunnelInfo {
-    /// The relays, first hop first (nicknames).
-    pub path: Vec<String>,
+    /// The legs (one for a single circuit), each its relays' nicknames,
+    /// first hop first.
+    pub legs: Vec<Vec<String>>,
     /// The exit's RSA identity.
     pub exit: braid_dir::RelayId,
     /// The exit's port policy summary, to pick tunnels for a port.
@@ -91,8 +92,26 @@ pub(crate) enum Cmd {
     Figures {
         reply: oneshot::Sender<Option<HopFigures>>,
     },
+    /// Report the Conflux reorder queue's peak bytes (`None` on a single
+    /// circuit).
+    ReorderPeak {
+        reply: oneshot::Sender<Option<usize>>,
+    },
+    /// Report every leg's last-hop figures (closed legs too), in leg order.
+    LegFigures {
+        reply: oneshot::Sender<Vec<LegFigures>>,
+    },
     /// Close the circuit.
     Close,
+}
+
+/// One leg's state, for reports.
+#[derive(Debug, Clone)]
+pub struct LegFigures {
+    /// Still open.
+    pub open: bool,
+    /// Its last hop's figures (RTT, cwnd, cells sent and received).
+    pub figures: Option<HopFigures>,
 }
 
 /// A handle to a tunnel's task. Dropping every handle closes the circuit
@@ -102,6 +121,17 @@ pub struct TunnelHandle {
     pub(crate) cmd: mpsc::Sender<Cmd>,
     pub(crate) status: watch::Receiver<TunnelStatus>,
     pub(crate) info: Arc<TunnelInfo>,
+}
+
+impl TunnelInfo {
+    /// `guard > middle > exit`, legs separated by ` | `.
+    pub fn describe(&self) -> String {
+        self.legs
+            .iter()
+            .map(|l| l.join(" > "))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
 }
 
 impl TunnelHandle {
@@ -157,6 +187,23 @@ impl TunnelHandle {
     pub async fn figures(&self) -> Option<HopFigures> {
         let (reply, rx) = oneshot::channel();
         self.cmd.send(Cmd::Figures { reply }).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Every leg's figures (one leg for a single circuit).
+    pub async fn leg_figures(&self) -> Vec<LegFigures> {
+        let (reply, rx) = oneshot::channel();
+        if self.cmd.send(Cmd::LegFigures { reply }).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The most bytes the Conflux reorder queue held so far (`None` for a
+    /// single circuit).
+    pub async fn reorder_peak(&self) -> Option<usize> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Cmd::ReorderPeak { reply }).await.ok()?;
         rx.await.ok().flatten()
     }
 

@@ -1,0 +1,518 @@
+//! The Conflux tunnel task: one task owns every leg of a set (the design
+//! sketch's option 2). Each leg is a core [`ClientCircuit`] with its own
+//! queues to its channel; the core's [`ConfluxSet`] links the legs,
+//! sequences what is sent, reorders what arrives; the shared stream side
+//! sees one ordered stream of messages, as on a single circuit.
+
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use braid_core::circuit::{CircEvent, ClientCircuit, HopTarget};
+use braid_core::conflux::{
+    ConfluxConfig, ConfluxEvent, ConfluxNonce, ConfluxSet, Handled, LegCc, LegClosedInfo,
+    SendOutcome, StickyLowestRtt,
+};
+use braid_core::ids::{HopNum, LegId, StreamId};
+use tokio::sync::{mpsc, oneshot, watch};
+use tor_cell::chancell::msg::AnyChanMsg;
+use tor_cell::relaycell::msg::AnyRelayMsg;
+
+use super::handle::{Cmd, LegFigures, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus};
+use super::reactor::{TunnelParams, sleep_until};
+use super::streams::StreamSide;
+use crate::channel::{ChannelHandle, CircuitIo};
+
+/// Cells taken from one leg's queue per turn.
+const INBOUND_BATCH: usize = 256;
+/// Requests waiting for the task.
+const CMD_QUEUE: usize = 64;
+/// Queue room every leg keeps for the set's own messages (SWITCH, LINK).
+const LEG_RESERVE: usize = 4;
+
+/// One leg's circuit and its channel queues.
+struct Leg {
+    circuit: ClientCircuit,
+    tx: mpsc::Sender<AnyChanMsg>,
+    rx: mpsc::Receiver<AnyChanMsg>,
+    pending: Option<AnyChanMsg>,
+    /// The set's name for it, once built and LINK sent.
+    id: Option<LegId>,
+    last_hop: HopNum,
+    /// Built (congestion control on its last hop).
+    built: bool,
+    closed: bool,
+}
+
+/// Build a Conflux set over `legs` (each a channel to its guard and the
+/// path from that guard to the shared exit), link it, and start its task.
+/// Returns once every leg is linked (prop 329 §2.4.2), or fails.
+pub async fn build_conflux_tunnel(
+    legs: Vec<(ChannelHandle, Vec<HopTarget>)>,
+    info: TunnelInfo,
+    params: TunnelParams,
+    mut conflux: ConfluxConfig,
+) -> Result<TunnelHandle, TunnelError> {
+    let now = Instant::now();
+    let mut built_legs = Vec::new();
+    for (channel, hops) in legs {
+        let mut hops = hops.into_iter();
+        let first = hops
+            .next()
+            .ok_or_else(|| TunnelError::Path("a leg needs at least one hop".into()))?;
+        let (circ_id, CircuitIo { tx, rx }) = channel.open_circuit().await?;
+        let mut circuit = {
+            let mut rng = rand::rng();
+            ClientCircuit::new(circ_id, first, params.circuit.clone(), &mut rng, now).map_err(
+                |e| TunnelError::Build {
+                    reason: e.to_string(),
+                    hops_done: 0,
+                },
+            )?
+        };
+        for hop in hops {
+            circuit.extend(hop, now).map_err(|e| TunnelError::Build {
+                reason: e.to_string(),
+                hops_done: 0,
+            })?;
+        }
+        built_legs.push(Leg {
+            circuit,
+            tx,
+            rx,
+            pending: None,
+            id: None,
+            last_hop: HopNum(0),
+            built: false,
+            closed: false,
+        });
+    }
+    conflux.num_legs = built_legs.len();
+    let nonce = {
+        let mut rng = rand::rng();
+        ConfluxNonce::random(&mut rng)
+    };
+    let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
+    let (status_tx, status_rx) = watch::channel(TunnelStatus::Building);
+    let (built_tx, built_rx) = oneshot::channel();
+    let task = Task {
+        legs: built_legs,
+        set: ConfluxSet::new_client(nonce, conflux),
+        side: StreamSide::new(params.streams.clone(), params.flow.clone()),
+        chooser: StickyLowestRtt,
+        held: None,
+        built: Some(built_tx),
+        status: status_tx,
+        handles_gone: false,
+    };
+    tokio::spawn(task.run(cmd_rx));
+    let handle = TunnelHandle {
+        cmd: cmd_tx,
+        status: status_rx,
+        info: Arc::new(info),
+    };
+    match tokio::time::timeout(params.build_timeout, built_rx).await {
+        Ok(Ok(Ok(()))) => Ok(handle),
+        Ok(Ok(Err(reason))) => Err(TunnelError::Build {
+            reason,
+            hops_done: 0,
+        }),
+        Ok(Err(_)) => Err(TunnelError::Build {
+            reason: "the tunnel task ended".into(),
+            hops_done: 0,
+        }),
+        Err(_) => {
+            handle.close().await;
+            Err(TunnelError::Timeout(params.build_timeout))
+        }
+    }
+}
+
+struct Task {
+    legs: Vec<Leg>,
+    set: ConfluxSet,
+    side: StreamSide,
+    chooser: StickyLowestRtt,
+    /// A stream message the set could not place yet (no leg may send DATA).
+    held: Option<(StreamId, AnyRelayMsg)>,
+    built: Option<oneshot::Sender<Result<(), String>>>,
+    status: watch::Sender<TunnelStatus>,
+    handles_gone: bool,
+}
+
+impl Task {
+    async fn run(mut self, mut cmd_rx: mpsc::Receiver<Cmd>) {
+        let reason = loop {
+            let now = Instant::now();
+            if let Err(reason) = self.process(now) {
+                break reason;
+            }
+            self.flush();
+            if self.handles_gone && self.side.is_idle() {
+                break "no longer used".to_owned();
+            }
+            let timer = match (self.side.timer(), self.set.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = sleep_until(timer);
+            let blocked = self
+                .legs
+                .iter()
+                .position(|l| l.pending.is_some() && !l.closed);
+            // Wait for room on the first blocked leg (others are retried on
+            // every turn); the permit is released at once, flush() uses it.
+            let blocked_tx = blocked.and_then(|i| self.legs.get(i)).map(|l| l.tx.clone());
+            let reserve = async move {
+                match blocked_tx {
+                    Some(tx) => tx.reserve().await.map(drop).is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let legs = &mut self.legs;
+            let side = &mut self.side;
+            tokio::select! {
+                (i, cell) = std::future::poll_fn(|cx| {
+                    for (i, leg) in legs.iter_mut().enumerate() {
+                        if leg.closed {
+                            continue;
+                        }
+                        if let Poll::Ready(c) = leg.rx.poll_recv(cx) {
+                            return Poll::Ready((i, c));
+                        }
+                    }
+                    Poll::Pending
+                }) => {
+                    self.inbound(i, cell);
+                    // Then every leg's queue, a batch each: a leg whose
+                    // cells wait in its queue while another leg's fill
+                    // the reorder queue would stall the whole set.
+                    for j in 0..self.legs.len() {
+                        if let Some(leg) = self.legs.get_mut(j)
+                            && !leg.closed
+                            && let Ok(cell) = leg.rx.try_recv()
+                        {
+                            self.inbound(j, Some(cell));
+                        }
+                    }
+                }
+                _ = reserve => {}
+                cmd = cmd_rx.recv(), if !self.handles_gone => match cmd {
+                    Some(cmd) => self.command(cmd, Instant::now()),
+                    None => self.handles_gone = true,
+                },
+                () = std::future::poll_fn(|cx| side.poll_apps(cx)) => {}
+                () = sleep => {
+                    let now = Instant::now();
+                    self.side.handle_timeout(now);
+                    self.set.handle_timeout(now);
+                }
+            }
+        };
+        for leg in &mut self.legs {
+            leg.circuit.close();
+            while let Some(cell) = leg.circuit.poll_transmit() {
+                let _ = leg.tx.try_send(cell);
+            }
+        }
+        self.side.fail_all(&reason);
+        if let Some(built) = self.built.take() {
+            let _ = built.send(Err(reason.clone()));
+        }
+        let _ = self.status.send(TunnelStatus::Closed(reason.clone()));
+        tracing::info!("conflux tunnel ends: {reason}");
+    }
+
+    /// Cells from leg `i`'s channel queue (`None`: the channel is gone).
+    fn inbound(&mut self, i: usize, first: Option<AnyChanMsg>) {
+        let Some(leg) = self.legs.get_mut(i) else {
+            return;
+        };
+        let Some(first) = first else {
+            leg.circuit.close();
+            return;
+        };
+        let now = Instant::now();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(cell) = next.take() {
+            if let Err(e) = leg.circuit.handle_cell(now, cell) {
+                tracing::info!("conflux leg circuit closed: {e}");
+                break;
+            }
+            taken += 1;
+            if taken < INBOUND_BATCH {
+                next = leg.rx.try_recv().ok();
+            }
+        }
+    }
+
+    /// Hand each leg's cells to its channel while there is room.
+    fn flush(&mut self) {
+        for leg in &mut self.legs {
+            if leg.closed {
+                continue;
+            }
+            if leg.pending.is_none() {
+                leg.pending = leg.circuit.poll_transmit();
+            }
+            while let Some(cell) = leg.pending.take() {
+                match leg.tx.try_send(cell) {
+                    Ok(()) => leg.pending = leg.circuit.poll_transmit(),
+                    Err(mpsc::error::TrySendError::Full(cell)) => {
+                        leg.pending = Some(cell);
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+            leg.circuit.set_blocked_on_channel(leg.pending.is_some());
+        }
+    }
+
+    /// Move everything one step through the core. An error closes the set.
+    fn process(&mut self, now: Instant) -> Result<(), String> {
+        // Circuit events of every leg into the set.
+        for i in 0..self.legs.len() {
+            while let Some(ev) = self.legs.get_mut(i).and_then(|l| l.circuit.poll_event()) {
+                self.circuit_event(i, ev, now)?;
+            }
+        }
+        // The set's own messages onto their legs.
+        while let Some((id, msg)) = self.set.poll_transmit() {
+            if let Some(leg) = self.legs.iter_mut().find(|l| l.id == Some(id)) {
+                let hop = leg.last_hop;
+                if let Err(e) = leg.circuit.send_relay(hop, None, msg, now) {
+                    tracing::info!("cannot send on {id}: {e}");
+                }
+            }
+        }
+        while let Some(ev) = self.set.poll_event() {
+            match ev {
+                ConfluxEvent::SetLinked { legs } => {
+                    tracing::info!("conflux set linked with {legs} legs");
+                    self.side.open(true);
+                    let _ = self.status.send(TunnelStatus::Open);
+                    if let Some(built) = self.built.take() {
+                        let _ = built.send(Ok(()));
+                    }
+                }
+                ConfluxEvent::LegFailed { leg, error } => {
+                    tracing::info!("conflux {leg} failed to link: {error}");
+                    if let Some(l) = self.legs.iter_mut().find(|l| l.id == Some(leg)) {
+                        l.circuit.close();
+                    }
+                }
+                ConfluxEvent::LegLinked { leg, rtt } => {
+                    tracing::debug!("conflux {leg} linked, RTT {rtt:?}");
+                }
+                ConfluxEvent::LegRtt { .. } => {}
+            }
+        }
+        if self.set.is_closed() {
+            return Err(self
+                .set
+                .close_reason()
+                .map_or_else(|| "the set closed".to_owned(), ToString::to_string));
+        }
+        if self.legs.iter().all(|l| l.closed) {
+            return Err("every leg closed".into());
+        }
+        // In-order messages to the streams.
+        while let Some(d) = self.set.poll_delivered() {
+            if let Some(stream) = d.stream {
+                self.side.handle_msg(now, stream, d.msg);
+            }
+        }
+        self.side.process_events(now);
+        self.send_streams(now)?;
+        Ok(())
+    }
+
+    fn circuit_event(&mut self, i: usize, ev: CircEvent, now: Instant) -> Result<(), String> {
+        let Some(leg) = self.legs.get_mut(i) else {
+            return Ok(());
+        };
+        match ev {
+            CircEvent::HopAdded { .. } => {}
+            CircEvent::Built { n_hops } => {
+                leg.last_hop = HopNum(u8::try_from(n_hops.saturating_sub(1)).unwrap_or(0));
+                if !leg.circuit.cc_enabled(leg.last_hop) {
+                    // prop 329 §2.2: legs need congestion control.
+                    tracing::info!("conflux leg without congestion control: closed");
+                    leg.circuit.close();
+                    return Ok(());
+                }
+                leg.built = true;
+                // The set counts as linked once every leg launched so far
+                // links (prop 329 §2.4.2); so LINK goes out on every leg
+                // only when all of them are built, or a fast leg would link
+                // a one-leg set.
+                if self.legs.iter().all(|l| l.built || l.closed) {
+                    for leg in self.legs.iter_mut().filter(|l| l.built && l.id.is_none()) {
+                        match self.set.add_leg(now) {
+                            Ok(id) => leg.id = Some(id),
+                            Err(e) => {
+                                tracing::info!("cannot add a conflux leg: {e}");
+                                leg.circuit.close();
+                            }
+                        }
+                    }
+                }
+            }
+            CircEvent::BuildFailed { reason } => {
+                leg.closed = true;
+                tracing::info!("conflux leg failed to build: {reason:?}");
+                if self.built.is_some() {
+                    return Err(format!("a leg failed to build: {reason:?}"));
+                }
+            }
+            CircEvent::Closed { reason } => {
+                leg.closed = true;
+                tracing::info!("conflux leg closed: {reason:?}");
+                if let Some(id) = leg.id {
+                    let info = leg
+                        .circuit
+                        .hop_figures(leg.last_hop)
+                        .map(|f| LegClosedInfo {
+                            inflight: f.inflight.unwrap_or(0),
+                            sendme_inc: f.cc_sendme_inc.map_or(0, u64::from),
+                        })
+                        .unwrap_or_default();
+                    self.set
+                        .leg_closed(id, info, now)
+                        .map_err(|e| e.to_string())?;
+                } else if self.built.is_some() {
+                    return Err(format!("a leg closed before linking: {reason:?}"));
+                }
+            }
+            CircEvent::StreamMsg { hop, stream, msg } => {
+                self.leg_msg(i, hop, Some(stream), msg, now)?;
+            }
+            CircEvent::CircMsg { hop, msg } => self.leg_msg(i, hop, None, msg, now)?,
+        }
+        Ok(())
+    }
+
+    fn leg_msg(
+        &mut self,
+        i: usize,
+        hop: HopNum,
+        stream: Option<StreamId>,
+        msg: AnyRelayMsg,
+        now: Instant,
+    ) -> Result<(), String> {
+        let Some(leg) = self.legs.get(i) else {
+            return Ok(());
+        };
+        // prop 329 §4.2.1: Conflux and stream traffic only from the exit.
+        if hop != leg.last_hop {
+            return Err(format!("a relay message from {hop}, not the exit"));
+        }
+        let Some(id) = leg.id else {
+            return Err("a message on a leg that is not linked".into());
+        };
+        match self.set.handle_msg(id, stream, msg, now) {
+            Ok(Handled::Consumed) => Ok(()),
+            Ok(Handled::NotConflux { stream, msg }) => {
+                if let Some(stream) = stream {
+                    self.side.handle_msg(now, stream, msg);
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Stream messages through the set onto legs, while legs take them.
+    fn send_streams(&mut self, now: Instant) -> Result<(), String> {
+        loop {
+            let room = self
+                .legs
+                .iter()
+                .filter(|l| l.id.is_some() && !l.closed)
+                .all(|l| l.circuit.queue_space() > LEG_RESERVE);
+            if !room {
+                return Ok(());
+            }
+            let cc: Vec<(LegId, LegCc)> = self
+                .legs
+                .iter()
+                .filter(|l| !l.closed)
+                .filter_map(|l| {
+                    let id = l.id?;
+                    let f = l.circuit.hop_figures(l.last_hop)?;
+                    Some((
+                        id,
+                        LegCc::from_figures(&f, l.circuit.can_send_data(l.last_hop)),
+                    ))
+                })
+                .collect();
+            let any_can_send = cc.iter().any(|(_, c)| c.can_send);
+            let next = match self.held.take() {
+                Some(m) => Some(m),
+                None => self.side.poll_transmit(any_can_send),
+            };
+            let Some((stream, msg)) = next else {
+                return Ok(());
+            };
+            match self
+                .set
+                .send(&mut self.chooser, &cc, Some(stream), msg, now)
+                .map_err(|e| e.to_string())?
+            {
+                SendOutcome::Sent(out) => {
+                    let Some(leg) = self.legs.iter_mut().find(|l| l.id == Some(out.leg)) else {
+                        return Err(format!("the set chose unknown {}", out.leg));
+                    };
+                    let hop = leg.last_hop;
+                    for (s, m) in out.msgs {
+                        leg.circuit
+                            .send_relay(hop, s, m, now)
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                SendOutcome::Blocked { stream, msg } => {
+                    if let Some(stream) = stream {
+                        self.held = Some((stream, msg));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd, now: Instant) {
+        match cmd {
+            Cmd::Begin { target, reply } => self.side.begin(&target, reply, now),
+            Cmd::Resolve { host, reply } => self.side.resolve(&host, reply, now),
+            Cmd::Figures { reply } => {
+                let f = self
+                    .legs
+                    .iter()
+                    .find(|l| !l.closed)
+                    .and_then(|l| l.circuit.hop_figures(l.last_hop));
+                let _ = reply.send(f);
+            }
+            Cmd::ReorderPeak { reply } => {
+                let _ = reply.send(Some(self.set.reorder_peak_bytes()));
+            }
+            Cmd::LegFigures { reply } => {
+                let figures = self
+                    .legs
+                    .iter()
+                    .map(|l| LegFigures {
+                        open: !l.closed,
+                        figures: l.circuit.hop_figures(l.last_hop),
+                    })
+                    .collect();
+                let _ = reply.send(figures);
+            }
+            Cmd::Close => {
+                for leg in &mut self.legs {
+                    leg.circuit.close();
+                }
+            }
+        }
+    }
+}
