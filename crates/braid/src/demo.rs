@@ -1,8 +1,9 @@
 //! `braid demo`: the main job, end to end.
 //!
-//! A private network; a download through Braid's own client on one circuit
-//! (its Conflux tunnels come with the Conflux work); then the same download
-//! through the C-tor client's Conflux set, with its per-leg report.
+//! A private network; a download through Braid's own client over a 2-leg
+//! Conflux set, with its per-leg report, and over one circuit; then the
+//! same download through the C-tor client's Conflux set, with its per-leg
+//! report.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,19 +47,26 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
     let network = up_interruptible(&config).await?;
     let result = async {
         say(&format!(
-            "network up in {:.1} s; downloading {size} bytes through Braid's client (one circuit)",
+            "network up in {:.1} s",
             network.manifest().network.startup_secs
         ));
-        match braid_download(network.dir(), network.manifest().fileserver.address, size).await {
-            Ok((d, path)) => say(&format!(
-                "Braid: {} bytes in {:.2} s ({:.2} MB/s, first byte after {:.0} ms) over {path}, SHA-256 {} verified",
-                d.bytes,
-                d.elapsed.as_secs_f64(),
-                d.mb_per_s(),
-                d.time_to_first_byte.as_secs_f64() * 1000.0,
-                d.sha256
-            )),
-            Err(e) => say(&format!("Braid download failed: {e}")),
+        let files = network.manifest().fileserver.address;
+        for (what, legs) in [("a 2-leg Conflux set", Some(2)), ("one circuit", None)] {
+            say(&format!("downloading {size} bytes through Braid's client, {what}"));
+            match braid_download(network.dir(), files, size, legs).await {
+                Ok((d, report)) => {
+                    say(&format!(
+                        "Braid: {} bytes in {:.2} s ({:.2} MB/s, first byte after {:.0} ms), SHA-256 {} verified",
+                        d.bytes,
+                        d.elapsed.as_secs_f64(),
+                        d.mb_per_s(),
+                        d.time_to_first_byte.as_secs_f64() * 1000.0,
+                        d.sha256
+                    ));
+                    say(report.trim_end());
+                }
+                Err(e) => say(&format!("Braid download failed: {e}")),
+            }
         }
         say(&format!("downloading {size} bytes through the C-tor client's Conflux set"));
         let report = ctor_conflux::download(network.manifest(), size, 1).await?;
@@ -97,19 +105,23 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
     result
 }
 
-/// Bootstrap Braid's client in-process, serve SOCKS on an ephemeral port,
-/// and fetch the file through it. Returns the download and the circuit's
-/// path.
+/// Bootstrap Braid's client in-process (Conflux with `legs` legs, or one
+/// circuit), serve SOCKS on an ephemeral port, and fetch the file through
+/// it. Returns the download and a report of the tunnel: its legs, the DATA
+/// each carried, and the reorder queue's peak.
 async fn braid_download(
     dir: &std::path::Path,
     files: std::net::SocketAddr,
     size: u64,
+    legs: Option<usize>,
 ) -> Result<(Download, String), String> {
     let mut config = ClientConfig::load(&dir.join("network.toml")).map_err(|e| e.to_string())?;
     config.cache_dir = dir.join("braid-cache");
+    config.conflux_legs = legs;
     let client = TorClient::bootstrap(config, Duration::from_secs(60), |_| {})
         .await
         .map_err(|e| e.to_string())?;
+    // Circuits (or sets) built ahead, as `braid proxy` does.
     client.build_preemptive().await;
     let server = SocksServer::bind(([127, 0, 0, 1], 0).into())
         .await
@@ -122,23 +134,40 @@ async fn braid_download(
     let result = fetch_file(files, Some((socks, None)), size, 1)
         .await
         .map_err(|e| e.to_string());
-    let mut path = String::new();
+    let mut report = String::new();
     if let Some(t) = client.tunnels().first() {
-        path = t.info().describe();
-        if let Some(f) = t.figures().await {
-            path.push_str(&format!(
-                " ({}; {} cells received, {} circuit SENDMEs sent, RTT min {:?})",
-                f.cc_sendme_inc.map_or_else(
+        let figures = t.leg_figures().await;
+        let cells: Vec<u64> = figures
+            .iter()
+            .map(|f| f.figures.as_ref().map_or(0, |f| f.data_received))
+            .collect();
+        let total: u64 = cells.iter().sum::<u64>().max(1);
+        report.push_str(
+            "leg  path (guard > middle > exit)       DATA cells  share  congestion control\n",
+        );
+        for (i, (path, f)) in t.info().legs.iter().zip(&figures).enumerate() {
+            let n = cells.get(i).copied().unwrap_or(0);
+            let cc = f
+                .figures
+                .as_ref()
+                .and_then(|f| f.cc_sendme_inc)
+                .map_or_else(
                     || "fixed windows".to_owned(),
-                    |inc| format!("congestion control, sendme_inc {inc}")
-                ),
-                f.data_received,
-                f.sendmes_sent,
-                f.min_rtt.unwrap_or_default()
+                    |inc| format!("TOR_VEGAS, sendme_inc {inc}"),
+                );
+            report.push_str(&format!(
+                "{:<4} {:<34} {:>10}  {:>4.1}%  {cc}\n",
+                i + 1,
+                path.join(" > "),
+                n,
+                n as f64 * 100.0 / total as f64
             ));
+        }
+        if let Some(peak) = t.reorder_peak().await {
+            report.push_str(&format!("reorder queue peak: {peak} bytes\n"));
         }
     }
     let _ = stop.send(());
     let _ = serving.await;
-    result.map(|d| (d, path))
+    result.map(|d| (d, report))
 }
