@@ -256,10 +256,11 @@ impl ClientCircuit {
     /// circuit built. Errors close the circuit.
     fn start_next_extend(&mut self, now: Instant) -> Result<(), CircError> {
         let Some(target) = self.planned.pop_front() else {
-            self.building = false;
-            self.events.push_back(CircEvent::Built {
+            let built = CircEvent::Built {
                 n_hops: self.hops.len(),
-            });
+            };
+            self.push_event(built).map_err(|e| self.fail(e))?;
+            self.building = false;
             return Ok(());
         };
         let result = self.send_extend2(&target, now);
@@ -317,10 +318,12 @@ impl ClientCircuit {
             self.params.cc_path,
             keys.cc_sendme_inc,
         ));
-        self.events.push_back(CircEvent::HopAdded {
+        // Within max_pending_events like every other event.
+        let added = CircEvent::HopAdded {
             hop,
             cc_sendme_inc: keys.cc_sendme_inc,
-        });
+        };
+        self.push_event(added).map_err(|e| self.fail(e))?;
         self.start_next_extend(now)
     }
 
