@@ -19,6 +19,8 @@ use super::proto::{
 
 /// How long a client may take to send its greeting and request.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Copy buffer per direction between the application and its stream.
+const COPY_BUF: usize = 64 * 1024;
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
 
@@ -121,7 +123,14 @@ async fn handle<C: Connector>(mut client: TcpStream, connector: &C) -> io::Resul
                 client
                     .write_all(&encode_reply(SocksReply::Succeeded, None))
                     .await?;
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut stream).await {
+                if let Err(e) = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut stream,
+                    COPY_BUF,
+                    COPY_BUF,
+                )
+                .await
+                {
                     // A stream that broke (its circuit died, the exit reset
                     // it) is reset toward the application too, so it is
                     // not taken for a complete one.
