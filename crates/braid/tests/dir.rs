@@ -269,7 +269,7 @@ async fn altered_documents_are_refused(m: &Manifest) {
     println!("refused: {err}");
 
     // Altered body: signatures no longer verify.
-    let altered = consensus.replacen("\ns ", "\ns BadExit ", 1);
+    let altered = consensus.replacen("Bandwidth=", "Bandwidth=9", 1);
     let err = parse_consensus(&altered, &ids, now)
         .unwrap()
         .verify(&altered, &certs, &ids)
