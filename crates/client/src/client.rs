@@ -305,13 +305,25 @@ impl TorClient {
         .map_err(|e| TunnelError::Path(e.to_string()))?;
         let mut legs = Vec::new();
         let mut names = Vec::new();
+        let leg_ids: Vec<[RelayId; 3]> = paths
+            .iter()
+            .map(|p| [p.guard.id, p.middle.id, p.exit.id])
+            .collect();
         for p in &paths {
             let hops: Vec<_> = [(p.guard, false), (p.middle, false), (p.exit, true)]
                 .iter()
                 .map(|(r, exit)| hop_target(r, *exit))
                 .collect::<Option<_>>()
                 .ok_or_else(|| TunnelError::Path("a relay lacks its keys".into()))?;
-            let ch = self.channel_to(p.guard).await?;
+            let ch = match self.channel_to(p.guard).await {
+                Ok(ch) => ch,
+                Err(e) => {
+                    // guard-spec §4.7: the guard is unreachable.
+                    let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = guards.note_failure(&p.guard.id, SystemTime::now());
+                    return Err(e);
+                }
+            };
             legs.push((ch, hops));
             names.push(vec![
                 p.guard.nickname.clone(),
@@ -329,7 +341,22 @@ impl TorClient {
             exit_policy: exit.policy.clone(),
         };
         let params = TunnelParams::from_consensus(dir.params());
-        build_conflux_tunnel(legs, info, params, ConfluxConfig::client()).await
+        let result = build_conflux_tunnel(legs, info, params, ConfluxConfig::client()).await;
+        if let Err(TunnelError::LegBuild { leg, hops_done, .. }) = &result
+            && let Some(culprit) = leg_ids
+                .get(*leg)
+                .and_then(|ids| ids.get(*hops_done))
+                .filter(|_| *hops_done > 0)
+        {
+            // Extending this leg to this relay failed: avoid it a while.
+            let mut failed = self
+                .inner
+                .failed_relays
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            failed.insert(*culprit, std::time::Instant::now() + FAILED_RELAY_AVOID);
+        }
+        result
     }
 
     /// The relays of `dir` minus those recently found unreachable.

@@ -27,6 +27,17 @@ pub enum TunnelError {
         /// path (if any) is the one that could not be reached or refused.
         hops_done: usize,
     },
+    /// One leg of a Conflux set failed while building.
+    #[error("conflux leg {leg} failed after {hops_done} hops: {reason}")]
+    LegBuild {
+        /// The leg's index in the path list.
+        leg: usize,
+        /// Hops completed: the relay at this index of the leg's path (if
+        /// any) could not be reached.
+        hops_done: usize,
+        /// Why.
+        reason: String,
+    },
     /// Building took too long.
     #[error("circuit build timed out after {0:?}")]
     Timeout(std::time::Duration),

@@ -41,6 +41,8 @@ struct Leg {
     last_hop: HopNum,
     /// Built (congestion control on its last hop).
     built: bool,
+    /// Hops completed so far.
+    hops_done: usize,
     closed: bool,
 }
 
@@ -84,6 +86,7 @@ pub async fn build_conflux_tunnel(
             id: None,
             last_hop: HopNum(0),
             built: false,
+            hops_done: 0,
             closed: false,
         });
     }
@@ -113,7 +116,12 @@ pub async fn build_conflux_tunnel(
     };
     match tokio::time::timeout(params.build_timeout, built_rx).await {
         Ok(Ok(Ok(()))) => Ok(handle),
-        Ok(Ok(Err(reason))) => Err(TunnelError::Build {
+        Ok(Ok(Err((reason, Some((leg, hops_done)))))) => Err(TunnelError::LegBuild {
+            leg,
+            hops_done,
+            reason,
+        }),
+        Ok(Ok(Err((reason, None)))) => Err(TunnelError::Build {
             reason,
             hops_done: 0,
         }),
@@ -128,6 +136,10 @@ pub async fn build_conflux_tunnel(
     }
 }
 
+/// How a set's build ended: linked, or why not (with the failed leg's index
+/// and hops completed, when a leg's build failed).
+type BuiltReply = Result<(), (String, Option<(usize, usize)>)>;
+
 struct Task {
     legs: Vec<Leg>,
     set: ConfluxSet,
@@ -135,7 +147,9 @@ struct Task {
     chooser: StickyLowestRtt,
     /// A stream message the set could not place yet (no leg may send DATA).
     held: Option<(StreamId, AnyRelayMsg)>,
-    built: Option<oneshot::Sender<Result<(), String>>>,
+    /// Answered when the set links, or with why it failed (and which leg
+    /// after how many hops, when a leg's build failed).
+    built: Option<oneshot::Sender<BuiltReply>>,
     status: watch::Sender<TunnelStatus>,
     handles_gone: bool,
 }
@@ -217,7 +231,7 @@ impl Task {
         }
         self.side.fail_all(&reason);
         if let Some(built) = self.built.take() {
-            let _ = built.send(Err(reason.clone()));
+            let _ = built.send(Err((reason.clone(), None)));
         }
         let _ = self.status.send(TunnelStatus::Closed(reason.clone()));
         tracing::info!("conflux tunnel ends: {reason}");
@@ -334,7 +348,7 @@ impl Task {
             return Ok(());
         };
         match ev {
-            CircEvent::HopAdded { .. } => {}
+            CircEvent::HopAdded { .. } => leg.hops_done += 1,
             CircEvent::Built { n_hops } => {
                 leg.last_hop = HopNum(u8::try_from(n_hops.saturating_sub(1)).unwrap_or(0));
                 if !leg.circuit.cc_enabled(leg.last_hop) {
@@ -362,9 +376,12 @@ impl Task {
             }
             CircEvent::BuildFailed { reason } => {
                 leg.closed = true;
+                let hops_done = leg.hops_done;
                 tracing::info!("conflux leg failed to build: {reason:?}");
-                if self.built.is_some() {
-                    return Err(format!("a leg failed to build: {reason:?}"));
+                if let Some(built) = self.built.take() {
+                    let reason = format!("a leg failed to build: {reason:?}");
+                    let _ = built.send(Err((reason.clone(), Some((i, hops_done)))));
+                    return Err(reason);
                 }
             }
             CircEvent::Closed { reason } => {
