@@ -341,7 +341,14 @@ impl TorClient {
             exit_policy: exit.policy.clone(),
         };
         let params = TunnelParams::from_consensus(dir.params());
-        let result = build_conflux_tunnel(legs, info, params, ConfluxConfig::client()).await;
+        let result = build_conflux_tunnel(
+            legs,
+            info,
+            params,
+            ConfluxConfig::client(),
+            self.inner.config.scheduler,
+        )
+        .await;
         if let Err(TunnelError::LegBuild { leg, hops_done, .. }) = &result
             && let Some(culprit) = leg_ids
                 .get(*leg)

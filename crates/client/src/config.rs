@@ -20,11 +20,13 @@
 //! cache_dir = "/var/cache/braid"   # default: braid-cache beside this file
 //! conflux = true                   # multipath tunnels (default: off for now)
 //! legs = 2                         # legs per tunnel, 2 to 8
+//! scheduler = "lowrtt"             # what we send: minrtt, lowrtt or ecf
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use braid_core::conflux_sched::SchedulerKind;
 use braid_dir::{Authority, DirConfig};
 use serde::Deserialize;
 
@@ -58,6 +60,7 @@ struct BraidSection {
     cache_dir: Option<PathBuf>,
     conflux: Option<bool>,
     legs: Option<usize>,
+    scheduler: Option<String>,
 }
 
 /// Everything the client needs to know before it starts.
@@ -73,6 +76,8 @@ pub struct ClientConfig {
     pub source: Option<PathBuf>,
     /// Conflux legs per tunnel (2..=8), or `None` for single circuits.
     pub conflux_legs: Option<usize>,
+    /// The scheduler for what we send on a Conflux set.
+    pub scheduler: SchedulerKind,
 }
 
 impl ClientConfig {
@@ -89,6 +94,7 @@ impl ClientConfig {
             cache_dir: base.join("braid").join("public"),
             source: None,
             conflux_legs: None,
+            scheduler: SchedulerKind::LowRtt,
         }
     }
 
@@ -143,6 +149,14 @@ impl ClientConfig {
             }
             (_, legs) => Some(legs.unwrap_or(2)),
         };
+        let scheduler = match file.braid.scheduler.as_deref() {
+            None => SchedulerKind::LowRtt,
+            Some(name) => SchedulerKind::from_name(name).ok_or_else(|| {
+                invalid(format!(
+                    "[braid] scheduler = {name:?}: one of minrtt, lowrtt, ecf"
+                ))
+            })?,
+        };
         Ok(Self {
             dir: DirConfig {
                 authorities,
@@ -152,6 +166,7 @@ impl ClientConfig {
             cache_dir,
             source: Some(path.to_owned()),
             conflux_legs,
+            scheduler,
         })
     }
 }
@@ -198,6 +213,18 @@ socks_port = 1
         assert!(e.to_string().contains("no [[authority]]"), "{e}");
         let e = ClientConfig::parse(&NETWORK_TOML.replace("DF42", "ZZ42"), p).unwrap_err();
         assert!(e.to_string().contains("bad v3ident"), "{e}");
+        let e = ClientConfig::parse(
+            &format!("{NETWORK_TOML}\n[braid]\nscheduler = \"fastest\"\n"),
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("minrtt, lowrtt, ecf"), "{e}");
+        let c = ClientConfig::parse(
+            &format!("{NETWORK_TOML}\n[braid]\nconflux = true\nscheduler = \"ecf\"\n"),
+            p,
+        )
+        .unwrap();
+        assert_eq!((c.conflux_legs, c.scheduler), (Some(2), SchedulerKind::Ecf));
         let e = ClientConfig::parse("[[authority]\n", p).unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
     }

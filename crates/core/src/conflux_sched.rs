@@ -19,9 +19,12 @@
 //!   a slower leg is used only when it delivers before the fastest leg
 //!   would; for legs of different RTT and bandwidth. Optionally with a
 //!   reorder budget in the manner of BLEST (Ferlin et al., 2016).
+//! - [`chooser`]: [`SchedulerChooser`], a scheduler as a Conflux set's
+//!   [`LegChooser`](crate::conflux::LegChooser).
 //! - [`rate`]: [`DeliveryRate`], a per-leg bandwidth estimate from SENDME
 //!   arrivals, for [`LegView::est_bandwidth`].
 
+pub mod chooser;
 pub mod ecf;
 pub mod leg;
 pub mod low_rtt;
@@ -29,6 +32,7 @@ pub mod min_rtt;
 pub mod rate;
 pub mod scheduler;
 
+pub use chooser::{SchedulerChooser, leg_view};
 pub use ecf::Ecf;
 pub use leg::LegView;
 pub use low_rtt::LowRtt;

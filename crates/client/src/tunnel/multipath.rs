@@ -11,8 +11,9 @@ use std::time::Instant;
 use braid_core::circuit::{CircEvent, ClientCircuit, HopTarget};
 use braid_core::conflux::{
     ConfluxConfig, ConfluxEvent, ConfluxNonce, ConfluxSet, Handled, LegCc, LegClosedInfo,
-    SendOutcome, StickyLowestRtt,
+    SendOutcome,
 };
+use braid_core::conflux_sched::{SchedulerChooser, SchedulerKind};
 use braid_core::ids::{HopNum, LegId, StreamId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tor_cell::chancell::msg::AnyChanMsg;
@@ -54,6 +55,7 @@ pub async fn build_conflux_tunnel(
     info: TunnelInfo,
     params: TunnelParams,
     mut conflux: ConfluxConfig,
+    scheduler: SchedulerKind,
 ) -> Result<TunnelHandle, TunnelError> {
     let now = Instant::now();
     let mut built_legs = Vec::new();
@@ -102,7 +104,7 @@ pub async fn build_conflux_tunnel(
         legs: built_legs,
         set: ConfluxSet::new_client(nonce, conflux),
         side: StreamSide::new(params.streams.clone(), params.flow.clone()),
-        chooser: StickyLowestRtt,
+        chooser: SchedulerChooser::new(scheduler.build()),
         held: None,
         built: Some(built_tx),
         status: status_tx,
@@ -144,7 +146,7 @@ struct Task {
     legs: Vec<Leg>,
     set: ConfluxSet,
     side: StreamSide,
-    chooser: StickyLowestRtt,
+    chooser: SchedulerChooser,
     /// A stream message the set could not place yet (no leg may send DATA).
     held: Option<(StreamId, AnyRelayMsg)>,
     /// Answered when the set links, or with why it failed (and which leg
