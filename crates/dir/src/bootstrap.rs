@@ -457,10 +457,10 @@ impl DirBootstrap {
             .collect()
     }
 
-    /// Pick a source that is not backing off, round robin.
-    fn pick_source(&mut self, now: SystemTime, avoid: Option<usize>) -> Option<usize> {
+    /// Pick a source that is not backing off, round robin (so a retry goes
+    /// to the next source).
+    fn pick_source(&mut self, now: SystemTime) -> Option<usize> {
         let n = self.sources.len();
-        let mut fallback = None;
         for step in 0..n {
             let i = (self.next_source + step) % n;
             let ready = self
@@ -468,15 +468,11 @@ impl DirBootstrap {
                 .get(i)
                 .is_some_and(|s| s.retry_at.is_none_or(|t| t <= now));
             if ready {
-                if Some(i) == avoid && n > 1 {
-                    fallback.get_or_insert(i);
-                    continue;
-                }
                 self.next_source = (i + 1) % n;
                 return Some(i);
             }
         }
-        fallback
+        None
     }
 
     fn kind_in_flight(&self, kind: DocKind) -> usize {
@@ -521,7 +517,7 @@ impl DirBootstrap {
         };
         if want_consensus
             && self.kind_in_flight(DocKind::Consensus) == 0
-            && let Some(src) = self.pick_source(now, None)
+            && let Some(src) = self.pick_source(now)
         {
             return self.issue(
                 src,
@@ -547,7 +543,7 @@ impl DirBootstrap {
                         )
                     })
                     .collect();
-                if let Some(src) = self.pick_source(now, None) {
+                if let Some(src) = self.pick_source(now) {
                     return self.issue(
                         src,
                         DocKind::AuthorityCert,
@@ -573,9 +569,8 @@ impl DirBootstrap {
                 .take(MDS_PER_REQUEST)
                 .collect();
             if !batch.is_empty() {
-                // Spread retries: avoid the source that failed this batch's
-                // first digest last time, if another is available.
-                if let Some(src) = self.pick_source(now, None) {
+                // Round robin spreads retries over the sources.
+                if let Some(src) = self.pick_source(now) {
                     for d in &batch {
                         *self.md_attempts.entry(*d).or_insert(0) += 1;
                     }
