@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use braid_core::channel::ExpectedIdentity;
+use braid_core::circuit::HopTarget;
 use braid_core::conflux::ConfluxConfig;
 use braid_core::stream::{Host, ResolvedAnswer, Socks5Reply, Target};
 use braid_dir::{
-    DirEvent, GuardParams, GuardSet, GuardUsage, NetDir, PathConfig, Relay, RelayId,
+    DirEvent, GuardParams, GuardSet, GuardUsage, NetDir, Path, PathConfig, Relay, RelayId,
     choose_conflux_legs, choose_path,
 };
 use tokio::sync::watch;
@@ -217,36 +218,19 @@ impl TorClient {
             &mut rand::rng(),
         )
         .map_err(|e| TunnelError::Path(e.to_string()))?;
-        let hops: Vec<_> = [(path.guard, false), (path.middle, false), (path.exit, true)]
-            .iter()
-            .map(|(r, exit)| hop_target(r, *exit))
-            .collect::<Option<_>>()
-            .ok_or_else(|| TunnelError::Path("a relay lacks its keys".into()))?;
+        let hops = path_hops(&path)?;
         let info = TunnelInfo {
-            legs: vec![vec![
-                path.guard.nickname.clone(),
-                path.middle.nickname.clone(),
-                path.exit.nickname.clone(),
-            ]],
+            legs: vec![path_names(&path)],
             exit: path.exit.id,
             exit_policy: path.exit.policy.clone(),
         };
         let params = TunnelParams::from_consensus(dir.params());
-        let ids = [path.guard.id, path.middle.id, path.exit.id];
         let result = match self.channel_to(path.guard).await {
             Ok(ch) => build_tunnel(&ch, hops, info, params).await,
             Err(e) => Err(e),
         };
-        if let Err(TunnelError::Build { hops_done, .. }) = &result
-            && let Some(culprit) = ids.get(*hops_done).filter(|_| *hops_done > 0)
-        {
-            // Extending to this relay failed: avoid it for a while.
-            let mut failed = self
-                .inner
-                .failed_relays
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            failed.insert(*culprit, std::time::Instant::now() + FAILED_RELAY_AVOID);
+        if let Err(TunnelError::Build { hops_done, .. }) = &result {
+            self.avoid_hop(&path, *hops_done);
         }
         let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
@@ -305,16 +289,8 @@ impl TorClient {
         .map_err(|e| TunnelError::Path(e.to_string()))?;
         let mut legs = Vec::new();
         let mut names = Vec::new();
-        let leg_ids: Vec<[RelayId; 3]> = paths
-            .iter()
-            .map(|p| [p.guard.id, p.middle.id, p.exit.id])
-            .collect();
         for p in &paths {
-            let hops: Vec<_> = [(p.guard, false), (p.middle, false), (p.exit, true)]
-                .iter()
-                .map(|(r, exit)| hop_target(r, *exit))
-                .collect::<Option<_>>()
-                .ok_or_else(|| TunnelError::Path("a relay lacks its keys".into()))?;
+            let hops = path_hops(p)?;
             let ch = match self.channel_to(p.guard).await {
                 Ok(ch) => ch,
                 Err(e) => {
@@ -325,11 +301,7 @@ impl TorClient {
                 }
             };
             legs.push((ch, hops));
-            names.push(vec![
-                p.guard.nickname.clone(),
-                p.middle.nickname.clone(),
-                p.exit.nickname.clone(),
-            ]);
+            names.push(path_names(p));
         }
         let exit = paths
             .first()
@@ -350,20 +322,26 @@ impl TorClient {
         )
         .await;
         if let Err(TunnelError::LegBuild { leg, hops_done, .. }) = &result
-            && let Some(culprit) = leg_ids
-                .get(*leg)
-                .and_then(|ids| ids.get(*hops_done))
-                .filter(|_| *hops_done > 0)
+            && let Some(p) = paths.get(*leg)
         {
-            // Extending this leg to this relay failed: avoid it a while.
-            let mut failed = self
-                .inner
-                .failed_relays
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            failed.insert(*culprit, std::time::Instant::now() + FAILED_RELAY_AVOID);
+            self.avoid_hop(p, *hops_done);
         }
         result
+    }
+
+    /// A circuit along `path` failed after `hops_done` hops: the relay it
+    /// was extending to is avoided for [`FAILED_RELAY_AVOID`]. A failure
+    /// before the first hop is the guard's, which the guard set handles.
+    fn avoid_hop(&self, path: &Path<'_>, hops_done: usize) {
+        let Some(culprit) = path.ids().get(hops_done).copied().filter(|_| hops_done > 0) else {
+            return;
+        };
+        let mut failed = self
+            .inner
+            .failed_relays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        failed.insert(culprit, std::time::Instant::now() + FAILED_RELAY_AVOID);
     }
 
     /// The relays of `dir` minus those recently found unreachable.
@@ -459,6 +437,22 @@ impl TorClient {
             circuit_failed: true,
         }))
     }
+}
+
+/// The circuit hop targets of `path`, guard first; the exit is asked for
+/// congestion control.
+fn path_hops(path: &Path<'_>) -> Result<Vec<HopTarget>, TunnelError> {
+    path.hops()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| hop_target(r, i == 2))
+        .collect::<Option<_>>()
+        .ok_or_else(|| TunnelError::Path("a relay lacks its keys".into()))
+}
+
+/// The nicknames along `path`, guard first.
+fn path_names(path: &Path<'_>) -> Vec<String> {
+    path.hops().iter().map(|r| r.nickname.clone()).collect()
 }
 
 fn to_target(t: &SocksTarget) -> Target {
