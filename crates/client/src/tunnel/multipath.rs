@@ -20,7 +20,7 @@ use tor_cell::chancell::msg::AnyChanMsg;
 use tor_cell::relaycell::msg::AnyRelayMsg;
 
 use super::handle::{Cmd, LegFigures, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus};
-use super::reactor::{TunnelParams, sleep_until};
+use super::reactor::{TunnelParams, flush_cells, open_circuit, sleep_until};
 use super::streams::StreamSide;
 use crate::channel::{ChannelHandle, CircuitIo};
 
@@ -57,29 +57,9 @@ pub async fn build_conflux_tunnel(
     mut conflux: ConfluxConfig,
     scheduler: SchedulerKind,
 ) -> Result<TunnelHandle, TunnelError> {
-    let now = Instant::now();
     let mut built_legs = Vec::new();
     for (channel, hops) in legs {
-        let mut hops = hops.into_iter();
-        let first = hops
-            .next()
-            .ok_or_else(|| TunnelError::Path("a leg needs at least one hop".into()))?;
-        let (circ_id, CircuitIo { tx, rx }) = channel.open_circuit().await?;
-        let mut circuit = {
-            let mut rng = rand::rng();
-            ClientCircuit::new(circ_id, first, params.circuit.clone(), &mut rng, now).map_err(
-                |e| TunnelError::Build {
-                    reason: e.to_string(),
-                    hops_done: 0,
-                },
-            )?
-        };
-        for hop in hops {
-            circuit.extend(hop, now).map_err(|e| TunnelError::Build {
-                reason: e.to_string(),
-                hops_done: 0,
-            })?;
-        }
+        let (circuit, CircuitIo { tx, rx }) = open_circuit(&channel, hops, &params).await?;
         built_legs.push(Leg {
             circuit,
             tx,
@@ -269,20 +249,7 @@ impl Task {
             if leg.closed {
                 continue;
             }
-            if leg.pending.is_none() {
-                leg.pending = leg.circuit.poll_transmit();
-            }
-            while let Some(cell) = leg.pending.take() {
-                match leg.tx.try_send(cell) {
-                    Ok(()) => leg.pending = leg.circuit.poll_transmit(),
-                    Err(mpsc::error::TrySendError::Full(cell)) => {
-                        leg.pending = Some(cell);
-                        break;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
-                }
-            }
-            leg.circuit.set_blocked_on_channel(leg.pending.is_some());
+            flush_cells(&mut leg.circuit, &leg.tx, &mut leg.pending);
         }
     }
 

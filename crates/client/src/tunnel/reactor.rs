@@ -53,6 +53,60 @@ impl TunnelParams {
     }
 }
 
+/// Open a circuit on `channel` and queue its CREATE2 and the EXTEND2s that
+/// take it through `hops` (the first is the relay at the other end of
+/// `channel`); the caller's task runs the build. Shared by the single and
+/// the Conflux tunnels.
+pub(crate) async fn open_circuit(
+    channel: &ChannelHandle,
+    hops: Vec<HopTarget>,
+    params: &TunnelParams,
+) -> Result<(ClientCircuit, CircuitIo), TunnelError> {
+    let mut hops = hops.into_iter();
+    let first = hops
+        .next()
+        .ok_or_else(|| TunnelError::Path("a circuit needs at least one hop".into()))?;
+    let (circ_id, io) = channel.open_circuit().await?;
+    let now = Instant::now();
+    let build_error = |e: braid_core::circuit::CircError| TunnelError::Build {
+        reason: e.to_string(),
+        hops_done: 0,
+    };
+    let mut circuit = {
+        let mut rng = rand::rng();
+        ClientCircuit::new(circ_id, first, params.circuit.clone(), &mut rng, now)
+            .map_err(build_error)?
+    };
+    for hop in hops {
+        circuit.extend(hop, now).map_err(build_error)?;
+    }
+    Ok((circuit, io))
+}
+
+/// Hand `circuit`'s cells to its channel queue while it has room; a cell
+/// that did not fit stays in `pending`. Tells the circuit whether its
+/// channel is blocked (congestion control counts that).
+pub(crate) fn flush_cells(
+    circuit: &mut ClientCircuit,
+    tx: &mpsc::Sender<AnyChanMsg>,
+    pending: &mut Option<AnyChanMsg>,
+) {
+    if pending.is_none() {
+        *pending = circuit.poll_transmit();
+    }
+    while let Some(cell) = pending.take() {
+        match tx.try_send(cell) {
+            Ok(()) => *pending = circuit.poll_transmit(),
+            Err(mpsc::error::TrySendError::Full(cell)) => {
+                *pending = Some(cell);
+                break;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => break,
+        }
+    }
+    circuit.set_blocked_on_channel(pending.is_some());
+}
+
 /// Build a circuit through `hops` (the first is the relay at the other end
 /// of `channel`) and start its task. Returns once the circuit is built.
 pub async fn build_tunnel(
@@ -61,27 +115,7 @@ pub async fn build_tunnel(
     info: TunnelInfo,
     params: TunnelParams,
 ) -> Result<TunnelHandle, TunnelError> {
-    let mut hops = hops.into_iter();
-    let first = hops
-        .next()
-        .ok_or_else(|| TunnelError::Path("a circuit needs at least one hop".into()))?;
-    let (circ_id, io) = channel.open_circuit().await?;
-    let now = Instant::now();
-    let mut circuit = {
-        let mut rng = rand::rng();
-        ClientCircuit::new(circ_id, first, params.circuit.clone(), &mut rng, now).map_err(|e| {
-            TunnelError::Build {
-                reason: e.to_string(),
-                hops_done: 0,
-            }
-        })?
-    };
-    for hop in hops {
-        circuit.extend(hop, now).map_err(|e| TunnelError::Build {
-            reason: e.to_string(),
-            hops_done: 0,
-        })?;
-    }
+    let (circuit, io) = open_circuit(channel, hops, &params).await?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let (status_tx, status_rx) = watch::channel(TunnelStatus::Building);
     let (built_tx, built_rx) = oneshot::channel();
@@ -138,24 +172,7 @@ impl Task {
             if let Err(Exit::Closed(reason)) = self.process(now) {
                 break reason;
             }
-            // Hand cells to the channel while its queue has room.
-            if pending_cell.is_none() {
-                pending_cell = self.circuit.poll_transmit();
-            }
-            while let Some(cell) = pending_cell.take() {
-                match tx.try_send(cell) {
-                    Ok(()) => pending_cell = self.circuit.poll_transmit(),
-                    Err(mpsc::error::TrySendError::Full(cell)) => {
-                        pending_cell = Some(cell);
-                        break;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        pending_cell = None;
-                        break;
-                    }
-                }
-            }
-            self.circuit.set_blocked_on_channel(pending_cell.is_some());
+            flush_cells(&mut self.circuit, &tx, &mut pending_cell);
             if self.handles_gone && self.side.is_idle() {
                 self.circuit.close();
                 while let Some(cell) = self.circuit.poll_transmit() {
