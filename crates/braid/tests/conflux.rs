@@ -12,7 +12,8 @@
     reason = "tests"
 )]
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,37 +21,10 @@ use braid_client::socks::{IsolationKey, SocksServer};
 use braid_client::{ClientConfig, TorClient};
 use braid_testnet::download::fetch_file;
 use braid_testnet::{NetworkConfig, launcher};
+use common::{test_dir, wait_for_exits};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 const BASE: u16 = 29000;
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("braid-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// Right after a network is ready, C-tor exits sometimes refuse streams to
-/// the file server with END reason MISC for a moment (seen in CI, three
-/// circuits in a row within 120 ms). Wait until a small download works, so
-/// the checks that follow measure Braid, not the network's first second.
-async fn wait_for_exits(files: std::net::SocketAddr, socks: std::net::SocketAddr) {
-    let start = Instant::now();
-    loop {
-        match fetch_file(files, Some((socks, None)), 1000, 0).await {
-            Ok(_) => break,
-            Err(e) => {
-                assert!(
-                    start.elapsed() < Duration::from_secs(30),
-                    "exits still refuse after 30 s: {e}"
-                );
-                println!("warm-up: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    println!("exits ready after {} ms", start.elapsed().as_millis());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn braid_conflux_sets_link_with_c_tor_exits_and_carry_streams() {

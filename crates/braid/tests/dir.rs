@@ -13,8 +13,10 @@
     reason = "tests"
 )]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
@@ -22,14 +24,9 @@ use braid_client::{ClientConfig, ClientError, DirCache, DirDriver, http};
 use braid_dir::documents::{parse_certs, parse_consensus, parse_microdescs};
 use braid_dir::{DirEvent, DocError, DocKind, RelayFlags, RelayId};
 use braid_testnet::{Manifest, NetworkConfig, launcher};
+use common::test_dir;
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("braid-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 fn hex_id(hex: &str) -> RelayId {
     hex.parse().unwrap()

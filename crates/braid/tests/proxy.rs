@@ -13,9 +13,11 @@
     reason = "tests"
 )]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,16 +27,11 @@ use braid_client::{ClientConfig, TorClient};
 use braid_testnet::download::fetch_file;
 use braid_testnet::process::read_records;
 use braid_testnet::{Manifest, NetworkConfig, launcher, socks};
+use common::{test_dir, wait_for_exits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 const BASE: u16 = 28000;
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("braid-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 /// A `braid proxy` child process, killed on drop if still running.
 struct Proxy(Child);
@@ -82,28 +79,6 @@ fn start_proxy(toml: &Path, socks: SocketAddr) -> (Proxy, Vec<String>) {
     // Keep draining so the child never blocks on a full pipe.
     std::thread::spawn(move || while rx.recv().is_ok() {});
     (Proxy(child), lines)
-}
-
-/// Right after a network is ready, C-tor exits sometimes refuse streams to
-/// the file server with END reason MISC for a moment (seen in CI, three
-/// circuits in a row within 120 ms). Wait until a small download works, so
-/// the checks that follow measure Braid, not the network's first second.
-async fn wait_for_exits(files: std::net::SocketAddr, socks: std::net::SocketAddr) {
-    let start = Instant::now();
-    loop {
-        match fetch_file(files, Some((socks, None)), 1000, 0).await {
-            Ok(_) => break,
-            Err(e) => {
-                assert!(
-                    start.elapsed() < Duration::from_secs(30),
-                    "exits still refuse after 30 s: {e}"
-                );
-                println!("warm-up: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    println!("exits ready after {} ms", start.elapsed().as_millis());
 }
 
 fn stop_pid(pid: u32, signal: &str) {

@@ -16,13 +16,16 @@
 // side by side, so holding it across awaits is the point.
 #![allow(clippy::await_holding_lock, reason = "serialises whole tests")]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::{NetworkConfig, RelayShape, TestnetError, ctor_conflux, launcher};
+use common::test_dir;
 
 static NETWORK_LOCK: Mutex<()> = Mutex::new(());
 
@@ -30,12 +33,6 @@ const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     NETWORK_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("braid-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn config(name: &str, base_port: u16) -> NetworkConfig {

@@ -1,0 +1,39 @@
+//! Helpers shared by the integration tests (each test binary uses a part).
+
+#![allow(dead_code, reason = "each test binary uses a part of these helpers")]
+#![allow(clippy::panic, clippy::print_stdout, reason = "test helpers")]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use braid_testnet::download::fetch_file;
+
+/// A fresh directory for one test's network, named for the test and the
+/// process.
+pub(crate) fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("braid-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Right after a network is ready, C-tor exits sometimes refuse streams to
+/// the file server with END reason MISC for a moment (seen in CI, three
+/// circuits in a row within 120 ms). Wait until a small download works, so
+/// the checks that follow measure Braid, not the network's first second.
+pub(crate) async fn wait_for_exits(files: std::net::SocketAddr, socks: std::net::SocketAddr) {
+    let start = Instant::now();
+    loop {
+        match fetch_file(files, Some((socks, None)), 1000, 0).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "exits still refuse after 30 s: {e}"
+                );
+                println!("warm-up: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    println!("exits ready after {} ms", start.elapsed().as_millis());
+}
