@@ -380,8 +380,9 @@ impl DirBootstrap {
             .missing_certs(&self.certs, &self.authority_ids)
             .is_empty()
         {
-            // Enough certificates may already be at hand for a majority.
-            let usable = self.usable_signers(&pending);
+            // Enough certificates may already be at hand for a majority
+            // (the same count verify() requires).
+            let usable = pending.signers_with_certs(&self.certs);
             if usable < crate::documents::signatures_needed(self.authority_ids.len()) {
                 self.pending = Some((pending, text));
                 return;
@@ -414,21 +415,6 @@ impl DirBootstrap {
             }
             Err(error) => self.events.push_back(DirEvent::Rejected { source, error }),
         }
-    }
-
-    fn usable_signers(&self, pending: &PendingConsensus) -> usize {
-        let missing = pending.missing_certs(&self.certs, &self.authority_ids);
-        let missing_ids: HashSet<RelayId> = missing
-            .iter()
-            .map(|k| RelayId::new(k.id_fingerprint.to_bytes()))
-            .collect();
-        let have_ids: HashSet<RelayId> = self
-            .certs
-            .iter()
-            .map(|c| RelayId::new(c.id_fingerprint().to_bytes()))
-            .filter(|id| !missing_ids.contains(id))
-            .collect();
-        have_ids.len()
     }
 
     /// dir-spec §5.1: fetch the next consensus at a time chosen uniformly

@@ -297,6 +297,16 @@ impl PendingConsensus {
         out
     }
 
+    /// Configured authorities that claim to have signed and whose
+    /// certificate is among `certs`: the most signatures
+    /// [`Self::verify`] can check.
+    pub fn signers_with_certs(&self, certs: &[AuthCert]) -> usize {
+        self.claimed_signers
+            .iter()
+            .filter(|id| certs.iter().any(|c| relay_id(c.id_fingerprint()) == **id))
+            .count()
+    }
+
     /// Check the signatures with the certificates of configured authorities:
     /// a majority of `authorities` must have signed with a key certified by
     /// one of `certs` (certificates of other identities are ignored).
@@ -313,11 +323,7 @@ impl PendingConsensus {
             .collect();
         let needed = signatures_needed(authorities.len());
         let lifetime = self.lifetime;
-        let usable = self
-            .claimed_signers
-            .iter()
-            .filter(|id| trusted.iter().any(|c| relay_id(c.id_fingerprint()) == **id))
-            .count();
+        let usable = self.signers_with_certs(&trusted);
         if usable < needed {
             return Err(DocError::MissingCerts {
                 have: usable,
