@@ -17,7 +17,7 @@
 //!   loss is not a missing cell: it is a cell delayed by a retransmission
 //!   penalty, and, TCP being in order, every cell behind it on the same
 //!   link waits too (head-of-line blocking). Optional uniform jitter
-//!   delays cells the same way.
+//!   and periodic stalls delay cells the same way.
 //! - **The sender** ([`sim`]) has `transfer_bytes` to send in 498-byte
 //!   DATA cells. Before each cell it asks a
 //!   [`Scheduler`](braid_core::conflux_sched::Scheduler) which leg to use,
@@ -28,8 +28,9 @@
 //!   reverse link every 31 cells it receives on that leg (ACK clocking).
 //! - **The receiver** hands every cell to a [`reorder::ReorderSink`], which
 //!   delivers in sequence order; the run measures its peak. The local
-//!   [`reorder::BTreeReorder`] stands in for braid-core's bounded reorder
-//!   queue, which plugs in through the same trait.
+//!   [`reorder::BTreeReorder`] is the unbounded reference;
+//!   [`reorder::CoreReorder`] is braid-core's bounded reorder queue (a
+//!   refused cell stops the run, as the real queue closes the set).
 //!
 //! Not modelled: SWITCH cells (the receiver sees absolute sequence numbers;
 //! the number of leg switches is counted instead), cross traffic, the
@@ -63,7 +64,7 @@ pub use cc::{CcModel, LegCc};
 pub use clock::VirtualClock;
 pub use event::EventQueue;
 pub use link::{CELL_BYTES, DATA_BYTES, Link, LinkConfig};
-pub use reorder::{BTreeReorder, Delivered, ReorderSink, SinkError};
+pub use reorder::{BTreeReorder, CoreReorder, Delivered, ReorderSink, SinkError};
 pub use report::{LegReport, Report, Sample};
 pub use rng::SimRng;
 pub use scenario::{BwSource, LegConfig, Scenario};

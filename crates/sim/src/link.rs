@@ -11,9 +11,12 @@
 //! Tor runs over TCP, so cells are never lost end to end. A cell "lost"
 //! (probability `loss_ppm`) arrives `retx_penalty` late (the time TCP
 //! takes to notice and retransmit), and optional jitter adds a uniform
-//! `0..=jitter` per cell. The link delivers in order, like TCP: a delayed
-//! cell holds back every cell behind it (head-of-line blocking). The
-//! bandwidth a retransmission uses is not modelled.
+//! `0..=jitter` per cell. Optional periodic stalls (a relay on the path
+//! that stops forwarding for a while) hold every cell that would arrive
+//! during the first `stall_for` of each `stall_period` until the stall
+//! ends, when they arrive in a burst. The link delivers in order, like
+//! TCP: a delayed cell holds back every cell behind it (head-of-line
+//! blocking). The bandwidth a retransmission uses is not modelled.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -43,6 +46,10 @@ pub struct LinkConfig {
     pub retx_penalty: Duration,
     /// Maximum of a uniform random extra delay per cell.
     pub jitter: Duration,
+    /// Period of the stalls (zero: none).
+    pub stall_period: Duration,
+    /// Length of a stall, at the start of each period: nothing arrives.
+    pub stall_for: Duration,
 }
 
 impl LinkConfig {
@@ -56,6 +63,8 @@ impl LinkConfig {
             loss_ppm: 0,
             retx_penalty: Duration::ZERO,
             jitter: Duration::ZERO,
+            stall_period: Duration::ZERO,
+            stall_for: Duration::ZERO,
         }
     }
 
@@ -72,6 +81,32 @@ impl LinkConfig {
     /// The same link with per-cell jitter up to `jitter`.
     pub fn with_jitter(self, jitter: Duration) -> Self {
         LinkConfig { jitter, ..self }
+    }
+
+    /// The same link stalling for `stall_for` at the start of every
+    /// `period` (virtual time from the start of the run).
+    pub fn with_stalls(self, period: Duration, stall_for: Duration) -> Self {
+        LinkConfig {
+            stall_period: period,
+            stall_for: stall_for.min(period),
+            ..self
+        }
+    }
+
+    /// When a cell that would arrive at `at` arrives given the stalls.
+    pub fn after_stalls(&self, at: Duration) -> Duration {
+        let period = self.stall_period.as_nanos();
+        if period == 0 || self.stall_for.is_zero() {
+            return at;
+        }
+        let phase = at.as_nanos() % period;
+        let stall = self.stall_for.as_nanos();
+        if phase < stall {
+            let wait = u64::try_from(stall - phase).unwrap_or(u64::MAX);
+            at.saturating_add(Duration::from_nanos(wait))
+        } else {
+            at
+        }
     }
 
     /// The same link with a queue of `cells`.
@@ -94,14 +129,15 @@ impl LinkConfig {
     }
 
     /// The longest a cell accepted by this link can take to arrive: a full
-    /// queue ahead of it, its own serialisation, the delay, a loss penalty
-    /// and the largest jitter.
+    /// queue ahead of it, its own serialisation, the delay, a loss penalty,
+    /// the largest jitter and a whole stall.
     pub fn worst_case_latency(&self) -> Duration {
         self.cell_time()
             .saturating_mul(self.queue_cells.max(1))
             .saturating_add(self.delay)
             .saturating_add(self.retx_penalty)
             .saturating_add(self.jitter)
+            .saturating_add(self.stall_for)
     }
 }
 
@@ -210,6 +246,7 @@ impl Link {
             self.stats.retransmitted += 1;
             arrival = arrival.saturating_add(self.cfg.retx_penalty);
         }
+        arrival = self.cfg.after_stalls(arrival);
         // TCP delivers in order.
         arrival = arrival.max(self.last_arrival);
         self.last_arrival = arrival;
@@ -269,5 +306,25 @@ mod tests {
             assert!(a <= now + cfg.worst_case_latency(), "{a:?}");
             last = a;
         }
+    }
+
+    #[test]
+    fn stalls_hold_arrivals_until_they_end() {
+        // 100 ms stall every second; one cell per ms, 10 ms delay.
+        let cfg = LinkConfig::new(514_000, MS(10)).with_stalls(MS(1000), MS(100));
+        assert_eq!(cfg.after_stalls(MS(950)), MS(950));
+        assert_eq!(cfg.after_stalls(MS(1000)), MS(1100));
+        assert_eq!(cfg.after_stalls(MS(1042)), MS(1100));
+        assert_eq!(cfg.after_stalls(MS(1100)), MS(1100));
+        assert_eq!(cfg.after_stalls(MS(5)), MS(100));
+        let mut l = Link::new(cfg, SimRng::new(1));
+        // Sent at 990 ms: done at 991, would arrive at 1001: held to 1100.
+        assert_eq!(l.send(MS(990)), MS(1100));
+        // Sent at 1200 ms: no stall.
+        assert_eq!(l.send(MS(1200)), MS(1211));
+        assert!(cfg.worst_case_latency() >= MS(110));
+        // A stall never exceeds its period.
+        let c = LinkConfig::new(1, MS(1)).with_stalls(MS(10), MS(50));
+        assert_eq!(c.stall_for, MS(10));
     }
 }

@@ -1,10 +1,20 @@
 //! The receiver's reorder buffer: cells arrive by leg, out of order, and
 //! leave in sequence order. [`ReorderSink`] is the interface the simulator
-//! drives, so braid-core's bounded reorder queue can be measured in place
-//! of the simple [`BTreeReorder`] here.
+//! drives. Two implementations:
+//!
+//! - [`BTreeReorder`], a simple map, unbounded unless given a limit: the
+//!   reference (what C-tor has, `cfx_max_oooq_bytes` = INT32_MAX);
+//! - [`CoreReorder`], braid-core's bounded
+//!   [`ReorderQueue`](braid_core::conflux::ReorderQueue) (prop 329 §4.1),
+//!   the queue a [`ConfluxSet`](braid_core::conflux::ConfluxSet) uses,
+//!   refusing what would go over its [`ReorderLimit`].
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+use braid_core::conflux::{ReorderError, ReorderLimit, ReorderQueue};
+
+use crate::scenario::Scenario;
 
 /// What one arrival released, in order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,12 +33,21 @@ pub enum SinkError {
         /// The sequence number.
         seq: u64,
     },
-    /// Buffering the cell would exceed the limit.
+    /// Buffering the cell would exceed the limit (for [`CoreReorder`]:
+    /// its byte or its cell limit, [`ReorderError::Full`]).
     Overflow {
         /// Bytes buffered before the cell.
         buffered: u64,
         /// The limit.
         limit: u64,
+    },
+    /// The cell is further ahead of the next needed one than the queue
+    /// allows ([`ReorderError::TooFarAhead`]).
+    TooFarAhead {
+        /// The sequence number.
+        seq: u64,
+        /// The next sequence number needed.
+        expected: u64,
     },
 }
 
@@ -40,6 +59,12 @@ impl fmt::Display for SinkError {
                 write!(
                     f,
                     "reorder buffer over its limit ({buffered} of {limit} bytes)"
+                )
+            }
+            SinkError::TooFarAhead { seq, expected } => {
+                write!(
+                    f,
+                    "sequence number {seq} too far ahead of the next needed {expected}"
                 )
             }
         }
@@ -130,6 +155,137 @@ impl ReorderSink for BTreeReorder {
     }
 }
 
+/// braid-core's bounded [`ReorderQueue`] as a sink.
+///
+/// The simulator numbers cells from 0, a Conflux set from 1 (prop 329
+/// §2.6: the first multiplexed cell has absolute sequence number 1), so
+/// cell `seq` goes in as `seq + 1`. Each cell is charged its payload bytes
+/// plus a per-cell overhead (0 unless [`CoreReorder::with_cell_overhead`];
+/// [`CoreReorder::SET_CELL_OVERHEAD`] approximates what a
+/// [`ConfluxSet`](braid_core::conflux::ConfluxSet) charges). Released cells
+/// are taken out at once, as a driver draining `poll_delivered` after every
+/// message does, so [`ReorderSink::buffered_bytes`] is what waits for a gap.
+///
+/// Unlike [`BTreeReorder`], the core queue counts the cell that fills a gap
+/// against the limit too (it holds the released cells until they are
+/// taken): a cell is refused when the bytes held before it plus its own
+/// charge would exceed the limit, in order or not.
+#[derive(Debug)]
+pub struct CoreReorder {
+    /// The queue; the item is the cell's payload bytes.
+    queue: ReorderQueue<u64>,
+    /// Bytes charged per cell beyond its payload.
+    cell_overhead: u64,
+    /// The error the queue returned, if it refused a cell.
+    last_error: Option<ReorderError>,
+}
+
+impl CoreReorder {
+    /// Roughly what a `ConfluxSet` charges per held message beyond its DATA
+    /// bytes (its `ENTRY_OVERHEAD`: 96 bytes of map entry plus the
+    /// `Delivered` struct).
+    pub const SET_CELL_OVERHEAD: u64 =
+        96 + std::mem::size_of::<braid_core::conflux::Delivered>() as u64;
+
+    /// A queue bounded by `limit`, charging payload bytes only.
+    pub fn new(limit: ReorderLimit) -> Self {
+        CoreReorder {
+            queue: ReorderQueue::new(limit),
+            cell_overhead: 0,
+            last_error: None,
+        }
+    }
+
+    /// A queue with the limit a set derives from its measured legs,
+    /// [`ReorderQueue::default_limit`] (MPTCP's: twice the summed bandwidth
+    /// times the largest RTT, clamped), from each leg's forward payload
+    /// rate and idle RTT.
+    pub fn for_scenario(sc: &Scenario) -> Self {
+        Self::new(Self::default_limit(sc))
+    }
+
+    /// [`ReorderQueue::default_limit`] of `sc`'s legs.
+    pub fn default_limit(sc: &Scenario) -> ReorderLimit {
+        let legs: Vec<_> = sc
+            .legs
+            .iter()
+            .map(|l| (l.payload_rate() as u64, l.base_rtt()))
+            .collect();
+        ReorderQueue::<u64>::default_limit(&legs)
+    }
+
+    /// The same queue charging `bytes` more per cell.
+    pub fn with_cell_overhead(self, bytes: u64) -> Self {
+        CoreReorder {
+            cell_overhead: bytes,
+            ..self
+        }
+    }
+
+    /// The queue's bounds.
+    pub fn limit(&self) -> ReorderLimit {
+        self.queue.limit()
+    }
+
+    /// The most bytes the queue ever held, by its own count (including a
+    /// cell that filled a gap, for the moment before it is taken).
+    pub fn peak_bytes(&self) -> u64 {
+        u64::try_from(self.queue.peak_bytes()).unwrap_or(u64::MAX)
+    }
+
+    /// The most cells the queue ever held, by its own count.
+    pub fn peak_cells(&self) -> u64 {
+        u64::try_from(self.queue.peak_cells()).unwrap_or(u64::MAX)
+    }
+
+    /// What the queue returned when it refused a cell.
+    pub fn last_error(&self) -> Option<ReorderError> {
+        self.last_error
+    }
+
+    /// The next sequence number it waits for, in the simulator's numbering.
+    pub fn next_seq(&self) -> u64 {
+        self.queue.expected().saturating_sub(1)
+    }
+}
+
+impl ReorderSink for CoreReorder {
+    fn on_cell(&mut self, seq: u64, bytes: u64) -> Result<Delivered, SinkError> {
+        let cost = usize::try_from(bytes.saturating_add(self.cell_overhead)).unwrap_or(usize::MAX);
+        if let Err(e) = self.queue.insert(seq.saturating_add(1), bytes, cost) {
+            self.last_error = Some(e);
+            let limit = self.queue.limit();
+            return Err(match e {
+                ReorderError::Stale { .. } | ReorderError::Duplicate { .. } => {
+                    SinkError::Duplicate { seq }
+                }
+                ReorderError::TooFarAhead { expected, .. } => SinkError::TooFarAhead {
+                    seq,
+                    expected: expected.saturating_sub(1),
+                },
+                ReorderError::Full { bytes, .. } => SinkError::Overflow {
+                    buffered: u64::try_from(bytes).unwrap_or(u64::MAX),
+                    limit: u64::try_from(limit.max_bytes).unwrap_or(u64::MAX),
+                },
+            });
+        }
+        let mut out = Delivered::default();
+        while let Some((_, b)) = self.queue.pop() {
+            out.cells += 1;
+            out.bytes = out.bytes.saturating_add(b);
+        }
+        Ok(out)
+    }
+
+    fn buffered_bytes(&self) -> u64 {
+        u64::try_from(self.queue.bytes()).unwrap_or(u64::MAX)
+    }
+
+    fn buffered_cells(&self) -> u64 {
+        u64::try_from(self.queue.cells()).unwrap_or(u64::MAX)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +324,67 @@ mod tests {
         );
         // The expected cell always goes through.
         assert_eq!(r.on_cell(0, 10).map(|d| d.cells), Ok(2));
+    }
+
+    #[test]
+    fn core_queue_same_order_as_reference() {
+        let mut core = CoreReorder::new(ReorderLimit::from_bytes(1 << 20));
+        let mut reference = BTreeReorder::new();
+        for seq in [2, 1, 5, 0, 3, 4, 7, 6] {
+            assert_eq!(core.on_cell(seq, 10), reference.on_cell(seq, 10));
+            assert_eq!(core.buffered_bytes(), reference.buffered_bytes());
+            assert_eq!(core.buffered_cells(), reference.buffered_cells());
+        }
+        assert_eq!(core.next_seq(), 8);
+        assert_eq!(core.on_cell(3, 10), Err(SinkError::Duplicate { seq: 3 }));
+        core.on_cell(9, 10).unwrap();
+        assert_eq!(core.on_cell(9, 10), Err(SinkError::Duplicate { seq: 9 }));
+        assert!(matches!(
+            core.last_error(),
+            Some(ReorderError::Duplicate { seq: 10 })
+        ));
+    }
+
+    #[test]
+    fn core_queue_limit_and_overhead() {
+        let limit = ReorderLimit {
+            max_bytes: 100,
+            max_cells: 50,
+            max_ahead: 1000,
+        };
+        let mut core = CoreReorder::new(limit).with_cell_overhead(20);
+        assert!(core.on_cell(1, 20).is_ok());
+        assert!(core.on_cell(2, 20).is_ok());
+        assert_eq!(core.buffered_bytes(), 80);
+        assert_eq!(
+            core.on_cell(3, 20),
+            Err(SinkError::Overflow {
+                buffered: 80,
+                limit: 100
+            })
+        );
+        // Unlike the reference, the gap-filling cell counts too.
+        assert!(matches!(
+            core.on_cell(0, 20),
+            Err(SinkError::Overflow { .. })
+        ));
+        assert_eq!(core.buffered_bytes(), 80);
+        assert!(core.peak_bytes() <= 100);
+        assert_eq!(
+            core.on_cell(2000, 1),
+            Err(SinkError::TooFarAhead {
+                seq: 2000,
+                expected: 0
+            })
+        );
+        // A small in-order cell fits and releases everything.
+        assert_eq!(
+            core.on_cell(0, 0),
+            Ok(Delivered {
+                cells: 3,
+                bytes: 40
+            })
+        );
+        assert_eq!(core.buffered_bytes(), 0);
     }
 }
