@@ -39,6 +39,14 @@ pub struct IdParseError {
     pub expected: usize,
 }
 
+/// An entry of a node list (`entry_nodes`, ...) was neither a fingerprint
+/// nor a nickname.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "node {0:?}: expected a relay fingerprint (40 hex digits, optionally after $) or a nickname (1 to 19 letters and digits)"
+)]
+pub struct NodeSpecError(pub String);
+
 /// A microdescriptor port-policy summary ("accept 80,443") was malformed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -149,6 +157,9 @@ pub struct Rejections {
     pub same_family: usize,
     /// In the same /16 as a relay already in the path.
     pub same_subnet: usize,
+    /// Not in the configured node list of the position (`entry_nodes`,
+    /// `middle_nodes`, `exit_nodes`).
+    pub not_listed: usize,
 }
 
 impl fmt::Display for Rejections {
@@ -158,6 +169,7 @@ impl fmt::Display for Rejections {
         }
         write!(f, "of {} relays", self.total)?;
         let parts = [
+            (self.not_listed, "not in the configured node list"),
             (self.not_running_or_valid, "not Running and Valid"),
             (self.not_fast, "not Fast"),
             (self.not_stable, "not Stable"),

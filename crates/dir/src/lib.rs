@@ -10,6 +10,8 @@
 //! - [`weights`]: bandwidth weights (dir-spec §3.4.1, §3.8.3; path-spec §2.2).
 //! - [`path`]: choosing guard, middle and exit under the restrictions of
 //!   path-spec §2.2, and Conflux leg sets sharing one exit.
+//! - [`restrict`]: node restrictions (entry, middle and exit node lists,
+//!   like C-tor's `EntryNodes`, `MiddleNodes`, `ExitNodes`).
 //! - [`guard`]: the guard state machine of guard-spec §4, with persistence.
 //! - [`authority`]: authorities and fallback mirrors, built in for the
 //!   public network.
@@ -29,14 +31,15 @@ pub mod guard;
 pub mod netdir;
 pub mod path;
 pub mod relay;
+pub mod restrict;
 pub mod weights;
 
 pub use authority::{Authority, DirConfig, Fallback};
 pub use bootstrap::{DirBootstrap, DirEvent, DirRequest, Phase, Progress, RequestId};
 pub use documents::{Lifetime, VerifiedConsensus};
 pub use error::{
-    DocError, DocKind, Error, GuardError, IdParseError, PathError, PolicyParseError, Rejections,
-    WeightsError,
+    DocError, DocKind, Error, GuardError, IdParseError, NodeSpecError, PathError, PolicyParseError,
+    Rejections, WeightsError,
 };
 pub use guard::{
     GuardChoice, GuardFilter, GuardParams, GuardSet, GuardUsage, Reachability, SuccessOutcome,
@@ -48,4 +51,5 @@ pub use path::{
     conflicting_ids, conflux_exit_protocols,
 };
 pub use relay::{Ed25519Id, PortPolicy, PortRange, Relay, RelayFlags, RelayId};
+pub use restrict::{NodeRestrictions, NodeSpec};
 pub use weights::{BandwidthWeights, FlagClass, Position, WeightKey};

@@ -10,6 +10,7 @@ use tor_protover::{Protocols, named};
 
 use crate::error::{PathError, Rejections};
 use crate::relay::{Relay, RelayFlags, RelayId};
+use crate::restrict::NodeRestrictions;
 use crate::weights::{BandwidthWeights, Position, pick_weighted};
 
 /// How many exits [`choose_conflux_legs`] tries before giving up.
@@ -34,6 +35,10 @@ pub struct PathConfig {
     pub exit_port: Option<u16>,
     /// Subprotocols the exit must support, e.g. [`conflux_exit_protocols`].
     pub exit_protocols: Option<Protocols>,
+    /// Relays allowed per position (entry, middle, exit node lists, like
+    /// C-tor's `EntryNodes`/`MiddleNodes`/`ExitNodes`); empty lists allow
+    /// every relay.
+    pub nodes: NodeRestrictions,
 }
 
 impl Default for PathConfig {
@@ -46,6 +51,7 @@ impl Default for PathConfig {
             need_fast: true,
             exit_port: None,
             exit_protocols: None,
+            nodes: NodeRestrictions::default(),
         }
     }
 }
@@ -66,7 +72,11 @@ impl PathConfig {
 
     /// Words describing what a relay needs for `position`, for errors.
     fn describe(&self, position: Position, chosen: usize) -> String {
-        let mut parts: Vec<String> = vec!["Running".into(), "Valid".into()];
+        let mut parts: Vec<String> = Vec::new();
+        if self.nodes.restricts(position) {
+            parts.push(format!("one of {}", self.nodes.describe(position)));
+        }
+        parts.extend(["Running".into(), "Valid".into()]);
         if self.need_fast {
             parts.push("Fast".into());
         }
@@ -149,6 +159,7 @@ impl fmt::Display for Path<'_> {
 /// Why one relay was turned down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reject {
+    NotListed,
     NotRunningOrValid,
     NotFast,
     NotStable,
@@ -166,6 +177,7 @@ enum Reject {
 impl Reject {
     fn tally(self, r: &mut Rejections) {
         let n = match self {
+            Self::NotListed => &mut r.not_listed,
             Self::NotRunningOrValid => &mut r.not_running_or_valid,
             Self::NotFast => &mut r.not_fast,
             Self::NotStable => &mut r.not_stable,
@@ -184,6 +196,7 @@ impl Reject {
 
     fn describe(self) -> &'static str {
         match self {
+            Self::NotListed => "it is not in the configured node list",
             Self::NotRunningOrValid => "it is not Running and Valid",
             Self::NotFast => "it lacks the Fast flag",
             Self::NotStable => "it lacks the Stable flag",
@@ -200,8 +213,12 @@ impl Reject {
     }
 }
 
-/// Can `relay`, on its own, fill `position`? (path-spec §2.2, §2.2.1.)
+/// Can `relay`, on its own, fill `position`? (path-spec §2.2, §2.2.1,
+/// and the configured node lists.)
 fn suitable(relay: &Relay, position: Position, config: &PathConfig) -> Result<(), Reject> {
+    if !config.nodes.allows(relay, position) {
+        return Err(Reject::NotListed);
+    }
     let f = relay.flags;
     if !f.contains(RelayFlags::RUNNING | RelayFlags::VALID) {
         return Err(Reject::NotRunningOrValid);
@@ -387,7 +404,9 @@ fn check_guard(guard: &Relay, config: &PathConfig) -> Result<(), PathError> {
 ///
 /// With `guard: None` the order is the spec's: exit, then a bandwidth-weighted
 /// guard, then the middle. With a guard from the guard set, the exit is chosen
-/// among those that can share a path with it, then the middle.
+/// among those that can share a path with it, then the middle. Every hop
+/// comes from its node list in `config.nodes` when that list is not empty
+/// (a given guard outside `entry_nodes` is refused).
 pub fn choose_path<'a, R: Rng + ?Sized>(
     relays: &'a [Relay],
     weights: &BandwidthWeights,
@@ -426,6 +445,11 @@ pub fn choose_path<'a, R: Rng + ?Sized>(
 /// The exit is chosen first, bandwidth-weighted among the exits that are
 /// compatible with enough of `guards`; if the legs cannot be completed
 /// through it (e.g. too few middles), other exits are tried.
+///
+/// With node lists in `config.nodes`, guards, middles and the exit come
+/// only from their lists, and the legs still need distinct guards and
+/// distinct middles: `entry_nodes` and `middle_nodes` must each name at
+/// least `n_legs` usable relays, or the error says which list ran short.
 pub fn choose_conflux_legs<'a, R: Rng + ?Sized>(
     relays: &'a [Relay],
     weights: &BandwidthWeights,
@@ -937,6 +961,117 @@ mod tests {
         assert!(err.to_string().contains("given guards"), "{err}");
     }
 
+    fn restricted(entry: &[&str], middle: &[&str], exit: &[&str]) -> PathConfig {
+        PathConfig {
+            enforce_distinct_subnets: false,
+            nodes: NodeRestrictions::parse(entry, middle, exit).unwrap(),
+            ..PathConfig::conflux(Some(80))
+        }
+    }
+
+    #[test]
+    fn node_lists_restrict_paths() {
+        let relays = loopback_network();
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        let exit10 = "0A".repeat(20);
+        let cfg = restricted(&["r2"], &["R5"], &[exit10.as_str()]);
+        for _ in 0..50 {
+            let p = choose_path(&relays, &w, None, &cfg, &mut rng).unwrap();
+            assert_eq!(
+                [
+                    p.guard.nickname.as_str(),
+                    p.middle.nickname.as_str(),
+                    p.exit.nickname.as_str()
+                ],
+                ["r2", "r5", "r10"]
+            );
+        }
+        // A guard from a guard set outside entry_nodes is refused.
+        let err = choose_path(&relays, &w, Some(&relays[0]), &cfg, &mut rng).unwrap_err();
+        assert!(err.to_string().contains("node list"), "{err}");
+        let p = choose_path(&relays, &w, Some(&relays[1]), &cfg, &mut rng).unwrap();
+        assert_eq!(p.middle.nickname, "r5");
+        // Exits may serve as middles when listed.
+        let cfg = restricted(&[], &["r11"], &["r9"]);
+        let p = choose_path(&relays, &w, None, &cfg, &mut rng).unwrap();
+        assert_eq!(
+            (p.middle.nickname.as_str(), p.exit.nickname.as_str()),
+            ("r11", "r9")
+        );
+        // The only listed middle is the guard: no path, and the error says why.
+        let cfg = restricted(&["r2"], &["r2"], &[]);
+        let err = choose_path(&relays, &w, None, &cfg, &mut rng).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(
+                err,
+                PathError::NoCandidate {
+                    position: Position::Middle,
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert!(text.contains("one of middle_nodes [r2]"), "{text}");
+        assert!(text.contains("already used"), "{text}");
+        assert!(text.contains("not in the configured node list"), "{text}");
+        // A listed exit that is no exit.
+        let cfg = restricted(&[], &[], &["r1"]);
+        let text = choose_path(&relays, &w, None, &cfg, &mut rng)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("exit_nodes [r1]"), "{text}");
+        assert!(text.contains("1 without the Exit flag"), "{text}");
+        // An unknown name matches nothing.
+        let cfg = restricted(&["nosuchrelay"], &[], &[]);
+        let text = choose_path(&relays, &w, None, &cfg, &mut rng)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("entry_nodes [nosuchrelay]"), "{text}");
+    }
+
+    #[test]
+    fn node_lists_restrict_conflux_legs() {
+        let relays = loopback_network();
+        let w = BandwidthWeights::default();
+        let mut rng = rng();
+        let cfg = restricted(&["r1", "r2"], &["r3", "r4"], &["r9"]);
+        for _ in 0..50 {
+            let legs = choose_conflux_legs(&relays, &w, 2, &cfg, &[], &mut rng).unwrap();
+            check_legs(&legs, 2);
+            let mut guards: Vec<&str> = legs.iter().map(|l| l.guard.nickname.as_str()).collect();
+            let mut middles: Vec<&str> = legs.iter().map(|l| l.middle.nickname.as_str()).collect();
+            guards.sort_unstable();
+            middles.sort_unstable();
+            assert_eq!((guards, middles), (vec!["r1", "r2"], vec!["r3", "r4"]));
+            assert_eq!(legs[0].exit.nickname, "r9");
+        }
+        // Guards given by the caller must be listed too.
+        let err = choose_conflux_legs(&relays, &w, 2, &cfg, &[&relays[2], &relays[0]], &mut rng)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("not in the configured node list"),
+            "{err}"
+        );
+        // Three legs: three listed guards and middles (an exit among them).
+        let cfg = restricted(&["r1", "r2", "r3"], &["r4", "r5", "r10"], &["r9"]);
+        let legs = choose_conflux_legs(&relays, &w, 3, &cfg, &[], &mut rng).unwrap();
+        check_legs(&legs, 3);
+        // Too few listed guards or middles for distinct legs.
+        let cfg = restricted(&["r1", "r2"], &["r3", "r4"], &["r9"]);
+        let text = choose_conflux_legs(&relays, &w, 3, &cfg, &[], &mut rng)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("entry_nodes [r1, r2]"), "{text}");
+        let cfg = restricted(&["r1", "r2"], &["r3"], &["r9"]);
+        let text = choose_conflux_legs(&relays, &w, 2, &cfg, &[], &mut rng)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("middle_nodes [r3]"), "{text}");
+        assert!(text.contains("already used"), "{text}");
+    }
+
     /// Pearson's chi-square statistic of observed counts against expected
     /// probabilities.
     fn chi_square(observed: &[u64], expected: &[f64], n: u64) -> f64 {
@@ -1153,17 +1288,46 @@ mod tests {
                 any::<bool>(),
                 proptest::option::of(prop::sample::select(vec![22_u16, 80, 443, 1500])),
                 any::<bool>(),
+                [node_list(), node_list(), node_list()],
             )
-                .prop_map(|(subnets, family, stable, fast, port, conflux)| {
-                    PathConfig {
-                        enforce_distinct_subnets: subnets,
-                        enforce_family: family,
-                        need_stable: stable,
-                        need_fast: fast,
-                        exit_port: port,
-                        exit_protocols: conflux.then(conflux_exit_protocols),
-                    }
-                })
+                .prop_map(
+                    |(subnets, family, stable, fast, port, conflux, [entry, middle, exit])| {
+                        PathConfig {
+                            enforce_distinct_subnets: subnets,
+                            enforce_family: family,
+                            need_stable: stable,
+                            need_fast: fast,
+                            exit_port: port,
+                            exit_protocols: conflux.then(conflux_exit_protocols),
+                            nodes: NodeRestrictions {
+                                entry,
+                                middle,
+                                exit,
+                            },
+                        }
+                    },
+                )
+        }
+
+        /// Mostly no list; otherwise a few relays by id or nickname.
+        fn node_list() -> impl Strategy<Value = Vec<crate::restrict::NodeSpec>> {
+            use crate::restrict::NodeSpec;
+            proptest::option::weighted(
+                0.3,
+                proptest::collection::vec((0_u8..40, any::<bool>()), 1..8),
+            )
+            .prop_map(|list| {
+                list.unwrap_or_default()
+                    .into_iter()
+                    .map(|(id, by_id)| {
+                        if by_id {
+                            NodeSpec::Id(RelayId::new([id; 20]))
+                        } else {
+                            NodeSpec::Nickname(format!("R{id}"))
+                        }
+                    })
+                    .collect()
+            })
         }
 
         /// Check every rule independently of the implementation.
@@ -1176,6 +1340,17 @@ mod tests {
             }
             prop_assert!(p.guard.flags.contains(RelayFlags::GUARD));
             prop_assert!(!p.guard.flags.contains(RelayFlags::MIDDLE_ONLY));
+            for (list, r) in [
+                (&cfg.nodes.entry, p.guard),
+                (&cfg.nodes.middle, p.middle),
+                (&cfg.nodes.exit, p.exit),
+            ] {
+                prop_assert!(
+                    list.is_empty() || list.iter().any(|s| s.matches(r)),
+                    "{} not listed",
+                    r
+                );
+            }
             let e = p.exit;
             prop_assert!(e.flags.contains(RelayFlags::EXIT));
             prop_assert!(!e.flags.contains(RelayFlags::BAD_EXIT));
