@@ -197,27 +197,29 @@ impl TorClient {
         let config = PathConfig {
             enforce_distinct_subnets: self.inner.config.enforce_distinct_subnets,
             exit_port: port,
+            nodes: self.inner.config.nodes.clone(),
             ..PathConfig::default()
         };
-        // guard-spec §4.6: the first hop from the guard set.
-        let choice = {
+        // guard-spec §4.6: the first hop from the guard set, unless
+        // `entry_nodes` names the guards (path selection then picks one).
+        let choice = if self.inner.config.nodes.entry.is_empty() {
             let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
-            guards
-                .pick_guard(&[], SystemTime::now(), &mut rand::rng())
-                .map_err(|e| TunnelError::Path(e.to_string()))?
+            Some(
+                guards
+                    .pick_guard(&[], SystemTime::now(), &mut rand::rng())
+                    .map_err(|e| TunnelError::Path(e.to_string()))?,
+            )
+        } else {
+            None
         };
-        let guard = relays
-            .iter()
-            .find(|r| r.id == choice.id)
-            .ok_or_else(|| TunnelError::Path("the chosen guard is not in the directory".into()))?;
-        let path = choose_path(
-            &relays,
-            dir.weights(),
-            Some(guard),
-            &config,
-            &mut rand::rng(),
-        )
-        .map_err(|e| TunnelError::Path(e.to_string()))?;
+        let guard = match &choice {
+            Some(c) => Some(relays.iter().find(|r| r.id == c.id).ok_or_else(|| {
+                TunnelError::Path("the chosen guard is not in the directory".into())
+            })?),
+            None => None,
+        };
+        let path = choose_path(&relays, dir.weights(), guard, &config, &mut rand::rng())
+            .map_err(|e| TunnelError::Path(e.to_string()))?;
         let hops = path_hops(&path)?;
         let info = TunnelInfo {
             legs: vec![path_names(&path)],
@@ -232,6 +234,9 @@ impl TorClient {
         if let Err(TunnelError::Build { hops_done, .. }) = &result {
             self.avoid_hop(&path, *hops_done);
         }
+        let Some(choice) = choice else {
+            return result;
+        };
         let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
         match &result {
@@ -251,8 +256,9 @@ impl TorClient {
     }
 
     /// Build a Conflux tunnel of `n` legs to one exit allowing `port`
-    /// (prop 329 §2.2): distinct guards from the guard set, distinct
-    /// middles, an exit with Conflux=1 and FlowCtrl=2.
+    /// (prop 329 §2.2): distinct guards from the guard set (or from
+    /// `entry_nodes`), distinct middles, an exit with Conflux=1 and
+    /// FlowCtrl=2; every hop from its node list when one is configured.
     pub async fn build_conflux(&self, port: u16, n: usize) -> Result<TunnelHandle, TunnelError> {
         let dir = self
             .netdir()
@@ -260,9 +266,14 @@ impl TorClient {
         let relays = self.usable_relays(&dir);
         let config = PathConfig {
             enforce_distinct_subnets: self.inner.config.enforce_distinct_subnets,
+            nodes: self.inner.config.nodes.clone(),
             ..PathConfig::conflux(Some(port))
         };
-        let guard_ids: Vec<RelayId> = {
+        // With `entry_nodes`, path selection picks distinct guards from
+        // that list instead of the guard set.
+        let guard_ids: Vec<RelayId> = if !self.inner.config.nodes.entry.is_empty() {
+            Vec::new()
+        } else {
             let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
             let mut ids: Vec<RelayId> = Vec::new();
             // guard-spec §4.6 with exclusions: one distinct guard per leg.

@@ -21,13 +21,22 @@
 //! conflux = true                   # multipath tunnels (default: off for now)
 //! legs = 2                         # legs per tunnel, 2 to 8
 //! scheduler = "lowrtt"             # what we send: minrtt, lowrtt or ecf
+//! # Node restrictions, like C-tor's EntryNodes/MiddleNodes/ExitNodes:
+//! # nicknames (case-insensitive) or 40-hex RSA fingerprints ($ optional).
+//! # An empty or missing list leaves the position free. With entry_nodes
+//! # the guards come from the list instead of the persistent guard set
+//! # (Conflux legs still get distinct guards and distinct middles); listed
+//! # relays must still have the flags their position needs.
+//! entry_nodes = ["relay0", "relay1"]
+//! middle_nodes = ["relay2", "relay3"]
+//! exit_nodes = ["$0123456789ABCDEF0123456789ABCDEF01234567"]
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use braid_core::conflux_sched::SchedulerKind;
-use braid_dir::{Authority, DirConfig};
+use braid_dir::{Authority, DirConfig, NodeRestrictions};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
@@ -61,6 +70,12 @@ struct BraidSection {
     conflux: Option<bool>,
     legs: Option<usize>,
     scheduler: Option<String>,
+    #[serde(default)]
+    entry_nodes: Vec<String>,
+    #[serde(default)]
+    middle_nodes: Vec<String>,
+    #[serde(default)]
+    exit_nodes: Vec<String>,
 }
 
 /// Everything the client needs to know before it starts.
@@ -78,6 +93,9 @@ pub struct ClientConfig {
     pub conflux_legs: Option<usize>,
     /// The scheduler for what we send on a Conflux set.
     pub scheduler: SchedulerKind,
+    /// Relays allowed as guard, middle and exit (`[braid] entry_nodes`,
+    /// `middle_nodes`, `exit_nodes`); empty lists allow every relay.
+    pub nodes: NodeRestrictions,
 }
 
 impl ClientConfig {
@@ -95,6 +113,7 @@ impl ClientConfig {
             source: None,
             conflux_legs: None,
             scheduler: SchedulerKind::LowRtt,
+            nodes: NodeRestrictions::default(),
         }
     }
 
@@ -157,6 +176,12 @@ impl ClientConfig {
                 ))
             })?,
         };
+        let nodes = NodeRestrictions::parse(
+            &file.braid.entry_nodes,
+            &file.braid.middle_nodes,
+            &file.braid.exit_nodes,
+        )
+        .map_err(|e| invalid(format!("[braid] {e}")))?;
         Ok(Self {
             dir: DirConfig {
                 authorities,
@@ -167,6 +192,7 @@ impl ClientConfig {
             source: Some(path.to_owned()),
             conflux_legs,
             scheduler,
+            nodes,
         })
     }
 }
@@ -174,6 +200,7 @@ impl ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use braid_dir::NodeSpec;
 
     const NETWORK_TOML: &str = r#"
 [network]
@@ -227,6 +254,44 @@ socks_port = 1
         assert_eq!((c.conflux_legs, c.scheduler), (Some(2), SchedulerKind::Ecf));
         let e = ClientConfig::parse("[[authority]\n", p).unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+    }
+
+    #[test]
+    fn node_lists() {
+        let p = Path::new("c.toml");
+        let c = ClientConfig::parse(NETWORK_TOML, p).unwrap();
+        assert!(c.nodes.is_empty());
+        let fp = "AB".repeat(20);
+        let c = ClientConfig::parse(
+            &format!(
+                "{NETWORK_TOML}\n[braid]\nentry_nodes = [\"relay0\", \"Relay1\"]\nmiddle_nodes = [\"${fp}\"]\nexit_nodes = [\"exit0\"]\n"
+            ),
+            p,
+        )
+        .unwrap();
+        assert_eq!(
+            c.nodes.entry,
+            vec![
+                NodeSpec::Nickname("relay0".into()),
+                NodeSpec::Nickname("Relay1".into())
+            ]
+        );
+        assert_eq!(c.nodes.middle, vec![NodeSpec::Id(fp.parse().unwrap())]);
+        assert_eq!(c.nodes.exit, vec![NodeSpec::Nickname("exit0".into())]);
+        let e = ClientConfig::parse(
+            &format!("{NETWORK_TOML}\n[braid]\nmiddle_nodes = [\"relay 2\"]\n"),
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("\"relay 2\""), "{e}");
+        assert!(e.to_string().contains("fingerprint"), "{e}");
+        let e = ClientConfig::parse(
+            &format!("{NETWORK_TOML}\n[braid]\nexit_nodes = \"exit0\"\n"),
+            p,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+        assert!(ClientConfig::public().nodes.is_empty());
     }
 
     #[test]
