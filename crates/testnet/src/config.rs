@@ -20,6 +20,14 @@
 //! rate = "512 KiB"
 //! delay = "40ms"
 //! bandwidth = "1 MB"  # tor's own BandwidthRate and BandwidthBurst
+//!
+//! # Extra lines for the C-tor client's torrc, e.g. to pin its paths.
+//! client_torrc = ["EntryNodes relay0,relay1", "MiddleNodes relay2,relay3"]
+//!
+//! # Consensus parameters the authorities vote (tor's ConsensusParams);
+//! # e.g. C-tor clients build Conflux sets of cfx_num_legs_set legs.
+//! [consensus_params]
+//! cfx_num_legs_set = 3
 //! ```
 
 use std::collections::BTreeMap;
@@ -150,6 +158,14 @@ pub struct NetworkConfig {
     /// single-circuit baseline. Switching it at runtime is not an option:
     /// tor 0.4.9.11 then fails its next stream (README).
     pub client_conflux: bool,
+    /// Extra lines appended to the C-tor client's torrc (e.g.
+    /// `EntryNodes relay0,relay1`, `MiddleNodes ...`, `ExitNodes exit0`;
+    /// tor accepts nicknames there).
+    pub client_torrc: Vec<String>,
+    /// Consensus parameters every authority votes (`ConsensusParams`), so
+    /// that the consensus carries them: e.g. `cfx_num_legs_set = 3` makes
+    /// C-tor clients build 3-leg Conflux sets.
+    pub consensus_params: BTreeMap<String, i32>,
     /// How long start-up may take before it fails.
     pub timeout: Duration,
     /// The tor program.
@@ -181,6 +197,8 @@ impl NetworkConfig {
             client: true,
             client_conflux_ux: None,
             client_conflux: true,
+            client_torrc: Vec::new(),
+            consensus_params: BTreeMap::new(),
             timeout: Duration::from_secs(180),
             tor: PathBuf::from("tor"),
             tor_gencert: PathBuf::from("tor-gencert"),
@@ -220,6 +238,8 @@ impl NetworkConfig {
         if let Some(t) = scenario.timeout_secs {
             self.timeout = Duration::from_secs(t);
         }
+        self.client_torrc.extend(scenario.client_torrc);
+        self.consensus_params.extend(scenario.consensus_params);
         for (name, shape) in scenario.shape {
             let merged = self
                 .shapes
@@ -261,6 +281,20 @@ impl NetworkConfig {
                 self.node_count(),
                 self.base_port
             )));
+        }
+        for line in &self.client_torrc {
+            if line.trim().is_empty() || line.contains(['\n', '\r']) {
+                return Err(TestnetError::Config(format!(
+                    "client torrc line {line:?}: one non-empty line per entry"
+                )));
+            }
+        }
+        for name in self.consensus_params.keys() {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(TestnetError::Config(format!(
+                    "consensus parameter {name:?}: letters, digits and _ only"
+                )));
+            }
         }
         for (name, shape) in &self.shapes {
             if !self.is_known_name(name) {
@@ -317,6 +351,10 @@ struct Scenario {
     base_port: Option<u16>,
     client_conflux_ux: Option<String>,
     timeout_secs: Option<u64>,
+    #[serde(default)]
+    client_torrc: Vec<String>,
+    #[serde(default)]
+    consensus_params: BTreeMap<String, i32>,
     #[serde(default)]
     shape: BTreeMap<String, RelayShape>,
 }
@@ -457,6 +495,33 @@ mod tests {
         assert_eq!(spec.delay_in_us, 10_000);
         assert_eq!(r1.bandwidth_bytes().unwrap(), Some(1_000_000));
         assert_eq!(config.shape_for("exit0", true).to_spec().unwrap(), None);
+    }
+
+    #[test]
+    fn client_torrc_and_consensus_params() {
+        let mut config = NetworkConfig::new("/tmp/x", "braid");
+        config
+            .apply_scenario_str(
+                r#"
+                client_torrc = ["EntryNodes relay0,relay1", "ExitNodes exit0"]
+                [consensus_params]
+                cfx_num_legs_set = 3
+                "#,
+            )
+            .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.client_torrc.len(), 2);
+        assert_eq!(config.consensus_params.get("cfx_num_legs_set"), Some(&3));
+        config.client_torrc.push("A 1\nB 2".into());
+        assert!(config.validate().is_err());
+        let mut config = NetworkConfig::new("/tmp/x", "braid");
+        config.consensus_params.insert("cfx num".into(), 1);
+        assert!(config.validate().is_err());
+        assert!(
+            config
+                .apply_scenario_str("[consensus_params]\ncfx_num_legs_set = \"three\"")
+                .is_err()
+        );
     }
 
     #[test]

@@ -422,6 +422,15 @@ fn torrc_context(config: &NetworkConfig, plan: &Plan, keys: &KeyMap) -> TorrcCon
         log_level: config.log_level.clone(),
         client_conflux_ux: config.client_conflux_ux.clone(),
         client_conflux: config.client_conflux,
+        client_extra: config.client_torrc.clone(),
+        consensus_params: (!config.consensus_params.is_empty()).then(|| {
+            config
+                .consensus_params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
         bandwidth_file: None,
     }
 }

@@ -40,6 +40,10 @@ pub struct TorrcContext {
     pub client_conflux_ux: Option<String>,
     /// The client's `ConfluxEnabled`.
     pub client_conflux: bool,
+    /// Extra lines for the client's torrc.
+    pub client_extra: Vec<String>,
+    /// The authorities' `ConsensusParams` (`name=value`, space-separated).
+    pub consensus_params: Option<String>,
     /// The authorities' bandwidth file (measured bandwidths).
     pub bandwidth_file: Option<std::path::PathBuf>,
 }
@@ -95,6 +99,9 @@ fn client(node: &NodePlan, ctx: &TorrcContext, line: &mut impl FnMut(String)) {
     line(format!("ConfluxEnabled {}", u8::from(ctx.client_conflux)));
     if let Some(ux) = &ctx.client_conflux_ux {
         line(format!("ConfluxClientUX {ux}"));
+    }
+    for extra in &ctx.client_extra {
+        line(extra.clone());
     }
 }
 
@@ -172,6 +179,9 @@ fn relay(node: &NodePlan, ctx: &TorrcContext, line: &mut impl FnMut(String)) {
         if let Some(file) = &ctx.bandwidth_file {
             line(format!("V3BandwidthsFile {}", file.display()));
         }
+        if let Some(params) = &ctx.consensus_params {
+            line(format!("ConsensusParams {params}"));
+        }
     }
 }
 
@@ -240,6 +250,8 @@ mod tests {
             log_level: "notice".into(),
             client_conflux_ux: Some("throughput".into()),
             client_conflux: true,
+            client_extra: vec!["EntryNodes relay0,relay1".into()],
+            consensus_params: Some("cfx_num_legs_set=3".into()),
             bandwidth_file: Some("/tmp/net/bwfile".into()),
         }
     }
@@ -265,6 +277,7 @@ mod tests {
         assert!(auth.contains("DirPort 127.0.0.1:17001"));
         assert!(auth.contains(&format!("TestingDirAuthVoteExit {}", "D".repeat(40))));
         assert!(auth.contains("V3BandwidthsFile /tmp/net/bwfile"));
+        assert!(auth.contains("ConsensusParams cfx_num_legs_set=3\n"));
         let exit = get("exit0");
         assert!(exit.contains("ExitPolicy accept 127.0.0.0/8:*"));
         assert!(exit.contains("OutboundBindAddressExit 127.0.0.1"));
@@ -282,6 +295,9 @@ mod tests {
         assert!(client.contains("SocksPort 127.0.0.1:"));
         assert!(client.contains("ConfluxEnabled 1"));
         assert!(client.contains("ConfluxClientUX throughput"));
+        assert!(client.contains("\nEntryNodes relay0,relay1\n"));
+        assert!(!client.contains("ConsensusParams"));
+        assert!(!exit.contains("EntryNodes") && !exit.contains("ConsensusParams"));
         assert!(!client.contains("ORPort"));
         assert!(!shaped.contains("V3BandwidthsFile"));
         for text in [&auth, &exit, &shaped, &client] {
