@@ -33,6 +33,8 @@ pub mod reorder;
 pub mod seq;
 pub mod set;
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
 
 pub use choose::{LegCc, LegChooser, LegInfo, StickyLowestRtt};
