@@ -27,6 +27,8 @@ pub(crate) enum Command {
     Dir(DirArgs),
     /// A SOCKS5 proxy on Braid's own client (public network by default).
     Proxy(ProxyArgs),
+    /// Per-tunnel and per-leg figures of a running `braid proxy --metrics`.
+    Status(StatusArgs),
     /// Benchmarks against the C-tor client on private networks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -79,6 +81,21 @@ pub(crate) struct ProxyArgs {
     /// circuits. Overrides the config file's `[braid] conflux`/`legs`.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=8))]
     pub(crate) conflux_legs: Option<u8>,
+    /// Serve per-tunnel and per-leg figures on this loopback address:
+    /// Prometheus text at /metrics, JSON at /status (`braid status`).
+    #[arg(long)]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
+}
+
+/// `braid status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The proxy's metrics address (`braid proxy --metrics`).
+    #[arg(long, default_value = "127.0.0.1:9035")]
+    pub(crate) metrics: std::net::SocketAddr,
+    /// Print the proxy's JSON as it is.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `braid dir`.

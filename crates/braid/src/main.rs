@@ -10,6 +10,7 @@ mod cli;
 mod demo;
 mod dir_cmd;
 mod proxy_cmd;
+mod status_cmd;
 mod testnet_cmd;
 
 use clap::Parser;
@@ -38,6 +39,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => demo::run(*args).await.map_err(Box::from),
             Command::Dir(args) => dir_cmd::run(args).await.map_err(Box::from),
             Command::Proxy(args) => proxy_cmd::run(args).await.map_err(Box::from),
+            Command::Status(args) => status_cmd::run(args).await.map_err(Box::from),
             Command::Bench(BenchCmd::Single(args)) => bench::single(args).await.map_err(Box::from),
         }
     });

@@ -21,6 +21,8 @@ pub(crate) enum ProxyError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the metrics address {0} is not a loopback address")]
+    MetricsNotLoopback(SocketAddr),
 }
 
 pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
@@ -34,6 +36,16 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
         Some(n) => config.conflux_legs = Some(usize::from(n)),
         None => {}
     }
+    // Node lists given on the command line replace the file's.
+    if !args.entry_nodes.is_empty() {
+        config.nodes.entry.clone_from(&args.entry_nodes);
+    }
+    if !args.middle_nodes.is_empty() {
+        config.nodes.middle.clone_from(&args.middle_nodes);
+    }
+    if !args.exit_nodes.is_empty() {
+        config.nodes.exit.clone_from(&args.exit_nodes);
+    }
     // Listen first, so a busy port fails at once.
     let server = SocksServer::bind(args.socks)
         .await
@@ -41,6 +53,16 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
             addr: args.socks,
             source,
         })?;
+    let metrics = match args.metrics {
+        // The figures name relays and show traffic: never beyond this host.
+        Some(addr) if !addr.ip().is_loopback() => return Err(ProxyError::MetricsNotLoopback(addr)),
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
     let client = TorClient::bootstrap(config, Duration::from_secs(args.timeout), |ev| {
         if let DirEvent::Progress(p) = ev {
             tracing::info!("{p}");
@@ -54,6 +76,14 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     client.build_preemptive().await;
     for t in client.tunnels() {
         say(&format!("circuit ready: {}", t.info().describe()));
+    }
+    if let (Some(listener), Some(addr)) = (metrics, args.metrics) {
+        say(&format!("metrics on http://{addr}/metrics and /status"));
+        tokio::spawn(braid_client::metrics::serve(
+            listener,
+            client.clone(),
+            std::future::pending(),
+        ));
     }
     say(&format!(
         "SOCKS5 proxy on {} (ready in {:.2} s)",

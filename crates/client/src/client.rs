@@ -28,7 +28,7 @@ use crate::dir_driver::DirDriver;
 use crate::error::ClientError;
 use crate::socks::{Connector, IsolationKey, SocksRequest, SocksTarget};
 use crate::tunnel::{
-    BeginError, TorStream, TunnelError, TunnelHandle, TunnelInfo, TunnelParams,
+    BeginError, TorStream, TunnelError, TunnelHandle, TunnelInfo, TunnelParams, WeakTunnel,
     build_conflux_tunnel, build_tunnel, hop_target,
 };
 
@@ -64,6 +64,8 @@ struct Inner {
     cache: Option<DirCache>,
     channels: tokio::sync::Mutex<HashMap<RelayId, ChannelHandle>>,
     pool: Mutex<HashMap<IsolationKey, Vec<TunnelHandle>>>,
+    /// Every tunnel handed out, without keeping any alive (for reports).
+    registry: Mutex<Vec<WeakTunnel>>,
     /// Serialises tunnel builds on demand, so a burst of requests does not
     /// start a burst of builds (one build at a time, for every key).
     building: tokio::sync::Mutex<()>,
@@ -107,6 +109,7 @@ impl TorClient {
                 cache,
                 channels: tokio::sync::Mutex::new(HashMap::new()),
                 pool: Mutex::new(HashMap::new()),
+                registry: Mutex::new(Vec::new()),
                 building: tokio::sync::Mutex::new(()),
                 failed_relays: Mutex::new(HashMap::new()),
             }),
@@ -146,6 +149,31 @@ impl TorClient {
     pub fn tunnels(&self) -> Vec<TunnelHandle> {
         let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.values().flatten().cloned().collect()
+    }
+
+    /// Every tunnel still running (in the pool or carrying streams), for
+    /// status reports.
+    pub fn live_tunnels(&self) -> Vec<TunnelHandle> {
+        let mut reg = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let live: Vec<TunnelHandle> = reg.iter().filter_map(WeakTunnel::upgrade).collect();
+        reg.retain(|w| live.iter().any(|t| t.id() == w.id()));
+        live
+    }
+
+    /// Remember `tunnel` for [`Self::live_tunnels`].
+    fn register(&self, tunnel: &TunnelHandle) {
+        let mut reg = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !reg.iter().any(|w| w.id() == tunnel.id()) {
+            reg.push(tunnel.downgrade());
+        }
     }
 
     fn update_guards(&self) {
@@ -370,6 +398,7 @@ impl TorClient {
     }
 
     fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {
+        self.register(&tunnel);
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         let list = pool.entry(key.clone()).or_default();
         list.retain(|t| !t.is_closed());

@@ -13,6 +13,8 @@
 //!   set aside).
 //! - [`dir_driver`]: runs `braid_dir::DirBootstrap` over HTTP and the cache.
 //! - [`socks`]: the SOCKS5 front end (sans-IO handshake, tokio listener).
+//! - [`metrics`]: per-tunnel and per-leg figures as Prometheus text and
+//!   JSON on an optional HTTP port.
 //! - [`tunnel`]: the tunnel reactor: one task per circuit, owning the
 //!   core's circuit and stream map.
 //! - [`error`]: the error types.
@@ -24,6 +26,7 @@ pub mod dir_cache;
 pub mod dir_driver;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod socks;
 pub mod tunnel;
 

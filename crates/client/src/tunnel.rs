@@ -8,6 +8,7 @@
 //!   its errors.
 //! - [`reactor`]: the task of a single circuit.
 //! - [`multipath`]: the task of a Conflux set, owning all its legs.
+//! - [`report`]: [`TunnelReport`], what a task says about its tunnel.
 //! - [`stream`]: [`TorStream`], the application's end of a stream.
 //! - `streams`: the stream side shared by both reactors.
 //! - [`target`]: turning directory relays into circuit hop targets.
@@ -16,12 +17,14 @@
 pub mod handle;
 pub mod multipath;
 pub mod reactor;
+pub mod report;
 pub mod stream;
 mod streams;
 pub mod target;
 
-pub use handle::{BeginError, LegFigures, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus};
+pub use handle::{BeginError, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, WeakTunnel};
 pub use multipath::build_conflux_tunnel;
 pub use reactor::{TunnelParams, build_tunnel};
+pub use report::{LegReport, ReorderReport, TunnelReport};
 pub use stream::TorStream;
 pub use target::hop_target;

@@ -45,7 +45,7 @@ pub use link::{
 pub use reorder::{ReorderError, ReorderLimit, ReorderQueue};
 pub use seq::{MAX_RELATIVE_SEQ, RecvSeq, SendSeq, SwitchWindow, is_multiplexed};
 pub use set::{
-    ConfluxConfig, ConfluxEvent, ConfluxSet, Delivered, Handled, LegClosedInfo, MAX_LEGS, Outgoing,
-    Role, SendOutcome,
+    ConfluxConfig, ConfluxEvent, ConfluxSet, Delivered, Handled, LegClosedInfo, LegStats, MAX_LEGS,
+    Outgoing, Role, SendOutcome,
 };
 pub use tor_cell::relaycell::conflux::V1DesiredUx;

@@ -8,6 +8,7 @@ use braid_core::stream::{ResolvedAnswer, Socks5Reply, Target};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::report::{LegReport, TunnelReport};
 use super::stream::TorStream;
 use crate::channel::ChannelDriverError;
 
@@ -99,39 +100,50 @@ pub(crate) enum Cmd {
         host: String,
         reply: oneshot::Sender<Result<Vec<ResolvedAnswer>, BeginError>>,
     },
-    /// Report the last hop's figures.
-    Figures {
-        reply: oneshot::Sender<Option<HopFigures>>,
-    },
-    /// Report the Conflux reorder queue's peak bytes (`None` on a single
-    /// circuit).
-    ReorderPeak {
-        reply: oneshot::Sender<Option<usize>>,
-    },
-    /// Report every leg's last-hop figures (closed legs too), in leg order.
-    LegFigures {
-        reply: oneshot::Sender<Vec<LegFigures>>,
+    /// Report the tunnel's figures.
+    Report {
+        reply: oneshot::Sender<TunnelReport>,
     },
     /// Close the circuit.
     Close,
-}
-
-/// One leg's state, for reports.
-#[derive(Debug, Clone)]
-pub struct LegFigures {
-    /// Still open.
-    pub open: bool,
-    /// Its last hop's figures (RTT, cwnd, cells sent and received).
-    pub figures: Option<HopFigures>,
 }
 
 /// A handle to a tunnel's task. Dropping every handle closes the circuit
 /// once its streams are done.
 #[derive(Debug, Clone)]
 pub struct TunnelHandle {
+    /// Unique in this process, in creation order.
+    pub(crate) id: u64,
     pub(crate) cmd: mpsc::Sender<Cmd>,
     pub(crate) status: watch::Receiver<TunnelStatus>,
     pub(crate) info: Arc<TunnelInfo>,
+}
+
+/// A tunnel known without keeping it alive (for reports): its task ends
+/// once every [`TunnelHandle`] is gone, whatever holds this.
+#[derive(Debug, Clone)]
+pub struct WeakTunnel {
+    id: u64,
+    cmd: mpsc::WeakSender<Cmd>,
+    status: watch::Receiver<TunnelStatus>,
+    info: Arc<TunnelInfo>,
+}
+
+impl WeakTunnel {
+    /// A handle, if the tunnel's task still runs.
+    pub fn upgrade(&self) -> Option<TunnelHandle> {
+        Some(TunnelHandle {
+            id: self.id,
+            cmd: self.cmd.upgrade()?,
+            status: self.status.clone(),
+            info: self.info.clone(),
+        })
+    }
+
+    /// The tunnel's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
 }
 
 impl TunnelInfo {
@@ -194,32 +206,58 @@ impl TunnelHandle {
         rx.await.map_err(|_| Self::gone())?
     }
 
-    /// RTT, congestion window and counters of the last hop.
-    pub async fn figures(&self) -> Option<HopFigures> {
-        let (reply, rx) = oneshot::channel();
-        self.cmd.send(Cmd::Figures { reply }).await.ok()?;
-        rx.await.ok().flatten()
+    /// The tunnel's id, unique in this process.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
-    /// Every leg's figures (one leg for a single circuit).
-    pub async fn leg_figures(&self) -> Vec<LegFigures> {
-        let (reply, rx) = oneshot::channel();
-        if self.cmd.send(Cmd::LegFigures { reply }).await.is_err() {
-            return Vec::new();
+    /// A reference that does not keep the tunnel alive.
+    pub fn downgrade(&self) -> WeakTunnel {
+        WeakTunnel {
+            id: self.id,
+            cmd: self.cmd.downgrade(),
+            status: self.status.clone(),
+            info: self.info.clone(),
         }
-        rx.await.unwrap_or_default()
+    }
+
+    /// A snapshot of the tunnel's figures (`None` once it is gone).
+    pub async fn report(&self) -> Option<TunnelReport> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Report { reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// RTT, congestion window and counters of the last hop (of the first
+    /// open leg of a Conflux set).
+    pub async fn figures(&self) -> Option<HopFigures> {
+        let report = self.report().await?;
+        report
+            .legs
+            .into_iter()
+            .find(|l| l.open)
+            .and_then(|l| l.figures)
+    }
+
+    /// Every leg's report (one leg for a single circuit).
+    pub async fn leg_figures(&self) -> Vec<LegReport> {
+        self.report().await.map(|r| r.legs).unwrap_or_default()
     }
 
     /// The most bytes the Conflux reorder queue held so far (`None` for a
     /// single circuit).
     pub async fn reorder_peak(&self) -> Option<usize> {
-        let (reply, rx) = oneshot::channel();
-        self.cmd.send(Cmd::ReorderPeak { reply }).await.ok()?;
-        rx.await.ok().flatten()
+        self.report().await?.reorder.map(|r| r.peak_bytes)
     }
 
     /// Close the circuit (its streams end).
     pub async fn close(&self) {
         let _ = self.cmd.send(Cmd::Close).await;
     }
+}
+
+/// The next tunnel id.
+pub(crate) fn next_tunnel_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

@@ -19,8 +19,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tor_cell::chancell::msg::AnyChanMsg;
 use tor_cell::relaycell::msg::AnyRelayMsg;
 
-use super::handle::{Cmd, LegFigures, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus};
+use super::handle::{Cmd, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, next_tunnel_id};
 use super::reactor::{TunnelParams, flush_cells, open_circuit, sleep_until};
+use super::report::{LegReport, ReorderReport, TunnelReport};
 use super::streams::StreamSide;
 use crate::channel::{ChannelHandle, CircuitIo};
 
@@ -45,6 +46,10 @@ struct Leg {
     /// Hops completed so far.
     hops_done: usize,
     closed: bool,
+    /// The relays' nicknames, guard first.
+    path: Vec<String>,
+    /// It replaced a leg that closed or failed.
+    replacement: bool,
 }
 
 /// Build a Conflux set over `legs` (each a channel to its guard and the
@@ -58,7 +63,7 @@ pub async fn build_conflux_tunnel(
     scheduler: SchedulerKind,
 ) -> Result<TunnelHandle, TunnelError> {
     let mut built_legs = Vec::new();
-    for (channel, hops) in legs {
+    for (i, (channel, hops)) in legs.into_iter().enumerate() {
         let (circuit, CircuitIo { tx, rx }) = open_circuit(&channel, hops, &params).await?;
         built_legs.push(Leg {
             circuit,
@@ -70,6 +75,8 @@ pub async fn build_conflux_tunnel(
             built: false,
             hops_done: 0,
             closed: false,
+            path: info.legs.get(i).cloned().unwrap_or_default(),
+            replacement: false,
         });
     }
     conflux.num_legs = built_legs.len();
@@ -80,7 +87,9 @@ pub async fn build_conflux_tunnel(
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let (status_tx, status_rx) = watch::channel(TunnelStatus::Building);
     let (built_tx, built_rx) = oneshot::channel();
+    let id = next_tunnel_id();
     let task = Task {
+        id,
         legs: built_legs,
         set: ConfluxSet::new_client(nonce, conflux),
         side: StreamSide::new(params.streams.clone(), params.flow.clone()),
@@ -92,6 +101,7 @@ pub async fn build_conflux_tunnel(
     };
     tokio::spawn(task.run(cmd_rx));
     let handle = TunnelHandle {
+        id,
         cmd: cmd_tx,
         status: status_rx,
         info: Arc::new(info),
@@ -123,6 +133,7 @@ pub async fn build_conflux_tunnel(
 type BuiltReply = Result<(), (String, Option<(usize, usize)>)>;
 
 struct Task {
+    id: u64,
     legs: Vec<Leg>,
     set: ConfluxSet,
     side: StreamSide,
@@ -468,31 +479,40 @@ impl Task {
         }
     }
 
+    /// The set's figures, every leg launched so far included.
+    fn report(&self) -> TunnelReport {
+        let limit = self.set.reorder_limit();
+        TunnelReport {
+            id: self.id,
+            conflux: true,
+            legs: self
+                .legs
+                .iter()
+                .map(|l| LegReport {
+                    path: l.path.clone(),
+                    open: !l.closed,
+                    figures: l.circuit.hop_figures(l.last_hop),
+                    stats: l.id.and_then(|id| self.set.leg_stats(id)),
+                    replacement: l.replacement,
+                    link_rtt: l.id.and_then(|id| self.set.leg_rtt(id)),
+                })
+                .collect(),
+            reorder: Some(ReorderReport {
+                bytes: self.set.reorder_bytes(),
+                peak_bytes: self.set.reorder_peak_bytes(),
+                limit_bytes: limit.max_bytes,
+                waiting: self.set.reorder_waiting(),
+            }),
+            streams: self.side.count(),
+        }
+    }
+
     fn command(&mut self, cmd: Cmd, now: Instant) {
         match cmd {
             Cmd::Begin { target, reply } => self.side.begin(&target, reply, now),
             Cmd::Resolve { host, reply } => self.side.resolve(&host, reply, now),
-            Cmd::Figures { reply } => {
-                let f = self
-                    .legs
-                    .iter()
-                    .find(|l| !l.closed)
-                    .and_then(|l| l.circuit.hop_figures(l.last_hop));
-                let _ = reply.send(f);
-            }
-            Cmd::ReorderPeak { reply } => {
-                let _ = reply.send(Some(self.set.reorder_peak_bytes()));
-            }
-            Cmd::LegFigures { reply } => {
-                let figures = self
-                    .legs
-                    .iter()
-                    .map(|l| LegFigures {
-                        open: !l.closed,
-                        figures: l.circuit.hop_figures(l.last_hop),
-                    })
-                    .collect();
-                let _ = reply.send(figures);
+            Cmd::Report { reply } => {
+                let _ = reply.send(self.report());
             }
             Cmd::Close => {
                 for leg in &mut self.legs {

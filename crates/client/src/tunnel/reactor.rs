@@ -14,7 +14,8 @@ use braid_core::stream::StreamMapConfig;
 use tokio::sync::{mpsc, oneshot, watch};
 use tor_cell::chancell::msg::AnyChanMsg;
 
-use super::handle::{Cmd, LegFigures, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus};
+use super::handle::{Cmd, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, next_tunnel_id};
+use super::report::{LegReport, TunnelReport};
 use super::streams::StreamSide;
 use crate::channel::{ChannelHandle, CircuitIo};
 
@@ -119,7 +120,10 @@ pub async fn build_tunnel(
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let (status_tx, status_rx) = watch::channel(TunnelStatus::Building);
     let (built_tx, built_rx) = oneshot::channel();
+    let id = next_tunnel_id();
     let task = Task {
+        id,
+        path: info.legs.first().cloned().unwrap_or_default(),
         circuit,
         side: StreamSide::new(params.streams.clone(), params.flow.clone()),
         built: Some(built_tx),
@@ -130,6 +134,7 @@ pub async fn build_tunnel(
     };
     tokio::spawn(task.run(io, cmd_rx));
     let handle = TunnelHandle {
+        id,
         cmd: cmd_tx,
         status: status_rx,
         info: Arc::new(info),
@@ -149,6 +154,9 @@ pub async fn build_tunnel(
 }
 
 struct Task {
+    id: u64,
+    /// The relays' nicknames, for reports.
+    path: Vec<String>,
     circuit: ClientCircuit,
     side: StreamSide,
     built: Option<oneshot::Sender<Result<(), (String, usize)>>>,
@@ -281,17 +289,21 @@ impl Task {
         match cmd {
             Cmd::Begin { target, reply } => self.side.begin(&target, reply, now),
             Cmd::Resolve { host, reply } => self.side.resolve(&host, reply, now),
-            Cmd::Figures { reply } => {
-                let _ = reply.send(self.circuit.last_hop_figures());
-            }
-            Cmd::ReorderPeak { reply } => {
-                let _ = reply.send(None);
-            }
-            Cmd::LegFigures { reply } => {
-                let _ = reply.send(vec![LegFigures {
-                    open: !self.circuit.is_closed(),
-                    figures: self.circuit.last_hop_figures(),
-                }]);
+            Cmd::Report { reply } => {
+                let _ = reply.send(TunnelReport {
+                    id: self.id,
+                    conflux: false,
+                    legs: vec![LegReport {
+                        path: self.path.clone(),
+                        open: !self.circuit.is_closed(),
+                        figures: self.circuit.last_hop_figures(),
+                        stats: None,
+                        replacement: false,
+                        link_rtt: None,
+                    }],
+                    reorder: None,
+                    streams: self.side.count(),
+                });
             }
             Cmd::Close => self.circuit.close(),
         }

@@ -92,6 +92,11 @@ impl StreamSide {
         self.apps.is_empty() && self.begins.is_empty() && self.resolves.is_empty()
     }
 
+    /// Streams open or opening, and resolves waiting.
+    pub(crate) fn count(&self) -> usize {
+        self.apps.len() + self.begins.len() + self.resolves.len()
+    }
+
     /// A stream message from the exit, in order.
     pub(crate) fn handle_msg(&mut self, now: Instant, stream: StreamId, msg: AnyRelayMsg) {
         let Some(streams) = self.streams.as_mut() else {

@@ -223,6 +223,27 @@ pub struct LegClosedInfo {
     pub sendme_inc: u64,
 }
 
+/// What one leg carried, for reports (kept after the leg leaves).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LegStats {
+    /// DATA payload bytes sent on the leg.
+    pub data_bytes_sent: u64,
+    /// DATA payload bytes received on the leg.
+    pub data_bytes_received: u64,
+    /// Multiplexed messages sent on the leg.
+    pub msgs_sent: u64,
+    /// Multiplexed messages received on the leg.
+    pub msgs_received: u64,
+    /// CONFLUX_SWITCH messages sent on the leg.
+    pub switches_sent: u64,
+    /// CONFLUX_SWITCH messages received on the leg.
+    pub switches_received: u64,
+    /// The leg's `last_seq_sent` (prop 329 §2.6), as last known.
+    pub last_seq_sent: u64,
+    /// The leg's `last_seq_recv`, as last known.
+    pub last_seq_recv: u64,
+}
+
 /// One leg.
 #[derive(Debug)]
 enum LegState {
@@ -304,6 +325,8 @@ pub struct ConfluxSet {
     transmit: VecDeque<(LegId, AnyRelayMsg)>,
     /// Events for the driver.
     events: VecDeque<ConfluxEvent>,
+    /// Per-leg counters, for reports.
+    stats: BTreeMap<LegId, LegStats>,
 }
 
 impl ConfluxSet {
@@ -336,6 +359,7 @@ impl ConfluxSet {
             peer_ux: None,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            stats: BTreeMap::new(),
         }
     }
 
@@ -374,6 +398,36 @@ impl ConfluxSet {
     /// Linked legs.
     pub fn linked_legs(&self) -> usize {
         self.legs.values().filter(|s| s.is_linked()).count()
+    }
+
+    /// What `leg` carried (also after it left the set).
+    pub fn leg_stats(&self, leg: LegId) -> Option<LegStats> {
+        let mut st = *self.stats.get(&leg)?;
+        if let Some(sent) = self.send.leg_last_sent(leg) {
+            st.last_seq_sent = sent;
+        }
+        if let Some(recv) = self.recv.leg_last_recv(leg) {
+            st.last_seq_recv = recv;
+        }
+        Some(st)
+    }
+
+    /// Counters of `leg`, created on first use.
+    fn stats_mut(&mut self, leg: LegId) -> &mut LegStats {
+        self.stats.entry(leg).or_default()
+    }
+
+    /// Keep the last sequence numbers of `leg` before it leaves.
+    fn snapshot_seqs(&mut self, leg: LegId) {
+        let sent = self.send.leg_last_sent(leg);
+        let recv = self.recv.leg_last_recv(leg);
+        let st = self.stats_mut(leg);
+        if let Some(sent) = sent {
+            st.last_seq_sent = sent;
+        }
+        if let Some(recv) = recv {
+            st.last_seq_recv = recv;
+        }
     }
 
     /// The link RTT of `leg`, if measured.
@@ -746,6 +800,7 @@ impl ConfluxSet {
                 {
                     return Err(self.fail(e));
                 }
+                self.stats_mut(leg).switches_received += 1;
                 self.check_gap(leg)?;
                 Ok(Handled::Consumed)
             }
@@ -771,6 +826,11 @@ impl ConfluxSet {
         msg: AnyRelayMsg,
     ) -> Result<(), ConfluxError> {
         let seq = self.recv.on_cell(leg).map_err(|e| self.fail(e))?;
+        let st = self.stats_mut(leg);
+        st.msgs_received += 1;
+        if let AnyRelayMsg::Data(d) = &msg {
+            st.data_bytes_received += d.as_ref().len() as u64;
+        }
         let cost = msg_cost(&msg);
         let d = Delivered {
             seq,
@@ -867,6 +927,7 @@ impl ConfluxSet {
             return Ok(());
         }
         self.legs.remove(&leg);
+        self.snapshot_seqs(leg);
         if self.closed.is_some() {
             self.send.remove_leg(leg);
             self.recv.remove_leg(leg);
@@ -949,6 +1010,12 @@ impl ConfluxSet {
         }
         let leg = self.send.forced_leg(leg);
         let switch = self.send.on_send(leg)?;
+        let st = self.stats_mut(leg);
+        st.msgs_sent += 1;
+        st.switches_sent += u64::from(switch.is_some());
+        if let AnyRelayMsg::Data(d) = &msg {
+            st.data_bytes_sent += d.as_ref().len() as u64;
+        }
         let mut msgs = Vec::with_capacity(2);
         if let Some(rel) = switch {
             msgs.push((None, ConfluxSwitch::new(rel).into()));

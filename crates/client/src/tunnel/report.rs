@@ -1,0 +1,82 @@
+//! What a tunnel's task reports about itself: per tunnel and per leg
+//! figures for `braid status`, the metrics endpoint, demos and benchmarks.
+
+use braid_core::circuit::HopFigures;
+use braid_core::conflux::LegStats;
+
+/// A snapshot of one tunnel, taken by its task.
+#[derive(Debug, Clone)]
+pub struct TunnelReport {
+    /// The tunnel's id, unique in this process (creation order).
+    pub id: u64,
+    /// A Conflux set (else a single circuit, reported as one leg).
+    pub conflux: bool,
+    /// Every leg the tunnel had, closed ones too, in launch order.
+    pub legs: Vec<LegReport>,
+    /// The reorder queue (Conflux only).
+    pub reorder: Option<ReorderReport>,
+    /// Streams open or opening.
+    pub streams: usize,
+}
+
+/// One leg of a tunnel.
+#[derive(Debug, Clone)]
+pub struct LegReport {
+    /// The leg's relays by nickname, guard first.
+    pub path: Vec<String>,
+    /// Still open.
+    pub open: bool,
+    /// Its last hop's figures (RTT, cwnd, inflight, cells).
+    pub figures: Option<HopFigures>,
+    /// What the leg carried as part of a Conflux set (bytes, SWITCHes,
+    /// sequence numbers); `None` for a single circuit or an unlinked leg.
+    pub stats: Option<LegStats>,
+    /// This leg replaced one that closed.
+    pub replacement: bool,
+    /// CONFLUX_LINK to LINKED (prop 329 §2.4.2); the only RTT a leg that
+    /// only receives has, since congestion control measures it from our
+    /// DATA's SENDMEs.
+    pub link_rtt: Option<std::time::Duration>,
+}
+
+/// A Conflux set's reorder queue.
+#[derive(Debug, Clone, Copy)]
+pub struct ReorderReport {
+    /// Bytes held now.
+    pub bytes: usize,
+    /// The most bytes ever held.
+    pub peak_bytes: usize,
+    /// The byte limit; going over it closes the set.
+    pub limit_bytes: usize,
+    /// Messages waiting for a gap to fill.
+    pub waiting: usize,
+}
+
+impl TunnelReport {
+    /// DATA payload bytes received over all legs (Conflux), or DATA cells
+    /// received times 498 for a single circuit.
+    pub fn data_bytes_received(&self) -> u64 {
+        self.legs.iter().map(LegReport::data_bytes_received).sum()
+    }
+}
+
+impl LegReport {
+    /// DATA payload bytes received on this leg: exact on a Conflux leg,
+    /// DATA cells × 498 on a single circuit.
+    pub fn data_bytes_received(&self) -> u64 {
+        match (&self.stats, &self.figures) {
+            (Some(s), _) => s.data_bytes_received,
+            (None, Some(f)) => f.data_received.saturating_mul(498),
+            (None, None) => 0,
+        }
+    }
+
+    /// DATA payload bytes sent on this leg, as [`Self::data_bytes_received`].
+    pub fn data_bytes_sent(&self) -> u64 {
+        match (&self.stats, &self.figures) {
+            (Some(s), _) => s.data_bytes_sent,
+            (None, Some(f)) => f.data_sent.saturating_mul(498),
+            (None, None) => 0,
+        }
+    }
+}
