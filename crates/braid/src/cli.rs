@@ -39,6 +39,38 @@ pub(crate) enum BenchCmd {
     /// One circuit: Braid's client and the C-tor client (Conflux off),
     /// alternating, unshaped and shaped; a table and a JSON file.
     Single(BenchSingleArgs),
+    /// Conflux: each leg alone, Braid's Conflux with each scheduler, and
+    /// the C-tor client's Conflux, over shaped middles (scenarios uniform,
+    /// bw-1-3, rtt-1-5, 3-legs); a table, a JSON file and an SVG plot.
+    Conflux(BenchConfluxArgs),
+}
+
+/// `braid bench conflux`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchConfluxArgs {
+    /// Working directory (one network per scenario; results go here).
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// Bytes per download (suffixes as in 20MB).
+    #[arg(long, default_value = "20MB")]
+    pub(crate) size: String,
+    /// Downloads per client and scenario.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) reps: usize,
+    /// Run only these scenarios (repeatable): uniform, bw-1-3, rtt-1-5,
+    /// 3-legs. Default: all four.
+    #[arg(long)]
+    pub(crate) scenario: Vec<String>,
+    /// First port of the networks' port blocks; the proxies use
+    /// base+600 and up.
+    #[arg(long, default_value_t = 30000)]
+    pub(crate) base_port: u16,
+    /// The JSON file (default DIR/bench-conflux.json).
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// The SVG plot (default DIR/bench-conflux.svg).
+    #[arg(long)]
+    pub(crate) svg: Option<PathBuf>,
 }
 
 /// `braid bench single`.
@@ -81,6 +113,16 @@ pub(crate) struct ProxyArgs {
     /// circuits. Overrides the config file's `[braid] conflux`/`legs`.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=8))]
     pub(crate) conflux_legs: Option<u8>,
+    /// Guards only from these relays (nicknames or fingerprints, comma
+    /// separated); replaces the file's `[braid] entry_nodes`.
+    #[arg(long, value_delimiter = ',', value_name = "RELAYS")]
+    pub(crate) entry_nodes: Vec<braid_dir::NodeSpec>,
+    /// Middles only from these relays; replaces `[braid] middle_nodes`.
+    #[arg(long, value_delimiter = ',', value_name = "RELAYS")]
+    pub(crate) middle_nodes: Vec<braid_dir::NodeSpec>,
+    /// Exits only from these relays; replaces `[braid] exit_nodes`.
+    #[arg(long, value_delimiter = ',', value_name = "RELAYS")]
+    pub(crate) exit_nodes: Vec<braid_dir::NodeSpec>,
     /// Serve per-tunnel and per-leg figures on this loopback address:
     /// Prometheus text at /metrics, JSON at /status (`braid status`).
     #[arg(long)]

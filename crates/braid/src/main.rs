@@ -41,6 +41,9 @@ fn main() -> std::process::ExitCode {
             Command::Proxy(args) => proxy_cmd::run(args).await.map_err(Box::from),
             Command::Status(args) => status_cmd::run(args).await.map_err(Box::from),
             Command::Bench(BenchCmd::Single(args)) => bench::single(args).await.map_err(Box::from),
+            Command::Bench(BenchCmd::Conflux(args)) => {
+                bench::conflux(args).await.map_err(Box::from)
+            }
         }
     });
     match result {
