@@ -169,6 +169,8 @@ struct LegFigure {
     share: f64,
     rtt_ms: Option<f64>,
     min_rtt_ms: Option<f64>,
+    /// CONFLUX_LINK to LINKED (Braid: from metrics; C-tor: CONFLUX_RTT).
+    link_rtt_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -243,7 +245,13 @@ struct ScenarioReport {
     consensus_params: BTreeMap<String, i32>,
     leg_capacity_mb_s: Vec<Option<f64>>,
     leg_capacity_sum_mb_s: Option<f64>,
-    leg_min_rtt_ms: Vec<Option<f64>>,
+    /// Each leg's RTT for its BDP: the smallest congestion-control minimum
+    /// RTT or LINK-to-LINKED RTT Braid measured on any circuit through the
+    /// leg's middle (guards and exit are unshaped), else half the smallest
+    /// time to first byte of the leg alone (two round trips: BEGIN and the
+    /// request).
+    leg_rtt_ms: Vec<Option<f64>>,
+    leg_rtt_source: Vec<&'static str>,
     two_bdp_bytes: Option<f64>,
     rows: Vec<Row>,
     targets: Vec<Target>,
@@ -383,7 +391,8 @@ fn scenario_report(sc: &Scenario) -> ScenarioReport {
         consensus_params: consensus_params(sc),
         leg_capacity_mb_s: Vec::new(),
         leg_capacity_sum_mb_s: None,
-        leg_min_rtt_ms: Vec::new(),
+        leg_rtt_ms: Vec::new(),
+        leg_rtt_source: Vec::new(),
         two_bdp_bytes: None,
         rows: Vec::new(),
         targets: Vec::new(),
@@ -674,8 +683,9 @@ async fn download(
                             path: l.path.join(">"),
                             bytes: l.bytes,
                             share: l.bytes as f64 / total as f64,
-                            rtt_ms: l.rtt_ms,
+                            rtt_ms: None,
                             min_rtt_ms: None,
+                            link_rtt_ms: l.rtt_ms,
                         })
                         .collect();
                     if d.purpose != "CONFLUX_LINKED" || d.legs.len() != sc.legs() {
@@ -744,6 +754,7 @@ fn fill_from_metrics(sample: &mut Sample, u: &TunnelUse) {
             share: l.bytes / total,
             rtt_ms: l.rtt_s.map(|s| s * 1000.0),
             min_rtt_ms: l.min_rtt_s.map(|s| s * 1000.0),
+            link_rtt_ms: l.link_rtt_s.map(|s| s * 1000.0),
         })
         .collect();
     let mb = |v: &Vec<f64>| v.iter().map(|x| (x / 1e4).round() / 100.0).collect();
@@ -818,18 +829,14 @@ fn summarise(sc: &Scenario, clients: &[Running], samples: &[Sample]) -> Scenario
         .copied()
         .collect::<Option<Vec<f64>>>()
         .map(|v| v.iter().sum());
-    out.leg_min_rtt_ms = (0..k)
-        .map(|i| {
-            ok_of(Who::Leg(i))
-                .iter()
-                .filter_map(|s| s.legs.first()?.min_rtt_ms)
-                .reduce(f64::min)
-        })
-        .collect();
+    let (rtts, sources): (Vec<Option<f64>>, Vec<&'static str>) =
+        (0..k).map(|i| leg_rtt(sc, i, samples)).unzip();
+    out.leg_rtt_ms = rtts;
+    out.leg_rtt_source = sources;
     out.two_bdp_bytes = out
         .leg_capacity_mb_s
         .iter()
-        .zip(&out.leg_min_rtt_ms)
+        .zip(&out.leg_rtt_ms)
         .map(|(c, r)| Some(c.as_ref()? * 1e6 * r.as_ref()? / 1000.0))
         .collect::<Option<Vec<f64>>>()
         .and_then(|v| v.into_iter().reduce(f64::max))
@@ -884,6 +891,37 @@ fn summarise(sc: &Scenario, clients: &[Running], samples: &[Sample]) -> Scenario
     }
     out.targets = targets(&out);
     out
+}
+
+/// Leg `i`'s RTT and where it came from (see [`ScenarioReport`]).
+fn leg_rtt(sc: &Scenario, i: usize, samples: &[Sample]) -> (Option<f64>, &'static str) {
+    let middle = sc.middle(i);
+    let measured = samples
+        .iter()
+        .filter(|s| s.ok && s.kind != "ctor")
+        .flat_map(|s| &s.legs)
+        .filter(|l| l.path.split('>').nth(1) == Some(middle.as_str()))
+        .flat_map(|l| [l.min_rtt_ms, l.link_rtt_ms])
+        .flatten()
+        .filter(|r| *r > 0.0)
+        .reduce(f64::min);
+    if measured.is_some() {
+        return (measured, "Braid congestion control or LINK RTT");
+    }
+    let label = Who::Leg(i).label();
+    let ttfb = samples
+        .iter()
+        .filter(|s| s.ok && s.client == label)
+        .map(|s| s.ttfb_ms / 2.0)
+        .reduce(f64::min);
+    (
+        ttfb,
+        if ttfb.is_some() {
+            "first byte / 2"
+        } else {
+            "none"
+        },
+    )
 }
 
 /// Braid Conflux >= 0.95 of the summed leg capacity and >= C-tor's
@@ -983,7 +1021,7 @@ fn table(r: &Report) -> String {
             );
         }
     }
-    out.push_str("\nleg capacity (one circuit alone) and min RTT measured by Braid:\n");
+    out.push_str("\nleg capacity (one circuit alone) and RTT measured by Braid:\n");
     for sc in r.scenarios.iter().filter(|s| s.error.is_none()) {
         let legs: Vec<String> = sc
             .legs
@@ -991,7 +1029,7 @@ fn table(r: &Report) -> String {
             .enumerate()
             .map(|(i, l)| {
                 format!(
-                    "{}>{}>{} ({} {}): {} MB/s, RTT {} ms",
+                    "{}>{}>{} ({} {}): {} MB/s, RTT {} ms ({})",
                     l.guard,
                     l.middle,
                     l.exit,
@@ -1000,9 +1038,10 @@ fn table(r: &Report) -> String {
                     opt(sc.leg_capacity_mb_s.get(i).copied().flatten(), |c| format!(
                         "{c:.2}"
                     )),
-                    opt(sc.leg_min_rtt_ms.get(i).copied().flatten(), |m| format!(
+                    opt(sc.leg_rtt_ms.get(i).copied().flatten(), |m| format!(
                         "{m:.0}"
                     )),
+                    sc.leg_rtt_source.get(i).copied().unwrap_or("none"),
                 )
             })
             .collect();
@@ -1144,11 +1183,15 @@ mod tests {
                 .enumerate()
                 .map(|(i, (share, rtt))| LegFigure {
                     leg: i,
-                    path: format!("relay{i}>relay{}>exit0", i + 2),
+                    path: match client {
+                        Who::Leg(j) => format!("relay{j}>relay{}>exit0", j + 2),
+                        _ => format!("relay{i}>relay{}>exit0", i + 2),
+                    },
                     bytes: 1,
                     share: *share,
                     rtt_ms: None,
                     min_rtt_ms: *rtt,
+                    link_rtt_ms: None,
                 })
                 .collect(),
             series: None,
@@ -1187,7 +1230,7 @@ mod tests {
         let r = summarise(sc, &clients, &samples);
         assert_eq!(r.leg_capacity_mb_s, vec![Some(2.0), Some(1.0)]);
         assert_eq!(r.leg_capacity_sum_mb_s, Some(3.0));
-        assert_eq!(r.leg_min_rtt_ms, vec![Some(40.0), Some(100.0)]);
+        assert_eq!(r.leg_rtt_ms, vec![Some(40.0), Some(100.0)]);
         // max(2 MB/s x 40 ms, 1 MB/s x 100 ms) = 100 kB, doubled.
         assert!((r.two_bdp_bytes.unwrap() - 200_000.0).abs() < 1e-6);
         let braid = r.rows.iter().find(|x| x.kind == "braid").unwrap();
@@ -1223,5 +1266,17 @@ mod tests {
         assert!(!t.contains("NOT met"), "{t}");
         // No series in the samples: an empty plot, still a document.
         assert!(plot(&report).contains("</svg>"));
+        // Without any RTT from metrics, half the first-byte time.
+        let bare: Vec<Sample> = report
+            .samples
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                s.legs.iter_mut().for_each(|l| l.min_rtt_ms = None);
+                s
+            })
+            .collect();
+        assert_eq!(leg_rtt(sc, 0, &bare), (Some(50.0), "first byte / 2"));
+        assert_eq!(leg_rtt(sc, 1, &bare[..1]), (None, "none"));
     }
 }

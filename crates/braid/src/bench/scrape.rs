@@ -32,6 +32,8 @@ pub(crate) struct LegSnap {
     pub(crate) sent: f64,
     pub(crate) rtt_s: Option<f64>,
     pub(crate) min_rtt_s: Option<f64>,
+    /// CONFLUX_LINK to LINKED (Conflux legs only).
+    pub(crate) link_rtt_s: Option<f64>,
     pub(crate) cwnd_cells: Option<f64>,
     pub(crate) inflight_cells: Option<f64>,
 }
@@ -77,6 +79,7 @@ pub(crate) fn snapshot(samples: &[PromSample]) -> Snapshot {
                 "braid_leg_data_bytes_sent_total" => l.sent = s.value,
                 "braid_leg_rtt_seconds" => l.rtt_s = Some(s.value),
                 "braid_leg_min_rtt_seconds" => l.min_rtt_s = Some(s.value),
+                "braid_leg_link_rtt_seconds" => l.link_rtt_s = Some(s.value),
                 "braid_leg_cwnd_cells" => l.cwnd_cells = Some(s.value),
                 "braid_leg_inflight_cells" => l.inflight_cells = Some(s.value),
                 _ => {}
@@ -191,6 +194,7 @@ pub(crate) struct LegUse {
     pub(crate) bytes: f64,
     pub(crate) rtt_s: Option<f64>,
     pub(crate) min_rtt_s: Option<f64>,
+    pub(crate) link_rtt_s: Option<f64>,
 }
 
 /// Bytes per second per fixed-width time bin.
@@ -308,6 +312,7 @@ pub(crate) fn analyse(points: &[Point], bin_s: f64) -> Option<TunnelUse> {
                 bytes: now.map_or(0.0, |l| (l.received - baseline(leg)).max(0.0)),
                 rtt_s: now.and_then(|l| l.rtt_s),
                 min_rtt_s: now.and_then(|l| l.min_rtt_s),
+                link_rtt_s: now.and_then(|l| l.link_rtt_s),
             }
         })
         .collect();
@@ -362,6 +367,7 @@ mod tests {
              braid_leg_data_bytes_received_total{{tunnel=\"7\",leg=\"1\"}} {}\n\
              braid_leg_rtt_seconds{{tunnel=\"7\",leg=\"0\"}} 0.05\n\
              braid_leg_min_rtt_seconds{{tunnel=\"7\",leg=\"0\"}} 0.042\n\
+             braid_leg_link_rtt_seconds{{tunnel=\"7\",leg=\"1\"}} 0.061\n\
              braid_leg_future_metric{{tunnel=\"7\",leg=\"0\"}} 5\n\
              braid_leg_data_bytes_received_total{{tunnel=\"9\",leg=\"0\"}} {t9}\n\
              braid_tunnel_reorder_bytes{{tunnel=\"7\"}} {}\n\
@@ -391,6 +397,7 @@ mod tests {
         assert_eq!(t.legs[&1].received, 20.0);
         assert_eq!(t.legs[&0].min_rtt_s, Some(0.042));
         assert_eq!(t.legs[&1].rtt_s, None);
+        assert_eq!(t.legs[&1].link_rtt_s, Some(0.061));
         assert_eq!(t.reorder_peak_bytes, Some(1000.0));
         assert_eq!(t.reorder_bytes, Some(500.0));
         assert_eq!(s["9"].legs[&0].received, 5.0);
@@ -415,6 +422,7 @@ mod tests {
         assert_eq!(u.legs[1].bytes, 200_000.0);
         assert_eq!(u.legs[1].path.as_deref(), Some("relay1>relay3>exit0"));
         assert_eq!(u.legs[0].min_rtt_s, Some(0.042));
+        assert_eq!(u.legs[1].link_rtt_s, Some(0.061));
         assert_eq!(u.reorder_peak_bytes, Some(4000.0));
         assert_eq!(u.reorder_sampled_max_bytes, Some(2000.0));
         let s = &u.series;
