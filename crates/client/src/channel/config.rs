@@ -46,6 +46,23 @@ pub struct ChannelConfig {
     /// Off by default: C-tor clients do not send it, so it sets us apart
     /// on the wire.
     pub handshake_nudge: Option<Duration>,
+    /// After the relay destroys one of our circuits while others stay on
+    /// the channel, open and at once close a one-hop CREATE_FAST circuit,
+    /// so that the relay flushes DESTROYs it still holds for the others.
+    ///
+    /// Why: C-tor 0.4.9 queues a DESTROY in the channel's circuitmux and
+    /// writes it at once only if the connection's output buffer is empty
+    /// (`circuitmux_append_destroy_cell`); a second DESTROY queued behind
+    /// the first waits until some circuit on the channel queues a cell
+    /// (which is what wakes its scheduler). When a middle dies under two
+    /// of our circuits through the same guard, we hear of the first and,
+    /// on an idle channel, never of the second: a Conflux leg that looks
+    /// alive and is not. The CREATED_FAST answer goes through the
+    /// circuit queue and wakes the scheduler, which then writes the held
+    /// DESTROYs. Seen on loopback with 0.4.9.11: without the probe the
+    /// second leg's DESTROY had not come after 30 s; with it, within
+    /// milliseconds.
+    pub destroy_probe: bool,
 }
 
 /// Default inbound queue per circuit (arti's channel-to-circuit queue).
@@ -63,6 +80,7 @@ impl Default for ChannelConfig {
             overflow_reason: DestroyReason::RESOURCELIMIT,
             shutdown_timeout: Duration::from_secs(5),
             handshake_nudge: None,
+            destroy_probe: true,
         }
     }
 }

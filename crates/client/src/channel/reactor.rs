@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tor_cell::chancell::msg::{AnyChanMsg, Destroy, DestroyReason};
+use tor_cell::chancell::msg::{AnyChanMsg, CreateFast, Destroy, DestroyReason};
 use tor_cell::chancell::{ChanCell, ChanCmd, ChanMsg};
 
 use super::config::ChannelConfig;
@@ -63,6 +63,9 @@ pub struct ChannelStats {
     pub cells_dropped: u64,
     /// Circuits closed because their inbound queue was full.
     pub overflow_closes: u64,
+    /// One-hop probes sent to make the relay flush held DESTROYs
+    /// ([`ChannelConfig::destroy_probe`]).
+    pub destroy_probes: u64,
 }
 
 /// The reactor's counters, readable from handles.
@@ -78,6 +81,8 @@ pub(crate) struct SharedStats {
     cells_dropped: AtomicU64,
     /// See [`ChannelStats::overflow_closes`].
     overflow_closes: AtomicU64,
+    /// See [`ChannelStats::destroy_probes`].
+    destroy_probes: AtomicU64,
 }
 
 impl SharedStats {
@@ -89,6 +94,7 @@ impl SharedStats {
             padding_in: self.padding_in.load(Ordering::Relaxed),
             cells_dropped: self.cells_dropped.load(Ordering::Relaxed),
             overflow_closes: self.overflow_closes.load(Ordering::Relaxed),
+            destroy_probes: self.destroy_probes.load(Ordering::Relaxed),
         }
     }
 }
@@ -135,6 +141,11 @@ struct Reactor<S> {
     /// The last circuit whose cell was taken: the next round starts after
     /// it.
     cursor: Option<CircId>,
+    /// The one-hop probe circuit in flight, if any
+    /// ([`ChannelConfig::destroy_probe`]).
+    probe: Option<CircId>,
+    /// A DESTROY came while a probe was in flight: probe again after it.
+    probe_again: bool,
     /// Limits.
     config: ChannelConfig,
     /// Counters.
@@ -194,6 +205,8 @@ where
         shutdown: false,
         circuits: BTreeMap::new(),
         cursor: None,
+        probe: None,
+        probe_again: false,
         config,
         stats: stats.clone(),
     };
@@ -302,8 +315,11 @@ where
                 reply,
             } => {
                 let circuits = &self.circuits;
-                let result = allocate_circ_id(rand::random, |id| circuits.contains_key(&id))
-                    .ok_or(ChannelDriverError::CircIdsExhausted);
+                let probe = self.probe;
+                let result = allocate_circ_id(rand::random, |id| {
+                    circuits.contains_key(&id) || probe == Some(id)
+                })
+                .ok_or(ChannelDriverError::CircIdsExhausted);
                 if let Ok(id) = result {
                     self.circuits.insert(id, CircEntry { inbound, outbound });
                     tracing::trace!(peer = %self.peer, "{id} registered");
@@ -380,6 +396,18 @@ where
                 Ok(())
             }
             Inbound::Violation { cmd } => Err(CloseReason::UnexpectedCell { cmd }),
+            Inbound::Circuit { id, msg, destroy } if Some(id) == self.probe => {
+                // The probe did its work by being answered.
+                self.probe = None;
+                if matches!(msg, AnyChanMsg::CreatedFast(_)) {
+                    self.queue_destroy(id, DestroyReason::NONE);
+                }
+                if self.probe_again && !destroy {
+                    self.probe_again = false;
+                    self.send_probe();
+                }
+                Ok(())
+            }
             Inbound::Circuit { id, msg, destroy } => {
                 let Some(entry) = self.circuits.get(&id) else {
                     bump(&self.stats.cells_dropped);
@@ -394,6 +422,7 @@ where
                     Ok(()) if destroy => {
                         tracing::debug!(peer = %self.peer, "{id} destroyed by the relay");
                         self.circuits.remove(&id);
+                        self.after_relay_destroy();
                     }
                     Ok(()) => {}
                     Err(TrySendError::Full(msg)) => {
@@ -421,6 +450,37 @@ where
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// The relay destroyed one of our circuits: if others remain, make it
+    /// flush any DESTROY it holds for them ([`ChannelConfig::destroy_probe`]).
+    fn after_relay_destroy(&mut self) {
+        if !self.config.destroy_probe || self.circuits.is_empty() {
+            return;
+        }
+        if self.probe.is_some() {
+            self.probe_again = true;
+        } else {
+            self.send_probe();
+        }
+    }
+
+    /// Send a CREATE_FAST (tor-spec §5.1.1) on a fresh circuit id; its
+    /// answer is destroyed unread.
+    fn send_probe(&mut self) {
+        let circuits = &self.circuits;
+        let Some(id) = allocate_circ_id(rand::random, |id| circuits.contains_key(&id)) else {
+            return;
+        };
+        let key: [u8; 20] = rand::random();
+        match self.encode(id, CreateFast::new(key.to_vec()).into()) {
+            Ok(()) => {
+                tracing::debug!(peer = %self.peer, "{id}: probe sent so the relay flushes held DESTROYs");
+                bump(&self.stats.destroy_probes);
+                self.probe = Some(id);
+            }
+            Err(e) => tracing::warn!(peer = %self.peer, "cannot encode a probe: {e}"),
         }
     }
 
@@ -630,6 +690,12 @@ mod tests {
             .expect("no cell from the reactor")
         }
 
+        /// Any bytes from the reactor.
+        async fn recv_raw(&mut self) -> usize {
+            let mut buf = [0_u8; 4096];
+            self.io.read(&mut buf).await.unwrap()
+        }
+
         /// Expect a DESTROY for `id`; return its reason.
         async fn recv_destroy(&mut self, id: CircId) -> DestroyReason {
             let (cid, msg) = self.recv().await.into_circid_and_msg();
@@ -756,8 +822,67 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn destroys_both_ways() {
+    async fn relay_destroys_make_the_relay_flush_held_destroys() {
         let (link, _task, mut peer) = start(ChannelConfig::default(), Vec::new());
+        let (a, mut a_io) = link.open_circuit().await.unwrap();
+        let (b, mut b_io) = link.open_circuit().await.unwrap();
+        let (c, mut c_io) = link.open_circuit().await.unwrap();
+        let probe_of = |cell: AnyChanCell| {
+            let (cid, msg) = cell.into_circid_and_msg();
+            assert!(matches!(msg, AnyChanMsg::CreateFast(_)), "{}", msg.cmd());
+            let id = WireCircId::get_or_zero(cid);
+            assert!(![a.get(), b.get(), c.get()].contains(&id));
+            id
+        };
+        // a destroyed while b and c remain: a probe.
+        peer.send(a.get(), Destroy::new(DestroyReason::CHANNEL_CLOSED).into())
+            .await;
+        assert!(matches!(
+            recv_msg(&mut a_io).await,
+            Some(AnyChanMsg::Destroy(_))
+        ));
+        let p1 = probe_of(peer.recv().await);
+        // b destroyed while the probe is out: no second probe yet.
+        peer.send(b.get(), Destroy::new(DestroyReason::CHANNEL_CLOSED).into())
+            .await;
+        assert!(matches!(
+            recv_msg(&mut b_io).await,
+            Some(AnyChanMsg::Destroy(_))
+        ));
+        // The answer is destroyed unread, then c (still here) gets another.
+        peer.send(p1, CreatedFast::new(vec![7; 40]).into()).await;
+        let (cid, msg) = peer.recv().await.into_circid_and_msg();
+        assert_eq!(WireCircId::get_or_zero(cid), p1);
+        assert!(matches!(msg, AnyChanMsg::Destroy(_)));
+        let p2 = probe_of(peer.recv().await);
+        assert_ne!(p1, p2);
+        // A probe refused with DESTROY is simply over.
+        peer.send(p2, Destroy::new(DestroyReason::RESOURCELIMIT).into())
+            .await;
+        // c destroyed last: nobody left, no probe; c's queue is intact.
+        peer.send(c.get(), Destroy::new(DestroyReason::FINISHED).into())
+            .await;
+        assert!(matches!(
+            recv_msg(&mut c_io).await,
+            Some(AnyChanMsg::Destroy(_))
+        ));
+        assert!(recv_msg(&mut c_io).await.is_none());
+        assert_eq!(link.stats().destroy_probes, 2);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), peer.recv_raw())
+                .await
+                .is_err(),
+            "nothing more from the reactor"
+        );
+    }
+
+    #[tokio::test]
+    async fn destroys_both_ways() {
+        let config = ChannelConfig {
+            destroy_probe: false,
+            ..ChannelConfig::default()
+        };
+        let (link, _task, mut peer) = start(config, Vec::new());
         let (a, mut a_io) = link.open_circuit().await.unwrap();
         let (b, mut b_io) = link.open_circuit().await.unwrap();
         let (c, c_io) = link.open_circuit().await.unwrap();
