@@ -9,8 +9,16 @@
 //! the set is then closed with RESOURCELIMIT. A sequence number already
 //! handed out, a duplicate, or one absurdly far ahead is refused as a
 //! protocol violation, also without growth.
+//!
+//! Every CONFLUX_SWITCH asks how many numbers up to its target have not
+//! arrived ([`ReorderQueue::unreceived_upto`], for the plausibility check
+//! of prop 329 §4.2). The cells waiting for a gap are kept in an
+//! order-statistics tree so that this, like inserting and taking cells,
+//! is O(log n) in the cells held: a peer that leaves a gap with every
+//! SWITCH cannot make the receiver's work quadratic.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// The bounds of a [`ReorderQueue`].
@@ -102,13 +110,278 @@ struct Held<T> {
     cost: usize,
 }
 
+/// A subtree of [`Pending`].
+type Link<V> = Option<Box<Node<V>>>;
+
+/// A node of [`Pending`].
+#[derive(Debug)]
+struct Node<V> {
+    /// The sequence number.
+    key: u64,
+    /// What is held under it.
+    value: V,
+    /// Height of the subtree (a leaf is 1).
+    height: u8,
+    /// Nodes in the subtree.
+    size: usize,
+    /// Smaller keys.
+    left: Link<V>,
+    /// Larger keys.
+    right: Link<V>,
+}
+
+/// The height of `link` (0 if empty).
+fn height<V>(link: &Link<V>) -> u8 {
+    link.as_ref().map_or(0, |n| n.height)
+}
+
+/// The number of nodes under `link`.
+fn size<V>(link: &Link<V>) -> usize {
+    link.as_ref().map_or(0, |n| n.size)
+}
+
+impl<V> Node<V> {
+    /// A leaf.
+    fn leaf(key: u64, value: V) -> Box<Self> {
+        Box::new(Self {
+            key,
+            value,
+            height: 1,
+            size: 1,
+            left: None,
+            right: None,
+        })
+    }
+
+    /// Recompute `height` and `size` from the children.
+    fn update(&mut self) {
+        self.height = height(&self.left)
+            .max(height(&self.right))
+            .saturating_add(1);
+        self.size = size(&self.left)
+            .saturating_add(size(&self.right))
+            .saturating_add(1);
+    }
+
+    /// Left child up, `self` down to its right.
+    fn rotate_right(mut self: Box<Self>) -> Box<Self> {
+        let Some(mut l) = self.left.take() else {
+            return self;
+        };
+        self.left = l.right.take();
+        self.update();
+        l.right = Some(self);
+        l.update();
+        l
+    }
+
+    /// Right child up, `self` down to its left.
+    fn rotate_left(mut self: Box<Self>) -> Box<Self> {
+        let Some(mut r) = self.right.take() else {
+            return self;
+        };
+        self.right = r.left.take();
+        self.update();
+        r.left = Some(self);
+        r.update();
+        r
+    }
+
+    /// Restore the AVL balance (children's heights differ by at most 1)
+    /// after one insertion or removal below `self`, and update it.
+    fn rebalance(mut self: Box<Self>) -> Box<Self> {
+        self.update();
+        let (hl, hr) = (height(&self.left), height(&self.right));
+        if hl > hr.saturating_add(1) {
+            if let Some(l) = self.left.take() {
+                self.left = Some(if height(&l.right) > height(&l.left) {
+                    l.rotate_left()
+                } else {
+                    l
+                });
+            }
+            self.rotate_right()
+        } else if hr > hl.saturating_add(1) {
+            if let Some(r) = self.right.take() {
+                self.right = Some(if height(&r.left) > height(&r.right) {
+                    r.rotate_right()
+                } else {
+                    r
+                });
+            }
+            self.rotate_left()
+        } else {
+            self
+        }
+    }
+
+    /// Insert `key` under `link`; the replaced value if it was there.
+    fn insert(link: Link<V>, key: u64, value: V) -> (Box<Self>, Option<V>) {
+        let Some(mut n) = link else {
+            return (Self::leaf(key, value), None);
+        };
+        let old = match key.cmp(&n.key) {
+            Ordering::Less => {
+                let (l, old) = Self::insert(n.left.take(), key, value);
+                n.left = Some(l);
+                old
+            }
+            Ordering::Greater => {
+                let (r, old) = Self::insert(n.right.take(), key, value);
+                n.right = Some(r);
+                old
+            }
+            Ordering::Equal => {
+                let old = std::mem::replace(&mut n.value, value);
+                return (n, Some(old));
+            }
+        };
+        (n.rebalance(), old)
+    }
+
+    /// Remove the smallest key of the subtree: what is left, and it.
+    fn pop_first(mut self: Box<Self>) -> (Link<V>, u64, V) {
+        match self.left.take() {
+            None => {
+                let Node {
+                    key, value, right, ..
+                } = *self;
+                (right, key, value)
+            }
+            Some(l) => {
+                let (l, key, value) = l.pop_first();
+                self.left = l;
+                (Some(self.rebalance()), key, value)
+            }
+        }
+    }
+}
+
+/// The cells waiting for a gap, by sequence number: an AVL tree whose
+/// nodes know the size of their subtree, so that counting the keys up to
+/// a number ([`Pending::count_upto`], what every CONFLUX_SWITCH asks) takes
+/// O(log n) like the other operations. (A `BTreeMap` counts a range by
+/// walking it: O(n) per SWITCH, quadratic under a peer that leaves a gap
+/// with every SWITCH.) The height of an AVL tree of n nodes is below
+/// 1.45 log2(n + 2), so the recursion is shallow.
+#[derive(Debug)]
+struct Pending<V> {
+    /// The tree.
+    root: Link<V>,
+}
+
+impl<V> Pending<V> {
+    /// Empty.
+    fn new() -> Self {
+        Self { root: None }
+    }
+
+    /// Keys held.
+    fn len(&self) -> usize {
+        size(&self.root)
+    }
+
+    /// True if nothing is held.
+    fn is_empty(&self) -> bool {
+        self.root.is_none()
+    }
+
+    /// True if `key` is held.
+    fn contains_key(&self, key: u64) -> bool {
+        let mut cur = &self.root;
+        while let Some(n) = cur {
+            cur = match key.cmp(&n.key) {
+                Ordering::Less => &n.left,
+                Ordering::Greater => &n.right,
+                Ordering::Equal => return true,
+            };
+        }
+        false
+    }
+
+    /// Hold `value` under `key`; the value it replaces, if any.
+    fn insert(&mut self, key: u64, value: V) -> Option<V> {
+        let (root, old) = Node::insert(self.root.take(), key, value);
+        self.root = Some(root);
+        old
+    }
+
+    /// The smallest key.
+    fn first_key(&self) -> Option<u64> {
+        let mut n = self.root.as_ref()?;
+        while let Some(l) = &n.left {
+            n = l;
+        }
+        Some(n.key)
+    }
+
+    /// Remove the smallest key if it is `key`.
+    fn remove_first_if(&mut self, key: u64) -> Option<V> {
+        if self.first_key() != Some(key) {
+            return None;
+        }
+        let (root, _, value) = self.root.take()?.pop_first();
+        self.root = root;
+        Some(value)
+    }
+
+    /// How many keys are `<= upto`: O(log n).
+    fn count_upto(&self, upto: u64) -> usize {
+        let mut count = 0_usize;
+        let mut cur = &self.root;
+        while let Some(n) = cur {
+            if n.key <= upto {
+                count = count.saturating_add(size(&n.left)).saturating_add(1);
+                cur = &n.right;
+            } else {
+                cur = &n.left;
+            }
+        }
+        count
+    }
+
+    /// The keys in order (tests).
+    #[cfg(test)]
+    fn keys(&self) -> Vec<u64> {
+        fn walk<V>(link: &Link<V>, out: &mut Vec<u64>) {
+            if let Some(n) = link {
+                walk(&n.left, out);
+                out.push(n.key);
+                walk(&n.right, out);
+            }
+        }
+        let mut out = Vec::with_capacity(self.len());
+        walk(&self.root, &mut out);
+        out
+    }
+
+    /// Check the tree's invariants (tests): keys in order, sizes and
+    /// heights right, balanced.
+    #[cfg(test)]
+    fn check(&self) {
+        fn walk<V>(link: &Link<V>, lo: Option<u64>, hi: Option<u64>) -> (u8, usize) {
+            let Some(n) = link else {
+                return (0, 0);
+            };
+            assert!(lo.is_none_or(|lo| n.key > lo) && hi.is_none_or(|hi| n.key < hi));
+            let (hl, sl) = walk(&n.left, lo, Some(n.key));
+            let (hr, sr) = walk(&n.right, Some(n.key), hi);
+            assert!(hl.abs_diff(hr) <= 1, "unbalanced at {}", n.key);
+            assert_eq!(n.height, hl.max(hr) + 1);
+            assert_eq!(n.size, sl + sr + 1);
+            (n.height, n.size)
+        }
+        walk(&self.root, None, None);
+    }
+}
+
 /// The bounded reorder queue.
 #[derive(Debug)]
 pub struct ReorderQueue<T> {
     /// The next sequence number needed (all below it were received).
     expected: u64,
-    /// Cells that arrived early.
-    pending: BTreeMap<u64, Held<T>>,
+    /// Cells that arrived early, all numbered above `expected`.
+    pending: Pending<Held<T>>,
     /// Cells in order, waiting to be taken by [`ReorderQueue::pop`].
     ready: VecDeque<(u64, Held<T>)>,
     /// Bytes charged for `pending` and `ready`.
@@ -131,7 +404,7 @@ impl<T> ReorderQueue<T> {
     pub fn starting_after(last: u64, limit: ReorderLimit) -> Self {
         Self {
             expected: last.saturating_add(1),
-            pending: BTreeMap::new(),
+            pending: Pending::new(),
             ready: VecDeque::new(),
             bytes: 0,
             peak_bytes: 0,
@@ -209,14 +482,34 @@ impl<T> ReorderQueue<T> {
         self.pending.is_empty() && self.ready.is_empty()
     }
 
-    /// How many sequence numbers in `expected..=upto` have not arrived.
+    /// How many sequence numbers in `expected..=upto` have not arrived
+    /// (what a CONFLUX_SWITCH to `upto` skips over, prop 329 §2.6, §4.2):
+    /// the span minus the cells held in it. O(log n) in the cells held.
     pub fn unreceived_upto(&self, upto: u64) -> u64 {
         if upto < self.expected {
             return 0;
         }
         let span = upto.saturating_sub(self.expected).saturating_add(1);
-        let held = self.pending.range(self.expected..=upto).count();
+        // Every waiting cell is numbered above `expected`.
+        let held = self.pending.count_upto(upto);
         span.saturating_sub(u64::try_from(held).unwrap_or(u64::MAX))
+    }
+
+    /// [`Self::unreceived_upto`] the slow way, by walking the held cells
+    /// (tests).
+    #[cfg(test)]
+    fn unreceived_upto_naive(&self, upto: u64) -> u64 {
+        if upto < self.expected {
+            return 0;
+        }
+        let span = upto - self.expected + 1;
+        let held = self
+            .pending
+            .keys()
+            .into_iter()
+            .filter(|k| (self.expected..=upto).contains(k))
+            .count();
+        span.saturating_sub(held as u64)
     }
 
     /// Hold `item`, numbered `seq`, charged `cost` bytes. On error nothing
@@ -235,7 +528,7 @@ impl<T> ReorderQueue<T> {
                 max_ahead: self.limit.max_ahead,
             });
         }
-        if self.pending.contains_key(&seq) {
+        if self.pending.contains_key(seq) {
             return Err(ReorderError::Duplicate { seq });
         }
         let cells = self.cells();
@@ -254,7 +547,7 @@ impl<T> ReorderQueue<T> {
         if seq == self.expected {
             self.ready.push_back((seq, held));
             self.expected = self.expected.saturating_add(1);
-            while let Some(h) = self.pending.remove(&self.expected) {
+            while let Some(h) = self.pending.remove_first_if(self.expected) {
                 self.ready.push_back((self.expected, h));
                 self.expected = self.expected.saturating_add(1);
             }
@@ -445,5 +738,91 @@ mod tests {
             prop_assert!(q.peak_bytes() <= limit.max_bytes);
             prop_assert!(q.peak_cells() <= limit.max_cells);
         }
+
+        /// The O(log n) [`ReorderQueue::unreceived_upto`] agrees with
+        /// walking the held cells, and with a model of what arrived, for
+        /// any `upto` (below, at, inside and past the held numbers), after
+        /// every insert or pop of arbitrary (clustered, sparse, refused)
+        /// sequence numbers; the tree stays a balanced search tree.
+        #[test]
+        fn unreceived_upto_matches_naive(
+            ops in proptest::collection::vec(
+                (prop_oneof![
+                    3 => 1_u64..40,
+                    3 => 1_u64..400,
+                    1 => 390_u64..2000,
+                    1 => any::<u64>(),
+                ], any::<bool>(), 0_u64..450),
+                0..300),
+        ) {
+            let limit = ReorderLimit { max_bytes: 1 << 20, max_cells: 200, max_ahead: 1500 };
+            let mut q = ReorderQueue::new(limit);
+            // Sequence numbers that arrived (held, ready or taken).
+            let mut arrived = std::collections::BTreeSet::new();
+            for (seq, pop, probe) in ops {
+                if pop {
+                    q.pop();
+                } else if q.insert(seq, seq, 1).is_ok() {
+                    arrived.insert(seq);
+                }
+                q.pending.check();
+                let e = q.expected();
+                for upto in [0, e.saturating_sub(1), e, e + probe, e + 2 * probe, u64::MAX] {
+                    let fast = q.unreceived_upto(upto);
+                    prop_assert_eq!(fast, q.unreceived_upto_naive(upto), "upto {}", upto);
+                    let model = if upto < e {
+                        0
+                    } else {
+                        let held = arrived.range(e..=upto).count() as u64;
+                        (upto - e).saturating_add(1) - held
+                    };
+                    prop_assert_eq!(fast, model, "upto {}", upto);
+                }
+            }
+        }
+    }
+
+    /// The tree under the queue: ascending, descending and interleaved
+    /// keys stay balanced, counts are exact, the smallest goes first.
+    #[test]
+    fn pending_tree() {
+        let mut p = Pending::new();
+        assert_eq!(
+            (p.len(), p.first_key(), p.count_upto(u64::MAX)),
+            (0, None, 0)
+        );
+        assert_eq!(p.remove_first_if(1), None);
+        for k in (1..=500_u64)
+            .map(|i| i * 2)
+            .chain((1..=500).rev().map(|i| i * 2 + 1001))
+        {
+            assert_eq!(p.insert(k, k), None);
+            p.check();
+        }
+        assert_eq!(p.insert(4, 40), Some(4));
+        assert_eq!(p.len(), 1000);
+        assert!(p.contains_key(1000) && !p.contains_key(999) && !p.contains_key(0));
+        // 2, 4, ..., 1000 then 1003, 1005, ..., 2001.
+        assert_eq!(p.count_upto(1), 0);
+        assert_eq!(p.count_upto(2), 1);
+        assert_eq!(p.count_upto(999), 499);
+        assert_eq!(p.count_upto(1002), 500);
+        assert_eq!(p.count_upto(1003), 501);
+        assert_eq!(p.count_upto(2001), 1000);
+        // Height stays logarithmic (AVL: < 1.45 log2(n + 2)).
+        assert!(height(&p.root) <= 14, "{}", height(&p.root));
+        assert_eq!(p.remove_first_if(4), None);
+        assert_eq!(p.remove_first_if(2), Some(2));
+        assert_eq!(p.remove_first_if(4), Some(40));
+        p.check();
+        let mut last = 4;
+        while let Some(k) = p.first_key() {
+            assert!(k > last);
+            assert_eq!(p.remove_first_if(k), Some(k));
+            p.check();
+            last = k;
+        }
+        assert!(p.is_empty());
+        assert_eq!(p.keys(), Vec::<u64>::new());
     }
 }

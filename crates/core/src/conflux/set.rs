@@ -400,9 +400,16 @@ impl ConfluxSet {
         self.legs.values().filter(|s| s.is_linked()).count()
     }
 
-    /// What `leg` carried (also after it left the set).
+    /// What `leg` carried: for a linked leg (zeros and its starting
+    /// sequence numbers if it carried nothing yet), and for one that left
+    /// after carrying something, until its id is reused. `None` for a leg
+    /// still linking or unknown.
     pub fn leg_stats(&self, leg: LegId) -> Option<LegStats> {
-        let mut st = *self.stats.get(&leg)?;
+        let mut st = match self.stats.get(&leg) {
+            Some(st) => *st,
+            None if self.legs.get(&leg).is_some_and(LegState::is_linked) => LegStats::default(),
+            None => return None,
+        };
         if let Some(sent) = self.send.leg_last_sent(leg) {
             st.last_seq_sent = sent;
         }
@@ -538,12 +545,14 @@ impl ConfluxSet {
 
     // ----- Linking -----
 
-    /// A free leg id.
+    /// A free leg id. The counters of a leg that had it before are
+    /// dropped, so a reused id starts from zero.
     fn alloc_leg(&mut self) -> Option<LegId> {
         for _ in 0..=u8::MAX {
             let id = LegId(self.next_leg);
             self.next_leg = self.next_leg.wrapping_add(1);
             if !self.legs.contains_key(&id) {
+                self.stats.remove(&id);
                 return Some(id);
             }
         }
@@ -661,9 +670,16 @@ impl ConfluxSet {
         Ok(leg)
     }
 
-    /// The set becomes usable once every leg is linked.
+    /// The set becomes usable once every leg is linked (prop 329 §2.4.2),
+    /// unless it was closed first: a closed set stays unusable, so a
+    /// linking leg that then fails or closes (leaving only linked legs)
+    /// must not make it report [`ConfluxEvent::SetLinked`].
     fn maybe_finalize(&mut self) {
-        if self.linked || self.legs.is_empty() || !self.legs.values().all(LegState::is_linked) {
+        if self.closed.is_some()
+            || self.linked
+            || self.legs.is_empty()
+            || !self.legs.values().all(LegState::is_linked)
+        {
             return;
         }
         self.linked = true;

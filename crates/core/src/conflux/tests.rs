@@ -907,3 +907,156 @@ fn replacement_leg_after_loss() {
     assert_eq!(p.got_exit, (0..200).collect::<Vec<_>>());
     assert!(p.switches_down > 0 && p.switches_up > 0);
 }
+
+/// `leg_stats`: per-leg DATA bytes and messages each way, SWITCHes sent
+/// and received (prop 329 §2.6), the legs' last sequence numbers; zeros
+/// for a linked leg that carried nothing, `None` for a leg still linking
+/// or unknown; kept after the leg closes.
+#[test]
+fn leg_stats_count_each_leg_and_survive_its_close() {
+    let (mut p, legs) = linked_pair(21, 0, &[5, 9]);
+    let (a, b) = (legs[0], legs[1]);
+    let zero = LegStats::default();
+    assert_eq!(p.client.leg_stats(a), Some(zero));
+    assert_eq!(p.exit.leg_stats(p.map[&b]), Some(zero));
+    assert_eq!(p.client.leg_stats(LegId(200)), None);
+
+    // Client: 2 DATA (4 bytes each) on A, then one on B (after a
+    // SWITCH(2)), then one on A again (after a SWITCH(1)).
+    p.client_send_on(a, 0);
+    p.client_send_on(a, 1);
+    p.client_send_on(b, 2);
+    p.client_send_on(a, 3);
+    // Exit: DATA on A, then END on B (after a SWITCH(1)), DATA on A
+    // (after a SWITCH(1)).
+    p.exit_send_on(a, 0);
+    let out = p
+        .exit
+        .send_on(p.map[&b], stream(), End::new_misc().into())
+        .unwrap();
+    assert_eq!(out.msgs.len(), 2);
+    for (s, m) in out.msgs {
+        p.push_down(b, s, m);
+    }
+    p.exit_send_on(a, 1);
+    // The pair only delivers DATA: feed the client A's then B's pipe.
+    for leg in [a, b] {
+        let down: Vec<_> = p.down.get_mut(&leg).unwrap().q.drain(..).collect();
+        for (_, s, m) in down {
+            p.client.handle_msg(leg, s, m, p.now).unwrap();
+        }
+    }
+    let mut got = Vec::new();
+    while let Some(d) = p.client.poll_delivered() {
+        got.push((d.seq, d.leg, d.msg.cmd()));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (1, a, RelayCmd::DATA),
+            (2, b, RelayCmd::END),
+            (3, a, RelayCmd::DATA)
+        ]
+    );
+    p.run();
+    assert_eq!(p.got_exit, vec![0, 1, 2, 3]);
+
+    let sa = p.client.leg_stats(a).unwrap();
+    let sb = p.client.leg_stats(b).unwrap();
+    assert_eq!(
+        sa,
+        LegStats {
+            data_bytes_sent: 12,
+            data_bytes_received: 8,
+            msgs_sent: 3,
+            msgs_received: 2,
+            switches_sent: 1,
+            switches_received: 1,
+            last_seq_sent: 4,
+            last_seq_recv: 3,
+        }
+    );
+    assert_eq!(
+        sb,
+        LegStats {
+            data_bytes_sent: 4,
+            data_bytes_received: 0,
+            msgs_sent: 1,
+            msgs_received: 1,
+            switches_sent: 1,
+            switches_received: 1,
+            last_seq_sent: 3,
+            last_seq_recv: 2,
+        }
+    );
+    // The exit's view of the same legs mirrors the client's.
+    let ea = p.exit.leg_stats(p.map[&a]).unwrap();
+    let eb = p.exit.leg_stats(p.map[&b]).unwrap();
+    assert_eq!(
+        (
+            ea.data_bytes_received,
+            ea.msgs_received,
+            ea.switches_received
+        ),
+        (12, 3, 1)
+    );
+    assert_eq!(
+        (ea.data_bytes_sent, ea.msgs_sent, ea.switches_sent),
+        (8, 2, 1)
+    );
+    assert_eq!((ea.last_seq_sent, ea.last_seq_recv), (3, 4));
+    assert_eq!(
+        (
+            eb.data_bytes_received,
+            eb.msgs_received,
+            eb.switches_received
+        ),
+        (4, 1, 1)
+    );
+    assert_eq!(
+        (eb.data_bytes_sent, eb.msgs_sent, eb.switches_sent),
+        (0, 1, 1)
+    );
+    assert_eq!((eb.last_seq_sent, eb.last_seq_recv), (2, 3));
+
+    // B closes (not the current leg on either end, nothing in flight):
+    // the sets go on and B's counters stay, with its last numbers.
+    p.client
+        .leg_closed(b, LegClosedInfo::default(), p.now)
+        .unwrap();
+    p.exit
+        .leg_closed(p.map[&b], LegClosedInfo::default(), p.now)
+        .unwrap();
+    assert!(p.client.is_linked() && p.exit.is_linked());
+    assert_eq!(p.client.leg_stats(b), Some(sb));
+    assert_eq!(p.exit.leg_stats(p.map[&b]), Some(eb));
+    // A goes on counting; B does not.
+    p.client_send_on(a, 4);
+    p.run();
+    let sa2 = p.client.leg_stats(a).unwrap();
+    assert_eq!((sa2.msgs_sent, sa2.data_bytes_sent), (4, 16));
+    assert_eq!((sa2.switches_sent, sa2.last_seq_sent), (1, 5));
+    assert_eq!(p.client.leg_stats(b), Some(sb));
+
+    // A leg still linking has none; once linked, zeros and its starting
+    // numbers (prop 329 §2.4.4: our LINK's).
+    let c = p.launch(Duration::from_millis(2));
+    assert_eq!(p.client.leg_stats(c), None);
+    p.run();
+    assert_eq!(
+        p.client.leg_stats(c),
+        Some(LegStats {
+            last_seq_sent: 5,
+            last_seq_recv: 3,
+            ..LegStats::default()
+        })
+    );
+    assert_eq!(
+        p.exit.leg_stats(p.map[&c]),
+        Some(LegStats {
+            last_seq_sent: 3,
+            last_seq_recv: 5,
+            ..LegStats::default()
+        })
+    );
+}
