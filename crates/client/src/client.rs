@@ -28,8 +28,8 @@ use crate::dir_driver::DirDriver;
 use crate::error::ClientError;
 use crate::socks::{Connector, IsolationKey, SocksRequest, SocksTarget};
 use crate::tunnel::{
-    BeginError, TorStream, TunnelError, TunnelHandle, TunnelInfo, TunnelParams, WeakTunnel,
-    build_conflux_tunnel, build_tunnel, hop_target,
+    BeginError, LegFuture, LegPlan, LegSource, TorStream, TunnelError, TunnelHandle, TunnelInfo,
+    TunnelParams, WeakTunnel, build_conflux_tunnel, build_tunnel, hop_target,
 };
 
 /// How long a channel may take to open.
@@ -299,20 +299,7 @@ impl TorClient {
         };
         // With `entry_nodes`, path selection picks distinct guards from
         // that list instead of the guard set.
-        let guard_ids: Vec<RelayId> = if !self.inner.config.nodes.entry.is_empty() {
-            Vec::new()
-        } else {
-            let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
-            let mut ids: Vec<RelayId> = Vec::new();
-            // guard-spec §4.6 with exclusions: one distinct guard per leg.
-            for _ in 0..n {
-                match guards.pick_guard(&ids, SystemTime::now(), &mut rand::rng()) {
-                    Ok(c) => ids.push(c.id),
-                    Err(_) => break,
-                }
-            }
-            ids
-        };
+        let guard_ids = self.conflux_guards(n, &[]);
         let guard_relays: Vec<&Relay> = guard_ids
             .iter()
             .filter_map(|id| relays.iter().find(|r| r.id == *id))
@@ -327,52 +314,117 @@ impl TorClient {
         )
         .map_err(|e| TunnelError::Path(e.to_string()))?;
         let mut legs = Vec::new();
-        let mut names = Vec::new();
         for p in &paths {
-            let hops = path_hops(p)?;
-            let ch = match self.channel_to(p.guard).await {
-                Ok(ch) => ch,
-                Err(e) => {
-                    // guard-spec §4.7: the guard is unreachable.
-                    let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = guards.note_failure(&p.guard.id, SystemTime::now());
-                    return Err(e);
-                }
-            };
-            legs.push((ch, hops));
-            names.push(path_names(p));
+            legs.push(self.leg_plan(p).await?);
         }
         let exit = paths
             .first()
             .map(|p| p.exit)
             .ok_or_else(|| TunnelError::Path("no legs".into()))?;
         let info = TunnelInfo {
-            legs: names,
+            legs: legs.iter().map(|l| l.names.clone()).collect(),
             exit: exit.id,
             exit_policy: exit.policy.clone(),
         };
         let params = TunnelParams::from_consensus(dir.params());
-        let result = build_conflux_tunnel(
+        // Failed legs are relaunched by the set, which reports each
+        // failure to `leg_failed` (so the culprit is avoided).
+        let source: Arc<dyn LegSource> = Arc::new(self.clone());
+        build_conflux_tunnel(
             legs,
             info,
             params,
             ConfluxConfig::client(),
             self.inner.config.scheduler,
+            Some(source),
         )
-        .await;
-        if let Err(TunnelError::LegBuild { leg, hops_done, .. }) = &result
-            && let Some(p) = paths.get(*leg)
-        {
-            self.avoid_hop(p, *hops_done);
+        .await
+    }
+
+    /// `n` distinct guards for Conflux legs, none of `exclude`: from the
+    /// guard set (guard-spec §4.6 with exclusions), or none when
+    /// `entry_nodes` is set (path selection then picks from that list).
+    fn conflux_guards(&self, n: usize, exclude: &[RelayId]) -> Vec<RelayId> {
+        if !self.inner.config.nodes.entry.is_empty() {
+            return Vec::new();
         }
-        result
+        let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<RelayId> = exclude.to_vec();
+        for _ in 0..n {
+            match guards.pick_guard(&ids, SystemTime::now(), &mut rand::rng()) {
+                Ok(c) => ids.push(c.id),
+                Err(_) => break,
+            }
+        }
+        ids.split_off(exclude.len())
+    }
+
+    /// A channel to `path`'s guard and its hops: one leg to build.
+    async fn leg_plan(&self, path: &Path<'_>) -> Result<LegPlan, TunnelError> {
+        let hops = path_hops(path)?;
+        let channel = match self.channel_to(path.guard).await {
+            Ok(ch) => ch,
+            Err(e) => {
+                // guard-spec §4.7: the guard is unreachable.
+                let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = guards.note_failure(&path.guard.id, SystemTime::now());
+                return Err(e);
+            }
+        };
+        Ok(LegPlan {
+            channel,
+            hops,
+            names: path_names(path),
+            ids: path.ids().to_vec(),
+        })
+    }
+
+    /// A new leg for a Conflux set to `exit` (a relaunch): a guard and a
+    /// middle none of `used` (prop 329 §2.2), an exit still fit for
+    /// Conflux.
+    async fn conflux_leg(&self, exit: RelayId, used: Vec<RelayId>) -> Result<LegPlan, TunnelError> {
+        let dir = self
+            .netdir()
+            .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
+        let mut relays = self.usable_relays(&dir);
+        relays.retain(|r| !used.contains(&r.id));
+        let mut nodes = self.inner.config.nodes.clone();
+        nodes.exit = vec![braid_dir::NodeSpec::Id(exit)];
+        let config = PathConfig {
+            enforce_distinct_subnets: self.inner.config.enforce_distinct_subnets,
+            nodes,
+            ..PathConfig::conflux(None)
+        };
+        let guard_ids = self.conflux_guards(1, &used);
+        let guard_relays: Vec<&Relay> = guard_ids
+            .iter()
+            .filter_map(|id| relays.iter().find(|r| r.id == *id))
+            .collect();
+        let paths = choose_conflux_legs(
+            &relays,
+            dir.weights(),
+            1,
+            &config,
+            &guard_relays,
+            &mut rand::rng(),
+        )
+        .map_err(|e| TunnelError::Path(e.to_string()))?;
+        let path = paths
+            .first()
+            .ok_or_else(|| TunnelError::Path("no leg".into()))?;
+        self.leg_plan(path).await
     }
 
     /// A circuit along `path` failed after `hops_done` hops: the relay it
     /// was extending to is avoided for [`FAILED_RELAY_AVOID`]. A failure
     /// before the first hop is the guard's, which the guard set handles.
     fn avoid_hop(&self, path: &Path<'_>, hops_done: usize) {
-        let Some(culprit) = path.ids().get(hops_done).copied().filter(|_| hops_done > 0) else {
+        self.avoid_ids(&path.ids(), hops_done);
+    }
+
+    /// [`Self::avoid_hop`] for a path given by its identities.
+    fn avoid_ids(&self, ids: &[RelayId], hops_done: usize) {
+        let Some(culprit) = ids.get(hops_done).copied().filter(|_| hops_done > 0) else {
             return;
         };
         let mut failed = self
@@ -476,6 +528,17 @@ impl TorClient {
             reason: "no circuit".into(),
             circuit_failed: true,
         }))
+    }
+}
+
+impl LegSource for TorClient {
+    fn new_leg(&self, exit: RelayId, used: Vec<RelayId>) -> LegFuture {
+        let client = self.clone();
+        Box::pin(async move { client.conflux_leg(exit, used).await })
+    }
+
+    fn leg_failed(&self, ids: &[RelayId], hops_done: usize) {
+        self.avoid_ids(ids, hops_done);
     }
 }
 

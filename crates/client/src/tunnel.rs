@@ -23,7 +23,7 @@ mod streams;
 pub mod target;
 
 pub use handle::{BeginError, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, WeakTunnel};
-pub use multipath::build_conflux_tunnel;
+pub use multipath::{LegFuture, LegPlan, LegSource, build_conflux_tunnel};
 pub use reactor::{TunnelParams, build_tunnel};
 pub use report::{LegReport, ReorderReport, TunnelReport};
 pub use stream::TorStream;

@@ -3,12 +3,21 @@
 //! queues to its channel; the core's [`ConfluxSet`] links the legs,
 //! sequences what is sent, reorders what arrives; the shared stream side
 //! sees one ordered stream of messages, as on a single circuit.
+//!
+//! Legs are relaunched (prop 329 §2.4.3, §2.4.4): a leg that fails to
+//! build or link is replaced while the set is being built, and a linked
+//! set that loses a leg without losing data gets a new leg with the same
+//! nonce, within a launch budget. A [`LegSource`] (the client) picks each
+//! new leg's path: a guard and a middle no open leg uses, the set's exit.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use braid_core::circuit::{CircEvent, ClientCircuit, HopTarget};
+use braid_core::circuit::{CircEvent, ClientCircuit, CloseReason, HopTarget};
+use tor_cell::chancell::msg::DestroyReason;
 use braid_core::conflux::{
     ConfluxConfig, ConfluxEvent, ConfluxNonce, ConfluxSet, Handled, LegCc, LegClosedInfo,
     SendOutcome,
@@ -25,12 +34,46 @@ use super::report::{LegReport, ReorderReport, TunnelReport};
 use super::streams::StreamSide;
 use crate::channel::{ChannelHandle, CircuitIo};
 
+/// One leg to build: a channel to its guard, the hops from that guard to
+/// the exit, and its relays (nicknames and identities, guard first).
+#[derive(Debug)]
+pub struct LegPlan {
+    /// A channel to the guard.
+    pub channel: ChannelHandle,
+    /// The hops, guard first.
+    pub hops: Vec<HopTarget>,
+    /// Nicknames, guard first.
+    pub names: Vec<String>,
+    /// Identities, guard first.
+    pub ids: Vec<braid_dir::RelayId>,
+}
+
+/// A future of a new leg's plan.
+pub type LegFuture = Pin<Box<dyn Future<Output = Result<LegPlan, TunnelError>> + Send>>;
+
+/// Where a set gets the paths of relaunched legs.
+pub trait LegSource: Send + Sync + std::fmt::Debug {
+    /// A leg to `exit` whose guard and middle are none of `used` (prop 329
+    /// §2.2: legs share no guard or middle).
+    fn new_leg(&self, exit: braid_dir::RelayId, used: Vec<braid_dir::RelayId>) -> LegFuture;
+    /// The leg along `ids` failed after `hops_done` hops (the relay at that
+    /// index, if any, could not be reached).
+    fn leg_failed(&self, ids: &[braid_dir::RelayId], hops_done: usize);
+}
+
 /// Cells taken from one leg's queue per turn.
 const INBOUND_BATCH: usize = 256;
 /// Requests waiting for the task.
 const CMD_QUEUE: usize = 64;
 /// Queue room every leg keeps for the set's own messages (SWITCH, LINK).
 const LEG_RESERVE: usize = 4;
+/// A replacement leg's LINK waits until no multiplexed message was sent
+/// for this many of the slowest leg's link RTTs: its `last_seqno_sent`
+/// must not exceed what the exit has delivered, or a C-tor exit takes it
+/// for data loss and closes the whole set (`validate_unlinked_legs`).
+const LINK_QUIET_RTTS: u32 = 2;
+/// ... and at least this long.
+const LINK_QUIET_MIN: Duration = Duration::from_millis(50);
 
 /// One leg's circuit and its channel queues.
 struct Leg {
@@ -48,24 +91,23 @@ struct Leg {
     closed: bool,
     /// The relays' nicknames, guard first.
     path: Vec<String>,
+    /// The relays' identities, guard first.
+    ids: Vec<braid_dir::RelayId>,
     /// It replaced a leg that closed or failed.
     replacement: bool,
 }
 
-/// Build a Conflux set over `legs` (each a channel to its guard and the
-/// path from that guard to the shared exit), link it, and start its task.
-/// Returns once every leg is linked (prop 329 §2.4.2), or fails.
-pub async fn build_conflux_tunnel(
-    legs: Vec<(ChannelHandle, Vec<HopTarget>)>,
-    info: TunnelInfo,
-    params: TunnelParams,
-    mut conflux: ConfluxConfig,
-    scheduler: SchedulerKind,
-) -> Result<TunnelHandle, TunnelError> {
-    let mut built_legs = Vec::new();
-    for (i, (channel, hops)) in legs.into_iter().enumerate() {
-        let (circuit, CircuitIo { tx, rx }) = open_circuit(&channel, hops, &params).await?;
-        built_legs.push(Leg {
+impl Leg {
+    /// A leg whose circuit is being built.
+    fn new(
+        circuit: ClientCircuit,
+        io: CircuitIo,
+        plan_names: Vec<String>,
+        ids: Vec<braid_dir::RelayId>,
+        replacement: bool,
+    ) -> Self {
+        let CircuitIo { tx, rx } = io;
+        Self {
             circuit,
             tx,
             rx,
@@ -75,11 +117,44 @@ pub async fn build_conflux_tunnel(
             built: false,
             hops_done: 0,
             closed: false,
-            path: info.legs.get(i).cloned().unwrap_or_default(),
-            replacement: false,
-        });
+            path: plan_names,
+            ids,
+            replacement,
+        }
+    }
+}
+
+/// A relaunched leg's circuit, opened, or why not.
+type Relaunched = Result<
+    (
+        ClientCircuit,
+        CircuitIo,
+        Vec<String>,
+        Vec<braid_dir::RelayId>,
+    ),
+    TunnelError,
+>;
+
+/// Build a Conflux set over `legs` (each a channel to its guard and the
+/// path from that guard to the shared exit), link it, and start its task.
+/// Returns once every leg is linked (prop 329 §2.4.2), or fails. With a
+/// `source`, legs that fail are relaunched within the launch budget
+/// (`num_legs + max_leg_retries`, as C-tor's `cfx_max_unlinked_leg_retry`).
+pub async fn build_conflux_tunnel(
+    legs: Vec<LegPlan>,
+    info: TunnelInfo,
+    params: TunnelParams,
+    mut conflux: ConfluxConfig,
+    scheduler: SchedulerKind,
+    source: Option<Arc<dyn LegSource>>,
+) -> Result<TunnelHandle, TunnelError> {
+    let mut built_legs = Vec::new();
+    for plan in legs {
+        let (circuit, io) = open_circuit(&plan.channel, plan.hops, &params).await?;
+        built_legs.push(Leg::new(circuit, io, plan.names, plan.ids, false));
     }
     conflux.num_legs = built_legs.len();
+    let budget = conflux.num_legs.saturating_add(conflux.max_leg_retries);
     let nonce = {
         let mut rng = rand::rng();
         ConfluxNonce::random(&mut rng)
@@ -87,9 +162,13 @@ pub async fn build_conflux_tunnel(
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let (status_tx, status_rx) = watch::channel(TunnelStatus::Building);
     let (built_tx, built_rx) = oneshot::channel();
+    let (relaunch_tx, relaunch_rx) = mpsc::channel(4);
     let id = next_tunnel_id();
     let task = Task {
         id,
+        exit: info.exit,
+        launches: built_legs.len(),
+        budget,
         legs: built_legs,
         set: ConfluxSet::new_client(nonce, conflux),
         side: StreamSide::new(params.streams.clone(), params.flow.clone()),
@@ -98,15 +177,22 @@ pub async fn build_conflux_tunnel(
         built: Some(built_tx),
         status: status_tx,
         handles_gone: false,
+        source,
+        params,
+        relaunch_tx,
+        relaunching: 0,
+        last_seq_send: None,
+        fatal: None,
     };
-    tokio::spawn(task.run(cmd_rx));
+    let build_timeout = task.params.build_timeout;
+    tokio::spawn(task.run(cmd_rx, relaunch_rx));
     let handle = TunnelHandle {
         id,
         cmd: cmd_tx,
         status: status_rx,
         info: Arc::new(info),
     };
-    match tokio::time::timeout(params.build_timeout, built_rx).await {
+    match tokio::time::timeout(build_timeout, built_rx).await {
         Ok(Ok(Ok(()))) => Ok(handle),
         Ok(Ok(Err((reason, Some((leg, hops_done)))))) => Err(TunnelError::LegBuild {
             leg,
@@ -123,7 +209,7 @@ pub async fn build_conflux_tunnel(
         }),
         Err(_) => {
             handle.close().await;
-            Err(TunnelError::Timeout(params.build_timeout))
+            Err(TunnelError::Timeout(build_timeout))
         }
     }
 }
@@ -145,10 +231,32 @@ struct Task {
     built: Option<oneshot::Sender<BuiltReply>>,
     status: watch::Sender<TunnelStatus>,
     handles_gone: bool,
+    /// The set's exit.
+    exit: braid_dir::RelayId,
+    /// Where relaunched legs come from (none: no relaunch).
+    source: Option<Arc<dyn LegSource>>,
+    /// For relaunched legs' circuits.
+    params: TunnelParams,
+    /// Relaunched legs' circuits come back here.
+    relaunch_tx: mpsc::Sender<Relaunched>,
+    /// Relaunches under way.
+    relaunching: usize,
+    /// Legs launched so far, first ones included.
+    launches: usize,
+    /// Most legs ever launched.
+    budget: usize,
+    /// When the last multiplexed message was sent.
+    last_seq_send: Option<Instant>,
+    /// Why the set must close (a failure outside the core).
+    fatal: Option<String>,
 }
 
 impl Task {
-    async fn run(mut self, mut cmd_rx: mpsc::Receiver<Cmd>) {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::Receiver<Cmd>,
+        mut relaunch_rx: mpsc::Receiver<Relaunched>,
+    ) {
         let reason = loop {
             let now = Instant::now();
             if let Err(reason) = self.process(now) {
@@ -158,10 +266,10 @@ impl Task {
             if self.handles_gone && self.side.is_idle() {
                 break "no longer used".to_owned();
             }
-            let timer = match (self.side.timer(), self.set.poll_timeout()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let timer = [self.side.timer(), self.set.poll_timeout(), self.link_wait()]
+                .into_iter()
+                .flatten()
+                .min();
             let sleep = sleep_until(timer);
             let blocked = self
                 .legs
@@ -209,10 +317,12 @@ impl Task {
                     None => self.handles_gone = true,
                 },
                 () = std::future::poll_fn(|cx| side.poll_apps(cx)) => {}
+                Some(r) = relaunch_rx.recv() => self.relaunched(r),
                 () = sleep => {
                     let now = Instant::now();
                     self.side.handle_timeout(now);
                     self.set.handle_timeout(now);
+                    self.link_built_legs(now);
                 }
             }
         };
@@ -266,6 +376,9 @@ impl Task {
 
     /// Move everything one step through the core. An error closes the set.
     fn process(&mut self, now: Instant) -> Result<(), String> {
+        if let Some(reason) = self.fatal.take() {
+            return Err(reason);
+        }
         // Circuit events of every leg into the set.
         for i in 0..self.legs.len() {
             while let Some(ev) = self.legs.get_mut(i).and_then(|l| l.circuit.poll_event()) {
@@ -293,7 +406,9 @@ impl Task {
                 }
                 ConfluxEvent::LegFailed { leg, error } => {
                     tracing::info!("conflux {leg} failed to link: {error}");
+                    // The set has dropped it; its close relaunches it.
                     if let Some(l) = self.legs.iter_mut().find(|l| l.id == Some(leg)) {
+                        l.id = None;
                         l.circuit.close();
                     }
                 }
@@ -309,7 +424,7 @@ impl Task {
                 .close_reason()
                 .map_or_else(|| "the set closed".to_owned(), ToString::to_string));
         }
-        if self.legs.iter().all(|l| l.closed) {
+        if self.legs.iter().all(|l| l.closed) && self.relaunching == 0 {
             return Err("every leg closed".into());
         }
         // In-order messages to the streams.
@@ -338,35 +453,36 @@ impl Task {
                     return Ok(());
                 }
                 leg.built = true;
-                // The set counts as linked once every leg launched so far
-                // links (prop 329 §2.4.2); so LINK goes out on every leg
-                // only when all of them are built, or a fast leg would link
-                // a one-leg set.
-                if self.legs.iter().all(|l| l.built || l.closed) {
-                    for leg in self.legs.iter_mut().filter(|l| l.built && l.id.is_none()) {
-                        match self.set.add_leg(now) {
-                            Ok(id) => leg.id = Some(id),
-                            Err(e) => {
-                                tracing::info!("cannot add a conflux leg: {e}");
-                                leg.circuit.close();
-                            }
-                        }
-                    }
-                }
+                self.link_built_legs(now);
             }
             CircEvent::BuildFailed { reason } => {
                 leg.closed = true;
                 let hops_done = leg.hops_done;
                 tracing::info!("conflux leg failed to build: {reason:?}");
-                if let Some(built) = self.built.take() {
+                if let Some(source) = &self.source {
+                    source.leg_failed(&leg.ids, hops_done);
+                }
+                if !self.relaunch() && self.built.is_some() {
                     let reason = format!("a leg failed to build: {reason:?}");
-                    let _ = built.send(Err((reason.clone(), Some((i, hops_done)))));
+                    if let Some(built) = self.built.take() {
+                        let _ = built.send(Err((reason.clone(), Some((i, hops_done)))));
+                    }
                     return Err(reason);
                 }
             }
             CircEvent::Closed { reason } => {
                 leg.closed = true;
                 tracing::info!("conflux leg closed: {reason:?}");
+                // A guard gives CHANNEL_CLOSED only for its own channel to
+                // the next hop (C-tor forwards a DESTROY from further on
+                // as DESTROYED): the middle is likely gone, though the
+                // consensus still lists it. Not in the replacement.
+                if let CloseReason::Destroyed { reason } = &reason
+                    && *reason == DestroyReason::CHANNEL_CLOSED
+                    && let Some(source) = &self.source
+                {
+                    source.leg_failed(&leg.ids, 1);
+                }
                 if let Some(id) = leg.id {
                     let info = leg
                         .circuit
@@ -376,10 +492,13 @@ impl Task {
                             sendme_inc: f.cc_sendme_inc.map_or(0, u64::from),
                         })
                         .unwrap_or_default();
+                    // prop 329 §2.4.3: the set goes on only if no data
+                    // was lost with the leg.
                     self.set
                         .leg_closed(id, info, now)
                         .map_err(|e| e.to_string())?;
-                } else if self.built.is_some() {
+                }
+                if !self.relaunch() && self.built.is_some() {
                     return Err(format!("a leg closed before linking: {reason:?}"));
                 }
             }
@@ -389,6 +508,119 @@ impl Task {
             CircEvent::CircMsg { hop, msg } => self.leg_msg(i, hop, None, msg, now)?,
         }
         Ok(())
+    }
+
+    /// Send LINK on built legs that have none yet. While the set is being
+    /// built, only once every leg is built (the set counts as linked once
+    /// every leg launched so far links, prop 329 §2.4.2, so a fast leg
+    /// would otherwise link a one-leg set); on a linked set, once the
+    /// sending side is quiet ([`Self::link_wait`]).
+    fn link_built_legs(&mut self, now: Instant) {
+        if self.set.is_closed() {
+            return;
+        }
+        if self.set.is_linked() {
+            if self.link_wait().is_some_and(|t| t > now) {
+                return;
+            }
+        } else if self.relaunching > 0 || !self.legs.iter().all(|l| l.built || l.closed) {
+            return;
+        }
+        for leg in self
+            .legs
+            .iter_mut()
+            .filter(|l| l.built && !l.closed && l.id.is_none())
+        {
+            match self.set.add_leg(now) {
+                Ok(id) => {
+                    if leg.replacement {
+                        tracing::info!("conflux: LINK for a new leg {}", leg.path.join(" > "));
+                    }
+                    leg.id = Some(id);
+                }
+                Err(e) => {
+                    tracing::info!("cannot add a conflux leg: {e}");
+                    leg.circuit.close();
+                }
+            }
+        }
+    }
+
+    /// When a built leg of a linked set may send LINK: its
+    /// `last_seqno_sent` must be what the exit has delivered
+    /// ([`LINK_QUIET_RTTS`]). `None` if no leg waits or nothing was sent.
+    fn link_wait(&self) -> Option<Instant> {
+        if !self.set.is_linked()
+            || !self
+                .legs
+                .iter()
+                .any(|l| l.built && !l.closed && l.id.is_none())
+        {
+            return None;
+        }
+        let last = self.last_seq_send?;
+        let rtt = self
+            .legs
+            .iter()
+            .filter_map(|l| l.id.and_then(|id| self.set.leg_rtt(id)))
+            .max()
+            .unwrap_or_default();
+        Some(last + (rtt * LINK_QUIET_RTTS).max(LINK_QUIET_MIN))
+    }
+
+    /// Launch a new leg to the set's exit, if there is a source and launch
+    /// budget left (prop 329 §2.4.3 relaunch; §2.4.4 a new leg for a
+    /// linked set). True if one is under way.
+    fn relaunch(&mut self) -> bool {
+        let Some(source) = self.source.clone() else {
+            return false;
+        };
+        if self.set.is_closed() || self.launches >= self.budget || self.handles_gone {
+            return false;
+        }
+        self.launches += 1;
+        self.relaunching += 1;
+        let exit = self.exit;
+        let used: Vec<braid_dir::RelayId> = self
+            .legs
+            .iter()
+            .filter(|l| !l.closed)
+            .flat_map(|l| l.ids.iter().copied())
+            .filter(|id| *id != exit)
+            .collect();
+        let params = self.params.clone();
+        let tx = self.relaunch_tx.clone();
+        tracing::info!(
+            "conflux: relaunching a leg ({} of {} launches)",
+            self.launches,
+            self.budget
+        );
+        tokio::spawn(async move {
+            let result = async {
+                let plan = source.new_leg(exit, used).await?;
+                let (circuit, io) = open_circuit(&plan.channel, plan.hops, &params).await?;
+                Ok((circuit, io, plan.names, plan.ids))
+            }
+            .await;
+            let _ = tx.send(result).await;
+        });
+        true
+    }
+
+    /// A relaunched leg's circuit is open (or could not be).
+    fn relaunched(&mut self, result: Relaunched) {
+        self.relaunching = self.relaunching.saturating_sub(1);
+        match result {
+            Ok((circuit, io, names, ids)) => {
+                self.legs.push(Leg::new(circuit, io, names, ids, true));
+            }
+            Err(e) => {
+                tracing::info!("conflux: a relaunched leg failed: {e}");
+                if !self.relaunch() && self.built.is_some() {
+                    self.fatal = Some(format!("no leg could be relaunched: {e}"));
+                }
+            }
+        }
     }
 
     fn leg_msg(
@@ -459,6 +691,7 @@ impl Task {
                 .map_err(|e| e.to_string())?
             {
                 SendOutcome::Sent(out) => {
+                    self.last_seq_send = Some(now);
                     let Some(leg) = self.legs.iter_mut().find(|l| l.id == Some(out.leg)) else {
                         return Err(format!("the set chose unknown {}", out.leg));
                     };
