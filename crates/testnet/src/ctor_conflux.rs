@@ -83,8 +83,15 @@ pub struct LegReport {
     pub fingerprints: Vec<String>,
     /// RTT the client measured for the leg, milliseconds.
     pub rtt_ms: Option<f64>,
-    /// Payload bytes the leg delivered to the client during the download.
+    /// Payload bytes the leg delivered to the client during the download
+    /// (`DELIVERED_READ`). On a Conflux leg tor counts a cell where it is
+    /// processed, and the cells a gap-filling cell releases from the
+    /// reorder queue are processed on that cell's leg: with legs of
+    /// different RTTs most bytes are credited to the slower leg.
     pub bytes: u64,
+    /// Cell bytes that arrived on the leg during the download (`READ`,
+    /// counted where each cell arrives): the reliable per-leg split.
+    pub read: u64,
 }
 
 /// A checked download and what carried it.
@@ -209,6 +216,7 @@ pub async fn download(
     });
     let mut stream_circ = None;
     let mut delivered: HashMap<u64, u64> = HashMap::new();
+    let mut read: HashMap<u64, u64> = HashMap::new();
     let mut min_rtt: HashMap<u64, f64> = HashMap::new();
     let target = server.to_string();
     let mut note = |event: &str| {
@@ -231,6 +239,10 @@ pub async fn download(
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
                     *delivered.entry(id).or_default() += bytes;
+                    let cells: u64 = keyword(&kw, "READ")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    *read.entry(id).or_default() += cells;
                     if let Some(rtt) = keyword(&kw, "MIN_RTT").and_then(|v| v.parse::<f64>().ok())
                         && rtt > 0.0
                     {
@@ -288,6 +300,7 @@ pub async fn download(
                 .map(|us| us as f64 / 1000.0)
                 .or_else(|| min_rtt.get(&c.id).copied()),
             bytes: delivered.get(&c.id).copied().unwrap_or(0),
+            read: read.get(&c.id).copied().unwrap_or(0),
         })
         .collect();
     Ok(ClientDownload {
@@ -327,6 +340,7 @@ mod tests {
             fingerprints: hops.iter().map(|s| s.to_string()).collect(),
             rtt_ms: Some(1.0),
             bytes: 10,
+            read: 11,
         }
     }
 

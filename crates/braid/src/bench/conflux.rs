@@ -61,6 +61,8 @@ const DEFAULT_SCHEDULER: &str = "lowrtt";
 const BIN_S: f64 = 0.2;
 /// Bytes of the warm-up download of each client.
 const WARMUP_BYTES: u64 = 1_000_000;
+/// Tries at the warm-up download.
+const WARMUP_ATTEMPTS: usize = 5;
 /// The targets the table is checked against.
 const TARGET_FRACTION: f64 = 0.95;
 
@@ -165,7 +167,13 @@ struct Running {
 struct LegFigure {
     leg: usize,
     path: String,
+    /// Braid: DATA payload bytes received on the leg. C-tor: cell bytes
+    /// that arrived on it (`CIRC_BW READ`).
     bytes: u64,
+    /// C-tor's `DELIVERED_READ` (misattributed across legs, see
+    /// `ctor_conflux::LegReport::bytes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_bytes: Option<u64>,
     share: f64,
     rtt_ms: Option<f64>,
     min_rtt_ms: Option<f64>,
@@ -600,16 +608,31 @@ async fn measure(
         clients.push(running);
     }
     let files = manifest.fileserver.address;
-    // Warm-up: one small download each (circuits, caches).
+    // Warm-up: one small download each (circuits, caches). C-tor exits
+    // refuse streams for a moment after the network is ready: retry.
     for c in &clients {
-        let r = tokio::time::timeout(
-            Duration::from_secs(60),
-            fetch_file(files, Some((c.socks, None)), WARMUP_BYTES, 999),
-        )
-        .await;
-        if !matches!(r, Ok(Ok(_))) {
+        let mut last = String::new();
+        for attempt in 0..WARMUP_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            match tokio::time::timeout(
+                Duration::from_secs(60),
+                fetch_file(files, Some((c.socks, None)), WARMUP_BYTES, 999),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {
+                    last.clear();
+                    break;
+                }
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "timed out".into(),
+            }
+        }
+        if !last.is_empty() {
             say(&format!(
-                "[{}] warning: warm-up download of {} failed",
+                "[{}] warning: warm-up download of {} failed {WARMUP_ATTEMPTS} times: {last}",
                 sc.name,
                 c.who.label()
             ));
@@ -672,7 +695,7 @@ async fn download(
                     sample.bytes = d.download.bytes;
                     sample.mb_per_s = d.download.mb_per_s();
                     sample.ttfb_ms = d.download.time_to_first_byte.as_secs_f64() * 1000.0;
-                    let total: u64 = d.legs.iter().map(|l| l.bytes).sum::<u64>().max(1);
+                    let total: u64 = d.legs.iter().map(|l| l.read).sum::<u64>().max(1);
                     sample.tunnel = d.conflux_id.clone();
                     sample.legs = d
                         .legs
@@ -681,8 +704,9 @@ async fn download(
                         .map(|(i, l)| LegFigure {
                             leg: i,
                             path: l.path.join(">"),
-                            bytes: l.bytes,
-                            share: l.bytes as f64 / total as f64,
+                            bytes: l.read,
+                            delivered_bytes: Some(l.bytes),
+                            share: l.read as f64 / total as f64,
                             rtt_ms: None,
                             min_rtt_ms: None,
                             link_rtt_ms: l.rtt_ms,
@@ -751,6 +775,7 @@ fn fill_from_metrics(sample: &mut Sample, u: &TunnelUse) {
             leg: l.leg as usize,
             path: l.path.clone().unwrap_or_default(),
             bytes: l.bytes as u64,
+            delivered_bytes: None,
             share: l.bytes / total,
             rtt_ms: l.rtt_s.map(|s| s * 1000.0),
             min_rtt_ms: l.min_rtt_s.map(|s| s * 1000.0),
@@ -774,12 +799,17 @@ fn describe(s: &Sample) -> String {
             let _ = write!(t, ", {c:.2} CPU s/100 MB");
         }
         if s.legs.len() > 1 {
-            let shares: Vec<String> = s
+            let mut shares: Vec<(String, f64)> = s
                 .legs
                 .iter()
-                .map(|l| format!("{:.0}%", l.share * 100.0))
+                .map(|l| (middle_of(&l.path).to_string(), l.share))
                 .collect();
-            let _ = write!(t, ", legs {}", shares.join("/"));
+            shares.sort_by(|a, b| a.0.cmp(&b.0));
+            let shares: Vec<String> = shares
+                .iter()
+                .map(|(m, share)| format!("{m} {:.0}%", share * 100.0))
+                .collect();
+            let _ = write!(t, ", by middle {}", shares.join(" "));
         }
         if let Some(p) = s.reorder_peak_bytes
             && s.kind == "braid"
@@ -797,6 +827,11 @@ fn describe(s: &Sample) -> String {
         );
     }
     t
+}
+
+/// The middle of a `guard>middle>exit` path.
+fn middle_of(path: &str) -> &str {
+    path.split('>').nth(1).unwrap_or("?")
 }
 
 fn mean(v: &[f64]) -> Option<f64> {
@@ -850,17 +885,29 @@ fn summarise(sc: &Scenario, clients: &[Running], samples: &[Sample]) -> Scenario
         let rates: Vec<f64> = ok.iter().map(|s| s.mb_per_s).collect();
         let m = mean(&rates).unwrap_or(0.0);
         let cpus: Vec<f64> = ok.iter().filter_map(|s| s.cpu_s_per_100mb).collect();
-        let n_legs = ok.iter().map(|s| s.legs.len()).max().unwrap_or(0);
-        let leg_shares = (0..n_legs)
-            .map(|i| {
-                mean(
-                    &ok.iter()
-                        .filter_map(|s| s.legs.get(i).map(|l| l.share))
-                        .collect::<Vec<_>>(),
-                )
-                .unwrap_or(0.0)
-            })
-            .collect();
+        // Shares in the scenario's leg order, by middle (Conflux pairs
+        // guards and middles at random; the middle makes the leg).
+        let leg_shares = if ok.iter().any(|s| s.legs.len() > 1) {
+            (0..k)
+                .map(|i| {
+                    let middle = sc.middle(i);
+                    mean(
+                        &ok.iter()
+                            .map(|s| {
+                                s.legs
+                                    .iter()
+                                    .filter(|l| middle_of(&l.path) == middle)
+                                    .map(|l| l.share)
+                                    .sum::<f64>()
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                    .unwrap_or(0.0)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let is_set = !matches!(c.who, Who::Leg(_));
         out.rows.push(Row {
             scenario: sc.name.into(),
@@ -900,7 +947,7 @@ fn leg_rtt(sc: &Scenario, i: usize, samples: &[Sample]) -> (Option<f64>, &'stati
         .iter()
         .filter(|s| s.ok && s.kind != "ctor")
         .flat_map(|s| &s.legs)
-        .filter(|l| l.path.split('>').nth(1) == Some(middle.as_str()))
+        .filter(|l| middle_of(&l.path) == middle)
         .flat_map(|l| [l.min_rtt_ms, l.link_rtt_ms])
         .flatten()
         .filter(|r| *r > 0.0)
@@ -965,7 +1012,7 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 fn table(r: &Report) -> String {
     let mut out = format!(
         "Conflux, {} MB downloads, {} runs each, tor {}\n\
-         | scenario | client | MB/s mean (min-max) | of leg sum | first byte ms | CPU s / 100 MB | peak reorder kB | 2 x largest leg BDP kB | leg shares |\n\
+         | scenario | client | MB/s mean (min-max) | of leg sum | first byte ms | CPU s / 100 MB | peak reorder kB | 2 x largest leg BDP kB | leg shares % |\n\
          |---|---|---|---|---|---|---|---|---|\n",
         r.size_bytes as f64 / 1e6,
         r.reps,
@@ -1104,7 +1151,7 @@ fn plot(r: &Report) -> String {
             lines,
         });
     }
-    render(&panels, "time since the request (s)", "MB/s per 200 ms")
+    render(&panels, "time since the request (s)", "MB/s (200 ms bins)")
 }
 
 #[cfg(test)]
@@ -1189,6 +1236,7 @@ mod tests {
                     },
                     bytes: 1,
                     share: *share,
+                    delivered_bytes: None,
                     rtt_ms: None,
                     min_rtt_ms: *rtt,
                     link_rtt_ms: None,
@@ -1236,6 +1284,8 @@ mod tests {
         let braid = r.rows.iter().find(|x| x.kind == "braid").unwrap();
         assert!((braid.fraction_of_leg_sum.unwrap() - 2.925 / 3.0).abs() < 1e-9);
         assert_eq!(braid.leg_shares, vec![0.55, 0.45]);
+        let leg = r.rows.iter().find(|x| x.kind == "leg").unwrap();
+        assert!(leg.leg_shares.is_empty());
         assert_eq!(braid.reorder_peak_bytes, Some(100_000.0));
         let ctor = r.rows.iter().find(|x| x.kind == "ctor").unwrap();
         assert_eq!((ctor.runs, ctor.failed), (1, 1));

@@ -21,10 +21,10 @@ pub(crate) struct Panel {
     pub(crate) lines: Vec<Line>,
 }
 
-const WIDTH: f64 = 900.0;
+const WIDTH: f64 = 1000.0;
 const PANEL_HEIGHT: f64 = 300.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 190.0;
+const RIGHT: f64 = 250.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 /// Leg colours, then the total in black.
