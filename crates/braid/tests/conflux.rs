@@ -280,7 +280,9 @@ async fn wait_report(
 ) -> TunnelReport {
     let start = Instant::now();
     loop {
-        let r = t.report().await.expect("the set is gone");
+        let Some(r) = t.report().await else {
+            panic!("the set is gone: {:?}", t.status());
+        };
         if check(&r) {
             return r;
         }
@@ -366,7 +368,26 @@ async fn idle_leg_lost(dir: &Path, proxy: &Proxy, files: SocketAddr) {
 
     // The stream goes on over the other leg.
     let resumed = Instant::now();
-    while body.read(4_000_000).await.unwrap() {}
+    let mut joined = None;
+    while body
+        .read(2_000_000)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; the set: {:?}", t.status()))
+    {
+        let Some(r) = t.report().await else {
+            panic!("the set is gone: {:?}", t.status());
+        };
+        if joined.is_none()
+            && r.legs
+                .iter()
+                .any(|l| l.replacement && l.open && l.link_rtt.is_some())
+        {
+            joined = Some((killed.elapsed(), body.offset));
+        }
+    }
+    println!(
+        "a replacement leg linked during the stream: {joined:?} (time since the kill, bytes read)"
+    );
     assert_eq!(body.offset, size, "the stream ended early");
     println!(
         "the paused stream completed over the remaining leg: {} bytes in {:.2} s",

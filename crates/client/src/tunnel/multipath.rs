@@ -17,7 +17,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use braid_core::circuit::{CircEvent, ClientCircuit, CloseReason, HopTarget};
-use tor_cell::chancell::msg::DestroyReason;
 use braid_core::conflux::{
     ConfluxConfig, ConfluxEvent, ConfluxNonce, ConfluxSet, Handled, LegCc, LegClosedInfo,
     SendOutcome,
@@ -26,6 +25,7 @@ use braid_core::conflux_sched::{SchedulerChooser, SchedulerKind};
 use braid_core::ids::{HopNum, LegId, StreamId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tor_cell::chancell::msg::AnyChanMsg;
+use tor_cell::chancell::msg::DestroyReason;
 use tor_cell::relaycell::msg::AnyRelayMsg;
 
 use super::handle::{Cmd, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, next_tunnel_id};
@@ -67,13 +67,15 @@ const INBOUND_BATCH: usize = 256;
 const CMD_QUEUE: usize = 64;
 /// Queue room every leg keeps for the set's own messages (SWITCH, LINK).
 const LEG_RESERVE: usize = 4;
-/// A replacement leg's LINK waits until no multiplexed message was sent
-/// for this many of the slowest leg's link RTTs: its `last_seqno_sent`
-/// must not exceed what the exit has delivered, or a C-tor exit takes it
-/// for data loss and closes the whole set (`validate_unlinked_legs`).
-const LINK_QUIET_RTTS: u32 = 2;
-/// ... and at least this long.
-const LINK_QUIET_MIN: Duration = Duration::from_millis(50);
+/// A replacement leg's LINK claims as `last_seqno_sent` only what we
+/// sent at least this many of the slowest leg's link RTTs ago: a C-tor
+/// exit takes a claim above what it has delivered for data loss and closes
+/// the whole set (`validate_unlinked_legs`).
+const LINK_DELIVERED_RTTS: u32 = 4;
+/// ... and at least this long ago.
+const LINK_DELIVERED_MIN: Duration = Duration::from_millis(250);
+/// Sends remembered for that (older ones are folded into a floor).
+const SENT_LOG: usize = 1024;
 
 /// One leg's circuit and its channel queues.
 struct Leg {
@@ -181,7 +183,8 @@ pub async fn build_conflux_tunnel(
         params,
         relaunch_tx,
         relaunching: 0,
-        last_seq_send: None,
+        sent_log: std::collections::VecDeque::new(),
+        sent_floor: 0,
         fatal: None,
     };
     let build_timeout = task.params.build_timeout;
@@ -245,8 +248,10 @@ struct Task {
     launches: usize,
     /// Most legs ever launched.
     budget: usize,
-    /// When the last multiplexed message was sent.
-    last_seq_send: Option<Instant>,
+    /// Recent sends: when, and our `last_seq_sent` after it.
+    sent_log: std::collections::VecDeque<(Instant, u64)>,
+    /// `last_seq_sent` after the newest send folded out of the log.
+    sent_floor: u64,
     /// Why the set must close (a failure outside the core).
     fatal: Option<String>,
 }
@@ -266,10 +271,10 @@ impl Task {
             if self.handles_gone && self.side.is_idle() {
                 break "no longer used".to_owned();
             }
-            let timer = [self.side.timer(), self.set.poll_timeout(), self.link_wait()]
-                .into_iter()
-                .flatten()
-                .min();
+            let timer = match (self.side.timer(), self.set.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = sleep_until(timer);
             let blocked = self
                 .legs
@@ -322,7 +327,6 @@ impl Task {
                     let now = Instant::now();
                     self.side.handle_timeout(now);
                     self.set.handle_timeout(now);
-                    self.link_built_legs(now);
                 }
             }
         };
@@ -513,28 +517,35 @@ impl Task {
     /// Send LINK on built legs that have none yet. While the set is being
     /// built, only once every leg is built (the set counts as linked once
     /// every leg launched so far links, prop 329 §2.4.2, so a fast leg
-    /// would otherwise link a one-leg set); on a linked set, once the
-    /// sending side is quiet ([`Self::link_wait`]).
+    /// would otherwise link a one-leg set); a new leg of a linked set at
+    /// once, claiming only what the exit has surely delivered
+    /// ([`Self::delivered_seq`]).
     fn link_built_legs(&mut self, now: Instant) {
         if self.set.is_closed() {
             return;
         }
-        if self.set.is_linked() {
-            if self.link_wait().is_some_and(|t| t > now) {
-                return;
-            }
-        } else if self.relaunching > 0 || !self.legs.iter().all(|l| l.built || l.closed) {
+        let linked = self.set.is_linked();
+        if !linked && (self.relaunching > 0 || !self.legs.iter().all(|l| l.built || l.closed)) {
             return;
         }
+        let delivered = self.delivered_seq(now);
         for leg in self
             .legs
             .iter_mut()
             .filter(|l| l.built && !l.closed && l.id.is_none())
         {
-            match self.set.add_leg(now) {
+            let added = if linked {
+                self.set.add_leg_delivered(now, delivered)
+            } else {
+                self.set.add_leg(now)
+            };
+            match added {
                 Ok(id) => {
                     if leg.replacement {
-                        tracing::info!("conflux: LINK for a new leg {}", leg.path.join(" > "));
+                        tracing::info!(
+                            "conflux: LINK for a new leg {} (last_seqno_sent {delivered})",
+                            leg.path.join(" > ")
+                        );
                     }
                     leg.id = Some(id);
                 }
@@ -546,26 +557,24 @@ impl Task {
         }
     }
 
-    /// When a built leg of a linked set may send LINK: its
-    /// `last_seqno_sent` must be what the exit has delivered
-    /// ([`LINK_QUIET_RTTS`]). `None` if no leg waits or nothing was sent.
-    fn link_wait(&self) -> Option<Instant> {
-        if !self.set.is_linked()
-            || !self
-                .legs
-                .iter()
-                .any(|l| l.built && !l.closed && l.id.is_none())
-        {
-            return None;
-        }
-        let last = self.last_seq_send?;
+    /// The highest sequence number we sent long enough ago
+    /// ([`LINK_DELIVERED_RTTS`]) for the exit to have delivered it.
+    fn delivered_seq(&mut self, now: Instant) -> u64 {
         let rtt = self
             .legs
             .iter()
             .filter_map(|l| l.id.and_then(|id| self.set.leg_rtt(id)))
             .max()
             .unwrap_or_default();
-        Some(last + (rtt * LINK_QUIET_RTTS).max(LINK_QUIET_MIN))
+        let age = (rtt * LINK_DELIVERED_RTTS).max(LINK_DELIVERED_MIN);
+        while let Some(&(at, seq)) = self.sent_log.front() {
+            if at + age > now {
+                break;
+            }
+            self.sent_floor = seq;
+            self.sent_log.pop_front();
+        }
+        self.sent_floor
     }
 
     /// Launch a new leg to the set's exit, if there is a source and launch
@@ -691,7 +700,9 @@ impl Task {
                 .map_err(|e| e.to_string())?
             {
                 SendOutcome::Sent(out) => {
-                    self.last_seq_send = Some(now);
+                    if self.sent_log.len() < SENT_LOG {
+                        self.sent_log.push_back((now, self.set.last_seq_sent()));
+                    }
                     let Some(leg) = self.legs.iter_mut().find(|l| l.id == Some(out.leg)) else {
                         return Err(format!("the set chose unknown {}", out.leg));
                     };

@@ -280,6 +280,7 @@ impl RecvSeq {
             .filter(|(l, _)| **l != leg)
             .map(|(_, r)| window.capacity(r.received))
             .fold(self.departed, u64::saturating_add);
+        let newest_other = self.max_other_than(leg).unwrap_or(0);
         let l = self
             .legs
             .get_mut(&leg)
@@ -289,9 +290,14 @@ impl RecvSeq {
         }
         if rel == 0 {
             // C-tor sends SWITCH(0) when its first choice of leg changes
-            // before anything was sent; after that a switch always
-            // advances.
-            if any_received {
+            // before anything was sent, and when it first moves to a leg
+            // that joined a linked set while it sent nothing since (the
+            // leg's numbers start at our LINK's `last_seqno_recv`, prop 329
+            // §2.4.4, which is then its newest): so once per leg, before
+            // any cell on it, and only from the newest number. After that
+            // a switch always advances.
+            let fresh_at_front = l.received == 0 && l.last_recv >= newest_other;
+            if any_received && !fresh_at_front {
                 return Err(ConfluxError::SwitchZero { leg });
             }
             l.switch_pending = true;
@@ -456,6 +462,20 @@ mod tests {
         assert_eq!(
             r.on_switch(A, 0, |_| 0).unwrap_err(),
             ConfluxError::SwitchZero { leg: A }
+        );
+        // ... except once on a leg that joined at the newest number and
+        // has carried nothing (a replacement leg, prop 329 §2.4.4).
+        let mut j = RecvSeq::new(SwitchWindow::default());
+        j.add_leg(A, 0);
+        assert_eq!(j.on_cell(A).unwrap(), 1);
+        j.add_leg(B, 1);
+        j.on_switch(B, 0, |_| 0).unwrap();
+        assert_eq!(j.on_cell(B).unwrap(), 2);
+        j.add_leg(LegId(9), 1);
+        assert_eq!(
+            j.on_switch(LegId(9), 0, |_| 0).unwrap_err(),
+            ConfluxError::SwitchZero { leg: LegId(9) },
+            "a leg that joined behind the newest number"
         );
         // Repeated without data in between.
         r.on_switch(A, 1, |_| 0).unwrap();

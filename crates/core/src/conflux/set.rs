@@ -579,6 +579,30 @@ impl ConfluxSet {
     /// or when the launch budget (`num_legs + max_leg_retries`, prop 329
     /// §4.2.2) is spent.
     pub fn add_leg(&mut self, now: Instant) -> Result<LegId, ConfluxError> {
+        let info = self.our_link_info();
+        self.add_leg_with(now, info)
+    }
+
+    /// [`Self::add_leg`] for a new leg of a linked set whose LINK claims
+    /// only `delivered` as `last_seqno_sent` (capped at what we sent): a
+    /// number the exit has surely delivered. The leg's sequence numbers
+    /// start there, so our first message on it carries a SWITCH over the
+    /// rest (prop 329 §2.4.4, §2.6). Why: a C-tor exit takes a LINK whose
+    /// `last_seqno_sent` exceeds its `last_seq_delivered` for data loss
+    /// and closes the whole set (`validate_unlinked_legs`), and messages
+    /// we sent on other legs may still be on their way when LINK arrives.
+    pub fn add_leg_delivered(
+        &mut self,
+        now: Instant,
+        delivered: u64,
+    ) -> Result<LegId, ConfluxError> {
+        let mut info = self.our_link_info();
+        info.last_seqno_sent = info.last_seqno_sent.min(delivered);
+        self.add_leg_with(now, info)
+    }
+
+    /// Add a leg whose LINK carries `info`.
+    fn add_leg_with(&mut self, now: Instant, info: LinkInfo) -> Result<LegId, ConfluxError> {
         if self.closed.is_some() {
             return Err(ConfluxError::Closed);
         }
@@ -602,7 +626,7 @@ impl ConfluxSet {
         let leg = self
             .alloc_leg()
             .ok_or(ConfluxError::CannotAddLeg("no free leg id"))?;
-        let mut hs = ClientLinkHandshake::new(leg, self.our_link_info());
+        let mut hs = ClientLinkHandshake::new(leg, info);
         let link = hs.start(now, self.config.link_timeout)?;
         self.launches = self.launches.saturating_add(1);
         self.legs.insert(leg, LegState::ClientLinking(hs));

@@ -148,6 +148,16 @@ impl Pair {
         leg
     }
 
+    /// Launch a replacement leg whose LINK claims only `delivered`.
+    fn launch_delivered(&mut self, delay: Duration, delivered: u64) -> LegId {
+        let leg = self.client.add_leg_delivered(self.now, delivered).unwrap();
+        self.delay.insert(leg, delay);
+        self.up.entry(leg).or_default();
+        self.down.entry(leg).or_default();
+        self.pump();
+        leg
+    }
+
     fn due(&mut self, leg: LegId, last: Option<Instant>) -> Instant {
         let j = Duration::from_millis(self.rng.below(self.jitter_ms + 1));
         let t = self.now + self.delay[&leg] + j;
@@ -906,6 +916,63 @@ fn replacement_leg_after_loss() {
     assert_eq!(p.got_client, (0..200).collect::<Vec<_>>());
     assert_eq!(p.got_exit, (0..200).collect::<Vec<_>>());
     assert!(p.switches_down > 0 && p.switches_up > 0);
+}
+
+/// A replacement leg whose LINK claims only what the exit surely has
+/// (`add_leg_delivered`, for C-tor's data-loss check) while more is in
+/// flight on the survivor: its numbers start there, our first message on
+/// it carries a SWITCH over the rest, and both directions stay in order.
+#[test]
+fn replacement_leg_links_with_an_older_last_seqno_sent() {
+    let (mut p, legs) = linked_pair(19, 2, &[5, 12]);
+    let (a, b) = (legs[0], legs[1]);
+    let mut cc = RandomChooser(Xs(21));
+    let mut ce = RandomChooser(Xs(22));
+    for i in 0..30 {
+        p.client_send(&mut cc, i);
+        p.exit_send(&mut ce, i);
+    }
+    p.run();
+    p.client_send_on(a, 30);
+    p.exit_send_on(a, 30);
+    p.run();
+    let delivered = p.client.last_seq_sent();
+    p.client
+        .leg_closed(b, LegClosedInfo::default(), p.now)
+        .unwrap();
+    p.exit
+        .leg_closed(p.map[&b], LegClosedInfo::default(), p.now)
+        .unwrap();
+    p.map.remove(&b);
+    p.up.remove(&b);
+    p.down.remove(&b);
+    // Sent, not yet delivered, when the LINK goes.
+    for i in 31..40 {
+        p.client_send_on(a, i);
+        p.exit_send_on(a, i);
+    }
+    assert!(p.client.last_seq_sent() > delivered);
+    let c = p.launch_delivered(Duration::from_millis(1), delivered);
+    p.run();
+    assert_eq!(p.client.linked_legs(), 2);
+    assert_eq!(p.exit.linked_legs(), 2);
+    let st = p.client.leg_stats(c).unwrap();
+    assert_eq!(st.last_seq_sent, delivered, "numbers start at the claim");
+    // The first message on the new leg jumps the gap with a SWITCH.
+    let switches = p.switches_up;
+    p.client_send_on(c, 40);
+    assert_eq!(p.switches_up, switches + 1);
+    p.exit_send(&mut ce, 40);
+    for i in 41..200 {
+        p.client_send(&mut cc, i);
+        p.exit_send(&mut ce, i);
+        if i % 3 == 0 {
+            p.step();
+        }
+    }
+    p.run();
+    assert_eq!(p.got_client, (0..200).collect::<Vec<_>>());
+    assert_eq!(p.got_exit, (0..200).collect::<Vec<_>>());
 }
 
 /// `leg_stats`: per-leg DATA bytes and messages each way, SWITCHes sent
