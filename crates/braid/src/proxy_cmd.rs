@@ -53,7 +53,8 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
             addr: args.socks,
             source,
         })?;
-    let metrics = match args.metrics {
+    let metrics_addr = args.metrics.or(config.metrics);
+    let metrics = match metrics_addr {
         // The figures name relays and show traffic: never beyond this host.
         Some(addr) if !addr.ip().is_loopback() => return Err(ProxyError::MetricsNotLoopback(addr)),
         Some(addr) => Some(
@@ -77,7 +78,7 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     for t in client.tunnels() {
         say(&format!("circuit ready: {}", t.info().describe()));
     }
-    if let (Some(listener), Some(addr)) = (metrics, args.metrics) {
+    if let (Some(listener), Some(addr)) = (metrics, metrics_addr) {
         say(&format!("metrics on http://{addr}/metrics and /status"));
         tokio::spawn(braid_client::metrics::serve(
             listener,

@@ -66,6 +66,12 @@ struct Inner {
     pool: Mutex<HashMap<IsolationKey, Vec<TunnelHandle>>>,
     /// Every tunnel handed out, without keeping any alive (for reports).
     registry: Mutex<Vec<WeakTunnel>>,
+    /// Built tunnels no isolation key has claimed yet: the first stream of
+    /// a new key takes one instead of waiting for a build (as C-tor's
+    /// prebuilt Conflux sets, `cfx_max_prebuilt_set`).
+    spare: Mutex<Vec<TunnelHandle>>,
+    /// A refill of `spare` is under way.
+    refilling: std::sync::atomic::AtomicBool,
     /// Serialises tunnel builds on demand, so a burst of requests does not
     /// start a burst of builds (one build at a time, for every key).
     building: tokio::sync::Mutex<()>,
@@ -110,6 +116,8 @@ impl TorClient {
                 channels: tokio::sync::Mutex::new(HashMap::new()),
                 pool: Mutex::new(HashMap::new()),
                 registry: Mutex::new(Vec::new()),
+                spare: Mutex::new(Vec::new()),
+                refilling: std::sync::atomic::AtomicBool::new(false),
                 building: tokio::sync::Mutex::new(()),
                 failed_relays: Mutex::new(HashMap::new()),
             }),
@@ -118,20 +126,70 @@ impl TorClient {
         Ok(client)
     }
 
-    /// Build the preemptive tunnels for the default isolation key (Conflux
-    /// sets for port 443 when Conflux is on). Errors are logged; requests
-    /// build their own tunnels if these failed.
+    /// Build the preemptive tunnels (Conflux sets for port 443 when
+    /// Conflux is on), kept spare for the first streams of any isolation
+    /// key. Errors are logged; requests build their own tunnels if these
+    /// failed.
     pub async fn build_preemptive(&self) {
-        for _ in 0..PREEMPTIVE_TUNNELS {
-            let built = match self.inner.config.conflux_legs {
-                Some(n) => self.build_conflux(443, n).await,
-                None => self.build(None).await,
-            };
-            match built {
-                Ok(t) => self.add_to_pool(&IsolationKey::default(), t),
-                Err(e) => tracing::warn!("preemptive circuit failed: {e}"),
+        while self.spare_count() < PREEMPTIVE_TUNNELS {
+            match self.build_spare().await {
+                Ok(t) => self.add_spare(t),
+                Err(e) => {
+                    tracing::warn!("preemptive circuit failed: {e}");
+                    break;
+                }
             }
         }
+    }
+
+    /// One tunnel of the configured kind, for the spare pool.
+    async fn build_spare(&self) -> Result<TunnelHandle, TunnelError> {
+        match self.inner.config.conflux_legs {
+            Some(n) => self.build_conflux(443, n).await,
+            None => self.build(None).await,
+        }
+    }
+
+    /// Live spare tunnels.
+    fn spare_count(&self) -> usize {
+        let mut spare = self.inner.spare.lock().unwrap_or_else(|e| e.into_inner());
+        spare.retain(|t| !t.is_closed());
+        spare.len()
+    }
+
+    fn add_spare(&self, tunnel: TunnelHandle) {
+        self.register(&tunnel);
+        let mut spare = self.inner.spare.lock().unwrap_or_else(|e| e.into_inner());
+        spare.push(tunnel);
+    }
+
+    /// Take a spare tunnel whose exit allows `port`, and refill the pool in
+    /// the background.
+    fn claim_spare(&self, port: u16) -> Option<TunnelHandle> {
+        let claimed = {
+            let mut spare = self.inner.spare.lock().unwrap_or_else(|e| e.into_inner());
+            spare.retain(|t| !t.is_closed());
+            let i = spare
+                .iter()
+                .position(|t| t.info().exit_policy.allows_port(port))?;
+            spare.remove(i)
+        };
+        self.refill_spare();
+        Some(claimed)
+    }
+
+    /// Build spare tunnels up to [`PREEMPTIVE_TUNNELS`], one refill at a
+    /// time.
+    fn refill_spare(&self) {
+        use std::sync::atomic::Ordering;
+        if self.inner.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let client = self.clone();
+        tokio::spawn(async move {
+            client.build_preemptive().await;
+            client.inner.refilling.store(false, Ordering::Release);
+        });
     }
 
     /// The current directory.
@@ -145,10 +203,15 @@ impl TorClient {
         pool.get(key).cloned().unwrap_or_default()
     }
 
-    /// Built tunnels, for status reports.
+    /// Built tunnels, claimed or spare.
     pub fn tunnels(&self) -> Vec<TunnelHandle> {
-        let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        pool.values().flatten().cloned().collect()
+        let mut out: Vec<TunnelHandle> = {
+            let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.values().flatten().cloned().collect()
+        };
+        let spare = self.inner.spare.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(spare.iter().cloned());
+        out
     }
 
     /// Every tunnel still running (in the pool or carrying streams), for
@@ -334,7 +397,10 @@ impl TorClient {
             legs,
             info,
             params,
-            ConfluxConfig::client(),
+            ConfluxConfig {
+                desired_ux: self.inner.config.conflux_ux,
+                ..ConfluxConfig::client()
+            },
             self.inner.config.scheduler,
             Some(source),
         )
@@ -478,6 +544,10 @@ impl TorClient {
             })
         };
         if let Some(t) = pick(self) {
+            return Ok(t);
+        }
+        if let Some(t) = self.claim_spare(port) {
+            self.add_to_pool(key, t.clone());
             return Ok(t);
         }
         let _one_at_a_time = self.inner.building.lock().await;

@@ -21,6 +21,10 @@
 //! conflux = true                   # multipath tunnels (default: off for now)
 //! legs = 2                         # legs per tunnel, 2 to 8
 //! scheduler = "lowrtt"             # what we send: minrtt, lowrtt or ecf
+//! ux = "throughput"                # asked of the exit in LINK: throughput,
+//!                                  # latency, low-mem-throughput,
+//!                                  # low-mem-latency, no-opinion
+//! metrics = "127.0.0.1:9035"       # braid proxy serves /metrics, /status
 //! # Node restrictions, like C-tor's EntryNodes/MiddleNodes/ExitNodes:
 //! # nicknames (case-insensitive) or 40-hex RSA fingerprints ($ optional).
 //! # An empty or missing list leaves the position free. With entry_nodes
@@ -35,6 +39,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use braid_core::conflux::V1DesiredUx;
 use braid_core::conflux_sched::SchedulerKind;
 use braid_dir::{Authority, DirConfig, NodeRestrictions};
 use serde::Deserialize;
@@ -70,6 +75,8 @@ struct BraidSection {
     conflux: Option<bool>,
     legs: Option<usize>,
     scheduler: Option<String>,
+    ux: Option<String>,
+    metrics: Option<SocketAddr>,
     #[serde(default)]
     entry_nodes: Vec<String>,
     #[serde(default)]
@@ -93,6 +100,12 @@ pub struct ClientConfig {
     pub conflux_legs: Option<usize>,
     /// The scheduler for what we send on a Conflux set.
     pub scheduler: SchedulerKind,
+    /// The UX asked of the exit in CONFLUX_LINK (prop 329 §2.2): it picks
+    /// the exit's scheduler for what we download (C-tor: throughput →
+    /// LowRTT, latency and low-mem → MinRTT).
+    pub conflux_ux: V1DesiredUx,
+    /// Where `braid proxy` serves its metrics (loopback only).
+    pub metrics: Option<SocketAddr>,
     /// Relays allowed as guard, middle and exit (`[braid] entry_nodes`,
     /// `middle_nodes`, `exit_nodes`); empty lists allow every relay.
     pub nodes: NodeRestrictions,
@@ -113,6 +126,8 @@ impl ClientConfig {
             source: None,
             conflux_legs: None,
             scheduler: SchedulerKind::LowRtt,
+            conflux_ux: V1DesiredUx::HIGH_THROUGHPUT,
+            metrics: None,
             nodes: NodeRestrictions::default(),
         }
     }
@@ -176,6 +191,21 @@ impl ClientConfig {
                 ))
             })?,
         };
+        let conflux_ux = match file.braid.ux.as_deref() {
+            None => V1DesiredUx::HIGH_THROUGHPUT,
+            Some(name) => parse_ux(name).ok_or_else(|| {
+                invalid(format!(
+                    "[braid] ux = {name:?}: one of throughput, latency, low-mem-throughput, low-mem-latency, no-opinion"
+                ))
+            })?,
+        };
+        if let Some(addr) = file.braid.metrics
+            && !addr.ip().is_loopback()
+        {
+            return Err(invalid(format!(
+                "[braid] metrics = {addr}: only a loopback address"
+            )));
+        }
         let nodes = NodeRestrictions::parse(
             &file.braid.entry_nodes,
             &file.braid.middle_nodes,
@@ -192,9 +222,23 @@ impl ClientConfig {
             source: Some(path.to_owned()),
             conflux_legs,
             scheduler,
+            conflux_ux,
+            metrics: file.braid.metrics,
             nodes,
         })
     }
+}
+
+/// A UX by its name in the configuration.
+fn parse_ux(name: &str) -> Option<V1DesiredUx> {
+    Some(match name {
+        "throughput" | "high-throughput" => V1DesiredUx::HIGH_THROUGHPUT,
+        "latency" | "min-latency" => V1DesiredUx::MIN_LATENCY,
+        "low-mem-throughput" => V1DesiredUx::LOW_MEM_THROUGHPUT,
+        "low-mem-latency" => V1DesiredUx::LOW_MEM_LATENCY,
+        "no-opinion" => V1DesiredUx::NO_OPINION,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -254,6 +298,49 @@ socks_port = 1
         assert_eq!((c.conflux_legs, c.scheduler), (Some(2), SchedulerKind::Ecf));
         let e = ClientConfig::parse("[[authority]\n", p).unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+    }
+
+    #[test]
+    fn ux_and_metrics() {
+        let p = Path::new("c.toml");
+        let c = ClientConfig::parse(NETWORK_TOML, p).unwrap();
+        assert_eq!(c.conflux_ux, V1DesiredUx::HIGH_THROUGHPUT);
+        assert_eq!(c.metrics, None);
+        let c = ClientConfig::parse(
+            &format!(
+                "{NETWORK_TOML}
+[braid]
+ux = \"latency\"
+metrics = \"127.0.0.1:9035\"
+"
+            ),
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.conflux_ux, V1DesiredUx::MIN_LATENCY);
+        assert_eq!(c.metrics, Some("127.0.0.1:9035".parse().unwrap()));
+        let e = ClientConfig::parse(
+            &format!(
+                "{NETWORK_TOML}
+[braid]
+ux = \"fast\"
+"
+            ),
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no-opinion"), "{e}");
+        let e = ClientConfig::parse(
+            &format!(
+                "{NETWORK_TOML}
+[braid]
+metrics = \"0.0.0.0:9035\"
+"
+            ),
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
     }
 
     #[test]
