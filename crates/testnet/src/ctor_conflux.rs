@@ -149,15 +149,17 @@ impl ClientDownload {
         Ok(())
     }
 
-    /// A table: one row per leg with path, RTT, bytes, share and MB/s.
+    /// A table: one row per leg with path, RTT, cell bytes that arrived on
+    /// it (`READ`: `DELIVERED_READ` credits a gap-filling leg with what it
+    /// releases from the reorder queue), share and MB/s.
     pub fn table(&self) -> String {
         let secs = self.download.elapsed.as_secs_f64().max(1e-9);
-        let total: u64 = self.legs.iter().map(|l| l.bytes).sum();
+        let total: u64 = self.legs.iter().map(|l| l.read).sum();
         let mut t = String::new();
         let _ = writeln!(
             t,
             "{:<4} {:>5}  {:<32} {:>8} {:>12} {:>6} {:>7}",
-            "leg", "circ", "path (guard > middle > exit)", "RTT ms", "bytes", "share", "MB/s"
+            "leg", "circ", "path (guard > middle > exit)", "RTT ms", "cell bytes", "share", "MB/s"
         );
         for (i, leg) in self.legs.iter().enumerate() {
             let _ = writeln!(
@@ -167,9 +169,9 @@ impl ClientDownload {
                 leg.circ_id,
                 leg.path.join(" > "),
                 leg.rtt_ms.map_or("-".to_string(), |r| format!("{r:.1}")),
-                leg.bytes,
-                100.0 * leg.bytes as f64 / total.max(1) as f64,
-                leg.bytes as f64 / 1e6 / secs
+                leg.read,
+                100.0 * leg.read as f64 / total.max(1) as f64,
+                leg.read as f64 / 1e6 / secs
             );
         }
         let _ = writeln!(
