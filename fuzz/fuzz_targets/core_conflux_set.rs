@@ -14,7 +14,12 @@
 //! at most once, in the order it was fed on that leg; a call returning a
 //! non-local error closed the set with that error, `Ok` and local errors
 //! do not close it; a closed set refuses every message with `Closed` and
-//! its queue does not grow; what the set sends goes on a linked leg, a
+//! its queue does not grow; of the SWITCHes on linked legs since the last
+//! multiplexed cell (empty ones, zero after data or repeated on a leg,
+//! are tolerated `MAX_EMPTY_SWITCHES` in a row, prop 329 §4.2.3) at most
+//! `MAX_EMPTY_SWITCHES` plus one per leg linked in that time pass, and a
+//! `SwitchZero` / `SwitchRepeated` close comes only after at least
+//! `MAX_EMPTY_SWITCHES` of them; what the set sends goes on a linked leg, a
 //! SWITCH first only when the leg changes, never SWITCH(0), one sequence
 //! number per message; the set never has more legs than `max_legs`; a
 //! failed leg is gone.
@@ -25,12 +30,13 @@ use std::time::{Duration, Instant};
 
 use braid_core::conflux::{
     ConfluxConfig, ConfluxError, ConfluxErrorKind, ConfluxEvent, ConfluxNonce, ConfluxSet, Handled,
-    LegChooser, LegClosedInfo, LegInfo, LinkInfo, NONCE_LEN, ReorderLimit, SendOutcome,
-    SwitchWindow, V1DesiredUx,
+    LegChooser, LegClosedInfo, LegInfo, LinkInfo, MAX_EMPTY_SWITCHES, NONCE_LEN, ReorderLimit,
+    SendOutcome, SwitchWindow, V1DesiredUx, is_multiplexed,
 };
 use braid_core::ids::{LegId, StreamId};
 use libfuzzer_sys::fuzz_target;
 use tor_cell::relaycell::RelayCmd;
+use tor_cell::relaycell::RelayMsg as _;
 use tor_cell::relaycell::msg::{
     AnyRelayMsg, BeginDir, ConfluxLink, ConfluxLinked, ConfluxLinkedAck, ConfluxSwitch, Connected,
     Data, End, Sendme,
@@ -88,6 +94,12 @@ struct Model {
     delivered: u64,
     /// The client's last sequence number sent.
     sent: u64,
+    /// SWITCHes accepted on linked legs since the last multiplexed cell
+    /// accepted on one.
+    switch_run: usize,
+    /// Legs linked at that cell or since: each may take one SWITCH in the
+    /// run that is not empty.
+    switch_budget: usize,
 }
 
 impl Model {
@@ -167,6 +179,10 @@ impl Model {
         if let Some(t) = tag {
             self.fed.entry(leg).or_default().push_back(t);
         }
+        let is_linked = |set: &ConfluxSet| set.legs().any(|(l, linked)| l == leg && linked);
+        let was_linked = is_linked(&self.set);
+        let is_switch = matches!(msg, AnyRelayMsg::ConfluxSwitch(_));
+        let multiplexed = is_multiplexed(msg.cmd());
         let r = self.set.handle_msg(leg, stream, msg, self.now);
         if was_closed {
             assert!(matches!(r, Err(ConfluxError::Closed)), "{r:?}");
@@ -176,6 +192,20 @@ impl Model {
         match r {
             Ok(Handled::Consumed) | Ok(Handled::NotConflux { .. }) => {
                 assert!(!self.set.is_closed());
+                if was_linked && is_switch {
+                    self.switch_run += 1;
+                    assert!(
+                        self.switch_run <= MAX_EMPTY_SWITCHES as usize + self.switch_budget,
+                        "{} SWITCHes without a cell, {} legs",
+                        self.switch_run,
+                        self.switch_budget
+                    );
+                } else if was_linked && multiplexed {
+                    self.switch_run = 0;
+                    self.switch_budget = self.set.legs().filter(|(_, linked)| *linked).count();
+                } else if !was_linked && is_linked(&self.set) {
+                    self.switch_budget += 1;
+                }
             }
             Err(e) if e.kind() == ConfluxErrorKind::Local => {
                 assert!(!self.set.is_closed(), "{e:?}");
@@ -183,6 +213,17 @@ impl Model {
             }
             Err(e) => {
                 assert_eq!(self.set.close_reason(), Some(&e));
+                if matches!(
+                    e,
+                    ConfluxError::SwitchZero { .. } | ConfluxError::SwitchRepeated { .. }
+                ) {
+                    assert!(is_switch && was_linked, "{e:?}");
+                    assert!(
+                        self.switch_run >= MAX_EMPTY_SWITCHES as usize,
+                        "{e:?} after {} SWITCHes without a cell",
+                        self.switch_run
+                    );
+                }
                 // Describes itself without the nonce, citing a rule.
                 let _ = e.to_string();
                 let _ = e.destroy_reason();
@@ -349,6 +390,8 @@ fuzz_target!(|data: &[u8]| {
         next_tag: 0,
         delivered: 0,
         sent: 0,
+        switch_run: 0,
+        switch_budget: 0,
     };
     let legs: Vec<LegId> = (0..n).filter_map(|_| m.launch()).collect();
     assert_eq!(legs.len(), n);

@@ -28,12 +28,12 @@
 
 pub mod choose;
 pub mod error;
+#[cfg(test)]
+mod hostile_tests;
 pub mod link;
 pub mod reorder;
 pub mod seq;
 pub mod set;
-#[cfg(test)]
-mod hostile_tests;
 #[cfg(test)]
 mod tests;
 
@@ -43,7 +43,9 @@ pub use link::{
     ClientLinkHandshake, ConfluxNonce, ExitLinkHandshake, LinkInfo, LinkedOutcome, NONCE_LEN,
 };
 pub use reorder::{ReorderError, ReorderLimit, ReorderQueue};
-pub use seq::{MAX_RELATIVE_SEQ, RecvSeq, SendSeq, SwitchWindow, is_multiplexed};
+pub use seq::{
+    MAX_EMPTY_SWITCHES, MAX_RELATIVE_SEQ, RecvSeq, SendSeq, SwitchWindow, is_multiplexed,
+};
 pub use set::{
     ConfluxConfig, ConfluxEvent, ConfluxSet, Delivered, Handled, LegClosedInfo, LegStats, MAX_LEGS,
     Outgoing, Role, SendOutcome,

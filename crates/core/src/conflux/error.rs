@@ -177,9 +177,10 @@ pub enum ConfluxError {
         /// The leg.
         leg: LegId,
     },
-    /// CONFLUX_SWITCH with relative sequence number 0 after data flowed.
+    /// CONFLUX_SWITCH with relative sequence number 0 after data flowed,
+    /// one too many in a row without data.
     #[error(
-        "{leg}: CONFLUX_SWITCH with relative seqno 0 (prop 329 §2.6, §4.2.3: a switch must advance the sequence; 0 is only possible before any data)"
+        "{leg}: CONFLUX_SWITCH with relative seqno 0, the 17th switch in a row that moves nothing (prop 329 §2.6, §4.2.3: switches must advance the sequence; a few empty ones are C-tor's, more are a side channel)"
     )]
     SwitchZero {
         /// The leg.
@@ -187,7 +188,7 @@ pub enum ConfluxError {
     },
     /// Two SWITCHes on one leg without a sequenced cell between them.
     #[error(
-        "{leg}: CONFLUX_SWITCH again with no sequenced cell since the last one (prop 329 §4.2.1: SWITCH must be followed by multiplexed data, never repeated)"
+        "{leg}: CONFLUX_SWITCH again with no sequenced cell since the last one, the 17th switch in a row that moves nothing (prop 329 §4.2.1, §4.2.3: a few are C-tor's, more are a side channel)"
     )]
     SwitchRepeated {
         /// The leg.

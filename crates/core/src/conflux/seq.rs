@@ -201,6 +201,10 @@ struct RecvLeg {
     received: u64,
 }
 
+/// Empty SWITCHes (zero, or repeated without a cell between) tolerated in
+/// a row before the set is closed (prop 329 §4.2.3).
+pub const MAX_EMPTY_SWITCHES: u32 = 16;
+
 /// The receiver's sequence state (prop 329 §2.6).
 #[derive(Debug, Clone, Default)]
 pub struct RecvSeq {
@@ -210,6 +214,9 @@ pub struct RecvSeq {
     any_received: bool,
     /// The plausibility bound for SWITCH.
     window: SwitchWindow,
+    /// SWITCHes in a row that moved nothing forward (zero, or repeated on
+    /// a leg), since the last multiplexed cell on any leg.
+    empty_switches: u32,
     /// What legs that left could have had in flight: cells a SWITCH may
     /// skip over without being implausible (they are lost, which
     /// [`RecvSeq::can_still_arrive`] then reports, rather than invented).
@@ -281,25 +288,32 @@ impl RecvSeq {
             .map(|(_, r)| window.capacity(r.received))
             .fold(self.departed, u64::saturating_add);
         let newest_other = self.max_other_than(leg).unwrap_or(0);
+        let empty_before = self.empty_switches;
         let l = self
             .legs
             .get_mut(&leg)
             .ok_or(ConfluxError::NoSuchLeg { leg })?;
-        if l.switch_pending {
-            return Err(ConfluxError::SwitchRepeated { leg });
+        // An "empty" SWITCH moves nothing forward: a zero after data
+        // (other than a fresh leg joining at the newest number, prop 329
+        // §2.4.4), or a second SWITCH on a leg with no cell since. C-tor
+        // sends both: it picks (and switches) legs also when it only
+        // measures room to package (`conflux_decide_circ_for_send`), so
+        // two flips without data give SWITCH(0), or SWITCH twice on one
+        // leg. They carry no data, but prop 329 §4.2.3 warns that
+        // switches can signal: tolerate a few in a row, then close.
+        let fresh_at_front = l.received == 0 && l.last_recv >= newest_other;
+        let zero = rel == 0 && any_received && !fresh_at_front;
+        if zero || l.switch_pending {
+            if empty_before >= MAX_EMPTY_SWITCHES {
+                return Err(if zero {
+                    ConfluxError::SwitchZero { leg }
+                } else {
+                    ConfluxError::SwitchRepeated { leg }
+                });
+            }
+            self.empty_switches = empty_before + 1;
         }
         if rel == 0 {
-            // C-tor sends SWITCH(0) when its first choice of leg changes
-            // before anything was sent, and when it first moves to a leg
-            // that joined a linked set while it sent nothing since (the
-            // leg's numbers start at our LINK's `last_seqno_recv`, prop 329
-            // §2.4.4, which is then its newest): so once per leg, before
-            // any cell on it, and only from the newest number. After that
-            // a switch always advances.
-            let fresh_at_front = l.received == 0 && l.last_recv >= newest_other;
-            if any_received && !fresh_at_front {
-                return Err(ConfluxError::SwitchZero { leg });
-            }
             l.switch_pending = true;
             return Ok(());
         }
@@ -334,6 +348,7 @@ impl RecvSeq {
         l.switch_pending = false;
         l.received = l.received.saturating_add(1);
         self.any_received = true;
+        self.empty_switches = 0;
         Ok(seq)
     }
 
@@ -451,53 +466,107 @@ mod tests {
         });
         r.add_leg(A, 0);
         r.add_leg(B, 0);
-        // Zero before any data: allowed (C-tor's first-leg race), once.
+        // Zero before any data: C-tor's first-leg race, not empty, once
+        // per leg.
         r.on_switch(B, 0, |_| 0).unwrap();
+        r.on_switch(A, 0, |_| 0).unwrap();
+        // Again on a leg with no cell since: empty. MAX_EMPTY_SWITCHES in
+        // a row pass, counted over all legs together; the next one is
+        // refused (before data a zero is only a repeat).
+        for i in 0..MAX_EMPTY_SWITCHES {
+            r.on_switch([A, B][i as usize % 2], 0, |_| 0).unwrap();
+        }
         assert_eq!(
             r.on_switch(B, 0, |_| 0).unwrap_err(),
             ConfluxError::SwitchRepeated { leg: B }
         );
+        // A multiplexed cell on any leg starts the count again.
         assert_eq!(r.on_cell(B).unwrap(), 1);
-        // Zero after data: refused.
+        // Zero after data is empty even on a leg with a cell since its
+        // last SWITCH: MAX_EMPTY_SWITCHES pass, the next is refused.
+        for _ in 0..MAX_EMPTY_SWITCHES {
+            r.on_switch(B, 0, |_| 0).unwrap();
+        }
+        assert_eq!(
+            r.on_switch(B, 0, |_| 0).unwrap_err(),
+            ConfluxError::SwitchZero { leg: B }
+        );
         assert_eq!(
             r.on_switch(A, 0, |_| 0).unwrap_err(),
             ConfluxError::SwitchZero { leg: A }
         );
-        // ... except once on a leg that joined at the newest number and
-        // has carried nothing (a replacement leg, prop 329 §2.4.4).
+        assert_eq!(r.on_cell(B).unwrap(), 2);
+        // A repeated non-zero SWITCH is empty too, and still moves the
+        // leg on: A (pending since its zeros) goes to 1, then 2.
+        r.on_switch(A, 1, |_| 0).unwrap();
+        r.on_switch(A, 1, |_| 0).unwrap();
+        assert_eq!(r.leg_last_recv(A), Some(2));
+        assert_eq!(r.on_cell(A).unwrap(), 3);
+        // After a cell on A its first SWITCH is not empty, the next
+        // MAX_EMPTY_SWITCHES are, then A is refused.
+        for _ in 0..=MAX_EMPTY_SWITCHES {
+            r.on_switch(A, 1, |n| n - 3).unwrap();
+        }
+        assert_eq!(
+            r.on_switch(A, 1, |n| n - 3).unwrap_err(),
+            ConfluxError::SwitchRepeated { leg: A }
+        );
+        // The one that overflows the count names its own kind.
+        assert_eq!(
+            r.on_switch(A, 0, |_| 0).unwrap_err(),
+            ConfluxError::SwitchZero { leg: A }
+        );
+        let at = 3 + u64::from(MAX_EMPTY_SWITCHES) + 1;
+        assert_eq!(
+            r.leg_last_recv(A),
+            Some(at),
+            "the refused one moved nothing"
+        );
+        // A repeated SWITCH is still bounded: after a cell on A (21;
+        // 1..=3 and 21 received), SWITCH(1) to 22, then a repeat of 500 is
+        // too far: B has received 2 cells, so it can carry 100 + 2 * 2.
+        assert_eq!(r.on_cell(A).unwrap(), at + 1);
+        r.on_switch(A, 1, |n| n - 4).unwrap();
+        let err = r.on_switch(A, 500, |n| n - 4).unwrap_err();
+        assert_eq!(
+            err,
+            ConfluxError::SwitchTooFar {
+                leg: A,
+                missing: at + 2 + 500 - 4,
+                bound: 104
+            }
+        );
+        assert!(err.is_protocol_violation());
+        // Within the bound, fine.
+        r.on_switch(A, 80, |n| n - 4).unwrap();
+        assert_eq!(r.on_cell(A).unwrap(), at + 83);
+
+        // Zero on a leg that joined at the newest number and has carried
+        // nothing (a replacement leg, prop 329 §2.4.4): not empty, once.
         let mut j = RecvSeq::new(SwitchWindow::default());
         j.add_leg(A, 0);
         assert_eq!(j.on_cell(A).unwrap(), 1);
         j.add_leg(B, 1);
         j.on_switch(B, 0, |_| 0).unwrap();
+        for _ in 0..MAX_EMPTY_SWITCHES {
+            j.on_switch(B, 0, |_| 0).unwrap();
+        }
+        assert_eq!(
+            j.on_switch(B, 0, |_| 0).unwrap_err(),
+            ConfluxError::SwitchRepeated { leg: B }
+        );
         assert_eq!(j.on_cell(B).unwrap(), 2);
+        // A leg that joined behind the newest number: its zero is empty.
         j.add_leg(LegId(9), 1);
+        for _ in 0..MAX_EMPTY_SWITCHES {
+            j.on_switch(LegId(9), 0, |_| 0).unwrap();
+        }
         assert_eq!(
             j.on_switch(LegId(9), 0, |_| 0).unwrap_err(),
             ConfluxError::SwitchZero { leg: LegId(9) },
             "a leg that joined behind the newest number"
         );
-        // Repeated without data in between.
-        r.on_switch(A, 1, |_| 0).unwrap();
-        assert_eq!(
-            r.on_switch(A, 1, |_| 0).unwrap_err(),
-            ConfluxError::SwitchRepeated { leg: A }
-        );
-        assert_eq!(r.on_cell(A).unwrap(), 2);
-        // Too far: B has received 1 cell, so it can carry 100 + 2.
-        let err = r.on_switch(A, 500, |n| n - 2).unwrap_err();
-        assert_eq!(
-            err,
-            ConfluxError::SwitchTooFar {
-                leg: A,
-                missing: 500,
-                bound: 102
-            }
-        );
-        assert!(err.is_protocol_violation());
-        // Within the bound, fine.
-        r.on_switch(A, 100, |n| n - 2).unwrap();
-        assert_eq!(r.on_cell(A).unwrap(), 103);
+
         // Overflow.
         let mut r = RecvSeq::new(SwitchWindow {
             initial_cells: u64::MAX,

@@ -554,27 +554,39 @@ fn violations() {
         ConfluxError::LinkedTwice { leg: legs[1] }
     );
 
-    // SWITCH 0 after data; SWITCH repeated; LINKED_ACK twice at the exit.
+    // SWITCH 0 after data; SWITCH repeated: C-tor sends a few such empty
+    // switches, MAX_EMPTY_SWITCHES in a row pass, the next closes the set.
+    // LINKED_ACK twice at the exit.
     let (mut p, legs) = linked_pair(4, 0, &[5, 5]);
     p.client
         .handle_msg(legs[0], stream(), data(0), p.now)
         .unwrap();
+    for _ in 0..MAX_EMPTY_SWITCHES {
+        p.client
+            .handle_msg(legs[1], None, switch(0), p.now)
+            .unwrap();
+    }
     assert_eq!(
         p.client
             .handle_msg(legs[1], None, switch(0), p.now)
             .unwrap_err(),
         ConfluxError::SwitchZero { leg: legs[1] }
     );
+    assert!(p.client.is_closed());
     let (mut p, legs) = linked_pair(4, 0, &[5, 5]);
-    p.client
-        .handle_msg(legs[1], None, switch(3), p.now)
-        .unwrap();
+    // The first SWITCH on a leg is not empty; repeats are.
+    for _ in 0..=MAX_EMPTY_SWITCHES {
+        p.client
+            .handle_msg(legs[1], None, switch(3), p.now)
+            .unwrap();
+    }
     assert_eq!(
         p.client
             .handle_msg(legs[1], None, switch(3), p.now)
             .unwrap_err(),
         ConfluxError::SwitchRepeated { leg: legs[1] }
     );
+    assert!(p.client.is_closed());
     let e0 = p.map[&legs[0]];
     assert_eq!(
         p.exit
