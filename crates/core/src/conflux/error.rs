@@ -186,7 +186,9 @@ pub enum ConfluxError {
         /// The leg.
         leg: LegId,
     },
-    /// Two SWITCHes on one leg without a sequenced cell between them.
+    /// Two SWITCHes on one leg without a sequenced cell between them, one
+    /// too many empty switches in a row
+    /// ([`MAX_EMPTY_SWITCHES`](super::seq::MAX_EMPTY_SWITCHES)).
     #[error(
         "{leg}: CONFLUX_SWITCH again with no sequenced cell since the last one, the 17th switch in a row that moves nothing (prop 329 §4.2.1, §4.2.3: a few are C-tor's, more are a side channel)"
     )]

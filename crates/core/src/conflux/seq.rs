@@ -11,10 +11,13 @@
 //! `conflux_decide_circ_for_send` / `conflux_process_switch_command`).
 //!
 //! [`SendSeq`] is the sender's bookkeeping, [`RecvSeq`] the receiver's,
-//! with the SWITCH checks C-tor left commented out and arti does: a zero
-//! relative number once data flowed, two SWITCHes on a leg with no data
-//! between them, and a jump larger than the other legs' congestion
-//! windows could have in flight ([`SwitchWindow`]).
+//! with SWITCH checks: a jump larger than the other legs' congestion
+//! windows could have in flight ([`SwitchWindow`]) closes the set; "empty"
+//! switches (a zero relative number once data flowed, two SWITCHes on a leg
+//! with no data between them) are tolerated up to [`MAX_EMPTY_SWITCHES`]
+//! in a row, because C-tor sends them (it switches legs also when it only
+//! measures room to package), and close the set beyond that (prop 329
+//! §4.2.3). arti refuses the first one; C-tor checks none.
 
 use std::collections::BTreeMap;
 

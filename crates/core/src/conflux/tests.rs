@@ -880,15 +880,18 @@ fn leg_loss_with_data_loss_closes() {
     assert!(p.client.is_linked());
 }
 
-/// A set that lost a leg links a replacement (same nonce, current sequence
-/// numbers, prop 329 §2.4.4), even with data in flight on the survivor,
-/// and sequencing stays right in both directions.
-#[test]
-fn replacement_leg_after_loss() {
-    let (mut p, legs) = linked_pair(9, 3, &[5, 12]);
+/// Two linked legs A and B with 30 DATA each way spread over them, then
+/// 1 more on A, B lost on both ends, and DATA 31..40 in flight on A.
+/// Returns the pair, A, B, the choosers, and the client's
+/// `last_seq_sent` before the in-flight part.
+fn lose_b_with_data_in_flight(
+    seed: u64,
+    jitter_ms: u64,
+) -> (Pair, LegId, LegId, RandomChooser, RandomChooser, u64) {
+    let (mut p, legs) = linked_pair(seed, jitter_ms, &[5, 12]);
     let (a, b) = (legs[0], legs[1]);
-    let mut cc = RandomChooser(Xs(11));
-    let mut ce = RandomChooser(Xs(12));
+    let mut cc = RandomChooser(Xs(seed + 2));
+    let mut ce = RandomChooser(Xs(seed + 3));
     for i in 0..30 {
         p.client_send(&mut cc, i);
         p.exit_send(&mut ce, i);
@@ -898,6 +901,7 @@ fn replacement_leg_after_loss() {
     p.client_send_on(a, 30);
     p.exit_send_on(a, 30);
     p.run();
+    let delivered = p.client.last_seq_sent();
     p.client
         .leg_closed(b, LegClosedInfo::default(), p.now)
         .unwrap();
@@ -912,14 +916,15 @@ fn replacement_leg_after_loss() {
         p.client_send_on(a, i);
         p.exit_send_on(a, i);
     }
-    let c = p.launch(Duration::from_millis(2));
-    assert_ne!(c, b);
-    p.run();
-    assert_eq!(p.client.linked_legs(), 2);
-    assert_eq!(p.exit.linked_legs(), 2);
-    for i in 40..200 {
-        p.client_send(&mut cc, i);
-        p.exit_send(&mut ce, i);
+    (p, a, b, cc, ce, delivered)
+}
+
+/// Send DATA `from..200` both ways on any leg and check that both ends
+/// got 0..200 in order.
+fn finish_to_200(p: &mut Pair, cc: &mut RandomChooser, ce: &mut RandomChooser, from: u32) {
+    for i in from..200 {
+        p.client_send(cc, i);
+        p.exit_send(ce, i);
         if i % 3 == 0 {
             p.step();
         }
@@ -927,6 +932,20 @@ fn replacement_leg_after_loss() {
     p.run();
     assert_eq!(p.got_client, (0..200).collect::<Vec<_>>());
     assert_eq!(p.got_exit, (0..200).collect::<Vec<_>>());
+}
+
+/// A set that lost a leg links a replacement (same nonce, current sequence
+/// numbers, prop 329 §2.4.4), even with data in flight on the survivor,
+/// and sequencing stays right in both directions.
+#[test]
+fn replacement_leg_after_loss() {
+    let (mut p, _, b, mut cc, mut ce, _) = lose_b_with_data_in_flight(9, 3);
+    let c = p.launch(Duration::from_millis(2));
+    assert_ne!(c, b);
+    p.run();
+    assert_eq!(p.client.linked_legs(), 2);
+    assert_eq!(p.exit.linked_legs(), 2);
+    finish_to_200(&mut p, &mut cc, &mut ce, 40);
     assert!(p.switches_down > 0 && p.switches_up > 0);
 }
 
@@ -936,33 +955,7 @@ fn replacement_leg_after_loss() {
 /// it carries a SWITCH over the rest, and both directions stay in order.
 #[test]
 fn replacement_leg_links_with_an_older_last_seqno_sent() {
-    let (mut p, legs) = linked_pair(19, 2, &[5, 12]);
-    let (a, b) = (legs[0], legs[1]);
-    let mut cc = RandomChooser(Xs(21));
-    let mut ce = RandomChooser(Xs(22));
-    for i in 0..30 {
-        p.client_send(&mut cc, i);
-        p.exit_send(&mut ce, i);
-    }
-    p.run();
-    p.client_send_on(a, 30);
-    p.exit_send_on(a, 30);
-    p.run();
-    let delivered = p.client.last_seq_sent();
-    p.client
-        .leg_closed(b, LegClosedInfo::default(), p.now)
-        .unwrap();
-    p.exit
-        .leg_closed(p.map[&b], LegClosedInfo::default(), p.now)
-        .unwrap();
-    p.map.remove(&b);
-    p.up.remove(&b);
-    p.down.remove(&b);
-    // Sent, not yet delivered, when the LINK goes.
-    for i in 31..40 {
-        p.client_send_on(a, i);
-        p.exit_send_on(a, i);
-    }
+    let (mut p, _, _, mut cc, mut ce, delivered) = lose_b_with_data_in_flight(19, 2);
     assert!(p.client.last_seq_sent() > delivered);
     let c = p.launch_delivered(Duration::from_millis(1), delivered);
     p.run();
@@ -975,16 +968,7 @@ fn replacement_leg_links_with_an_older_last_seqno_sent() {
     p.client_send_on(c, 40);
     assert_eq!(p.switches_up, switches + 1);
     p.exit_send(&mut ce, 40);
-    for i in 41..200 {
-        p.client_send(&mut cc, i);
-        p.exit_send(&mut ce, i);
-        if i % 3 == 0 {
-            p.step();
-        }
-    }
-    p.run();
-    assert_eq!(p.got_client, (0..200).collect::<Vec<_>>());
-    assert_eq!(p.got_exit, (0..200).collect::<Vec<_>>());
+    finish_to_200(&mut p, &mut cc, &mut ce, 41);
 }
 
 /// `leg_stats`: per-leg DATA bytes and messages each way, SWITCHes sent
