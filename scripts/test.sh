@@ -10,6 +10,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== cargo doc (intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 echo "== cargo test"
 cargo test --locked --workspace -- --nocapture 2>&1 | tee target/test-output.txt
 grep -E "^test result:" target/test-output.txt | awk '

@@ -1,8 +1,8 @@
 //! `braid bench`: Braid's client against the C-tor client on private
 //! networks of real C-tor relays.
 //!
-//! - [`single`]: one circuit each, unshaped and shaped links.
-//! - [`conflux`]: Conflux sets over middles with different links, with
+//! - [`single`](mod@single): one circuit each, unshaped and shaped links.
+//! - [`conflux`](mod@conflux): Conflux sets over middles with different links, with
 //!   each leg's capacity measured alone, per-leg time series and a plot.
 //! - [`prom`]: a tolerant parser of Prometheus text (the proxy's
 //!   `/metrics`); [`scrape`]: scraping it into per-leg time series.

@@ -85,7 +85,7 @@ pub(crate) struct BenchSingleArgs {
     /// Downloads per client and link setting.
     #[arg(long, default_value_t = 3)]
     pub(crate) reps: usize,
-    /// The shaped setting, NAME:RATE[:DELAY].
+    /// The shaped setting, `NAME:RATE[:DELAY]`.
     #[arg(long, default_value = "relays:2MiB:10ms")]
     pub(crate) shape: String,
     /// Skip the unshaped setting.
@@ -214,7 +214,7 @@ pub(crate) struct NetArgs {
     /// A TOML scenario file (sizes, ports, link emulation).
     #[arg(long)]
     pub(crate) scenario: Option<PathBuf>,
-    /// Link emulation NAME:RATE[:DELAY], NAME a nickname or relays/exits/all,
+    /// Link emulation `NAME:RATE[:DELAY]`, NAME a nickname or relays/exits/all,
     /// e.g. relays:1MiB:10ms (repeatable).
     #[arg(long = "shape", value_name = "NAME:RATE[:DELAY]")]
     pub(crate) shapes: Vec<String>,

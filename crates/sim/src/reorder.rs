@@ -5,7 +5,7 @@
 //! - [`BTreeReorder`], a simple map, unbounded unless given a limit: the
 //!   reference (what C-tor has, `cfx_max_oooq_bytes` = INT32_MAX);
 //! - [`CoreReorder`], braid-core's bounded
-//!   [`ReorderQueue`](braid_core::conflux::ReorderQueue) (prop 329 §4.1),
+//!   [`ReorderQueue`] (prop 329 §4.1),
 //!   the queue a [`ConfluxSet`](braid_core::conflux::ConfluxSet) uses,
 //!   refusing what would go over its [`ReorderLimit`].
 

@@ -1,7 +1,7 @@
 //! What network to launch: sizes, ports, link emulation.
 //!
 //! A [`NetworkConfig`] comes from command-line flags, from a TOML scenario
-//! file ([`NetworkConfig::from_scenario`]), or both. A scenario file looks
+//! file ([`NetworkConfig::apply_scenario`]), or both. A scenario file looks
 //! like this:
 //!
 //! ```toml

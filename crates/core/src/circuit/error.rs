@@ -40,7 +40,7 @@ pub enum RelayCellError {
         max: usize,
     },
     /// The command needs a stream id and the cell has none, or the other
-    /// way round (tor-spec §6.1: "[control]" commands use stream id 0,
+    /// way round (tor-spec §6.1: "control" commands use stream id 0,
     /// stream commands a non-zero one).
     #[error(
         "relay command {cmd} with stream id {stream} (tor-spec §6.1: control commands use stream 0, stream commands a non-zero id)"

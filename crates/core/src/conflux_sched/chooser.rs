@@ -1,5 +1,5 @@
 //! The bridge from a [`Scheduler`] to the set's
-//! [`LegChooser`](crate::conflux::LegChooser): what the set knows of each
+//! [`LegChooser`]: what the set knows of each
 //! leg ([`LegInfo`]) becomes what a scheduler reads ([`LegView`]).
 
 use std::time::Instant;
