@@ -5,6 +5,8 @@
 //! file of `size` bytes for `seed` is a pseudo-random byte stream that
 //! [`fill`] can produce at any offset, and whose digest [`expected_sha256`]
 //! computes locally, so the downloader knows what to expect without asking.
+//! Uploads work the other way round: the client sends a generated file, and
+//! the server answers with the SHA-256 of what arrived and how long it took.
 //!
 //! # Content
 //!
@@ -24,19 +26,39 @@
 //! * `GET /sha256/<size>[?seed=<n>]`: the file's SHA-256, 64 lowercase hex
 //!   digits as `text/plain`, without a newline.
 //! * `HEAD` of either: the same headers without the body.
+//! * `POST /upload/<size>[?seed=<n>]` with `Content-Length: <size>`: the
+//!   server reads exactly `size` body bytes, hashing them as they come (the
+//!   body is never stored), and answers `text/plain` with one line:
 //!
-//! Sizes go up to 1 TiB. Unknown paths get 404, other methods 405, malformed
-//! requests and sizes 400, request heads over 8 KiB 431. Every response
-//! carries `Connection: close` and the server closes the connection after
-//! it. The server only listens on IPv4 loopback addresses.
+//!   ```text
+//!   <sha256> <bytes> <micros>\n
+//!   ```
+//!
+//!   the body's SHA-256 as 64 lowercase hex digits, the number of body bytes
+//!   (always `size`), and the microseconds from the arrival of the first
+//!   body byte to the arrival of the last (0 for an empty body or one that
+//!   came in a single read), separated by single spaces and ended by a
+//!   newline. The seed is not used by the server (the client knows what it
+//!   sent and compares the digest with [`expected_sha256`]); it only shows
+//!   in the log. A `Content-Length` other than `size` (or repeated with
+//!   different values) gets 400, a missing one 411 Length Required, and any
+//!   `Transfer-Encoding` (chunked bodies are not supported) 501 Not
+//!   Implemented. A client that closes before sending the whole body, or
+//!   sends nothing for 60 s, gets no response: the connection is dropped.
+//!
+//! Sizes go up to 1 TiB. Unknown paths get 404, other methods 405 (with an
+//! `Allow` header: `GET, HEAD` for files and digests, `POST` for uploads),
+//! malformed requests and sizes 400, request heads over 8 KiB 431. Every
+//! response carries `Connection: close` and the server closes the connection
+//! after it. The server only listens on IPv4 loopback addresses.
 
 use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
@@ -48,11 +70,14 @@ const MAX_SIZE: u64 = 1 << 40;
 const MAX_HEAD: usize = 8 * 1024;
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an upload may go without a single body byte arriving before the
+/// server gives up on it. Generous: uploads cross a shaped Tor network.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long to keep reading (and discarding) after the response, so that
 /// unread request bytes do not turn the close into a reset that could
 /// destroy the response before the client reads it.
 const LINGER: Duration = Duration::from_secs(2);
-/// Size of each write of a file body.
+/// Size of each write of a file body, and of each read of an upload.
 const WRITE_CHUNK: usize = 64 * 1024;
 
 /// Weyl-sequence increment of splitmix64.
@@ -139,6 +164,12 @@ pub fn file_path(size: u64, seed: u64) -> String {
     format!("/bytes/{size}?seed={seed}")
 }
 
+/// The path to post an upload of the file of `size` bytes for `seed` to:
+/// `/upload/<size>?seed=<seed>`.
+pub fn upload_path(size: u64, seed: u64) -> String {
+    format!("/upload/{size}?seed={seed}")
+}
+
 /// Serves files on `listener` until the listener fails.
 ///
 /// Spawns a task per connection. Transient accept errors (such as running
@@ -190,6 +221,9 @@ enum Request {
     Bytes { size: u64, seed: u64, head: bool },
     /// The file's digest.
     Sha256 { size: u64, seed: u64, head: bool },
+    /// An upload of `size` bytes (its `Content-Length` checked), the file
+    /// for `seed` if the client plays by the rules.
+    Upload { size: u64, seed: u64 },
 }
 
 /// Why a request gets no file.
@@ -197,8 +231,13 @@ enum Request {
 enum Refusal {
     BadRequest,
     NotFound,
-    MethodNotAllowed,
+    /// The methods the resource does support, for the `Allow` header.
+    MethodNotAllowed {
+        allow: &'static str,
+    },
+    LengthRequired,
     HeadTooLarge,
+    NotImplemented,
 }
 
 impl Refusal {
@@ -206,8 +245,10 @@ impl Refusal {
         match self {
             Refusal::BadRequest => "400 Bad Request",
             Refusal::NotFound => "404 Not Found",
-            Refusal::MethodNotAllowed => "405 Method Not Allowed",
+            Refusal::MethodNotAllowed { .. } => "405 Method Not Allowed",
+            Refusal::LengthRequired => "411 Length Required",
             Refusal::HeadTooLarge => "431 Request Header Fields Too Large",
+            Refusal::NotImplemented => "501 Not Implemented",
         }
     }
 }
@@ -222,11 +263,12 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
             return Ok(());
         }
     };
-    let request = match head {
+    // `early`: the start of a body, read along with the head.
+    let (request, early) = match head {
         Head::Closed => return Ok(()),
-        Head::TooLarge => Err(Refusal::HeadTooLarge),
-        Head::Truncated => Err(Refusal::BadRequest),
-        Head::Complete(head) => parse_request(&head),
+        Head::TooLarge => (Err(Refusal::HeadTooLarge), Vec::new()),
+        Head::Truncated => (Err(Refusal::BadRequest), Vec::new()),
+        Head::Complete { head, rest } => (parse_request(&head), rest),
     };
     debug!(%peer, ?request, "file server: request");
     match request {
@@ -251,14 +293,30 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
                 stream.write_all(response.as_bytes()).await?;
             }
         }
+        Ok(Request::Upload { size, .. }) => {
+            let Some(upload) = receive_upload(&mut stream, &early, size, BODY_TIMEOUT).await?
+            else {
+                debug!(%peer, size, "file server: upload incomplete; dropping the connection");
+                return Ok(());
+            };
+            let body = upload.answer();
+            debug!(%peer, answer = body.trim_end(), "file server: upload received");
+            let headers = response_head("200 OK", "text/plain", body.len() as u64, &[]);
+            stream.write_all((headers + &body).as_bytes()).await?;
+        }
         Err(refusal) => {
             let body = format!("{}\n", refusal.status());
-            let extra: &[&str] = if refusal == Refusal::MethodNotAllowed {
-                &["Allow: GET, HEAD"]
-            } else {
-                &[]
+            let allow = match refusal {
+                Refusal::MethodNotAllowed { allow } => Some(format!("Allow: {allow}")),
+                _ => None,
             };
-            let headers = response_head(refusal.status(), "text/plain", body.len() as u64, extra);
+            let allow = allow.as_deref();
+            let headers = response_head(
+                refusal.status(),
+                "text/plain",
+                body.len() as u64,
+                allow.as_slice(),
+            );
             stream.write_all((headers + &body).as_bytes()).await?;
         }
     }
@@ -279,6 +337,82 @@ async fn send_file(stream: &mut TcpStream, size: u64, seed: u64) -> io::Result<(
         offset += n as u64;
     }
     Ok(())
+}
+
+/// What an upload delivered.
+#[derive(Debug, PartialEq, Eq)]
+struct Received {
+    /// SHA-256 of the body.
+    sha256: [u8; 32],
+    /// Body bytes read.
+    bytes: u64,
+    /// Microseconds from the first body byte to the last.
+    micros: u64,
+}
+
+impl Received {
+    /// The response body: `<sha256 hex> <bytes> <micros>` and a newline.
+    fn answer(&self) -> String {
+        format!("{} {} {}\n", hex(&self.sha256), self.bytes, self.micros)
+    }
+}
+
+/// Reads and hashes the `size` bytes of an upload's body, of which `early`
+/// (what came in the same reads as the request head) is the start; bytes
+/// past `size` are left alone. `None` if the client closes first, or sends
+/// nothing for `stall`.
+async fn receive_upload<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    early: &[u8],
+    size: u64,
+    stall: Duration,
+) -> io::Result<Option<Received>> {
+    let mut hasher = Sha256::new();
+    let early = early
+        .get(..usize::try_from(size).map_or(early.len(), |s| s.min(early.len())))
+        .unwrap_or_default();
+    let mut received = early.len() as u64;
+    hasher.update(early);
+    // Bytes that came with the head arrived (to within the microseconds it
+    // took to parse the head) now.
+    let mut first = (!early.is_empty()).then(Instant::now);
+    let mut last = first;
+    let mut buf = vec![0; WRITE_CHUNK];
+    while received < size {
+        let chunk = buf
+            .get_mut(..chunk_len(size - received))
+            .unwrap_or_default();
+        let n = match tokio::time::timeout(stall, stream.read(chunk)).await {
+            Ok(n) => n?,
+            Err(_) => {
+                debug!(received, size, "file server: upload stalled");
+                return Ok(None);
+            }
+        };
+        if n == 0 {
+            debug!(
+                received,
+                size, "file server: client closed in the middle of an upload"
+            );
+            return Ok(None);
+        }
+        let now = Instant::now();
+        first.get_or_insert(now);
+        last = Some(now);
+        hasher.update(chunk.get(..n).unwrap_or_default());
+        received += n as u64;
+    }
+    let micros = match (first, last) {
+        (Some(first), Some(last)) => {
+            u64::try_from(last.duration_since(first).as_micros()).unwrap_or(u64::MAX)
+        }
+        _ => 0,
+    };
+    Ok(Some(Received {
+        sha256: hasher.finalize().into(),
+        bytes: received,
+        micros,
+    }))
 }
 
 /// Length of the next chunk when `remaining` bytes are left.
@@ -322,8 +456,9 @@ enum Head {
     Truncated,
     /// No end of the head within [`MAX_HEAD`] bytes.
     TooLarge,
-    /// The head, up to and excluding the blank line.
-    Complete(Vec<u8>),
+    /// The head, up to and excluding the blank line, and the bytes after
+    /// the blank line that came in the same reads (the start of a body).
+    Complete { head: Vec<u8>, rest: Vec<u8> },
 }
 
 /// Reads a request head, up to the blank line that ends it.
@@ -335,8 +470,9 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<Head> {
             if end + 4 > MAX_HEAD {
                 return Ok(Head::TooLarge);
             }
+            let rest = buf.split_off(end + 4);
             buf.truncate(end);
-            return Ok(Head::Complete(buf));
+            return Ok(Head::Complete { head: buf, rest });
         }
         if buf.len() >= MAX_HEAD {
             return Ok(Head::TooLarge);
@@ -371,27 +507,30 @@ fn parse_request(head: &[u8]) -> Result<Request, Refusal> {
     if !method_ok || !target.starts_with('/') {
         return Err(Refusal::BadRequest);
     }
+    let mut headers = Vec::new();
     for line in lines {
-        let name = line
-            .split_once(':')
-            .map(|(name, _)| name)
-            .unwrap_or_default();
+        let (name, value) = line.split_once(':').unwrap_or_default();
         if name.is_empty() || name.bytes().any(|b| !b.is_ascii_graphic()) {
             return Err(Refusal::BadRequest);
         }
+        headers.push((name, value.trim_matches([' ', '\t'])));
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let (kind, size) = if let Some(size) = path.strip_prefix("/bytes/") {
         ("bytes", size)
     } else if let Some(size) = path.strip_prefix("/sha256/") {
         ("sha256", size)
+    } else if let Some(size) = path.strip_prefix("/upload/") {
+        ("upload", size)
     } else {
         return Err(Refusal::NotFound);
     };
-    let head = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => return Err(Refusal::MethodNotAllowed),
+    let head = match (kind, method) {
+        ("upload", "POST") => false,
+        ("upload", _) => return Err(Refusal::MethodNotAllowed { allow: "POST" }),
+        (_, "GET") => false,
+        (_, "HEAD") => true,
+        _ => return Err(Refusal::MethodNotAllowed { allow: "GET, HEAD" }),
     };
     let size = parse_number(size).filter(|&s| s <= MAX_SIZE);
     let seed = parse_seed(query);
@@ -400,8 +539,35 @@ fn parse_request(head: &[u8]) -> Result<Request, Refusal> {
     };
     Ok(match kind {
         "bytes" => Request::Bytes { size, seed, head },
-        _ => Request::Sha256 { size, seed, head },
+        "sha256" => Request::Sha256 { size, seed, head },
+        _ => {
+            check_body_length(&headers, size)?;
+            Request::Upload { size, seed }
+        }
     })
+}
+
+/// Checks that the headers announce a plain body of `size` bytes: no
+/// `Transfer-Encoding` (501), a `Content-Length` (411) equal to `size` and
+/// not contradicted by another one (400).
+fn check_body_length(headers: &[(&str, &str)], size: u64) -> Result<(), Refusal> {
+    let named = |wanted: &'static str| {
+        headers
+            .iter()
+            .filter(move |(name, _)| name.eq_ignore_ascii_case(wanted))
+            .map(|(_, value)| *value)
+    };
+    if named("transfer-encoding").next().is_some() {
+        return Err(Refusal::NotImplemented);
+    }
+    let mut lengths = named("content-length");
+    let Some(length) = lengths.next() else {
+        return Err(Refusal::LengthRequired);
+    };
+    if lengths.any(|other| other != length) || parse_number(length) != Some(size) {
+        return Err(Refusal::BadRequest);
+    }
+    Ok(())
 }
 
 /// The seed in a query string (`seed=<n>`, other parameters ignored); 0 if
@@ -579,12 +745,280 @@ mod tests {
         assert_eq!(parse("GET /bytes HTTP/1.1"), Err(Refusal::NotFound));
         assert_eq!(
             parse("POST /bytes/1 HTTP/1.1"),
-            Err(Refusal::MethodNotAllowed)
+            Err(Refusal::MethodNotAllowed { allow: "GET, HEAD" })
         );
         assert_eq!(
             parse_request(b"GET /\xff HTTP/1.1"),
             Err(Refusal::BadRequest)
         );
+    }
+
+    #[test]
+    fn parses_uploads() {
+        let parse = |s: &str| parse_request(s.as_bytes());
+        let upload = |size, seed| Ok(Request::Upload { size, seed });
+        assert_eq!(
+            parse("POST /upload/10?seed=3 HTTP/1.1\r\nHost: x\r\nContent-Length: 10"),
+            upload(10, 3)
+        );
+        assert_eq!(
+            parse("POST /upload/0 HTTP/1.0\r\ncontent-length:\t0 "),
+            upload(0, 0)
+        );
+        // A repeated header with the same value is fine.
+        assert_eq!(
+            parse("POST /upload/5 HTTP/1.1\r\nContent-Length: 5\r\nCONTENT-LENGTH: 5"),
+            upload(5, 0)
+        );
+        assert_eq!(
+            parse(&format!(
+                "POST /upload/{MAX_SIZE} HTTP/1.1\r\nContent-Length: {MAX_SIZE}"
+            )),
+            upload(MAX_SIZE, 0)
+        );
+        for bad in [
+            "POST /upload/10 HTTP/1.1\r\nContent-Length: 11",
+            "POST /upload/10 HTTP/1.1\r\nContent-Length: +10",
+            "POST /upload/10 HTTP/1.1\r\nContent-Length: ",
+            "POST /upload/10 HTTP/1.1\r\nContent-Length: 10, 10",
+            "POST /upload/10 HTTP/1.1\r\nContent-Length: 10\r\nContent-Length: 9",
+            "POST /upload/x HTTP/1.1\r\nContent-Length: 10",
+            "POST /upload/10?seed=y HTTP/1.1\r\nContent-Length: 10",
+        ] {
+            assert_eq!(parse(bad), Err(Refusal::BadRequest), "{bad:?}");
+        }
+        let too_big = MAX_SIZE + 1;
+        assert_eq!(
+            parse(&format!(
+                "POST /upload/{too_big} HTTP/1.1\r\nContent-Length: {too_big}"
+            )),
+            Err(Refusal::BadRequest)
+        );
+        assert_eq!(
+            parse("POST /upload/10 HTTP/1.1\r\nHost: x"),
+            Err(Refusal::LengthRequired)
+        );
+        assert_eq!(
+            parse("POST /upload/10 HTTP/1.1\r\nTransfer-Encoding: chunked"),
+            Err(Refusal::NotImplemented)
+        );
+        assert_eq!(
+            parse("POST /upload/10 HTTP/1.1\r\nContent-Length: 10\r\ntransfer-encoding: chunked"),
+            Err(Refusal::NotImplemented)
+        );
+        assert_eq!(
+            parse("GET /upload/10 HTTP/1.1"),
+            Err(Refusal::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(parse("POST /uploads HTTP/1.1"), Err(Refusal::NotFound));
+        assert_eq!(upload_path(1000, 7), "/upload/1000?seed=7");
+    }
+
+    /// The head and body of an upload of the file of `size` bytes for `seed`.
+    fn upload_request(size: u64, seed: u64) -> Vec<u8> {
+        let mut request = format!(
+            "POST {} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {size}\r\n\r\n",
+            upload_path(size, seed)
+        )
+        .into_bytes();
+        let start = request.len();
+        request.resize(start + size as usize, 0);
+        fill(seed, 0, &mut request[start..]);
+        request
+    }
+
+    /// Checks an upload's answer against the file of `size` bytes for `seed`
+    /// and returns the microseconds it reports.
+    fn check_answer(
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+        size: u64,
+        seed: u64,
+    ) -> u64 {
+        assert_eq!(status, 200);
+        assert_eq!(header(headers, "content-type"), Some("text/plain"));
+        let body = std::str::from_utf8(body).unwrap();
+        assert_eq!(
+            header(headers, "content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        let line = body.strip_suffix('\n').unwrap();
+        assert!(!line.contains('\n'), "{body:?}");
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields.len(), 3, "{body:?}");
+        assert_eq!(fields[0], hex(&expected_sha256(size, seed)));
+        assert_eq!(fields[1], size.to_string());
+        fields[2].parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn receives_uploads() {
+        let addr = server().await;
+        // Large (many reads), small (the body comes with the head) and empty.
+        for (size, seed) in [(1_000_000, 7), (100, 3), (0, 0)] {
+            let (status, headers, body) = exchange(addr, &upload_request(size, seed)).await;
+            let micros = check_answer(status, &headers, &body, size, seed);
+            if size == 0 {
+                assert_eq!(micros, 0);
+            }
+        }
+        // A different body gets a different digest: the server hashes what
+        // arrives, whatever the seed in the path says.
+        let mut request = upload_request(1000, 1);
+        let body_start = request.len() - 1000;
+        fill(2, 0, &mut request[body_start..]);
+        let (status, _, body) = exchange(addr, &request).await;
+        assert_eq!(status, 200);
+        let want = format!("{} 1000 ", hex(&expected_sha256(1000, 2)));
+        assert!(String::from_utf8(body).unwrap().starts_with(&want));
+    }
+
+    #[tokio::test]
+    async fn receives_uploads_in_small_pieces() {
+        let addr = server().await;
+        let size = 200_000;
+        let request = upload_request(size, 9);
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        // Pieces of varying sizes, some splitting the head, one holding the
+        // end of the head and the start of the body; a pause in the middle of
+        // the body must show in the server's timing.
+        let pieces = [1, 7, 100, 1500, 3, 64, 999];
+        let mut at = 0;
+        let mut writes = 0;
+        while at < request.len() {
+            let n = pieces[writes % pieces.len()].min(request.len() - at);
+            stream.write_all(&request[at..at + n]).await.unwrap();
+            at += n;
+            writes += 1;
+            if writes % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+            if writes == 300 {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        }
+        assert!(writes > 300);
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = std::str::from_utf8(&response[..end]).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        let headers: Vec<(String, String)> = head
+            .split("\r\n")
+            .skip(1)
+            .map(|l| {
+                let (n, v) = l.split_once(':').unwrap();
+                (n.to_ascii_lowercase(), v.trim().to_string())
+            })
+            .collect();
+        let micros = check_answer(200, &headers, &response[end + 4..], size, 9);
+        assert!(micros >= 30_000, "{micros} µs despite a 30 ms pause");
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_uploads() {
+        let addr = server().await;
+        let post = |extra: &str| {
+            format!("POST /upload/10?seed=1 HTTP/1.1\r\nHost: x\r\n{extra}\r\n0123456789")
+                .into_bytes()
+        };
+        let (status, _, _) = exchange(addr, &post("Content-Length: 9\r\n")).await;
+        assert_eq!(status, 400);
+        let (status, _, _) = exchange(addr, &post("")).await;
+        assert_eq!(status, 411);
+        let (status, _, _) = exchange(addr, &post("Transfer-Encoding: chunked\r\n")).await;
+        assert_eq!(status, 501);
+        let (status, headers, _) = exchange(addr, &get("/upload/10")).await;
+        assert_eq!(status, 405);
+        assert_eq!(header(&headers, "allow"), Some("POST"));
+        let (status, headers, _) = exchange(addr, &post("Content-Length: 10\r\n")[1..]).await;
+        assert_eq!(status, 405, "OST is not a method of /upload");
+        assert_eq!(header(&headers, "allow"), Some("POST"));
+        // The same request with the right length is fine.
+        let (status, _, body) = exchange(addr, &post("Content-Length: 10\r\n")).await;
+        assert_eq!(status, 200);
+        let want = format!("{} 10 ", hex(&Sha256::digest(b"0123456789")));
+        assert!(String::from_utf8(body).unwrap().starts_with(&want));
+    }
+
+    #[tokio::test]
+    async fn survives_uploads_that_stop_early() {
+        let addr = server().await;
+        let request = upload_request(1_000_000, 4);
+        let head_len = request.len() - 1_000_000;
+        // Half of the body, then a half-close: the server drops the
+        // connection without an answer, and does not wait for the rest.
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(&request[..head_len + 500_000])
+            .await
+            .unwrap();
+        stream.shutdown().await.unwrap();
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+            .await
+            .expect("the server keeps an abandoned upload open")
+            .unwrap();
+        assert!(
+            response.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&response)
+        );
+        // A client that vanishes after a little of the body.
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&request[..head_len + 1000]).await.unwrap();
+        drop(stream);
+        // The server still answers.
+        let (status, headers, body) = exchange(addr, &upload_request(5000, 4)).await;
+        check_answer(status, &headers, &body, 5000, 4);
+    }
+
+    #[tokio::test]
+    async fn upload_bodies_with_early_bytes_stalls_and_extra_bytes() {
+        let mut all = vec![0; 10_000];
+        fill(5, 0, &mut all);
+        let digest = |bytes: &[u8]| -> [u8; 32] { Sha256::digest(bytes).into() };
+        // Part with the head, the rest from the stream, then bytes past the
+        // body that are not read.
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        client.write_all(&all[3000..]).await.unwrap();
+        client.write_all(b"next request").await.unwrap();
+        let got = receive_upload(&mut server, &all[..3000], 10_000, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.sha256, digest(&all));
+        assert_eq!(got.bytes, 10_000);
+        let mut after = [0; 12];
+        server.read_exact(&mut after).await.unwrap();
+        assert_eq!(&after, b"next request");
+        // Everything with the head, and more than the body.
+        let got = receive_upload(&mut server, &all, 4000, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.sha256, digest(&all[..4000]));
+        assert_eq!((got.bytes, got.micros), (4000, 0));
+        assert_eq!(
+            got.answer(),
+            format!("{} 4000 0\n", hex(&digest(&all[..4000])))
+        );
+        // A stall ends the upload without an answer.
+        client.write_all(&all[..10]).await.unwrap();
+        let started = Instant::now();
+        let got = receive_upload(&mut server, &[], 100, Duration::from_millis(200))
+            .await
+            .unwrap();
+        assert_eq!(got, None);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // So does the end of the stream.
+        drop(client);
+        let got = receive_upload(&mut server, &[], 100, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(got, None);
     }
 
     #[tokio::test]
