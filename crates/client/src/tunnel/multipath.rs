@@ -61,8 +61,14 @@ pub trait LegSource: Send + Sync + std::fmt::Debug {
     fn leg_failed(&self, ids: &[braid_dir::RelayId], hops_done: usize);
 }
 
-/// Cells taken from one leg's queue per turn.
-const INBOUND_BATCH: usize = 256;
+/// Cells taken from one leg's queue before the next leg's turn: small, so
+/// the set sees the legs' cells in about the order they arrived (a leg's
+/// long batch would hold the other legs' earlier cells back and swell the
+/// reorder queue with cells that are only waiting for our own loop).
+const INBOUND_CHUNK: usize = 16;
+/// Cells taken from all legs in one turn of the loop before the streams
+/// and the sending side get theirs.
+const INBOUND_BUDGET: usize = 512;
 /// Requests waiting for the task.
 const CMD_QUEUE: usize = 64;
 /// Queue room every leg keeps for the set's own messages (SWITCH, LINK).
@@ -303,16 +309,27 @@ impl Task {
                     }
                     Poll::Pending
                 }) => {
-                    self.inbound(i, cell);
-                    // Then every leg's queue, a batch each: a leg whose
+                    let now = Instant::now();
+                    let mut taken = self.inbound(i, cell, now);
+                    // Then every leg's queue in turn, a chunk each, until
+                    // they are empty or the budget is spent: a leg whose
                     // cells wait in its queue while another leg's fill
                     // the reorder queue would stall the whole set.
-                    for j in 0..self.legs.len() {
-                        if let Some(leg) = self.legs.get_mut(j)
-                            && !leg.closed
-                            && let Ok(cell) = leg.rx.try_recv()
-                        {
-                            self.inbound(j, Some(cell));
+                    loop {
+                        let before = taken;
+                        for j in 0..self.legs.len() {
+                            if taken >= INBOUND_BUDGET || self.fatal.is_some() {
+                                break;
+                            }
+                            if let Some(leg) = self.legs.get_mut(j)
+                                && !leg.closed
+                                && let Ok(cell) = leg.rx.try_recv()
+                            {
+                                taken += self.inbound(j, Some(cell), now);
+                            }
+                        }
+                        if taken == before || taken >= INBOUND_BUDGET || self.fatal.is_some() {
+                            break;
                         }
                     }
                 }
@@ -344,26 +361,57 @@ impl Task {
         tracing::info!("conflux tunnel ends: {reason}");
     }
 
-    /// Cells from leg `i`'s channel queue (`None`: the channel is gone).
-    fn inbound(&mut self, i: usize, first: Option<AnyChanMsg>) {
-        let Some(leg) = self.legs.get_mut(i) else {
-            return;
-        };
+    /// `first` and up to [`INBOUND_CHUNK`] cells in all from leg `i`'s
+    /// channel queue (`None`: the channel is gone), each taken through
+    /// the circuit and the set at once, and what it puts in order handed
+    /// to the streams, so in-order cells never pile up in the reorder
+    /// queue behind a batch. Returns the cells taken. An error that closes
+    /// the set is kept for [`Self::process`].
+    fn inbound(&mut self, i: usize, first: Option<AnyChanMsg>, now: Instant) -> usize {
         let Some(first) = first else {
-            leg.circuit.close();
-            return;
+            if let Some(leg) = self.legs.get_mut(i) {
+                leg.circuit.close();
+            }
+            return 0;
         };
-        let now = Instant::now();
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(cell) = next.take() {
+            let Some(leg) = self.legs.get_mut(i) else {
+                break;
+            };
             if let Err(e) = leg.circuit.handle_cell(now, cell) {
                 tracing::info!("conflux leg circuit closed: {e}");
                 break;
             }
             taken += 1;
-            if taken < INBOUND_BATCH {
+            if let Err(reason) = self.leg_events(i, now) {
+                self.fatal.get_or_insert(reason);
+                break;
+            }
+            self.deliver(now);
+            if taken < INBOUND_CHUNK
+                && let Some(leg) = self.legs.get_mut(i)
+            {
                 next = leg.rx.try_recv().ok();
+            }
+        }
+        taken
+    }
+
+    /// Leg `i`'s circuit events into the set.
+    fn leg_events(&mut self, i: usize, now: Instant) -> Result<(), String> {
+        while let Some(ev) = self.legs.get_mut(i).and_then(|l| l.circuit.poll_event()) {
+            self.circuit_event(i, ev, now)?;
+        }
+        Ok(())
+    }
+
+    /// In-order messages from the set to the streams.
+    fn deliver(&mut self, now: Instant) {
+        while let Some(d) = self.set.poll_delivered() {
+            if let Some(stream) = d.stream {
+                self.side.handle_msg(now, stream, d.msg);
             }
         }
     }
@@ -385,9 +433,7 @@ impl Task {
         }
         // Circuit events of every leg into the set.
         for i in 0..self.legs.len() {
-            while let Some(ev) = self.legs.get_mut(i).and_then(|l| l.circuit.poll_event()) {
-                self.circuit_event(i, ev, now)?;
-            }
+            self.leg_events(i, now)?;
         }
         // The set's own messages onto their legs.
         while let Some((id, msg)) = self.set.poll_transmit() {
@@ -431,12 +477,7 @@ impl Task {
         if self.legs.iter().all(|l| l.closed) && self.relaunching == 0 {
             return Err("every leg closed".into());
         }
-        // In-order messages to the streams.
-        while let Some(d) = self.set.poll_delivered() {
-            if let Some(stream) = d.stream {
-                self.side.handle_msg(now, stream, d.msg);
-            }
-        }
+        self.deliver(now);
         self.side.process_events(now);
         self.send_streams(now)?;
         Ok(())
