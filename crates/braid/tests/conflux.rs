@@ -1,7 +1,8 @@
 //! Braid's Conflux client against C-tor exits on a private network:
 //!
 //! 1. sets of 2 and 3 legs link with a real exit (its log says so), carry
-//!    50 MB byte for byte with every leg used, and carry 8 streams at once;
+//!    50 MB byte for byte with every leg used, take a 20 MB upload over
+//!    every leg (put back in order by the exit), and carry 8 streams at once;
 //! 2. a middle killed under an idle leg: the stream goes on over the other
 //!    leg, and the set gets a replacement leg (a LINK with the set's nonce,
 //!    which C-tor exits accept) that then carries data;
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use braid_client::socks::{IsolationKey, SocksServer};
 use braid_client::tunnel::{TunnelHandle, TunnelReport};
 use braid_client::{ClientConfig, TorClient};
-use braid_testnet::download::fetch_file;
+use braid_testnet::download::{fetch_file, upload_file};
 use braid_testnet::fileserver::{file_path, fill};
 use braid_testnet::process::read_records;
 use braid_testnet::{NetworkConfig, launcher, socks};
@@ -166,6 +167,36 @@ async fn downloads_over_every_leg(dir: &Path, proxy: &Proxy, files: SocketAddr, 
         .count();
     println!("{}: {linked} sets linked in its log", exits[0]);
     assert!(linked >= 1, "the exit's log shows no linked set");
+
+    // An upload on the same set: our scheduler splits it and the C-tor
+    // exit puts it back in order (the file server checks the SHA-256).
+    let sent = |r: &TunnelReport| -> Vec<u64> {
+        r.legs
+            .iter()
+            .map(|l| l.stats.map_or(0, |s| s.data_bytes_sent))
+            .collect()
+    };
+    let before = sent(&report);
+    let u = upload_file(files, Some((proxy.socks, None)), 20_000_000, 70 + legs as u64)
+        .await
+        .unwrap();
+    let after = t.report().await.unwrap();
+    assert_eq!(after.id, report.id, "the upload used the same set");
+    let up: Vec<u64> = sent(&after)
+        .iter()
+        .zip(before.iter().chain(std::iter::repeat(&0)))
+        .map(|(a, b)| a - b)
+        .collect();
+    println!(
+        "{legs} legs: upload {:.2} MB/s (server side {:.2}), DATA bytes sent per leg {up:?}",
+        u.mb_per_s(),
+        u.server_mb_per_s()
+    );
+    assert!(
+        up.iter().all(|b| *b > 0),
+        "every leg carried part of the upload: {up:?}"
+    );
+    assert!(up.iter().sum::<u64>() >= 20_000_000);
 
     let start = Instant::now();
     let mut tasks = Vec::new();
