@@ -177,9 +177,14 @@ async fn downloads_over_every_leg(dir: &Path, proxy: &Proxy, files: SocketAddr, 
             .collect()
     };
     let before = sent(&report);
-    let u = upload_file(files, Some((proxy.socks, None)), 20_000_000, 70 + legs as u64)
-        .await
-        .unwrap();
+    let u = upload_file(
+        files,
+        Some((proxy.socks, None)),
+        20_000_000,
+        70 + legs as u64,
+    )
+    .await
+    .unwrap();
     let after = t.report().await.unwrap();
     assert_eq!(after.id, report.id, "the upload used the same set");
     let up: Vec<u64> = sent(&after)
@@ -400,6 +405,9 @@ async fn idle_leg_lost(dir: &Path, proxy: &Proxy, files: SocketAddr) {
     // The stream goes on over the other leg.
     let resumed = Instant::now();
     let mut joined = None;
+    // Per 10 MB: time, and per open leg the bytes it brought, its
+    // reorder-queue share and what the exit's flow looked like.
+    let mut progress = Vec::new();
     while body
         .read(2_000_000)
         .await
@@ -408,6 +416,22 @@ async fn idle_leg_lost(dir: &Path, proxy: &Proxy, files: SocketAddr) {
         let Some(r) = t.report().await else {
             panic!("the set is gone: {:?}", t.status());
         };
+        if body.offset % 10_000_000 < 2_000_000 {
+            progress.push(format!(
+                "{:.1} s {} MB: legs {:?}, reorder {} B",
+                resumed.elapsed().as_secs_f64(),
+                body.offset / 1_000_000,
+                r.legs
+                    .iter()
+                    .map(|l| (
+                        l.open,
+                        l.data_bytes_received(),
+                        l.figures.as_ref().map(|f| f.deliver_window)
+                    ))
+                    .collect::<Vec<_>>(),
+                r.reorder.map_or(0, |q| q.bytes),
+            ));
+        }
         if joined.is_none()
             && r.legs
                 .iter()
@@ -419,6 +443,10 @@ async fn idle_leg_lost(dir: &Path, proxy: &Proxy, files: SocketAddr) {
     println!(
         "a replacement leg linked during the stream: {joined:?} (time since the kill, bytes read)"
     );
+    println!("resumed stream (open, DATA bytes received, deliver window per leg):");
+    for line in &progress {
+        println!("  {line}");
+    }
     assert_eq!(body.offset, size, "the stream ended early");
     println!(
         "the paused stream completed over the remaining leg: {} bytes in {:.2} s",

@@ -293,7 +293,7 @@ impl Run<'_> {
         while self.next_seq < self.total {
             self.fill_views(at);
             if self.sc.tell_backlog {
-                self.sched.set_backlog(self.total - self.next_seq);
+                self.sched.set_backlog(Some(self.total - self.next_seq));
             }
             let Some(id) = self.sched.choose(&self.views, now) else {
                 break;

@@ -735,6 +735,10 @@ impl Task {
             let Some((stream, msg)) = next else {
                 return Ok(());
             };
+            // What waits behind this message (for ECF); unknown while an
+            // application writes faster than we send.
+            let backlog = self.side.send_backlog().map(|b| b + 1);
+            self.chooser.set_backlog(backlog);
             match self
                 .set
                 .send(&mut self.chooser, &cc, Some(stream), msg, now)

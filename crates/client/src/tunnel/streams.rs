@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use braid_core::cc::FlowParams;
+use braid_core::circuit::relay_cell::MAX_DATA_LEN;
 use braid_core::ids::StreamId;
 use braid_core::stream::{
     BeginFlags, CloseReason as StreamClose, EndReason, ResolvedAnswer, Socks5Reply, StreamError,
@@ -213,6 +214,26 @@ impl StreamSide {
         self.streams.as_mut()?.poll_transmit(can_send_data)
     }
 
+    /// Cells the streams have waiting to go out, for a scheduler that
+    /// weighs the rest of a transfer ([`braid_core::conflux_sched::Scheduler::set_backlog`]):
+    /// `None` when some application has more than the stream buffers hold
+    /// (its writing side open and its stream's send buffer at least half
+    /// full: it writes faster than the tunnel sends, a bulk transfer whose
+    /// end is not in sight); else the buffered bytes in DATA cells.
+    pub(crate) fn send_backlog(&self) -> Option<u64> {
+        let streams = self.streams.as_ref()?;
+        let limit = streams.config().send_buffer;
+        let mut bytes = 0usize;
+        for (&id, app) in &self.apps {
+            let buffered = streams.send_buffered(id).unwrap_or(0);
+            if !app.app_eof && buffered.saturating_mul(2) >= limit {
+                return None;
+            }
+            bytes = bytes.saturating_add(buffered);
+        }
+        Some(bytes.div_ceil(MAX_DATA_LEN) as u64)
+    }
+
     /// When the stream map next needs [`Self::handle_timeout`].
     pub(crate) fn timer(&self) -> Option<Instant> {
         self.streams.as_ref().and_then(StreamMap::poll_timeout)
@@ -407,5 +428,71 @@ fn poll_apps(
         Poll::Ready(())
     } else {
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+    use super::*;
+    use braid_core::stream::Target;
+    use tokio::io::AsyncWriteExt;
+    use tor_cell::relaycell::msg::Connected;
+
+    /// Moves bytes between the pipes and the stream map once.
+    async fn pump(side: &mut StreamSide) {
+        std::future::poll_fn(|cx| {
+            let _ = side.poll_apps(cx);
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn backlog_is_unknown_while_the_application_outpaces_the_stream() {
+        let now = Instant::now();
+        let cfg = StreamMapConfig::default();
+        let limit = cfg.send_buffer;
+        let mut side = StreamSide::new(cfg, FlowParams::default());
+        side.open(true);
+        let (tx, rx) = oneshot::channel();
+        side.begin(&Target::hostname("example.com", 80), tx, now);
+        let (id, _begin) = side.poll_transmit(true).unwrap();
+        side.handle_msg(now, id, Connected::new_empty().into());
+        side.process_events(now);
+        let mut app = rx.await.unwrap().unwrap();
+        assert_eq!(side.send_backlog(), Some(0));
+
+        // A little data: known, in cells (1000 bytes = 3 DATA cells).
+        app.write_all(&[7; 1000]).await.unwrap();
+        pump(&mut side).await;
+        assert_eq!(side.send_backlog(), Some(3));
+
+        // More than half the send buffer with the writing side open: the
+        // application has more than we hold.
+        app.write_all(&vec![7; limit]).await.unwrap();
+        pump(&mut side).await;
+        assert_eq!(side.send_backlog(), None);
+
+        // Sent down to a few cells: known again.
+        while side.streams.as_ref().unwrap().send_buffered(id).unwrap() > 2 * MAX_DATA_LEN {
+            side.poll_transmit(true).unwrap();
+        }
+        assert_eq!(side.send_backlog(), Some(2));
+
+        // Once the application closes its side, what is buffered is all
+        // there is, however much.
+        app.write_all(&vec![7; limit * 5 / 8]).await.unwrap();
+        app.shutdown().await.unwrap();
+        for _ in 0..4 {
+            pump(&mut side).await;
+        }
+        let buffered = side.streams.as_ref().unwrap().send_buffered(id).unwrap();
+        assert!(buffered * 2 >= limit, "{buffered}");
+        assert_eq!(
+            side.send_backlog(),
+            Some(buffered.div_ceil(MAX_DATA_LEN) as u64)
+        );
     }
 }

@@ -35,6 +35,11 @@ impl SchedulerChooser {
     pub fn name(&self) -> &'static str {
         self.inner.name()
     }
+
+    /// Tell the scheduler what waits to be sent ([`Scheduler::set_backlog`]).
+    pub fn set_backlog(&mut self, cells: Option<u64>) {
+        self.inner.set_backlog(cells);
+    }
 }
 
 /// What a scheduler sees of a leg. Before the first SENDME the link RTT

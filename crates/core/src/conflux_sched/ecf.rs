@@ -21,8 +21,9 @@
 //!   send, send on `f`.
 //! - `s` = the lowest-RTT leg that can send (what LowRTT would take). None:
 //!   wait.
-//! - backlog unknown ([`Scheduler::set_backlog`] never called): a bulk
-//!   transfer, for which using every leg finishes first: send on `s`.
+//! - backlog unknown ([`Scheduler::set_backlog`] never called, or called
+//!   with `None`): a bulk transfer, for which using every leg finishes
+//!   first: send on `s`.
 //! - `T_f = RTT_f/2 + k/rate_f` (the fastest leg delivers all `k`) and
 //!   `T_s = RTT_s/2 + 1/rate_s + δ` (the slow leg delivers this cell),
 //!   `δ` the larger queueing delay (`EWMA − min`) of the two, halved.
@@ -167,8 +168,8 @@ impl Scheduler for Ecf {
         }
     }
 
-    fn set_backlog(&mut self, cells: u64) {
-        self.backlog = Some(cells);
+    fn set_backlog(&mut self, cells: Option<u64>) {
+        self.backlog = cells;
     }
 }
 
@@ -188,7 +189,7 @@ mod tests {
     fn fastest_leg_when_it_has_room() {
         let now = Instant::now();
         let mut s = Ecf::new();
-        s.set_backlog(1);
+        s.set_backlog(Some(1));
         assert_eq!(s.choose(&[leg(0, 10), leg(1, 50)], now), Some(LegId(0)));
         assert!(!s.is_waiting());
     }
@@ -203,14 +204,19 @@ mod tests {
     fn waits_when_the_fast_leg_finishes_first() {
         let now = Instant::now();
         let mut s = Ecf::new();
-        s.set_backlog(100);
+        s.set_backlog(Some(100));
         assert_eq!(s.choose(&set(), now), None);
         assert!(s.is_waiting());
-        s.set_backlog(204);
+        s.set_backlog(Some(204));
         assert_eq!(s.choose(&set(), now), None);
-        s.set_backlog(100_000);
+        s.set_backlog(Some(100_000));
         assert_eq!(s.choose(&set(), now), Some(LegId(1)));
         assert!(!s.is_waiting());
+        // Back to a small backlog, then unknown again (bulk): every leg.
+        s.set_backlog(Some(100));
+        assert_eq!(s.choose(&set(), now), None);
+        s.set_backlog(None);
+        assert_eq!(s.choose(&set(), now), Some(LegId(1)));
     }
 
     #[test]
@@ -218,14 +224,14 @@ mod tests {
         let now = Instant::now();
         let mut s = Ecf::new();
         // Not waiting: 250 cells take the fast leg 30 ms > 25.5 ms.
-        s.set_backlog(250);
+        s.set_backlog(Some(250));
         assert_eq!(s.choose(&set(), now), Some(LegId(1)));
         // Once waiting, the bar is 1.25 × 25.5 ms.
-        s.set_backlog(100);
+        s.set_backlog(Some(100));
         assert_eq!(s.choose(&set(), now), None);
-        s.set_backlog(250);
+        s.set_backlog(Some(250));
         assert_eq!(s.choose(&set(), now), None);
-        s.set_backlog(300);
+        s.set_backlog(Some(300));
         assert_eq!(s.choose(&set(), now), Some(LegId(1)));
     }
 
@@ -233,7 +239,7 @@ mod tests {
     fn bandwidth_estimate_counts() {
         let now = Instant::now();
         let mut s = Ecf::new();
-        s.set_backlog(100);
+        s.set_backlog(Some(100));
         let mut legs = set();
         // A fast leg that only moves 1 000 cells/s needs 105 ms for 100
         // cells: the slow leg delivers sooner.
@@ -246,7 +252,7 @@ mod tests {
         let now = Instant::now();
         let mut s = Ecf::new();
         // 220 cells: 27 ms on the fast leg against 25.5 ms: send on slow...
-        s.set_backlog(220);
+        s.set_backlog(Some(220));
         assert_eq!(s.choose(&set(), now), Some(LegId(1)));
         // ... unless the slow leg's RTT varies by 10 ms (queueing).
         let mut legs = set();
@@ -262,7 +268,7 @@ mod tests {
         // leg, which delivers 10 000 cells/s: 205 cells to hold.
         let mut s = Ecf::with_reorder_budget(204);
         assert_eq!(s.choose(&set(), now), None);
-        s.set_backlog(100_000);
+        s.set_backlog(Some(100_000));
         assert_eq!(s.choose(&set(), now), None);
         let mut s = Ecf::with_reorder_budget(205);
         assert_eq!(s.choose(&set(), now), Some(LegId(1)));

@@ -25,10 +25,11 @@ pub trait Scheduler: fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// Cells waiting to be sent on the set (data read from streams, not yet
-    /// packaged). Schedulers that weigh the remaining transfer use it; the
-    /// others ignore it. Until it is called, the backlog is unknown and
-    /// treated as large (a bulk transfer).
-    fn set_backlog(&mut self, cells: u64) {
+    /// packaged), or `None` when that is unknown: the sender has more than
+    /// it buffers, a bulk transfer. Schedulers that weigh the remaining
+    /// transfer use it; the others ignore it. Until it is called, the
+    /// backlog is unknown.
+    fn set_backlog(&mut self, cells: Option<u64>) {
         let _ = cells;
     }
 }
@@ -143,7 +144,7 @@ mod tests {
             for kind in SchedulerKind::ALL {
                 let mut s = kind.build();
                 if let Some(b) = backlog {
-                    s.set_backlog(b);
+                    s.set_backlog(Some(b));
                 }
                 if let Some(id) = s.choose(&legs, now) {
                     let leg = find(&legs, id);
@@ -193,7 +194,7 @@ mod tests {
                 .filter(|l| l.sched_rtt().is_some())
                 .min_by_key(|l| l.sched_rtt());
             let mut ecf = Ecf::new();
-            ecf.set_backlog(backlog);
+            ecf.set_backlog(Some(backlog));
             let got = ecf.choose(&legs, now);
             if let Some(l) = lowest.filter(|l| l.ready()) {
                 prop_assert_eq!(got, Some(l.id));
@@ -218,8 +219,8 @@ mod tests {
                 let (mut a, mut b) = (kind.build(), kind.build());
                 for i in 0..steps {
                     let t = now + Duration::from_millis(u64::try_from(i).unwrap());
-                    a.set_backlog(backlog);
-                    b.set_backlog(backlog);
+                    a.set_backlog(Some(backlog));
+                    b.set_backlog(Some(backlog));
                     prop_assert_eq!(a.choose(&legs, t), b.choose(&legs, t));
                 }
             }
