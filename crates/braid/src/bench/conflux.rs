@@ -48,7 +48,7 @@ use super::error::BenchError;
 use super::output::{write_json, write_text};
 use super::proc::{cpu_seconds, peak_rss_mb};
 use super::proxy::{ProxyChild, start_proxy};
-use super::scrape::{self, Recording, TunnelUse};
+use super::scrape::{self, Direction, Recording, TunnelUse};
 use super::svg::{Line, Panel, render};
 use crate::cli::BenchConfluxArgs;
 use crate::testnet_cmd::{say, up_interruptible};
@@ -746,7 +746,7 @@ async fn download(
                     sample.bytes = d.bytes;
                     sample.mb_per_s = d.mb_per_s();
                     sample.ttfb_ms = d.time_to_first_byte.as_secs_f64() * 1000.0;
-                    if let Some(u) = scrape::analyse(&rec.points, BIN_S) {
+                    if let Some(u) = scrape::analyse(&rec.points, BIN_S, Direction::Download) {
                         fill_from_metrics(&mut sample, &u);
                     }
                 }
