@@ -2,8 +2,9 @@
 //! networks of real C-tor relays.
 //!
 //! - [`single`](mod@single): one circuit each, unshaped and shaped links.
-//! - [`conflux`](mod@conflux): Conflux sets over middles with different links, with
-//!   each leg's capacity measured alone, per-leg time series and a plot.
+//! - [`conflux`](mod@conflux): Conflux sets over middles with different links,
+//!   downloads and uploads, with each leg's capacity measured alone each
+//!   way, per-leg time series and a plot.
 //! - [`prom`]: a tolerant parser of Prometheus text (the proxy's
 //!   `/metrics`); [`scrape`]: scraping it into per-leg time series.
 //! - [`svg`]: hand-written SVG line charts.

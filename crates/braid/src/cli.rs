@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Braid: a Tor implementation built around Conflux multipath.
 #[derive(Debug, Parser)]
@@ -41,7 +41,8 @@ pub(crate) enum BenchCmd {
     Single(BenchSingleArgs),
     /// Conflux: each leg alone, Braid's Conflux with each scheduler, and
     /// the C-tor client's Conflux, over shaped middles (scenarios uniform,
-    /// bw-1-3, rtt-1-5, 3-legs); a table, a JSON file and an SVG plot.
+    /// bw-1-3, rtt-1-5, 3-legs), downloads and uploads; a table, a JSON
+    /// file and an SVG plot.
     Conflux(BenchConfluxArgs),
 }
 
@@ -51,12 +52,16 @@ pub(crate) struct BenchConfluxArgs {
     /// Working directory (one network per scenario; results go here).
     #[arg(long)]
     pub(crate) dir: PathBuf,
-    /// Bytes per download (suffixes as in 20MB).
+    /// Bytes per transfer (suffixes as in 20MB).
     #[arg(long, default_value = "20MB")]
     pub(crate) size: String,
-    /// Downloads per client and scenario.
+    /// Transfers per client, direction and scenario.
     #[arg(long, default_value_t = 3)]
     pub(crate) reps: usize,
+    /// Which transfers to measure: downloads (split across the legs by
+    /// the exit), uploads (split by Braid's scheduler), or both.
+    #[arg(long, value_enum, default_value_t = BenchDirection::Both)]
+    pub(crate) direction: BenchDirection,
     /// Run only these scenarios (repeatable): uniform, bw-1-3, rtt-1-5,
     /// 3-legs. Default: all four.
     #[arg(long)]
@@ -71,6 +76,17 @@ pub(crate) struct BenchConfluxArgs {
     /// The SVG plot (default DIR/bench-conflux.svg).
     #[arg(long)]
     pub(crate) svg: Option<PathBuf>,
+}
+
+/// The transfers of `braid bench conflux`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BenchDirection {
+    /// Downloads from the file server only.
+    Download,
+    /// Uploads to the file server only.
+    Upload,
+    /// A download and an upload per client and repetition.
+    Both,
 }
 
 /// `braid bench single`.

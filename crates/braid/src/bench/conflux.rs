@@ -20,17 +20,39 @@
 //! caps the circuit's throughput.
 //!
 //! Then, alternating the order every repetition as `bench single` does,
-//! every download checked by SHA-256:
+//! each client downloads and/or uploads (`--direction download|upload|both`,
+//! default both), every transfer checked by SHA-256 (the file server checks
+//! an upload's and answers its digest):
 //! 1. each leg alone: a Braid single circuit pinned to `guard_i > middle_i
-//!    > exit`, whose throughput is the leg's capacity;
-//! 2. Braid Conflux with each scheduler (minrtt, lowrtt, ecf; the
-//!    scheduler picks the leg for what the client sends, downloads are
-//!    scheduled by the exit);
+//!    > exit`, whose throughput is the leg's capacity that way;
+//! 2. Braid Conflux with each scheduler (minrtt, lowrtt, ecf);
 //! 3. the C-tor client's Conflux set (fresh SOCKS credentials each time).
 //!
+//! The two directions answer different questions. A download is split
+//! across the legs by the C-tor exit's scheduler (prop 329 §3: the sender
+//! schedules), so Braid's scheduler only places the request and SWITCHes:
+//! downloads compare Braid's receive side (reordering, flow control) with
+//! C-tor's. An upload is split by the client's scheduler, so uploads are
+//! where Braid's schedulers differ, and how its default is chosen.
+//!
+//! Figures per direction. A download's throughput is its bytes over the
+//! time from opening the SOCKS connection to the last byte, and its first
+//! byte is the time to the first body byte. An upload's throughput is its
+//! bytes over the time from the SOCKS connection's success (the stream's
+//! CONNECTED) to the server's answer ([`Upload::mb_per_s`]), and the
+//! first-byte column holds its connect time instead (SOCKS and BEGIN to
+//! CONNECTED: an upload sends at once). The reorder queue that matters for
+//! an upload is the exit's, which the client cannot see: upload rows have
+//! no reorder peak, and the BDP (each leg's download capacity times its
+//! RTT) is only set against downloads.
+//!
 //! Braid runs as `braid proxy` children with `--metrics`; `/metrics` is
-//! scraped every 100 ms during each Braid download for per-leg bytes, RTT
-//! and the reorder queue. C-tor's per-leg bytes come from `CIRC_BW` events.
+//! scraped every 100 ms during each Braid transfer for per-leg DATA bytes
+//! (received for a download, sent for an upload: [`scrape::Direction`]),
+//! RTT and the reorder queue. C-tor's per-leg bytes come from `CIRC_BW`
+//! events: `READ` for a download, `WRITTEN` for an upload.
+//!
+//! [`Upload::mb_per_s`]: braid_testnet::download::Upload::mb_per_s
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -39,7 +61,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use braid_testnet::config::parse_rate;
-use braid_testnet::download::fetch_file;
+use braid_testnet::ctor_conflux::LegReport;
+use braid_testnet::download::{Download, Upload, fetch_file, upload_file};
 use braid_testnet::process::read_records;
 use braid_testnet::{Manifest, NetworkConfig, RelayShape, TestnetError, ctor_conflux, launcher};
 use serde::Serialize;
@@ -48,9 +71,9 @@ use super::error::BenchError;
 use super::output::{write_json, write_text};
 use super::proc::{cpu_seconds, peak_rss_mb};
 use super::proxy::{ProxyChild, start_proxy};
-use super::scrape::{self, Recording, TunnelUse};
+use super::scrape::{self, Direction, Recording, TunnelUse};
 use super::svg::{Line, Panel, render};
-use crate::cli::BenchConfluxArgs;
+use crate::cli::{BenchConfluxArgs, BenchDirection};
 use crate::testnet_cmd::{say, up_interruptible};
 
 /// Braid's schedulers, in table order.
@@ -59,9 +82,9 @@ const SCHEDULERS: [&str; 3] = ["minrtt", "lowrtt", "ecf"];
 const DEFAULT_SCHEDULER: &str = "lowrtt";
 /// Width of a time-series bin.
 const BIN_S: f64 = 0.2;
-/// Bytes of the warm-up download of each client.
+/// Bytes of each client's warm-up transfers.
 const WARMUP_BYTES: u64 = 1_000_000;
-/// Tries at the warm-up download.
+/// Tries at each warm-up transfer.
 const WARMUP_ATTEMPTS: usize = 5;
 /// The targets the table is checked against.
 const TARGET_FRACTION: f64 = 0.95;
@@ -124,7 +147,7 @@ pub(crate) fn scenario_names() -> Vec<&'static str> {
     scenarios().iter().map(|s| s.name).collect()
 }
 
-/// Who downloads.
+/// Who transfers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
     /// A Braid single circuit through leg `i` alone.
@@ -152,7 +175,7 @@ impl Who {
     }
 }
 
-/// A client ready to download.
+/// A client ready to transfer.
 #[derive(Debug)]
 struct Running {
     who: Who,
@@ -163,17 +186,20 @@ struct Running {
     _proxy: Option<ProxyChild>,
 }
 
+/// What one leg carried during one transfer.
 #[derive(Debug, Clone, Serialize)]
 struct LegFigure {
     leg: usize,
     path: String,
-    /// Braid: DATA payload bytes received on the leg. C-tor: cell bytes
-    /// that arrived on it (`CIRC_BW READ`).
+    /// Braid: DATA payload bytes received on the leg (download) or sent on
+    /// it (upload). C-tor: cell bytes that arrived on it (download,
+    /// `CIRC_BW READ`) or that the client wrote on it (upload, `WRITTEN`).
     bytes: u64,
-    /// C-tor's `DELIVERED_READ` (misattributed across legs, see
-    /// `ctor_conflux::LegReport::bytes`).
+    /// C-tor's `DELIVERED_READ` (download; misattributed across legs, see
+    /// [`LegReport::bytes`]) or `DELIVERED_WRITTEN` (upload).
     #[serde(skip_serializing_if = "Option::is_none")]
     delivered_bytes: Option<u64>,
+    /// `bytes` over the sum of every leg's.
     share: f64,
     rtt_ms: Option<f64>,
     min_rtt_ms: Option<f64>,
@@ -181,6 +207,7 @@ struct LegFigure {
     link_rtt_ms: Option<f64>,
 }
 
+/// Per-leg throughput over time, in MB/s per bin.
 #[derive(Debug, Clone, Serialize)]
 struct SeriesJson {
     bin_ms: f64,
@@ -189,20 +216,33 @@ struct SeriesJson {
     total: Vec<f64>,
 }
 
+/// One transfer by one client.
 #[derive(Debug, Clone, Serialize)]
 struct Sample {
     scenario: String,
     client: String,
     kind: &'static str,
+    direction: Direction,
     rep: usize,
     ok: bool,
     error: Option<String>,
     bytes: u64,
+    /// Download: bytes over the time from opening the SOCKS connection to
+    /// the last byte. Upload: bytes over the time from the connection's
+    /// success to the server's answer ([`Upload::mb_per_s`]).
     mb_per_s: f64,
+    /// Upload: bytes over the server's time from the first body byte to
+    /// the last ([`Upload::server_mb_per_s`]).
+    server_mb_per_s: Option<f64>,
+    /// Download: time to the first body byte. Upload: time to open the
+    /// connection (SOCKS, BEGIN to CONNECTED), after which it sends.
     ttfb_ms: f64,
     cpu_s_per_100mb: Option<f64>,
     tunnel: Option<String>,
+    /// Braid downloads only: the reorder queue's high-water mark over the
+    /// set's life (an upload's reordering happens at the exit).
     reorder_peak_bytes: Option<f64>,
+    /// Braid downloads only: the largest queue a scrape saw.
     reorder_sampled_max_bytes: Option<f64>,
     legs: Vec<LegFigure>,
     series: Option<SeriesJson>,
@@ -210,17 +250,22 @@ struct Sample {
     metrics_failures: usize,
 }
 
+/// One client's transfers one way in one scenario.
 #[derive(Debug, Clone, Serialize)]
 struct Row {
     scenario: String,
     client: String,
     kind: &'static str,
+    direction: Direction,
     runs: usize,
     failed: usize,
     mb_per_s_mean: f64,
     mb_per_s_min: f64,
     mb_per_s_max: f64,
+    /// The mean over the summed leg capacity the same way (sets only).
     fraction_of_leg_sum: Option<f64>,
+    /// Mean of [`Sample::ttfb_ms`]: first byte of a download, connect time
+    /// of an upload.
     ttfb_ms_mean: f64,
     cpu_s_per_100mb_mean: Option<f64>,
     peak_rss_mb: Option<f64>,
@@ -229,6 +274,7 @@ struct Row {
     leg_shares: Vec<f64>,
 }
 
+/// One leg's relays and its middle's link.
 #[derive(Debug, Clone, Serialize)]
 struct LegSetup {
     guard: String,
@@ -238,12 +284,25 @@ struct LegSetup {
     middle_delay_one_way: &'static str,
 }
 
+/// One target and whether the figures meet it (`None`: figures missing).
 #[derive(Debug, Clone, Serialize)]
 struct Target {
+    direction: Direction,
     what: String,
     met: Option<bool>,
 }
 
+/// Each leg's capacity one way: the mean throughput of a Braid single
+/// circuit through it alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Capacity {
+    direction: Direction,
+    leg_mb_s: Vec<Option<f64>>,
+    /// Their sum, when every leg has one.
+    sum_mb_s: Option<f64>,
+}
+
+/// One scenario's set-up, summary and targets.
 #[derive(Debug, Clone, Serialize)]
 struct ScenarioReport {
     name: &'static str,
@@ -251,25 +310,30 @@ struct ScenarioReport {
     legs: Vec<LegSetup>,
     ctor_torrc: Vec<String>,
     consensus_params: BTreeMap<String, i32>,
-    leg_capacity_mb_s: Vec<Option<f64>>,
-    leg_capacity_sum_mb_s: Option<f64>,
+    /// Leg capacities, one entry per direction measured.
+    capacity: Vec<Capacity>,
     /// Each leg's RTT for its BDP: the smallest congestion-control minimum
     /// RTT or LINK-to-LINKED RTT Braid measured on any circuit through the
     /// leg's middle (guards and exit are unshaped), else half the smallest
-    /// time to first byte of the leg alone (two round trips: BEGIN and the
-    /// request).
+    /// time to first byte of the leg alone downloading (two round trips:
+    /// BEGIN and the request).
     leg_rtt_ms: Vec<Option<f64>>,
     leg_rtt_source: Vec<&'static str>,
+    /// Twice the largest leg BDP: download capacity times RTT (the client's
+    /// reorder queue holds downloads; `None` without downloads).
     two_bdp_bytes: Option<f64>,
     rows: Vec<Row>,
     targets: Vec<Target>,
     error: Option<String>,
 }
 
+/// Everything `bench conflux` measured, as written to the JSON file.
 #[derive(Debug, Serialize)]
 struct Report {
     size_bytes: u64,
     reps: usize,
+    /// The directions measured, in the order of each scenario's rows.
+    directions: Vec<Direction>,
     tor_version: String,
     link_emulation: &'static str,
     metrics_available: bool,
@@ -283,6 +347,15 @@ const LINK_NOTE: &str = "testnet shaper on each middle: rate caps each direction
 
 fn interrupted(e: &BenchError) -> bool {
     matches!(e, BenchError::Testnet(TestnetError::Interrupted))
+}
+
+/// The directions `--direction` asks for, downloads first.
+fn directions(choice: BenchDirection) -> Vec<Direction> {
+    match choice {
+        BenchDirection::Download => vec![Direction::Download],
+        BenchDirection::Upload => vec![Direction::Upload],
+        BenchDirection::Both => vec![Direction::Download, Direction::Upload],
+    }
 }
 
 pub(crate) async fn conflux(args: BenchConfluxArgs) -> Result<(), BenchError> {
@@ -321,6 +394,7 @@ pub(crate) async fn conflux(args: BenchConfluxArgs) -> Result<(), BenchError> {
     let mut report = Report {
         size_bytes: size,
         reps: args.reps,
+        directions: directions(args.direction),
         tor_version: String::new(),
         link_emulation: LINK_NOTE,
         metrics_available: false,
@@ -397,8 +471,7 @@ fn scenario_report(sc: &Scenario) -> ScenarioReport {
             .collect(),
         ctor_torrc: ctor_torrc(sc),
         consensus_params: consensus_params(sc),
-        leg_capacity_mb_s: Vec::new(),
-        leg_capacity_sum_mb_s: None,
+        capacity: Vec::new(),
         leg_rtt_ms: Vec::new(),
         leg_rtt_source: Vec::new(),
         two_bdp_bytes: None,
@@ -607,58 +680,123 @@ async fn measure(
         };
         clients.push(running);
     }
+    let directions = directions(args.direction);
     let files = manifest.fileserver.address;
-    // Warm-up: one small download each (circuits, caches). C-tor exits
-    // refuse streams for a moment after the network is ready: retry.
+    // Warm-up: one small transfer in each direction measured (circuits,
+    // caches, the congestion windows of what the client sends). C-tor
+    // exits refuse streams for a moment after the network is ready: retry.
     for c in &clients {
-        let mut last = String::new();
-        for attempt in 0..WARMUP_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            match tokio::time::timeout(
-                Duration::from_secs(60),
-                fetch_file(files, Some((c.socks, None)), WARMUP_BYTES, 999),
-            )
-            .await
-            {
-                Ok(Ok(_)) => {
-                    last.clear();
-                    break;
+        for &direction in &directions {
+            let mut last = String::new();
+            for attempt in 0..WARMUP_ATTEMPTS {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                 }
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = "timed out".into(),
+                match tokio::time::timeout(
+                    Duration::from_secs(60),
+                    warm_up(files, c.socks, direction),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {
+                        last.clear();
+                        break;
+                    }
+                    Ok(Err(e)) => last = e.to_string(),
+                    Err(_) => last = "timed out".into(),
+                }
             }
-        }
-        if !last.is_empty() {
-            say(&format!(
-                "[{}] warning: warm-up download of {} failed {WARMUP_ATTEMPTS} times: {last}",
-                sc.name,
-                c.who.label()
-            ));
+            if !last.is_empty() {
+                say(&format!(
+                    "[{}] warning: warm-up {} of {} failed {WARMUP_ATTEMPTS} times: {last}",
+                    sc.name,
+                    direction.name(),
+                    c.who.label()
+                ));
+            }
         }
     }
     let mut mine: Vec<Sample> = Vec::new();
     for rep in 0..args.reps {
-        let order: Vec<&Running> = if rep % 2 == 0 {
-            clients.iter().collect()
-        } else {
-            clients.iter().rev().collect()
-        };
-        for c in order {
-            let s = download(sc, c, manifest, size, rep).await;
+        let mut order: Vec<(&Running, Direction)> = clients
+            .iter()
+            .flat_map(|c| directions.iter().map(move |&d| (c, d)))
+            .collect();
+        if rep % 2 == 1 {
+            order.reverse();
+        }
+        for (c, direction) in order {
+            let s = transfer(sc, c, direction, manifest, size, rep).await;
             say(&format!("[{}] {}", sc.name, describe(&s)));
             samples.push(s.clone());
             mine.push(s);
         }
     }
-    Ok(summarise(sc, &clients, &mine))
+    Ok(summarise(sc, &clients, &mine, &directions))
 }
 
-/// One checked download by one client.
-async fn download(
+/// A warm-up transfer of [`WARMUP_BYTES`] through `socks`: checked, not
+/// timed.
+async fn warm_up(
+    files: SocketAddr,
+    socks: SocketAddr,
+    direction: Direction,
+) -> Result<(), TestnetError> {
+    let socks = Some((socks, None));
+    match direction {
+        Direction::Download => fetch_file(files, socks, WARMUP_BYTES, 999).await.map(drop),
+        Direction::Upload => upload_file(files, socks, WARMUP_BYTES, 999).await.map(drop),
+    }
+}
+
+/// What a checked transfer measured, either way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Done {
+    bytes: u64,
+    /// [`Sample::mb_per_s`].
+    mb_per_s: f64,
+    /// [`Sample::server_mb_per_s`].
+    server_mb_per_s: Option<f64>,
+    /// [`Sample::ttfb_ms`]: first byte of a download, connect time of an
+    /// upload.
+    first_ms: f64,
+}
+
+impl From<&Download> for Done {
+    fn from(d: &Download) -> Self {
+        Done {
+            bytes: d.bytes,
+            mb_per_s: d.mb_per_s(),
+            server_mb_per_s: None,
+            first_ms: d.time_to_first_byte.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+impl From<&Upload> for Done {
+    fn from(u: &Upload) -> Self {
+        Done {
+            bytes: u.bytes,
+            mb_per_s: u.mb_per_s(),
+            server_mb_per_s: Some(u.server_mb_per_s()),
+            first_ms: u.connected.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// What the C-tor client's control port said about a transfer's circuits.
+#[derive(Debug)]
+struct CtorRoute {
+    purpose: String,
+    conflux_id: Option<String>,
+    legs: Vec<LegReport>,
+}
+
+/// One checked transfer by one client.
+async fn transfer(
     sc: &Scenario,
     c: &Running,
+    direction: Direction,
     manifest: &Manifest,
     size: u64,
     rep: usize,
@@ -671,11 +809,13 @@ async fn download(
         scenario: sc.name.into(),
         client: c.who.label(),
         kind: c.who.kind(),
+        direction,
         rep,
         ok: false,
         error: None,
         bytes: 0,
         mb_per_s: 0.0,
+        server_mb_per_s: None,
         ttfb_ms: 0.0,
         cpu_s_per_100mb: None,
         tunnel: None,
@@ -686,67 +826,73 @@ async fn download(
         metrics_scrapes: 0,
         metrics_failures: 0,
     };
-    let timed_out = || format!("no complete download within {} s", limit.as_secs());
+    let timed_out = || {
+        format!(
+            "no complete {} within {} s",
+            direction.name(),
+            limit.as_secs()
+        )
+    };
+    let server = manifest.fileserver.address;
     match c.who {
         Who::Ctor => {
-            match tokio::time::timeout(limit, ctor_conflux::download(manifest, size, seed)).await {
-                Ok(Ok(d)) => {
-                    sample.ok = true;
-                    sample.bytes = d.download.bytes;
-                    sample.mb_per_s = d.download.mb_per_s();
-                    sample.ttfb_ms = d.download.time_to_first_byte.as_secs_f64() * 1000.0;
-                    let total: u64 = d.legs.iter().map(|l| l.read).sum::<u64>().max(1);
-                    sample.tunnel = d.conflux_id.clone();
-                    sample.legs = d
-                        .legs
-                        .iter()
-                        .enumerate()
-                        .map(|(i, l)| LegFigure {
-                            leg: i,
-                            path: l.path.join(">"),
-                            bytes: l.read,
-                            delivered_bytes: Some(l.bytes),
-                            share: l.read as f64 / total as f64,
-                            rtt_ms: None,
-                            min_rtt_ms: None,
-                            link_rtt_ms: l.rtt_ms,
+            let run = async {
+                match direction {
+                    Direction::Download => {
+                        ctor_conflux::download(manifest, size, seed).await.map(|d| {
+                            let route = CtorRoute {
+                                purpose: d.purpose,
+                                conflux_id: d.conflux_id,
+                                legs: d.legs,
+                            };
+                            (Done::from(&d.download), route)
                         })
-                        .collect();
-                    if d.purpose != "CONFLUX_LINKED" || d.legs.len() != sc.legs() {
-                        sample.error = Some(format!(
-                            "C-tor used a {} circuit with {} legs",
-                            d.purpose,
-                            d.legs.len()
-                        ));
                     }
+                    Direction::Upload => {
+                        ctor_conflux::upload(manifest, size, seed).await.map(|u| {
+                            let route = CtorRoute {
+                                purpose: u.purpose,
+                                conflux_id: u.conflux_id,
+                                legs: u.legs,
+                            };
+                            (Done::from(&u.upload), route)
+                        })
+                    }
+                }
+            };
+            match tokio::time::timeout(limit, run).await {
+                Ok(Ok((done, route))) => {
+                    fill_done(&mut sample, &done);
+                    sample.tunnel = route.conflux_id.clone();
+                    sample.legs = ctor_legs(&route.legs, direction);
+                    sample.error = check_ctor_set(sc, &route);
                 }
                 Ok(Err(e)) => sample.error = Some(e.to_string()),
                 Err(_) => sample.error = Some(timed_out()),
             }
         }
         Who::Leg(_) | Who::Braid(_) => {
-            let fetch = tokio::time::timeout(
-                limit,
-                fetch_file(
-                    manifest.fileserver.address,
-                    Some((c.socks, None)),
-                    size,
-                    seed,
-                ),
-            );
+            let socks = Some((c.socks, None));
+            let run = tokio::time::timeout(limit, async {
+                match direction {
+                    Direction::Download => fetch_file(server, socks, size, seed)
+                        .await
+                        .map(|d| Done::from(&d)),
+                    Direction::Upload => upload_file(server, socks, size, seed)
+                        .await
+                        .map(|u| Done::from(&u)),
+                }
+            });
             let (result, rec) = match c.metrics {
-                Some(addr) => scrape::record(addr, fetch).await,
-                None => (fetch.await, Recording::default()),
+                Some(addr) => scrape::record(addr, run).await,
+                None => (run.await, Recording::default()),
             };
             sample.metrics_scrapes = rec.points.len();
             sample.metrics_failures = rec.failures;
             match result {
-                Ok(Ok(d)) => {
-                    sample.ok = true;
-                    sample.bytes = d.bytes;
-                    sample.mb_per_s = d.mb_per_s();
-                    sample.ttfb_ms = d.time_to_first_byte.as_secs_f64() * 1000.0;
-                    if let Some(u) = scrape::analyse(&rec.points, BIN_S) {
+                Ok(Ok(done)) => {
+                    fill_done(&mut sample, &done);
+                    if let Some(u) = scrape::analyse(&rec.points, BIN_S, direction) {
                         fill_from_metrics(&mut sample, &u);
                     }
                 }
@@ -763,11 +909,63 @@ async fn download(
     sample
 }
 
+/// Marks `sample` as a success with `done`'s figures.
+fn fill_done(sample: &mut Sample, done: &Done) {
+    sample.ok = true;
+    sample.bytes = done.bytes;
+    sample.mb_per_s = done.mb_per_s;
+    sample.server_mb_per_s = done.server_mb_per_s;
+    sample.ttfb_ms = done.first_ms;
+}
+
+/// C-tor's legs for a transfer going `direction`: cell bytes counted where
+/// each cell arrives (`READ`) for a download, where each leaves the client
+/// (`WRITTEN`) for an upload, with the `DELIVERED_` figure beside.
+fn ctor_legs(legs: &[LegReport], direction: Direction) -> Vec<LegFigure> {
+    let figures = |l: &LegReport| match direction {
+        Direction::Download => (l.read, l.bytes),
+        Direction::Upload => (l.written, l.delivered_written),
+    };
+    let total = legs.iter().map(|l| figures(l).0).sum::<u64>().max(1);
+    legs.iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let (bytes, delivered) = figures(l);
+            LegFigure {
+                leg: i,
+                path: l.path.join(">"),
+                bytes,
+                delivered_bytes: Some(delivered),
+                share: bytes as f64 / total as f64,
+                rtt_ms: None,
+                min_rtt_ms: None,
+                link_rtt_ms: l.rtt_ms,
+            }
+        })
+        .collect()
+}
+
+/// Why C-tor's transfer does not count as a Conflux set of the scenario's
+/// legs: its stream's circuit was not CONFLUX_LINKED, or its set had
+/// another number of legs (3 legs only with the consensus parameter).
+fn check_ctor_set(sc: &Scenario, route: &CtorRoute) -> Option<String> {
+    (route.purpose != "CONFLUX_LINKED" || route.legs.len() != sc.legs()).then(|| {
+        format!(
+            "C-tor used a {} circuit with {} legs",
+            route.purpose,
+            route.legs.len()
+        )
+    })
+}
+
+/// Braid's per-leg figures, series and (downloads only) reorder queue.
 fn fill_from_metrics(sample: &mut Sample, u: &TunnelUse) {
     let total: f64 = u.legs.iter().map(|l| l.bytes).sum::<f64>().max(1.0);
     sample.tunnel = Some(u.tunnel.clone());
-    sample.reorder_peak_bytes = u.reorder_peak_bytes;
-    sample.reorder_sampled_max_bytes = u.reorder_sampled_max_bytes;
+    if sample.direction == Direction::Download {
+        sample.reorder_peak_bytes = u.reorder_peak_bytes;
+        sample.reorder_sampled_max_bytes = u.reorder_sampled_max_bytes;
+    }
     sample.legs = u
         .legs
         .iter()
@@ -791,10 +989,23 @@ fn fill_from_metrics(sample: &mut Sample, u: &TunnelUse) {
     });
 }
 
+/// One line about one sample, for the progress log.
 fn describe(s: &Sample) -> String {
-    let mut t = format!("{:<22} run {}: ", s.client, s.rep + 1);
+    let mut t = format!(
+        "{:<22} {:<8} run {}: ",
+        s.client,
+        s.direction.name(),
+        s.rep + 1
+    );
     if s.ok {
-        let _ = write!(t, "{:.2} MB/s, first byte {:.0} ms", s.mb_per_s, s.ttfb_ms);
+        let first = match s.direction {
+            Direction::Download => "first byte",
+            Direction::Upload => "connect",
+        };
+        let _ = write!(t, "{:.2} MB/s, {first} {:.0} ms", s.mb_per_s, s.ttfb_ms);
+        if let Some(m) = s.server_mb_per_s {
+            let _ = write!(t, ", server {m:.2} MB/s");
+        }
         if let Some(c) = s.cpu_s_per_100mb {
             let _ = write!(t, ", {c:.2} CPU s/100 MB");
         }
@@ -838,106 +1049,145 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// Rows, leg capacities, BDP and targets from the scenario's samples.
-fn summarise(sc: &Scenario, clients: &[Running], samples: &[Sample]) -> ScenarioReport {
+/// Rows, leg capacities, BDP and targets from the scenario's samples: for
+/// each of `directions` in turn, a row per client.
+fn summarise(
+    sc: &Scenario,
+    clients: &[Running],
+    samples: &[Sample],
+    directions: &[Direction],
+) -> ScenarioReport {
     let mut out = scenario_report(sc);
     let k = sc.legs();
-    let ok_of = |who: Who| -> Vec<&Sample> {
-        samples
-            .iter()
-            .filter(|s| s.client == who.label() && s.ok)
-            .collect()
-    };
-    out.leg_capacity_mb_s = (0..k)
+    out.capacity = directions
+        .iter()
+        .map(|&d| capacity(sc, samples, d))
+        .collect();
+    let (rtts, sources): (Vec<Option<f64>>, Vec<&'static str>) =
+        (0..k).map(|i| leg_rtt(sc, i, samples)).unzip();
+    out.leg_rtt_ms = rtts;
+    out.leg_rtt_source = sources;
+    out.two_bdp_bytes = capacity_of(&out.capacity, Direction::Download)
+        .and_then(|c| {
+            c.leg_mb_s
+                .iter()
+                .zip(&out.leg_rtt_ms)
+                .map(|(c, r)| Some(c.as_ref()? * 1e6 * r.as_ref()? / 1000.0))
+                .collect::<Option<Vec<f64>>>()
+        })
+        .and_then(|v| v.into_iter().reduce(f64::max))
+        .map(|b| 2.0 * b);
+    for &direction in directions {
+        let leg_sum = capacity_of(&out.capacity, direction).and_then(|c| c.sum_mb_s);
+        for c in clients {
+            let row = row(sc, c, direction, samples, leg_sum, out.two_bdp_bytes);
+            out.rows.push(row);
+        }
+    }
+    out.targets = targets(&out);
+    out
+}
+
+/// Each leg's mean throughput alone going `direction`, and their sum.
+fn capacity(sc: &Scenario, samples: &[Sample], direction: Direction) -> Capacity {
+    let leg_mb_s: Vec<Option<f64>> = (0..sc.legs())
         .map(|i| {
+            let label = Who::Leg(i).label();
             mean(
-                &ok_of(Who::Leg(i))
+                &samples
                     .iter()
+                    .filter(|s| s.ok && s.direction == direction && s.client == label)
                     .map(|s| s.mb_per_s)
                     .collect::<Vec<_>>(),
             )
         })
         .collect();
-    out.leg_capacity_sum_mb_s = out
-        .leg_capacity_mb_s
-        .iter()
-        .copied()
-        .collect::<Option<Vec<f64>>>()
-        .map(|v| v.iter().sum());
-    let (rtts, sources): (Vec<Option<f64>>, Vec<&'static str>) =
-        (0..k).map(|i| leg_rtt(sc, i, samples)).unzip();
-    out.leg_rtt_ms = rtts;
-    out.leg_rtt_source = sources;
-    out.two_bdp_bytes = out
-        .leg_capacity_mb_s
-        .iter()
-        .zip(&out.leg_rtt_ms)
-        .map(|(c, r)| Some(c.as_ref()? * 1e6 * r.as_ref()? / 1000.0))
-        .collect::<Option<Vec<f64>>>()
-        .and_then(|v| v.into_iter().reduce(f64::max))
-        .map(|b| 2.0 * b);
-    for c in clients {
-        let all: Vec<&Sample> = samples
+    Capacity {
+        direction,
+        sum_mb_s: leg_mb_s
             .iter()
-            .filter(|s| s.client == c.who.label())
-            .collect();
-        let ok: Vec<&Sample> = all.iter().copied().filter(|s| s.ok).collect();
-        let rates: Vec<f64> = ok.iter().map(|s| s.mb_per_s).collect();
-        let m = mean(&rates).unwrap_or(0.0);
-        let cpus: Vec<f64> = ok.iter().filter_map(|s| s.cpu_s_per_100mb).collect();
-        // Shares in the scenario's leg order, by middle (Conflux pairs
-        // guards and middles at random; the middle makes the leg).
-        let leg_shares = if ok.iter().any(|s| s.legs.len() > 1) {
-            (0..k)
-                .map(|i| {
-                    let middle = sc.middle(i);
-                    mean(
-                        &ok.iter()
-                            .map(|s| {
-                                s.legs
-                                    .iter()
-                                    .filter(|l| middle_of(&l.path) == middle)
-                                    .map(|l| l.share)
-                                    .sum::<f64>()
-                            })
-                            .collect::<Vec<_>>(),
-                    )
-                    .unwrap_or(0.0)
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let is_set = !matches!(c.who, Who::Leg(_));
-        out.rows.push(Row {
-            scenario: sc.name.into(),
-            client: c.who.label(),
-            kind: c.who.kind(),
-            runs: ok.len(),
-            failed: all.len() - ok.len(),
-            mb_per_s_mean: m,
-            mb_per_s_min: rates.iter().copied().fold(f64::INFINITY, f64::min),
-            mb_per_s_max: rates.iter().copied().fold(0.0, f64::max),
-            fraction_of_leg_sum: out
-                .leg_capacity_sum_mb_s
-                .filter(|sum| is_set && *sum > 0.0 && !ok.is_empty())
-                .map(|sum| m / sum),
-            ttfb_ms_mean: mean(&ok.iter().map(|s| s.ttfb_ms).collect::<Vec<_>>()).unwrap_or(0.0),
-            cpu_s_per_100mb_mean: mean(&cpus),
-            peak_rss_mb: peak_rss_mb(c.pid),
-            reorder_peak_bytes: if c.who.kind() == "braid" {
-                ok.iter()
-                    .filter_map(|s| s.reorder_peak_bytes)
-                    .reduce(f64::max)
-            } else {
-                None
-            },
-            two_bdp_bytes: is_set.then_some(out.two_bdp_bytes).flatten(),
-            leg_shares,
-        });
+            .copied()
+            .collect::<Option<Vec<f64>>>()
+            .map(|v| v.iter().sum()),
+        leg_mb_s,
     }
-    out.targets = targets(&out);
-    out
+}
+
+/// The capacities measured going `direction`.
+fn capacity_of(capacity: &[Capacity], direction: Direction) -> Option<&Capacity> {
+    capacity.iter().find(|c| c.direction == direction)
+}
+
+/// Client `c`'s row going `direction`; `leg_sum` is the summed leg
+/// capacity that way, `two_bdp` twice the largest leg BDP.
+fn row(
+    sc: &Scenario,
+    c: &Running,
+    direction: Direction,
+    samples: &[Sample],
+    leg_sum: Option<f64>,
+    two_bdp: Option<f64>,
+) -> Row {
+    let label = c.who.label();
+    let all: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.client == label && s.direction == direction)
+        .collect();
+    let ok: Vec<&Sample> = all.iter().copied().filter(|s| s.ok).collect();
+    let rates: Vec<f64> = ok.iter().map(|s| s.mb_per_s).collect();
+    let m = mean(&rates).unwrap_or(0.0);
+    let cpus: Vec<f64> = ok.iter().filter_map(|s| s.cpu_s_per_100mb).collect();
+    // Shares in the scenario's leg order, by middle (Conflux pairs guards
+    // and middles at random; the middle makes the leg).
+    let leg_shares = if ok.iter().any(|s| s.legs.len() > 1) {
+        (0..sc.legs())
+            .map(|i| {
+                let middle = sc.middle(i);
+                mean(
+                    &ok.iter()
+                        .map(|s| {
+                            s.legs
+                                .iter()
+                                .filter(|l| middle_of(&l.path) == middle)
+                                .map(|l| l.share)
+                                .sum::<f64>()
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap_or(0.0)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let is_set = !matches!(c.who, Who::Leg(_));
+    let download = direction == Direction::Download;
+    Row {
+        scenario: sc.name.into(),
+        client: label,
+        kind: c.who.kind(),
+        direction,
+        runs: ok.len(),
+        failed: all.len() - ok.len(),
+        mb_per_s_mean: m,
+        mb_per_s_min: rates.iter().copied().fold(f64::INFINITY, f64::min),
+        mb_per_s_max: rates.iter().copied().fold(0.0, f64::max),
+        fraction_of_leg_sum: leg_sum
+            .filter(|sum| is_set && *sum > 0.0 && !ok.is_empty())
+            .map(|sum| m / sum),
+        ttfb_ms_mean: mean(&ok.iter().map(|s| s.ttfb_ms).collect::<Vec<_>>()).unwrap_or(0.0),
+        cpu_s_per_100mb_mean: mean(&cpus),
+        peak_rss_mb: peak_rss_mb(c.pid),
+        reorder_peak_bytes: if c.who.kind() == "braid" && download {
+            ok.iter()
+                .filter_map(|s| s.reorder_peak_bytes)
+                .reduce(f64::max)
+        } else {
+            None
+        },
+        two_bdp_bytes: (is_set && download).then_some(two_bdp).flatten(),
+        leg_shares,
+    }
 }
 
 /// Leg `i`'s RTT and where it came from (see [`ScenarioReport`]).
@@ -958,7 +1208,7 @@ fn leg_rtt(sc: &Scenario, i: usize, samples: &[Sample]) -> (Option<f64>, &'stati
     let label = Who::Leg(i).label();
     let ttfb = samples
         .iter()
-        .filter(|s| s.ok && s.client == label)
+        .filter(|s| s.ok && s.direction == Direction::Download && s.client == label)
         .map(|s| s.ttfb_ms / 2.0)
         .reduce(f64::min);
     (
@@ -971,36 +1221,40 @@ fn leg_rtt(sc: &Scenario, i: usize, samples: &[Sample]) -> (Option<f64>, &'stati
     )
 }
 
-/// Braid Conflux >= 0.95 of the summed leg capacity and >= C-tor's
-/// Conflux; peak reorder <= 2 x the largest leg BDP.
+/// Per direction: Braid Conflux >= 0.95 of the summed leg capacity and >=
+/// C-tor's Conflux. Downloads: peak reorder <= 2 x the largest leg BDP
+/// (an upload's reorder queue is the exit's).
 fn targets(r: &ScenarioReport) -> Vec<Target> {
-    let ctor = r.rows.iter().find(|x| x.kind == "ctor" && x.runs > 0);
     let mut out = Vec::new();
     for row in r.rows.iter().filter(|x| x.kind == "braid") {
-        let f = row.fraction_of_leg_sum;
+        let direction = row.direction;
+        let ctor = r
+            .rows
+            .iter()
+            .find(|x| x.kind == "ctor" && x.direction == direction && x.runs > 0);
+        let what = |t: &str| format!("{} {}: {} {t}", r.name, direction.name(), row.client);
         out.push(Target {
-            what: format!(
-                "{}: {} >= {TARGET_FRACTION:.2} of summed leg capacity",
-                r.name, row.client
-            ),
-            met: f.map(|f| f >= TARGET_FRACTION),
+            direction,
+            what: what(&format!(">= {TARGET_FRACTION:.2} of summed leg capacity")),
+            met: row.fraction_of_leg_sum.map(|f| f >= TARGET_FRACTION),
         });
         out.push(Target {
-            what: format!("{}: {} >= C-tor's Conflux", r.name, row.client),
+            direction,
+            what: what(">= C-tor's Conflux"),
             met: ctor
                 .filter(|_| row.runs > 0)
                 .map(|c| row.mb_per_s_mean >= c.mb_per_s_mean),
         });
-        out.push(Target {
-            what: format!(
-                "{}: {} peak reorder <= 2 x largest leg BDP",
-                r.name, row.client
-            ),
-            met: match (row.reorder_peak_bytes, r.two_bdp_bytes) {
-                (Some(p), Some(b)) => Some(p <= b),
-                _ => None,
-            },
-        });
+        if direction == Direction::Download {
+            out.push(Target {
+                direction,
+                what: what("peak reorder <= 2 x largest leg BDP"),
+                met: match (row.reorder_peak_bytes, r.two_bdp_bytes) {
+                    (Some(p), Some(b)) => Some(p <= b),
+                    _ => None,
+                },
+            });
+        }
     }
     out
 }
@@ -1009,18 +1263,27 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "n/a".to_string(), f)
 }
 
+/// Notes printed under the table when uploads ran.
+const UPLOAD_NOTES: &str = "upload rows: MB/s from the SOCKS connection's success to the \
+    server's answer; \"first byte\" is the connect time (SOCKS, BEGIN to CONNECTED); leg \
+    shares from DATA bytes sent (Braid) or CIRC_BW WRITTEN (C-tor); no reorder peak (the \
+    exit reorders an upload)";
+
+/// The table, the leg capacities and the targets, as printed.
 fn table(r: &Report) -> String {
+    let directions: Vec<&str> = r.directions.iter().map(|d| d.name()).collect();
     let mut out = format!(
-        "Conflux, {} MB downloads, {} runs each, tor {}\n\
-         | scenario | client | MB/s mean (min-max) | of leg sum | first byte ms | CPU s / 100 MB | peak reorder kB | 2 x largest leg BDP kB | leg shares % |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "Conflux, {} MB transfers ({}), {} runs each, tor {}\n\
+         | scenario | direction | client | MB/s mean (min-max) | of leg sum | first byte ms | CPU s / 100 MB | peak reorder kB | 2 x largest leg BDP kB | leg shares % |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         r.size_bytes as f64 / 1e6,
+        directions.join(", "),
         r.reps,
         r.tor_version
     );
     for sc in &r.scenarios {
         if let Some(e) = &sc.error {
-            let _ = writeln!(out, "| {} | failed: {e} | | | | | | | |", sc.name);
+            let _ = writeln!(out, "| {} | | failed: {e} | | | | | | | |", sc.name);
             continue;
         }
         for row in &sc.rows {
@@ -1041,21 +1304,25 @@ fn table(r: &Report) -> String {
                 .iter()
                 .map(|s| format!("{:.0}", s * 100.0))
                 .collect();
+            let download = row.direction == Direction::Download;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
                 sc.name,
+                row.direction.name(),
                 row.client,
                 rate,
                 opt(row.fraction_of_leg_sum, |f| format!("{f:.2}")),
                 row.ttfb_ms_mean,
                 opt(row.cpu_s_per_100mb_mean, |c| format!("{c:.2}")),
-                if row.kind == "braid" {
+                if row.kind == "braid" && download {
                     opt(row.reorder_peak_bytes, |b| format!("{:.0}", b / 1000.0))
+                } else if row.kind == "braid" {
+                    "n/a".into()
                 } else {
                     "-".into()
                 },
-                if row.kind == "leg" {
+                if row.kind == "leg" || !download {
                     "-".into()
                 } else {
                     opt(row.two_bdp_bytes, |b| format!("{:.0}", b / 1000.0))
@@ -1068,23 +1335,41 @@ fn table(r: &Report) -> String {
             );
         }
     }
+    if r.directions.contains(&Direction::Upload) {
+        let _ = writeln!(out, "\n{UPLOAD_NOTES}");
+    }
     out.push_str("\nleg capacity (one circuit alone) and RTT measured by Braid:\n");
     for sc in r.scenarios.iter().filter(|s| s.error.is_none()) {
+        let per_direction = |i: Option<usize>| -> String {
+            sc.capacity
+                .iter()
+                .map(|c| {
+                    let v = match i {
+                        Some(i) => c.leg_mb_s.get(i).copied().flatten(),
+                        None => c.sum_mb_s,
+                    };
+                    format!(
+                        "{} {} MB/s",
+                        c.direction.name(),
+                        opt(v, |v| format!("{v:.2}"))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let legs: Vec<String> = sc
             .legs
             .iter()
             .enumerate()
             .map(|(i, l)| {
                 format!(
-                    "{}>{}>{} ({} {}): {} MB/s, RTT {} ms ({})",
+                    "{}>{}>{} ({} {}): {}, RTT {} ms ({})",
                     l.guard,
                     l.middle,
                     l.exit,
                     l.middle_rate,
                     l.middle_delay_one_way,
-                    opt(sc.leg_capacity_mb_s.get(i).copied().flatten(), |c| format!(
-                        "{c:.2}"
-                    )),
+                    per_direction(Some(i)),
                     opt(sc.leg_rtt_ms.get(i).copied().flatten(), |m| format!(
                         "{m:.0}"
                     )),
@@ -1092,7 +1377,13 @@ fn table(r: &Report) -> String {
                 )
             })
             .collect();
-        let _ = writeln!(out, "  {}: {}", sc.name, legs.join("; "));
+        let _ = writeln!(
+            out,
+            "  {}: {}; sum: {}",
+            sc.name,
+            legs.join("; "),
+            per_direction(None)
+        );
     }
     out.push_str("\ntargets:\n");
     for sc in &r.scenarios {
@@ -1108,50 +1399,64 @@ fn table(r: &Report) -> String {
     out
 }
 
-/// Per-leg throughput of Braid's default scheduler, one panel per
-/// scenario (its first run with figures).
+/// Per-leg throughput of Braid's default scheduler, one panel per scenario
+/// and direction (its first run with figures): DATA bytes received for a
+/// download, sent for an upload.
 fn plot(r: &Report) -> String {
+    let label = Who::Braid(DEFAULT_SCHEDULER).label();
     let mut panels = Vec::new();
     for sc in &r.scenarios {
-        let label = Who::Braid(DEFAULT_SCHEDULER).label();
-        let Some((s, series)) = r
-            .samples
-            .iter()
-            .filter(|s| s.scenario == sc.name && s.client == label && s.ok)
-            .find_map(|s| Some((s, s.series.as_ref()?)))
-        else {
-            continue;
-        };
-        let mut lines: Vec<Line> = series
-            .legs
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Line {
-                label: format!(
-                    "leg {} {}",
-                    i + 1,
-                    s.legs.get(i).map(|l| l.path.as_str()).unwrap_or("")
+        for &direction in &r.directions {
+            let Some((s, series)) = r
+                .samples
+                .iter()
+                .filter(|s| {
+                    s.scenario == sc.name && s.client == label && s.direction == direction && s.ok
+                })
+                .find_map(|s| Some((s, s.series.as_ref()?)))
+            else {
+                continue;
+            };
+            let mut lines: Vec<Line> = series
+                .legs
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Line {
+                    label: format!(
+                        "leg {} {}",
+                        i + 1,
+                        s.legs.get(i).map(|l| l.path.as_str()).unwrap_or("")
+                    ),
+                    values: v.clone(),
+                })
+                .collect();
+            lines.push(Line {
+                label: "total".into(),
+                values: series.total.clone(),
+            });
+            let counted = match direction {
+                Direction::Download => "received",
+                Direction::Upload => "sent",
+            };
+            panels.push(Panel {
+                title: format!(
+                    "{} {}: {} - Braid {DEFAULT_SCHEDULER}, run {}, {:.2} MB/s (DATA {counted})",
+                    sc.name,
+                    direction.name(),
+                    sc.about,
+                    s.rep + 1,
+                    s.mb_per_s
                 ),
-                values: v.clone(),
-            })
-            .collect();
-        lines.push(Line {
-            label: "total".into(),
-            values: series.total.clone(),
-        });
-        panels.push(Panel {
-            title: format!(
-                "{}: {} - Braid {DEFAULT_SCHEDULER}, run {}, {:.2} MB/s",
-                sc.name,
-                sc.about,
-                s.rep + 1,
-                s.mb_per_s
-            ),
-            bin_s: series.bin_ms / 1000.0,
-            lines,
-        });
+                bin_s: series.bin_ms / 1000.0,
+                lines,
+            });
+        }
     }
-    render(&panels, "time since the request (s)", "MB/s (200 ms bins)")
+    render(
+        &panels,
+        "time since the transfer began (s)",
+        "MB/s (200 ms bins)",
+    )
 }
 
 #[cfg(test)]
@@ -1210,17 +1515,28 @@ mod tests {
         assert_eq!(c.conflux_legs, None);
     }
 
-    fn sample(client: Who, rep: usize, mb: f64, legs: &[(f64, Option<f64>)]) -> Sample {
+    fn sample(
+        client: Who,
+        direction: Direction,
+        rep: usize,
+        mb: f64,
+        legs: &[(f64, Option<f64>)],
+    ) -> Sample {
         Sample {
             scenario: "uniform".into(),
             client: client.label(),
             kind: client.kind(),
+            direction,
             rep,
             ok: true,
             error: None,
             bytes: 1,
             mb_per_s: mb,
-            ttfb_ms: 100.0,
+            server_mb_per_s: None,
+            ttfb_ms: match direction {
+                Direction::Download => 100.0,
+                Direction::Upload => 30.0,
+            },
             cpu_s_per_100mb: Some(1.0),
             tunnel: Some("1".into()),
             reorder_peak_bytes: matches!(client, Who::Braid(_)).then_some(100_000.0),
@@ -1248,16 +1564,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn summary_fractions_bdp_and_targets() {
-        let sc = &scenarios()[0];
-        let running = |who| Running {
+    fn running(who: Who) -> Running {
+        Running {
             who,
             socks: ([127, 0, 0, 1], 1).into(),
             pid: u32::MAX,
             metrics: None,
             _proxy: None,
-        };
+        }
+    }
+
+    #[test]
+    fn summary_fractions_bdp_and_targets() {
+        use Direction::{Download as D, Upload as U};
+        let sc = &scenarios()[0];
         let clients = vec![
             running(Who::Leg(0)),
             running(Who::Leg(1)),
@@ -1265,38 +1585,109 @@ mod tests {
             running(Who::Ctor),
         ];
         let mut samples = vec![
-            sample(Who::Leg(0), 0, 2.0, &[(1.0, Some(50.0))]),
-            sample(Who::Leg(0), 1, 2.0, &[(1.0, Some(40.0))]),
-            sample(Who::Leg(1), 0, 1.0, &[(1.0, Some(100.0))]),
-            sample(Who::Braid("lowrtt"), 0, 2.9, &[(0.6, None), (0.4, None)]),
-            sample(Who::Braid("lowrtt"), 1, 2.95, &[(0.5, None), (0.5, None)]),
-            sample(Who::Ctor, 0, 2.8, &[(0.7, None), (0.3, None)]),
+            sample(Who::Leg(0), D, 0, 2.0, &[(1.0, Some(50.0))]),
+            sample(Who::Leg(0), D, 1, 2.0, &[(1.0, Some(40.0))]),
+            sample(Who::Leg(1), D, 0, 1.0, &[(1.0, Some(100.0))]),
+            sample(Who::Braid("lowrtt"), D, 0, 2.9, &[(0.6, None), (0.4, None)]),
+            sample(
+                Who::Braid("lowrtt"),
+                D,
+                1,
+                2.95,
+                &[(0.5, None), (0.5, None)],
+            ),
+            sample(Who::Ctor, D, 0, 2.8, &[(0.7, None), (0.3, None)]),
+            // Uploads: legs of 1.5 and 0.5 MB/s (the second's RTT from its
+            // congestion control, lower than any download's); Braid at 0.9
+            // of their sum and below C-tor.
+            sample(Who::Leg(0), U, 0, 1.5, &[(1.0, None)]),
+            sample(Who::Leg(1), U, 0, 0.5, &[(1.0, Some(90.0))]),
+            sample(
+                Who::Braid("lowrtt"),
+                U,
+                0,
+                1.8,
+                &[(0.75, None), (0.25, None)],
+            ),
+            sample(Who::Ctor, U, 0, 1.9, &[(0.5, None), (0.5, None)]),
         ];
-        let mut failed = sample(Who::Ctor, 1, 0.0, &[]);
+        let mut failed = sample(Who::Ctor, D, 1, 0.0, &[]);
         failed.ok = false;
         samples.push(failed);
-        let r = summarise(sc, &clients, &samples);
-        assert_eq!(r.leg_capacity_mb_s, vec![Some(2.0), Some(1.0)]);
-        assert_eq!(r.leg_capacity_sum_mb_s, Some(3.0));
-        assert_eq!(r.leg_rtt_ms, vec![Some(40.0), Some(100.0)]);
-        // max(2 MB/s x 40 ms, 1 MB/s x 100 ms) = 100 kB, doubled.
-        assert!((r.two_bdp_bytes.unwrap() - 200_000.0).abs() < 1e-6);
-        let braid = r.rows.iter().find(|x| x.kind == "braid").unwrap();
+        let r = summarise(sc, &clients, &samples, &[D, U]);
+        assert_eq!(
+            r.capacity,
+            vec![
+                Capacity {
+                    direction: D,
+                    leg_mb_s: vec![Some(2.0), Some(1.0)],
+                    sum_mb_s: Some(3.0)
+                },
+                Capacity {
+                    direction: U,
+                    leg_mb_s: vec![Some(1.5), Some(0.5)],
+                    sum_mb_s: Some(2.0)
+                },
+            ]
+        );
+        assert_eq!(r.leg_rtt_ms, vec![Some(40.0), Some(90.0)]);
+        // Download capacities: max(2 MB/s x 40 ms, 1 MB/s x 90 ms) = 90 kB,
+        // doubled (upload ones would give 60 kB).
+        assert!((r.two_bdp_bytes.unwrap() - 180_000.0).abs() < 1e-6);
+        // A row per client and direction, downloads first.
+        let dirs: Vec<Direction> = r.rows.iter().map(|x| x.direction).collect();
+        assert_eq!(dirs, [D, D, D, D, U, U, U, U]);
+        let find = |kind: &str, d: Direction| {
+            r.rows
+                .iter()
+                .find(|x| x.kind == kind && x.direction == d)
+                .unwrap()
+        };
+        let braid = find("braid", D);
         assert!((braid.fraction_of_leg_sum.unwrap() - 2.925 / 3.0).abs() < 1e-9);
         assert_eq!(braid.leg_shares, vec![0.55, 0.45]);
-        let leg = r.rows.iter().find(|x| x.kind == "leg").unwrap();
-        assert!(leg.leg_shares.is_empty());
         assert_eq!(braid.reorder_peak_bytes, Some(100_000.0));
-        let ctor = r.rows.iter().find(|x| x.kind == "ctor").unwrap();
+        assert_eq!(braid.two_bdp_bytes, Some(180_000.0));
+        assert_eq!(braid.ttfb_ms_mean, 100.0);
+        let leg = find("leg", D);
+        assert!(leg.leg_shares.is_empty());
+        assert_eq!(leg.fraction_of_leg_sum, None);
+        let ctor = find("ctor", D);
         assert_eq!((ctor.runs, ctor.failed), (1, 1));
         assert_eq!(ctor.reorder_peak_bytes, None);
-        let leg = r.rows.iter().find(|x| x.kind == "leg").unwrap();
-        assert_eq!(leg.fraction_of_leg_sum, None);
-        let met: Vec<Option<bool>> = r.targets.iter().map(|t| t.met).collect();
-        assert_eq!(met, vec![Some(true), Some(true), Some(true)]);
-        let report = Report {
+        // The upload rows: against the upload capacity, no reorder peak
+        // nor BDP, the connect time as first byte.
+        let up = find("braid", U);
+        assert_eq!((up.runs, up.failed), (1, 0));
+        assert!((up.fraction_of_leg_sum.unwrap() - 0.9).abs() < 1e-9);
+        assert_eq!(up.leg_shares, vec![0.75, 0.25]);
+        assert_eq!(up.reorder_peak_bytes, None);
+        assert_eq!(up.two_bdp_bytes, None);
+        assert_eq!(up.ttfb_ms_mean, 30.0);
+        let ctor_up = find("ctor", U);
+        assert_eq!((ctor_up.runs, ctor_up.failed), (1, 0));
+        assert!((ctor_up.fraction_of_leg_sum.unwrap() - 0.95).abs() < 1e-9);
+        let met: Vec<(Direction, Option<bool>)> =
+            r.targets.iter().map(|t| (t.direction, t.met)).collect();
+        assert_eq!(
+            met,
+            vec![
+                (D, Some(true)),
+                (D, Some(true)),
+                (D, Some(true)),
+                (U, Some(false)),
+                (U, Some(false)),
+            ]
+        );
+        assert!(
+            r.targets[4]
+                .what
+                .starts_with("uniform upload: Braid lowrtt >= C-tor")
+        );
+        let mut report = Report {
             size_bytes: 20_000_000,
             reps: 2,
+            directions: vec![D, U],
             tor_version: "0.4.9.11".into(),
             link_emulation: LINK_NOTE,
             metrics_available: true,
@@ -1305,18 +1696,77 @@ mod tests {
         };
         let t = table(&report);
         assert!(
-            t.contains("| uniform | Braid lowrtt | 2.92 (2.90-2.95) | 0.97 |"),
+            t.contains("| uniform | download | Braid lowrtt | 2.92 (2.90-2.95) | 0.97 | 100 |"),
             "{t}"
         );
         assert!(
-            t.contains("| uniform | C-tor | 2.80 (2.80-2.80), 1 failed |"),
+            t.contains("| uniform | download | C-tor | 2.80 (2.80-2.80), 1 failed |"),
             "{t}"
         );
-        assert!(t.contains("RTT 40 ms"), "{t}");
-        assert!(!t.contains("NOT met"), "{t}");
+        assert!(
+            t.contains(
+                "| uniform | upload | Braid lowrtt | 1.80 (1.80-1.80) | 0.90 | 30 | 1.00 | n/a | - | 75/25 |"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("(download, upload)"), "{t}");
+        assert!(t.contains(UPLOAD_NOTES), "{t}");
+        assert!(
+            t.contains("(2MiB 10ms): download 2.00 MB/s, upload 1.50 MB/s, RTT 40 ms"),
+            "{t}"
+        );
+        assert!(
+            t.contains("sum: download 3.00 MB/s, upload 2.00 MB/s"),
+            "{t}"
+        );
+        assert!(
+            t.contains("uniform upload: Braid lowrtt >= C-tor's Conflux: NOT met"),
+            "{t}"
+        );
+        assert!(
+            t.contains("uniform download: Braid lowrtt >= C-tor's Conflux: met"),
+            "{t}"
+        );
+        // Every sample, row and target says which way it went.
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["directions"], serde_json::json!(["download", "upload"]));
+        assert_eq!(v["samples"][6]["direction"], "upload");
+        assert_eq!(v["scenarios"][0]["rows"][0]["direction"], "download");
+        assert_eq!(v["scenarios"][0]["rows"][6]["direction"], "upload");
+        assert_eq!(v["scenarios"][0]["targets"][3]["direction"], "upload");
+        assert_eq!(v["scenarios"][0]["capacity"][1]["direction"], "upload");
         // No series in the samples: an empty plot, still a document.
-        assert!(plot(&report).contains("</svg>"));
-        // Without any RTT from metrics, half the first-byte time.
+        let svg = plot(&report);
+        assert!(
+            svg.contains("</svg>") && !svg.contains("<polyline"),
+            "{svg}"
+        );
+        // One panel per direction for the default scheduler's first run
+        // with a series; other schedulers are not plotted.
+        let series = |v: f64| SeriesJson {
+            bin_ms: 200.0,
+            unit: "MB/s",
+            legs: vec![vec![v, v], vec![v, v]],
+            total: vec![2.0 * v, 2.0 * v],
+        };
+        for (i, v) in [(3, 1.4), (8, 0.9)] {
+            report.samples[i].series = Some(series(v));
+        }
+        let mut ecf = sample(Who::Braid("ecf"), U, 0, 1.0, &[]);
+        ecf.series = Some(series(0.5));
+        report.samples.push(ecf);
+        let svg = plot(&report);
+        assert_eq!(svg.matches("<polyline").count(), 6, "{svg}");
+        assert!(svg.contains("uniform download: "), "{svg}");
+        assert!(
+            svg.contains("Braid lowrtt, run 1, 1.80 MB/s (DATA sent)"),
+            "{svg}"
+        );
+        // Only uploads asked for: only their panel.
+        report.directions = vec![U];
+        assert_eq!(plot(&report).matches("<polyline").count(), 3);
+        // Without any RTT from metrics, half the first-byte time of a
+        // download (an upload's connect time is not used).
         let bare: Vec<Sample> = report
             .samples
             .iter()
@@ -1328,5 +1778,157 @@ mod tests {
             .collect();
         assert_eq!(leg_rtt(sc, 0, &bare), (Some(50.0), "first byte / 2"));
         assert_eq!(leg_rtt(sc, 1, &bare[..1]), (None, "none"));
+        assert_eq!(leg_rtt(sc, 0, &bare[6..]), (None, "none"));
+    }
+
+    #[test]
+    fn uploads_only() {
+        use Direction::Upload as U;
+        let sc = &scenarios()[0];
+        let clients = vec![
+            running(Who::Leg(0)),
+            running(Who::Leg(1)),
+            running(Who::Braid("ecf")),
+        ];
+        let samples = vec![
+            sample(Who::Leg(0), U, 0, 1.0, &[(1.0, Some(40.0))]),
+            sample(Who::Leg(1), U, 0, 1.0, &[(1.0, Some(40.0))]),
+            sample(Who::Braid("ecf"), U, 0, 1.96, &[(0.5, None), (0.5, None)]),
+        ];
+        let r = summarise(sc, &clients, &samples, &[U]);
+        assert_eq!(r.capacity.len(), 1);
+        assert_eq!(r.capacity[0].sum_mb_s, Some(2.0));
+        // No download capacity: no BDP, and no reorder target.
+        assert_eq!(r.two_bdp_bytes, None);
+        assert_eq!(r.rows.len(), 3);
+        let met: Vec<Option<bool>> = r.targets.iter().map(|t| t.met).collect();
+        // 0.98 of the sum; no C-tor row to compare with.
+        assert_eq!(met, vec![Some(true), None]);
+        let report = Report {
+            size_bytes: 5_000_000,
+            reps: 1,
+            directions: vec![U],
+            tor_version: "0.4.9.11".into(),
+            link_emulation: LINK_NOTE,
+            metrics_available: true,
+            scenarios: vec![r],
+            samples,
+        };
+        let t = table(&report);
+        assert!(!t.contains("| download |"), "{t}");
+        assert!(t.contains("(upload), 1 runs each"), "{t}");
+        assert!(t.contains(": upload 1.00 MB/s, RTT 40 ms"), "{t}");
+        assert!(t.contains("unknown (figures missing)"), "{t}");
+    }
+
+    #[test]
+    fn direction_choices() {
+        use Direction::{Download as D, Upload as U};
+        use clap::Parser as _;
+        assert_eq!(directions(BenchDirection::Both), [D, U]);
+        assert_eq!(directions(BenchDirection::Download), [D]);
+        assert_eq!(directions(BenchDirection::Upload), [U]);
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["braid", "bench", "conflux", "--dir", "/tmp/x"];
+            argv.extend_from_slice(extra);
+            match crate::cli::Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(crate::cli::Command::Bench(crate::cli::BenchCmd::Conflux(a))) => Ok(a.direction),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        assert_eq!(parse(&[]), Ok(BenchDirection::Both));
+        assert_eq!(
+            parse(&["--direction", "upload"]),
+            Ok(BenchDirection::Upload)
+        );
+        assert_eq!(
+            parse(&["--direction", "download"]),
+            Ok(BenchDirection::Download)
+        );
+        assert_eq!(
+            parse(&["--direction", "sideways"]),
+            Err(clap::error::ErrorKind::InvalidValue)
+        );
+    }
+
+    #[test]
+    fn transfer_figures_each_way() {
+        let d = Download {
+            bytes: 2_000_000,
+            elapsed: Duration::from_secs(2),
+            time_to_first_byte: Duration::from_millis(120),
+            sha256: String::new(),
+        };
+        assert_eq!(
+            Done::from(&d),
+            Done {
+                bytes: 2_000_000,
+                mb_per_s: 1.0,
+                server_mb_per_s: None,
+                first_ms: 120.0
+            }
+        );
+        let u = Upload {
+            bytes: 2_000_000,
+            elapsed: Duration::from_millis(1250),
+            connected: Duration::from_millis(250),
+            server_elapsed: Duration::from_millis(500),
+            sha256: String::new(),
+        };
+        assert_eq!(
+            Done::from(&u),
+            Done {
+                bytes: 2_000_000,
+                mb_per_s: 2.0,
+                server_mb_per_s: Some(4.0),
+                first_ms: 250.0
+            }
+        );
+    }
+
+    #[test]
+    fn ctor_legs_follow_the_direction() {
+        let leg = |id: u64, middle: &str, read: u64, written: u64| LegReport {
+            circ_id: id,
+            path: vec![format!("relay{id}"), middle.into(), "exit0".into()],
+            fingerprints: vec![format!("G{id}"), middle.into(), "E".into()],
+            rtt_ms: Some(45.0),
+            bytes: 7,
+            read,
+            written,
+            delivered_written: 9,
+        };
+        let legs = vec![leg(0, "relay2", 300, 1000), leg(1, "relay3", 100, 3000)];
+        let down = ctor_legs(&legs, Direction::Download);
+        let figures = |v: &[LegFigure]| -> Vec<(u64, Option<u64>, f64)> {
+            v.iter()
+                .map(|l| (l.bytes, l.delivered_bytes, l.share))
+                .collect()
+        };
+        assert_eq!(figures(&down), [(300, Some(7), 0.75), (100, Some(7), 0.25)]);
+        assert_eq!(down[1].path, "relay1>relay3>exit0");
+        assert_eq!(down[0].link_rtt_ms, Some(45.0));
+        let up = ctor_legs(&legs, Direction::Upload);
+        assert_eq!(figures(&up), [(1000, Some(9), 0.25), (3000, Some(9), 0.75)]);
+        // The set must be linked and have the scenario's legs.
+        let route = |purpose: &str, legs: Vec<LegReport>| CtorRoute {
+            purpose: purpose.into(),
+            conflux_id: Some("x".into()),
+            legs,
+        };
+        let sc = &scenarios()[0];
+        assert_eq!(
+            check_ctor_set(sc, &route("CONFLUX_LINKED", legs.clone())),
+            None
+        );
+        assert_eq!(
+            check_ctor_set(&scenarios()[3], &route("CONFLUX_LINKED", legs.clone())),
+            Some("C-tor used a CONFLUX_LINKED circuit with 2 legs".into())
+        );
+        assert_eq!(
+            check_ctor_set(sc, &route("GENERAL", legs[..1].to_vec())),
+            Some("C-tor used a GENERAL circuit with 1 legs".into())
+        );
     }
 }

@@ -1,11 +1,14 @@
-//! Scraping `braid proxy --metrics` while a download runs, and turning the
+//! Scraping `braid proxy --metrics` while a transfer runs, and turning the
 //! scrapes into per-leg figures and time series.
 //!
 //! The endpoint's metrics (see `braid_client::metrics`) are labelled by
 //! tunnel (`tunnel="<id>"`) and leg (`leg="<index>"`); a single circuit is
-//! a tunnel with one leg. The tunnel that carried a download is the one
-//! whose DATA bytes received grew the most between the first and the last
-//! scrape.
+//! a tunnel with one leg. A transfer is followed on one counter per leg,
+//! chosen by its [`Direction`]: DATA bytes received for a download
+//! (`braid_leg_data_bytes_received_total`), DATA bytes sent for an upload
+//! (`braid_leg_data_bytes_sent_total`). The tunnel that carried the
+//! transfer is the one whose counter, summed over its legs, grew the most
+//! between the first and the last scrape.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,10 +16,42 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use braid_testnet::download::http_get;
+use serde::Serialize;
 
 use super::prom::{PromSample, parse};
 
-/// How often the endpoint is scraped during a download.
+/// Which way a transfer goes, and so which per-leg counter shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Direction {
+    /// From the file server to the client: DATA bytes the client received
+    /// on each leg, split across the legs by the exit's scheduler.
+    Download,
+    /// From the client to the file server: DATA bytes the client sent on
+    /// each leg, split across the legs by the client's scheduler.
+    Upload,
+}
+
+impl Direction {
+    /// `download` or `upload`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Direction::Download => "download",
+            Direction::Upload => "upload",
+        }
+    }
+
+    /// The leg's counter for a transfer this way: DATA payload bytes
+    /// received (download) or sent (upload) so far.
+    fn bytes(self, leg: &LegSnap) -> f64 {
+        match self {
+            Direction::Download => leg.received,
+            Direction::Upload => leg.sent,
+        }
+    }
+}
+
+/// How often the endpoint is scraped during a transfer.
 pub(crate) const SCRAPE_PERIOD: Duration = Duration::from_millis(100);
 /// How long one scrape may take.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,6 +64,7 @@ pub(crate) struct LegSnap {
     pub(crate) open: Option<bool>,
     /// DATA payload bytes received so far.
     pub(crate) received: f64,
+    /// DATA payload bytes sent so far.
     pub(crate) sent: f64,
     pub(crate) rtt_s: Option<f64>,
     pub(crate) min_rtt_s: Option<f64>,
@@ -120,14 +156,14 @@ pub(crate) async fn scrape(addr: SocketAddr) -> Result<Snapshot, String> {
         .map_err(|_| "timed out".to_string())?
 }
 
-/// One scrape, `t` seconds after the download started.
+/// One scrape, `t` seconds after the transfer started.
 #[derive(Debug, Clone)]
 pub(crate) struct Point {
     pub(crate) t: f64,
     pub(crate) snap: Snapshot,
 }
 
-/// The scrapes taken around one download.
+/// The scrapes taken around one transfer.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Recording {
     pub(crate) points: Vec<Point>,
@@ -136,11 +172,11 @@ pub(crate) struct Recording {
     pub(crate) last_error: Option<String>,
 }
 
-/// Runs `download` while scraping `addr` every [`SCRAPE_PERIOD`]: one
+/// Runs `transfer` while scraping `addr` every [`SCRAPE_PERIOD`]: one
 /// scrape just before it starts (t = 0), then periodically from a task of
-/// its own (so the download is never held up by a scrape), and one after
+/// its own (so the transfer is never held up by a scrape), and one after
 /// it ends.
-pub(crate) async fn record<F: Future>(addr: SocketAddr, download: F) -> (F::Output, Recording) {
+pub(crate) async fn record<F: Future>(addr: SocketAddr, transfer: F) -> (F::Output, Recording) {
     let mut rec = Recording::default();
     let first = scrape(addr).await;
     let start = Instant::now();
@@ -162,7 +198,7 @@ pub(crate) async fn record<F: Future>(addr: SocketAddr, download: F) -> (F::Outp
         }
         out
     });
-    let output = download.await;
+    let output = transfer.await;
     let end = start.elapsed().as_secs_f64();
     let _ = stop.send(());
     if let Ok(points) = sampler.await {
@@ -185,12 +221,13 @@ fn note(rec: &mut Recording, t: f64, r: Result<Snapshot, String>) {
     }
 }
 
-/// What one leg carried during a download.
+/// What one leg carried during a transfer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LegUse {
     pub(crate) leg: u32,
     pub(crate) path: Option<String>,
-    /// DATA payload bytes received during the download.
+    /// DATA payload bytes received (download) or sent (upload) during the
+    /// transfer.
     pub(crate) bytes: f64,
     pub(crate) rtt_s: Option<f64>,
     pub(crate) min_rtt_s: Option<f64>,
@@ -206,35 +243,39 @@ pub(crate) struct Series {
     pub(crate) total: Vec<f64>,
 }
 
-/// The tunnel that carried a download and how.
+/// The tunnel that carried a transfer and how.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TunnelUse {
     pub(crate) tunnel: String,
     pub(crate) legs: Vec<LegUse>,
     /// The queue's high-water mark over the tunnel's life, at the end.
     pub(crate) reorder_peak_bytes: Option<f64>,
-    /// The largest queue seen by a scrape during the download.
+    /// The largest queue seen by a scrape during the transfer.
     pub(crate) reorder_sampled_max_bytes: Option<f64>,
     pub(crate) series: Series,
 }
 
-fn received_total(t: &TunnelSnap) -> f64 {
-    t.legs.values().map(|l| l.received).sum()
+/// The tunnel's counter for `direction`, summed over its legs.
+fn tunnel_total(t: &TunnelSnap, direction: Direction) -> f64 {
+    t.legs.values().map(|l| direction.bytes(l)).sum()
 }
 
-/// Finds the tunnel that carried the download and bins each leg's bytes
-/// into `bin_s`-second bins (linear interpolation between scrapes).
-pub(crate) fn analyse(points: &[Point], bin_s: f64) -> Option<TunnelUse> {
+/// Finds the tunnel that carried a transfer going `direction` (the one
+/// whose counter for that direction grew the most) and bins each leg's
+/// bytes that way into `bin_s`-second bins (linear interpolation between
+/// scrapes).
+pub(crate) fn analyse(points: &[Point], bin_s: f64, direction: Direction) -> Option<TunnelUse> {
     let (first, last) = (points.first()?, points.last()?);
     if points.len() < 2 || bin_s <= 0.0 {
         return None;
     }
+    let total = |t: &TunnelSnap| tunnel_total(t, direction);
     let (tunnel, grew) = last
         .snap
         .iter()
         .map(|(id, t)| {
-            let before = first.snap.get(id).map_or(0.0, received_total);
-            (id.clone(), received_total(t) - before)
+            let before = first.snap.get(id).map_or(0.0, total);
+            (id.clone(), total(t) - before)
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
     if grew <= 0.0 {
@@ -256,7 +297,7 @@ pub(crate) fn analyse(points: &[Point], bin_s: f64) -> Option<TunnelUse> {
             .snap
             .get(&tunnel)
             .and_then(|t| t.legs.get(&leg))
-            .map_or(0.0, |l| l.received)
+            .map_or(0.0, |l| direction.bytes(l))
     };
     // Cumulative bytes of each leg at each point (carried forward when a
     // scrape lacks the leg).
@@ -269,7 +310,7 @@ pub(crate) fn analyse(points: &[Point], bin_s: f64) -> Option<TunnelUse> {
                 .iter()
                 .map(|p| {
                     if let Some(l) = p.snap.get(&tunnel).and_then(|t| t.legs.get(&leg)) {
-                        value = (l.received - base).max(0.0);
+                        value = (direction.bytes(l) - base).max(0.0);
                     }
                     (p.t, value)
                 })
@@ -309,7 +350,7 @@ pub(crate) fn analyse(points: &[Point], bin_s: f64) -> Option<TunnelUse> {
                     .rev()
                     .filter_map(|p| p.snap.get(&tunnel)?.legs.get(&leg)?.path.clone())
                     .next(),
-                bytes: now.map_or(0.0, |l| (l.received - baseline(leg)).max(0.0)),
+                bytes: now.map_or(0.0, |l| (direction.bytes(l) - baseline(leg)).max(0.0)),
                 rtt_s: now.and_then(|l| l.rtt_s),
                 min_rtt_s: now.and_then(|l| l.min_rtt_s),
                 link_rtt_s: now.and_then(|l| l.link_rtt_s),
@@ -415,7 +456,7 @@ mod tests {
             point(0.3, [601_000.0, 100_500.0], 80.0, 40.0),
             point(0.4, [801_000.0, 200_500.0], 100.0, 4000.0),
         ];
-        let u = analyse(&points, 0.2).unwrap();
+        let u = analyse(&points, 0.2, Direction::Download).unwrap();
         assert_eq!(u.tunnel, "7");
         assert_eq!(u.legs.len(), 2);
         assert_eq!(u.legs[0].bytes, 800_000.0);
@@ -443,7 +484,7 @@ mod tests {
             point(0.25, [250_000.0, 0.0], 0.0, 0.0),
             point(0.5, [500_000.0, 0.0], 0.0, 0.0),
         ];
-        let u = analyse(&points, 0.2).unwrap();
+        let u = analyse(&points, 0.2, Direction::Download).unwrap();
         let s = &u.series.legs[0];
         assert_eq!(s.len(), 3);
         for v in s {
@@ -454,10 +495,10 @@ mod tests {
             point(0.0, [5.0, 5.0], 1.0, 0.0),
             point(1.0, [5.0, 5.0], 1.0, 0.0),
         ];
-        assert_eq!(analyse(&still, 0.2), None);
-        assert_eq!(analyse(&points[..1], 0.2), None);
-        assert_eq!(analyse(&points, 0.0), None);
-        assert_eq!(analyse(&[], 0.2), None);
+        assert_eq!(analyse(&still, 0.2, Direction::Download), None);
+        assert_eq!(analyse(&points[..1], 0.2, Direction::Download), None);
+        assert_eq!(analyse(&points, 0.0, Direction::Download), None);
+        assert_eq!(analyse(&[], 0.2, Direction::Download), None);
         // A tunnel that appears after the first scrape counts from zero.
         let late = vec![
             Point {
@@ -466,8 +507,69 @@ mod tests {
             },
             point(0.2, [100.0, 100.0], 0.0, 0.0),
         ];
-        let u = analyse(&late, 0.2).unwrap();
+        let u = analyse(&late, 0.2, Direction::Download).unwrap();
         assert_eq!(u.legs[0].bytes + u.legs[1].bytes, 200.0);
+    }
+
+    /// [`point`] plus the DATA bytes sent on tunnel 7's two legs and on
+    /// tunnel 9's one.
+    fn point_sent(t: f64, t7: [f64; 2], t9: f64, s7: [f64; 2], s9: f64) -> Point {
+        let sent = format!(
+            "braid_leg_data_bytes_sent_total{{tunnel=\"7\",leg=\"0\"}} {}\n\
+             braid_leg_data_bytes_sent_total{{tunnel=\"7\",leg=\"1\"}} {}\n\
+             braid_leg_data_bytes_sent_total{{tunnel=\"9\",leg=\"0\"}} {s9}\n",
+            s7[0], s7[1]
+        );
+        Point {
+            t,
+            snap: snapshot(&parse(&(text(t7, t9, 0.0) + &sent))),
+        }
+    }
+
+    #[test]
+    fn analyse_follows_the_direction_counter() {
+        // An upload on tunnel 7 (which had sent 12 kB before): 400 kB sent
+        // over 0.4 s, leg 0 at 0.5 MB/s throughout, leg 1 at 0.5 MB/s in
+        // the second half; it receives only the 100-byte answer. Tunnel 9
+        // receives 1000 bytes meanwhile and sends nothing.
+        let points = vec![
+            point_sent(0.0, [0.0, 0.0], 0.0, [5000.0, 7000.0], 30.0),
+            point_sent(0.2, [0.0, 0.0], 500.0, [105_000.0, 7000.0], 30.0),
+            point_sent(0.4, [100.0, 0.0], 1000.0, [205_000.0, 107_000.0], 30.0),
+        ];
+        assert_eq!(points[2].snap["7"].legs[&1].sent, 107_000.0);
+        let up = analyse(&points, 0.2, Direction::Upload).unwrap();
+        assert_eq!(up.tunnel, "7");
+        let bytes: Vec<f64> = up.legs.iter().map(|l| l.bytes).collect();
+        assert_eq!(bytes, [200_000.0, 100_000.0]);
+        let close = |a: &[f64], b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6)
+        };
+        assert!(close(&up.series.legs[0], &[5e5, 5e5]), "{:?}", up.series);
+        assert!(close(&up.series.legs[1], &[0.0, 5e5]), "{:?}", up.series);
+        assert!(close(&up.series.total, &[5e5, 1e6]), "{:?}", up.series);
+        // The same scrapes read as a download: tunnel 9's received bytes.
+        let down = analyse(&points, 0.2, Direction::Download).unwrap();
+        assert_eq!(down.tunnel, "9");
+        assert_eq!(down.legs.len(), 1);
+        assert_eq!(down.legs[0].bytes, 1000.0);
+        // Nothing sent anywhere: no upload found.
+        let quiet = vec![
+            point_sent(0.0, [0.0, 0.0], 0.0, [5.0, 5.0], 5.0),
+            point_sent(0.2, [900.0, 0.0], 0.0, [5.0, 5.0], 5.0),
+        ];
+        assert_eq!(analyse(&quiet, 0.2, Direction::Upload), None);
+        assert!(analyse(&quiet, 0.2, Direction::Download).is_some());
+    }
+
+    #[test]
+    fn direction_names() {
+        assert_eq!(Direction::Download.name(), "download");
+        assert_eq!(Direction::Upload.name(), "upload");
+        assert_eq!(
+            serde_json::to_string(&[Direction::Download, Direction::Upload]).unwrap(),
+            "[\"download\",\"upload\"]"
+        );
     }
 
     #[test]
