@@ -1312,7 +1312,7 @@ fn table(r: &Report) -> String {
                 row.direction.name(),
                 row.client,
                 rate,
-                opt(row.fraction_of_leg_sum, |f| format!("{f:.2}")),
+                opt(row.fraction_of_leg_sum, |f| format!("{f:.3}")),
                 row.ttfb_ms_mean,
                 opt(row.cpu_s_per_100mb_mean, |c| format!("{c:.2}")),
                 if row.kind == "braid" && download {
@@ -1696,7 +1696,7 @@ mod tests {
         };
         let t = table(&report);
         assert!(
-            t.contains("| uniform | download | Braid lowrtt | 2.92 (2.90-2.95) | 0.97 | 100 |"),
+            t.contains("| uniform | download | Braid lowrtt | 2.92 (2.90-2.95) | 0.975 | 100 |"),
             "{t}"
         );
         assert!(
@@ -1705,7 +1705,7 @@ mod tests {
         );
         assert!(
             t.contains(
-                "| uniform | upload | Braid lowrtt | 1.80 (1.80-1.80) | 0.90 | 30 | 1.00 | n/a | - | 75/25 |"
+                "| uniform | upload | Braid lowrtt | 1.80 (1.80-1.80) | 0.900 | 30 | 1.00 | n/a | - | 75/25 |"
             ),
             "{t}"
         );
