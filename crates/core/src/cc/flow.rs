@@ -100,8 +100,10 @@ pub struct XonXoffReceiver {
     since_xoff: u64,
     /// Bytes drained since `drain_start`.
     drained_bytes: u64,
-    /// Bytes of the previous measurement (for the empty-buffer doubling).
-    prev_drained_bytes: u64,
+    /// Bytes drained by reads that left the buffer empty, since the last
+    /// read that did not or the last doubling (for the empty-buffer
+    /// doubling).
+    empty_drained_bytes: u64,
     /// Start of the current drain measurement.
     drain_start: Option<Instant>,
     /// Smoothed drain rate, KB/s (0: none).
@@ -126,7 +128,7 @@ impl XonXoffReceiver {
             grace_start: None,
             since_xoff: 0,
             drained_bytes: 0,
-            prev_drained_bytes: 0,
+            empty_drained_bytes: 0,
             drain_start: None,
             ewma_drain_rate: 0,
             rate_last_sent: 0,
@@ -213,7 +215,6 @@ impl XonXoffReceiver {
                     self.xon_ewma_cnt,
                 ))
                 .unwrap_or(u32::MAX);
-                self.prev_drained_bytes = self.drained_bytes;
                 self.drained_bytes = 0;
                 self.drain_start = None;
             }
@@ -228,17 +229,28 @@ impl XonXoffReceiver {
             signal = Some(self.send_xon());
         }
 
+        // Empty after xon_rate_bytes' worth of writes: the edge can take
+        // more; double the advertised rate (§4.1.2). C-tor counts these
+        // bytes in `drained_bytes`, which a drain measurement restarts, and
+        // one starts whenever more than 32 cells arrive at once (above):
+        // with bursts that large, as a Conflux reorder queue releases when
+        // a gap fills, its rate never doubled and an exit once advised a
+        // low rate was held to it for good (the stream test
+        // `advised_rate_grows_when_the_application_keeps_up`). Here only a
+        // read that leaves bytes behind (the edge not keeping up) restarts
+        // the count.
         if buffered == 0 {
             self.drain_start = None;
-            // Empty for xon_rate_bytes' worth of writes: the edge can take
-            // more; double the advertised rate (§4.1.2).
-            if self.drained_bytes >= self.xon_rate_bytes && self.rate_last_sent != 0 {
+            self.empty_drained_bytes = self.empty_drained_bytes.saturating_add(written);
+            if self.empty_drained_bytes >= self.xon_rate_bytes && self.rate_last_sent != 0 {
                 let doubled = u64::from(self.ewma_drain_rate).saturating_mul(2);
                 self.ewma_drain_rate =
                     u32::try_from(doubled.min(u64::from(i32::MAX as u32))).unwrap_or(u32::MAX);
-                self.prev_drained_bytes = self.drained_bytes;
+                self.empty_drained_bytes = 0;
                 self.drained_bytes = 0;
             }
+        } else if written > 0 {
+            self.empty_drained_bytes = 0;
         }
         signal
     }

@@ -1004,3 +1004,74 @@ fn circuit_closed_ends_every_stream() {
     assert_eq!(read_all(&mut m, b, now), (Vec::new(), true));
     assert!(m.is_empty());
 }
+
+/// The advised rates (KB/s, 0 for unlimited) of the XONs in `msgs`.
+fn xon_rates(msgs: &[(StreamId, AnyRelayMsg)]) -> Vec<u32> {
+    msgs.iter()
+        .filter_map(|(_, m)| match m {
+            AnyRelayMsg::Xon(x) => Some(match x.kbytes_per_sec_ewma() {
+                XonKBpsEwma::Limited(r) => r.get(),
+                XonKBpsEwma::Unlimited => 0,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// XOFF, then a slow application advises a low rate; then the exit keeps
+/// to that rate, sending bursts of `burst` cells, and the application takes
+/// each burst at once. Returns the first advised rate and the advised rates
+/// that followed over 3 MB.
+fn rates_when_the_application_speeds_up(burst: usize) -> (u32, Vec<u32>) {
+    let now = t0();
+    let p = FlowParams::default();
+    let mut m = new_map(cc_mode());
+    let a = open(&mut m, now);
+    events(&mut m);
+    let cell = [1u8; CELL];
+    let limit_cells = usize::try_from(p.xoff_client_bytes).unwrap() / CELL;
+    for i in 0..limit_cells + 3 {
+        let t = if i > limit_cells { now + ms(6) } else { now };
+        m.handle_msg(t, a, data(&cell)).unwrap();
+    }
+    assert_eq!(cmds(&drain(&mut m, false)), vec!["XOFF"]);
+    // 25 cells every 20 ms: about 620 KB/s.
+    let mut t = now + ms(10);
+    let mut buf = vec![0u8; 25 * CELL];
+    while m.recv_buffered(a).unwrap() > 0 {
+        t += ms(20);
+        m.read(a, &mut buf, t).unwrap();
+    }
+    let first = xon_rates(&drain(&mut m, false));
+    assert_eq!(first.len(), 1, "one XON once drained");
+    let advised = first[0];
+    assert!((300..700).contains(&advised), "{advised}");
+    // The exit at the advised rate, in bursts.
+    let period = Duration::from_micros((burst * CELL) as u64 * 1000 / u64::from(advised));
+    let mut later = Vec::new();
+    let mut big = vec![0u8; 1 << 20];
+    for _ in 0..(3_000_000 / (burst * CELL)) {
+        t += period;
+        for _ in 0..burst {
+            m.handle_msg(t, a, data(&cell)).unwrap();
+        }
+        m.read(a, &mut big, t).unwrap();
+        later.extend(xon_rates(&drain(&mut m, false)));
+    }
+    (advised, later)
+}
+
+#[test]
+fn advised_rate_grows_when_the_application_keeps_up() {
+    // prop 324 §4.1.2: while the buffer drains to 0, the advised rate
+    // doubles every cc_xon_rate cells; an exit held to a low rate must be
+    // let go once the application keeps up, whatever the burst size.
+    for burst in [16, 40] {
+        let (first, later) = rates_when_the_application_speeds_up(burst);
+        println!("bursts of {burst}: first XON {first} KB/s, then {later:?}");
+        assert!(
+            later.iter().any(|&r| r == 0 || r >= 2 * first),
+            "bursts of {burst}: first XON {first} KB/s, then {later:?}"
+        );
+    }
+}
