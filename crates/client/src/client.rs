@@ -397,9 +397,14 @@ impl TorClient {
             legs,
             info,
             params,
-            ConfluxConfig {
-                desired_ux: self.inner.config.conflux_ux,
-                ..ConfluxConfig::client()
+            {
+                let (reorder, reorder_auto) = self.inner.config.reorder();
+                ConfluxConfig {
+                    desired_ux: self.inner.config.conflux_ux,
+                    reorder,
+                    reorder_auto,
+                    ..ConfluxConfig::client()
+                }
             },
             self.inner.config.scheduler,
             Some(source),

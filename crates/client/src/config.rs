@@ -25,6 +25,10 @@
 //!                                  # latency, low-mem-throughput,
 //!                                  # low-mem-latency, no-opinion
 //! metrics = "127.0.0.1:9035"       # braid proxy serves /metrics, /status
+//! reorder_limit = "auto"           # bytes a Conflux set may hold out of
+//!                                  # order: "auto" (2 MiB, raised to twice
+//!                                  # the legs' bandwidth times their RTT, up
+//!                                  # to 32 MiB) or a size ("8 MiB", 8388608)
 //! # Node restrictions, like C-tor's EntryNodes/MiddleNodes/ExitNodes:
 //! # nicknames (case-insensitive) or 40-hex RSA fingerprints ($ optional).
 //! # An empty or missing list leaves the position free. With entry_nodes
@@ -39,7 +43,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use braid_core::conflux::V1DesiredUx;
+use braid_core::conflux::{ReorderLimit, ReorderSizer, V1DesiredUx};
 use braid_core::conflux_sched::SchedulerKind;
 use braid_dir::{Authority, DirConfig, NodeRestrictions};
 use serde::Deserialize;
@@ -77,6 +81,7 @@ struct BraidSection {
     scheduler: Option<String>,
     ux: Option<String>,
     metrics: Option<SocketAddr>,
+    reorder_limit: Option<toml::Value>,
     #[serde(default)]
     entry_nodes: Vec<String>,
     #[serde(default)]
@@ -106,6 +111,10 @@ pub struct ClientConfig {
     pub conflux_ux: V1DesiredUx,
     /// Where `braid proxy` serves its metrics (loopback only).
     pub metrics: Option<SocketAddr>,
+    /// The byte limit of a Conflux set's reorder queue (`[braid]
+    /// reorder_limit`): `None` sizes it from the legs (a
+    /// [`ReorderSizer`], from 2 MiB).
+    pub reorder_limit: Option<usize>,
     /// Relays allowed as guard, middle and exit (`[braid] entry_nodes`,
     /// `middle_nodes`, `exit_nodes`); empty lists allow every relay.
     pub nodes: NodeRestrictions,
@@ -128,6 +137,7 @@ impl ClientConfig {
             scheduler: SchedulerKind::LowRtt,
             conflux_ux: V1DesiredUx::HIGH_THROUGHPUT,
             metrics: None,
+            reorder_limit: None,
             nodes: NodeRestrictions::default(),
         }
     }
@@ -206,6 +216,28 @@ impl ClientConfig {
                 "[braid] metrics = {addr}: only a loopback address"
             )));
         }
+        let reorder_limit = match &file.braid.reorder_limit {
+            None => None,
+            Some(toml::Value::String(s)) if s == "auto" => None,
+            Some(v) => {
+                let bytes = match v {
+                    toml::Value::Integer(n) => usize::try_from(*n).ok(),
+                    toml::Value::String(s) => parse_size(s),
+                    _ => None,
+                };
+                let bad = || {
+                    invalid(format!(
+                        "[braid] reorder_limit = {v}: \"auto\" or a size from {} to {} bytes (\"8 MiB\", 8388608)",
+                        MIN_REORDER_LIMIT, MAX_REORDER_LIMIT
+                    ))
+                };
+                let bytes = bytes.ok_or_else(bad)?;
+                if !(MIN_REORDER_LIMIT..=MAX_REORDER_LIMIT).contains(&bytes) {
+                    return Err(bad());
+                }
+                Some(bytes)
+            }
+        };
         let nodes = NodeRestrictions::parse(
             &file.braid.entry_nodes,
             &file.braid.middle_nodes,
@@ -224,9 +256,51 @@ impl ClientConfig {
             scheduler,
             conflux_ux,
             metrics: file.braid.metrics,
+            reorder_limit,
             nodes,
         })
     }
+}
+
+/// The least `[braid] reorder_limit`: 64 KiB (one congestion window of
+/// each of two legs barely fits; sets may close under load).
+const MIN_REORDER_LIMIT: usize = 64 * 1024;
+/// The most `[braid] reorder_limit`: 1 GiB.
+const MAX_REORDER_LIMIT: usize = 1 << 30;
+
+impl ClientConfig {
+    /// The reorder bounds a new Conflux set starts with, and whether it
+    /// raises them as its legs are measured.
+    pub fn reorder(&self) -> (ReorderLimit, bool) {
+        match self.reorder_limit {
+            Some(bytes) => (ReorderLimit::from_bytes(bytes), false),
+            None => (ReorderSizer::initial_limit(), true),
+        }
+    }
+}
+
+/// A size: bytes, or a number with B, kB, KiB, MB, MiB, GB or GiB (a
+/// space between them or not; case-insensitive units). `None` if
+/// malformed or too large.
+fn parse_size(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "kib" => 1024.0,
+        "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let n: f64 = number.parse().ok()?;
+    let bytes = (n * factor).round();
+    (bytes.is_finite() && bytes >= 0.0 && bytes <= usize::MAX as f64).then_some(bytes as usize)
 }
 
 /// A UX by its name in the configuration.
@@ -341,6 +415,44 @@ metrics = \"0.0.0.0:9035\"
         )
         .unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn reorder_limit() {
+        let p = Path::new("c.toml");
+        let with =
+            |line: &str| ClientConfig::parse(&format!("{NETWORK_TOML}\n[braid]\n{line}\n"), p);
+        let c = ClientConfig::parse(NETWORK_TOML, p).unwrap();
+        assert_eq!(c.reorder_limit, None);
+        assert_eq!(c.reorder(), (ReorderSizer::initial_limit(), true));
+        assert_eq!(
+            with("reorder_limit = \"auto\"").unwrap().reorder_limit,
+            None
+        );
+        for (line, bytes) in [
+            ("reorder_limit = 8388608", 8 << 20),
+            ("reorder_limit = \"8 MiB\"", 8 << 20),
+            ("reorder_limit = \"8MiB\"", 8 << 20),
+            ("reorder_limit = \"2.5 mb\"", 2_500_000),
+            ("reorder_limit = \"512 KiB\"", 512 << 10),
+            ("reorder_limit = \"1 GiB\"", 1 << 30),
+        ] {
+            let c = with(line).unwrap();
+            assert_eq!(c.reorder_limit, Some(bytes), "{line}");
+            assert_eq!(c.reorder(), (ReorderLimit::from_bytes(bytes), false));
+        }
+        for line in [
+            "reorder_limit = \"lots\"",
+            "reorder_limit = \"8 MiBs\"",
+            "reorder_limit = \"-1 MiB\"",
+            "reorder_limit = -1",
+            "reorder_limit = 1000",
+            "reorder_limit = \"2 GiB\"",
+            "reorder_limit = true",
+        ] {
+            let e = with(line).unwrap_err();
+            assert!(e.to_string().contains("reorder_limit"), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! - [`seq`]: which commands are multiplexed, absolute sequence numbers,
 //!   CONFLUX_SWITCH on both ends with its checks (prop 329 §2.6, §2.8).
 //! - [`reorder`]: the bounded [`ReorderQueue`] (prop 329 §4.1).
+//! - [`sizer`]: [`ReorderSizer`], the queue's byte limit from the legs'
+//!   bandwidth and RTT as they are measured.
 //! - [`choose`]: the [`LegChooser`] trait schedulers implement, and what
 //!   they see of a leg ([`LegInfo`], [`LegCc`]).
 //! - [`error`]: [`ConfluxError`], naming the rule broken.
@@ -34,6 +36,7 @@ pub mod link;
 pub mod reorder;
 pub mod seq;
 pub mod set;
+pub mod sizer;
 #[cfg(test)]
 mod tests;
 
@@ -50,4 +53,5 @@ pub use set::{
     ConfluxConfig, ConfluxEvent, ConfluxSet, Delivered, Handled, LegClosedInfo, LegStats, MAX_LEGS,
     Outgoing, Role, SendOutcome,
 };
+pub use sizer::ReorderSizer;
 pub use tor_cell::relaycell::conflux::V1DesiredUx;

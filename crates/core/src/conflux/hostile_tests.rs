@@ -793,7 +793,7 @@ fn gap_attack_fills_the_queue_to_its_limit_and_no_further() {
     let by = Bystander::new();
     let (mut c, legs) = linked(7, 2);
     let limit = c.set.reorder_limit();
-    assert_eq!(limit, ReorderLimit::default());
+    assert_eq!(limit, ReorderSizer::initial_limit());
     c.feed(legs[1], switch(1)).unwrap();
     c.feed(legs[1], big_data()).unwrap();
     let cost = c.set.reorder_bytes();
@@ -1206,4 +1206,58 @@ fn closed_set_never_reports_set_linked() {
         assert_eq!(c.set.add_leg(c.now).unwrap_err(), ConfluxError::Closed);
         assert_eq!(c.feed(a, data(1)).unwrap_err(), ConfluxError::Closed);
     }
+}
+
+/// The reorder limit grows with what the set delivers, not with what an
+/// exit piles up behind a gap: the gap attack spread over seconds meets
+/// the starting limit, while the same bytes sent in order raise it (to
+/// twice their rate times the legs' RTT, within the sizer's bounds).
+#[test]
+fn reorder_limit_follows_delivery_not_the_queue() {
+    let (mut c, legs) = linked(8, 2);
+    let start = c.set.reorder_limit();
+    c.feed(legs[1], switch(1)).unwrap();
+    let err = loop {
+        c.now += Duration::from_millis(1);
+        match c.feed(legs[1], big_data()) {
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+        assert_eq!(c.set.reorder_limit(), start);
+    };
+    assert!(err.is_resource_limit(), "{err}");
+
+    // Honest: 400 cells every 10 ms (about 20 MB/s) in order on leg 0,
+    // legs with a 100 ms link RTT.
+    let mut c = Client::new(9, ConfluxConfig::client());
+    let legs: Vec<LegId> = (0..2).map(|_| c.launch()).collect();
+    c.now += Duration::from_millis(100);
+    for l in &legs {
+        c.link(*l);
+    }
+    assert!(c.set.is_linked());
+    let start = c.set.reorder_limit();
+    for _ in 0..300 {
+        c.now += Duration::from_millis(10);
+        for _ in 0..400 {
+            c.feed(legs[0], big_data()).unwrap();
+            while c.set.poll_delivered().is_some() {}
+        }
+    }
+    let grown = c.set.reorder_limit();
+    let rtt = legs.iter().filter_map(|l| c.set.leg_rtt(*l)).max().unwrap();
+    println!(
+        "limit {} -> {} (link RTT {rtt:?})",
+        start.max_bytes, grown.max_bytes
+    );
+    assert!(grown.max_bytes >= start.max_bytes);
+    assert_eq!(rtt, Duration::from_millis(100));
+    // 2 x 19.9 MB/s x 0.1 s: about 4 MB.
+    let expect = 2.0 * 400.0 * 498.0 / 0.010 * rtt.as_secs_f64();
+    let got = grown.max_bytes as f64;
+    assert!(
+        (0.9 * expect..1.1 * expect).contains(&got),
+        "{grown:?} vs {expect}"
+    );
+    assert!(grown.max_bytes <= ReorderLimit::CEILING_BYTES);
 }

@@ -65,6 +65,7 @@ use super::error::{ConfluxError, LegLossRule};
 use super::link::{ClientLinkHandshake, ConfluxNonce, ExitLinkHandshake, LinkInfo};
 use super::reorder::{ReorderError, ReorderLimit, ReorderQueue};
 use super::seq::{RecvSeq, SendSeq, SwitchWindow, is_multiplexed};
+use super::sizer::ReorderSizer;
 use crate::ids::{LegId, StreamId};
 
 /// Most legs per set (C-tor `cfx_max_legs_set`, and the exit's limit).
@@ -97,15 +98,20 @@ pub struct ConfluxConfig {
     /// `cfx_max_unlinked_leg_retry`, prop 329 §4.2.2: bounded to limit
     /// guard discovery). The count restarts once, when the set links.
     pub max_leg_retries: usize,
-    /// Reorder queue bounds.
+    /// Reorder queue bounds (the starting ones when `reorder_auto`).
     pub reorder: ReorderLimit,
+    /// Raise the reorder byte limit as the legs are measured, to twice
+    /// their summed bandwidth times the largest RTT ([`ReorderSizer`]);
+    /// off: `reorder` stays as given.
+    pub reorder_auto: bool,
     /// SWITCH plausibility bound.
     pub switch_window: SwitchWindow,
 }
 
 impl ConfluxConfig {
     /// A client's defaults: HIGH_THROUGHPUT, 10 s LINKED timeout (Braid's
-    /// first stream connect timeout), 2 legs, 3 retries.
+    /// first stream connect timeout), 2 legs, 3 retries, a reorder limit
+    /// sized from the legs ([`ReorderSizer`]: 2 MiB to 32 MiB).
     pub fn client() -> Self {
         Self {
             desired_ux: V1DesiredUx::HIGH_THROUGHPUT,
@@ -113,7 +119,8 @@ impl ConfluxConfig {
             max_legs: MAX_LEGS,
             num_legs: 2,
             max_leg_retries: 3,
-            reorder: ReorderLimit::default(),
+            reorder: ReorderSizer::initial_limit(),
+            reorder_auto: true,
             switch_window: SwitchWindow::default(),
         }
     }
@@ -327,6 +334,10 @@ pub struct ConfluxSet {
     events: VecDeque<ConfluxEvent>,
     /// Per-leg counters, for reports.
     stats: BTreeMap<LegId, LegStats>,
+    /// Sizes the reorder limit (with `reorder_auto`).
+    sizer: Option<ReorderSizer>,
+    /// DATA payload bytes handed out in order ([`Self::poll_delivered`]).
+    delivered_bytes: u64,
 }
 
 impl ConfluxSet {
@@ -360,6 +371,8 @@ impl ConfluxSet {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             stats: BTreeMap::new(),
+            sizer: config.reorder_auto.then(ReorderSizer::new),
+            delivered_bytes: 0,
         }
     }
 
@@ -495,6 +508,48 @@ impl ConfluxSet {
         self.reorder.set_limit(limit);
     }
 
+    /// With `reorder_auto`, raise the reorder byte limit to what the legs
+    /// measured so far call for ([`ReorderSizer`]); `cc` gives congestion
+    /// control's RTTs where the caller has them (legs we send on), the
+    /// LINK RTT stands in otherwise. Never lowers it.
+    fn resize_reorder(&mut self, now: Instant, cc: &[(LegId, LegCc)]) {
+        if !self.sizer.as_ref().is_some_and(|s| s.due(now)) {
+            return;
+        }
+        let rtts: Vec<Duration> = self
+            .legs
+            .iter()
+            .filter(|(_, st)| st.is_linked())
+            .filter_map(|(&leg, st)| {
+                let cc_rtt = cc
+                    .iter()
+                    .find(|(id, _)| *id == leg)
+                    .and_then(|(_, c)| c.ewma_rtt);
+                match (st.rtt(), cc_rtt) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                }
+            })
+            .collect();
+        let bytes = self.delivered_bytes.saturating_add(
+            self.stats
+                .values()
+                .map(|c| c.data_bytes_sent)
+                .fold(0u64, u64::saturating_add),
+        );
+        let Some(sizer) = self.sizer.as_mut() else {
+            return;
+        };
+        let want = sizer.observe(now, bytes, rtts);
+        let limit = self.reorder.limit();
+        if want > limit.max_bytes {
+            self.reorder.set_limit(ReorderLimit {
+                max_ahead: limit.max_ahead,
+                ..ReorderLimit::from_bytes(want)
+            });
+        }
+    }
+
     /// What a scheduler sees of each linked leg, merged with the driver's
     /// congestion control figures `cc` (legs missing there get
     /// [`LegCc::default`]).
@@ -524,7 +579,13 @@ impl ConfluxSet {
 
     /// The next inbound multiplexed message in sequence order.
     pub fn poll_delivered(&mut self) -> Option<Delivered> {
-        self.reorder.pop().map(|(_, d)| d)
+        let d = self.reorder.pop().map(|(_, d)| d)?;
+        if let AnyRelayMsg::Data(data) = &d.msg {
+            self.delivered_bytes = self
+                .delivered_bytes
+                .saturating_add(data.as_ref().len() as u64);
+        }
+        Some(d)
     }
 
     /// The next event.
@@ -776,6 +837,7 @@ impl ConfluxSet {
         if self.closed.is_some() {
             return Err(ConfluxError::Closed);
         }
+        self.resize_reorder(now, &[]);
         let Some(state) = self.legs.get_mut(&leg) else {
             return Err(ConfluxError::NoSuchLeg { leg });
         };
@@ -1013,6 +1075,7 @@ impl ConfluxSet {
         now: Instant,
     ) -> Result<SendOutcome, ConfluxError> {
         self.check_can_send(msg.cmd())?;
+        self.resize_reorder(now, cc);
         let cmd = msg.cmd();
         let infos = self.leg_infos(cc);
         let current = self.send.current();
