@@ -372,6 +372,9 @@ fuzz_target!(|data: &[u8]| {
         link_timeout: Duration::from_millis(1 + u64::from(inp.u16())),
         max_leg_retries: usize::from(inp.u8() % 4),
         reorder: ReorderLimit::from_bytes(max_bytes),
+        // Mostly the small fixed limits above; with 0x40 the sizer may
+        // raise them as the fuzzer's time and deliveries go on.
+        reorder_auto: flags & 0x40 != 0,
         switch_window: SwitchWindow {
             initial_cells: u64::from(inp.u16()),
             growth: u64::from(inp.u8() % 9),
