@@ -41,8 +41,8 @@ pub(crate) enum BenchCmd {
     Single(BenchSingleArgs),
     /// Conflux: each leg alone, Braid's Conflux with each scheduler, and
     /// the C-tor client's Conflux, over shaped middles (scenarios uniform,
-    /// bw-1-3, rtt-1-5, 3-legs), downloads and uploads; a table, a JSON
-    /// file and an SVG plot.
+    /// bw-1-3, rtt-1-5, 3-legs), bulk downloads and uploads, then short
+    /// uploads; tables, a JSON file and an SVG plot.
     Conflux(BenchConfluxArgs),
 }
 
@@ -62,6 +62,14 @@ pub(crate) struct BenchConfluxArgs {
     /// the exit), uploads (split by Braid's scheduler), or both.
     #[arg(long, value_enum, default_value_t = BenchDirection::Both)]
     pub(crate) direction: BenchDirection,
+    /// Bytes per short upload (suffixes as in 100kB).
+    #[arg(long, default_value = "100kB")]
+    pub(crate) short_size: String,
+    /// Short uploads per client and scenario, after the bulk transfers,
+    /// timed from CONNECTED to the server's answer: where the schedulers'
+    /// handling of a transfer's end shows. 0: none.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) short_reps: usize,
     /// Run only these scenarios (repeatable): uniform, bw-1-3, rtt-1-5,
     /// 3-legs. Default: all four.
     #[arg(long)]

@@ -52,6 +52,25 @@
 //! RTT and the reorder queue. C-tor's per-leg bytes come from `CIRC_BW`
 //! events: `READ` for a download, `WRITTEN` for an upload.
 //!
+//! Short uploads (`--short-size`, default 100 kB; `--short-reps`, default
+//! 10, 0 for none). Bulk transfers show a scheduler's steady state; its
+//! handling of a transfer's end (ECF keeps the last cells off a slower leg
+//! when the faster one alone would deliver them sooner) shows in transfers
+//! short enough for the end to be most of them. So after the bulk
+//! repetitions every client makes `short-reps` uploads of `short-size`
+//! bytes, in rounds over the clients whose order alternates as above,
+//! each checked by SHA-256. Completion time is the time from the SOCKS
+//! connection's success (CONNECTED) to the server's answer
+//! (`Upload::elapsed - Upload::connected`); each client gets its mean,
+//! median, range and failures, and each scenario the Braid scheduler of
+//! lowest median. Braid's proxies keep one set per SOCKS isolation key, so
+//! its uploads go one after another over the set the bulk part warmed (as
+//! a browser's would); the C-tor client gets fresh SOCKS credentials, so a
+//! prebuilt set, each time. Braid's per-leg DATA bytes sent come from one
+//! scrape before and one after each short upload (none during it);
+//! C-tor's from `CIRC_BW WRITTEN`. When no bulk uploads run
+//! (`--direction download`), each client warms up with an upload too.
+//!
 //! [`Upload::mb_per_s`]: braid_testnet::download::Upload::mb_per_s
 
 use std::collections::BTreeMap;
@@ -71,7 +90,7 @@ use super::error::BenchError;
 use super::output::{write_json, write_text};
 use super::proc::{cpu_seconds, peak_rss_mb};
 use super::proxy::{ProxyChild, start_proxy};
-use super::scrape::{self, Direction, Recording, TunnelUse};
+use super::scrape::{self, Direction, Point, Recording, TunnelUse};
 use super::svg::{Line, Panel, render};
 use crate::cli::{BenchConfluxArgs, BenchDirection};
 use crate::testnet_cmd::{say, up_interruptible};
@@ -274,6 +293,61 @@ struct Row {
     leg_shares: Vec<f64>,
 }
 
+/// One short upload by one client.
+#[derive(Debug, Clone, Serialize)]
+struct ShortSample {
+    scenario: String,
+    client: String,
+    kind: &'static str,
+    /// The round, from 0.
+    rep: usize,
+    ok: bool,
+    /// Why it failed, or (C-tor, `ok`) a warning about the set it used.
+    error: Option<String>,
+    bytes: u64,
+    /// From the SOCKS connection's success (CONNECTED) to the server's
+    /// answer ([`completion_ms`]).
+    completion_ms: f64,
+    /// SOCKS and BEGIN to CONNECTED.
+    connect_ms: f64,
+    tunnel: Option<String>,
+    /// Braid: DATA payload bytes sent on each leg (a scrape before and one
+    /// after the upload). C-tor: cell bytes written on each leg (`CIRC_BW
+    /// WRITTEN`).
+    legs: Vec<LegFigure>,
+}
+
+/// Summary statistics of a non-empty set of figures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+struct Stats {
+    mean: f64,
+    /// The middle figure, or the mean of the two middle ones.
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+/// One client's short uploads in one scenario.
+#[derive(Debug, Clone, Serialize)]
+struct ShortRow {
+    scenario: String,
+    client: String,
+    kind: &'static str,
+    runs: usize,
+    failed: usize,
+    /// Successful uploads with a warning (C-tor's that did not use a
+    /// linked set of the scenario's legs); they count in the figures.
+    warned: usize,
+    /// [`ShortSample::completion_ms`] of the successful uploads (`None`:
+    /// none succeeded).
+    completion_ms: Option<Stats>,
+    /// Mean of [`ShortSample::connect_ms`].
+    connect_ms_mean: Option<f64>,
+    /// Mean share of each leg, by middle in the scenario's order (sets
+    /// only).
+    leg_shares: Vec<f64>,
+}
+
 /// One leg's relays and its middle's link.
 #[derive(Debug, Clone, Serialize)]
 struct LegSetup {
@@ -324,6 +398,11 @@ struct ScenarioReport {
     two_bdp_bytes: Option<f64>,
     rows: Vec<Row>,
     targets: Vec<Target>,
+    /// A row per client for the short uploads.
+    short_rows: Vec<ShortRow>,
+    /// The Braid scheduler whose short uploads had the lowest median
+    /// completion time.
+    short_lowest_median_scheduler: Option<&'static str>,
     error: Option<String>,
 }
 
@@ -339,6 +418,11 @@ struct Report {
     metrics_available: bool,
     scenarios: Vec<ScenarioReport>,
     samples: Vec<Sample>,
+    /// Bytes of each short upload.
+    short_size_bytes: u64,
+    /// Short uploads per client and scenario (0: none).
+    short_reps: usize,
+    short_samples: Vec<ShortSample>,
 }
 
 const LINK_NOTE: &str = "testnet shaper on each middle: rate caps each direction of the \
@@ -358,8 +442,28 @@ fn directions(choice: BenchDirection) -> Vec<Direction> {
     }
 }
 
+/// The sizes of the transfers.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    /// Bytes of each bulk transfer (`--size`).
+    bulk: u64,
+    /// Bytes of each short upload (`--short-size`).
+    short: u64,
+}
+
+/// The samples of one scenario, kept as they come (partial results
+/// survive an interruption).
+#[derive(Debug, Default)]
+struct Collected {
+    bulk: Vec<Sample>,
+    short: Vec<ShortSample>,
+}
+
 pub(crate) async fn conflux(args: BenchConfluxArgs) -> Result<(), BenchError> {
-    let size = parse_rate(&args.size)?;
+    let sizes = Sizes {
+        bulk: parse_rate(&args.size)?,
+        short: parse_rate(&args.short_size)?,
+    };
     if args.reps == 0 {
         return Err(BenchError::Usage("--reps must be at least 1".into()));
     }
@@ -392,7 +496,7 @@ pub(crate) async fn conflux(args: BenchConfluxArgs) -> Result<(), BenchError> {
         .clone()
         .unwrap_or_else(|| args.dir.join("bench-conflux.svg"));
     let mut report = Report {
-        size_bytes: size,
+        size_bytes: sizes.bulk,
         reps: args.reps,
         directions: directions(args.direction),
         tor_version: String::new(),
@@ -400,11 +504,14 @@ pub(crate) async fn conflux(args: BenchConfluxArgs) -> Result<(), BenchError> {
         metrics_available: false,
         scenarios: Vec::new(),
         samples: Vec::new(),
+        short_size_bytes: sizes.short,
+        short_reps: args.short_reps,
+        short_samples: Vec::new(),
     };
     let mut failed = Vec::new();
     for sc in &chosen {
         say(&format!("[{}] {}", sc.name, sc.about));
-        let outcome = run_scenario(&args, sc, size, &mut report).await;
+        let outcome = run_scenario(&args, sc, sizes, &mut report).await;
         let stop = match outcome {
             Ok(r) => {
                 report.scenarios.push(r);
@@ -432,6 +539,9 @@ pub(crate) async fn conflux(args: BenchConfluxArgs) -> Result<(), BenchError> {
         }
     }
     say(&table(&report));
+    if report.short_reps > 0 {
+        say(&short_table(&report));
+    }
     if !report.metrics_available {
         say(
             "note: no Braid per-leg figures: the proxy's metrics endpoint did not answer \
@@ -477,6 +587,8 @@ fn scenario_report(sc: &Scenario) -> ScenarioReport {
         two_bdp_bytes: None,
         rows: Vec::new(),
         targets: Vec::new(),
+        short_rows: Vec::new(),
+        short_lowest_median_scheduler: None,
         error: None,
     }
 }
@@ -510,7 +622,7 @@ fn consensus_params(sc: &Scenario) -> BTreeMap<String, i32> {
 async fn run_scenario(
     args: &BenchConfluxArgs,
     sc: &Scenario,
-    size: u64,
+    sizes: Sizes,
     report: &mut Report,
 ) -> Result<ScenarioReport, BenchError> {
     let exe = std::env::current_exe().map_err(|e| TestnetError::io("locating", "braid", e))?;
@@ -551,15 +663,16 @@ async fn run_scenario(
         .clone_from(&network.manifest().network.tor_version);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| TestnetError::io("installing signal handler for", &netdir, e))?;
-    let mut mine = Vec::new();
+    let mut mine = Collected::default();
     let measured = tokio::select! {
-        r = measure(args, sc, size, network.manifest(), &netdir, &braid_dir, &mut mine) => r,
+        r = measure(args, sc, sizes, network.manifest(), &netdir, &braid_dir, &mut mine) => r,
         _ = tokio::signal::ctrl_c() => Err(BenchError::Testnet(TestnetError::Interrupted)),
         _ = term.recv() => Err(BenchError::Testnet(TestnetError::Interrupted)),
     };
     // The proxies were stopped when `measure` ended or was dropped.
     let stopped = network.down();
-    report.samples.extend(mine);
+    report.samples.extend(mine.bulk);
+    report.short_samples.extend(mine.short);
     let mut out = measured?;
     stopped?;
     out.error = None;
@@ -593,15 +706,16 @@ fn braid_config(
     t
 }
 
-/// Starts the clients, warms them up, and runs the repetitions.
+/// Starts the clients, warms them up, and runs the bulk repetitions, then
+/// the short uploads.
 async fn measure(
     args: &BenchConfluxArgs,
     sc: &Scenario,
-    size: u64,
+    sizes: Sizes,
     manifest: &Manifest,
     netdir: &Path,
     braid_dir: &Path,
-    samples: &mut Vec<Sample>,
+    collected: &mut Collected,
 ) -> Result<ScenarioReport, BenchError> {
     let k = sc.legs();
     let network_toml = std::fs::read_to_string(netdir.join("network.toml"))
@@ -686,7 +800,7 @@ async fn measure(
     // caches, the congestion windows of what the client sends). C-tor
     // exits refuse streams for a moment after the network is ready: retry.
     for c in &clients {
-        for &direction in &directions {
+        for direction in warm_up_directions(&directions, args.short_reps) {
             let mut last = String::new();
             for attempt in 0..WARMUP_ATTEMPTS {
                 if attempt > 0 {
@@ -726,13 +840,43 @@ async fn measure(
             order.reverse();
         }
         for (c, direction) in order {
-            let s = transfer(sc, c, direction, manifest, size, rep).await;
+            let s = transfer(sc, c, direction, manifest, sizes.bulk, rep).await;
             say(&format!("[{}] {}", sc.name, describe(&s)));
-            samples.push(s.clone());
+            collected.bulk.push(s.clone());
             mine.push(s);
         }
     }
-    Ok(summarise(sc, &clients, &mine, &directions))
+    // Short uploads: rounds over every client, the order alternating.
+    let mut short: Vec<ShortSample> = Vec::new();
+    for rep in 0..args.short_reps {
+        let mut order: Vec<&Running> = clients.iter().collect();
+        if rep % 2 == 1 {
+            order.reverse();
+        }
+        for c in order {
+            let s = short_upload(sc, c, manifest, sizes.short, rep).await;
+            say(&format!("[{}] {}", sc.name, describe_short(&s)));
+            collected.short.push(s.clone());
+            short.push(s);
+        }
+    }
+    let mut out = summarise(sc, &clients, &mine, &directions);
+    if args.short_reps > 0 {
+        let whos: Vec<Who> = clients.iter().map(|c| c.who).collect();
+        out.short_rows = whos.iter().map(|&w| short_row(sc, w, &short)).collect();
+        out.short_lowest_median_scheduler = lowest_median_scheduler(&whos, &out.short_rows);
+    }
+    Ok(out)
+}
+
+/// The directions to warm up: those measured in bulk, and uploads when
+/// short uploads follow.
+fn warm_up_directions(directions: &[Direction], short_reps: usize) -> Vec<Direction> {
+    let mut out = directions.to_vec();
+    if short_reps > 0 && !out.contains(&Direction::Upload) {
+        out.push(Direction::Upload);
+    }
+    out
 }
 
 /// A warm-up transfer of [`WARMUP_BYTES`] through `socks`: checked, not
@@ -792,6 +936,12 @@ struct CtorRoute {
     legs: Vec<LegReport>,
 }
 
+/// How long a transfer of `size` bytes may take: generous, 50 kB/s and a
+/// minute.
+fn time_limit(size: u64) -> Duration {
+    Duration::from_secs(60 + size / 50_000)
+}
+
 /// One checked transfer by one client.
 async fn transfer(
     sc: &Scenario,
@@ -801,8 +951,7 @@ async fn transfer(
     size: u64,
     rep: usize,
 ) -> Sample {
-    // Generous: 50 kB/s and a minute.
-    let limit = Duration::from_secs(60 + size / 50_000);
+    let limit = time_limit(size);
     let seed = rep as u64;
     let cpu0 = cpu_seconds(c.pid);
     let mut sample = Sample {
@@ -918,6 +1067,103 @@ fn fill_done(sample: &mut Sample, done: &Done) {
     sample.ttfb_ms = done.first_ms;
 }
 
+/// One checked short upload of `size` bytes by one client: its completion
+/// time and what each leg sent (for Braid from a scrape before and one
+/// after the upload, none during it, so that the timed part is not
+/// disturbed).
+async fn short_upload(
+    sc: &Scenario,
+    c: &Running,
+    manifest: &Manifest,
+    size: u64,
+    rep: usize,
+) -> ShortSample {
+    let limit = time_limit(size);
+    let seed = rep as u64;
+    let mut sample = ShortSample {
+        scenario: sc.name.into(),
+        client: c.who.label(),
+        kind: c.who.kind(),
+        rep,
+        ok: false,
+        error: None,
+        bytes: 0,
+        completion_ms: 0.0,
+        connect_ms: 0.0,
+        tunnel: None,
+        legs: Vec::new(),
+    };
+    let timed_out = || format!("no complete upload within {} s", limit.as_secs());
+    match c.who {
+        Who::Ctor => {
+            match tokio::time::timeout(limit, ctor_conflux::upload(manifest, size, seed)).await {
+                Ok(Ok(u)) => {
+                    fill_short(&mut sample, &u.upload);
+                    let route = CtorRoute {
+                        purpose: u.purpose,
+                        conflux_id: u.conflux_id,
+                        legs: u.legs,
+                    };
+                    sample.tunnel = route.conflux_id.clone();
+                    sample.legs = ctor_legs(&route.legs, Direction::Upload);
+                    sample.error = check_ctor_set(sc, &route);
+                }
+                Ok(Err(e)) => sample.error = Some(e.to_string()),
+                Err(_) => sample.error = Some(timed_out()),
+            }
+        }
+        Who::Leg(_) | Who::Braid(_) => {
+            let snap = || async {
+                match c.metrics {
+                    Some(addr) => scrape::scrape(addr).await.ok(),
+                    None => None,
+                }
+            };
+            let before = snap().await;
+            let socks = Some((c.socks, None));
+            let server = manifest.fileserver.address;
+            match tokio::time::timeout(limit, upload_file(server, socks, size, seed)).await {
+                Ok(Ok(u)) => {
+                    fill_short(&mut sample, &u);
+                    if let (Some(before), Some(after)) = (before, snap().await) {
+                        let points = [
+                            Point {
+                                t: 0.0,
+                                snap: before,
+                            },
+                            Point {
+                                t: u.elapsed.as_secs_f64(),
+                                snap: after,
+                            },
+                        ];
+                        if let Some(used) = scrape::analyse(&points, BIN_S, Direction::Upload) {
+                            sample.tunnel = Some(used.tunnel.clone());
+                            sample.legs = leg_figures(&used);
+                        }
+                    }
+                }
+                Ok(Err(e)) => sample.error = Some(e.to_string()),
+                Err(_) => sample.error = Some(timed_out()),
+            }
+        }
+    }
+    sample
+}
+
+/// An upload's completion time in ms: from the SOCKS connection's success
+/// (CONNECTED) to the server's answer.
+fn completion_ms(u: &Upload) -> f64 {
+    u.elapsed.saturating_sub(u.connected).as_secs_f64() * 1000.0
+}
+
+/// Marks `sample` as a success with `u`'s figures.
+fn fill_short(sample: &mut ShortSample, u: &Upload) {
+    sample.ok = true;
+    sample.bytes = u.bytes;
+    sample.completion_ms = completion_ms(u);
+    sample.connect_ms = u.connected.as_secs_f64() * 1000.0;
+}
+
 /// C-tor's legs for a transfer going `direction`: cell bytes counted where
 /// each cell arrives (`READ`) for a download, where each leaves the client
 /// (`WRITTEN`) for an upload, with the `DELIVERED_` figure beside.
@@ -960,14 +1206,25 @@ fn check_ctor_set(sc: &Scenario, route: &CtorRoute) -> Option<String> {
 
 /// Braid's per-leg figures, series and (downloads only) reorder queue.
 fn fill_from_metrics(sample: &mut Sample, u: &TunnelUse) {
-    let total: f64 = u.legs.iter().map(|l| l.bytes).sum::<f64>().max(1.0);
     sample.tunnel = Some(u.tunnel.clone());
     if sample.direction == Direction::Download {
         sample.reorder_peak_bytes = u.reorder_peak_bytes;
         sample.reorder_sampled_max_bytes = u.reorder_sampled_max_bytes;
     }
-    sample.legs = u
-        .legs
+    sample.legs = leg_figures(u);
+    let mb = |v: &Vec<f64>| v.iter().map(|x| (x / 1e4).round() / 100.0).collect();
+    sample.series = Some(SeriesJson {
+        bin_ms: u.series.bin_s * 1000.0,
+        unit: "MB/s",
+        legs: u.series.legs.iter().map(mb).collect(),
+        total: mb(&u.series.total),
+    });
+}
+
+/// Braid's per-leg figures of a transfer, from its metrics.
+fn leg_figures(u: &TunnelUse) -> Vec<LegFigure> {
+    let total: f64 = u.legs.iter().map(|l| l.bytes).sum::<f64>().max(1.0);
+    u.legs
         .iter()
         .map(|l| LegFigure {
             leg: l.leg as usize,
@@ -979,14 +1236,7 @@ fn fill_from_metrics(sample: &mut Sample, u: &TunnelUse) {
             min_rtt_ms: l.min_rtt_s.map(|s| s * 1000.0),
             link_rtt_ms: l.link_rtt_s.map(|s| s * 1000.0),
         })
-        .collect();
-    let mb = |v: &Vec<f64>| v.iter().map(|x| (x / 1e4).round() / 100.0).collect();
-    sample.series = Some(SeriesJson {
-        bin_ms: u.series.bin_s * 1000.0,
-        unit: "MB/s",
-        legs: u.series.legs.iter().map(mb).collect(),
-        total: mb(&u.series.total),
-    });
+        .collect()
 }
 
 /// One line about one sample, for the progress log.
@@ -1009,18 +1259,8 @@ fn describe(s: &Sample) -> String {
         if let Some(c) = s.cpu_s_per_100mb {
             let _ = write!(t, ", {c:.2} CPU s/100 MB");
         }
-        if s.legs.len() > 1 {
-            let mut shares: Vec<(String, f64)> = s
-                .legs
-                .iter()
-                .map(|l| (middle_of(&l.path).to_string(), l.share))
-                .collect();
-            shares.sort_by(|a, b| a.0.cmp(&b.0));
-            let shares: Vec<String> = shares
-                .iter()
-                .map(|(m, share)| format!("{m} {:.0}%", share * 100.0))
-                .collect();
-            let _ = write!(t, ", by middle {}", shares.join(" "));
+        if let Some(shares) = shares_by_middle(&s.legs) {
+            let _ = write!(t, ", by middle {shares}");
         }
         if let Some(p) = s.reorder_peak_bytes
             && s.kind == "braid"
@@ -1038,6 +1278,46 @@ fn describe(s: &Sample) -> String {
         );
     }
     t
+}
+
+/// One line about one short upload, for the progress log.
+fn describe_short(s: &ShortSample) -> String {
+    let mut t = format!("{:<22} short upload {}: ", s.client, s.rep + 1);
+    if s.ok {
+        let _ = write!(
+            t,
+            "{:.0} ms (connect {:.0} ms)",
+            s.completion_ms, s.connect_ms
+        );
+        if let Some(shares) = shares_by_middle(&s.legs) {
+            let _ = write!(t, ", by middle {shares}");
+        }
+        if let Some(e) = &s.error {
+            let _ = write!(t, " (warning: {e})");
+        }
+    } else {
+        let _ = write!(
+            t,
+            "FAILED: {}",
+            s.error.as_deref().unwrap_or("unknown error")
+        );
+    }
+    t
+}
+
+/// Each leg's share by middle, sorted by middle (`relay2 60% relay3
+/// 40%`); `None` for a single leg.
+fn shares_by_middle(legs: &[LegFigure]) -> Option<String> {
+    if legs.len() < 2 {
+        return None;
+    }
+    let mut shares: Vec<(&str, f64)> = legs.iter().map(|l| (middle_of(&l.path), l.share)).collect();
+    shares.sort_by(|a, b| a.0.cmp(b.0));
+    let shares: Vec<String> = shares
+        .iter()
+        .map(|(m, share)| format!("{m} {:.0}%", share * 100.0))
+        .collect();
+    Some(shares.join(" "))
 }
 
 /// The middle of a `guard>middle>exit` path.
@@ -1137,29 +1417,7 @@ fn row(
     let rates: Vec<f64> = ok.iter().map(|s| s.mb_per_s).collect();
     let m = mean(&rates).unwrap_or(0.0);
     let cpus: Vec<f64> = ok.iter().filter_map(|s| s.cpu_s_per_100mb).collect();
-    // Shares in the scenario's leg order, by middle (Conflux pairs guards
-    // and middles at random; the middle makes the leg).
-    let leg_shares = if ok.iter().any(|s| s.legs.len() > 1) {
-        (0..sc.legs())
-            .map(|i| {
-                let middle = sc.middle(i);
-                mean(
-                    &ok.iter()
-                        .map(|s| {
-                            s.legs
-                                .iter()
-                                .filter(|l| middle_of(&l.path) == middle)
-                                .map(|l| l.share)
-                                .sum::<f64>()
-                        })
-                        .collect::<Vec<_>>(),
-                )
-                .unwrap_or(0.0)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let leg_shares = leg_shares(sc, &ok.iter().map(|s| &s.legs[..]).collect::<Vec<_>>());
     let is_set = !matches!(c.who, Who::Leg(_));
     let download = direction == Direction::Download;
     Row {
@@ -1188,6 +1446,80 @@ fn row(
         two_bdp_bytes: (is_set && download).then_some(two_bdp).flatten(),
         leg_shares,
     }
+}
+
+/// The mean share of each leg over `transfers` (each one's legs), in the
+/// scenario's leg order, by middle (Conflux pairs guards and middles at
+/// random; the middle makes the leg). Empty unless some transfer used
+/// more than one leg.
+fn leg_shares(sc: &Scenario, transfers: &[&[LegFigure]]) -> Vec<f64> {
+    if !transfers.iter().any(|legs| legs.len() > 1) {
+        return Vec::new();
+    }
+    (0..sc.legs())
+        .map(|i| {
+            let middle = sc.middle(i);
+            mean(
+                &transfers
+                    .iter()
+                    .map(|legs| {
+                        legs.iter()
+                            .filter(|l| middle_of(&l.path) == middle)
+                            .map(|l| l.share)
+                            .sum::<f64>()
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or(0.0)
+        })
+        .collect()
+}
+
+/// Mean, median and range of `v`; `None` when it is empty.
+fn stats(v: &[f64]) -> Option<Stats> {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let low = sorted.get(n.checked_sub(1)? / 2)?;
+    let high = sorted.get(n / 2)?;
+    Some(Stats {
+        mean: mean(v)?,
+        median: (low + high) / 2.0,
+        min: *sorted.first()?,
+        max: *sorted.last()?,
+    })
+}
+
+/// Client `who`'s row of short uploads.
+fn short_row(sc: &Scenario, who: Who, samples: &[ShortSample]) -> ShortRow {
+    let label = who.label();
+    let all: Vec<&ShortSample> = samples.iter().filter(|s| s.client == label).collect();
+    let ok: Vec<&ShortSample> = all.iter().copied().filter(|s| s.ok).collect();
+    ShortRow {
+        scenario: sc.name.into(),
+        client: label,
+        kind: who.kind(),
+        runs: ok.len(),
+        failed: all.len() - ok.len(),
+        warned: ok.iter().filter(|s| s.error.is_some()).count(),
+        completion_ms: stats(&ok.iter().map(|s| s.completion_ms).collect::<Vec<_>>()),
+        connect_ms_mean: mean(&ok.iter().map(|s| s.connect_ms).collect::<Vec<_>>()),
+        leg_shares: leg_shares(sc, &ok.iter().map(|s| &s.legs[..]).collect::<Vec<_>>()),
+    }
+}
+
+/// The Braid scheduler whose short uploads had the lowest median
+/// completion time (the first in table order on a tie); `rows` are the
+/// rows of `whos`, in the same order.
+fn lowest_median_scheduler(whos: &[Who], rows: &[ShortRow]) -> Option<&'static str> {
+    whos.iter()
+        .zip(rows)
+        .filter_map(|(who, row)| match who {
+            Who::Braid(s) => Some((*s, row.completion_ms?.median)),
+            Who::Leg(_) | Who::Ctor => None,
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(s, _)| s)
 }
 
 /// Leg `i`'s RTT and where it came from (see [`ScenarioReport`]).
@@ -1395,6 +1727,90 @@ fn table(r: &Report) -> String {
             };
             let _ = writeln!(out, "  {}: {verdict}", t.what);
         }
+    }
+    out
+}
+
+/// Notes printed under the short-upload table.
+const SHORT_NOTES: &str = "completion: from the SOCKS connection's success (CONNECTED) to the \
+    server's answer; connect: SOCKS, BEGIN to CONNECTED; clients in rounds, the order \
+    alternating; Braid sends over the set its bulk transfers warmed (one per SOCKS isolation \
+    key), C-tor over a fresh prebuilt set each time (fresh SOCKS credentials); \"with a \
+    warning\": C-tor's upload did not use a linked set of the scenario's legs (still counted; \
+    see short_samples in the JSON); leg shares from DATA bytes sent (Braid, scraped before and \
+    after each upload) or CIRC_BW WRITTEN (C-tor)";
+
+/// The short-upload table and, per scenario, the Braid scheduler of
+/// lowest median, as printed.
+fn short_table(r: &Report) -> String {
+    let mut out = format!(
+        "Conflux, short uploads: {} kB each, {} per client, tor {}\n\
+         | scenario | client | mean ms | median ms | min-max ms | failed | connect ms | leg shares % |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        r.short_size_bytes as f64 / 1e3,
+        r.short_reps,
+        r.tor_version
+    );
+    for sc in &r.scenarios {
+        if let Some(e) = &sc.error {
+            let _ = writeln!(out, "| {} | failed: {e} | | | | | | |", sc.name);
+            continue;
+        }
+        for row in &sc.short_rows {
+            let shares: Vec<String> = row
+                .leg_shares
+                .iter()
+                .map(|s| format!("{:.0}", s * 100.0))
+                .collect();
+            let (mean, median, range) = match row.completion_ms {
+                Some(c) => (
+                    format!("{:.0}", c.mean),
+                    format!("{:.0}", c.median),
+                    format!("{:.0}-{:.0}", c.min, c.max),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            let mut failed = row.failed.to_string();
+            if row.warned > 0 {
+                let _ = write!(failed, " ({} with a warning)", row.warned);
+            }
+            let _ = writeln!(
+                out,
+                "| {} | {} | {mean} | {median} | {range} | {failed} | {} | {} |",
+                sc.name,
+                row.client,
+                opt(row.connect_ms_mean, |c| format!("{c:.0}")),
+                if shares.len() > 1 {
+                    shares.join("/")
+                } else {
+                    "-".into()
+                }
+            );
+        }
+    }
+    let _ = writeln!(out, "\n{SHORT_NOTES}");
+    out.push_str("\nlowest median completion among Braid's schedulers:\n");
+    for sc in r.scenarios.iter().filter(|s| s.error.is_none()) {
+        let medians: Vec<String> = sc
+            .short_rows
+            .iter()
+            .filter(|row| row.kind == "braid")
+            .map(|row| {
+                format!(
+                    "{} {}",
+                    row.client,
+                    opt(row.completion_ms.map(|c| c.median), |m| format!("{m:.1}"))
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {}: {} (medians ms: {})",
+            sc.name,
+            sc.short_lowest_median_scheduler
+                .unwrap_or("none (no Braid short upload succeeded)"),
+            medians.join(", ")
+        );
     }
     out
 }
@@ -1693,6 +2109,9 @@ mod tests {
             metrics_available: true,
             scenarios: vec![r],
             samples,
+            short_size_bytes: 100_000,
+            short_reps: 0,
+            short_samples: Vec::new(),
         };
         let t = table(&report);
         assert!(
@@ -1813,6 +2232,9 @@ mod tests {
             metrics_available: true,
             scenarios: vec![r],
             samples,
+            short_size_bytes: 100_000,
+            short_reps: 0,
+            short_samples: Vec::new(),
         };
         let t = table(&report);
         assert!(!t.contains("| download |"), "{t}");
@@ -1930,5 +2352,347 @@ mod tests {
             check_ctor_set(sc, &route("GENERAL", legs[..1].to_vec())),
             Some("C-tor used a GENERAL circuit with 1 legs".into())
         );
+    }
+
+    fn short(who: Who, rep: usize, ms: f64, shares: &[(&str, f64)]) -> ShortSample {
+        ShortSample {
+            scenario: "rtt-1-5".into(),
+            client: who.label(),
+            kind: who.kind(),
+            rep,
+            ok: true,
+            error: None,
+            bytes: 100_000,
+            completion_ms: ms,
+            connect_ms: 10.0 + rep as f64,
+            tunnel: Some("1".into()),
+            legs: shares
+                .iter()
+                .enumerate()
+                .map(|(i, (middle, share))| LegFigure {
+                    leg: i,
+                    path: format!("relay{i}>{middle}>exit0"),
+                    bytes: (share * 100_000.0) as u64,
+                    delivered_bytes: None,
+                    share: *share,
+                    rtt_ms: None,
+                    min_rtt_ms: None,
+                    link_rtt_ms: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn summary_statistics() {
+        assert_eq!(stats(&[]), None);
+        assert_eq!(
+            stats(&[7.0]),
+            Some(Stats {
+                mean: 7.0,
+                median: 7.0,
+                min: 7.0,
+                max: 7.0
+            })
+        );
+        // Odd count: the middle figure, whatever the order given.
+        assert_eq!(
+            stats(&[300.0, 100.0, 110.0]),
+            Some(Stats {
+                mean: 170.0,
+                median: 110.0,
+                min: 100.0,
+                max: 300.0
+            })
+        );
+        // Even count: the mean of the two middle figures; an outlier moves
+        // the mean, not the median.
+        assert_eq!(
+            stats(&[120.0, 100.0, 1000.0, 140.0]),
+            Some(Stats {
+                mean: 340.0,
+                median: 130.0,
+                min: 100.0,
+                max: 1000.0
+            })
+        );
+    }
+
+    #[test]
+    fn short_rows_table_and_lowest_median() {
+        let sc = &scenarios()[2];
+        let whos = [
+            Who::Leg(0),
+            Who::Leg(1),
+            Who::Braid("minrtt"),
+            Who::Braid("lowrtt"),
+            Who::Braid("ecf"),
+            Who::Ctor,
+        ];
+        let mut samples = Vec::new();
+        for rep in 0..3 {
+            let r = rep as f64;
+            samples.push(short(Who::Leg(0), rep, 150.0 + r, &[("relay2", 1.0)]));
+            samples.push(short(Who::Leg(1), rep, 600.0 + r, &[("relay3", 1.0)]));
+            samples.push(short(
+                Who::Braid("minrtt"),
+                rep,
+                200.0 + 10.0 * r,
+                &[("relay2", 1.0), ("relay3", 0.0)],
+            ));
+            // lowrtt: the leg order of the set differs from the
+            // scenario's; shares follow the middles.
+            samples.push(short(
+                Who::Braid("lowrtt"),
+                rep,
+                [400.0, 180.0, 190.0][rep],
+                &[("relay3", 0.25), ("relay2", 0.75)],
+            ));
+            samples.push(short(
+                Who::Braid("ecf"),
+                rep,
+                [185.0, 170.0, 900.0][rep],
+                &[("relay2", 0.8 + 0.1 * r), ("relay3", 0.2 - 0.1 * r)],
+            ));
+            samples.push(short(
+                Who::Ctor,
+                rep,
+                300.0,
+                &[("relay2", 0.5), ("relay3", 0.5)],
+            ));
+        }
+        // One C-tor upload over a single circuit: counted, with a warning.
+        if let Some(c) = samples.iter_mut().rev().find(|s| s.kind == "ctor") {
+            c.error = Some("C-tor used a GENERAL circuit with 1 legs".into());
+            c.completion_ms = 600.0;
+            c.legs = short(Who::Ctor, 0, 0.0, &[("relay3", 1.0)]).legs;
+        }
+        // A failed ECF upload counts as a failure, not a time.
+        let mut failed = short(Who::Braid("ecf"), 3, 1.0, &[]);
+        failed.ok = false;
+        failed.error = Some("timed out".into());
+        samples.push(failed);
+        let rows: Vec<ShortRow> = whos.iter().map(|&w| short_row(sc, w, &samples)).collect();
+        let row = |client: &str| rows.iter().find(|r| r.client == client).unwrap();
+        let ecf = row("Braid ecf");
+        assert_eq!((ecf.runs, ecf.failed, ecf.warned), (3, 1, 0));
+        assert_eq!(
+            ecf.completion_ms,
+            Some(Stats {
+                mean: 1255.0 / 3.0,
+                median: 185.0,
+                min: 170.0,
+                max: 900.0
+            })
+        );
+        assert_eq!(ecf.connect_ms_mean, Some(11.0));
+        assert_eq!(ecf.leg_shares.len(), 2);
+        assert!((ecf.leg_shares[0] - 0.9).abs() < 1e-9);
+        assert!((ecf.leg_shares[1] - 0.1).abs() < 1e-9);
+        assert_eq!(row("Braid lowrtt").leg_shares, vec![0.75, 0.25]);
+        assert_eq!(row("Braid lowrtt").completion_ms.unwrap().median, 190.0);
+        // A single leg has no shares.
+        assert!(row("leg 1 alone (Braid)").leg_shares.is_empty());
+        let ctor = row("C-tor");
+        assert_eq!((ctor.runs, ctor.failed, ctor.warned), (3, 0, 1));
+        assert_eq!(ctor.completion_ms.unwrap().max, 600.0);
+        // ECF's median (185) beats lowrtt's (190) and minrtt's (210),
+        // though its mean is the worst of the three.
+        assert_eq!(lowest_median_scheduler(&whos, &rows), Some("ecf"));
+        // A tie goes to the first in table order; a scheduler without a
+        // successful upload is left out; the C-tor row is never chosen.
+        let mut tied = rows.clone();
+        tied[2].completion_ms = tied[4].completion_ms;
+        assert_eq!(lowest_median_scheduler(&whos, &tied), Some("minrtt"));
+        tied[2].completion_ms = None;
+        tied[4].completion_ms = None;
+        assert_eq!(lowest_median_scheduler(&whos, &tied), Some("lowrtt"));
+        tied[3].completion_ms = None;
+        assert_eq!(lowest_median_scheduler(&whos, &tied), None);
+
+        let mut r = scenario_report(sc);
+        r.short_rows = rows;
+        r.short_lowest_median_scheduler = Some("ecf");
+        let failed_scenario = ScenarioReport {
+            error: Some("the network did not start".into()),
+            ..scenario_report(&scenarios()[0])
+        };
+        let report = Report {
+            size_bytes: 2_000_000,
+            reps: 1,
+            directions: vec![Direction::Upload],
+            tor_version: "0.4.9.11".into(),
+            link_emulation: LINK_NOTE,
+            metrics_available: true,
+            scenarios: vec![failed_scenario, r],
+            samples: Vec::new(),
+            short_size_bytes: 100_000,
+            short_reps: 3,
+            short_samples: samples,
+        };
+        let t = short_table(&report);
+        assert!(
+            t.starts_with("Conflux, short uploads: 100 kB each, 3 per client, tor 0.4.9.11\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| scenario | client | mean ms | median ms | min-max ms | failed |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| uniform | failed: the network did not start | | | | | | |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| rtt-1-5 | Braid ecf | 418 | 185 | 170-900 | 1 | 11 | 90/10 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| rtt-1-5 | Braid lowrtt | 257 | 190 | 180-400 | 0 | 11 | 75/25 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| rtt-1-5 | leg 2 alone (Braid) | 601 | 601 | 600-602 | 0 | 11 | - |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| rtt-1-5 | C-tor | 400 | 300 | 300-600 | 0 (1 with a warning) | 11 | 33/67 |"
+            ),
+            "{t}"
+        );
+        assert!(t.contains(SHORT_NOTES), "{t}");
+        assert!(
+            t.contains(
+                "  rtt-1-5: ecf (medians ms: Braid minrtt 210.0, Braid lowrtt 190.0, Braid ecf 185.0)"
+            ),
+            "{t}"
+        );
+        // The failed scenario has no verdict line.
+        assert!(!t.contains("  uniform:"), "{t}");
+        // A client whose uploads all failed.
+        let mut all_failed = report.scenarios[1].clone();
+        all_failed.short_rows.truncate(1);
+        all_failed.short_rows[0].completion_ms = None;
+        all_failed.short_rows[0].connect_ms_mean = None;
+        all_failed.short_rows[0].failed = 3;
+        all_failed.short_lowest_median_scheduler = None;
+        let t = short_table(&Report {
+            scenarios: vec![all_failed],
+            ..report
+        });
+        assert!(
+            t.contains("| rtt-1-5 | leg 1 alone (Braid) | - | - | - | 3 | n/a | - |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  rtt-1-5: none (no Braid short upload succeeded) (medians ms: )"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn short_figures_in_json_and_log() {
+        let sc = &scenarios()[2];
+        let samples = vec![short(
+            Who::Braid("ecf"),
+            0,
+            123.4,
+            &[("relay3", 0.25), ("relay2", 0.75)],
+        )];
+        let mut r = scenario_report(sc);
+        r.short_rows = vec![short_row(sc, Who::Braid("ecf"), &samples)];
+        r.short_lowest_median_scheduler = Some("ecf");
+        let report = Report {
+            size_bytes: 20_000_000,
+            reps: 1,
+            directions: vec![Direction::Upload],
+            tor_version: "0.4.9.11".into(),
+            link_emulation: LINK_NOTE,
+            metrics_available: true,
+            scenarios: vec![r],
+            samples: Vec::new(),
+            short_size_bytes: 100_000,
+            short_reps: 1,
+            short_samples: samples,
+        };
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["short_size_bytes"], 100_000);
+        assert_eq!(v["short_reps"], 1);
+        assert_eq!(v["short_samples"][0]["completion_ms"], 123.4);
+        assert_eq!(v["short_samples"][0]["legs"][1]["bytes"], 75_000);
+        let row = &v["scenarios"][0]["short_rows"][0];
+        assert_eq!(row["client"], "Braid ecf");
+        assert_eq!(row["completion_ms"]["median"], 123.4);
+        assert_eq!(row["leg_shares"], serde_json::json!([0.75, 0.25]));
+        assert_eq!(v["scenarios"][0]["short_lowest_median_scheduler"], "ecf");
+        // The bulk fields keep their names.
+        assert_eq!(v["size_bytes"], 20_000_000);
+        assert!(v["scenarios"][0]["rows"].is_array());
+
+        let line = describe_short(&report.short_samples[0]);
+        assert_eq!(
+            line,
+            "Braid ecf              short upload 1: 123 ms (connect 10 ms), by middle relay2 75% relay3 25%"
+        );
+        let mut bad = report.short_samples[0].clone();
+        bad.ok = false;
+        bad.error = Some("no complete upload within 62 s".into());
+        assert!(
+            describe_short(&bad)
+                .ends_with("short upload 1: FAILED: no complete upload within 62 s")
+        );
+        assert_eq!(shares_by_middle(&bad.legs[..1]), None);
+    }
+
+    #[test]
+    fn short_options_and_warm_up() {
+        use Direction::{Download as D, Upload as U};
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["braid", "bench", "conflux", "--dir", "/tmp/x"];
+            argv.extend_from_slice(extra);
+            match crate::cli::Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(crate::cli::Command::Bench(crate::cli::BenchCmd::Conflux(a))) => {
+                    Ok((parse_rate(&a.short_size).unwrap(), a.short_reps))
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        assert_eq!(parse(&[]), Ok((100_000, 10)));
+        assert_eq!(
+            parse(&["--short-size", "64KiB", "--short-reps", "0"]),
+            Ok((65_536, 0))
+        );
+        assert_eq!(
+            parse(&["--short-reps", "ten"]),
+            Err(clap::error::ErrorKind::ValueValidation)
+        );
+        // With short uploads, an upload warm-up even when the bulk part
+        // only downloads.
+        assert_eq!(warm_up_directions(&[D], 10), [D, U]);
+        assert_eq!(warm_up_directions(&[D], 0), [D]);
+        assert_eq!(warm_up_directions(&[D, U], 10), [D, U]);
+        assert_eq!(warm_up_directions(&[U], 10), [U]);
+        assert_eq!(time_limit(100_000), Duration::from_secs(62));
+    }
+
+    #[test]
+    fn short_completion_excludes_the_connection() {
+        let u = Upload {
+            bytes: 100_000,
+            elapsed: Duration::from_millis(480),
+            connected: Duration::from_millis(130),
+            server_elapsed: Duration::from_millis(200),
+            sha256: String::new(),
+        };
+        assert!((completion_ms(&u) - 350.0).abs() < 1e-9);
+        let mut s = short(Who::Ctor, 0, 0.0, &[]);
+        s.ok = false;
+        fill_short(&mut s, &u);
+        assert!(s.ok);
+        assert!((s.completion_ms - 350.0).abs() < 1e-9);
+        assert!((s.connect_ms - 130.0).abs() < 1e-9);
     }
 }
