@@ -62,8 +62,8 @@ pub(crate) struct BenchConfluxArgs {
     /// the exit), uploads (split by Braid's scheduler), or both.
     #[arg(long, value_enum, default_value_t = BenchDirection::Both)]
     pub(crate) direction: BenchDirection,
-    /// Bytes per short upload (suffixes as in 100kB).
-    #[arg(long, default_value = "100kB")]
+    /// Bytes per short upload (suffixes as in 1MB).
+    #[arg(long, default_value = "1MB")]
     pub(crate) short_size: String,
     /// Short uploads per client and scenario, after the bulk transfers,
     /// timed from CONNECTED to the server's answer: where the schedulers'

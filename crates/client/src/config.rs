@@ -20,7 +20,8 @@
 //! cache_dir = "/var/cache/braid"   # default: braid-cache beside this file
 //! conflux = true                   # multipath tunnels (default: off for now)
 //! legs = 2                         # legs per tunnel, 2 to 8
-//! scheduler = "lowrtt"             # what we send: minrtt, lowrtt or ecf
+//! scheduler = "ecf"                # what we send: ecf (default), lowrtt
+//!                                  # or minrtt
 //! ux = "throughput"                # asked of the exit in LINK: throughput,
 //!                                  # latency, low-mem-throughput,
 //!                                  # low-mem-latency, no-opinion
@@ -134,7 +135,7 @@ impl ClientConfig {
             cache_dir: base.join("braid").join("public"),
             source: None,
             conflux_legs: None,
-            scheduler: SchedulerKind::LowRtt,
+            scheduler: SchedulerKind::Ecf,
             conflux_ux: V1DesiredUx::HIGH_THROUGHPUT,
             metrics: None,
             reorder_limit: None,
@@ -194,7 +195,9 @@ impl ClientConfig {
             (_, legs) => Some(legs.unwrap_or(2)),
         };
         let scheduler = match file.braid.scheduler.as_deref() {
-            None => SchedulerKind::LowRtt,
+            // ECF: as fast as LowRTT in bulk, faster at the end of a
+            // transfer (README, "Schedulers and the default").
+            None => SchedulerKind::Ecf,
             Some(name) => SchedulerKind::from_name(name).ok_or_else(|| {
                 invalid(format!(
                     "[braid] scheduler = {name:?}: one of minrtt, lowrtt, ecf"

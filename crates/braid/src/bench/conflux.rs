@@ -52,11 +52,13 @@
 //! RTT and the reorder queue. C-tor's per-leg bytes come from `CIRC_BW`
 //! events: `READ` for a download, `WRITTEN` for an upload.
 //!
-//! Short uploads (`--short-size`, default 100 kB; `--short-reps`, default
+//! Short uploads (`--short-size`, default 1 MB; `--short-reps`, default
 //! 10, 0 for none). Bulk transfers show a scheduler's steady state; its
 //! handling of a transfer's end (ECF keeps the last cells off a slower leg
 //! when the faster one alone would deliver them sooner) shows in transfers
-//! short enough for the end to be most of them. So after the bulk
+//! short enough for the end to be much of them, and too large for the fast
+//! leg's window alone (100 kB went wholly on the fast leg of a warm set
+//! with every scheduler). So after the bulk
 //! repetitions every client makes `short-reps` uploads of `short-size`
 //! bytes, in rounds over the clients whose order alternates as above,
 //! each checked by SHA-256. Completion time is the time from the SOCKS
@@ -98,7 +100,7 @@ use crate::testnet_cmd::{say, up_interruptible};
 /// Braid's schedulers, in table order.
 const SCHEDULERS: [&str; 3] = ["minrtt", "lowrtt", "ecf"];
 /// Braid's default scheduler: the one plotted.
-const DEFAULT_SCHEDULER: &str = "lowrtt";
+const DEFAULT_SCHEDULER: &str = "ecf";
 /// Width of a time-series bin.
 const BIN_S: f64 = 0.2;
 /// Bytes of each client's warm-up transfers.
@@ -1819,7 +1821,12 @@ fn short_table(r: &Report) -> String {
 /// and direction (its first run with figures): DATA bytes received for a
 /// download, sent for an upload.
 fn plot(r: &Report) -> String {
-    let label = Who::Braid(DEFAULT_SCHEDULER).label();
+    plot_scheduler(r, DEFAULT_SCHEDULER)
+}
+
+/// [`plot`] for the Braid scheduler named `scheduler`.
+fn plot_scheduler(r: &Report, scheduler: &str) -> String {
+    let label = format!("Braid {scheduler}");
     let mut panels = Vec::new();
     for sc in &r.scenarios {
         for &direction in &r.directions {
@@ -1856,7 +1863,7 @@ fn plot(r: &Report) -> String {
             };
             panels.push(Panel {
                 title: format!(
-                    "{} {}: {} - Braid {DEFAULT_SCHEDULER}, run {}, {:.2} MB/s (DATA {counted})",
+                    "{} {}: {} - Braid {scheduler}, run {}, {:.2} MB/s (DATA {counted})",
                     sc.name,
                     direction.name(),
                     sc.about,
@@ -2174,7 +2181,14 @@ mod tests {
         let mut ecf = sample(Who::Braid("ecf"), U, 0, 1.0, &[]);
         ecf.series = Some(series(0.5));
         report.samples.push(ecf);
+        // The default scheduler's run only.
         let svg = plot(&report);
+        assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
+        assert!(
+            svg.contains(&format!("Braid {DEFAULT_SCHEDULER}, run 1")),
+            "{svg}"
+        );
+        let svg = plot_scheduler(&report, "lowrtt");
         assert_eq!(svg.matches("<polyline").count(), 6, "{svg}");
         assert!(svg.contains("uniform download: "), "{svg}");
         assert!(
@@ -2183,7 +2197,12 @@ mod tests {
         );
         // Only uploads asked for: only their panel.
         report.directions = vec![U];
-        assert_eq!(plot(&report).matches("<polyline").count(), 3);
+        assert_eq!(
+            plot_scheduler(&report, "lowrtt")
+                .matches("<polyline")
+                .count(),
+            3
+        );
         // Without any RTT from metrics, half the first-byte time of a
         // download (an upload's connect time is not used).
         let bare: Vec<Sample> = report
@@ -2660,7 +2679,7 @@ mod tests {
                 Err(e) => Err(e.kind()),
             }
         };
-        assert_eq!(parse(&[]), Ok((100_000, 10)));
+        assert_eq!(parse(&[]), Ok((1_000_000, 10)));
         assert_eq!(
             parse(&["--short-size", "64KiB", "--short-reps", "0"]),
             Ok((65_536, 0))
