@@ -1885,6 +1885,33 @@ fn plot_scheduler(r: &Report, scheduler: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report of `scenarios` and bulk `samples` (`size` bytes, `reps`
+    /// runs, `directions`) with `short` short-upload samples of 100 kB,
+    /// `short_reps` each.
+    fn test_report(
+        size: u64,
+        reps: usize,
+        directions: Vec<Direction>,
+        scenarios: Vec<ScenarioReport>,
+        samples: Vec<Sample>,
+        short_reps: usize,
+        short: Vec<ShortSample>,
+    ) -> Report {
+        Report {
+            size_bytes: size,
+            reps,
+            directions,
+            tor_version: "0.4.9.11".into(),
+            link_emulation: LINK_NOTE,
+            metrics_available: true,
+            scenarios,
+            samples,
+            short_size_bytes: 100_000,
+            short_reps,
+            short_samples: short,
+        }
+    }
     use std::path::PathBuf;
 
     #[test]
@@ -2107,19 +2134,7 @@ mod tests {
                 .what
                 .starts_with("uniform upload: Braid lowrtt >= C-tor")
         );
-        let mut report = Report {
-            size_bytes: 20_000_000,
-            reps: 2,
-            directions: vec![D, U],
-            tor_version: "0.4.9.11".into(),
-            link_emulation: LINK_NOTE,
-            metrics_available: true,
-            scenarios: vec![r],
-            samples,
-            short_size_bytes: 100_000,
-            short_reps: 0,
-            short_samples: Vec::new(),
-        };
+        let mut report = test_report(20_000_000, 2, vec![D, U], vec![r], samples, 0, Vec::new());
         let t = table(&report);
         assert!(
             t.contains("| uniform | download | Braid lowrtt | 2.92 (2.90-2.95) | 0.975 | 100 |"),
@@ -2242,19 +2257,7 @@ mod tests {
         let met: Vec<Option<bool>> = r.targets.iter().map(|t| t.met).collect();
         // 0.98 of the sum; no C-tor row to compare with.
         assert_eq!(met, vec![Some(true), None]);
-        let report = Report {
-            size_bytes: 5_000_000,
-            reps: 1,
-            directions: vec![U],
-            tor_version: "0.4.9.11".into(),
-            link_emulation: LINK_NOTE,
-            metrics_available: true,
-            scenarios: vec![r],
-            samples,
-            short_size_bytes: 100_000,
-            short_reps: 0,
-            short_samples: Vec::new(),
-        };
+        let report = test_report(5_000_000, 1, vec![U], vec![r], samples, 0, Vec::new());
         let t = table(&report);
         assert!(!t.contains("| download |"), "{t}");
         assert!(t.contains("(upload), 1 runs each"), "{t}");
@@ -2536,19 +2539,15 @@ mod tests {
             error: Some("the network did not start".into()),
             ..scenario_report(&scenarios()[0])
         };
-        let report = Report {
-            size_bytes: 2_000_000,
-            reps: 1,
-            directions: vec![Direction::Upload],
-            tor_version: "0.4.9.11".into(),
-            link_emulation: LINK_NOTE,
-            metrics_available: true,
-            scenarios: vec![failed_scenario, r],
-            samples: Vec::new(),
-            short_size_bytes: 100_000,
-            short_reps: 3,
-            short_samples: samples,
-        };
+        let report = test_report(
+            2_000_000,
+            1,
+            vec![Direction::Upload],
+            vec![failed_scenario, r],
+            Vec::new(),
+            3,
+            samples,
+        );
         let t = short_table(&report);
         assert!(
             t.starts_with("Conflux, short uploads: 100 kB each, 3 per client, tor 0.4.9.11\n"),
@@ -2622,19 +2621,15 @@ mod tests {
         let mut r = scenario_report(sc);
         r.short_rows = vec![short_row(sc, Who::Braid("ecf"), &samples)];
         r.short_lowest_median_scheduler = Some("ecf");
-        let report = Report {
-            size_bytes: 20_000_000,
-            reps: 1,
-            directions: vec![Direction::Upload],
-            tor_version: "0.4.9.11".into(),
-            link_emulation: LINK_NOTE,
-            metrics_available: true,
-            scenarios: vec![r],
-            samples: Vec::new(),
-            short_size_bytes: 100_000,
-            short_reps: 1,
-            short_samples: samples,
-        };
+        let report = test_report(
+            20_000_000,
+            1,
+            vec![Direction::Upload],
+            vec![r],
+            Vec::new(),
+            1,
+            samples,
+        );
         let v = serde_json::to_value(&report).unwrap();
         assert_eq!(v["short_size_bytes"], 100_000);
         assert_eq!(v["short_reps"], 1);

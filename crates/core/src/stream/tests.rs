@@ -514,8 +514,14 @@ fn xoff_ignored_closes_only_that_stream() {
     assert_eq!(got.len(), (limit_cells + 3 + grace_cells) * CELL);
 }
 
-#[test]
-fn xon_after_xoff_once_drained() {
+/// A stream whose exit sent past the XOFF limit for longer than the grace
+/// period (XOFF checked), then an application that reads `cells` cells
+/// every `every` until the buffer is empty. Returns the map, the stream,
+/// the time of the last read and what the map sends then.
+fn xoff_then_drain(
+    cells: usize,
+    every: Duration,
+) -> (StreamMap, StreamId, Instant, Vec<(StreamId, AnyRelayMsg)>) {
     let now = t0();
     let p = FlowParams::default();
     let mut m = new_map(cc_mode());
@@ -528,14 +534,20 @@ fn xon_after_xoff_once_drained() {
         m.handle_msg(t, a, data(&cell)).unwrap();
     }
     assert_eq!(cmds(&drain(&mut m, false)), vec!["XOFF"]);
-    // The application reads everything: XON.
     let mut t = now + ms(10);
-    let mut buf = vec![0u8; 50 * CELL];
+    let mut buf = vec![0u8; cells * CELL];
     while m.recv_buffered(a).unwrap() > 0 {
-        t += ms(10);
+        t += every;
         m.read(a, &mut buf, t).unwrap();
     }
     let out = drain(&mut m, false);
+    (m, a, t, out)
+}
+
+#[test]
+fn xon_after_xoff_once_drained() {
+    // The application reads everything: XON.
+    let (_, _, _, out) = xoff_then_drain(50, ms(10));
     assert_eq!(cmds(&out), vec!["XON"]);
 }
 
@@ -1023,26 +1035,10 @@ fn xon_rates(msgs: &[(StreamId, AnyRelayMsg)]) -> Vec<u32> {
 /// each burst at once. Returns the first advised rate and the advised rates
 /// that followed over 3 MB.
 fn rates_when_the_application_speeds_up(burst: usize) -> (u32, Vec<u32>) {
-    let now = t0();
-    let p = FlowParams::default();
-    let mut m = new_map(cc_mode());
-    let a = open(&mut m, now);
-    events(&mut m);
-    let cell = [1u8; CELL];
-    let limit_cells = usize::try_from(p.xoff_client_bytes).unwrap() / CELL;
-    for i in 0..limit_cells + 3 {
-        let t = if i > limit_cells { now + ms(6) } else { now };
-        m.handle_msg(t, a, data(&cell)).unwrap();
-    }
-    assert_eq!(cmds(&drain(&mut m, false)), vec!["XOFF"]);
     // 25 cells every 20 ms: about 620 KB/s.
-    let mut t = now + ms(10);
-    let mut buf = vec![0u8; 25 * CELL];
-    while m.recv_buffered(a).unwrap() > 0 {
-        t += ms(20);
-        m.read(a, &mut buf, t).unwrap();
-    }
-    let first = xon_rates(&drain(&mut m, false));
+    let (mut m, a, mut t, out) = xoff_then_drain(25, ms(20));
+    let cell = [1u8; CELL];
+    let first = xon_rates(&out);
     assert_eq!(first.len(), 1, "one XON once drained");
     let advised = first[0];
     assert!((300..700).contains(&advised), "{advised}");
