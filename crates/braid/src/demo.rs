@@ -80,12 +80,12 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
         ));
         say(&format!(
             "stream on circuit {} ({}), Conflux set {}",
-            report.stream_circ.map_or("?".into(), |c| c.to_string()),
-            report.purpose,
-            report.conflux_id.as_deref().unwrap_or("none")
+            report.route.stream_circ.map_or("?".into(), |c| c.to_string()),
+            report.route.purpose,
+            report.route.conflux_id.as_deref().unwrap_or("none")
         ));
         say(&report.table());
-        match report.check_linked_pair() {
+        match report.route.check_linked_pair() {
             Ok(()) => say("the two legs share the exit and differ in guard and middle"),
             Err(e) => say(&format!("warning: {e}")),
         }

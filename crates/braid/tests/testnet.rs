@@ -92,12 +92,12 @@ async fn ctor_client_downloads_through_a_linked_conflux_set() {
     .unwrap();
     println!("{}", report.table());
     assert_eq!(report.download.bytes, 20_000_000);
-    report.check_linked_pair().unwrap();
-    let leg_bytes: u64 = report.legs.iter().map(|l| l.bytes).sum();
+    report.route.check_linked_pair().unwrap();
+    let leg_bytes: u64 = report.route.legs.iter().map(|l| l.bytes).sum();
     assert!(
         leg_bytes >= 20_000_000,
         "legs delivered {leg_bytes} bytes (dropped events: {})",
-        report.dropped_events
+        report.route.dropped_events
     );
     let cap = 2.0 * 3.0 * 1_048_576.0 / 1e6;
     assert!(

@@ -111,31 +111,17 @@ pub struct LegReport {
 pub struct ClientDownload {
     /// The download itself (size, time, digest).
     pub download: Download,
-    /// The circuit the stream was attached to.
-    pub stream_circ: Option<u64>,
-    /// PURPOSE of that circuit.
-    pub purpose: String,
-    /// The Conflux set's nonce, when it was a Conflux leg.
-    pub conflux_id: Option<String>,
-    /// Every leg of that set (or the single circuit).
-    pub legs: Vec<LegReport>,
-    /// CIRC_BW events lost to a full queue (bytes may be under-counted).
-    pub dropped_events: u64,
+    /// The circuits that carried it.
+    pub route: Route,
 }
 
 impl ClientDownload {
-    /// Checks that the download used a linked Conflux set of two legs that
-    /// share the exit and differ in guard and middle.
-    pub fn check_linked_pair(&self) -> Result<(), String> {
-        check_linked_pair(self.stream_circ, &self.purpose, &self.legs)
-    }
-
     /// A table: one row per leg with path, RTT, cell bytes that arrived on
     /// it (`READ`: `DELIVERED_READ` credits a gap-filling leg with what it
     /// releases from the reorder queue), share and MB/s.
     pub fn table(&self) -> String {
         leg_table(
-            &self.legs,
+            &self.route.legs,
             |l| l.read,
             self.download.bytes,
             self.download.elapsed,
@@ -149,31 +135,17 @@ impl ClientDownload {
 pub struct ClientUpload {
     /// The upload itself (size, times, digest).
     pub upload: Upload,
-    /// The circuit the stream was attached to.
-    pub stream_circ: Option<u64>,
-    /// PURPOSE of that circuit.
-    pub purpose: String,
-    /// The Conflux set's nonce, when it was a Conflux leg.
-    pub conflux_id: Option<String>,
-    /// Every leg of that set (or the single circuit).
-    pub legs: Vec<LegReport>,
-    /// CIRC_BW events lost to a full queue (bytes may be under-counted).
-    pub dropped_events: u64,
+    /// The circuits that carried it.
+    pub route: Route,
 }
 
 impl ClientUpload {
-    /// Checks that the upload used a linked Conflux set of two legs that
-    /// share the exit and differ in guard and middle.
-    pub fn check_linked_pair(&self) -> Result<(), String> {
-        check_linked_pair(self.stream_circ, &self.purpose, &self.legs)
-    }
-
     /// A table: one row per leg with path, RTT, cell bytes the client wrote
     /// on it (`WRITTEN`), share and MB/s, over the upload's time less the
     /// connection set-up (as [`Upload::mb_per_s`]).
     pub fn table(&self) -> String {
         leg_table(
-            &self.legs,
+            &self.route.legs,
             |l| l.written,
             self.upload.bytes,
             self.upload.elapsed.saturating_sub(self.upload.connected),
@@ -182,45 +154,43 @@ impl ClientUpload {
     }
 }
 
-/// Checks that the circuit `stream_circ` of purpose `purpose` was a linked
-/// Conflux set of the two `legs`, which share the exit and differ in guard
-/// and middle.
-fn check_linked_pair(
-    stream_circ: Option<u64>,
-    purpose: &str,
-    legs: &[LegReport],
-) -> Result<(), String> {
-    if purpose != "CONFLUX_LINKED" {
-        return Err(format!(
-            "stream circuit {stream_circ:?} has purpose {purpose:?}, not CONFLUX_LINKED"
-        ));
+impl Route {
+    /// Checks that the transfer used a linked Conflux set of two legs that
+    /// share the exit and differ in guard and middle.
+    pub fn check_linked_pair(&self) -> Result<(), String> {
+        let (stream_circ, purpose, legs) = (self.stream_circ, &self.purpose, self.legs.as_slice());
+        if purpose != "CONFLUX_LINKED" {
+            return Err(format!(
+                "stream circuit {stream_circ:?} has purpose {purpose:?}, not CONFLUX_LINKED"
+            ));
+        }
+        let [a, b] = legs else {
+            return Err(format!("the set has {} legs, not 2", legs.len()));
+        };
+        if a.fingerprints.len() != 3 || b.fingerprints.len() != 3 {
+            return Err("a leg is not a 3-hop circuit".into());
+        }
+        let hop = |l: &LegReport, i: usize| l.fingerprints.get(i).cloned().unwrap_or_default();
+        if hop(a, 2) != hop(b, 2) {
+            return Err(format!(
+                "legs end at different exits: {:?} / {:?}",
+                a.path, b.path
+            ));
+        }
+        if hop(a, 0) == hop(b, 0) {
+            return Err(format!(
+                "legs share their guard: {:?} / {:?}",
+                a.path, b.path
+            ));
+        }
+        if hop(a, 1) == hop(b, 1) {
+            return Err(format!(
+                "legs share their middle: {:?} / {:?}",
+                a.path, b.path
+            ));
+        }
+        Ok(())
     }
-    let [a, b] = legs else {
-        return Err(format!("the set has {} legs, not 2", legs.len()));
-    };
-    if a.fingerprints.len() != 3 || b.fingerprints.len() != 3 {
-        return Err("a leg is not a 3-hop circuit".into());
-    }
-    let hop = |l: &LegReport, i: usize| l.fingerprints.get(i).cloned().unwrap_or_default();
-    if hop(a, 2) != hop(b, 2) {
-        return Err(format!(
-            "legs end at different exits: {:?} / {:?}",
-            a.path, b.path
-        ));
-    }
-    if hop(a, 0) == hop(b, 0) {
-        return Err(format!(
-            "legs share their guard: {:?} / {:?}",
-            a.path, b.path
-        ));
-    }
-    if hop(a, 1) == hop(b, 1) {
-        return Err(format!(
-            "legs share their middle: {:?} / {:?}",
-            a.path, b.path
-        ));
-    }
-    Ok(())
 }
 
 /// The table of [`ClientDownload::table`] and [`ClientUpload::table`]: one
@@ -283,14 +253,7 @@ pub async fn download(
         download::fetch_file(to.server, Some((to.socks, auth)), size, seed).await
     })
     .await?;
-    Ok(ClientDownload {
-        download,
-        stream_circ: route.stream_circ,
-        purpose: route.purpose,
-        conflux_id: route.conflux_id,
-        legs: route.legs,
-        dropped_events: route.dropped_events,
-    })
+    Ok(ClientDownload { download, route })
 }
 
 /// Uploads `size` bytes (the file for `seed`) to the file server through
@@ -308,14 +271,7 @@ pub async fn upload(
         download::upload_file(to.server, Some((to.socks, auth)), size, seed).await
     })
     .await?;
-    Ok(ClientUpload {
-        upload,
-        stream_circ: route.stream_circ,
-        purpose: route.purpose,
-        conflux_id: route.conflux_id,
-        legs: route.legs,
-        dropped_events: route.dropped_events,
-    })
+    Ok(ClientUpload { upload, route })
 }
 
 /// Which way a transfer goes.
@@ -350,14 +306,19 @@ struct Endpoints {
 /// Counts transfers, so that each gets fresh SOCKS credentials.
 static TRANSFERS: AtomicU64 = AtomicU64::new(0);
 
-/// The circuits that carried a transfer.
-#[derive(Debug)]
-struct Route {
-    stream_circ: Option<u64>,
-    purpose: String,
-    conflux_id: Option<String>,
-    legs: Vec<LegReport>,
-    dropped_events: u64,
+/// The circuits that carried a transfer through the C-tor client.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The circuit the stream was attached to.
+    pub stream_circ: Option<u64>,
+    /// PURPOSE of that circuit.
+    pub purpose: String,
+    /// The Conflux set's nonce, when it was a Conflux leg.
+    pub conflux_id: Option<String>,
+    /// Every leg of that set (or the single circuit).
+    pub legs: Vec<LegReport>,
+    /// CIRC_BW events lost to a full queue (bytes may be under-counted).
+    pub dropped_events: u64,
 }
 
 /// Runs the transfer that `start` spawns through the network's C-tor
@@ -611,24 +572,26 @@ mod tests {
                 time_to_first_byte: Duration::from_millis(10),
                 sha256: String::new(),
             },
-            stream_circ: Some(1),
-            purpose: "CONFLUX_LINKED".into(),
-            conflux_id: Some("x".into()),
-            legs: vec![leg(1, ["g1", "m1", "e"]), leg(2, ["g2", "m2", "e"])],
-            dropped_events: 0,
+            route: Route {
+                stream_circ: Some(1),
+                purpose: "CONFLUX_LINKED".into(),
+                conflux_id: Some("x".into()),
+                legs: vec![leg(1, ["g1", "m1", "e"]), leg(2, ["g2", "m2", "e"])],
+                dropped_events: 0,
+            },
         };
-        assert_eq!(d.check_linked_pair(), Ok(()));
+        assert_eq!(d.route.check_linked_pair(), Ok(()));
         assert!(d.table().contains("g1 > m1 > e"));
-        d.legs[1] = leg(2, ["g1", "m2", "e"]);
-        assert!(d.check_linked_pair().unwrap_err().contains("guard"));
-        d.legs[1] = leg(2, ["g2", "m1", "e"]);
-        assert!(d.check_linked_pair().unwrap_err().contains("middle"));
-        d.legs[1] = leg(2, ["g2", "m2", "f"]);
-        assert!(d.check_linked_pair().unwrap_err().contains("exit"));
-        d.legs.pop();
-        assert!(d.check_linked_pair().unwrap_err().contains("1 legs"));
-        d.purpose = "GENERAL".into();
-        assert!(d.check_linked_pair().unwrap_err().contains("GENERAL"));
+        d.route.legs[1] = leg(2, ["g1", "m2", "e"]);
+        assert!(d.route.check_linked_pair().unwrap_err().contains("guard"));
+        d.route.legs[1] = leg(2, ["g2", "m1", "e"]);
+        assert!(d.route.check_linked_pair().unwrap_err().contains("middle"));
+        d.route.legs[1] = leg(2, ["g2", "m2", "f"]);
+        assert!(d.route.check_linked_pair().unwrap_err().contains("exit"));
+        d.route.legs.pop();
+        assert!(d.route.check_linked_pair().unwrap_err().contains("1 legs"));
+        d.route.purpose = "GENERAL".into();
+        assert!(d.route.check_linked_pair().unwrap_err().contains("GENERAL"));
     }
 
     #[test]
@@ -716,13 +679,9 @@ mod tests {
                 server_elapsed: Duration::from_millis(900),
                 sha256: String::new(),
             },
-            stream_circ: route.stream_circ,
-            purpose: route.purpose,
-            conflux_id: route.conflux_id,
-            legs: route.legs,
-            dropped_events: 0,
+            route,
         };
-        assert_eq!(upload.check_linked_pair(), Ok(()));
+        assert_eq!(upload.route.check_linked_pair(), Ok(()));
         let table = upload.table();
         assert!(table.contains("57000"), "{table}");
         assert!(table.contains("74.0%"), "{table}");

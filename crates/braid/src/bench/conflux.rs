@@ -82,7 +82,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use braid_testnet::config::parse_rate;
-use braid_testnet::ctor_conflux::LegReport;
+use braid_testnet::ctor_conflux::{LegReport, Route};
 use braid_testnet::download::{Download, Upload, fetch_file, upload_file};
 use braid_testnet::process::read_records;
 use braid_testnet::{Manifest, NetworkConfig, RelayShape, TestnetError, ctor_conflux, launcher};
@@ -930,14 +930,6 @@ impl From<&Upload> for Done {
     }
 }
 
-/// What the C-tor client's control port said about a transfer's circuits.
-#[derive(Debug)]
-struct CtorRoute {
-    purpose: String,
-    conflux_id: Option<String>,
-    legs: Vec<LegReport>,
-}
-
 /// How long a transfer of `size` bytes may take: generous, 50 kB/s and a
 /// minute.
 fn time_limit(size: u64) -> Duration {
@@ -989,26 +981,12 @@ async fn transfer(
         Who::Ctor => {
             let run = async {
                 match direction {
-                    Direction::Download => {
-                        ctor_conflux::download(manifest, size, seed).await.map(|d| {
-                            let route = CtorRoute {
-                                purpose: d.purpose,
-                                conflux_id: d.conflux_id,
-                                legs: d.legs,
-                            };
-                            (Done::from(&d.download), route)
-                        })
-                    }
-                    Direction::Upload => {
-                        ctor_conflux::upload(manifest, size, seed).await.map(|u| {
-                            let route = CtorRoute {
-                                purpose: u.purpose,
-                                conflux_id: u.conflux_id,
-                                legs: u.legs,
-                            };
-                            (Done::from(&u.upload), route)
-                        })
-                    }
+                    Direction::Download => ctor_conflux::download(manifest, size, seed)
+                        .await
+                        .map(|d| (Done::from(&d.download), d.route)),
+                    Direction::Upload => ctor_conflux::upload(manifest, size, seed)
+                        .await
+                        .map(|u| (Done::from(&u.upload), u.route)),
                 }
             };
             match tokio::time::timeout(limit, run).await {
@@ -1101,14 +1079,9 @@ async fn short_upload(
             match tokio::time::timeout(limit, ctor_conflux::upload(manifest, size, seed)).await {
                 Ok(Ok(u)) => {
                     fill_short(&mut sample, &u.upload);
-                    let route = CtorRoute {
-                        purpose: u.purpose,
-                        conflux_id: u.conflux_id,
-                        legs: u.legs,
-                    };
-                    sample.tunnel = route.conflux_id.clone();
-                    sample.legs = ctor_legs(&route.legs, Direction::Upload);
-                    sample.error = check_ctor_set(sc, &route);
+                    sample.tunnel = u.route.conflux_id.clone();
+                    sample.legs = ctor_legs(&u.route.legs, Direction::Upload);
+                    sample.error = check_ctor_set(sc, &u.route);
                 }
                 Ok(Err(e)) => sample.error = Some(e.to_string()),
                 Err(_) => sample.error = Some(timed_out()),
@@ -1196,7 +1169,7 @@ fn ctor_legs(legs: &[LegReport], direction: Direction) -> Vec<LegFigure> {
 /// Why C-tor's transfer does not count as a Conflux set of the scenario's
 /// legs: its stream's circuit was not CONFLUX_LINKED, or its set had
 /// another number of legs (3 legs only with the consensus parameter).
-fn check_ctor_set(sc: &Scenario, route: &CtorRoute) -> Option<String> {
+fn check_ctor_set(sc: &Scenario, route: &Route) -> Option<String> {
     (route.purpose != "CONFLUX_LINKED" || route.legs.len() != sc.legs()).then(|| {
         format!(
             "C-tor used a {} circuit with {} legs",
@@ -2356,10 +2329,12 @@ mod tests {
         let up = ctor_legs(&legs, Direction::Upload);
         assert_eq!(figures(&up), [(1000, Some(9), 0.25), (3000, Some(9), 0.75)]);
         // The set must be linked and have the scenario's legs.
-        let route = |purpose: &str, legs: Vec<LegReport>| CtorRoute {
+        let route = |purpose: &str, legs: Vec<LegReport>| Route {
+            stream_circ: Some(1),
             purpose: purpose.into(),
             conflux_id: Some("x".into()),
             legs,
+            dropped_events: 0,
         };
         let sc = &scenarios()[0];
         assert_eq!(
