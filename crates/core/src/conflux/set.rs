@@ -517,18 +517,11 @@ impl ConfluxSet {
             return;
         }
         let rtts: Vec<Duration> = self
-            .legs
+            .leg_infos(cc)
             .iter()
-            .filter(|(_, st)| st.is_linked())
-            .filter_map(|(&leg, st)| {
-                let cc_rtt = cc
-                    .iter()
-                    .find(|(id, _)| *id == leg)
-                    .and_then(|(_, c)| c.ewma_rtt);
-                match (st.rtt(), cc_rtt) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                }
+            .filter_map(|i| match (i.link_rtt, i.cc.ewma_rtt) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
             })
             .collect();
         let bytes = self.delivered_bytes.saturating_add(
