@@ -364,7 +364,7 @@ fuzz_target!(|data: &[u8]| {
         0 => 2_048,
         1 => 16 * 1024,
         2 => 64 * 1024,
-        _ => ReorderLimit::DEFAULT_BYTES,
+        _ => 4 * 1024 * 1024,
     };
     let n = 2 + usize::from(flags & 1);
     let config = ConfluxConfig {

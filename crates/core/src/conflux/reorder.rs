@@ -21,6 +21,8 @@ use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::sizer::ReorderSizer;
+
 /// The bounds of a [`ReorderQueue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReorderLimit {
@@ -40,8 +42,6 @@ impl ReorderLimit {
     pub const FLOOR_BYTES: usize = 512 * 1024;
     /// The largest byte limit [`ReorderQueue::default_limit`] gives.
     pub const CEILING_BYTES: usize = 32 * 1024 * 1024;
-    /// The byte limit before any leg is measured.
-    pub const DEFAULT_BYTES: usize = 4 * 1024 * 1024;
     /// Bytes per cell used to derive the cell limit from the byte limit
     /// (half a relay cell: tiny cells may be more numerous, not unbounded).
     pub const BYTES_PER_CELL: usize = 256;
@@ -61,8 +61,9 @@ impl ReorderLimit {
 }
 
 impl Default for ReorderLimit {
+    /// The limit a set starts with ([`ReorderSizer::initial_limit`]).
     fn default() -> Self {
-        Self::from_bytes(Self::DEFAULT_BYTES)
+        ReorderSizer::initial_limit()
     }
 }
 
