@@ -68,6 +68,19 @@ impl fmt::Display for LegId {
     }
 }
 
+/// One leg of a tunnel, from its launch until its circuit is released:
+/// the tunnel's name for it toward the driver. A Conflux leg also gets a
+/// [`LegId`] from its set when it links; a `LegKey` is never reused within
+/// a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LegKey(pub u32);
+
+impl fmt::Display for LegKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "leg #{}", self.0)
+    }
+}
+
 /// A hop on a circuit: 0 is the first hop (the guard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HopNum(pub u8);

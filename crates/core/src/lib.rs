@@ -25,6 +25,8 @@
 //! - [`conflux`]: Conflux sets: linking, sequencing, SWITCH, the bounded
 //!   reorder queue, leg loss (proposal 329).
 //! - [`conflux_sched`]: Conflux leg schedulers (MinRTT, LowRTT, ECF).
+//! - [`tunnel`]: the tunnel composing them: one circuit or a Conflux set,
+//!   its streams and its scheduler, behind one sans-IO interface.
 
 pub mod cc;
 pub mod channel;
@@ -34,3 +36,4 @@ pub mod conflux_sched;
 pub mod crypto;
 pub mod ids;
 pub mod stream;
+pub mod tunnel;

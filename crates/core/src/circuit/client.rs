@@ -398,6 +398,13 @@ impl ClientCircuit {
         self.shutdown(CloseReason::Local, true);
     }
 
+    /// The channel under the circuit closed, or the channel dropped the
+    /// circuit: it is gone without a DESTROY from us
+    /// ([`CloseReason::ChannelClosed`]). No effect if already closed.
+    pub fn handle_channel_closed(&mut self) {
+        self.shutdown(CloseReason::ChannelClosed, false);
+    }
+
     /// The next cell for the channel, if any. The driver sends it with this
     /// circuit's id.
     pub fn poll_transmit(&mut self) -> Option<AnyChanMsg> {

@@ -28,6 +28,26 @@ pub enum CloseReason {
     /// We closed it on an error (a protocol violation, or one of our
     /// resource limits), sending a DESTROY.
     Error(CircError),
+    /// The channel under it closed (or dropped the circuit): nothing can
+    /// be sent or received, and no DESTROY is needed (tor-spec §5.4: a
+    /// channel's circuits end with it).
+    ChannelClosed,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Local => f.write_str("closed by us"),
+            CloseReason::Destroyed { reason } => {
+                write!(f, "destroyed by the relay ({})", reason.human_str())
+            }
+            CloseReason::Truncated { hop, reason } => {
+                write!(f, "truncated at {hop} ({})", reason.human_str())
+            }
+            CloseReason::Error(e) => write!(f, "closed on an error: {e}"),
+            CloseReason::ChannelClosed => f.write_str("its channel closed"),
+        }
+    }
 }
 
 /// An event of a client circuit.

@@ -324,8 +324,6 @@ pub struct ConfluxSet {
     linked: bool,
     /// Closed on an error.
     closed: Option<ConfluxError>,
-    /// Legs launched since creation (client), or since linking.
-    launches: usize,
     /// The UX the peer asked for (what our scheduler should provide).
     peer_ux: Option<V1DesiredUx>,
     /// Handshake messages to send.
@@ -366,7 +364,6 @@ impl ConfluxSet {
             reorder: ReorderQueue::new(config.reorder),
             linked: false,
             closed: None,
-            launches: 0,
             peer_ux: None,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -629,9 +626,10 @@ impl ConfluxSet {
     /// due by [`Self::poll_timeout`]. Also how a set that lost a leg adds
     /// one (same nonce, current sequence numbers, prop 329 §2.4.4).
     ///
-    /// Refused (local error) on an exit set, a closed set, at `max_legs`,
-    /// or when the launch budget (`num_legs + max_leg_retries`, prop 329
-    /// §4.2.2) is spent.
+    /// Refused (local error) on an exit set, a closed set, or at
+    /// `max_legs`. The launch budget (`num_legs + max_leg_retries`, prop
+    /// 329 §4.2.2) is the tunnel's, which launches the circuits
+    /// ([`crate::tunnel::ClientTunnel`]).
     pub fn add_leg(&mut self, now: Instant) -> Result<LegId, ConfluxError> {
         let info = self.our_link_info();
         self.add_leg_with(now, info)
@@ -668,21 +666,11 @@ impl ConfluxSet {
         if self.legs.len() >= self.config.max_legs {
             return Err(ConfluxError::CannotAddLeg("the set has max_legs legs"));
         }
-        let budget = self
-            .config
-            .num_legs
-            .saturating_add(self.config.max_leg_retries);
-        if self.launches >= budget {
-            return Err(ConfluxError::CannotAddLeg(
-                "leg launch budget spent (cfx_max_unlinked_leg_retry)",
-            ));
-        }
         let leg = self
             .alloc_leg()
             .ok_or(ConfluxError::CannotAddLeg("no free leg id"))?;
         let mut hs = ClientLinkHandshake::new(leg, info);
         let link = hs.start(now, self.config.link_timeout)?;
-        self.launches = self.launches.saturating_add(1);
         self.legs.insert(leg, LegState::ClientLinking(hs));
         self.transmit.push_back((leg, link.into()));
         Ok(leg)
@@ -761,8 +749,6 @@ impl ConfluxSet {
             return;
         }
         self.linked = true;
-        // C-tor resets its launch count when a set links.
-        self.launches = 0;
         self.events.push_back(ConfluxEvent::SetLinked {
             legs: self.legs.len(),
         });

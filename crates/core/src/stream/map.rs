@@ -568,6 +568,27 @@ impl StreamMap {
         self.streams.get(&id).map(|s| s.send.len())
     }
 
+    /// DATA cells the streams have waiting to go out, for a scheduler that
+    /// weighs the rest of a transfer (ECF,
+    /// [`Scheduler::set_backlog`](crate::conflux_sched::Scheduler::set_backlog)):
+    /// `None` while some application still writes and keeps its stream's
+    /// send buffer at least half full (it writes faster than the tunnel
+    /// sends: a bulk transfer whose end is not in sight); else the buffered
+    /// bytes in DATA cells.
+    pub fn send_backlog(&self) -> Option<u64> {
+        let limit = self.cfg.send_buffer;
+        let mut bytes = 0usize;
+        for s in self.streams.values() {
+            let buffered = s.send.len();
+            let writing = matches!(s.phase, Phase::Connecting | Phase::Open) && !s.shutdown;
+            if writing && buffered.saturating_mul(2) >= limit {
+                return None;
+            }
+            bytes = bytes.saturating_add(buffered);
+        }
+        Some(bytes.div_ceil(self.cfg.data_len()) as u64)
+    }
+
     /// The receive buffer bound per stream (from the flow mode).
     pub fn recv_limit(&self) -> usize {
         self.recv_limit

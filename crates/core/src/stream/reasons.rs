@@ -130,6 +130,29 @@ impl CloseReason {
         }
     }
 
+    /// True if a stream that ended this way before it was connected may
+    /// do better on another circuit. C-tor's client retries MISC,
+    /// RESOLVEFAILED, TIMEOUT (the exit's, or our connect timeout),
+    /// NOROUTE, RESOURCELIMIT and HIBERNATING elsewhere
+    /// (`connection_ap_process_end_not_open`), and a stream whose circuit
+    /// died (DESTROY); the other reasons are answers about the target
+    /// (refused, not allowed by the exit policy) that another exit would
+    /// repeat.
+    pub fn retry_elsewhere(self) -> bool {
+        matches!(
+            self,
+            CloseReason::End(
+                EndReason::MISC
+                    | EndReason::RESOLVEFAILED
+                    | EndReason::TIMEOUT
+                    | EndReason::NOROUTE
+                    | EndReason::RESOURCELIMIT
+                    | EndReason::HIBERNATING
+                    | EndReason::DESTROY
+            )
+        )
+    }
+
     /// A human description (C-tor `stream_end_reason_to_string`).
     pub fn description(self) -> &'static str {
         match self {
