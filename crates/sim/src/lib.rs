@@ -49,6 +49,10 @@
 //! - [`scenario`]: what to simulate, and the standard scenarios.
 //! - [`report`]: what a run measured.
 //! - [`sim`]: the run itself.
+//! - [`tunnel`]: braid-core's real tunnel (client end) against a
+//!   simulated exit over simulated legs: the harness for the core's
+//!   composed behaviour (building, linking, relaunching, leg loss,
+//!   hostile peers).
 
 pub mod cc;
 pub mod clock;
@@ -59,6 +63,7 @@ pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod sim;
+pub mod tunnel;
 
 pub use cc::{CcModel, LegCc};
 pub use clock::VirtualClock;

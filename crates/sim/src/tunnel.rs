@@ -1,0 +1,22 @@
+//! braid-core's real tunnel in the simulation: a [`ClientTunnel`]
+//! (braid_core::tunnel) against an exit built from the core's parts (relay
+//! crypto and handshakes, TOR_VEGAS, the Conflux set in its exit role),
+//! over legs with delay, bandwidth, loss and kills, on the virtual clock.
+//!
+//! - [`world`]: [`TunnelSim`], the run, playing the client's driver.
+//! - [`exit`]: [`SimExit`], the exit side and its stream server.
+//! - [`relay_circuit`]: the relay side of one circuit.
+//! - [`relays`]: the relays' keys and handshakes.
+//! - [`app`]: the client's application, checking every byte.
+//!
+//! [`ClientTunnel`]: braid_core::tunnel::ClientTunnel
+
+pub mod app;
+pub mod exit;
+pub mod relay_circuit;
+pub mod relays;
+pub mod world;
+
+pub use app::{App, AppStream, Want};
+pub use exit::{ExitConfig, PathId, SimExit, content_byte};
+pub use world::{LegLinks, SimConfig, SimLeg, TunnelSim};
