@@ -18,5 +18,5 @@ pub mod relays;
 pub mod world;
 
 pub use app::{App, AppStream, Want};
-pub use exit::{ExitConfig, PathId, SimExit, content_byte};
+pub use exit::{ExitConfig, LinkRecord, PathId, SimExit, content_byte};
 pub use world::{LegLinks, SimConfig, SimLeg, TunnelSim};

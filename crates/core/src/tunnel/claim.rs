@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 pub const LINK_DELIVERED_RTTS: u32 = 4;
 /// ... and at least this long ago.
 pub const LINK_DELIVERED_MIN: Duration = Duration::from_millis(250);
-/// Sends remembered: a bound on memory. When the log is full, new sends
-/// are not recorded until old ones age out, so the claim errs low (a
-/// claim too low costs a larger SWITCH; one too high closes the set).
+/// Sends remembered: a bound on memory. When the log is full every second
+/// entry is dropped, so it keeps covering the same time at half the
+/// resolution: the claim can only err low (a claim too low costs a larger
+/// SWITCH; one too high closes the set).
 const SENT_LOG: usize = 1024;
 
 /// Recent sends and the highest sequence number old enough to claim.
@@ -35,9 +36,17 @@ impl SentLog {
     /// A multiplexed message went out at `now`; `seq` is our
     /// `last_seq_sent` after it.
     pub(crate) fn record(&mut self, now: Instant, seq: u64) {
-        if self.log.len() < SENT_LOG {
-            self.log.push_back((now, seq));
+        if self.log.len() >= SENT_LOG {
+            // Keep the newest, drop every second one before it.
+            let mut i = 0usize;
+            let last = self.log.len() - 1;
+            self.log.retain(|_| {
+                let keep = i % 2 == 1 || i == last;
+                i += 1;
+                keep
+            });
         }
+        self.log.push_back((now, seq));
     }
 
     /// The highest sequence number sent at least `max(slowest_rtt × 4,
@@ -78,19 +87,30 @@ mod tests {
     }
 
     #[test]
-    fn bounded_and_errs_low() {
+    fn bounded_and_never_claims_a_recent_send() {
+        // Fast sending: 1 ms apart, far more sends than the log holds;
+        // the send numbered k goes at k - 1 ms.
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let old_enough = |claim: u64, now_ms: u64| claim == 0 || claim + 249 <= now_ms;
         let mut log = SentLog::default();
-        for i in 0..(3 * SENT_LOG as u64) {
-            log.record(t0, i + 1);
+        let n = 10 * SENT_LOG as u64;
+        for i in 0..n {
+            log.record(t0 + ms(i), i + 1);
+            let claim = log.delivered(t0 + ms(i), Duration::ZERO);
+            assert!(old_enough(claim, i), "{claim} at {i}");
         }
-        assert_eq!(log.log.len(), SENT_LOG);
-        let later = t0 + Duration::from_secs(1);
-        assert_eq!(log.delivered(later, Duration::ZERO), SENT_LOG as u64);
-        log.record(later, 5000);
-        assert_eq!(
-            log.delivered(later + Duration::from_secs(1), Duration::ZERO),
-            5000
+        // Without claims in between the log fills and thins out.
+        for i in n..2 * n {
+            log.record(t0 + ms(i), i + 1);
+            assert!(log.log.len() <= SENT_LOG);
+        }
+        let now = 2 * n;
+        let claim = log.delivered(t0 + ms(now), Duration::ZERO);
+        assert!(old_enough(claim, now), "{claim} at {now}");
+        assert!(
+            claim + 300 >= now,
+            "close to the newest old-enough send: {claim} at {now}"
         );
     }
 }

@@ -236,6 +236,24 @@ pub struct SimExit {
     /// Cells no hop recognized, middles that recognized a cell, client
     /// protocol errors.
     pub broken: Vec<&'static str>,
+    /// Every LINK accepted: its circuit, what it claimed as
+    /// `last_seqno_sent`, and what the set had delivered in order when it
+    /// arrived (C-tor's exit takes a claim above that for data loss and
+    /// closes the set, `validate_unlinked_legs`).
+    pub links: Vec<LinkRecord>,
+}
+
+/// A LINK the exit accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkRecord {
+    /// Its circuit.
+    pub path: PathId,
+    /// Its `last_seqno_sent`.
+    pub claimed: u64,
+    /// The set's `last_seq_delivered` when it arrived.
+    pub delivered: u64,
+    /// The set was already linked (a new leg for a live set).
+    pub to_live_set: bool,
 }
 
 impl SimExit {
@@ -351,8 +369,18 @@ impl SimExit {
             let Some(s) = self.sets.get_mut(set_i) else {
                 return;
             };
+            let delivered = s.set.last_seq_delivered();
+            let to_live_set = s.set.is_linked();
             match s.set.accept_link(&link, had_begin, now) {
-                Ok(leg) => c.leg = Some((set_i, leg)),
+                Ok(leg) => {
+                    c.leg = Some((set_i, leg));
+                    self.links.push(LinkRecord {
+                        path,
+                        claimed: info.last_seqno_sent,
+                        delivered,
+                        to_live_set,
+                    });
+                }
                 Err(e) => {
                     tracing::debug!("exit refused a LINK: {e}");
                     out.push((path, Destroy::new(e.destroy_reason()).into()));

@@ -76,12 +76,19 @@ pub struct RelayCircuit {
     params: CcParams,
     /// The relay that answers no EXTEND2 (a black hole), if any.
     pub black_hole: Option<usize>,
+    /// Refuse congestion control on this circuit (an exit hop that does
+    /// not answer the request).
+    pub refuse_cc: bool,
     /// DATA cells the exit hop sent.
     pub data_sent: u64,
     /// DATA cells the exit hop received.
     pub data_received: u64,
     /// DESTROY cells received from the client.
     pub destroys: u32,
+    /// The exit sent DATA beyond its window (a test playing a hostile
+    /// exit): the client's SENDMEs for it cannot match, and are not
+    /// checked from then on.
+    overran: bool,
 }
 
 impl RelayCircuit {
@@ -92,9 +99,11 @@ impl RelayCircuit {
             rng: StdRng::seed_from_u64(seed),
             params: CcParams::default(),
             black_hole: None,
+            refuse_cc: false,
             data_sent: 0,
             data_received: 0,
             destroys: 0,
+            overran: false,
         }
     }
 
@@ -141,7 +150,7 @@ impl RelayCircuit {
         htype: tor_cell::chancell::msg::HandshakeType,
         skin: &[u8],
     ) -> Option<Vec<u8>> {
-        let answered = relays.answer(relay, htype, skin, &mut self.rng)?;
+        let answered = relays.answer(relay, htype, skin, self.refuse_cc, &mut self.rng)?;
         let sender = match answered.cc {
             Some(inc) => CircuitSender::vegas(&self.params, CcPath::Exit, inc),
             None => CircuitSender::fixed(&self.params),
@@ -216,6 +225,7 @@ impl RelayCircuit {
                 let tag = s.into_sendme_tag();
                 match h.sender.on_sendme_received(now, tag.as_ref()) {
                     Ok(_) => Vec::new(),
+                    Err(_) if self.overran => Vec::new(),
                     Err(_) => vec![FromClient::Broken("a SENDME the exit did not expect")],
                 }
             }
@@ -307,9 +317,11 @@ impl RelayCircuit {
         if is_data {
             self.data_sent += 1;
             let t = CcTag::from(*tag.as_bytes());
-            // A closed window here is the exit's bug; the client sees the
-            // cell anyway and its deliver window judges it.
-            let _ = h.sender.on_data_sent(now, || t);
+            // Over the window only when a test injects: the client sees
+            // the cell anyway and its deliver window judges it.
+            if h.sender.on_data_sent(now, || t).is_err() {
+                self.overran = true;
+            }
         }
         for h in self.hops.iter_mut().take(hop).rev() {
             h.crypto.encrypt_inbound(&mut body);

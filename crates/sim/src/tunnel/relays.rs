@@ -112,12 +112,14 @@ impl SimRelays {
     }
 
     /// Relay `i` answers an onionskin of type `htype`; `None` if the
-    /// handshake fails.
+    /// handshake fails. `refuse_cc`: this circuit gets no congestion
+    /// control even if asked.
     pub fn answer<R: CryptoRng + ?Sized>(
         &self,
         i: usize,
         htype: HandshakeType,
         skin: &[u8],
+        refuse_cc: bool,
         rng: &mut R,
     ) -> Option<Answered> {
         let r = self.relays.get(i)?;
@@ -135,7 +137,7 @@ impl SimRelays {
             return None;
         }
         let mut cc = None;
-        let accepts = r.accepts_cc;
+        let accepts = r.accepts_cc && !refuse_cc;
         let (reply, kg) = ntor_v3::server_handshake_for_circuit(
             rng,
             std::slice::from_ref(&r.ntor_v3),
