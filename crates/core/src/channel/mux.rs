@@ -511,7 +511,6 @@ impl<T> ChannelMux<T> {
         ));
         self.stats.destroy_probes = self.stats.destroy_probes.saturating_add(1);
         self.probe = Some(id);
-        tracing::debug!("{id}: probe sent so that the peer flushes DESTROYs it holds");
     }
 
     /// The peer answered the probe `id` with `msg`: the probe did its work.
