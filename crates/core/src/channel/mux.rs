@@ -17,10 +17,10 @@
 //!   [`ChannelMux::for_each_in_turn`], one per circuit per round, and each
 //!   goes through [`ChannelMux::check_outbound`] before it is written.
 //! - After every call the driver drains [`ChannelMux::poll_transmit`] and
-//!   writes what it yields, in order, before anything else. Only a circuit
-//!   leaving the map queues a cell there (at most one DESTROY each), plus
-//!   at most one probe and the DESTROY that ends it, so the queue holds no
-//!   more than one cell per circuit closed since the last drain, plus two.
+//!   writes what it yields, in order, before anything else. The queue is
+//!   bounded by what left the map since the last drain: at most one DESTROY
+//!   per circuit closed, and at most one probe (and the DESTROY that ends
+//!   it) per circuit the peer destroyed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
