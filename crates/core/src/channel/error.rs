@@ -1,4 +1,5 @@
-//! The one error type of the channel layer.
+//! The one error type of the channel layer: framing, the link handshake,
+//! CERTS verification and the circuit multiplexer.
 //!
 //! Every variant belongs to one of three kinds ([`ErrorKind`]): the peer broke
 //! the protocol (close the channel, blame the relay), we hit one of our own
@@ -25,8 +26,8 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// An error on a channel: framing, the link handshake, or CERTS
-/// verification.
+/// An error on a channel: framing, the link handshake, CERTS verification,
+/// or the multiplexing of circuits on an open channel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChannelError {
@@ -67,7 +68,9 @@ pub enum ChannelError {
         theirs: Vec<u16>,
     },
     /// A cell that the handshake does not allow at this point (tor-spec §4:
-    /// "no other cell type is allowed to intervene").
+    /// "no other cell type is allowed to intervene"), or a handshake cell
+    /// (CERTS, AUTH_CHALLENGE, AUTHENTICATE, NETINFO) once the channel is
+    /// open.
     #[error("unexpected {cmd} cell during the link handshake (expecting {expecting})")]
     UnexpectedCell {
         /// The command of the offending cell.
@@ -181,6 +184,13 @@ pub enum ChannelError {
     },
 
     // ----- Resource limits -----
+    /// Every random circuit id tried was in use (tor-spec §5.1.1): the
+    /// channel carries no new circuit.
+    #[error("no free circuit id on the channel after {attempts} attempts")]
+    CircIdsExhausted {
+        /// How many ids were tried.
+        attempts: usize,
+    },
     /// A variable-length cell longer than our configured limit.
     #[error("variable-length cell of {len} bytes exceeds the limit of {max}")]
     CellTooLong {
@@ -200,6 +210,16 @@ pub enum ChannelError {
     },
 
     // ----- Local bugs -----
+    /// A circuit of ours handed the multiplexer a cell it may not send
+    /// (tor-spec §5: an initiator's circuit sends CREATE*, RELAY,
+    /// RELAY_EARLY and DESTROY); the circuit is closed.
+    #[error("circ {circ_id:#010x} may not send a {cmd} cell; closed")]
+    CellNotAllowed {
+        /// The circuit.
+        circ_id: u32,
+        /// The command of the cell.
+        cmd: ChanCmd,
+    },
     /// A bug on our side or a misuse of this API (e.g. encoding a cell we
     /// built wrongly, or feeding a handshake that has already failed).
     #[error("internal error: {0}")]
@@ -210,10 +230,10 @@ impl ChannelError {
     /// Who is to blame for this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ChannelError::CellTooLong { .. } | ChannelError::BufferFull { .. } => {
-                ErrorKind::ResourceLimit
-            }
-            ChannelError::Internal(_) => ErrorKind::Internal,
+            ChannelError::CellTooLong { .. }
+            | ChannelError::BufferFull { .. }
+            | ChannelError::CircIdsExhausted { .. } => ErrorKind::ResourceLimit,
+            ChannelError::Internal(_) | ChannelError::CellNotAllowed { .. } => ErrorKind::Internal,
             ChannelError::FixedCellBeforeVersions { .. }
             | ChannelError::MalformedCell { .. }
             | ChannelError::BadCircId { .. }
