@@ -322,8 +322,8 @@ impl TorClient {
             Ok(ch) => build_tunnel(&ch, hops, info, params).await,
             Err(e) => Err(e),
         };
-        if let Err(TunnelError::Build { hops_done, .. }) = &result {
-            self.avoid_hop(&path, *hops_done);
+        if let Some(suspect) = result.as_ref().err().and_then(TunnelError::suspect) {
+            self.avoid_hop(&path, suspect);
         }
         let Some(choice) = choice else {
             return result;
@@ -612,8 +612,19 @@ impl LegSource for TorClient {
         Box::pin(async move { client.conflux_leg(exit, used).await })
     }
 
-    fn leg_failed(&self, ids: &[RelayId], hops_done: usize) {
-        self.avoid_ids(ids, hops_done);
+    fn leg_failed(&self, ids: &[RelayId], suspect: usize) {
+        self.avoid_ids(ids, suspect);
+    }
+
+    fn leg_built(&self, ids: &[RelayId]) {
+        // guard-spec §4.8: a guard whose circuit was built is confirmed.
+        let Some(guard) = ids.first() else { return };
+        if !self.inner.config.nodes.entry.is_empty() {
+            return;
+        }
+        let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = guards.note_success(guard, SystemTime::now(), &mut rand::rng());
+        self.save_guards(&guards);
     }
 }
 

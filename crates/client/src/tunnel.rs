@@ -1,30 +1,29 @@
-//! The tunnel reactor: one tokio task per circuit that owns the sans-IO
-//! [`ClientCircuit`](braid_core::circuit::ClientCircuit) and its
-//! [`StreamMap`](braid_core::stream::StreamMap), the circuit's queues to
-//! its channel, and the application ends of its streams. It moves cells and
-//! bytes; every decision is the core's.
+//! The tunnel driver: one tokio task per tunnel (a single circuit or a
+//! Conflux set) that owns braid-core's
+//! [`ClientTunnel`](braid_core::tunnel::ClientTunnel) and moves what it
+//! says between the legs' channel queues, the streams' pipes and the
+//! client. Every protocol decision is the core's.
 //!
+//! - [`task`]: the task, [`build_tunnel`] and [`build_conflux_tunnel`].
+//! - [`legs`]: [`LegPlan`] and the [`LegSource`] new legs come from.
+//! - `apps`: the application ends of streams.
 //! - [`handle`]: [`TunnelHandle`], what the rest of the client holds, and
 //!   its errors.
-//! - [`reactor`]: the task of a single circuit.
-//! - [`multipath`]: the task of a Conflux set, owning all its legs.
 //! - [`report`]: [`TunnelReport`], what a task says about its tunnel.
 //! - [`stream`]: [`TorStream`], the application's end of a stream.
-//! - `streams`: the stream side shared by both reactors.
 //! - [`target`]: turning directory relays into circuit hop targets.
-//!
 
+mod apps;
 pub mod handle;
-pub mod multipath;
-pub mod reactor;
+pub mod legs;
 pub mod report;
 pub mod stream;
-mod streams;
 pub mod target;
+pub mod task;
 
 pub use handle::{BeginError, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, WeakTunnel};
-pub use multipath::{LegFuture, LegPlan, LegSource, build_conflux_tunnel};
-pub use reactor::{TunnelParams, build_tunnel};
+pub use legs::{LegFuture, LegPlan, LegSource};
 pub use report::{LegReport, ReorderReport, TunnelReport};
 pub use stream::TorStream;
 pub use target::hop_target;
+pub use task::{TunnelParams, build_conflux_tunnel, build_tunnel};

@@ -16,35 +16,30 @@ use crate::channel::ChannelDriverError;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum TunnelError {
-    /// The channel to the first hop failed.
+    /// The channel to a first hop failed.
     #[error(transparent)]
     Channel(#[from] ChannelDriverError),
-    /// The circuit was refused or failed while building.
-    #[error("circuit build failed after {hops_done} hops: {reason}")]
-    Build {
-        /// Why.
-        reason: String,
-        /// Hops completed when it failed: the relay at this index of the
-        /// path (if any) is the one that could not be reached or refused.
-        hops_done: usize,
-    },
-    /// One leg of a Conflux set failed while building.
-    #[error("conflux leg {leg} failed after {hops_done} hops: {reason}")]
-    LegBuild {
-        /// The leg's index in the path list.
-        leg: usize,
-        /// Hops completed: the relay at this index of the leg's path (if
-        /// any) could not be reached.
-        hops_done: usize,
-        /// Why.
-        reason: String,
-    },
-    /// Building took too long.
-    #[error("circuit build timed out after {0:?}")]
-    Timeout(std::time::Duration),
+    /// The core gave up on the tunnel (a build failed or timed out, a
+    /// leg's relay refused, a violation); its kind says what to do.
+    #[error(transparent)]
+    Core(#[from] braid_core::tunnel::TunnelError),
     /// No usable path.
     #[error("no path: {0}")]
     Path(String),
+    /// The tunnel's task ended without a word (a bug, or shutdown).
+    #[error("the tunnel task ended")]
+    TaskGone,
+}
+
+impl TunnelError {
+    /// The index in the path of the relay most likely at fault, if one is
+    /// ([`braid_core::tunnel::TunnelError::suspect`]).
+    pub fn suspect(&self) -> Option<usize> {
+        match self {
+            TunnelError::Core(e) => e.suspect(),
+            _ => None,
+        }
+    }
 }
 
 /// A stream could not be opened; `reply` is the SOCKS answer.

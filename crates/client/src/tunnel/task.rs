@@ -1,0 +1,457 @@
+//! The tunnel task: one tokio task per tunnel (a single circuit or a
+//! Conflux set) that owns the core's [`ClientTunnel`] and moves what it
+//! says: cells between each leg's channel queues and the core, bytes
+//! between the streams' pipes and the core, and legs the core asks for
+//! from the [`LegSource`]. It sleeps until the core's `poll_timeout`.
+//! Every protocol decision is the core's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use braid_core::cc::{CcParams, FlowParams};
+use braid_core::circuit::{CircParams, HopTarget};
+use braid_core::conflux::ConfluxConfig;
+use braid_core::conflux_sched::SchedulerKind;
+use braid_core::ids::LegKey;
+use braid_core::stream::StreamMapConfig;
+use braid_core::tunnel::{ClientTunnel, TunnelConfig, TunnelEvent, TunnelKind};
+use braid_dir::RelayId;
+use tokio::sync::{mpsc, oneshot, watch};
+use tor_cell::chancell::msg::AnyChanMsg;
+
+use super::apps::Apps;
+use super::handle::{Cmd, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, next_tunnel_id};
+use super::legs::{LegPlan, LegSource, OpenedLeg, open_leg, relay_id};
+use super::report::{LegReport, ReorderReport, TunnelReport};
+use crate::channel::{ChannelHandle, CircuitIo};
+
+/// Requests waiting for the task.
+const CMD_QUEUE: usize = 64;
+/// Cells taken from one leg before the next leg's turn: small, so the
+/// core sees the legs' cells in about the order they arrived.
+const INBOUND_CHUNK: usize = 16;
+/// Cells taken from all legs in one turn of the loop before the streams
+/// and the sending side get theirs.
+const INBOUND_BUDGET: usize = 512;
+
+/// How to build a tunnel.
+#[derive(Debug, Clone)]
+pub struct TunnelParams {
+    /// Circuit settings (congestion control from the consensus).
+    pub circuit: CircParams,
+    /// Stream settings.
+    pub streams: StreamMapConfig,
+    /// XON/XOFF parameters from the consensus.
+    pub flow: FlowParams,
+    /// Give up building after this long.
+    pub build_timeout: Duration,
+}
+
+impl TunnelParams {
+    /// Parameters from a consensus' "params" line.
+    pub fn from_consensus(params: &std::collections::BTreeMap<String, i32>) -> Self {
+        let pairs: Vec<(String, i32)> = params.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        Self {
+            circuit: CircParams {
+                cc: CcParams::from_consensus(pairs.as_slice()),
+                ..CircParams::default()
+            },
+            streams: StreamMapConfig::default(),
+            flow: FlowParams::from_consensus(pairs.as_slice()),
+            build_timeout: braid_core::tunnel::config::DEFAULT_BUILD_TIMEOUT,
+        }
+    }
+
+    /// The core's settings for a tunnel of `kind`.
+    fn config(&self, kind: TunnelKind) -> TunnelConfig {
+        TunnelConfig {
+            circuit: self.circuit.clone(),
+            streams: self.streams.clone(),
+            flow: self.flow.clone(),
+            leg_build_timeout: self.build_timeout,
+            open_timeout: self.build_timeout,
+            ..TunnelConfig::with_kind(kind)
+        }
+    }
+}
+
+/// Build a circuit through `hops` (the first is the relay at the other end
+/// of `channel`) and start its task. Returns once the circuit is built.
+pub async fn build_tunnel(
+    channel: &ChannelHandle,
+    hops: Vec<HopTarget>,
+    info: TunnelInfo,
+    params: TunnelParams,
+) -> Result<TunnelHandle, TunnelError> {
+    let plan = LegPlan {
+        channel: channel.clone(),
+        hops,
+        names: info.legs.first().cloned().unwrap_or_default(),
+        ids: Vec::new(),
+    };
+    let config = params.config(TunnelKind::Single);
+    spawn(vec![plan], info, config, None).await
+}
+
+/// Build a Conflux set over `legs` (each a channel to its guard and the
+/// path from that guard to the shared exit), link it, and start its task.
+/// Returns once the set is linked (prop 329 §2.4.2), or fails. With a
+/// `source`, the core's requests for new legs go there.
+pub async fn build_conflux_tunnel(
+    legs: Vec<LegPlan>,
+    info: TunnelInfo,
+    params: TunnelParams,
+    conflux: ConfluxConfig,
+    scheduler: SchedulerKind,
+    source: Option<Arc<dyn LegSource>>,
+) -> Result<TunnelHandle, TunnelError> {
+    let mut config = params.config(TunnelKind::Conflux { conflux, scheduler });
+    if source.is_none()
+        && let TunnelKind::Conflux { conflux, .. } = &mut config.kind
+    {
+        conflux.max_leg_retries = 0;
+    }
+    spawn(legs, info, config, source).await
+}
+
+/// Open the legs' circuits, start the task, and wait until the tunnel is
+/// open or failed.
+async fn spawn(
+    plans: Vec<LegPlan>,
+    info: TunnelInfo,
+    config: TunnelConfig,
+    source: Option<Arc<dyn LegSource>>,
+) -> Result<TunnelHandle, TunnelError> {
+    let mut opened = Vec::new();
+    for plan in plans {
+        opened.push(open_leg(plan).await?);
+    }
+    let specs = opened.iter().map(|o| o.spec.clone()).collect();
+    let tunnel = {
+        let mut rng = rand::rng();
+        ClientTunnel::new(config, specs, &mut rng, Instant::now())?
+    };
+    let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
+    let (status_tx, status_rx) = watch::channel(TunnelStatus::Building);
+    let (built_tx, built_rx) = oneshot::channel();
+    let (leg_tx, leg_rx) = mpsc::channel(4);
+    let mut task = Task {
+        id: next_tunnel_id(),
+        tunnel,
+        legs: HashMap::new(),
+        names: BTreeMap::new(),
+        apps: Apps::default(),
+        built: Some(built_tx),
+        status: status_tx,
+        handles_gone: false,
+        source,
+        leg_tx,
+    };
+    // The core numbers the first legs in order.
+    for (i, leg) in opened.into_iter().enumerate() {
+        task.register(LegKey(u32::try_from(i).unwrap_or(u32::MAX)), leg);
+    }
+    let handle = TunnelHandle {
+        id: task.id,
+        cmd: cmd_tx,
+        status: status_rx,
+        info: Arc::new(info),
+    };
+    tokio::spawn(task.run(cmd_rx, leg_rx));
+    match built_rx.await {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(TunnelError::TaskGone),
+    }
+}
+
+/// One leg's channel queues.
+#[derive(Debug)]
+struct LegIo {
+    tx: mpsc::Sender<AnyChanMsg>,
+    rx: mpsc::Receiver<AnyChanMsg>,
+    /// A cell its channel queue had no room for.
+    pending: Option<AnyChanMsg>,
+    /// Its relays.
+    ids: Vec<RelayId>,
+}
+
+/// A leg asked for by the core, opened (or not).
+type NewLeg = Result<OpenedLeg, TunnelError>;
+
+struct Task {
+    id: u64,
+    tunnel: ClientTunnel,
+    legs: HashMap<LegKey, LegIo>,
+    /// Every leg's relays' nicknames, for reports (at most the launch
+    /// budget's worth).
+    names: BTreeMap<LegKey, Vec<String>>,
+    apps: Apps,
+    built: Option<oneshot::Sender<Result<(), TunnelError>>>,
+    status: watch::Sender<TunnelStatus>,
+    handles_gone: bool,
+    source: Option<Arc<dyn LegSource>>,
+    leg_tx: mpsc::Sender<NewLeg>,
+}
+
+impl Task {
+    fn register(&mut self, key: LegKey, leg: OpenedLeg) {
+        let CircuitIo { tx, rx } = leg.io;
+        self.names.insert(key, leg.names);
+        self.legs.insert(
+            key,
+            LegIo {
+                tx,
+                rx,
+                pending: None,
+                ids: leg.ids,
+            },
+        );
+    }
+
+    async fn run(mut self, mut cmd_rx: mpsc::Receiver<Cmd>, mut leg_rx: mpsc::Receiver<NewLeg>) {
+        loop {
+            let now = Instant::now();
+            self.transmit(now);
+            if self.events(now) {
+                break;
+            }
+            if self.handles_gone && self.apps.is_idle() && !self.tunnel.is_closed() {
+                self.tunnel.close(now);
+                continue;
+            }
+            let timer = self.tunnel.poll_timeout();
+            let blocked_tx = self
+                .legs
+                .values()
+                .find(|l| l.pending.is_some())
+                .map(|l| l.tx.clone());
+            let reserve = async move {
+                match blocked_tx {
+                    Some(tx) => tx.reserve().await.map(drop).is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let legs = &mut self.legs;
+            let (apps, tunnel) = (&mut self.apps, &mut self.tunnel);
+            tokio::select! {
+                (key, cell) = std::future::poll_fn(|cx| {
+                    for (key, l) in legs.iter_mut() {
+                        if let Poll::Ready(c) = l.rx.poll_recv(cx) {
+                            return Poll::Ready((*key, c));
+                        }
+                    }
+                    Poll::Pending
+                }) => self.inbound(key, cell),
+                _ = reserve => self.unblock(),
+                cmd = cmd_rx.recv(), if !self.handles_gone => match cmd {
+                    Some(cmd) => self.command(cmd, Instant::now()),
+                    None => self.handles_gone = true,
+                },
+                () = std::future::poll_fn(|cx| apps.poll(cx, tunnel)) => {}
+                Some(leg) = leg_rx.recv() => self.new_leg(leg),
+                () = sleep_until(timer) => self.tunnel.handle_timeout(Instant::now()),
+            }
+        }
+        tracing::debug!("tunnel task ends");
+    }
+
+    /// A cell (or the end) from leg `key`, then every leg's queued cells
+    /// in turn, a chunk each, up to the budget: a leg whose cells wait
+    /// while another's fill the reorder queue would stall the set.
+    fn inbound(&mut self, key: LegKey, first: Option<AnyChanMsg>) {
+        let now = Instant::now();
+        let Some(cell) = first else {
+            self.tunnel.handle_leg_gone(key, now);
+            return;
+        };
+        self.tunnel.handle_cell(key, cell, now);
+        let keys: Vec<LegKey> = self.legs.keys().copied().collect();
+        let mut taken = 1;
+        loop {
+            let before = taken;
+            for k in &keys {
+                for _ in 0..INBOUND_CHUNK {
+                    if taken >= INBOUND_BUDGET {
+                        return;
+                    }
+                    let Some(l) = self.legs.get_mut(k) else { break };
+                    match l.rx.try_recv() {
+                        Ok(cell) => {
+                            taken += 1;
+                            self.tunnel.handle_cell(*k, cell, now);
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            self.tunnel.handle_leg_gone(*k, now);
+                            break;
+                        }
+                    }
+                }
+            }
+            if taken == before {
+                return;
+            }
+        }
+    }
+
+    /// The core's cells into the legs' channel queues; a full queue blocks
+    /// its leg until it has room.
+    fn transmit(&mut self, now: Instant) {
+        while let Some((key, cell)) = self.tunnel.poll_transmit(now) {
+            let Some(l) = self.legs.get_mut(&key) else {
+                continue;
+            };
+            match l.tx.try_send(cell) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(cell)) => {
+                    l.pending = Some(cell);
+                    self.tunnel.set_leg_blocked(key, true);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.tunnel.handle_leg_gone(key, now);
+                }
+            }
+        }
+    }
+
+    /// A blocked leg's queue has room: its waiting cell goes.
+    fn unblock(&mut self) {
+        let mut freed = Vec::new();
+        for (key, l) in &mut self.legs {
+            if let Some(cell) = l.pending.take() {
+                match l.tx.try_send(cell) {
+                    Ok(()) => freed.push(*key),
+                    Err(mpsc::error::TrySendError::Full(cell)) => l.pending = Some(cell),
+                    Err(mpsc::error::TrySendError::Closed(_)) => freed.push(*key),
+                }
+            }
+        }
+        for key in freed {
+            self.tunnel.set_leg_blocked(key, false);
+        }
+    }
+
+    /// Act on the core's events. True once the task is done.
+    fn events(&mut self, now: Instant) -> bool {
+        while let Some(ev) = self.tunnel.poll_event() {
+            match ev {
+                TunnelEvent::Opened => {
+                    let _ = self.status.send(TunnelStatus::Open);
+                    if let Some(b) = self.built.take() {
+                        let _ = b.send(Ok(()));
+                    }
+                }
+                TunnelEvent::LegBuilt { leg, .. } => {
+                    if let (Some(s), Some(l)) = (&self.source, self.legs.get(&leg)) {
+                        s.leg_built(&l.ids);
+                    }
+                }
+                TunnelEvent::LegFailed { leg, error, .. }
+                | TunnelEvent::LegLost { leg, error, .. } => {
+                    tracing::info!("tunnel {}: {error}", self.id);
+                    if let (Some(s), Some(l), Some(i)) =
+                        (&self.source, self.legs.get(&leg), error.suspect())
+                    {
+                        s.leg_failed(&l.ids, i);
+                    }
+                }
+                TunnelEvent::LegWanted { exit, avoid } => self.want_leg(&exit, &avoid),
+                TunnelEvent::LegReleased { leg } => {
+                    self.legs.remove(&leg);
+                }
+                TunnelEvent::Stream(ev) => self.apps.on_event(&mut self.tunnel, ev, now),
+                TunnelEvent::Closed { error } => {
+                    tracing::debug!("tunnel {} closed: {error}", self.id);
+                    self.apps
+                        .fail_all(&error.to_string(), error.retry_elsewhere());
+                    let _ = self.status.send(TunnelStatus::Closed(error.to_string()));
+                    if let Some(b) = self.built.take() {
+                        let _ = b.send(Err(TunnelError::Core(error)));
+                    }
+                }
+            }
+        }
+        self.tunnel.is_finished()
+    }
+
+    /// Ask the source for a leg the core wants, in the background.
+    fn want_leg(&mut self, exit: &HopTarget, avoid: &[tor_llcrypto::pk::rsa::RsaIdentity]) {
+        let Some(source) = self.source.clone() else {
+            self.tunnel
+                .leg_unavailable("no source of legs".into(), Instant::now());
+            return;
+        };
+        let exit = relay_id(&exit.rsa_id);
+        let used: Vec<RelayId> = avoid.iter().map(relay_id).collect();
+        let tx = self.leg_tx.clone();
+        tokio::spawn(async move {
+            let result = match source.new_leg(exit, used).await {
+                Ok(plan) => open_leg(plan).await,
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(result).await;
+        });
+    }
+
+    /// A leg the core asked for is open (or could not be).
+    fn new_leg(&mut self, result: NewLeg) {
+        let now = Instant::now();
+        match result {
+            Ok(leg) => match self.tunnel.add_leg(leg.spec.clone(), now) {
+                Ok(key) => self.register(key, leg),
+                Err(e) => tracing::debug!("tunnel {}: a new leg refused: {e}", self.id),
+            },
+            Err(e) => self.tunnel.leg_unavailable(e.to_string(), now),
+        }
+    }
+
+    /// The tunnel's figures, every leg launched so far included.
+    fn report(&self) -> TunnelReport {
+        TunnelReport {
+            id: self.id,
+            conflux: self.tunnel.is_conflux(),
+            legs: self
+                .tunnel
+                .leg_snapshots()
+                .into_iter()
+                .map(|s| LegReport {
+                    path: self.names.get(&s.leg).cloned().unwrap_or_default(),
+                    open: s.open,
+                    figures: s.figures,
+                    stats: s.stats,
+                    replacement: s.replacement,
+                    link_rtt: s.link_rtt,
+                })
+                .collect(),
+            reorder: self.tunnel.reorder_snapshot().map(|r| ReorderReport {
+                bytes: r.bytes,
+                peak_bytes: r.peak_bytes,
+                limit_bytes: r.limit_bytes,
+                waiting: r.waiting,
+            }),
+            streams: self.apps.count(),
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd, now: Instant) {
+        match cmd {
+            Cmd::Begin { target, reply } => self.apps.begin(&mut self.tunnel, &target, reply, now),
+            Cmd::Resolve { host, reply } => self.apps.resolve(&mut self.tunnel, &host, reply, now),
+            Cmd::Report { reply } => {
+                let _ = reply.send(self.report());
+            }
+            Cmd::Close => self.tunnel.close(now),
+        }
+    }
+}
+
+/// Sleep until `t`, or forever.
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
