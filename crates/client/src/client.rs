@@ -107,7 +107,20 @@ impl TorClient {
             .and_then(|c| c.load_guards().ok().flatten())
             .and_then(|t| GuardSet::from_toml(&t, params.clone()).ok())
             .unwrap_or_else(|| GuardSet::new(params));
-        let client = Self {
+        let client = Self::with_parts(config, netdir, guards, cache);
+        client.update_guards();
+        Ok(client)
+    }
+
+    /// A client over a directory feed, a guard set and a cache, with no
+    /// channels or tunnels yet.
+    fn with_parts(
+        config: ClientConfig,
+        netdir: watch::Receiver<Option<Arc<NetDir>>>,
+        guards: GuardSet,
+        cache: Option<DirCache>,
+    ) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 config,
                 netdir,
@@ -121,9 +134,7 @@ impl TorClient {
                 building: tokio::sync::Mutex::new(()),
                 failed_relays: Mutex::new(HashMap::new()),
             }),
-        };
-        client.update_guards();
-        Ok(client)
+        }
     }
 
     /// Build the preemptive tunnels (Conflux sets for port 443 when
@@ -438,7 +449,12 @@ impl TorClient {
             Err(e) => {
                 // guard-spec §4.7: the guard is unreachable.
                 let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = guards.note_failure(&path.guard.id, SystemTime::now());
+                if guards
+                    .note_failure(&path.guard.id, SystemTime::now())
+                    .is_ok()
+                {
+                    self.save_guards(&guards);
+                }
                 return Err(e);
             }
         };
@@ -615,6 +631,25 @@ impl LegSource for TorClient {
     fn leg_failed(&self, ids: &[RelayId], hops_done: usize) {
         self.avoid_ids(ids, hops_done);
     }
+
+    /// guard-spec §4.8: a leg's circuit is built, so its guard (picked from
+    /// the guard set for the set's first legs and for relaunched ones) is
+    /// confirmed, as [`TorClient::build`] does for a single circuit. The
+    /// guard state is saved.
+    fn leg_built(&self, ids: &[RelayId]) {
+        let Some(guard) = ids.first() else {
+            return;
+        };
+        if !self.inner.config.nodes.entry.is_empty() {
+            // `entry_nodes` guards are not the guard set's.
+            return;
+        }
+        let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
+        match guards.note_success(guard, SystemTime::now(), &mut rand::rng()) {
+            Ok(_) => self.save_guards(&guards),
+            Err(e) => tracing::debug!("conflux leg built: {e}"),
+        }
+    }
 }
 
 /// The circuit hop targets of `path`, guard first; the exit is asked for
@@ -674,5 +709,102 @@ impl Connector for TorClient {
                 _ => None,
             })
             .ok_or(Socks5Reply::HostUnreachable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use braid_dir::{BandwidthWeights, RelayFlags};
+
+    use super::*;
+
+    fn id(n: u8) -> RelayId {
+        RelayId::new([n; 20])
+    }
+
+    /// A client over `n` guard-flagged relays (ids 1..=n) and a cache in a
+    /// fresh folder named after `name`; no directory, no network.
+    fn client(name: &str, n: u8) -> (TorClient, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("braid-client-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let relays: Vec<Relay> = (1..=n)
+            .map(|i| {
+                let mut r = Relay::new(
+                    id(i),
+                    format!("g{i}"),
+                    SocketAddrV4::new(Ipv4Addr::new(10, i, 0, 1), 9001),
+                );
+                r.flags = GuardParams::default().required_flags | RelayFlags::RUNNING;
+                r.weight = 100;
+                r
+            })
+            .collect();
+        let mut guards = GuardSet::new(GuardParams::default());
+        guards.update_consensus(
+            &relays,
+            &BandwidthWeights::default(),
+            SystemTime::now(),
+            &mut rand::rng(),
+        );
+        let (_, netdir) = watch::channel(None);
+        let config = ClientConfig {
+            cache_dir: dir.clone(),
+            ..ClientConfig::public()
+        };
+        let cache = DirCache::open(&dir).unwrap();
+        let client = TorClient::with_parts(config, netdir, guards, Some(cache));
+        (client, dir)
+    }
+
+    /// The confirmed guards of the saved guard state.
+    fn saved_confirmed(dir: &std::path::Path) -> Vec<RelayId> {
+        let text = DirCache::open(dir).unwrap().load_guards().unwrap().unwrap();
+        let set = GuardSet::from_toml(&text, GuardParams::default()).unwrap();
+        set.confirmed().to_vec()
+    }
+
+    #[test]
+    fn conflux_leg_guards_are_confirmed_and_saved() {
+        let (client, dir) = client("legs", 8);
+        // The guards of a two-leg set, picked as `build_conflux` does.
+        let picked = client.conflux_guards(2, &[]);
+        assert_eq!(picked.len(), 2);
+        assert!(client.inner.guards.lock().unwrap().confirmed().is_empty());
+        // The set reports each leg built (guard, middle, exit).
+        for g in &picked {
+            LegSource::leg_built(&client, &[*g, id(200), id(201)]);
+        }
+        let confirmed = client.inner.guards.lock().unwrap().confirmed().to_vec();
+        assert_eq!(confirmed, picked);
+        assert_eq!(saved_confirmed(&dir), picked);
+        // A relaunched leg's guard, picked with the others excluded.
+        let relaunch = client.conflux_guards(1, &picked);
+        assert_eq!(relaunch.len(), 1);
+        assert!(!picked.contains(&relaunch[0]));
+        LegSource::leg_built(&client, &[relaunch[0], id(202), id(201)]);
+        let mut expected = picked.clone();
+        expected.push(relaunch[0]);
+        assert_eq!(saved_confirmed(&dir), expected);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn entry_nodes_guards_are_not_confirmed() {
+        let (client, dir) = client("entry", 8);
+        let mut config = client.inner.config.clone();
+        config.nodes.entry = vec![braid_dir::NodeSpec::Id(id(1))];
+        let client = TorClient::with_parts(
+            config,
+            client.inner.netdir.clone(),
+            client.inner.guards.lock().unwrap().clone(),
+            None,
+        );
+        LegSource::leg_built(&client, &[id(1), id(200), id(201)]);
+        assert!(client.inner.guards.lock().unwrap().confirmed().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

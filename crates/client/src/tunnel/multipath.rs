@@ -59,6 +59,8 @@ pub trait LegSource: Send + Sync + std::fmt::Debug {
     /// The leg along `ids` failed after `hops_done` hops (the relay at that
     /// index, if any, could not be reached).
     fn leg_failed(&self, ids: &[braid_dir::RelayId], hops_done: usize);
+    /// The leg along `ids` is built: its guard works (guard-spec §4.8).
+    fn leg_built(&self, ids: &[braid_dir::RelayId]);
 }
 
 /// Cells taken from one leg's queue before the next leg's turn: small, so
@@ -490,6 +492,9 @@ impl Task {
         match ev {
             CircEvent::HopAdded { .. } => leg.hops_done += 1,
             CircEvent::Built { n_hops } => {
+                if let Some(source) = &self.source {
+                    source.leg_built(&leg.ids);
+                }
                 leg.last_hop = HopNum(u8::try_from(n_hops.saturating_sub(1)).unwrap_or(0));
                 if !leg.circuit.cc_enabled(leg.last_hop) {
                     // prop 329 §2.2: legs need congestion control.
