@@ -1,6 +1,6 @@
 //! The Tor client: a directory kept fresh, a guard set, channels to guards,
-//! and a pool of built tunnels per isolation key, used by the SOCKS front
-//! end through [`Connector`].
+//! and a pool of built tunnels per isolation key (bounded, [`crate::pool`]),
+//! used by the SOCKS front end through [`Connector`].
 //!
 //! Paths follow path-spec §2.2 through braid-dir; the first hop comes from
 //! the guard set (guard-spec §4), whose state is saved in the cache folder.
@@ -26,6 +26,7 @@ use crate::config::ClientConfig;
 use crate::dir_cache::DirCache;
 use crate::dir_driver::DirDriver;
 use crate::error::ClientError;
+use crate::pool::{IsolationPool, MAX_POOL_KEYS};
 use crate::socks::{Connector, IsolationKey, SocksRequest, SocksTarget};
 use crate::tunnel::{
     BeginError, LegFuture, LegPlan, LegSource, TorStream, TunnelError, TunnelHandle, TunnelInfo,
@@ -63,7 +64,9 @@ struct Inner {
     guards: Mutex<GuardSet>,
     cache: Option<DirCache>,
     channels: tokio::sync::Mutex<HashMap<RelayId, ChannelHandle>>,
-    pool: Mutex<HashMap<IsolationKey, Vec<TunnelHandle>>>,
+    /// Built tunnels per isolation key, for the [`MAX_POOL_KEYS`] keys
+    /// used last.
+    pool: Mutex<IsolationPool<IsolationKey, TunnelHandle>>,
     /// Every tunnel handed out, without keeping any alive (for reports).
     registry: Mutex<Vec<WeakTunnel>>,
     /// Built tunnels no isolation key has claimed yet: the first stream of
@@ -127,7 +130,7 @@ impl TorClient {
                 guards: Mutex::new(guards),
                 cache,
                 channels: tokio::sync::Mutex::new(HashMap::new()),
-                pool: Mutex::new(HashMap::new()),
+                pool: Mutex::new(IsolationPool::new(MAX_POOL_KEYS, MAX_TUNNELS_PER_KEY)),
                 registry: Mutex::new(Vec::new()),
                 spare: Mutex::new(Vec::new()),
                 refilling: std::sync::atomic::AtomicBool::new(false),
@@ -211,14 +214,14 @@ impl TorClient {
     /// Built tunnels of one isolation key.
     pub fn tunnels_for(&self, key: &IsolationKey) -> Vec<TunnelHandle> {
         let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        pool.get(key).cloned().unwrap_or_default()
+        pool.tunnels_of(key)
     }
 
     /// Built tunnels, claimed or spare.
     pub fn tunnels(&self) -> Vec<TunnelHandle> {
         let mut out: Vec<TunnelHandle> = {
             let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.values().flatten().cloned().collect()
+            pool.all()
         };
         let spare = self.inner.spare.lock().unwrap_or_else(|e| e.into_inner());
         out.extend(spare.iter().cloned());
@@ -539,30 +542,20 @@ impl TorClient {
     fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {
         self.register(&tunnel);
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let list = pool.entry(key.clone()).or_default();
-        list.retain(|t| !t.is_closed());
-        if list.len() < MAX_TUNNELS_PER_KEY {
-            list.push(tunnel);
-        }
+        pool.insert(key.clone(), tunnel);
     }
 
     fn drop_from_pool(&self, key: &IsolationKey, tunnel: &TunnelHandle) {
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = pool.get_mut(key) {
-            list.retain(|t| !Arc::ptr_eq(&t.info, &tunnel.info) && !t.is_closed());
-        }
+        pool.remove(key, |t| t.id() == tunnel.id());
     }
 
     /// A built tunnel for `key` whose exit allows `port`: from the pool, or
     /// newly built.
     async fn tunnel_for(&self, key: &IsolationKey, port: u16) -> Result<TunnelHandle, TunnelError> {
         let pick = |me: &Self| {
-            let pool = me.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.get(key).and_then(|list| {
-                list.iter()
-                    .find(|t| !t.is_closed() && t.info().exit_policy.allows_port(port))
-                    .cloned()
-            })
+            let mut pool = me.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.find(key, |t| t.info().exit_policy.allows_port(port))
         };
         if let Some(t) = pick(self) {
             return Ok(t);

@@ -13,6 +13,8 @@
 //!   set aside).
 //! - [`dir_driver`]: runs `braid_dir::DirBootstrap` over HTTP and the cache.
 //! - [`socks`]: the SOCKS5 front end (sans-IO handshake, tokio listener).
+//! - [`pool`]: the tunnels kept per isolation key, least recently used
+//!   keys evicted beyond a bound.
 //! - [`metrics`]: per-tunnel and per-leg figures as Prometheus text and
 //!   JSON on an optional HTTP port.
 //! - [`tunnel`]: the tunnel reactor: one task per circuit, owning the
@@ -27,6 +29,7 @@ pub mod dir_driver;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod pool;
 pub mod socks;
 pub mod tunnel;
 
