@@ -26,6 +26,7 @@ use crate::config::ClientConfig;
 use crate::dir_cache::DirCache;
 use crate::dir_driver::DirDriver;
 use crate::error::ClientError;
+use crate::keyed_lock::KeyedLock;
 use crate::pool::{IsolationPool, MAX_POOL_KEYS};
 use crate::socks::{Connector, IsolationKey, SocksRequest, SocksTarget};
 use crate::tunnel::{
@@ -63,7 +64,12 @@ struct Inner {
     netdir: watch::Receiver<Option<Arc<NetDir>>>,
     guards: Mutex<GuardSet>,
     cache: Option<DirCache>,
-    channels: tokio::sync::Mutex<HashMap<RelayId, ChannelHandle>>,
+    /// Open channels by relay.
+    channels: Mutex<HashMap<RelayId, ChannelHandle>>,
+    /// One connect at a time per relay: a request for a relay being
+    /// connected to waits for that connect and takes its channel; connects
+    /// to different relays go on in parallel.
+    connecting: KeyedLock<RelayId>,
     /// Built tunnels per isolation key, for the [`MAX_POOL_KEYS`] keys
     /// used last.
     pool: Mutex<IsolationPool<IsolationKey, TunnelHandle>>,
@@ -75,9 +81,10 @@ struct Inner {
     spare: Mutex<Vec<TunnelHandle>>,
     /// A refill of `spare` is under way.
     refilling: std::sync::atomic::AtomicBool,
-    /// Serialises tunnel builds on demand, so a burst of requests does not
-    /// start a burst of builds (one build at a time, for every key).
-    building: tokio::sync::Mutex<()>,
+    /// One build on demand at a time per isolation key, so a burst of
+    /// requests for a key does not start a burst of builds (the waiters
+    /// take the tunnel built first); keys build in parallel.
+    building: KeyedLock<IsolationKey>,
     /// Relays a circuit could not be extended to, and until when to avoid
     /// them: the consensus may list a relay as Running for a while after it
     /// died.
@@ -129,12 +136,13 @@ impl TorClient {
                 netdir,
                 guards: Mutex::new(guards),
                 cache,
-                channels: tokio::sync::Mutex::new(HashMap::new()),
+                channels: Mutex::new(HashMap::new()),
+                connecting: KeyedLock::new(),
                 pool: Mutex::new(IsolationPool::new(MAX_POOL_KEYS, MAX_TUNNELS_PER_KEY)),
                 registry: Mutex::new(Vec::new()),
                 spare: Mutex::new(Vec::new()),
                 refilling: std::sync::atomic::AtomicBool::new(false),
-                building: tokio::sync::Mutex::new(()),
+                building: KeyedLock::new(),
                 failed_relays: Mutex::new(HashMap::new()),
             }),
         }
@@ -271,13 +279,26 @@ impl TorClient {
         }
     }
 
-    /// A channel to `relay`, reusing an open one.
+    /// An open channel to `relay`, if there is one.
+    fn open_channel(&self, relay: &RelayId) -> Option<ChannelHandle> {
+        let channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        channels.get(relay).filter(|ch| !ch.is_closed()).cloned()
+    }
+
+    /// A channel to `relay`, reusing an open one. Requests for a relay
+    /// being connected to share that connect (if it fails, the next waiter
+    /// tries again); different relays connect in parallel.
     async fn channel_to(&self, relay: &Relay) -> Result<ChannelHandle, TunnelError> {
-        let mut channels = self.inner.channels.lock().await;
-        if let Some(ch) = channels.get(&relay.id)
-            && !ch.is_closed()
-        {
-            return Ok(ch.clone());
+        if let Some(ch) = self.open_channel(&relay.id) {
+            return Ok(ch);
+        }
+        let _connecting = self.inner.connecting.lock(relay.id).await;
+        if let Some(ch) = self.open_channel(&relay.id) {
+            return Ok(ch);
         }
         let expected = ExpectedIdentity {
             rsa: RsaIdentity::from(*relay.id.as_bytes()),
@@ -289,6 +310,12 @@ impl TorClient {
         };
         let (ch, _task) =
             Channel::connect_with(std::net::SocketAddr::V4(relay.addr), expected, &config).await?;
+        let mut channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        channels.retain(|_, c| !c.is_closed());
         channels.insert(relay.id, ch.clone());
         Ok(ch)
     }
@@ -564,7 +591,7 @@ impl TorClient {
             self.add_to_pool(key, t.clone());
             return Ok(t);
         }
-        let _one_at_a_time = self.inner.building.lock().await;
+        let _one_per_key = self.inner.building.lock(key.clone()).await;
         if let Some(t) = pick(self) {
             return Ok(t);
         }
@@ -706,98 +733,4 @@ impl Connector for TorClient {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
-
-    use std::net::{Ipv4Addr, SocketAddrV4};
-
-    use braid_dir::{BandwidthWeights, RelayFlags};
-
-    use super::*;
-
-    fn id(n: u8) -> RelayId {
-        RelayId::new([n; 20])
-    }
-
-    /// A client over `n` guard-flagged relays (ids 1..=n) and a cache in a
-    /// fresh folder named after `name`; no directory, no network.
-    fn client(name: &str, n: u8) -> (TorClient, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("braid-client-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let relays: Vec<Relay> = (1..=n)
-            .map(|i| {
-                let mut r = Relay::new(
-                    id(i),
-                    format!("g{i}"),
-                    SocketAddrV4::new(Ipv4Addr::new(10, i, 0, 1), 9001),
-                );
-                r.flags = GuardParams::default().required_flags | RelayFlags::RUNNING;
-                r.weight = 100;
-                r
-            })
-            .collect();
-        let mut guards = GuardSet::new(GuardParams::default());
-        guards.update_consensus(
-            &relays,
-            &BandwidthWeights::default(),
-            SystemTime::now(),
-            &mut rand::rng(),
-        );
-        let (_, netdir) = watch::channel(None);
-        let config = ClientConfig {
-            cache_dir: dir.clone(),
-            ..ClientConfig::public()
-        };
-        let cache = DirCache::open(&dir).unwrap();
-        let client = TorClient::with_parts(config, netdir, guards, Some(cache));
-        (client, dir)
-    }
-
-    /// The confirmed guards of the saved guard state.
-    fn saved_confirmed(dir: &std::path::Path) -> Vec<RelayId> {
-        let text = DirCache::open(dir).unwrap().load_guards().unwrap().unwrap();
-        let set = GuardSet::from_toml(&text, GuardParams::default()).unwrap();
-        set.confirmed().to_vec()
-    }
-
-    #[test]
-    fn conflux_leg_guards_are_confirmed_and_saved() {
-        let (client, dir) = client("legs", 8);
-        // The guards of a two-leg set, picked as `build_conflux` does.
-        let picked = client.conflux_guards(2, &[]);
-        assert_eq!(picked.len(), 2);
-        assert!(client.inner.guards.lock().unwrap().confirmed().is_empty());
-        // The set reports each leg built (guard, middle, exit).
-        for g in &picked {
-            LegSource::leg_built(&client, &[*g, id(200), id(201)]);
-        }
-        let confirmed = client.inner.guards.lock().unwrap().confirmed().to_vec();
-        assert_eq!(confirmed, picked);
-        assert_eq!(saved_confirmed(&dir), picked);
-        // A relaunched leg's guard, picked with the others excluded.
-        let relaunch = client.conflux_guards(1, &picked);
-        assert_eq!(relaunch.len(), 1);
-        assert!(!picked.contains(&relaunch[0]));
-        LegSource::leg_built(&client, &[relaunch[0], id(202), id(201)]);
-        let mut expected = picked.clone();
-        expected.push(relaunch[0]);
-        assert_eq!(saved_confirmed(&dir), expected);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn entry_nodes_guards_are_not_confirmed() {
-        let (client, dir) = client("entry", 8);
-        let mut config = client.inner.config.clone();
-        config.nodes.entry = vec![braid_dir::NodeSpec::Id(id(1))];
-        let client = TorClient::with_parts(
-            config,
-            client.inner.netdir.clone(),
-            client.inner.guards.lock().unwrap().clone(),
-            None,
-        );
-        LegSource::leg_built(&client, &[id(1), id(200), id(201)]);
-        assert!(client.inner.guards.lock().unwrap().confirmed().is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;
