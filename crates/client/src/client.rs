@@ -1,6 +1,6 @@
 //! The Tor client: a directory kept fresh, a guard set, channels to guards,
-//! and a pool of built tunnels per isolation key, used by the SOCKS front
-//! end through [`Connector`].
+//! and a pool of built tunnels per isolation key (bounded, [`crate::pool`]),
+//! used by the SOCKS front end through [`Connector`].
 //!
 //! Paths follow path-spec §2.2 through braid-dir; the first hop comes from
 //! the guard set (guard-spec §4), whose state is saved in the cache folder.
@@ -26,6 +26,8 @@ use crate::config::ClientConfig;
 use crate::dir_cache::DirCache;
 use crate::dir_driver::DirDriver;
 use crate::error::ClientError;
+use crate::keyed_lock::KeyedLock;
+use crate::pool::{IsolationPool, MAX_POOL_KEYS};
 use crate::socks::{Connector, IsolationKey, SocksRequest, SocksTarget};
 use crate::tunnel::{
     BeginError, LegFuture, LegPlan, LegSource, TorStream, TunnelError, TunnelHandle, TunnelInfo,
@@ -62,8 +64,15 @@ struct Inner {
     netdir: watch::Receiver<Option<Arc<NetDir>>>,
     guards: Mutex<GuardSet>,
     cache: Option<DirCache>,
-    channels: tokio::sync::Mutex<HashMap<RelayId, ChannelHandle>>,
-    pool: Mutex<HashMap<IsolationKey, Vec<TunnelHandle>>>,
+    /// Open channels by relay.
+    channels: Mutex<HashMap<RelayId, ChannelHandle>>,
+    /// One connect at a time per relay: a request for a relay being
+    /// connected to waits for that connect and takes its channel; connects
+    /// to different relays go on in parallel.
+    connecting: KeyedLock<RelayId>,
+    /// Built tunnels per isolation key, for the [`MAX_POOL_KEYS`] keys
+    /// used last.
+    pool: Mutex<IsolationPool<IsolationKey, TunnelHandle>>,
     /// Every tunnel handed out, without keeping any alive (for reports).
     registry: Mutex<Vec<WeakTunnel>>,
     /// Built tunnels no isolation key has claimed yet: the first stream of
@@ -72,9 +81,10 @@ struct Inner {
     spare: Mutex<Vec<TunnelHandle>>,
     /// A refill of `spare` is under way.
     refilling: std::sync::atomic::AtomicBool,
-    /// Serialises tunnel builds on demand, so a burst of requests does not
-    /// start a burst of builds (one build at a time, for every key).
-    building: tokio::sync::Mutex<()>,
+    /// One build on demand at a time per isolation key, so a burst of
+    /// requests for a key does not start a burst of builds (the waiters
+    /// take the tunnel built first); keys build in parallel.
+    building: KeyedLock<IsolationKey>,
     /// Relays a circuit could not be extended to, and until when to avoid
     /// them: the consensus may list a relay as Running for a while after it
     /// died.
@@ -107,23 +117,35 @@ impl TorClient {
             .and_then(|c| c.load_guards().ok().flatten())
             .and_then(|t| GuardSet::from_toml(&t, params.clone()).ok())
             .unwrap_or_else(|| GuardSet::new(params));
-        let client = Self {
+        let client = Self::with_parts(config, netdir, guards, cache);
+        client.update_guards();
+        Ok(client)
+    }
+
+    /// A client over a directory feed, a guard set and a cache, with no
+    /// channels or tunnels yet.
+    fn with_parts(
+        config: ClientConfig,
+        netdir: watch::Receiver<Option<Arc<NetDir>>>,
+        guards: GuardSet,
+        cache: Option<DirCache>,
+    ) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 config,
                 netdir,
                 guards: Mutex::new(guards),
                 cache,
-                channels: tokio::sync::Mutex::new(HashMap::new()),
-                pool: Mutex::new(HashMap::new()),
+                channels: Mutex::new(HashMap::new()),
+                connecting: KeyedLock::new(),
+                pool: Mutex::new(IsolationPool::new(MAX_POOL_KEYS, MAX_TUNNELS_PER_KEY)),
                 registry: Mutex::new(Vec::new()),
                 spare: Mutex::new(Vec::new()),
                 refilling: std::sync::atomic::AtomicBool::new(false),
-                building: tokio::sync::Mutex::new(()),
+                building: KeyedLock::new(),
                 failed_relays: Mutex::new(HashMap::new()),
             }),
-        };
-        client.update_guards();
-        Ok(client)
+        }
     }
 
     /// Build the preemptive tunnels (Conflux sets for port 443 when
@@ -200,14 +222,14 @@ impl TorClient {
     /// Built tunnels of one isolation key.
     pub fn tunnels_for(&self, key: &IsolationKey) -> Vec<TunnelHandle> {
         let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        pool.get(key).cloned().unwrap_or_default()
+        pool.tunnels_of(key)
     }
 
     /// Built tunnels, claimed or spare.
     pub fn tunnels(&self) -> Vec<TunnelHandle> {
         let mut out: Vec<TunnelHandle> = {
             let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.values().flatten().cloned().collect()
+            pool.all()
         };
         let spare = self.inner.spare.lock().unwrap_or_else(|e| e.into_inner());
         out.extend(spare.iter().cloned());
@@ -257,13 +279,26 @@ impl TorClient {
         }
     }
 
-    /// A channel to `relay`, reusing an open one.
+    /// An open channel to `relay`, if there is one.
+    fn open_channel(&self, relay: &RelayId) -> Option<ChannelHandle> {
+        let channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        channels.get(relay).filter(|ch| !ch.is_closed()).cloned()
+    }
+
+    /// A channel to `relay`, reusing an open one. Requests for a relay
+    /// being connected to share that connect (if it fails, the next waiter
+    /// tries again); different relays connect in parallel.
     async fn channel_to(&self, relay: &Relay) -> Result<ChannelHandle, TunnelError> {
-        let mut channels = self.inner.channels.lock().await;
-        if let Some(ch) = channels.get(&relay.id)
-            && !ch.is_closed()
-        {
-            return Ok(ch.clone());
+        if let Some(ch) = self.open_channel(&relay.id) {
+            return Ok(ch);
+        }
+        let _connecting = self.inner.connecting.lock(relay.id).await;
+        if let Some(ch) = self.open_channel(&relay.id) {
+            return Ok(ch);
         }
         let expected = ExpectedIdentity {
             rsa: RsaIdentity::from(*relay.id.as_bytes()),
@@ -275,6 +310,12 @@ impl TorClient {
         };
         let (ch, _task) =
             Channel::connect_with(std::net::SocketAddr::V4(relay.addr), expected, &config).await?;
+        let mut channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        channels.retain(|_, c| !c.is_closed());
         channels.insert(relay.id, ch.clone());
         Ok(ch)
     }
@@ -438,7 +479,12 @@ impl TorClient {
             Err(e) => {
                 // guard-spec §4.7: the guard is unreachable.
                 let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = guards.note_failure(&path.guard.id, SystemTime::now());
+                if guards
+                    .note_failure(&path.guard.id, SystemTime::now())
+                    .is_ok()
+                {
+                    self.save_guards(&guards);
+                }
                 return Err(e);
             }
         };
@@ -523,30 +569,20 @@ impl TorClient {
     fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {
         self.register(&tunnel);
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        let list = pool.entry(key.clone()).or_default();
-        list.retain(|t| !t.is_closed());
-        if list.len() < MAX_TUNNELS_PER_KEY {
-            list.push(tunnel);
-        }
+        pool.insert(key.clone(), tunnel);
     }
 
     fn drop_from_pool(&self, key: &IsolationKey, tunnel: &TunnelHandle) {
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = pool.get_mut(key) {
-            list.retain(|t| !Arc::ptr_eq(&t.info, &tunnel.info) && !t.is_closed());
-        }
+        pool.remove(key, |t| t.id() == tunnel.id());
     }
 
     /// A built tunnel for `key` whose exit allows `port`: from the pool, or
     /// newly built.
     async fn tunnel_for(&self, key: &IsolationKey, port: u16) -> Result<TunnelHandle, TunnelError> {
         let pick = |me: &Self| {
-            let pool = me.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.get(key).and_then(|list| {
-                list.iter()
-                    .find(|t| !t.is_closed() && t.info().exit_policy.allows_port(port))
-                    .cloned()
-            })
+            let mut pool = me.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.find(key, |t| t.info().exit_policy.allows_port(port))
         };
         if let Some(t) = pick(self) {
             return Ok(t);
@@ -555,7 +591,7 @@ impl TorClient {
             self.add_to_pool(key, t.clone());
             return Ok(t);
         }
-        let _one_at_a_time = self.inner.building.lock().await;
+        let _one_per_key = self.inner.building.lock(key.clone()).await;
         if let Some(t) = pick(self) {
             return Ok(t);
         }
@@ -616,15 +652,23 @@ impl LegSource for TorClient {
         self.avoid_ids(ids, suspect);
     }
 
+    /// guard-spec §4.8: a leg's circuit is built, so its guard (picked from
+    /// the guard set for the set's first legs and for relaunched ones) is
+    /// confirmed, as [`TorClient::build`] does for a single circuit. The
+    /// guard state is saved.
     fn leg_built(&self, ids: &[RelayId]) {
-        // guard-spec §4.8: a guard whose circuit was built is confirmed.
-        let Some(guard) = ids.first() else { return };
+        let Some(guard) = ids.first() else {
+            return;
+        };
         if !self.inner.config.nodes.entry.is_empty() {
+            // `entry_nodes` guards are not the guard set's.
             return;
         }
         let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = guards.note_success(guard, SystemTime::now(), &mut rand::rng());
-        self.save_guards(&guards);
+        match guards.note_success(guard, SystemTime::now(), &mut rand::rng()) {
+            Ok(_) => self.save_guards(&guards),
+            Err(e) => tracing::debug!("conflux leg built: {e}"),
+        }
     }
 }
 
@@ -687,3 +731,6 @@ impl Connector for TorClient {
             .ok_or(Socks5Reply::HostUnreachable)
     }
 }
+
+#[cfg(test)]
+mod tests;

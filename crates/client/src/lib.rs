@@ -13,6 +13,10 @@
 //!   set aside).
 //! - [`dir_driver`]: runs `braid_dir::DirBootstrap` over HTTP and the cache.
 //! - [`socks`]: the SOCKS5 front end (sans-IO handshake, tokio listener).
+//! - [`keyed_lock`]: one async lock per key (a relay, an isolation key),
+//!   so work on different keys runs in parallel.
+//! - [`pool`]: the tunnels kept per isolation key, least recently used
+//!   keys evicted beyond a bound.
 //! - [`metrics`]: per-tunnel and per-leg figures as Prometheus text and
 //!   JSON on an optional HTTP port.
 //! - [`tunnel`]: the tunnel reactor: one task per circuit, owning the
@@ -26,7 +30,9 @@ pub mod dir_cache;
 pub mod dir_driver;
 pub mod error;
 pub mod http;
+pub mod keyed_lock;
 pub mod metrics;
+pub mod pool;
 pub mod socks;
 pub mod tunnel;
 

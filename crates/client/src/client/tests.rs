@@ -1,0 +1,121 @@
+//! Tests of [`TorClient`] that need no network: guard confirmation by
+//! Conflux legs, parallel channel connects.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use braid_dir::{BandwidthWeights, RelayFlags};
+
+use super::*;
+
+fn id(n: u8) -> RelayId {
+    RelayId::new([n; 20])
+}
+
+/// A client over `n` guard-flagged relays (ids 1..=n) and a cache in a
+/// fresh folder named after `name`; no directory, no network.
+fn client(name: &str, n: u8) -> (TorClient, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("braid-client-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let relays: Vec<Relay> = (1..=n)
+        .map(|i| {
+            let mut r = Relay::new(
+                id(i),
+                format!("g{i}"),
+                SocketAddrV4::new(Ipv4Addr::new(10, i, 0, 1), 9001),
+            );
+            r.flags = GuardParams::default().required_flags | RelayFlags::RUNNING;
+            r.weight = 100;
+            r
+        })
+        .collect();
+    let mut guards = GuardSet::new(GuardParams::default());
+    guards.update_consensus(
+        &relays,
+        &BandwidthWeights::default(),
+        SystemTime::now(),
+        &mut rand::rng(),
+    );
+    let (_, netdir) = watch::channel(None);
+    let config = ClientConfig {
+        cache_dir: dir.clone(),
+        ..ClientConfig::public()
+    };
+    let cache = DirCache::open(&dir).unwrap();
+    let client = TorClient::with_parts(config, netdir, guards, Some(cache));
+    (client, dir)
+}
+
+/// The confirmed guards of the saved guard state.
+fn saved_confirmed(dir: &std::path::Path) -> Vec<RelayId> {
+    let text = DirCache::open(dir).unwrap().load_guards().unwrap().unwrap();
+    let set = GuardSet::from_toml(&text, GuardParams::default()).unwrap();
+    set.confirmed().to_vec()
+}
+
+#[test]
+fn conflux_leg_guards_are_confirmed_and_saved() {
+    let (client, dir) = client("legs", 8);
+    // The guards of a two-leg set, picked as `build_conflux` does.
+    let picked = client.conflux_guards(2, &[]);
+    assert_eq!(picked.len(), 2);
+    assert!(client.inner.guards.lock().unwrap().confirmed().is_empty());
+    // The set reports each leg built (guard, middle, exit).
+    for g in &picked {
+        LegSource::leg_built(&client, &[*g, id(200), id(201)]);
+    }
+    let confirmed = client.inner.guards.lock().unwrap().confirmed().to_vec();
+    assert_eq!(confirmed, picked);
+    assert_eq!(saved_confirmed(&dir), picked);
+    // A relaunched leg's guard, picked with the others excluded.
+    let relaunch = client.conflux_guards(1, &picked);
+    assert_eq!(relaunch.len(), 1);
+    assert!(!picked.contains(&relaunch[0]));
+    LegSource::leg_built(&client, &[relaunch[0], id(202), id(201)]);
+    let mut expected = picked.clone();
+    expected.push(relaunch[0]);
+    assert_eq!(saved_confirmed(&dir), expected);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A relay at a local port that takes TCP connections and never
+/// answers the TLS handshake.
+async fn silent_relay(n: u8) -> (Relay, tokio::net::TcpListener) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let std::net::SocketAddr::V4(addr) = listener.local_addr().unwrap() else {
+        unreachable!("bound to an IPv4 address")
+    };
+    (Relay::new(id(n), format!("r{n}"), addr), listener)
+}
+
+#[tokio::test(start_paused = true)]
+async fn channels_to_different_relays_connect_in_parallel() {
+    let (client, dir) = client("channels", 2);
+    let (r1, _l1) = silent_relay(1).await;
+    let (r2, _l2) = silent_relay(2).await;
+    let start = tokio::time::Instant::now();
+    let (a, b) = tokio::join!(client.channel_to(&r1), client.channel_to(&r2));
+    assert!(matches!(a, Err(TunnelError::Channel(ref e)) if e.is_timeout()));
+    assert!(matches!(b, Err(TunnelError::Channel(ref e)) if e.is_timeout()));
+    // Both connects ran at once: one timeout, not two in a row.
+    assert_eq!(start.elapsed(), CHANNEL_TIMEOUT);
+    assert_eq!(client.inner.connecting.active_keys(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn entry_nodes_guards_are_not_confirmed() {
+    let (client, dir) = client("entry", 8);
+    let mut config = client.inner.config.clone();
+    config.nodes.entry = vec![braid_dir::NodeSpec::Id(id(1))];
+    let client = TorClient::with_parts(
+        config,
+        client.inner.netdir.clone(),
+        client.inner.guards.lock().unwrap().clone(),
+        None,
+    );
+    LegSource::leg_built(&client, &[id(1), id(200), id(201)]);
+    assert!(client.inner.guards.lock().unwrap().confirmed().is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
