@@ -30,6 +30,8 @@ pub mod params;
 pub mod relay_cell;
 #[cfg(test)]
 mod test_network;
+#[cfg(test)]
+mod tests;
 
 pub use build::HopTarget;
 pub use client::{ClientCircuit, MAX_RELAY_EARLY};
