@@ -18,7 +18,7 @@ pub mod error;
 pub mod handshake;
 #[cfg(test)]
 mod test_relay;
-mod x509;
+pub(crate) mod x509;
 
 pub use certs::{ExpectedIdentity, VerifiedIdentity};
 pub use codec::{CellCodec, RawCell};

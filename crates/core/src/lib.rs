@@ -25,6 +25,8 @@
 //! - [`conflux`]: Conflux sets: linking, sequencing, SWITCH, the bounded
 //!   reorder queue, leg loss (proposal 329).
 //! - [`conflux_sched`]: Conflux leg schedulers (MinRTT, LowRTT, ECF).
+//! - `test_support` (tests and the `test-support` feature): the test
+//!   helpers the fuzz targets share.
 
 pub mod cc;
 pub mod channel;
@@ -34,3 +36,5 @@ pub mod conflux_sched;
 pub mod crypto;
 pub mod ids;
 pub mod stream;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;

@@ -344,14 +344,19 @@ impl<'a> Der<'a> {
     }
 }
 
-/// Test-only helpers to build certificates.
-#[cfg(test)]
-pub(crate) mod build {
+/// Test support: DER elements and self-signed X.509 certificates as C-tor
+/// makes them for its RSA identity. Compiled for tests and with the
+/// `test-support` feature (public as `braid_core::test_support::x509`, for
+/// the fuzz targets).
+#[cfg(any(test, feature = "test-support"))]
+pub mod build {
+    #![allow(clippy::unwrap_used, reason = "test support")]
+
     use super::*;
     use tor_llcrypto::pk::rsa::KeyPair;
 
     /// One DER element.
-    pub(crate) fn tlv(t: u8, contents: &[u8]) -> Vec<u8> {
+    pub fn tlv(t: u8, contents: &[u8]) -> Vec<u8> {
         let mut out = vec![t];
         let len = contents.len();
         if len < 0x80 {
@@ -394,7 +399,7 @@ pub(crate) mod build {
     /// A self-signed X.509 certificate for `key`, as C-tor makes for its
     /// RSA identity (sha256WithRSAEncryption), valid from `not_before` to
     /// `not_after`. `signer` signs it (normally `key` itself).
-    pub(crate) fn rsa_cert(
+    pub fn rsa_cert(
         key: &PublicKey,
         signer: &KeyPair,
         not_before: SystemTime,
