@@ -25,6 +25,8 @@
 //! - [`conflux`]: Conflux sets: linking, sequencing, SWITCH, the bounded
 //!   reorder queue, leg loss (proposal 329).
 //! - [`conflux_sched`]: Conflux leg schedulers (MinRTT, LowRTT, ECF).
+//! - [`time`]: calendar arithmetic (no clock): dates and days since the
+//!   Unix epoch, for certificate times.
 //! - `test_support` (tests and the `test-support` feature): the test
 //!   helpers the fuzz targets share.
 
@@ -38,3 +40,4 @@ pub mod ids;
 pub mod stream;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod time;
