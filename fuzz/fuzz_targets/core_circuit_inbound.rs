@@ -1,7 +1,8 @@
 //! A client circuit (`braid_core::circuit::ClientCircuit`) after it is
-//! built through one to three mock relays (ntor or ntor-v3, with or
-//! without congestion control, answered by the crypto module's relay
-//! side), then fed what a hostile path sends: relay messages with
+//! built through one to three mock relays (braid-core's
+//! `test_support::circuit_network`: ntor or ntor-v3, with or without
+//! congestion control, answered by the crypto module's relay side), then
+//! fed what a hostile path sends: relay messages with
 //! arbitrary command, stream id, length field and body, properly
 //! encrypted by the hop that sends them (so they reach the recognized
 //! relay cell path), well-formed DATA bursts and honest circuit SENDMEs,
@@ -20,32 +21,23 @@
 #![no_main]
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use braid_core::cc::{DeliverWindow, SendmeTag as CcTag};
+use braid_core::cc::SendmeTag as CcTag;
 use braid_core::circuit::{
-    CONTROL_RESERVE_CELLS, CircError, CircEvent, CircParams, ClientCircuit, HopTarget,
-    MAX_RELAY_EARLY,
+    CONTROL_RESERVE_CELLS, CircError, CircEvent, CircParams, ClientCircuit, MAX_RELAY_EARLY,
 };
-use braid_core::crypto::extensions;
-use braid_core::crypto::ntor::{self, NtorSecretKey};
-use braid_core::crypto::ntor_v3::{self, NtorV3SecretKey};
-use braid_core::crypto::{CELL_BODY_LEN, RelayCellBody, RelayHop, Tor1Keys};
+use braid_core::crypto::{CELL_BODY_LEN, RelayCellBody};
 use braid_core::ids::{CircId, HopNum, StreamId};
+use braid_core::test_support::circuit_network::MockNet;
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tor_bytes::Reader;
-use tor_cell::chancell::msg::{AnyChanMsg, Created2, HandshakeType, Relay};
+use tor_cell::chancell::msg::{AnyChanMsg, Created2, Relay};
 use tor_cell::chancell::{ChanCmd, ChanMsg as _};
 use tor_cell::relaycell::msg::{AnyRelayMsg, Data, Extended2, Sendme};
-use tor_cell::relaycell::{
-    AnyRelayMsgOuter, RelayCellFormat, RelayCmd, RelayMsg as _, StreamId as CellStreamId,
-};
-use tor_llcrypto::pk::curve25519::StaticSecret;
-use tor_llcrypto::pk::ed25519::Ed25519Identity;
-use tor_llcrypto::pk::rsa::RsaIdentity;
+use tor_cell::relaycell::{AnyRelayMsgOuter, RelayCellFormat, RelayCmd, RelayMsg as _};
 
 /// The fuzz input, read front to back; zeros once exhausted.
 struct Input<'a>(&'a [u8]);
@@ -66,103 +58,27 @@ impl<'a> Input<'a> {
     }
 }
 
-/// A relay of the mock path.
-struct MockRelay {
-    ntor: NtorSecretKey,
-    v3: NtorV3SecretKey,
-    speaks_v3: bool,
-    /// The `sendme_inc` it answers a congestion control request with.
-    cc_answer: Option<u8>,
+/// The path: braid-core's mock relays (their handshakes, onion layers and
+/// deliver windows), answering the client passively.
+struct Path {
+    net: MockNet,
+    /// Per hop, the tags of the client's DATA cells that the relay owes a
+    /// SENDME for, oldest first.
+    owed: Vec<VecDeque<CcTag>>,
 }
 
-/// The relay side of one built hop.
-struct MockHop {
-    crypto: RelayHop,
-    deliver: DeliverWindow,
-    /// Tags of the client's DATA cells that the relay owes a SENDME for.
-    owed: VecDeque<CcTag>,
-}
-
-struct MockNet {
-    rng: StdRng,
-    relays: Vec<MockRelay>,
-    hops: Vec<MockHop>,
-}
-
-impl MockNet {
-    fn target(&self, i: usize) -> HopTarget {
-        let r = &self.relays[i];
-        HopTarget {
-            rsa_id: r.ntor.public.id,
-            ed_id: r.v3.public.id,
-            ntor_onion_key: r.ntor.public.onion_key,
-            addr: SocketAddr::from((Ipv4Addr::new(10, 0, 0, i as u8 + 1), 9001)),
-            ntor_v3: r.speaks_v3,
-            request_cc: true,
-        }
-    }
-
-    /// The relay side of a handshake at the next relay; `None` if it fails.
-    fn handshake(&mut self, htype: HandshakeType, skin: &[u8]) -> Option<Vec<u8>> {
-        let r = self.relays.get(self.hops.len())?;
-        let (reply, keygen, cc) = if htype == HandshakeType::NTOR {
-            let (kg, reply) =
-                ntor::server_handshake(&mut self.rng, std::slice::from_ref(&r.ntor), skin).ok()?;
-            (reply.to_vec(), kg, None)
-        } else if htype == HandshakeType::NTOR_V3 && r.speaks_v3 {
-            let mut cc = None;
-            let answer = r.cc_answer;
-            let (reply, kg) = ntor_v3::server_handshake_for_circuit(
-                &mut self.rng,
-                std::slice::from_ref(&r.v3),
-                skin,
-                |exts| {
-                    Some(match answer {
-                        Some(inc) if extensions::requests_cc(exts) => {
-                            cc = Some(inc);
-                            vec![extensions::cc_response(inc)]
-                        }
-                        _ => vec![],
-                    })
-                },
-            )
-            .ok()?;
-            (reply, kg, cc)
-        } else {
-            return None;
-        };
-        let keys = Tor1Keys::derive(keygen).ok()?;
-        self.hops.push(MockHop {
-            crypto: RelayHop::new(&keys),
-            deliver: cc.map_or_else(DeliverWindow::circuit, DeliverWindow::circuit_cc),
-            owed: VecDeque::new(),
-        });
-        Some(reply)
-    }
-
-    /// Encrypt a plaintext body that hop `hop` originates.
-    fn originate(&mut self, hop: usize, body: &mut RelayCellBody) -> CcTag {
-        let tag = self.hops[hop].crypto.originate_inbound(body);
-        for h in self.hops[..hop].iter_mut().rev() {
-            h.crypto.encrypt_inbound(body);
-        }
-        CcTag::from(*tag.as_bytes())
-    }
-
-    fn originate_msg(&mut self, hop: usize, stream: u16, msg: AnyRelayMsg) -> Option<AnyChanMsg> {
-        let mut body = AnyRelayMsgOuter::new(CellStreamId::new(stream), msg)
-            .encode(RelayCellFormat::V0, &mut self.rng)
-            .ok()?;
-        self.originate(hop, &mut body);
-        Some(AnyChanMsg::Relay(Relay::from_raw(*body)))
-    }
-
-    /// A cell from the client; the answers to send back.
+impl Path {
+    /// A cell from the client; the answers to send back. CREATE2 and an
+    /// EXTEND2 to the last hop get the next relay's handshake (nothing if
+    /// it fails); the client's DATA counts against each hop's deliver
+    /// window; nothing else is answered. Every relay cell must be
+    /// recognized by some hop.
     fn deliver(&mut self, cell: AnyChanMsg) -> Vec<AnyChanMsg> {
+        let net = &mut self.net;
         let mut body = match cell {
             AnyChanMsg::Create2(c) => {
-                assert!(self.hops.is_empty(), "CREATE2 on a live circuit");
-                return match self.handshake(c.handshake_type(), c.body()) {
+                assert!(net.hops.is_empty(), "CREATE2 on a live circuit");
+                return match net.handshake(0, c.handshake_type(), c.body()) {
                     Some(reply) => vec![AnyChanMsg::Created2(Created2::new(reply))],
                     None => vec![],
                 };
@@ -173,7 +89,7 @@ impl MockNet {
             other => panic!("the client sent {}", other.cmd()),
         };
         let mut found = None;
-        for (i, h) in self.hops.iter_mut().enumerate() {
+        for (i, h) in net.hops.iter_mut().enumerate() {
             if let Some(tag) = h.crypto.decrypt_outbound(&mut body) {
                 found = Some((i, tag));
                 break;
@@ -186,21 +102,21 @@ impl MockNet {
         let (_, msg) = outer.into_streamid_and_msg();
         match msg {
             AnyRelayMsg::Data(_) => {
-                let h = &mut self.hops[hop];
+                let h = &mut net.hops[hop];
                 h.deliver
                     .on_data_received()
                     .expect("the client overran a hop's deliver window");
                 if h.deliver.take_sendme() {
-                    h.owed.push_back(CcTag::from(*tag.as_bytes()));
+                    self.owed.resize_with(net.hops.len(), VecDeque::new);
+                    self.owed[hop].push_back(CcTag::from(*tag.as_bytes()));
                 }
                 vec![]
             }
-            AnyRelayMsg::Extend2(e) if hop + 1 == self.hops.len() => {
-                match self.handshake(e.handshake_type(), e.handshake()) {
-                    Some(reply) => self
-                        .originate_msg(hop, 0, Extended2::new(reply).into())
-                        .into_iter()
-                        .collect(),
+            AnyRelayMsg::Extend2(e)
+                if hop + 1 == net.hops.len() && net.hops.len() < net.relays.len() =>
+            {
+                match net.handshake(net.hops.len(), e.handshake_type(), e.handshake()) {
+                    Some(reply) => vec![net.originate(hop, 0, Extended2::new(reply).into())],
                     None => vec![],
                 }
             }
@@ -238,9 +154,9 @@ fn feed(
 }
 
 /// Move cells both ways until nothing moves (the build).
-fn pump(circ: &mut ClientCircuit, net: &mut MockNet, now: Instant) {
+fn pump(circ: &mut ClientCircuit, path: &mut Path, now: Instant) {
     while let Some(cell) = circ.poll_transmit() {
-        for reply in net.deliver(cell) {
+        for reply in path.deliver(cell) {
             let _ = feed(circ, now, reply, true);
         }
     }
@@ -251,10 +167,11 @@ fuzz_target!(|data: &[u8]| {
     let shape = inp.u8();
     let n_hops = 1 + usize::from(shape % 3);
     let mut well_behaved = true;
-    let relays: Vec<MockRelay> = (0..n_hops)
-        .map(|i| {
+    // Each relay: (speaks ntor-v3, the `sendme_inc` it answers a
+    // congestion control request with).
+    let relays: Vec<(bool, Option<u8>)> = (0..n_hops)
+        .map(|_| {
             let caps = inp.u8();
-            let secret = StaticSecret::from([(i as u8).wrapping_mul(7).wrapping_add(1); 32]);
             let cc_answer = match caps >> 2 & 3 {
                 0 => None,
                 1 => {
@@ -263,12 +180,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 _ => Some(30 + (caps >> 4) % 3),
             };
-            MockRelay {
-                ntor: NtorSecretKey::new(RsaIdentity::from([i as u8 + 1; 20]), secret.clone()),
-                v3: NtorV3SecretKey::new(Ed25519Identity::new([i as u8 + 100; 32]), secret),
-                speaks_v3: caps & 1 != 0,
-                cc_answer,
-            }
+            (caps & 1 != 0, cc_answer)
         })
         .collect();
     let params = CircParams {
@@ -278,26 +190,25 @@ fuzz_target!(|data: &[u8]| {
     };
     let max_queued = params.max_queued_cells;
     let max_events = params.max_pending_events;
-    let mut net = MockNet {
-        rng: StdRng::seed_from_u64(u64::from(shape)),
-        relays,
-        hops: Vec::new(),
+    let mut path = Path {
+        net: MockNet::new(&relays, u64::from(shape)),
+        owed: Vec::new(),
     };
     let mut now = Instant::now();
     let circ_id = CircId::new(0x8000_0001).expect("non-zero");
     let mut circ = ClientCircuit::new(
         circ_id,
-        net.target(0),
+        path.net.target(0),
         params,
         &mut StdRng::seed_from_u64(u64::from(shape) + 1),
         now,
     )
     .expect("good onion key");
     for i in 1..n_hops {
-        circ.extend(net.target(i), now)
+        circ.extend(path.net.target(i), now)
             .expect("within the RELAY_EARLY budget");
     }
-    pump(&mut circ, &mut net, now);
+    pump(&mut circ, &mut path, now);
 
     let mut terminal = 0;
     let mut drain = |circ: &mut ClientCircuit| {
@@ -330,6 +241,7 @@ fuzz_target!(|data: &[u8]| {
 
     while !inp.0.is_empty() && !circ.is_closed() {
         let op = inp.u8();
+        let net = &mut path.net;
         let hop = usize::from(op >> 4) % net.hops.len().max(1);
         match op % 12 {
             // A relay message with arbitrary fields from a hop.
@@ -355,7 +267,7 @@ fuzz_target!(|data: &[u8]| {
                 body[3..5].copy_from_slice(&stream.to_be_bytes());
                 body[9..11].copy_from_slice(&len.to_be_bytes());
                 body[11..11 + payload.len()].copy_from_slice(payload);
-                net.originate(hop, &mut body);
+                net.originate_body(hop, &mut body);
                 let _ = feed(
                     &mut circ,
                     now,
@@ -365,14 +277,14 @@ fuzz_target!(|data: &[u8]| {
             }
             // A burst of DATA from a hop on a stream.
             3 => {
+                if net.hops.is_empty() {
+                    continue;
+                }
                 let count = 1 + usize::from(inp.u8() % 128);
                 let stream = 1 + u16::from(inp.u8() % 4);
                 for _ in 0..count {
-                    let Some(cell) =
-                        net.originate_msg(hop, stream, Data::new(b"data").expect("short").into())
-                    else {
-                        break;
-                    };
+                    let cell =
+                        net.originate(hop, stream, Data::new(b"data").expect("short").into());
                     if feed(&mut circ, now, cell, true).is_err() {
                         break;
                     }
@@ -380,15 +292,10 @@ fuzz_target!(|data: &[u8]| {
             }
             // The honest SENDME a hop owes for the client's DATA.
             4 => {
-                let Some(h) = net.hops.get_mut(hop) else {
+                let Some(tag) = path.owed.get_mut(hop).and_then(VecDeque::pop_front) else {
                     continue;
                 };
-                let Some(tag) = h.owed.pop_front() else {
-                    continue;
-                };
-                let cell = net
-                    .originate_msg(hop, 0, Sendme::from(tag).into())
-                    .expect("encodes");
+                let cell = path.net.originate(hop, 0, Sendme::from(tag).into());
                 let r = feed(&mut circ, now, cell, true);
                 assert!(r.is_ok(), "an honest SENDME was refused: {r:?}");
             }
@@ -427,7 +334,7 @@ fuzz_target!(|data: &[u8]| {
                     let Some(cell) = circ.poll_transmit() else {
                         break;
                     };
-                    for reply in net.deliver(cell) {
+                    for reply in path.deliver(cell) {
                         let _ = feed(&mut circ, now, reply, true);
                     }
                 }

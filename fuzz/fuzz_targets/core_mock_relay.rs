@@ -3,8 +3,8 @@
 //! (valid at one instant, for a TLS certificate we only know the digest
 //! of), and a generated relay whose chain verifies against a TLS
 //! certificate we hold, so the link handshake can get past CERTS.
-//! braid-core builds the same in its tests (`channel::test_relay`), which
-//! are not public.
+//! The X.509 RSA identity certificate comes from braid-core's test
+//! support (`test_support::x509`, the `test-support` feature).
 #![allow(dead_code, reason = "each target uses part of it")]
 
 use std::sync::OnceLock;
@@ -12,13 +12,13 @@ use std::time::{Duration, SystemTime};
 
 use braid_core::channel::ExpectedIdentity;
 use braid_core::channel::certs::tls_cert_digest;
+use braid_core::test_support::x509::rsa_cert;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
-use sha2::{Digest as _, Sha256};
 use tor_cert::rsa::EncodedRsaCrosscert;
 use tor_cert::{CertType, CertifiedKey, Ed25519Cert};
 use tor_llcrypto::pk::ed25519::{Ed25519Identity, Keypair as EdKeypair};
-use tor_llcrypto::pk::rsa::{KeyPair as RsaKeyPair, PublicKey as RsaPublicKey, RsaIdentity};
+use tor_llcrypto::pk::rsa::{KeyPair as RsaKeyPair, RsaIdentity};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -157,106 +157,4 @@ impl MockRelay {
     fn rsa_id_cert(&self, not_before: SystemTime, not_after: SystemTime) -> Vec<u8> {
         rsa_cert(&self.rsa.to_public_key(), &self.rsa, not_before, not_after)
     }
-}
-
-// Just enough DER for a self-signed X.509 certificate, as braid-core's
-// test-only `x509::build` makes.
-
-fn tlv(t: u8, contents: &[u8]) -> Vec<u8> {
-    let mut out = vec![t];
-    let len = contents.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend_from_slice(&[0x81, len as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
-    }
-    out.extend_from_slice(contents);
-    out
-}
-
-fn utc_time(t: SystemTime) -> Vec<u8> {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let s = format!(
-        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-        y % 100,
-        m,
-        d,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    tlv(0x17, s.as_bytes())
-}
-
-fn rsa_cert(
-    key: &RsaPublicKey,
-    signer: &RsaKeyPair,
-    not_before: SystemTime,
-    not_after: SystemTime,
-) -> Vec<u8> {
-    const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-    const OID_SHA256_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
-    const DIGEST_INFO_SHA256: &[u8] = &[
-        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
-        0x05, 0x00, 0x04, 0x20,
-    ];
-    let alg = tlv(0x30, &[tlv(0x06, OID_SHA256_RSA), tlv(0x05, &[])].concat());
-    let name = tlv(
-        0x30,
-        &tlv(
-            0x31,
-            &tlv(
-                0x30,
-                &[
-                    tlv(0x06, &[0x55, 0x04, 0x03]),
-                    tlv(0x0c, b"www.braid.invalid"),
-                ]
-                .concat(),
-            ),
-        ),
-    );
-    let validity = tlv(0x30, &[utc_time(not_before), utc_time(not_after)].concat());
-    let mut key_bits = vec![0];
-    key_bits.extend_from_slice(&key.to_der());
-    let spki = tlv(
-        0x30,
-        &[
-            tlv(0x30, &[tlv(0x06, OID_RSA), tlv(0x05, &[])].concat()),
-            tlv(0x03, &key_bits),
-        ]
-        .concat(),
-    );
-    let tbs = tlv(
-        0x30,
-        &[
-            tlv(0xa0, &tlv(0x02, &[2])),
-            tlv(0x02, &[0x11, 0x22, 0x33]),
-            alg.clone(),
-            name.clone(),
-            validity,
-            name,
-            spki,
-        ]
-        .concat(),
-    );
-    let mut hashed = DIGEST_INFO_SHA256.to_vec();
-    hashed.extend_from_slice(&Sha256::digest(&tbs));
-    let mut sig_bits = vec![0];
-    sig_bits.extend_from_slice(&signer.sign(&hashed).expect("RSA signature"));
-    tlv(0x30, &[tbs, alg, tlv(0x03, &sig_bits)].concat())
 }

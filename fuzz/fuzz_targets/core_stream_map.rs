@@ -6,23 +6,20 @@
 //! the circuit's polls, timers and circuit closure. Fixed windows or
 //! XON/XOFF, optimistic data or not, small limits so they are reached.
 //!
-//! Invariants (the module's documented bounds, as in its proptests): no
-//! panic; streams, half-closed entries, send and receive buffers stay
+//! Invariants (braid-core's `test_support::stream_invariants`, which its
+//! proptests check too): no panic; streams, half-closed entries, send and receive buffers stay
 //! within their limits; DATA goes out only when the circuit allows it, at
 //! most `max_data_len` bytes, and in the order written; the application
 //! reads exactly the DATA the map accepted, in order; an id never used on
 //! the circuit is a protocol violation.
 #![no_main]
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use braid_core::cc::FlowParams;
 use braid_core::ids::StreamId;
-use braid_core::stream::{
-    BeginFlags, StreamFlowMode, StreamMap, StreamMapConfig, StreamState, Target,
-};
+use braid_core::stream::{BeginFlags, StreamFlowMode, StreamMap, StreamMapConfig, Target};
+use braid_core::test_support::stream_invariants::{StreamChecker, small_xon_xoff};
 use libfuzzer_sys::fuzz_target;
 use tor_bytes::Reader;
 use tor_cell::relaycell::flow_ctrl::{FlowCtrlVersion, Xoff, Xon, XonKBpsEwma};
@@ -48,16 +45,6 @@ impl<'a> Input<'a> {
         self.0 = b;
         a
     }
-}
-
-/// What the target knows about one stream.
-#[derive(Default)]
-struct Model {
-    written: Vec<u8>,
-    sent: Vec<u8>,
-    delivered: Vec<u8>,
-    read: Vec<u8>,
-    closed: bool,
 }
 
 /// An exit's message: well-formed, or whatever tor-cell decodes.
@@ -102,33 +89,6 @@ fn exit_msg(inp: &mut Input<'_>) -> Option<AnyRelayMsg> {
     })
 }
 
-/// Hand `msg` to the map on `id`, recording accepted DATA in the model.
-fn deliver(
-    m: &mut StreamMap,
-    models: &mut HashMap<StreamId, Model>,
-    now: Instant,
-    id: StreamId,
-    msg: AnyRelayMsg,
-) -> Result<(), braid_core::stream::StreamError> {
-    let receiving = matches!(
-        m.state(id),
-        Some(StreamState::Open | StreamState::HalfClosedLocal)
-    );
-    let bytes = match &msg {
-        AnyRelayMsg::Data(d) => Some(d.as_ref().to_vec()),
-        _ => None,
-    };
-    let before = m.recv_buffered(id);
-    let r = m.handle_msg(now, id, msg);
-    if let (Ok(()), Some(b), true) = (&r, bytes, receiving)
-        && let Some(md) = models.get_mut(&id)
-    {
-        assert_eq!(m.recv_buffered(id), before.map(|x| x + b.len()));
-        md.delivered.extend_from_slice(&b);
-    }
-    r
-}
-
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input(data);
     let flags = inp.u8();
@@ -142,25 +102,14 @@ fuzz_target!(|data: &[u8]| {
         ..StreamMapConfig::default()
     };
     let mode = if flags & 8 != 0 {
-        let cell = 498;
-        StreamFlowMode::XonXoff {
-            params: FlowParams {
-                xoff_client_bytes: 10 * cell,
-                xoff_exit_bytes: 4 * cell,
-                xon_rate_bytes: 5 * cell,
-                xoff_grace_bytes: 20 * cell,
-                ..FlowParams::default()
-            },
-            onion: false,
-        }
+        small_xon_xoff()
     } else {
         StreamFlowMode::Windowed
     };
     let first = inp.u16();
     let mut m = StreamMap::with_first_id(cfg.clone(), mode, first);
     let mut now = Instant::now();
-    let mut ids: Vec<StreamId> = Vec::new();
-    let mut models: HashMap<StreamId, Model> = HashMap::new();
+    let mut check = StreamChecker::new();
     let pick = |m: &StreamMap, ids: &[StreamId], s: u8| -> Option<StreamId> {
         let live: Vec<StreamId> = ids
             .iter()
@@ -192,9 +141,7 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let flags = BeginFlags::from(u32::from(inp.u8() & 7));
                 if let Ok(id) = m.begin(&target, flags, now) {
-                    assert!(!models.contains_key(&id), "id {id} reused");
-                    ids.push(id);
-                    models.insert(id, Model::default());
+                    check.opened(id);
                 }
             }
             1 => {
@@ -205,50 +152,41 @@ fuzz_target!(|data: &[u8]| {
                     m.resolve(&String::from_utf8_lossy(inp.bytes(n)), now)
                 };
                 if let Ok(id) = r {
-                    assert!(!models.contains_key(&id), "id {id} reused");
-                    ids.push(id);
-                    models.insert(id, Model::default());
+                    check.opened(id);
                 }
             }
             2 => {
                 let s = inp.u8();
                 let len = usize::from(inp.u16() % 3000);
-                if let Some(id) = pick(&m, &ids, s) {
+                if let Some(id) = pick(&m, check.ids(), s) {
                     let bytes: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
                     if let Ok(n) = m.write(id, &bytes) {
-                        assert!(n <= len);
-                        if let Some(md) = models.get_mut(&id) {
-                            md.written.extend_from_slice(&bytes[..n]);
-                        }
+                        check.wrote(id, &bytes, n);
                     }
                 }
             }
             3 => {
                 let s = inp.u8();
                 let len = usize::from(inp.u16() % 3000);
-                if let Some(id) = pick(&m, &ids, s) {
+                if let Some(id) = pick(&m, check.ids(), s) {
                     let mut buf = vec![0u8; len];
-                    if let Ok(n) = m.read(id, &mut buf, now)
-                        && let Some(md) = models.get_mut(&id)
-                    {
-                        md.read.extend_from_slice(&buf[..n]);
+                    if let Ok(n) = m.read(id, &mut buf, now) {
+                        check.read(id, &buf[..n]);
                     }
                 }
             }
             4 => {
-                if let Some(id) = pick(&m, &ids, inp.u8()) {
+                if let Some(id) = pick(&m, check.ids(), inp.u8()) {
                     let _ = m.shutdown_write(id, now);
                 }
             }
             5 => {
                 let s = inp.u8();
                 let reason = EndReason::from(inp.u8());
-                if let Some(id) = pick(&m, &ids, s)
+                if let Some(id) = pick(&m, check.ids(), s)
                     && m.close(id, reason, now).is_ok()
-                    && let Some(md) = models.get_mut(&id)
                 {
-                    md.closed = true;
-                    md.delivered.truncate(md.read.len());
+                    check.closed(id);
                 }
             }
             6 | 7 => {
@@ -257,21 +195,13 @@ fuzz_target!(|data: &[u8]| {
                     let Some((id, msg)) = m.poll_transmit(can_send) else {
                         break;
                     };
-                    assert!(models.contains_key(&id), "message on an id never opened");
-                    if let AnyRelayMsg::Data(d) = msg {
-                        assert!(can_send, "DATA while the circuit said no");
-                        let b = d.as_ref();
-                        assert!(!b.is_empty() && b.len() <= cfg.max_data_len.min(498));
-                        if let Some(md) = models.get_mut(&id) {
-                            md.sent.extend_from_slice(b);
-                        }
-                    }
+                    check.transmitted(id, &msg, can_send, cfg.max_data_len);
                 }
             }
             8 => {
                 for _ in 0..100 {
                     let Some(ev) = m.poll_event() else { break };
-                    assert!(models.contains_key(&ev.id()));
+                    check.event(&ev);
                 }
             }
             9 => now += Duration::from_millis(u64::from(inp.u16()) * 4),
@@ -292,10 +222,10 @@ fuzz_target!(|data: &[u8]| {
                 let Some(msg) = exit_msg(&mut inp) else {
                     continue;
                 };
-                let Some(id) = pick(&m, &ids, s) else {
+                let Some(id) = pick(&m, check.ids(), s) else {
                     continue;
                 };
-                let _ = deliver(&mut m, &mut models, now, id, msg);
+                let _ = check.deliver(&mut m, now, id, msg);
             }
             _ => {
                 // A message on any id.
@@ -306,53 +236,14 @@ fuzz_target!(|data: &[u8]| {
                 let Some(id) = StreamId::new(raw) else {
                     continue;
                 };
-                let held = m.state(id).is_some();
-                let droppable = matches!(msg, AnyRelayMsg::Drop(_) | AnyRelayMsg::Unrecognized(_));
-                let r = deliver(&mut m, &mut models, now, id, msg);
-                if !held && !models.contains_key(&id) && !droppable {
-                    assert!(
-                        r.is_err_and(|e| e.is_protocol_violation()),
-                        "never-used id accepted"
-                    );
-                }
+                // On a never-used id, a protocol violation.
+                let _ = check.deliver(&mut m, now, id, msg);
             }
         }
         // Bounds hold after every step.
-        assert!(m.len() <= cfg.max_streams);
-        assert!(m.half_closed_len() <= cfg.max_half_closed);
-        for id in &ids {
-            if let Some(n) = m.recv_buffered(*id) {
-                assert!(n <= m.recv_limit());
-            }
-            if let Some(n) = m.send_buffered(*id) {
-                assert!(n <= cfg.send_buffer);
-            }
-            if let Some(md) = models.get(id) {
-                assert!(
-                    md.written.starts_with(&md.sent),
-                    "DATA out of order on {id}"
-                );
-                assert!(
-                    md.delivered.starts_with(&md.read),
-                    "read out of order on {id}"
-                );
-            }
-        }
+        check.check_bounds(&m, &cfg);
     }
     // The application reads what is left: each stream gives exactly what
     // the map accepted.
-    let mut buf = vec![0u8; 700];
-    for id in &ids {
-        if let Some(md) = models.get_mut(id) {
-            if !md.closed {
-                for _ in 0..10_000 {
-                    match m.read(*id, &mut buf, now) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => md.read.extend_from_slice(&buf[..n]),
-                    }
-                }
-            }
-            assert_eq!(md.read, md.delivered, "stream {id}");
-        }
-    }
+    check.finish(&mut m, now, 700);
 });

@@ -27,7 +27,7 @@ mod mux_proptests;
 mod mux_tests;
 #[cfg(test)]
 mod test_relay;
-mod x509;
+pub(crate) mod x509;
 
 pub use certs::{ExpectedIdentity, VerifiedIdentity};
 pub use codec::{CellCodec, RawCell};

@@ -28,8 +28,10 @@ pub mod event;
 mod hop;
 pub mod params;
 pub mod relay_cell;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_network;
 #[cfg(test)]
-mod test_network;
+mod tests;
 
 pub use build::HopTarget;
 pub use client::{ClientCircuit, MAX_RELAY_EARLY};

@@ -13,7 +13,8 @@
 //!
 //! - [`ids`]: typed identifiers shared by every layer.
 //! - [`channel`]: cell framing, the link handshake (VERSIONS, CERTS,
-//!   AUTH_CHALLENGE, NETINFO) and CERTS verification (tor-spec §4).
+//!   AUTH_CHALLENGE, NETINFO), CERTS verification (tor-spec §4) and the
+//!   circuits of an open channel (`ChannelMux`, tor-spec §5.1.1).
 //! - [`crypto`]: circuit handshakes (ntor, ntor-v3) and tor1 relay crypto
 //!   (tor-spec §5.1.4, §5.5, proposal 332).
 //! - [`cc`]: SENDMEs and congestion control (tor-spec §7.4, proposal 324).
@@ -27,6 +28,10 @@
 //! - [`conflux_sched`]: Conflux leg schedulers (MinRTT, LowRTT, ECF).
 //! - [`tunnel`]: the tunnel composing them: one circuit or a Conflux set,
 //!   its streams and its scheduler, behind one sans-IO interface.
+//! - [`time`]: calendar arithmetic (no clock): dates and days since the
+//!   Unix epoch, for certificate times.
+//! - `test_support` (tests and the `test-support` feature): the test
+//!   helpers the fuzz targets share.
 
 pub mod cc;
 pub mod channel;
@@ -36,4 +41,7 @@ pub mod conflux_sched;
 pub mod crypto;
 pub mod ids;
 pub mod stream;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
+pub mod time;
 pub mod tunnel;

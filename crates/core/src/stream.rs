@@ -22,12 +22,16 @@
 //! - `half_closed`: what may still arrive on a closed stream (C-tor's
 //!   half-closed edges) and which ids were ever used.
 //! - `buffer`: the bounded byte queue behind the stream buffers.
+//! - `invariants` (tests and the `test-support` feature): what no sequence
+//!   of calls and exit messages may break, checked against a model.
 
 mod buffer;
 pub mod config;
 pub mod error;
 pub mod event;
 mod half_closed;
+#[cfg(any(test, feature = "test-support"))]
+pub mod invariants;
 pub mod map;
 #[cfg(test)]
 mod proptests;

@@ -14,6 +14,8 @@ use digest::Digest;
 use tor_llcrypto::d::{Sha1, Sha256};
 use tor_llcrypto::pk::rsa::PublicKey;
 
+use crate::time;
+
 /// OID 1.2.840.113549.1.1.1 (rsaEncryption), content octets.
 const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 /// OID 1.2.840.113549.1.1.11 (sha256WithRSAEncryption), content octets.
@@ -237,7 +239,8 @@ fn read_time(d: &mut Der<'_>) -> Result<SystemTime, String> {
     {
         return Err("time field out of range".into());
     }
-    let days = days_from_civil(year, month, day);
+    let year = i32::try_from(year).map_err(|_| "time year out of range".to_string())?;
+    let days = time::days_from_civil(year, month, day);
     let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
     let offset = Duration::from_secs(secs.unsigned_abs());
     if secs >= 0 {
@@ -253,18 +256,6 @@ fn num(s: &str, at: usize, len: usize) -> Result<u32, String> {
     s.get(at..at + len)
         .and_then(|d| d.parse().ok())
         .ok_or_else(|| "bad time digits".to_string())
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// algorithm).
-fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
-    let y = i64::from(year) - i64::from(month <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// A strict DER reader over a byte slice.
@@ -344,14 +335,19 @@ impl<'a> Der<'a> {
     }
 }
 
-/// Test-only helpers to build certificates.
-#[cfg(test)]
-pub(crate) mod build {
+/// Test support: DER elements and self-signed X.509 certificates as C-tor
+/// makes them for its RSA identity. Compiled for tests and with the
+/// `test-support` feature (public as `braid_core::test_support::x509`, for
+/// the fuzz targets).
+#[cfg(any(test, feature = "test-support"))]
+pub mod build {
+    #![allow(clippy::unwrap_used, reason = "test support")]
+
     use super::*;
     use tor_llcrypto::pk::rsa::KeyPair;
 
     /// One DER element.
-    pub(crate) fn tlv(t: u8, contents: &[u8]) -> Vec<u8> {
+    pub fn tlv(t: u8, contents: &[u8]) -> Vec<u8> {
         let mut out = vec![t];
         let len = contents.len();
         if len < 0x80 {
@@ -369,16 +365,7 @@ pub(crate) mod build {
     fn utc_time(t: SystemTime) -> Vec<u8> {
         let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
         let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        // Inverse of days_from_civil (H. Hinnant).
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
+        let (y, m, d) = time::civil_from_days(days);
         let s = format!(
             "{:02}{:02}{:02}{:02}{:02}{:02}Z",
             y % 100,
@@ -394,7 +381,7 @@ pub(crate) mod build {
     /// A self-signed X.509 certificate for `key`, as C-tor makes for its
     /// RSA identity (sha256WithRSAEncryption), valid from `not_before` to
     /// `not_after`. `signer` signs it (normally `key` itself).
-    pub(crate) fn rsa_cert(
+    pub fn rsa_cert(
         key: &PublicKey,
         signer: &KeyPair,
         not_before: SystemTime,
@@ -535,9 +522,6 @@ mod tests {
 
     #[test]
     fn times() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2020, 9, 26), 18_531);
         let parse = |t: u8, s: &str| read_time(&mut Der::new(&build::tlv(t, s.as_bytes())));
         assert_eq!(
             parse(tag::UTC_TIME, "491231235959Z").unwrap(),

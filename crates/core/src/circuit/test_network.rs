@@ -40,18 +40,18 @@ use crate::crypto::{CELL_BODY_LEN, RelayCellBody, RelayHop, SendmeTag, Tor1Keys}
 
 /// One relay of the mock network.
 #[derive(Debug)]
-pub(super) struct MockRelay {
+pub struct MockRelay {
     /// Its ntor key (RSA identity).
     ntor: NtorSecretKey,
     /// The same onion key for ntor-v3 (Ed25519 identity).
     ntor_v3: NtorV3SecretKey,
     /// It speaks ntor-v3 (Relay=4).
-    pub(super) speaks_v3: bool,
+    pub speaks_v3: bool,
     /// The `sendme_inc` it answers a congestion control request with, if
     /// it accepts congestion control.
-    pub(super) cc_answer: Option<u8>,
+    pub cc_answer: Option<u8>,
     /// Answer a congestion control answer even when not asked.
-    pub(super) cc_unasked: bool,
+    pub cc_unasked: bool,
 }
 
 impl MockRelay {
@@ -68,7 +68,7 @@ impl MockRelay {
     }
 
     /// How the client sees it.
-    pub(super) fn target(&self, i: u8) -> HopTarget {
+    pub fn target(&self, i: u8) -> HopTarget {
         HopTarget {
             rsa_id: self.ntor.public.id,
             ed_id: self.ntor_v3.public.id,
@@ -82,60 +82,60 @@ impl MockRelay {
 
 /// The relay side of one hop of the circuit under test.
 #[derive(Debug)]
-pub(super) struct MockHop {
+pub struct MockHop {
     /// Which relay.
-    pub(super) relay: usize,
+    pub relay: usize,
     /// Its relay crypto.
-    crypto: RelayHop,
+    pub crypto: RelayHop,
     /// Negotiated `sendme_inc`, if congestion control.
-    pub(super) cc: Option<u8>,
+    pub cc: Option<u8>,
     /// Its deliver window for the client's DATA.
-    deliver: DeliverWindow,
+    pub deliver: DeliverWindow,
     /// DATA cells it sent towards the client.
-    pub(super) data_sent: u64,
+    pub data_sent: u64,
     /// Tags of its DATA cells that expect a SENDME, oldest first.
-    pub(super) expected: VecDeque<CcTag>,
+    pub expected: VecDeque<CcTag>,
     /// Circuit SENDMEs from the client: (cell count when received, tag
     /// matched).
-    pub(super) sendmes: Vec<(u64, bool)>,
+    pub sendmes: Vec<(u64, bool)>,
     /// DATA cells received from the client.
-    pub(super) data_received: u64,
+    pub data_received: u64,
     /// The relay-side SENDME tag of every DATA cell received, in order.
-    pub(super) data_tags: Vec<CcTag>,
+    pub data_tags: Vec<CcTag>,
 }
 
 /// The mock network.
 #[derive(Debug)]
-pub(super) struct MockNet {
+pub struct MockNet {
     /// Randomness for handshakes and padding.
     rng: StdRng,
     /// The relays.
-    pub(super) relays: Vec<MockRelay>,
+    pub relays: Vec<MockRelay>,
     /// The circuit's hops as built so far.
-    pub(super) hops: Vec<MockHop>,
+    pub hops: Vec<MockHop>,
     /// Echo DATA back from the hop that received it.
-    pub(super) echo: bool,
+    pub echo: bool,
     /// Send circuit SENDMEs for the client's DATA.
-    pub(super) auto_sendme: bool,
+    pub auto_sendme: bool,
     /// Answer BEGIN with CONNECTED.
-    pub(super) answer_begin: bool,
+    pub answer_begin: bool,
     /// Flip a byte of the next handshake reply.
-    pub(super) tamper_reply: bool,
+    pub tamper_reply: bool,
     /// Messages recognized at a hop: (hop, stream id or 0, message).
-    pub(super) log: Vec<(usize, u16, AnyRelayMsg)>,
+    pub log: Vec<(usize, u16, AnyRelayMsg)>,
     /// Commands of the RELAY_EARLY cells seen, with their hop.
-    pub(super) early: Vec<(usize, RelayCmd)>,
+    pub early: Vec<(usize, RelayCmd)>,
     /// Relay cells no hop recognized.
-    pub(super) unrecognized: usize,
+    pub unrecognized: usize,
     /// An EXTEND2 arrived in a plain RELAY cell.
-    pub(super) extend_not_early: usize,
+    pub extend_not_early: usize,
     /// DESTROY cells received.
-    pub(super) destroys: usize,
+    pub destroys: usize,
 }
 
 impl MockNet {
     /// Relays with the given capabilities: (speaks ntor-v3, CC answer).
-    pub(super) fn new(relays: &[(bool, Option<u8>)], seed: u64) -> Self {
+    pub fn new(relays: &[(bool, Option<u8>)], seed: u64) -> Self {
         Self {
             rng: StdRng::seed_from_u64(seed),
             relays: relays
@@ -158,17 +158,17 @@ impl MockNet {
 
     /// Three relays: two ntor-only middles and an ntor-v3 exit with
     /// congestion control (`sendme_inc` 31).
-    pub(super) fn three_hops() -> Self {
+    pub fn three_hops() -> Self {
         Self::new(&[(false, None), (false, None), (true, Some(31))], 1)
     }
 
     /// How the client sees relay `i`.
-    pub(super) fn target(&self, i: usize) -> HopTarget {
+    pub fn target(&self, i: usize) -> HopTarget {
         self.relays[i].target(u8::try_from(i).unwrap())
     }
 
     /// A cell from the client; returns the cells sent back.
-    pub(super) fn deliver(&mut self, cell: AnyChanMsg) -> Vec<AnyChanMsg> {
+    pub fn deliver(&mut self, cell: AnyChanMsg) -> Vec<AnyChanMsg> {
         match cell {
             AnyChanMsg::Create2(c) => {
                 assert!(self.hops.is_empty(), "CREATE2 on a live circuit");
@@ -189,7 +189,12 @@ impl MockNet {
 
     /// Run the relay side of a handshake at relay `relay`, adding the hop;
     /// `None` if the handshake fails.
-    fn handshake(&mut self, relay: usize, htype: HandshakeType, skin: &[u8]) -> Option<Vec<u8>> {
+    pub fn handshake(
+        &mut self,
+        relay: usize,
+        htype: HandshakeType,
+        skin: &[u8],
+    ) -> Option<Vec<u8>> {
         let r = &self.relays[relay];
         let (reply, keygen, cc) = if htype == HandshakeType::NTOR {
             let (kg, reply) =
@@ -321,7 +326,7 @@ impl MockNet {
 
     /// A relay cell that hop `hop` sends towards the client (stream 0 for
     /// circuit-level). DATA cells count towards its expected SENDMEs.
-    pub(super) fn originate(&mut self, hop: usize, stream: u16, msg: AnyRelayMsg) -> AnyChanMsg {
+    pub fn originate(&mut self, hop: usize, stream: u16, msg: AnyRelayMsg) -> AnyChanMsg {
         let is_data = msg.cmd() == RelayCmd::DATA;
         let mut body = AnyRelayMsgOuter::new(CellStreamId::new(stream), msg)
             .encode(RelayCellFormat::V0, &mut self.rng)
@@ -339,7 +344,7 @@ impl MockNet {
     }
 
     /// Add the layers for a body that hop `hop` originates.
-    pub(super) fn originate_body(&mut self, hop: usize, body: &mut RelayCellBody) -> SendmeTag {
+    pub fn originate_body(&mut self, hop: usize, body: &mut RelayCellBody) -> SendmeTag {
         let tag = self.hops[hop].crypto.originate_inbound(body);
         for h in self.hops[..hop].iter_mut().rev() {
             h.crypto.encrypt_inbound(body);
@@ -348,7 +353,7 @@ impl MockNet {
     }
 
     /// A random inbound cell that no hop originated.
-    pub(super) fn garbage(&mut self) -> AnyChanMsg {
+    pub fn garbage(&mut self) -> AnyChanMsg {
         let mut body = [0_u8; CELL_BODY_LEN];
         rand::Rng::fill_bytes(&mut self.rng, &mut body);
         AnyChanMsg::Relay(Relay::from_raw(body))
@@ -357,7 +362,7 @@ impl MockNet {
 
 /// Move cells both ways until nothing moves. Returns the first error
 /// `handle_cell` gave, if any.
-pub(super) fn pump(
+pub fn pump(
     circ: &mut ClientCircuit,
     net: &mut MockNet,
     now: Instant,
@@ -383,7 +388,7 @@ pub(super) fn pump(
 
 /// A client circuit through relays `path` of `net`, built and with its
 /// events drained.
-pub(super) fn build(
+pub fn build(
     net: &mut MockNet,
     path: &[usize],
     params: super::params::CircParams,

@@ -1,7 +1,8 @@
 //! Property tests of the stream layer: random interleavings of application
 //! calls, circuit polls, timers and messages from a (possibly hostile)
 //! exit never panic, never exceed a bound, and deliver to the application
-//! exactly the data the map accepted, in order, for every stream.
+//! exactly the data the map accepted, in order, for every stream (the
+//! checks are [`StreamChecker`]'s).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,9 +13,9 @@ use tor_cell::relaycell::msg::{
     AnyRelayMsg, BeginFlags, Connected, Data, End, EndReason, Resolved, ResolvedVal, Sendme,
 };
 
-use crate::cc::FlowParams;
 use crate::ids::StreamId;
 
+use super::invariants::{StreamChecker, small_xon_xoff};
 use super::*;
 
 /// One step of a run.
@@ -80,34 +81,24 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// What the test knows about one stream.
+/// What the scripted exit knows about one stream.
 #[derive(Debug, Default)]
-struct Model {
-    /// Bytes `write` accepted.
-    written: Vec<u8>,
-    /// Bytes that went out in DATA cells.
-    sent: Vec<u8>,
-    /// Bytes of DATA the map accepted for delivery.
-    delivered: Vec<u8>,
-    /// Bytes the application read.
-    read: Vec<u8>,
-    /// The application closed the stream (its unread data is dropped).
-    closed: bool,
+struct ExitSide {
     /// Counter for the exit's data pattern.
     next_byte: u32,
     /// Our BEGIN or RESOLVE went out.
     on_wire: bool,
 }
 
-fn build(msg: &ExitMsg, model: Option<&mut Model>) -> AnyRelayMsg {
+fn build(msg: &ExitMsg, exit: Option<&mut ExitSide>) -> AnyRelayMsg {
     match msg {
         ExitMsg::Connected => {
             AnyRelayMsg::Connected(Connected::new_with_addr("192.0.2.1".parse().unwrap(), 60))
         }
         ExitMsg::Data(len) => {
-            let start = model.map_or(0, |m| {
-                let s = m.next_byte;
-                m.next_byte = m.next_byte.wrapping_add(*len as u32);
+            let start = exit.map_or(0, |e| {
+                let s = e.next_byte;
+                e.next_byte = e.next_byte.wrapping_add(*len as u32);
                 s
             });
             let bytes: Vec<u8> = (0..*len as u32)
@@ -127,32 +118,8 @@ fn build(msg: &ExitMsg, model: Option<&mut Model>) -> AnyRelayMsg {
     }
 }
 
-fn small_cc() -> StreamFlowMode {
-    let cell = 498;
-    StreamFlowMode::XonXoff {
-        params: FlowParams {
-            xoff_client_bytes: 10 * cell,
-            xoff_exit_bytes: 4 * cell,
-            xon_rate_bytes: 5 * cell,
-            xoff_grace_bytes: 20 * cell,
-            ..FlowParams::default()
-        },
-        onion: false,
-    }
-}
-
-/// Read everything there is on `id` into the model.
-fn read_out(m: &mut StreamMap, id: StreamId, model: &mut Model, now: Instant, max: usize) {
-    let mut buf = vec![0u8; max.max(1)];
-    for _ in 0..10_000 {
-        match m.read(id, &mut buf, now) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => model.read.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-fn run(ops: Vec<Op>, cc: bool, optimistic: bool) -> Result<(), TestCaseError> {
+/// One run; a broken invariant panics (proptest reports it).
+fn run(ops: Vec<Op>, cc: bool, optimistic: bool) {
     let cfg = StreamMapConfig {
         max_streams: 4,
         send_buffer: 2000,
@@ -161,17 +128,17 @@ fn run(ops: Vec<Op>, cc: bool, optimistic: bool) -> Result<(), TestCaseError> {
         ..StreamMapConfig::default()
     };
     let mode = if cc {
-        small_cc()
+        small_xon_xoff()
     } else {
         StreamFlowMode::Windowed
     };
     let mut m = StreamMap::with_first_id(cfg.clone(), mode, 1);
     let mut now = Instant::now();
-    let mut ids: Vec<StreamId> = Vec::new();
-    let mut models: HashMap<StreamId, Model> = HashMap::new();
+    let mut check = StreamChecker::new();
+    let mut exit: HashMap<StreamId, ExitSide> = HashMap::new();
     // Mostly a stream the map still holds; sometimes any stream ever opened
     // (to exercise closed and released ids).
-    let pick = |m: &StreamMap, ids: &Vec<StreamId>, s: usize| {
+    let pick = |m: &StreamMap, ids: &[StreamId], s: usize| {
         let live: Vec<StreamId> = ids
             .iter()
             .copied()
@@ -192,51 +159,40 @@ fn run(ops: Vec<Op>, cc: bool, optimistic: bool) -> Result<(), TestCaseError> {
                     BeginFlags::empty(),
                     now,
                 ) {
-                    prop_assert!(!models.contains_key(&id), "id {id} reused");
-                    ids.push(id);
-                    models.insert(id, Model::default());
+                    check.opened(id);
                 }
             }
             Op::Resolve => {
                 if let Ok(id) = m.resolve("example.com", now) {
-                    prop_assert!(!models.contains_key(&id), "id {id} reused");
-                    ids.push(id);
-                    models.insert(id, Model::default());
+                    check.opened(id);
                 }
             }
             Op::Write { s, len } => {
-                if let Some(id) = pick(&m, &ids, s) {
+                if let Some(id) = pick(&m, check.ids(), s) {
                     let bytes: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
-                    if let Ok(n) = m.write(id, &bytes)
-                        && let Some(md) = models.get_mut(&id)
-                    {
-                        prop_assert!(n <= len);
-                        md.written.extend_from_slice(&bytes[..n]);
+                    if let Ok(n) = m.write(id, &bytes) {
+                        check.wrote(id, &bytes, n);
                     }
                 }
             }
             Op::Read { s, len } => {
-                if let Some(id) = pick(&m, &ids, s) {
+                if let Some(id) = pick(&m, check.ids(), s) {
                     let mut buf = vec![0u8; len];
-                    if let Ok(n) = m.read(id, &mut buf, now)
-                        && let Some(md) = models.get_mut(&id)
-                    {
-                        md.read.extend_from_slice(&buf[..n]);
+                    if let Ok(n) = m.read(id, &mut buf, now) {
+                        check.read(id, &buf[..n]);
                     }
                 }
             }
             Op::Shutdown { s } => {
-                if let Some(id) = pick(&m, &ids, s) {
+                if let Some(id) = pick(&m, check.ids(), s) {
                     let _ = m.shutdown_write(id, now);
                 }
             }
             Op::Close { s } => {
-                if let Some(id) = pick(&m, &ids, s)
+                if let Some(id) = pick(&m, check.ids(), s)
                     && m.close(id, EndReason::MISC, now).is_ok()
-                    && let Some(md) = models.get_mut(&id)
                 {
-                    md.closed = true;
-                    md.delivered.truncate(md.read.len());
+                    check.closed(id);
                 }
             }
             Op::Transmit { data, n } => {
@@ -244,25 +200,16 @@ fn run(ops: Vec<Op>, cc: bool, optimistic: bool) -> Result<(), TestCaseError> {
                     let Some((id, msg)) = m.poll_transmit(data) else {
                         break;
                     };
-                    if matches!(msg, AnyRelayMsg::Begin(_) | AnyRelayMsg::Resolve(_))
-                        && let Some(md) = models.get_mut(&id)
-                    {
-                        md.on_wire = true;
+                    if matches!(msg, AnyRelayMsg::Begin(_) | AnyRelayMsg::Resolve(_)) {
+                        exit.entry(id).or_default().on_wire = true;
                     }
-                    if let AnyRelayMsg::Data(d) = msg {
-                        prop_assert!(data, "DATA while the circuit said no");
-                        let b = d.as_ref();
-                        prop_assert!(!b.is_empty() && b.len() <= 498);
-                        if let Some(md) = models.get_mut(&id) {
-                            md.sent.extend_from_slice(b);
-                        }
-                    }
+                    check.transmitted(id, &msg, data, cfg.max_data_len);
                 }
             }
             Op::Events => {
                 for _ in 0..100 {
                     let Some(ev) = m.poll_event() else { break };
-                    prop_assert!(models.contains_key(&ev.id()));
+                    check.event(&ev);
                 }
             }
             Op::Advance { ms } => now += Duration::from_millis(ms),
@@ -270,81 +217,35 @@ fn run(ops: Vec<Op>, cc: bool, optimistic: bool) -> Result<(), TestCaseError> {
             Op::CircuitClosed => m.handle_circuit_closed(),
             Op::Answer => {
                 // A well-behaved exit answers every BEGIN and RESOLVE it saw.
-                for id in &ids {
-                    let on_wire = models.get(id).is_some_and(|md| md.on_wire);
-                    let answer = match m.state(*id) {
+                for &id in check.ids() {
+                    let on_wire = exit.get(&id).is_some_and(|e| e.on_wire);
+                    let answer = match m.state(id) {
                         Some(StreamState::Connecting) if on_wire => ExitMsg::Connected,
                         Some(StreamState::Resolving) if on_wire => ExitMsg::Resolved,
                         _ => continue,
                     };
-                    let r = m.handle_msg(now, *id, build(&answer, None));
-                    prop_assert!(r.is_ok(), "{:?}", r);
+                    let r = m.handle_msg(now, id, build(&answer, None));
+                    assert!(r.is_ok(), "{r:?}");
                 }
             }
             Op::Exit { s, msg } => {
-                if let Some(id) = pick(&m, &ids, s) {
-                    let receiving = matches!(
-                        m.state(id),
-                        Some(StreamState::Open | StreamState::HalfClosedLocal)
-                    );
-                    let msg = build(&msg, models.get_mut(&id));
-                    let bytes = match &msg {
-                        AnyRelayMsg::Data(d) => Some(d.as_ref().to_vec()),
-                        _ => None,
-                    };
-                    let before = m.recv_buffered(id);
-                    let r = m.handle_msg(now, id, msg);
-                    if let (Ok(()), Some(b), true) = (&r, bytes, receiving)
-                        && let Some(md) = models.get_mut(&id)
-                    {
-                        prop_assert_eq!(m.recv_buffered(id), before.map(|x| x + b.len()));
-                        md.delivered.extend_from_slice(&b);
-                    }
+                if let Some(id) = pick(&m, check.ids(), s) {
+                    let msg = build(&msg, Some(exit.entry(id).or_default()));
+                    let _ = check.deliver(&mut m, now, id, msg);
                 }
             }
             Op::StrayId { id, msg } => {
                 if let Some(id) = StreamId::new(id) {
-                    let held = m.state(id).is_some();
-                    let r = m.handle_msg(now, id, build(&msg, None));
-                    if !held && !models.contains_key(&id) {
-                        prop_assert!(r.is_err_and(|e| e.is_protocol_violation()));
-                    }
+                    let _ = check.deliver(&mut m, now, id, build(&msg, None));
                 }
             }
         }
         // Bounds hold after every step.
-        prop_assert!(m.len() <= cfg.max_streams);
-        prop_assert!(m.half_closed_len() <= cfg.max_half_closed);
-        for id in &ids {
-            if let Some(n) = m.recv_buffered(*id) {
-                prop_assert!(n <= m.recv_limit());
-            }
-            if let Some(n) = m.send_buffered(*id) {
-                prop_assert!(n <= cfg.send_buffer);
-            }
-            if let Some(md) = models.get(id) {
-                prop_assert!(
-                    md.written.starts_with(&md.sent),
-                    "DATA out of order on {id}"
-                );
-                prop_assert!(
-                    md.delivered.starts_with(&md.read),
-                    "read out of order on {id}"
-                );
-            }
-        }
+        check.check_bounds(&m, &cfg);
     }
     // The application reads what is left: every stream gives exactly what
     // the map accepted.
-    for id in &ids {
-        if let Some(md) = models.get_mut(id) {
-            if !md.closed {
-                read_out(&mut m, *id, md, now, 700);
-            }
-            prop_assert_eq!(&md.read, &md.delivered, "stream {}", id);
-        }
-    }
-    Ok(())
+    check.finish(&mut m, now, 700);
 }
 
 proptest! {
@@ -358,7 +259,7 @@ proptest! {
         cc in any::<bool>(),
         optimistic in any::<bool>(),
     ) {
-        run(ops, cc, optimistic)?;
+        run(ops, cc, optimistic);
     }
 }
 
@@ -368,7 +269,7 @@ proptest! {
 fn echo_exit_round_trip() {
     for cc in [false, true] {
         let mode = if cc {
-            small_cc()
+            small_xon_xoff()
         } else {
             StreamFlowMode::Windowed
         };
