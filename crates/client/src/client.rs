@@ -13,6 +13,7 @@ use braid_core::channel::ExpectedIdentity;
 use braid_core::circuit::HopTarget;
 use braid_core::conflux::ConfluxConfig;
 use braid_core::stream::{Host, ResolvedAnswer, Socks5Reply, Target};
+use braid_core::tunnel::{TunnelConfig, TunnelKind};
 use braid_dir::{
     DirEvent, GuardParams, GuardSet, GuardUsage, NetDir, Path, PathConfig, Relay, RelayId,
     choose_conflux_legs, choose_path,
@@ -26,12 +27,13 @@ use crate::config::ClientConfig;
 use crate::dir_cache::DirCache;
 use crate::dir_driver::DirDriver;
 use crate::error::ClientError;
+use crate::hops::hop_target;
 use crate::keyed_lock::KeyedLock;
 use crate::pool::{IsolationPool, MAX_POOL_KEYS};
 use crate::socks::{Connector, IsolationKey, SocksRequest, SocksTarget};
 use crate::tunnel::{
     BeginError, LegFuture, LegPlan, LegSource, TorStream, TunnelError, TunnelHandle, TunnelInfo,
-    TunnelParams, WeakTunnel, build_conflux_tunnel, build_tunnel, hop_target,
+    WeakTunnel, build_conflux_tunnel, build_tunnel,
 };
 
 /// How long a channel may take to open.
@@ -358,9 +360,9 @@ impl TorClient {
             exit: path.exit.id,
             exit_policy: path.exit.policy.clone(),
         };
-        let params = TunnelParams::from_consensus(dir.params());
+        let config = TunnelConfig::from_consensus(TunnelKind::Single, dir.params());
         let result = match self.channel_to(path.guard).await {
-            Ok(ch) => build_tunnel(&ch, hops, info, params).await,
+            Ok(ch) => build_tunnel(&ch, hops, info, config).await,
             Err(e) => Err(e),
         };
         if let Some(suspect) = result.as_ref().err().and_then(TunnelError::suspect) {
@@ -430,27 +432,21 @@ impl TorClient {
             exit: exit.id,
             exit_policy: exit.policy.clone(),
         };
-        let params = TunnelParams::from_consensus(dir.params());
-        // Failed legs are relaunched by the set, which reports each
-        // failure to `leg_failed` (so the culprit is avoided).
-        let source: Arc<dyn LegSource> = Arc::new(self.clone());
-        build_conflux_tunnel(
-            legs,
-            info,
-            params,
-            {
-                let (reorder, reorder_auto) = self.inner.config.reorder();
-                ConfluxConfig {
-                    desired_ux: self.inner.config.conflux_ux,
-                    reorder,
-                    reorder_auto,
-                    ..ConfluxConfig::client()
-                }
+        let (reorder, reorder_auto) = self.inner.config.reorder();
+        let kind = TunnelKind::Conflux {
+            conflux: ConfluxConfig {
+                desired_ux: self.inner.config.conflux_ux,
+                reorder,
+                reorder_auto,
+                ..ConfluxConfig::client()
             },
-            self.inner.config.scheduler,
-            Some(source),
-        )
-        .await
+            scheduler: self.inner.config.scheduler,
+        };
+        let config = TunnelConfig::from_consensus(kind, dir.params());
+        // Legs the set's core asks for come from here, and their failures
+        // are reported to `leg_failed` (so the culprit is avoided).
+        let source: Arc<dyn LegSource> = Arc::new(self.clone());
+        build_conflux_tunnel(legs, info, config, Some(source)).await
     }
 
     /// `n` distinct guards for Conflux legs, none of `exclude`: from the

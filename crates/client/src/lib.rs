@@ -7,6 +7,7 @@
 //!   and the SOCKS [`socks::Connector`].
 //! - [`config`]: the client's TOML configuration (a private network's
 //!   `network.toml` works as one).
+//! - [`hops`]: directory relays as circuit hop targets.
 //! - [`http`]: the minimal HTTP/1.0 GET used to fetch directory documents
 //!   from DirPorts.
 //! - [`dir_cache`]: the on-disk directory cache (atomic writes, corrupt files
@@ -17,10 +18,11 @@
 //!   so work on different keys runs in parallel.
 //! - [`pool`]: the tunnels kept per isolation key, least recently used
 //!   keys evicted beyond a bound.
+//! - [`report`]: what a tunnel's task reports about its tunnel and legs.
 //! - [`metrics`]: per-tunnel and per-leg figures as Prometheus text and
 //!   JSON on an optional HTTP port.
-//! - [`tunnel`]: the tunnel reactor: one task per circuit, owning the
-//!   core's circuit and stream map.
+//! - [`tunnel`]: the tunnel driver: one task per tunnel (a circuit or a
+//!   Conflux set) owning braid-core's `ClientTunnel`.
 //! - [`error`]: the error types.
 
 pub mod channel;
@@ -29,10 +31,12 @@ pub mod config;
 pub mod dir_cache;
 pub mod dir_driver;
 pub mod error;
+pub mod hops;
 pub mod http;
 pub mod keyed_lock;
 pub mod metrics;
 pub mod pool;
+pub mod report;
 pub mod socks;
 pub mod tunnel;
 

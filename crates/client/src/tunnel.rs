@@ -9,21 +9,16 @@
 //! - `apps`: the application ends of streams.
 //! - [`handle`]: [`TunnelHandle`], what the rest of the client holds, and
 //!   its errors.
-//! - [`report`]: [`TunnelReport`], what a task says about its tunnel.
 //! - [`stream`]: [`TorStream`], the application's end of a stream.
-//! - [`target`]: turning directory relays into circuit hop targets.
 
 mod apps;
 pub mod handle;
 pub mod legs;
-pub mod report;
 pub mod stream;
-pub mod target;
 pub mod task;
 
+pub use crate::report::{LegReport, ReorderReport, TunnelReport};
 pub use handle::{BeginError, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, WeakTunnel};
 pub use legs::{LegFuture, LegPlan, LegSource};
-pub use report::{LegReport, ReorderReport, TunnelReport};
 pub use stream::TorStream;
-pub use target::hop_target;
-pub use task::{TunnelParams, build_conflux_tunnel, build_tunnel};
+pub use task::{build_conflux_tunnel, build_tunnel};

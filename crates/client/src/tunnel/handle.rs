@@ -8,9 +8,9 @@ use braid_core::stream::{ResolvedAnswer, Socks5Reply, Target};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::report::{LegReport, TunnelReport};
 use super::stream::TorStream;
 use crate::channel::ChannelDriverError;
+use crate::report::{LegReport, TunnelReport};
 
 /// A tunnel could not be built.
 #[derive(Debug, Error)]

@@ -8,14 +8,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use braid_core::cc::{CcParams, FlowParams};
-use braid_core::circuit::{CircParams, HopTarget};
-use braid_core::conflux::ConfluxConfig;
-use braid_core::conflux_sched::SchedulerKind;
+use braid_core::circuit::HopTarget;
 use braid_core::ids::LegKey;
-use braid_core::stream::StreamMapConfig;
 use braid_core::tunnel::{ClientTunnel, TunnelConfig, TunnelEvent, TunnelKind};
 use braid_dir::RelayId;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -24,8 +20,8 @@ use tor_cell::chancell::msg::AnyChanMsg;
 use super::apps::Apps;
 use super::handle::{Cmd, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, next_tunnel_id};
 use super::legs::{LegPlan, LegSource, OpenedLeg, open_leg, relay_id};
-use super::report::{LegReport, ReorderReport, TunnelReport};
 use crate::channel::{ChannelHandle, CircuitIo};
+use crate::report::{LegReport, ReorderReport, TunnelReport};
 
 /// Requests waiting for the task.
 const CMD_QUEUE: usize = 64;
@@ -36,54 +32,13 @@ const INBOUND_CHUNK: usize = 16;
 /// and the sending side get theirs.
 const INBOUND_BUDGET: usize = 512;
 
-/// How to build a tunnel.
-#[derive(Debug, Clone)]
-pub struct TunnelParams {
-    /// Circuit settings (congestion control from the consensus).
-    pub circuit: CircParams,
-    /// Stream settings.
-    pub streams: StreamMapConfig,
-    /// XON/XOFF parameters from the consensus.
-    pub flow: FlowParams,
-    /// Give up building after this long.
-    pub build_timeout: Duration,
-}
-
-impl TunnelParams {
-    /// Parameters from a consensus' "params" line.
-    pub fn from_consensus(params: &std::collections::BTreeMap<String, i32>) -> Self {
-        let pairs: Vec<(String, i32)> = params.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        Self {
-            circuit: CircParams {
-                cc: CcParams::from_consensus(pairs.as_slice()),
-                ..CircParams::default()
-            },
-            streams: StreamMapConfig::default(),
-            flow: FlowParams::from_consensus(pairs.as_slice()),
-            build_timeout: braid_core::tunnel::config::DEFAULT_BUILD_TIMEOUT,
-        }
-    }
-
-    /// The core's settings for a tunnel of `kind`.
-    fn config(&self, kind: TunnelKind) -> TunnelConfig {
-        TunnelConfig {
-            circuit: self.circuit.clone(),
-            streams: self.streams.clone(),
-            flow: self.flow.clone(),
-            leg_build_timeout: self.build_timeout,
-            open_timeout: self.build_timeout,
-            ..TunnelConfig::with_kind(kind)
-        }
-    }
-}
-
 /// Build a circuit through `hops` (the first is the relay at the other end
 /// of `channel`) and start its task. Returns once the circuit is built.
 pub async fn build_tunnel(
     channel: &ChannelHandle,
     hops: Vec<HopTarget>,
     info: TunnelInfo,
-    params: TunnelParams,
+    mut config: TunnelConfig,
 ) -> Result<TunnelHandle, TunnelError> {
     let plan = LegPlan {
         channel: channel.clone(),
@@ -91,23 +46,21 @@ pub async fn build_tunnel(
         names: info.legs.first().cloned().unwrap_or_default(),
         ids: Vec::new(),
     };
-    let config = params.config(TunnelKind::Single);
+    config.kind = TunnelKind::Single;
     spawn(vec![plan], info, config, None).await
 }
 
 /// Build a Conflux set over `legs` (each a channel to its guard and the
-/// path from that guard to the shared exit), link it, and start its task.
-/// Returns once the set is linked (prop 329 §2.4.2), or fails. With a
-/// `source`, the core's requests for new legs go there.
+/// path from that guard to the shared exit) as `config` says (its kind a
+/// Conflux set), link it, and start its task. Returns once the set is
+/// linked (prop 329 §2.4.2), or fails. With a `source`, the core's
+/// requests for new legs go there; without, none is relaunched.
 pub async fn build_conflux_tunnel(
     legs: Vec<LegPlan>,
     info: TunnelInfo,
-    params: TunnelParams,
-    conflux: ConfluxConfig,
-    scheduler: SchedulerKind,
+    mut config: TunnelConfig,
     source: Option<Arc<dyn LegSource>>,
 ) -> Result<TunnelHandle, TunnelError> {
-    let mut config = params.config(TunnelKind::Conflux { conflux, scheduler });
     if source.is_none()
         && let TunnelKind::Conflux { conflux, .. } = &mut config.kind
     {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::cc::FlowParams;
+use crate::cc::{CcParams, FlowParams};
 use crate::circuit::CircParams;
 use crate::conflux::ConfluxConfig;
 use crate::conflux_sched::SchedulerKind;
@@ -79,6 +79,24 @@ impl TunnelConfig {
             leg_build_timeout: DEFAULT_BUILD_TIMEOUT,
             open_timeout: DEFAULT_BUILD_TIMEOUT,
             relaunch_backoff: DEFAULT_RELAUNCH_BACKOFF,
+        }
+    }
+
+    /// Settings for `kind` with congestion control (proposal 324) and
+    /// XON/XOFF parameters from a consensus' `params` line, the rest
+    /// default.
+    pub fn from_consensus(
+        kind: TunnelKind,
+        params: &std::collections::BTreeMap<String, i32>,
+    ) -> Self {
+        let pairs: Vec<(String, i32)> = params.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        Self {
+            circuit: CircParams {
+                cc: CcParams::from_consensus(pairs.as_slice()),
+                ..CircParams::default()
+            },
+            flow: FlowParams::from_consensus(pairs.as_slice()),
+            ..Self::with_kind(kind)
         }
     }
 
