@@ -28,7 +28,7 @@
 //! what the scheduler is told (the streams' backlog for ECF); queue room
 //! every leg keeps for the set's own messages; every timer (open, leg
 //! build, relaunch, LINKED deadlines, connect deadlines) in one
-//! [timer table](timers); a leg we close sends its DESTROY before it is
+//! timer table (`timers`); a leg we close sends its DESTROY before it is
 //! released, whatever the set does.
 //!
 //! The exit role (the Braid relay's Conflux exit) is meant to sit beside
