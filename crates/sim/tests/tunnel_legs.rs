@@ -179,7 +179,9 @@ fn a_build_that_never_completes_times_out() {
         TunnelConfig::single(),
         vec![LegLinks::symmetric(1_000_000, MS(20))],
     );
+    // As the client sets them: the same for the leg and the tunnel.
     config.tunnel.leg_build_timeout = SECS(3);
+    config.tunnel.open_timeout = SECS(3);
     let mut sim = TunnelSim::new(config).unwrap();
     let exit = sim.relays.len() - 1;
     sim.exit.circuits.get_mut(&0).unwrap().relay.black_hole = Some(exit);

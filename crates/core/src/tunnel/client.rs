@@ -339,6 +339,8 @@ impl ClientTunnel {
                     }
                 }
             }
+            // Each timer's consequences before the next timer is judged.
+            self.settle(now);
         }
         if let Some(m) = self.multipath.as_mut() {
             m.set.handle_timeout(now);

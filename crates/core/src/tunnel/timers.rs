@@ -8,17 +8,20 @@ use std::time::Instant;
 
 use crate::ids::LegKey;
 
-/// A timer of the tunnel itself.
+/// A timer of the tunnel itself. Timers due at the same instant fire in
+/// this order: a leg's build timeout before the tunnel's open timeout, so
+/// a single circuit that never builds fails with the error that names the
+/// relay it was waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Timer {
-    /// The tunnel must be open by then
-    /// ([`TunnelConfig::open_timeout`](super::TunnelConfig::open_timeout)).
-    Open,
-    /// The next leg relaunch may go (backoff between relaunches).
-    Relaunch,
     /// A leg's circuit must be built by then
     /// ([`TunnelConfig::leg_build_timeout`](super::TunnelConfig::leg_build_timeout)).
     LegBuild(LegKey),
+    /// The next leg relaunch may go (backoff between relaunches).
+    Relaunch,
+    /// The tunnel must be open by then
+    /// ([`TunnelConfig::open_timeout`](super::TunnelConfig::open_timeout)).
+    Open,
 }
 
 /// Deadlines by timer; at most one per timer, so the table holds at most
@@ -82,6 +85,18 @@ impl TimerTable {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_leg_build_timeout_fires_before_the_open_timeout_at_the_same_instant() {
+        let t0 = Instant::now();
+        let mut t = TimerTable::default();
+        t.set(Timer::Open, t0);
+        t.set(Timer::LegBuild(LegKey(7)), t0);
+        assert_eq!(
+            t.take_expired(t0),
+            vec![Timer::LegBuild(LegKey(7)), Timer::Open]
+        );
+    }
 
     #[test]
     fn earliest_first_and_disarmed_once_taken() {
