@@ -1071,3 +1071,37 @@ fn advised_rate_grows_when_the_application_keeps_up() {
         );
     }
 }
+
+/// The backlog a scheduler sees (ECF): unknown while an application keeps
+/// a stream's send buffer at least half full and still writes; otherwise
+/// the buffered bytes in DATA cells, whatever their amount once the
+/// application stopped writing.
+#[test]
+fn send_backlog_for_the_scheduler() {
+    let now = t0();
+    let mut m = new_map(cc_mode());
+    let limit = m.config().send_buffer;
+    assert_eq!(m.send_backlog(), Some(0), "no streams");
+    let id = open(&mut m, now);
+    drain(&mut m, true);
+    assert_eq!(m.send_backlog(), Some(0));
+    m.write(id, &[7; 1000]).unwrap();
+    assert_eq!(m.send_backlog(), Some(3), "1000 bytes: 3 cells");
+    m.write(id, &vec![7; limit / 2]).unwrap();
+    assert_eq!(
+        m.send_backlog(),
+        None,
+        "half full and writing: a bulk transfer"
+    );
+    // Sent down to two cells: known again.
+    while m.send_buffered(id).unwrap() > 2 * CELL {
+        m.poll_transmit(true).unwrap();
+    }
+    assert_eq!(m.send_backlog(), Some(2));
+    // The application is done writing: what is buffered is all there is.
+    m.write(id, &vec![7; limit * 5 / 8]).unwrap();
+    m.shutdown_write(id, now).unwrap();
+    let buffered = m.send_buffered(id).unwrap();
+    assert!(buffered * 2 >= limit);
+    assert_eq!(m.send_backlog(), Some(buffered.div_ceil(CELL) as u64));
+}
