@@ -21,10 +21,13 @@
 //!   and microdescriptors (tor-netdoc), with `now` passed in.
 //! - [`netdir`]: a verified consensus joined with its microdescriptors, as
 //!   [`Relay`]s for path selection.
+//! - [`descriptor`]: a relay's server descriptor: its fields, building and
+//!   signing it, and the upload schedule.
 //! - [`error`]: the error types.
 
 pub mod authority;
 pub mod bootstrap;
+pub mod descriptor;
 pub mod documents;
 pub mod error;
 pub mod guard;
