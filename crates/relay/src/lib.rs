@@ -1,2 +1,14 @@
-//! The relay side of Braid, including the Conflux exit. Nothing is
-//! implemented here yet.
+//! The relay side of Braid: the driver that owns the relay's keys on disk
+//! and publishes its server descriptor to the directory authorities. The
+//! protocol logic it drives lives in braid-dir (the descriptor and its
+//! upload schedule) and braid-core.
+//!
+//! - [`keys`]: the relay's keys in a C-tor `keys/` directory.
+//! - [`error`]: the error types.
+
+pub mod error;
+mod keyfile;
+pub mod keys;
+
+pub use error::{KeyError, PublishError};
+pub use keys::{KeysOpened, RelayKeys};

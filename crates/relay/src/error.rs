@@ -1,0 +1,91 @@
+//! Errors of the relay driver: one enum per concern, each kind saying what
+//! the operator or the caller should do.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+
+/// The relay's keys could not be loaded, generated or stored.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Reading or writing a key file failed: fix permissions or disk.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// A key file is not in the format C-tor writes: restore it from a
+    /// backup, or remove the key directory to make a new identity.
+    #[error("{path}: {detail}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Some key files exist and others are missing; Braid will not
+    /// overwrite the ones present with a new identity.
+    #[error(
+        "{dir}: incomplete key directory, missing {missing:?}; restore them, or remove the directory to make a new identity"
+    )]
+    Incomplete {
+        /// The key directory.
+        dir: PathBuf,
+        /// The files missing.
+        missing: Vec<String>,
+    },
+    /// The key files do not belong together (e.g. the signing-key
+    /// certificate names another master key).
+    #[error("keys do not belong together: {0}")]
+    Mismatch(String),
+    /// The signing-key certificate expires (or has expired) and the master
+    /// identity secret key, needed to sign a new one, is not in the key
+    /// directory: make one with the master key (`tor --keygen`) and copy
+    /// it in.
+    #[error(
+        "the signing-key certificate expires at {expiry:?}; the master identity secret key is needed to renew it"
+    )]
+    CannotRenew {
+        /// When the certificate expires.
+        expiry: SystemTime,
+    },
+    /// Making or encoding a key failed: a bug.
+    #[error("key generation failed: {0}")]
+    Generate(String),
+}
+
+/// A descriptor upload to one authority failed without an HTTP answer
+/// (the caller retries later).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// Connecting, writing or reading failed.
+    #[error("{addr}: {source}")]
+    Io {
+        /// The authority's DirPort.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// No complete answer within the timeout.
+    #[error("{addr}: no answer within {timeout:?}")]
+    Timeout {
+        /// The authority's DirPort.
+        addr: SocketAddr,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The answer is not an HTTP/1.x response, or is too long.
+    #[error("{addr}: malformed answer: {detail}")]
+    Malformed {
+        /// The authority's DirPort.
+        addr: SocketAddr,
+        /// What is wrong.
+        detail: String,
+    },
+}
