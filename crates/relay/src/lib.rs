@@ -4,11 +4,16 @@
 //! upload schedule) and braid-core.
 //!
 //! - [`keys`]: the relay's keys in a C-tor `keys/` directory.
+//! - [`publish`]: uploading the descriptor to the authorities.
+//! - [`http`]: the minimal HTTP/1.0 client for their DirPorts.
 //! - [`error`]: the error types.
 
 pub mod error;
+pub mod http;
 mod keyfile;
 pub mod keys;
+pub mod publish;
 
 pub use error::{KeyError, PublishError};
 pub use keys::{KeysOpened, RelayKeys};
+pub use publish::{PublishEvent, Publisher};

@@ -180,6 +180,15 @@ impl PublishSchedule {
             .count()
     }
 
+    /// When the current descriptor is next due at `authority` after a
+    /// failure (`None`: not waiting for a retry).
+    pub fn retry_at(&self, authority: usize) -> Option<Instant> {
+        self.authorities
+            .get(authority)
+            .filter(|a| a.accepted < self.generation && a.in_flight.is_none())
+            .and_then(|a| a.retry_at)
+    }
+
     /// Failed uploads of the current descriptor to `authority` in a row.
     pub fn failures(&self, authority: usize) -> u32 {
         self.authorities.get(authority).map_or(0, |a| a.failures)
@@ -254,6 +263,8 @@ mod tests {
         for _ in 0..6 {
             s.upload_done(up, UploadOutcome::Refused, now);
             let next = s.poll_timeout().unwrap();
+            assert_eq!(s.retry_at(1), Some(next));
+            assert_eq!(s.retry_at(0), None);
             delays.push((next - now).as_secs());
             assert_eq!(s.poll_upload(next - Duration::from_millis(1)), None);
             now = next;
@@ -261,6 +272,7 @@ mod tests {
             assert_eq!(up.authority, 1);
         }
         assert_eq!(delays, [10, 20, 40, 60, 60, 60]);
+        assert_eq!(s.retry_at(1), None, "in flight");
         assert_eq!(s.failures(1), 6);
         assert_eq!(s.failures(0), 0);
         s.upload_done(up, UploadOutcome::Accepted, now);
