@@ -3,17 +3,20 @@
 //! protocol logic it drives lives in braid-dir (the descriptor and its
 //! upload schedule) and braid-core.
 //!
+//! - [`config`]: the relay's configuration file.
 //! - [`keys`]: the relay's keys in a C-tor `keys/` directory.
 //! - [`publish`]: uploading the descriptor to the authorities.
 //! - [`http`]: the minimal HTTP/1.0 client for their DirPorts.
 //! - [`error`]: the error types.
 
+pub mod config;
 pub mod error;
 pub mod http;
 mod keyfile;
 pub mod keys;
 pub mod publish;
 
-pub use error::{KeyError, PublishError};
+pub use config::RelayConfig;
+pub use error::{ConfigError, KeyError, PublishError};
 pub use keys::{KeysOpened, RelayKeys};
 pub use publish::{PublishEvent, Publisher};

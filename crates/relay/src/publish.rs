@@ -3,10 +3,17 @@
 //! retried per braid-dir's [`PublishSchedule`], a fresh descriptor built
 //! every 18 hours or when the caller says the contents changed.
 //!
-//! C-tor answers an upload with `200` and its verdict in the reason phrase
-//! (plus `X-Descriptor-Not-New: Yes` when it already had an equivalent
-//! descriptor), or `400` and the reason it refused (`dircache.c`,
-//! `directory_handle_command_post`).
+//! C-tor answers an upload with `400` and the reason in the status line
+//! when it refuses the descriptor, and otherwise with `200` (plus
+//! `X-Descriptor-Not-New: Yes` when it already had an equivalent one)
+//! (`dircache.c`, `directory_handle_command_post`). But a `200` is not
+//! proof: a descriptor C-tor cannot parse (a bad signature, say) is dropped
+//! with a warning in the authority's log and still answered `200 [None]`
+//! (seen with tor 0.4.9.8: its `msg` starts as "[None]", so the "No
+//! descriptors found" answer of `dirserv_add_multiple_descriptors` never
+//! fires). So after a `200` the publisher fetches the descriptor back by
+//! digest (`/tor/server/d/`, dir-spec §4.2) and counts the upload only if
+//! the authority serves it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -42,9 +49,59 @@ pub async fn upload(
     .await
 }
 
-/// Whether an authority's answer means it holds the descriptor.
-pub fn accepted(answer: &HttpAnswer) -> bool {
-    answer.status == 200
+/// Largest descriptor we read back.
+const MAX_DESCRIPTOR_BODY: usize = 64 * 1024;
+
+/// What became of an upload that got an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadResult {
+    /// The authority's answer to the POST.
+    pub answer: HttpAnswer,
+    /// Whether the authority then served the descriptor back unchanged
+    /// (only asked after a `200`).
+    pub stored: bool,
+}
+
+impl UploadResult {
+    /// Whether the authority holds the descriptor.
+    pub fn accepted(&self) -> bool {
+        self.answer.status == 200 && self.stored
+    }
+
+    /// One sentence for the log.
+    pub fn describe(&self) -> String {
+        let mut s = describe(&self.answer);
+        if self.answer.status == 200 && !self.stored {
+            s.push_str(
+                "; but it does not serve the descriptor back: it dropped it (its log says why)",
+            );
+        }
+        s
+    }
+}
+
+/// Upload `descriptor` to the DirPort `addr` and, if the answer is `200`,
+/// check that the authority serves it back.
+pub async fn upload_and_check(
+    addr: std::net::SocketAddr,
+    descriptor: &ServerDescriptor,
+    timeout: Duration,
+) -> Result<UploadResult, PublishError> {
+    let answer = upload(addr, descriptor.text(), timeout).await?;
+    let stored = answer.status == 200 && serves(addr, descriptor, timeout).await?;
+    Ok(UploadResult { answer, stored })
+}
+
+/// Whether the authority at `addr` serves `descriptor`, byte for byte, at
+/// `/tor/server/d/<digest>`.
+pub async fn serves(
+    addr: std::net::SocketAddr,
+    descriptor: &ServerDescriptor,
+    timeout: Duration,
+) -> Result<bool, PublishError> {
+    let path = format!("/tor/server/d/{}", hex_digest(&descriptor.digest()));
+    let got = request(addr, "GET", &path, None, MAX_DESCRIPTOR_BODY, timeout).await?;
+    Ok(got.status == 200 && got.body == descriptor.text())
 }
 
 /// One sentence for the log about an authority's answer.
@@ -77,8 +134,9 @@ pub enum PublishEvent {
     Answer {
         /// The authority's nickname.
         authority: String,
-        /// Its answer, or why there was none.
-        result: Result<HttpAnswer, String>,
+        /// Its answer and whether it serves the descriptor, or why there
+        /// was no answer.
+        result: Result<UploadResult, String>,
     },
     /// Every authority holds the current descriptor.
     AllAccepted,
@@ -122,7 +180,7 @@ impl Publisher {
             }
         };
         let mut current: Option<Arc<ServerDescriptor>> = None;
-        let mut uploads: JoinSet<(Upload, Result<HttpAnswer, PublishError>)> = JoinSet::new();
+        let mut uploads: JoinSet<(Upload, Result<UploadResult, PublishError>)> = JoinSet::new();
         let mut rebuild = false;
         loop {
             let now = Instant::now();
@@ -147,7 +205,7 @@ impl Publisher {
                         continue;
                     };
                     let (addr, d, timeout) = (auth.dir_addr, Arc::clone(d), self.timeout);
-                    uploads.spawn(async move { (up, upload(addr, d.text(), timeout).await) });
+                    uploads.spawn(async move { (up, upload_and_check(addr, &d, timeout).await) });
                 }
             }
             let wake = self.schedule.poll_timeout();
@@ -159,12 +217,12 @@ impl Publisher {
                         .get(up.authority)
                         .map_or_else(String::new, |a| format!("{} ({})", a.nickname, a.dir_addr));
                     let outcome = match &result {
-                        Ok(a) if accepted(a) => {
-                            tracing::info!("authority {name} accepted the descriptor: {}", describe(a));
+                        Ok(r) if r.accepted() => {
+                            tracing::info!("authority {name} holds the descriptor: {}", r.describe());
                             UploadOutcome::Accepted
                         }
-                        Ok(a) => {
-                            tracing::warn!("authority {name} refused the descriptor: {}", describe(a));
+                        Ok(r) => {
+                            tracing::warn!("authority {name} refused the descriptor: {}", r.describe());
                             UploadOutcome::Refused
                         }
                         Err(e) => {

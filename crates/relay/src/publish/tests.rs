@@ -23,19 +23,25 @@ use super::*;
 use crate::RelayKeys;
 
 /// A fake authority: answers each upload with the next of `answers`
-/// (the last one repeated) and records the bodies it received.
-async fn fake_authority(answers: Vec<&'static str>) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+/// (the last one repeated), keeping the descriptor when the answer's flag
+/// says so, and serves what it keeps at `/tor/server/d/` (404 otherwise).
+/// Records the bodies it received.
+async fn fake_authority(
+    answers: Vec<(&'static str, bool)>,
+) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&bodies);
     tokio::spawn(async move {
-        for i in 0.. {
+        let mut uploads = 0;
+        let mut kept: Option<String> = None;
+        loop {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = Vec::new();
             let mut chunk = [0_u8; 4096];
             // Read the head, then Content-Length bytes.
-            let body = loop {
+            let (head, body) = loop {
                 let n = s.read(&mut chunk).await.unwrap();
                 assert!(n > 0, "client closed early");
                 buf.extend_from_slice(&chunk[..n]);
@@ -43,19 +49,30 @@ async fn fake_authority(answers: Vec<&'static str>) -> (SocketAddr, Arc<Mutex<Ve
                     continue;
                 };
                 let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                assert!(head.starts_with("POST /tor/ HTTP/1.0\r\n"), "{head}");
                 let len: usize = head
                     .lines()
                     .find_map(|l| l.strip_prefix("Content-Length: "))
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                    .map_or(0, |l| l.parse().unwrap());
                 if buf.len() >= end + 4 + len {
-                    break String::from_utf8(buf[end + 4..end + 4 + len].to_vec()).unwrap();
+                    let body = String::from_utf8(buf[end + 4..end + 4 + len].to_vec()).unwrap();
+                    break (head, body);
                 }
             };
-            seen.lock().unwrap().push(body);
-            let answer = answers[i.min(answers.len() - 1)];
+            if head.starts_with("GET /tor/server/d/") {
+                let answer = match &kept {
+                    Some(d) => format!("HTTP/1.0 200 OK\r\n\r\n{d}"),
+                    None => "HTTP/1.0 404 Not found\r\n\r\n".to_owned(),
+                };
+                s.write_all(answer.as_bytes()).await.unwrap();
+                continue;
+            }
+            assert!(head.starts_with("POST /tor/ HTTP/1.0\r\n"), "{head}");
+            seen.lock().unwrap().push(body.clone());
+            let (answer, keep) = answers[uploads.min(answers.len() - 1)];
+            uploads += 1;
+            if keep {
+                kept = Some(body);
+            }
             s.write_all(answer.as_bytes()).await.unwrap();
         }
     });
@@ -99,11 +116,16 @@ async fn next_event(rx: &mut mpsc::Receiver<PublishEvent>) -> PublishEvent {
 
 #[tokio::test]
 async fn refusals_are_retried_until_every_authority_accepts() {
-    let (good, good_seen) = fake_authority(vec!["HTTP/1.0 200 OK\r\n\r\n"]).await;
+    let (good, good_seen) = fake_authority(vec![("HTTP/1.0 200 [None]\r\n\r\n", true)]).await;
+    // Refuses, then drops it silently with a 200 (as C-tor does with a
+    // descriptor it cannot parse), then keeps it.
     let (picky, picky_seen) = fake_authority(vec![
-        "HTTP/1.0 400 Looks like your keypair has changed? This authority previously recorded another.\r\n\r\n",
-        "HTTP/1.0 400 Try again\r\n\r\n",
-        "HTTP/1.0 200 OK\r\nX-Descriptor-Not-New: Yes\r\n\r\n",
+        (
+            "HTTP/1.0 400 Looks like your keypair has changed? This authority previously recorded another.\r\n\r\n",
+            false,
+        ),
+        ("HTTP/1.0 200 [None]\r\n\r\n", false),
+        ("HTTP/1.0 200 OK\r\nX-Descriptor-Not-New: Yes\r\n\r\n", true),
     ])
     .await;
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -134,29 +156,34 @@ async fn refusals_are_retried_until_every_authority_accepts() {
     let PublishEvent::Built { digest, .. } = next_event(&mut rx).await else {
         panic!("first event is the build");
     };
-    let mut answers: Vec<(String, Result<u16, String>)> = Vec::new();
+    /// Status and whether the authority kept it, or the error.
+    type Seen = Result<(u16, bool), String>;
+    let mut answers: Vec<(String, Seen)> = Vec::new();
     // The good and the picky authority hold it after two refusals; the
     // dead one keeps failing, retried every 200 ms at most.
     while answers
         .iter()
-        .filter(|(a, r)| a == "picky" && matches!(r, Ok(200)))
+        .filter(|(a, r)| a == "picky" && matches!(r, Ok((200, true))))
         .count()
         == 0
         || answers.iter().filter(|(a, _)| a == "dead").count() < 4
     {
         if let PublishEvent::Answer { authority, result } = next_event(&mut rx).await {
-            answers.push((authority, result.map(|a| a.status)));
+            answers.push((authority, result.map(|r| (r.answer.status, r.stored))));
         }
     }
-    let statuses = |who: &str| -> Vec<Result<u16, String>> {
+    let statuses = |who: &str| -> Vec<Seen> {
         answers
             .iter()
             .filter(|(a, _)| a == who)
             .map(|(_, r)| r.clone())
             .collect()
     };
-    assert_eq!(statuses("good"), [Ok(200)]);
-    assert_eq!(statuses("picky"), [Ok(400), Ok(400), Ok(200)]);
+    assert_eq!(statuses("good"), [Ok((200, true))]);
+    assert_eq!(
+        statuses("picky"),
+        [Ok((400, false)), Ok((200, false)), Ok((200, true))]
+    );
     assert!(statuses("dead").iter().all(|r| r.is_err()), "{answers:?}");
     let first = good_seen.lock().unwrap()[0].clone();
     assert!(first.starts_with("router braidpub 127.0.0.1 9001 0 0\n"));
@@ -203,15 +230,18 @@ async fn a_failing_build_stops_the_publisher_with_its_error() {
 
 #[test]
 fn answers_are_described_with_their_reason() {
-    let a = HttpAnswer {
-        status: 400,
-        reason: "Missing TAP key in descriptor".into(),
-        headers: vec![],
-        body: " x ".into(),
+    let refused = UploadResult {
+        answer: HttpAnswer {
+            status: 400,
+            reason: "Missing TAP key in descriptor".into(),
+            headers: vec![],
+            body: " x ".into(),
+        },
+        stored: false,
     };
-    assert!(!accepted(&a));
+    assert!(!refused.accepted());
     assert_eq!(
-        describe(&a),
+        refused.describe(),
         "400 Missing TAP key in descriptor; body: \"x\""
     );
     let ok = HttpAnswer {
@@ -220,6 +250,20 @@ fn answers_are_described_with_their_reason() {
         headers: vec![("X-Descriptor-Not-New".into(), "Yes".into())],
         body: String::new(),
     };
-    assert!(accepted(&ok));
-    assert!(describe(&ok).contains("not new"));
+    let kept = UploadResult {
+        answer: ok.clone(),
+        stored: true,
+    };
+    assert!(kept.accepted());
+    assert!(kept.describe().contains("not new"));
+    let dropped = UploadResult {
+        answer: ok,
+        stored: false,
+    };
+    assert!(!dropped.accepted());
+    assert!(
+        dropped.describe().contains("dropped"),
+        "{}",
+        dropped.describe()
+    );
 }

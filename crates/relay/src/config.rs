@@ -1,0 +1,288 @@
+//! The relay's configuration file. The authorities are `[[authority]]`
+//! tables as in the client's file and the `network.toml` that
+//! `braid testnet up` writes (so a relay file can be that file plus a
+//! `[braid_relay]` table; its `[[relay]]` tables, the network's relays, are
+//! ignored); the relay's own options live under `[braid_relay]`:
+//!
+//! ```toml
+//! [braid_relay]
+//! nickname = "braidrelay0"       # 1 to 19 letters and digits
+//! address = "127.0.0.1"          # IPv4 address of the ORPort
+//! or_port = 9001
+//! keys_dir = "braidrelay0/keys"  # default: keys beside this file
+//! bandwidth_rate = 1000000       # bytes/s the relay sustains
+//! bandwidth_burst = 2000000      # bytes/s in bursts (default: the rate)
+//! proto = "Link=4-5 LinkAuth=3"  # what the relay implements, verbatim
+//! exit_policy = ["reject *:*"]   # torrc syntax (default: no exit)
+//! contact = "you <you@example.org>"
+//! hidden_service_dir = false
+//!
+//! [[authority]]
+//! nickname = "auth0"
+//! address = "127.0.0.1"
+//! dir_port = 17001
+//! v3ident = "DF42171FC3F4BE879C6F3F36C488ADFCE0C9D819"
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use braid_dir::Authority;
+use braid_dir::descriptor::{Bandwidth, DescriptorInfo, ExitPolicy, braid_platform};
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+#[derive(Debug, Deserialize)]
+struct FileConfig {
+    braid_relay: Option<RelaySection>,
+    #[serde(default)]
+    authority: Vec<AuthoritySection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelaySection {
+    nickname: String,
+    address: Ipv4Addr,
+    or_port: u16,
+    keys_dir: Option<PathBuf>,
+    bandwidth_rate: u32,
+    bandwidth_burst: Option<u32>,
+    proto: String,
+    exit_policy: Option<Vec<String>>,
+    contact: Option<String>,
+    #[serde(default)]
+    hidden_service_dir: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct AuthoritySection {
+    nickname: String,
+    address: IpAddr,
+    dir_port: u16,
+    v3ident: String,
+}
+
+/// Everything the relay needs to know before it starts.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Nickname.
+    pub nickname: String,
+    /// IPv4 address of the ORPort.
+    pub address: Ipv4Addr,
+    /// ORPort.
+    pub or_port: u16,
+    /// The key directory.
+    pub keys_dir: PathBuf,
+    /// Bandwidth rate and burst, bytes per second.
+    pub bandwidth_rate: u32,
+    /// Burst.
+    pub bandwidth_burst: u32,
+    /// The `proto` line.
+    pub proto: String,
+    /// The exit policy.
+    pub exit_policy: ExitPolicy,
+    /// Contact information.
+    pub contact: Option<String>,
+    /// Advertise `hidden-service-dir`.
+    pub hidden_service_dir: bool,
+    /// Where descriptors are uploaded.
+    pub authorities: Vec<Authority>,
+}
+
+impl RelayConfig {
+    /// Read a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse the text of a configuration file found at `path` (relative
+    /// paths in it are taken from the file's directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let invalid = |detail: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            detail,
+        };
+        let relay = file
+            .braid_relay
+            .ok_or_else(|| invalid("no [braid_relay] table".into()))?;
+        if file.authority.is_empty() {
+            return Err(invalid(
+                "no [[authority]] tables: the relay needs authorities to publish to".into(),
+            ));
+        }
+        let mut authorities = Vec::new();
+        for a in file.authority {
+            let v3ident = a
+                .v3ident
+                .parse()
+                .map_err(|e| invalid(format!("authority {}: bad v3ident: {e}", a.nickname)))?;
+            if a.dir_port == 0 {
+                return Err(invalid(format!("authority {}: dir_port 0", a.nickname)));
+            }
+            authorities.push(Authority {
+                nickname: a.nickname,
+                v3ident,
+                dir_addr: SocketAddr::new(a.address, a.dir_port),
+            });
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let keys_dir = base.join(relay.keys_dir.unwrap_or_else(|| PathBuf::from("keys")));
+        let exit_policy = match &relay.exit_policy {
+            None => ExitPolicy::reject_all(),
+            Some(lines) => ExitPolicy::parse(lines.iter().map(String::as_str))
+                .map_err(|e| invalid(format!("[braid_relay] {e}")))?,
+        };
+        let config = Self {
+            nickname: relay.nickname,
+            address: relay.address,
+            or_port: relay.or_port,
+            keys_dir,
+            bandwidth_rate: relay.bandwidth_rate,
+            bandwidth_burst: relay.bandwidth_burst.unwrap_or(relay.bandwidth_rate),
+            proto: relay.proto,
+            exit_policy,
+            contact: relay.contact,
+            hidden_service_dir: relay.hidden_service_dir,
+            authorities,
+        };
+        // Every field the descriptor takes is checked now, not at the
+        // first upload.
+        config
+            .descriptor_info(SystemTime::UNIX_EPOCH, 0, 0)
+            .validate()
+            .map_err(|e| invalid(format!("[braid_relay] {e}")))?;
+        Ok(config)
+    }
+
+    /// The descriptor's fields, published at `published`, after `uptime`
+    /// seconds of running with `observed` bytes/s observed.
+    pub fn descriptor_info(
+        &self,
+        published: SystemTime,
+        uptime: u64,
+        observed: u32,
+    ) -> DescriptorInfo {
+        DescriptorInfo {
+            nickname: self.nickname.clone(),
+            address: self.address,
+            or_port: self.or_port,
+            bandwidth: Bandwidth {
+                average: self.bandwidth_rate,
+                burst: self.bandwidth_burst,
+                observed,
+            },
+            platform: braid_platform(env!("CARGO_PKG_VERSION"), os_name()),
+            proto: self.proto.clone(),
+            exit_policy: self.exit_policy.clone(),
+            contact: self.contact.clone(),
+            hidden_service_dir: self.hidden_service_dir,
+            uptime,
+            published,
+        }
+    }
+}
+
+/// The OS as C-tor names it in its platform line (`uname` style).
+fn os_name() -> &'static str {
+    match std::env::consts::OS {
+        "linux" => "Linux",
+        "macos" => "Darwin",
+        "freebsd" => "FreeBSD",
+        "openbsd" => "OpenBSD",
+        "netbsd" => "NetBSD",
+        "windows" => "Windows",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    const AUTHORITIES: &str = r#"
+[network]
+enforce_distinct_subnets = false
+
+[[authority]]
+nickname = "auth0"
+address = "127.0.0.1"
+dir_port = 17001
+v3ident = "DF42171FC3F4BE879C6F3F36C488ADFCE0C9D819"
+"#;
+
+    fn parse(relay: &str) -> Result<RelayConfig, ConfigError> {
+        let text =
+            format!("{AUTHORITIES}\n[[relay]]\nnickname = \"relay0\"\n\n[braid_relay]\n{relay}");
+        RelayConfig::parse(&text, Path::new("/srv/braid/relay.toml"))
+    }
+
+    const MINIMAL: &str = r#"
+nickname = "braidrelay0"
+address = "127.0.0.1"
+or_port = 9001
+bandwidth_rate = 1000000
+proto = "Link=4-5"
+"#;
+
+    #[test]
+    fn a_network_file_plus_a_relay_table() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.authorities.len(), 1);
+        assert_eq!(c.authorities[0].dir_addr.port(), 17001);
+        assert_eq!(c.keys_dir, Path::new("/srv/braid/keys"));
+        assert_eq!(c.bandwidth_burst, 1_000_000);
+        assert!(!c.exit_policy.is_exit());
+        let info = c.descriptor_info(SystemTime::now(), 5, 7);
+        assert_eq!(
+            info.platform,
+            format!("Braid {} on Linux", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(info.bandwidth.observed, 7);
+        info.validate().unwrap();
+
+        let full = format!(
+            "{MINIMAL}keys_dir = \"k\"\nbandwidth_burst = 5\nexit_policy = [\"accept *:80\"]\ncontact = \"me\"\nhidden_service_dir = true\n"
+        );
+        let c = parse(&full).unwrap();
+        assert_eq!(c.keys_dir, Path::new("/srv/braid/k"));
+        assert!(c.exit_policy.is_exit());
+        assert_eq!(c.exit_policy.rules().len(), 2);
+        assert!(c.hidden_service_dir);
+    }
+
+    #[test]
+    fn bad_files_are_explained() {
+        for (relay, needle) in [
+            ("nickname = \"x\"", "missing field"),
+            (&MINIMAL.replace("braidrelay0", "bad-nick"), "nickname"),
+            (&MINIMAL.replace("Link=4-5", "Link=x"), "proto"),
+            (&MINIMAL.replace("1000000", "0"), "bandwidth"),
+            (
+                &format!("{MINIMAL}exit_policy = [\"allow *:*\"]"),
+                "exit policy",
+            ),
+            (&format!("{MINIMAL}colour = 1"), "unknown field"),
+        ] {
+            let e = parse(relay).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        let e = RelayConfig::parse(AUTHORITIES, Path::new("r.toml")).unwrap_err();
+        assert!(e.to_string().contains("[braid_relay]"), "{e}");
+        let text = format!("[braid_relay]\n{MINIMAL}");
+        let e = RelayConfig::parse(&text, Path::new("r.toml")).unwrap_err();
+        assert!(e.to_string().contains("[[authority]]"), "{e}");
+    }
+}
