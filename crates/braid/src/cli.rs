@@ -32,6 +32,40 @@ pub(crate) enum Command {
     /// Benchmarks against the C-tor client on private networks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// The relay's keys and server descriptor.
+    #[command(subcommand)]
+    Relay(RelayCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RelayCmd {
+    /// Load the relay's keys from a C-tor style keys directory (or make
+    /// and store a new identity there if it is empty; renew the signing
+    /// key near its expiry) and print the fingerprints.
+    Keys {
+        /// The keys directory (C-tor's DataDirectory/keys).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Build and sign the relay's server descriptor from a relay file
+    /// ([braid_relay] and [[authority]] tables) and print it, or upload it
+    /// to every authority.
+    Descriptor(RelayDescriptorArgs),
+}
+
+/// `braid relay descriptor`.
+#[derive(Debug, Args)]
+pub(crate) struct RelayDescriptorArgs {
+    /// The relay file.
+    #[arg(long)]
+    pub(crate) config: PathBuf,
+    /// Upload it to every authority (POST /tor/) and check each serves it
+    /// back, instead of printing it.
+    #[arg(long)]
+    pub(crate) publish: bool,
+    /// Seconds each upload may take.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 //!
 //! Today it launches and inspects private test networks (`braid testnet`),
 //! bootstraps the directory (`braid dir`) and runs the demo (`braid demo`);
+//! makes a relay's keys and publishes its descriptor (`braid relay`);
 //! the SOCKS proxy (`braid proxy`) comes
 //! with the client issues.
 
@@ -10,6 +11,7 @@ mod cli;
 mod demo;
 mod dir_cmd;
 mod proxy_cmd;
+mod relay_cmd;
 mod status_cmd;
 mod testnet_cmd;
 
@@ -44,6 +46,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(BenchCmd::Conflux(args)) => {
                 bench::conflux(args).await.map_err(Box::from)
             }
+            Command::Relay(cmd) => relay_cmd::run(cmd).await.map_err(Box::from),
         }
     });
     match result {
