@@ -26,6 +26,8 @@
 //! - [`conflux`]: Conflux sets: linking, sequencing, SWITCH, the bounded
 //!   reorder queue, leg loss (proposal 329).
 //! - [`conflux_sched`]: Conflux leg schedulers (MinRTT, LowRTT, ECF).
+//! - [`relay`]: the relay's side of circuits: CREATE2 answered, our
+//!   layer both ways, EXTEND2, SENDMEs and congestion control as an edge.
 //! - [`tunnel`]: the tunnel composing them: one circuit or a Conflux set,
 //!   its streams and its scheduler, behind one sans-IO interface.
 //! - [`time`]: calendar arithmetic (no clock): dates and days since the
@@ -40,6 +42,7 @@ pub mod conflux;
 pub mod conflux_sched;
 pub mod crypto;
 pub mod ids;
+pub mod relay;
 pub mod stream;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
