@@ -140,23 +140,111 @@ pub fn verify_responder_certs(
     expected: &ExpectedIdentity,
     now: SystemTime,
 ) -> Result<VerifiedIdentity, ChannelError> {
+    verify_responder_chain(certs_body, tls_cert_sha256, expected, now).map(|(v, _)| v)
+}
+
+/// [`verify_responder_certs`], also returning the SHA-256 of the
+/// responder's RSA identity key (its DER encoding): the SID of an AUTH0003
+/// authenticator (tor-spec §4.4.2).
+pub(super) fn verify_responder_chain(
+    certs_body: &[u8],
+    tls_cert_sha256: &[u8; 32],
+    expected: &ExpectedIdentity,
+    now: SystemTime,
+) -> Result<(VerifiedIdentity, [u8; 32]), ChannelError> {
     let entries = parse_certs_body(certs_body)?;
-    let find = |cert_type: CertType| {
-        entries
-            .iter()
-            .find(|e| e.cert_type == cert_type)
-            .map(|e| e.body)
-            .ok_or(ChannelError::MissingCert { cert_type })
-    };
     // "The CERTS cell contains exactly one CertType 2 / 4 / 5 / 7 cert"
     // (duplicates were refused while parsing).
-    let rsa_id_der = find(CertType::RSA_ID_X509)?;
-    let id_signing = find(CertType::IDENTITY_V_SIGNING)?;
-    let signing_link = find(CertType::SIGNING_V_TLS_CERT)?;
-    let crosscert = find(CertType::RSA_ID_V_IDENTITY)?;
+    let (chain, signing_link) = check_identity_chain(&entries, CertType::SIGNING_V_TLS_CERT, now)?;
+
+    // "The Signing->Link cert was signed with the Signing key listed in the
+    // ID->Signing cert", and "The certified key in the Signing->Link
+    // certificate matches the SHA256 digest of the certificate that was used
+    // to authenticate the TLS connection."
+    let cert_type = CertType::SIGNING_V_TLS_CERT;
+    let unchecked = decode_ed_cert(signing_link, cert_type)?
+        .should_be_signed_with(&chain.signing_key)
+        .map_err(|_| ChannelError::WrongSigner { cert_type })?;
+    let signing_link = check_ed_cert(unchecked.check_signature(), cert_type, now)?;
+    match signing_link.subject_key() {
+        CertifiedKey::X509Sha256Digest(d) if d == tls_cert_sha256 => {}
+        _ => return Err(ChannelError::TlsCertMismatch),
+    }
+
+    // The chain is sound; is it the relay we wanted?
+    let rsa_id = chain.rsa_key.to_rsa_identity();
+    if rsa_id != expected.rsa {
+        return Err(ChannelError::WrongRsaIdentity {
+            expected: expected.rsa,
+            found: rsa_id,
+        });
+    }
+    if let Some(want) = expected.ed25519
+        && want != chain.ed_id
+    {
+        return Err(ChannelError::WrongEd25519Identity {
+            expected: want,
+            found: chain.ed_id,
+        });
+    }
+
+    let verified = VerifiedIdentity {
+        rsa: rsa_id,
+        ed25519: chain.ed_id,
+        valid_until: chain.valid_until.min(signing_link.expiry()),
+    };
+    Ok((verified, rsa_key_digest(&chain.rsa_key)))
+}
+
+/// The SHA-256 of an RSA key's DER (PKCS#1) encoding: C-tor's "SHA256 ID
+/// digest" of an identity key, the CID and SID of AUTH0003 (tor-spec
+/// §4.4.2; C-tor `crypto_pk_get_common_digests`).
+pub fn rsa_key_digest(key: &RsaPublicKey) -> [u8; 32] {
+    Sha256::digest(key.to_der()).into()
+}
+
+/// The certificate of type `cert_type`, which must be there.
+pub(super) fn find_cert<'a>(
+    entries: &[CertEntry<'a>],
+    cert_type: CertType,
+) -> Result<&'a [u8], ChannelError> {
+    entries
+        .iter()
+        .find(|e| e.cert_type == cert_type)
+        .map(|e| e.body)
+        .ok_or(ChannelError::MissingCert { cert_type })
+}
+
+/// What the certificates both roles present (types 2, 4 and 7) prove: an
+/// RSA identity, an Ed25519 identity cross-certified by it, and the
+/// Ed25519 signing key that identity certifies (tor-spec §4.2).
+#[derive(Debug, Clone)]
+pub(super) struct IdentityChain {
+    /// The RSA1024 identity key (type 2).
+    pub(super) rsa_key: RsaPublicKey,
+    /// The Ed25519 identity (signer of type 4, subject of type 7).
+    pub(super) ed_id: Ed25519Identity,
+    /// The Ed25519 signing key type 4 certifies: the signer of types 5 and 6.
+    pub(super) signing_key: Ed25519Identity,
+    /// When the first of the three certificates expires.
+    pub(super) valid_until: SystemTime,
+}
+
+/// Check the certificates of types 2, 4 and 7 as tor-spec §4.2 asks of
+/// both roles, after making sure that they and the role's own link
+/// certificate (`role_cert`: 5 for a responder, 6 for an initiator) are
+/// there; returns the chain and the body of `role_cert`, not yet checked.
+pub(super) fn check_identity_chain<'a>(
+    entries: &[CertEntry<'a>],
+    role_cert: CertType,
+    now: SystemTime,
+) -> Result<(IdentityChain, &'a [u8]), ChannelError> {
+    let rsa_id_der = find_cert(entries, CertType::RSA_ID_X509)?;
+    let id_signing = find_cert(entries, CertType::IDENTITY_V_SIGNING)?;
+    let role_cert = find_cert(entries, role_cert)?;
+    let crosscert = find_cert(entries, CertType::RSA_ID_V_IDENTITY)?;
 
     let (rsa_key, rsa_not_after) = check_rsa_id_cert(rsa_id_der, now)?;
-    let rsa_id = rsa_key.to_rsa_identity();
 
     // "The identity key listed in the ID->Signing cert was used to sign the
     // ID->Signing Cert."
@@ -197,50 +285,16 @@ pub fn verify_responder_certs(
         return Err(ChannelError::CrosscertMismatch);
     }
 
-    // "The Signing->Link cert was signed with the Signing key listed in the
-    // ID->Signing cert", and "The certified key in the Signing->Link
-    // certificate matches the SHA256 digest of the certificate that was used
-    // to authenticate the TLS connection."
-    let cert_type = CertType::SIGNING_V_TLS_CERT;
-    let unchecked = decode_ed_cert(signing_link, cert_type)?
-        .should_be_signed_with(&signing_key)
-        .map_err(|_| ChannelError::WrongSigner { cert_type })?;
-    let signing_link = check_ed_cert(unchecked.check_signature(), cert_type, now)?;
-    match signing_link.subject_key() {
-        CertifiedKey::X509Sha256Digest(d) if d == tls_cert_sha256 => {}
-        _ => return Err(ChannelError::TlsCertMismatch),
-    }
-
-    // The chain is sound; is it the relay we wanted?
-    if rsa_id != expected.rsa {
-        return Err(ChannelError::WrongRsaIdentity {
-            expected: expected.rsa,
-            found: rsa_id,
-        });
-    }
-    if let Some(want) = expected.ed25519
-        && want != ed_id
-    {
-        return Err(ChannelError::WrongEd25519Identity {
-            expected: want,
-            found: ed_id,
-        });
-    }
-
-    let valid_until = [
-        rsa_not_after,
-        crosscert.expiry(),
-        id_signing.expiry(),
-        signing_link.expiry(),
-    ]
-    .into_iter()
-    .min()
-    .unwrap_or(rsa_not_after);
-    Ok(VerifiedIdentity {
-        rsa: rsa_id,
-        ed25519: ed_id,
+    let valid_until = rsa_not_after
+        .min(crosscert.expiry())
+        .min(id_signing.expiry());
+    let chain = IdentityChain {
+        rsa_key,
+        ed_id,
+        signing_key,
         valid_until,
-    })
+    };
+    Ok((chain, role_cert))
 }
 
 /// Check the RSA identity certificate (type 2): "The certified key in the ID
@@ -285,7 +339,7 @@ fn check_rsa_id_cert(
 
 /// Decode an Ed25519 certificate labelled `cert_type` in the CERTS cell, and
 /// check that it says it is of that type.
-fn decode_ed_cert(
+pub(super) fn decode_ed_cert(
     body: &[u8],
     cert_type: CertType,
 ) -> Result<tor_cert::KeyUnknownCert, ChannelError> {
@@ -304,7 +358,7 @@ fn decode_ed_cert(
 
 /// Finish checking an Ed25519 certificate: the outcome of its signature
 /// check, then its expiry.
-fn check_ed_cert(
+pub(super) fn check_ed_cert(
     sig_checked: Result<tor_cert::SigCheckedCert, CertError>,
     cert_type: CertType,
     now: SystemTime,

@@ -1,5 +1,6 @@
-//! The one error type of the channel layer: framing, the link handshake,
-//! CERTS verification and the circuit multiplexer.
+//! The one error type of the channel layer: framing, the link handshake in
+//! both roles, CERTS and AUTHENTICATE verification and the circuit
+//! multiplexer.
 //!
 //! Every variant belongs to one of three kinds ([`ErrorKind`]): the peer broke
 //! the protocol (close the channel, blame the relay), we hit one of our own
@@ -183,6 +184,35 @@ pub enum ChannelError {
         found: Ed25519Identity,
     },
 
+    // ----- Initiator authentication (tor-spec §4.4), the peer's fault -----
+    /// An AUTHENTICATE cell with an authentication method we do not accept
+    /// (we offer and accept only 3, Ed25519-SHA256-RFC5705).
+    #[error("AUTHENTICATE with unsupported method {auth_type}")]
+    UnsupportedAuthType {
+        /// The AuthType of the cell.
+        auth_type: u16,
+    },
+    /// An AUTHENTICATE cell too short to hold an AUTH0003 authenticator
+    /// (tor-spec §4.4.2).
+    #[error("malformed AUTHENTICATE cell: {reason}")]
+    MalformedAuthenticate {
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// "A responder checks that all fields from TYPE through TLSSECRETS
+    /// contain their unique correct values" (tor-spec §4.4.2): this one
+    /// does not (the first that differs is named).
+    #[error("AUTHENTICATE field {field} does not have its expected value")]
+    AuthenticateMismatch {
+        /// The field: TYPE, CID, SID, CID_ED, SID_ED, SLOG, CLOG, SCERT or
+        /// TLSSECRETS.
+        field: &'static str,
+    },
+    /// The AUTHENTICATE signature does not verify under the authentication
+    /// key of the initiator's Signing->Auth certificate (tor-spec §4.4.2).
+    #[error("bad signature on the AUTHENTICATE cell")]
+    BadAuthenticateSignature,
+
     // ----- Resource limits -----
     /// Every random circuit id tried was in use (tor-spec §5.1.1): the
     /// channel carries no new circuit.
@@ -224,6 +254,15 @@ pub enum ChannelError {
     /// built wrongly, or feeding a handshake that has already failed).
     #[error("internal error: {0}")]
     Internal(String),
+    /// Our own relay keys cannot make a link handshake: a certificate that
+    /// does not parse, is not signed by the key it should be, or certifies
+    /// another key; or one could not be built. A local configuration
+    /// problem, not the peer's.
+    #[error("relay link keys: {reason}")]
+    BadLinkKeys {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl ChannelError {
@@ -233,7 +272,9 @@ impl ChannelError {
             ChannelError::CellTooLong { .. }
             | ChannelError::BufferFull { .. }
             | ChannelError::CircIdsExhausted { .. } => ErrorKind::ResourceLimit,
-            ChannelError::Internal(_) | ChannelError::CellNotAllowed { .. } => ErrorKind::Internal,
+            ChannelError::Internal(_)
+            | ChannelError::CellNotAllowed { .. }
+            | ChannelError::BadLinkKeys { .. } => ErrorKind::Internal,
             ChannelError::FixedCellBeforeVersions { .. }
             | ChannelError::MalformedCell { .. }
             | ChannelError::BadCircId { .. }
@@ -252,7 +293,11 @@ impl ChannelError {
             | ChannelError::CrosscertMismatch
             | ChannelError::TlsCertMismatch
             | ChannelError::WrongRsaIdentity { .. }
-            | ChannelError::WrongEd25519Identity { .. } => ErrorKind::Protocol,
+            | ChannelError::WrongEd25519Identity { .. }
+            | ChannelError::UnsupportedAuthType { .. }
+            | ChannelError::MalformedAuthenticate { .. }
+            | ChannelError::AuthenticateMismatch { .. }
+            | ChannelError::BadAuthenticateSignature => ErrorKind::Protocol,
         }
     }
 

@@ -19,8 +19,14 @@
 //! order, is a protocol violation ("no other cell type is allowed to
 //! intervene", tor-spec §4).
 //!
+//! A relay that initiates a channel (to extend a circuit) authenticates
+//! itself as well: given [`HandshakeParams::with_relay_auth`], we answer
+//! the AUTH_CHALLENGE with CERTS and AUTHENTICATE and send a relay's
+//! NETINFO right after them (tor-spec §4.4; see [`super::initiator_auth`]).
+//!
 //! Feed input with [`ClientHandshake::handle_bytes`] (or, for a driver that
-//! frames cells itself, [`ClientHandshake::handle_cell`]); send what
+//! frames cells itself and does not authenticate,
+//! [`ClientHandshake::handle_cell`]); send what
 //! [`ClientHandshake::poll_transmit`] returns; when
 //! [`ClientHandshake::is_open`], take the result and the codec (which keeps
 //! any bytes that followed the relay's NETINFO) with
@@ -34,10 +40,11 @@ use tor_cell::chancell::msg::{AnyChanMsg, Netinfo, Versions};
 use tor_cell::chancell::{AnyChanCell, ChanCell, ChanCmd, ChanMsg};
 
 use super::certs::{
-    ExpectedIdentity, VerifiedIdentity, certs_msg_body, tls_cert_digest, verify_responder_certs,
+    ExpectedIdentity, VerifiedIdentity, certs_msg_body, tls_cert_digest, verify_responder_chain,
 };
 use super::codec::{CellCodec, SUPPORTED_LINK_VERSIONS, encode_versions};
 use super::error::ChannelError;
+use super::initiator_auth::{AuthState, InitiatorAuth};
 
 /// How long a driver should give the handshake by default: C-tor and arti
 /// allow a channel handshake a few tens of seconds.
@@ -55,6 +62,9 @@ pub struct HandshakeParams {
     pub peer_addr: Option<IpAddr>,
     /// How long the handshake may take (see [`ClientHandshake::deadline`]).
     pub timeout: Duration,
+    /// For a relay: authenticate with these keys (tor-spec §4.4). `None`
+    /// for a client, which does not authenticate.
+    pub relay_auth: Option<InitiatorAuth>,
 }
 
 impl HandshakeParams {
@@ -65,6 +75,7 @@ impl HandshakeParams {
             peer_tls_cert,
             peer_addr: None,
             timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            relay_auth: None,
         }
     }
 
@@ -77,6 +88,12 @@ impl HandshakeParams {
     /// Give the handshake `timeout`.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Authenticate as the relay of `auth` (see the module documentation).
+    pub fn with_relay_auth(mut self, auth: InitiatorAuth) -> Self {
+        self.relay_auth = Some(auth);
         self
     }
 }
@@ -121,6 +138,10 @@ pub struct HandshakeOutcome {
     pub peer_time: Option<SystemTime>,
     /// The relay's clock skew, if it sent a timestamp.
     pub clock_skew: Option<ClockSkew>,
+    /// Whether we authenticated (sent CERTS and AUTHENTICATE): only with
+    /// [`HandshakeParams::with_relay_auth`], and only if the responder's
+    /// AUTH_CHALLENGE offered method 3.
+    pub authenticated: bool,
 }
 
 /// A finished handshake: its result, the codec to go on framing cells with,
@@ -194,6 +215,10 @@ pub struct ClientHandshake {
     tls_cert_sha256: [u8; 32],
     /// The relay's address for our NETINFO.
     peer_addr: Option<IpAddr>,
+    /// A relay's authentication, if we authenticate.
+    auth: Option<AuthState>,
+    /// Whether our NETINFO has gone out.
+    netinfo_sent: bool,
     /// When the driver should give up.
     deadline: Instant,
 }
@@ -208,6 +233,10 @@ impl ClientHandshake {
             // Cannot happen with two versions; fail closed rather than panic.
             Err(_) => State::Failed,
         };
+        let mut auth = params.relay_auth.map(AuthState::new);
+        if let Some(a) = &mut auth {
+            a.record_sent(&transmit);
+        }
         ClientHandshake {
             state,
             codec: CellCodec::new(),
@@ -215,6 +244,8 @@ impl ClientHandshake {
             expected: params.expected,
             tls_cert_sha256: tls_cert_digest(&params.peer_tls_cert),
             peer_addr: params.peer_addr,
+            auth,
+            netinfo_sent: false,
             deadline: now.checked_add(params.timeout).unwrap_or(now),
         }
     }
@@ -271,8 +302,15 @@ impl ClientHandshake {
     /// One cell, for a driver that frames cells itself (it must switch to
     /// the link version's framing once [`link_version`](Self::link_version)
     /// is known). Same contract as [`handle_bytes`](Self::handle_bytes).
+    /// Not for a relay that authenticates: its authenticator covers the
+    /// cells' bytes as received (an internal error).
     pub fn handle_cell(&mut self, now: SystemTime, cell: AnyChanCell) -> Result<(), ChannelError> {
         self.check_running(false)?;
+        if self.auth.is_some() {
+            return Err(ChannelError::Internal(
+                "an authenticating handshake takes bytes (handle_bytes), not cells".into(),
+            ));
+        }
         let r = self.process(now, cell);
         self.fail_on_err(r)
     }
@@ -320,9 +358,13 @@ impl ClientHandshake {
     /// is open.
     fn drain(&mut self, now: SystemTime) -> Result<(), ChannelError> {
         while !self.is_open() {
+            let wide = self.codec.link_version().is_some();
             let Some(raw) = self.codec.poll_raw_cell()? else {
                 break;
             };
+            if let Some(a) = &mut self.auth {
+                a.record_received(&raw, wide);
+            }
             let cell = raw.parse()?;
             self.process(now, cell)?;
         }
@@ -363,8 +405,11 @@ impl ClientHandshake {
                 // tor-spec §4.2: as soon as it has the CERTS cell, the
                 // initiator knows whether the responder is authenticated.
                 let body = certs_msg_body(&c)?;
-                let peer =
-                    verify_responder_certs(&body, &self.tls_cert_sha256, &self.expected, now)?;
+                let (peer, sid) =
+                    verify_responder_chain(&body, &self.tls_cert_sha256, &self.expected, now)?;
+                if let Some(a) = &mut self.auth {
+                    a.set_sid(sid);
+                }
                 let link_version = self.codec.link_version().ok_or_else(|| {
                     ChannelError::Internal("CERTS accepted before VERSIONS".into())
                 })?;
@@ -376,15 +421,29 @@ impl ClientHandshake {
                 Ok(())
             }
             // tor-spec §4.3: a client that does not authenticate ignores the
-            // AUTH_CHALLENGE; a second one is out of protocol.
+            // AUTH_CHALLENGE; a relay answers it (tor-spec §4.4). A second
+            // one is out of protocol.
             (
                 State::AwaitNetinfo {
                     auth_challenge_seen,
+                    peer,
                     ..
                 },
-                AnyChanMsg::AuthChallenge(_),
+                AnyChanMsg::AuthChallenge(challenge),
             ) if !*auth_challenge_seen => {
                 *auth_challenge_seen = true;
+                let peer = *peer;
+                if let Some(a) = &mut self.auth {
+                    a.answer_challenge(
+                        &challenge,
+                        &peer,
+                        &self.tls_cert_sha256,
+                        &self.codec,
+                        &mut self.transmit,
+                    )?;
+                    // C-tor sends its NETINFO right after AUTHENTICATE.
+                    self.send_netinfo(now)?;
+                }
                 Ok(())
             }
             (
@@ -440,19 +499,43 @@ impl ClientHandshake {
             our_addr_seen_by_peer: n.their_addr().copied(),
             peer_time,
             clock_skew: peer_time.map(|t| ClockSkew::between(t, now)),
+            authenticated: self.auth.as_ref().is_some_and(AuthState::authenticated),
         };
-        // tor-spec §4.5: "Clients SHOULD send "0" as their timestamp", and
-        // list no addresses of their own.
-        let ours: AnyChanCell = ChanCell::new(None, Netinfo::from_client(self.peer_addr).into());
-        self.codec.encode_cell(ours, &mut self.transmit)?;
+        self.send_netinfo(now)?;
         self.state = State::Open(outcome);
+        Ok(())
+    }
+
+    /// Our NETINFO, once (tor-spec §4.5): a client's sends timestamp 0 and
+    /// lists no address of ours ("Clients SHOULD send "0" as their
+    /// timestamp"); a relay's sends the time and its addresses.
+    fn send_netinfo(&mut self, now: SystemTime) -> Result<(), ChannelError> {
+        if self.netinfo_sent {
+            return Ok(());
+        }
+        let netinfo = match &self.auth {
+            Some(a) => a.netinfo(now, self.peer_addr),
+            None => Netinfo::from_client(self.peer_addr),
+        };
+        let ours: AnyChanCell = ChanCell::new(None, netinfo.into());
+        self.codec.encode_cell(ours, &mut self.transmit)?;
+        self.netinfo_sent = true;
         Ok(())
     }
 }
 
+/// A NETINFO timestamp for `now`: seconds since 1970, 0 if not
+/// representable (tor-spec §4.5; 32 bits until 2106).
+pub(super) fn netinfo_timestamp(now: SystemTime) -> u32 {
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u32::try_from(d.as_secs()).ok())
+        .unwrap_or(0)
+}
+
 /// The versions a VERSIONS message lists (tor-cell keeps them private; its
 /// encoding is just the list).
-fn versions_list(v: &Versions) -> Vec<u16> {
+pub(super) fn versions_list(v: &Versions) -> Vec<u16> {
     let mut body = Vec::new();
     if AnyChanMsg::Versions(v.clone())
         .encode_onto(&mut body)

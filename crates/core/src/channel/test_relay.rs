@@ -13,6 +13,7 @@ use tor_llcrypto::pk::ed25519::{Ed25519Identity, Keypair as EdKeypair};
 use tor_llcrypto::pk::rsa::{KeyPair as RsaKeyPair, PublicKey as RsaPublicKey, RsaIdentity};
 
 use super::certs::tls_cert_digest;
+use super::relay_keys::{RelayIdentityKeys, RelayLinkKeys};
 use super::x509::build;
 
 /// A 2048-bit RSA public key (PKCS#1 DER), from tor-llcrypto's test data.
@@ -28,6 +29,8 @@ pub(crate) struct MockRelay {
     ed_id: EdKeypair,
     /// Ed25519 signing key.
     ed_sign: EdKeypair,
+    /// Ed25519 authentication key (certificate type 6).
+    auth: EdKeypair,
     /// Its "TLS certificate" (any bytes will do: only the digest matters).
     tls_cert: Vec<u8>,
 }
@@ -40,6 +43,7 @@ impl MockRelay {
             rsa: RsaKeyPair::generate(&mut rng).unwrap(),
             ed_id: EdKeypair::generate(&mut rng),
             ed_sign: EdKeypair::generate(&mut rng),
+            auth: EdKeypair::generate(&mut rng),
             tls_cert: format!("TLS certificate of {tag}").into_bytes(),
         }
     }
@@ -64,6 +68,33 @@ impl MockRelay {
         self.ed_id.verifying_key().into()
     }
 
+    pub(crate) fn auth_key(&self) -> tor_llcrypto::pk::ed25519::PublicKey {
+        self.auth.verifying_key()
+    }
+
+    pub(crate) fn rsa_id_sha256(&self) -> [u8; 32] {
+        super::certs::rsa_key_digest(&self.rsa.to_public_key())
+    }
+
+    /// This relay's long-term keys, with type 4 and 7 certificates valid
+    /// for a year from `now`.
+    pub(crate) fn identity_keys(&self, now: SystemTime) -> RelayIdentityKeys {
+        RelayIdentityKeys::from_master_keys(
+            RsaKeyPair::from(self.rsa.as_key().clone()),
+            &self.ed_id,
+            &self.ed_sign,
+            now + 365 * DAY,
+            now + 365 * DAY,
+        )
+        .unwrap()
+    }
+
+    /// Link keys built from this relay's keys at `now` (slow: a 2048-bit
+    /// TLS key).
+    pub(crate) fn link_keys(&self, now: SystemTime) -> RelayLinkKeys {
+        RelayLinkKeys::new(self.identity_keys(now), &mut rand::rng(), now).unwrap()
+    }
+
     pub(crate) fn tls_cert(&self) -> &[u8] {
         &self.tls_cert
     }
@@ -82,6 +113,23 @@ impl MockRelay {
         for t in [
             CertType::IDENTITY_V_SIGNING,
             CertType::SIGNING_V_TLS_CERT,
+            CertType::RSA_ID_V_IDENTITY,
+        ] {
+            set.push(t, self.cert_expiring(t, now + 2 * DAY));
+        }
+        set
+    }
+
+    /// A good initiator's CERTS set at `now` (2, 4, 6, 7).
+    pub(crate) fn initiator_certs(&self, now: SystemTime) -> CertSet {
+        let mut set = CertSet::default();
+        set.push(
+            CertType::RSA_ID_X509,
+            self.rsa_id_cert(now - DAY, now + 365 * DAY),
+        );
+        for t in [
+            CertType::IDENTITY_V_SIGNING,
+            CertType::SIGNING_V_LINK_AUTH,
             CertType::RSA_ID_V_IDENTITY,
         ] {
             set.push(t, self.cert_expiring(t, now + 2 * DAY));
@@ -117,7 +165,7 @@ impl MockRelay {
             .into()
     }
 
-    /// Certificate `cert_type` (4, 5 or 7), expiring at `expiry`.
+    /// Certificate `cert_type` (4, 5, 6 or 7), expiring at `expiry`.
     pub(crate) fn cert_expiring(&self, cert_type: CertType, expiry: SystemTime) -> Vec<u8> {
         match cert_type {
             CertType::IDENTITY_V_SIGNING => Ed25519Cert::builder()
@@ -132,6 +180,13 @@ impl MockRelay {
                 .cert_type(cert_type)
                 .expiration(expiry)
                 .cert_key(CertifiedKey::X509Sha256Digest(self.tls_digest()))
+                .encode_and_sign(&self.ed_sign)
+                .unwrap()
+                .into(),
+            CertType::SIGNING_V_LINK_AUTH => Ed25519Cert::builder()
+                .cert_type(cert_type)
+                .expiration(expiry)
+                .cert_key(CertifiedKey::Ed25519(self.auth.verifying_key().into()))
                 .encode_and_sign(&self.ed_sign)
                 .unwrap()
                 .into(),
