@@ -31,6 +31,8 @@ pub mod certs;
 pub mod codec;
 pub mod error;
 pub mod handshake;
+#[cfg(test)]
+mod handshake_tests;
 pub mod initiator_auth;
 mod initiator_certs;
 pub mod mux;
