@@ -27,6 +27,8 @@
 //! handshake needs (certificates, an exporter value) are its inputs.
 
 pub mod auth;
+#[cfg(test)]
+mod auth_ctor_tests;
 pub mod certs;
 pub mod codec;
 pub mod error;

@@ -18,6 +18,9 @@
 //!
 //! Starts tor processes, so ignored by default:
 //! `cargo test -p braid-core --test ctor_link -- --ignored --nocapture`.
+//! With `BRAID_RECORD_AUTH0003=FILE` it also writes the C-tor relay's
+//! authenticating handshake of step 2 to FILE (the recording in
+//! `src/channel/testdata/ctor_auth0003.txt` was made so).
 
 #![allow(
     clippy::unwrap_used,
@@ -171,13 +174,17 @@ async fn serve(
                     return;
                 }
             };
+            let tls_cert = keys.tls_cert_der().to_vec();
             let params = ResponderParams::new(keys)
                 .with_peer_addr(peer.ip())
                 .with_my_addrs(vec![LOCALHOST]);
             let mut h = ResponderHandshake::new(params, &mut rand::rng(), Instant::now());
             let mut buf = vec![0; 16 * 1024];
+            // What went each way, and the exporter, for a recording.
+            let (mut sent, mut received, mut exported) = (Vec::new(), Vec::new(), None);
             let result = loop {
                 if let Some(out) = h.poll_transmit() {
+                    sent.extend_from_slice(&out);
                     if let Err(e) = tls.write_all(&out).await {
                         break Err(format!("write: {e}"));
                     }
@@ -192,6 +199,7 @@ async fn serve(
                         .1
                         .export_keying_material([0; 32], req.label, Some(&req.context))
                         .unwrap();
+                    exported = Some((req.context, material));
                     if let Err(e) = h.handle_tls_export(SystemTime::now(), material) {
                         break Err(e.to_string());
                     }
@@ -200,6 +208,7 @@ async fn serve(
                 match tls.read(&mut buf).await {
                     Ok(0) => break Err("EOF during the handshake".into()),
                     Ok(n) => {
+                        received.extend_from_slice(&buf[..n]);
                         if let Err(e) = h.handle_bytes(SystemTime::now(), &buf[..n]) {
                             break Err(e.to_string());
                         }
@@ -207,10 +216,45 @@ async fn serve(
                     Err(e) => break Err(format!("read: {e}")),
                 }
             };
+            if let (Ok(o), Some((context, value)), Ok(path)) =
+                (&result, exported, std::env::var("BRAID_RECORD_AUTH0003"))
+                && matches!(o.initiator, Initiator::Relay(_))
+            {
+                record(&path, &sent, &received, &tls_cert, &context, &value);
+            }
             let _ = tx.send(result);
             while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
         });
     }
+}
+
+/// Write a C-tor relay's authenticating handshake with us to `path`, as
+/// `name: hex` lines (braid-core's `ctor_auth0003` test reads it).
+fn record(
+    path: &str,
+    sent: &[u8],
+    received: &[u8],
+    tls_cert: &[u8],
+    context: &[u8; 32],
+    value: &[u8; 32],
+) {
+    let time = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let text = format!(
+        "# A C-tor 0.4.9 relay (initiator) authenticating to Braid (responder),\n\
+         # recorded by crates/core/tests/ctor_link.rs (BRAID_RECORD_AUTH0003).\n\
+         time: {time}\nresponder_sent: {}\ninitiator_sent: {}\nresponder_tls_cert: {}\n\
+         exporter_context: {}\nexporter_value: {}\n",
+        hex::encode(sent),
+        hex::encode(received),
+        hex::encode(tls_cert),
+        hex::encode(context),
+        hex::encode(value),
+    );
+    std::fs::write(path, text).unwrap();
+    println!("recorded to {path}");
 }
 
 /// Run the initiator's handshake over `tls`; returns the outcome and the
