@@ -41,7 +41,6 @@ fn keys(seed: u64) -> Arc<RelayLinkKeys> {
         &ed25519::Keypair::generate(&mut rng),
         &ed25519::Keypair::generate(&mut rng),
         now() + year,
-        now() + year,
     )
     .expect("identity keys");
     Arc::new(RelayLinkKeys::new(ids, &mut rng, now()).expect("link keys"))

@@ -67,7 +67,6 @@ fn braid_keys() -> Arc<RelayLinkKeys> {
         &ed25519::Keypair::generate(&mut rng),
         &ed25519::Keypair::generate(&mut rng),
         now + month,
-        now + month,
     )
     .unwrap();
     Arc::new(RelayLinkKeys::new(ids, &mut rng, now).unwrap())

@@ -3,11 +3,13 @@
 //!
 //! The relay's long-term keys come from elsewhere (its key files): the
 //! RSA1024 identity, the Ed25519 identity and its signing key with the
-//! ID->Signing certificate (type 4), and the RSA->Ed25519 cross-certificate
-//! (type 7). [`RelayIdentityKeys`] carries them in. [`RelayLinkKeys::new`]
-//! checks that they belong together and makes the short-lived link-level
-//! material C-tor makes in `routerkeys.c` and `tortls.c`:
+//! ID->Signing certificate (type 4). [`RelayIdentityKeys`] carries them in.
+//! [`RelayLinkKeys::new`] checks that they belong together and makes the
+//! material C-tor makes at startup and rotates (`routerkeys.c`,
+//! `tortls.c`):
 //!
+//! - the RSA->Ed25519 cross-certificate (type 7), valid six months as
+//!   C-tor's;
 //! - the RSA identity's self-signed X.509 certificate (type 2);
 //! - a TLS key (RSA, as C-tor requires of the peer's link key) and its
 //!   X.509 certificate, which rustls presents and the CERTS cell repeats
@@ -24,10 +26,10 @@ use std::time::{Duration, SystemTime};
 
 use rand::CryptoRng;
 use tor_cell::chancell::msg::Certs;
-use tor_cert::rsa::{EncodedRsaCrosscert, RsaCrosscert};
+use tor_cert::rsa::EncodedRsaCrosscert;
 use tor_cert::x509::{TlsKeyAndCert, create_legacy_rsa_id_cert};
 use tor_cert::{CertType, CertifiedKey, Ed25519Cert};
-use tor_checkable::{ExternallySigned as _, SelfSigned as _, TimeBound as _};
+use tor_checkable::{SelfSigned as _, TimeBound as _};
 use tor_llcrypto::pk::ed25519::{self, Ed25519Identity, ExpandedKeypair};
 use tor_llcrypto::pk::rsa::{KeyPair as RsaKeyPair, RsaIdentity};
 
@@ -42,6 +44,10 @@ pub const LINK_CERT_LIFETIME: Duration = Duration::from_secs(2 * 86_400);
 /// C-tor's `TestingAuthKeyLifetime` default.
 pub const AUTH_KEY_LIFETIME: Duration = Duration::from_secs(2 * 86_400);
 
+/// How long the RSA->Ed25519 cross-certificate (type 7) lasts: six months,
+/// as C-tor makes it (`load_ed_keys`).
+pub const CROSSCERT_LIFETIME: Duration = Duration::from_secs(6 * 30 * 86_400);
+
 /// A relay's long-term keys, as its key files hold them.
 pub struct RelayIdentityKeys {
     /// The RSA1024 identity key (`secret_id_key`).
@@ -55,8 +61,6 @@ pub struct RelayIdentityKeys {
     /// The ID->Signing certificate (type 4) for `ed_signing`, encoded
     /// (`ed25519_signing_cert`, less its file header).
     pub signing_cert: Vec<u8>,
-    /// The RSA->Ed25519 cross-certificate (type 7), encoded.
-    pub rsa_ed_crosscert: Vec<u8>,
 }
 
 impl std::fmt::Debug for RelayIdentityKeys {
@@ -71,13 +75,12 @@ impl std::fmt::Debug for RelayIdentityKeys {
 impl RelayIdentityKeys {
     /// The keys of a relay whose Ed25519 master key is at hand: makes the
     /// type 4 certificate (signing key, signed by the identity and naming
-    /// it) and the type 7 cross-certificate.
+    /// it).
     pub fn from_master_keys(
         rsa_identity: RsaKeyPair,
         ed_identity: &ed25519::Keypair,
         ed_signing: &ed25519::Keypair,
         signing_cert_expiry: SystemTime,
-        crosscert_expiry: SystemTime,
     ) -> Result<Self, ChannelError> {
         let id = Ed25519Identity::from(ed_identity.verifying_key());
         let signing_cert = Ed25519Cert::builder()
@@ -87,14 +90,11 @@ impl RelayIdentityKeys {
             .cert_key(CertifiedKey::Ed25519(ed_signing.verifying_key().into()))
             .encode_and_sign(ed_identity)
             .map_err(|e| bad_keys(format!("cannot make the type 4 certificate: {e}")))?;
-        let crosscert = EncodedRsaCrosscert::encode_and_sign(&rsa_identity, &id, crosscert_expiry)
-            .map_err(|e| bad_keys(format!("cannot make the type 7 certificate: {e}")))?;
         Ok(RelayIdentityKeys {
             rsa_identity,
             ed_identity: id,
             ed_signing: ExpandedKeypair::from(ed_signing),
             signing_cert: signing_cert.into(),
-            rsa_ed_crosscert: crosscert.into(),
         })
     }
 }
@@ -105,6 +105,8 @@ impl RelayIdentityKeys {
 pub struct RelayLinkKeys {
     /// The long-term keys.
     ids: RelayIdentityKeys,
+    /// The RSA->Ed25519 cross-certificate (type 7).
+    crosscert: Vec<u8>,
     /// The RSA identity (SHA-1 of the key).
     rsa_id: RsaIdentity,
     /// SHA-256 of the RSA identity key's DER: our CID or SID in AUTH0003.
@@ -139,16 +141,22 @@ impl RelayLinkKeys {
     /// 2048-bit RSA TLS key.
     ///
     /// Fails with [`ChannelError::BadLinkKeys`] if the type 4 certificate
-    /// is not the identity's certificate of the signing key, the type 7
-    /// certificate is not the RSA key's certificate of the identity, either
-    /// has expired, or the RSA key is not RSA1024 with exponent 65537.
+    /// is not the identity's certificate of the signing key or has
+    /// expired, or the RSA key is not RSA1024 with exponent 65537.
     pub fn new<R: CryptoRng + ?Sized>(
         ids: RelayIdentityKeys,
         rng: &mut R,
         now: SystemTime,
     ) -> Result<Self, ChannelError> {
-        let long_term_expiry = check_identity_keys(&ids, now)?;
+        let signing_expiry = check_identity_keys(&ids, now)?;
         let rsa_public = ids.rsa_identity.to_public_key();
+        let crosscert_expiry = now + CROSSCERT_LIFETIME;
+        let crosscert = EncodedRsaCrosscert::encode_and_sign(
+            &ids.rsa_identity,
+            &ids.ed_identity,
+            crosscert_expiry,
+        )
+        .map_err(|e| bad_keys(format!("cannot make the type 7 certificate: {e}")))?;
 
         // C-tor names its identity certificate like the TLS issuer.
         let issuer = random_hostname(rng, ".net");
@@ -185,8 +193,12 @@ impl RelayLinkKeys {
             rsa_id: rsa_public.to_rsa_identity(),
             rsa_id_sha256: rsa_key_digest(&rsa_public),
             rsa_id_cert,
-            expiry: long_term_expiry.min(link_expiry).min(auth_expiry),
+            expiry: signing_expiry
+                .min(crosscert_expiry)
+                .min(link_expiry)
+                .min(auth_expiry),
             ids,
+            crosscert: crosscert.into(),
             tls,
             link_cert: link_cert.into(),
             auth_key,
@@ -252,7 +264,7 @@ impl RelayLinkKeys {
             (CertType::RSA_ID_X509, &self.rsa_id_cert),
             (CertType::IDENTITY_V_SIGNING, &self.ids.signing_cert),
             (CertType::SIGNING_V_TLS_CERT, &self.link_cert),
-            (CertType::RSA_ID_V_IDENTITY, &self.ids.rsa_ed_crosscert),
+            (CertType::RSA_ID_V_IDENTITY, &self.crosscert),
         ])
     }
 
@@ -263,13 +275,13 @@ impl RelayLinkKeys {
             (CertType::RSA_ID_X509, &self.rsa_id_cert),
             (CertType::IDENTITY_V_SIGNING, &self.ids.signing_cert),
             (CertType::SIGNING_V_LINK_AUTH, &self.auth_cert),
-            (CertType::RSA_ID_V_IDENTITY, &self.ids.rsa_ed_crosscert),
+            (CertType::RSA_ID_V_IDENTITY, &self.crosscert),
         ])
     }
 }
 
 /// Check that the long-term keys belong together and are valid at `now`;
-/// returns when the first of their certificates expires.
+/// returns when the signing key's certificate expires.
 fn check_identity_keys(
     ids: &RelayIdentityKeys,
     now: SystemTime,
@@ -304,20 +316,7 @@ fn check_identity_keys(
             "type 4 certificate certifies another signing key".into(),
         ));
     }
-    let crosscert = RsaCrosscert::decode(&ids.rsa_ed_crosscert)
-        .map_err(|e| bad_keys(format!("type 7 certificate: {e}")))?
-        .check_signature(&rsa)
-        .map_err(|_| bad_keys("type 7 certificate is not signed by the RSA identity".into()))?
-        .dangerously_assume_timely();
-    if !crosscert.subject_key_matches(&ids.ed_identity) {
-        return Err(bad_keys(
-            "type 7 certificate certifies another Ed25519 identity".into(),
-        ));
-    }
-    if now > crosscert.expiry() {
-        return Err(bad_keys("type 7 certificate has expired".into()));
-    }
-    Ok(signing.expiry().min(crosscert.expiry()))
+    Ok(signing.expiry())
 }
 
 /// A CERTS message with these certificates, in this order (tor-spec §4.2).
@@ -439,13 +438,15 @@ mod tests {
             );
             assert_eq!(e.kind(), super::super::error::ErrorKind::Internal);
         };
-        // Another relay's type 4 and type 7 certificates.
+        // Another relay's type 4 certificate.
         let mut ids = r.identity_keys(now());
         ids.signing_cert = other.identity_keys(now()).signing_cert;
         check(ids, now(), "does not name");
+        // Another relay's RSA identity with our Ed25519 keys: a new
+        // identity pair, which C-tor would cross-certify just the same.
         let mut ids = r.identity_keys(now());
-        ids.rsa_ed_crosscert = other.identity_keys(now()).rsa_ed_crosscert;
-        check(ids, now(), "not signed by the RSA identity");
+        ids.rsa_identity = other.identity_keys(now()).rsa_identity;
+        assert!(check_identity_keys(&ids, now()).is_ok());
         // Another signing key than the one type 4 certifies.
         let mut ids = r.identity_keys(now());
         ids.ed_signing = ExpandedKeypair::from(&ed25519::Keypair::generate(&mut rng));

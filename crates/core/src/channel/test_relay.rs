@@ -76,14 +76,13 @@ impl MockRelay {
         super::certs::rsa_key_digest(&self.rsa.to_public_key())
     }
 
-    /// This relay's long-term keys, with type 4 and 7 certificates valid
-    /// for a year from `now`.
+    /// This relay's long-term keys, with a type 4 certificate valid for a
+    /// year from `now`.
     pub(crate) fn identity_keys(&self, now: SystemTime) -> RelayIdentityKeys {
         RelayIdentityKeys::from_master_keys(
             RsaKeyPair::from(self.rsa.as_key().clone()),
             &self.ed_id,
             &self.ed_sign,
-            now + 365 * DAY,
             now + 365 * DAY,
         )
         .unwrap()
