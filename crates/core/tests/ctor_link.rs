@@ -16,8 +16,9 @@
 //! 3. The C-tor client, with Braid as its bridge, must accept our CERTS;
 //!    we see an unauthenticated initiator.
 //!
-//! Starts tor processes, so ignored by default:
-//! `cargo test -p braid-core --test ctor_link -- --ignored --nocapture`.
+//! Starts two tor processes (killed when the test ends, by their handles)
+//! and takes a few seconds: `cargo test -p braid-core --test ctor_link --
+//! --nocapture`.
 //! With `BRAID_RECORD_AUTH0003=FILE` it also writes the C-tor relay's
 //! authenticating handshake of step 2 to FILE (the recording in
 //! `src/channel/testdata/ctor_auth0003.txt` was made so).
@@ -368,7 +369,6 @@ fn ctor_relay_target(data: &Path, addr: SocketAddr) -> HopTarget {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "starts C-tor; run with --ignored"]
 async fn ctor_relay_and_client_interop() {
     let base = std::env::temp_dir().join(format!("braid-ctor-link-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
