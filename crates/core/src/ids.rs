@@ -81,6 +81,28 @@ impl fmt::Display for LegKey {
     }
 }
 
+/// A channel at a relay, from its opening to its end: the relay node's
+/// name for it toward the driver; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChanKey(pub u64);
+
+impl fmt::Display for ChanKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "chan #{}", self.0)
+    }
+}
+
+/// A circuit at a relay (which has a circuit id on each of its two
+/// channels): the relay node's name for it; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CircKey(pub u64);
+
+impl fmt::Display for CircKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "circuit #{}", self.0)
+    }
+}
+
 /// A hop on a circuit: 0 is the first hop (the guard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HopNum(pub u8);

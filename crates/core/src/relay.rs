@@ -7,14 +7,20 @@
 //!
 //! - [`create`]: answering a circuit's first cell, [`OnionKeys`].
 //! - [`circuit`]: [`RelayCircuit`], one circuit at a relay.
+//! - [`node`]: [`RelayNode`], a relay's channels and circuits, routing
+//!   cells between them.
 //! - [`error`]: its errors, [`RelayCircError`].
 
 pub mod circuit;
 pub mod create;
 pub mod error;
+pub mod node;
+#[cfg(test)]
+mod node_tests;
 #[cfg(test)]
 mod tests;
 
 pub use circuit::{ExtendRequest, MAX_QUEUED_CELLS, MAX_RELAY_EARLY, RelayCircEvent, RelayCircuit};
 pub use create::{Answered, OnionKeys, answer_create_fast, answer_create2};
 pub use error::{RelayCircError, RelayCircErrorKind};
+pub use node::{ConnectId, NodeEvent, NodeStats, Peer, RelayNode};

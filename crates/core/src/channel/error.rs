@@ -250,6 +250,15 @@ pub enum ChannelError {
         /// The command of the cell.
         cmd: ChanCmd,
     },
+    /// The peer opened a circuit with an id it may not use (in use, or
+    /// with the other end's high bit, tor-spec §5.1.1).
+    #[error("circ {circ_id:#010x} cannot be opened by the peer: {why}")]
+    BadPeerCircId {
+        /// The id.
+        circ_id: u32,
+        /// Why.
+        why: &'static str,
+    },
     /// A bug on our side or a misuse of this API (e.g. encoding a cell we
     /// built wrongly, or feeding a handshake that has already failed).
     #[error("internal error: {0}")]
@@ -278,6 +287,7 @@ impl ChannelError {
             ChannelError::FixedCellBeforeVersions { .. }
             | ChannelError::MalformedCell { .. }
             | ChannelError::BadCircId { .. }
+            | ChannelError::BadPeerCircId { .. }
             | ChannelError::NoCommonVersion { .. }
             | ChannelError::UnexpectedCell { .. }
             | ChannelError::MalformedCerts { .. }

@@ -197,13 +197,16 @@ pub struct MuxStats {
     pub destroy_probes: u64,
 }
 
-/// One circuit of ours.
+/// One circuit on the channel.
 #[derive(Debug)]
 struct Slot<T> {
     /// What the driver attached to it.
     entry: T,
     /// A cell of the circuit's went out: the peer may know it.
     sent: bool,
+    /// The peer opened it (we answer its CREATE; a relay's circuits from
+    /// the previous hop), rather than we.
+    peer_opened: bool,
 }
 
 /// The circuits of one open channel and the rules for them (see the
@@ -274,8 +277,46 @@ impl<T> ChannelMux<T> {
         entry: T,
     ) -> Result<CircId, ChannelError> {
         let id = self.fresh_id(rng)?;
-        self.circuits.insert(id, Slot { entry, sent: false });
+        self.circuits.insert(
+            id,
+            Slot {
+                entry,
+                sent: false,
+                peer_opened: false,
+            },
+        );
         Ok(id)
+    }
+
+    /// Register circuit `id`, which the peer opened with a CREATE* that
+    /// [`handle_cell`](Self::handle_cell) gave as [`Inbound::PeerCreate`],
+    /// with `entry` attached; the caller's answer (CREATED*, or DESTROY)
+    /// goes through [`check_outbound`](Self::check_outbound). Refused, the
+    /// peer's fault, if the id is in use, or has the bit the wrong end
+    /// sets (tor-spec §5.1.1: the initiator of the channel sets the most
+    /// significant bit of the ids it picks).
+    pub fn accept_circuit(&mut self, id: CircId, entry: T) -> Result<(), ChannelError> {
+        if id.high_bit() == self.config.initiator {
+            return Err(ChannelError::BadPeerCircId {
+                circ_id: id.get(),
+                why: "its most significant bit belongs to the other end (tor-spec §5.1.1)",
+            });
+        }
+        if self.circuits.contains_key(&id) || self.probe == Some(id) {
+            return Err(ChannelError::BadPeerCircId {
+                circ_id: id.get(),
+                why: "a circuit with that id is open (tor-spec §5.1.1)",
+            });
+        }
+        self.circuits.insert(
+            id,
+            Slot {
+                entry,
+                sent: false,
+                peer_opened: true,
+            },
+        );
+        Ok(())
     }
 
     /// Close circuit `id` with DESTROY `reason` (clients should say NONE,
@@ -430,10 +471,15 @@ impl<T> ChannelMux<T> {
         msg: AnyChanMsg,
     ) -> Result<Option<AnyChanCell>, ChannelError> {
         self.cursor = Some(id);
-        if !self.circuits.contains_key(&id) {
+        let Some(slot) = self.circuits.get(&id) else {
             return Ok(None);
-        }
-        if !initiator_may_send(&msg) {
+        };
+        let allowed = if slot.peer_opened {
+            responder_may_send(&msg)
+        } else {
+            initiator_may_send(&msg)
+        };
+        if !allowed {
             self.close_circuit(id, DestroyReason::NONE);
             return Err(ChannelError::CellNotAllowed {
                 circ_id: id.get(),
@@ -544,6 +590,20 @@ pub fn initiator_may_send(msg: &AnyChanMsg) -> bool {
             | AnyChanMsg::Create2(_)
             | AnyChanMsg::Relay(_)
             | AnyChanMsg::RelayEarly(_)
+            | AnyChanMsg::Destroy(_)
+    )
+}
+
+/// True if we may send `msg` on a circuit the peer opened: the answer to
+/// its CREATE*, then RELAY toward it, or DESTROY (tor-spec §5; RELAY_EARLY
+/// only goes away from the circuit's origin, §5.6).
+pub fn responder_may_send(msg: &AnyChanMsg) -> bool {
+    matches!(
+        msg,
+        AnyChanMsg::Created(_)
+            | AnyChanMsg::CreatedFast(_)
+            | AnyChanMsg::Created2(_)
+            | AnyChanMsg::Relay(_)
             | AnyChanMsg::Destroy(_)
     )
 }

@@ -1,0 +1,574 @@
+//! [`RelayNode`]: a relay's channels and circuits, sans-IO.
+//!
+//! The node owns every open channel's circuit map ([`ChannelMux`]) and
+//! every circuit ([`RelayCircuit`]), and routes cells between them: a
+//! CREATE2 or CREATE_FAST from a peer opens a circuit (answered with our
+//! onion keys), an EXTEND2 continues it on a channel to the next relay
+//! (reusing one that relay authenticated on, or asking the driver to open
+//! one: [`NodeEvent::Connect`]), cells pass both ways, DESTROYs and closed
+//! channels end what they must. A circuit's cells wait in its own bounded
+//! queues until the channel's writer takes them
+//! ([`RelayNode::poll_transmit`]): the driver pulls as fast as the socket
+//! drains, so a slow channel holds back its own circuits only, and a
+//! circuit that overfills closes alone.
+//!
+//! As a circuit's edge the node answers what a non-exit relay answers:
+//! BEGIN and RESOLVE get END EXITPOLICY, BEGIN_DIR END NOTDIRECTORY
+//! (tor-spec §6.2; C-tor `connection_exit_begin_conn`). Exit streams come
+//! with the exit role.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{CryptoRng, SeedableRng as _};
+use tor_cell::chancell::msg::{AnyChanMsg, Destroy, DestroyReason};
+use tor_cell::chancell::{AnyChanCell, ChanCell};
+use tor_cell::relaycell::msg::{AnyRelayMsg, End, EndReason};
+use tor_llcrypto::pk::ed25519::Ed25519Identity;
+use tor_llcrypto::pk::rsa::RsaIdentity;
+
+use crate::cc::CcParams;
+use crate::channel::{ChannelError, ChannelMux, Inbound, MuxConfig};
+use crate::ids::{ChanKey, CircId, CircKey};
+
+use super::circuit::{ExtendRequest, RelayCircEvent, RelayCircuit};
+use super::create::{OnionKeys, answer_create_fast, answer_create2};
+
+/// Most circuits a node carries; CREATE beyond it is refused with
+/// RESOURCELIMIT.
+pub const MAX_CIRCUITS: usize = 16_384;
+
+/// Most circuits one channel's peer may open at a node.
+pub const MAX_CIRCUITS_PER_CHANNEL: usize = 2_048;
+
+/// Who is at the other end of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A client (it did not authenticate).
+    Client,
+    /// A relay that proved these identities (tor-spec §4.4).
+    Relay {
+        /// Its RSA identity.
+        rsa: RsaIdentity,
+        /// Its Ed25519 identity.
+        ed: Option<Ed25519Identity>,
+    },
+}
+
+/// A request to the driver to open a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectId(pub u64);
+
+/// What the node asks of its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// Open a channel to this relay (TLS, then the link handshake,
+    /// authenticating as a relay), then [`RelayNode::add_channel`] and
+    /// [`RelayNode::connect_done`], or [`RelayNode::connect_failed`].
+    Connect {
+        /// The request.
+        id: ConnectId,
+        /// The relay's RSA identity.
+        rsa: RsaIdentity,
+        /// Its Ed25519 identity, if the client named it.
+        ed: Option<Ed25519Identity>,
+        /// Where, IPv4 first.
+        addrs: Vec<SocketAddr>,
+    },
+    /// The channel carries no circuit any more (the driver may close it
+    /// after a while).
+    ChannelIdle {
+        /// The channel.
+        chan: ChanKey,
+    },
+}
+
+/// Counters of a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Circuits opened by peers.
+    pub circuits_created: u64,
+    /// CREATEs refused (limits, bad handshakes).
+    pub creates_refused: u64,
+    /// Circuits extended.
+    pub extends: u64,
+    /// Circuits closed.
+    pub circuits_closed: u64,
+}
+
+/// One open channel.
+#[derive(Debug)]
+struct Chan {
+    mux: ChannelMux<CircKey>,
+    peer: Peer,
+    /// Cells the node itself sends on it (CREATE2s for extensions), in
+    /// order; at most one per circuit extending through it.
+    out: VecDeque<AnyChanCell>,
+}
+
+/// One circuit and where it runs.
+#[derive(Debug)]
+struct NodeCirc {
+    circ: RelayCircuit,
+    /// The previous hop's channel and our id there (None once gone).
+    prev: Option<(ChanKey, CircId)>,
+    /// The next hop's channel and our id there.
+    next: Option<(ChanKey, CircId)>,
+    /// A CREATE2 waiting for a channel to the next relay.
+    waiting: Option<ExtendRequest>,
+}
+
+/// A relay's channels and circuits. See the [module docs](self).
+#[derive(Debug)]
+pub struct RelayNode {
+    own_id: RsaIdentity,
+    keys: OnionKeys,
+    cc: CcParams,
+    rng: StdRng,
+    channels: BTreeMap<ChanKey, Chan>,
+    circuits: BTreeMap<CircKey, NodeCirc>,
+    /// Channels being opened for extensions: whom to, and who waits.
+    connects: BTreeMap<ConnectId, (RsaIdentity, Vec<CircKey>)>,
+    events: VecDeque<NodeEvent>,
+    next_chan: u64,
+    next_circ: u64,
+    next_connect: u64,
+    stats: NodeStats,
+}
+
+impl RelayNode {
+    /// A node with our identity, onion keys and the consensus' congestion
+    /// control parameters.
+    pub fn new<R: CryptoRng + ?Sized>(
+        own_id: RsaIdentity,
+        keys: OnionKeys,
+        cc: CcParams,
+        rng: &mut R,
+    ) -> Self {
+        Self {
+            own_id,
+            keys,
+            cc,
+            rng: StdRng::from_rng(rng),
+            channels: BTreeMap::new(),
+            circuits: BTreeMap::new(),
+            connects: BTreeMap::new(),
+            events: VecDeque::new(),
+            next_chan: 0,
+            next_circ: 0,
+            next_connect: 0,
+            stats: NodeStats::default(),
+        }
+    }
+
+    /// Replace the onion keys (rotation); circuits keep theirs.
+    pub fn set_onion_keys(&mut self, keys: OnionKeys) {
+        self.keys = keys;
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    /// Circuits carried.
+    pub fn circuit_count(&self) -> usize {
+        self.circuits.len()
+    }
+
+    /// Open channels.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// A channel whose link handshake is done: `peer` as it proved itself,
+    /// `initiator` if we opened it.
+    pub fn add_channel(&mut self, peer: Peer, initiator: bool) -> ChanKey {
+        let key = ChanKey(self.next_chan);
+        self.next_chan += 1;
+        let config = MuxConfig {
+            initiator,
+            ignore_create: false,
+            destroy_probe: initiator,
+            overflow_reason: DestroyReason::RESOURCELIMIT,
+        };
+        self.channels.insert(
+            key,
+            Chan {
+                mux: ChannelMux::new(config),
+                peer,
+                out: VecDeque::new(),
+            },
+        );
+        key
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    // ----- Cells in -----
+
+    /// A cell read from channel `chan`. An error is the peer's fault and
+    /// ends the channel: the driver closes it and calls
+    /// [`Self::channel_closed`].
+    pub fn handle_cell(
+        &mut self,
+        chan: ChanKey,
+        cell: AnyChanCell,
+        now: Instant,
+    ) -> Result<(), ChannelError> {
+        let Some(c) = self.channels.get_mut(&chan) else {
+            return Ok(());
+        };
+        let touched = match c.mux.handle_cell(cell, &mut self.rng)? {
+            Inbound::Deliver { entry, msg, .. } => {
+                let key = *entry;
+                self.deliver(key, chan, msg, now);
+                Some(key)
+            }
+            Inbound::Destroyed { entry, msg, .. } => {
+                self.deliver(entry, chan, msg, now);
+                Some(entry)
+            }
+            Inbound::PeerCreate { id, msg } => self.peer_create(chan, id, msg, now),
+            Inbound::Ignored { .. } => None,
+        };
+        if let Some(key) = touched {
+            self.settle(key, now);
+        }
+        Ok(())
+    }
+
+    /// Hand `msg` from `chan` to circuit `key`, as from its previous or
+    /// its next hop.
+    fn deliver(&mut self, key: CircKey, chan: ChanKey, msg: AnyChanMsg, now: Instant) {
+        let Some(nc) = self.circuits.get_mut(&key) else {
+            return;
+        };
+        let destroy = matches!(msg, AnyChanMsg::Destroy(_));
+        if nc.prev.is_some_and(|(c, _)| c == chan) {
+            if destroy {
+                nc.prev = None;
+            }
+            nc.circ.handle_from_prev(msg, now);
+        } else if nc.next.is_some_and(|(c, _)| c == chan) {
+            if destroy {
+                nc.next = None;
+            }
+            nc.circ.handle_from_next(msg, now);
+        }
+    }
+
+    /// The peer on `chan` opens circuit `id` with `msg`.
+    fn peer_create(
+        &mut self,
+        chan: ChanKey,
+        id: CircId,
+        msg: AnyChanMsg,
+        _now: Instant,
+    ) -> Option<CircKey> {
+        let on_channel = self
+            .circuits
+            .values()
+            .filter(|c| c.prev.is_some_and(|(k, _)| k == chan))
+            .count();
+        let refuse = |node: &mut Self, reason| {
+            node.stats.creates_refused += 1;
+            if let Some(c) = node.channels.get_mut(&chan) {
+                c.out.push_back(ChanCell::new(
+                    tor_cell::chancell::CircId::new(id.get()),
+                    Destroy::new(reason).into(),
+                ));
+            }
+            None
+        };
+        if self.circuits.len() >= MAX_CIRCUITS || on_channel >= MAX_CIRCUITS_PER_CHANNEL {
+            return refuse(self, DestroyReason::RESOURCELIMIT);
+        }
+        let answered = match &msg {
+            AnyChanMsg::Create2(c) => answer_create2(
+                &self.keys,
+                c.handshake_type(),
+                c.body(),
+                &self.cc,
+                &mut self.rng,
+            ),
+            // tor-spec §5.1.5: CREATE_FAST only as the first hop, from the
+            // client itself.
+            AnyChanMsg::CreateFast(c) => match self.channels.get(&chan).map(|c| c.peer) {
+                Some(Peer::Client) => answer_create_fast(c.handshake(), &mut self.rng),
+                _ => return refuse(self, DestroyReason::PROTOCOL),
+            },
+            // The TAP CREATE cell is obsolete (tor-spec §5.1).
+            _ => return refuse(self, DestroyReason::PROTOCOL),
+        };
+        let answered = match answered {
+            Ok(a) => a,
+            Err(e) => return refuse(self, e.destroy_reason()),
+        };
+        let key = CircKey(self.next_circ);
+        let prev_id = match self.channels.get(&chan).map(|c| c.peer) {
+            Some(Peer::Relay { rsa, .. }) => Some(rsa),
+            _ => None,
+        };
+        let c = self.channels.get_mut(&chan)?;
+        if c.mux.accept_circuit(id, key).is_err() {
+            return refuse(self, DestroyReason::PROTOCOL);
+        }
+        self.next_circ += 1;
+        self.stats.circuits_created += 1;
+        let circ = RelayCircuit::new(
+            answered,
+            self.cc.clone(),
+            self.own_id,
+            prev_id,
+            &mut self.rng,
+        );
+        self.circuits.insert(
+            key,
+            NodeCirc {
+                circ,
+                prev: Some((chan, id)),
+                next: None,
+                waiting: None,
+            },
+        );
+        Some(key)
+    }
+
+    /// Act on circuit `key`'s events; forget it once closed and drained.
+    fn settle(&mut self, key: CircKey, now: Instant) {
+        while let Some(ev) = self
+            .circuits
+            .get_mut(&key)
+            .and_then(|c| c.circ.poll_event())
+        {
+            match ev {
+                RelayCircEvent::Extend(req) => self.extend(key, req),
+                RelayCircEvent::Edge { stream, msg } => self.edge(key, stream, msg, now),
+                RelayCircEvent::Closed { .. } => self.stats.circuits_closed += 1,
+            }
+        }
+        self.maybe_release(key);
+    }
+
+    /// As the edge of circuit `key` (a non-exit relay).
+    fn edge(
+        &mut self,
+        key: CircKey,
+        stream: Option<crate::ids::StreamId>,
+        msg: AnyRelayMsg,
+        now: Instant,
+    ) {
+        let reason = match (&msg, stream) {
+            (AnyRelayMsg::Begin(_) | AnyRelayMsg::Resolve(_), Some(_)) => EndReason::EXITPOLICY,
+            (AnyRelayMsg::BeginDir(_), Some(_)) => EndReason::NOTDIRECTORY,
+            // Anything else on a stream we never opened is dropped (C-tor
+            // drops cells for unknown streams).
+            _ => return,
+        };
+        if let Some(nc) = self.circuits.get_mut(&key) {
+            let _ = nc
+                .circ
+                .send(stream, End::new_with_reason(reason).into(), now);
+        }
+    }
+
+    /// Circuit `key` asks to extend: over a channel the relay
+    /// authenticated on, or a new one.
+    fn extend(&mut self, key: CircKey, req: ExtendRequest) {
+        let existing = self
+            .channels
+            .iter()
+            .find(|(_, c)| match c.peer {
+                Peer::Relay { rsa, ed } => {
+                    rsa == req.rsa_id && (req.ed_id.is_none() || ed == req.ed_id)
+                }
+                Peer::Client => false,
+            })
+            .map(|(k, _)| *k);
+        match existing {
+            Some(chan) => self.start_extend(key, chan, req),
+            None => {
+                let pending = self
+                    .connects
+                    .iter_mut()
+                    .find(|(_, (rsa, _))| *rsa == req.rsa_id);
+                if let Some((_, (_, waiting))) = pending {
+                    waiting.push(key);
+                } else {
+                    let id = ConnectId(self.next_connect);
+                    self.next_connect += 1;
+                    self.connects.insert(id, (req.rsa_id, vec![key]));
+                    self.events.push_back(NodeEvent::Connect {
+                        id,
+                        rsa: req.rsa_id,
+                        ed: req.ed_id,
+                        addrs: req.addrs.clone(),
+                    });
+                }
+                if let Some(nc) = self.circuits.get_mut(&key) {
+                    nc.waiting = Some(req);
+                }
+            }
+        }
+    }
+
+    /// Send circuit `key`'s CREATE2 on `chan`.
+    fn start_extend(&mut self, key: CircKey, chan: ChanKey, req: ExtendRequest) {
+        let Some(c) = self.channels.get_mut(&chan) else {
+            return;
+        };
+        let Ok(id) = c.mux.open_circuit(&mut self.rng, key) else {
+            if let Some(nc) = self.circuits.get_mut(&key) {
+                nc.circ.extend_failed(DestroyReason::RESOURCELIMIT);
+            }
+            return;
+        };
+        if let Ok(Some(cell)) = c.mux.check_outbound(id, req.create.into()) {
+            c.out.push_back(cell);
+        }
+        self.stats.extends += 1;
+        if let Some(nc) = self.circuits.get_mut(&key) {
+            nc.next = Some((chan, id));
+            nc.waiting = None;
+        }
+    }
+
+    /// A channel asked for with [`NodeEvent::Connect`] is open (added with
+    /// [`Self::add_channel`]): the circuits waiting for it extend.
+    pub fn connect_done(&mut self, id: ConnectId, chan: ChanKey, now: Instant) {
+        let Some((_, waiting)) = self.connects.remove(&id) else {
+            return;
+        };
+        for key in waiting {
+            let req = self.circuits.get_mut(&key).and_then(|nc| nc.waiting.take());
+            if let Some(req) = req {
+                self.start_extend(key, chan, req);
+            }
+            self.settle(key, now);
+        }
+    }
+
+    /// The channel asked for could not be opened: the circuits waiting for
+    /// it close with CONNECTFAILED (C-tor: `circuit_n_chan_done` failing).
+    pub fn connect_failed(&mut self, id: ConnectId, now: Instant) {
+        let Some((_, waiting)) = self.connects.remove(&id) else {
+            return;
+        };
+        for key in waiting {
+            if let Some(nc) = self.circuits.get_mut(&key) {
+                nc.waiting = None;
+                nc.circ.extend_failed(DestroyReason::CONNECTFAILED);
+            }
+            self.settle(key, now);
+        }
+    }
+
+    /// Channel `chan` is gone: its circuits lose that side (tor-spec §5.4:
+    /// the circuits of a closed channel are closed, and DESTROY goes to
+    /// their other side).
+    pub fn channel_closed(&mut self, chan: ChanKey, now: Instant) {
+        if let Some(mut c) = self.channels.remove(&chan) {
+            c.mux.clear();
+        }
+        let keys: Vec<CircKey> = self.circuits.keys().copied().collect();
+        for key in keys {
+            if let Some(nc) = self.circuits.get_mut(&key) {
+                if nc.prev.is_some_and(|(c, _)| c == chan) {
+                    nc.prev = None;
+                    nc.circ.handle_prev_gone();
+                }
+                if nc.next.is_some_and(|(c, _)| c == chan) {
+                    nc.next = None;
+                    nc.circ.handle_next_gone();
+                }
+            }
+            self.settle(key, now);
+        }
+    }
+
+    /// Forget circuit `key` once closed with nothing left to send.
+    fn maybe_release(&mut self, key: CircKey) {
+        let Some(nc) = self.circuits.get(&key) else {
+            return;
+        };
+        let (to_prev, to_next) = nc.circ.queued();
+        let prev_done = nc.prev.is_none() || to_prev == 0;
+        let next_done = nc.next.is_none() || to_next == 0;
+        if !(nc.circ.is_closed() && prev_done && next_done && nc.waiting.is_none()) {
+            return;
+        }
+        let sides = [nc.prev, nc.next];
+        self.circuits.remove(&key);
+        for (chan, id) in sides.into_iter().flatten() {
+            if let Some(c) = self.channels.get_mut(&chan) {
+                // Its DESTROY went out (the slot is gone), or the channel
+                // never heard of it: forget it without a word.
+                c.mux.cancel_circuit(id);
+                if c.mux.is_empty() {
+                    self.events.push_back(NodeEvent::ChannelIdle { chan });
+                }
+            }
+        }
+    }
+
+    // ----- Cells out -----
+
+    /// The next cell for channel `chan`: the multiplexer's own (DESTROYs),
+    /// the node's (CREATE2 for extensions), then the circuits' in turn.
+    pub fn poll_transmit(&mut self, chan: ChanKey) -> Option<AnyChanCell> {
+        let c = self.channels.get_mut(&chan)?;
+        if let Some(cell) = c.mux.poll_transmit() {
+            return Some(cell);
+        }
+        if let Some(cell) = c.out.pop_front() {
+            return Some(cell);
+        }
+        let circuits = &mut self.circuits;
+        let mut found: Option<(CircKey, CircId, AnyChanMsg)> = None;
+        c.mux.for_each_in_turn(|id, key| {
+            if found.is_some() {
+                return;
+            }
+            let Some(nc) = circuits.get_mut(key) else {
+                return;
+            };
+            let msg = if nc.prev.is_some_and(|(k, i)| k == chan && i == id) {
+                nc.circ.poll_to_prev()
+            } else if nc.next.is_some_and(|(k, i)| k == chan && i == id) {
+                nc.circ.poll_to_next()
+            } else {
+                None
+            };
+            if let Some(msg) = msg {
+                found = Some((*key, id, msg));
+            }
+        });
+        let (key, id, msg) = found?;
+        let cell = match c.mux.check_outbound(id, msg) {
+            Ok(cell) => cell,
+            Err(e) => {
+                tracing::warn!("{key}: {e}");
+                None
+            }
+        };
+        self.maybe_release(key);
+        cell
+    }
+
+    /// Tell circuit owners whether `chan` is blocked (its writer cannot
+    /// take cells now): a congestion signal for the circuits we send as
+    /// an edge on (proposal 324 §3.3).
+    pub fn set_channel_blocked(&mut self, chan: ChanKey, blocked: bool) {
+        for nc in self.circuits.values_mut() {
+            if nc.prev.is_some_and(|(k, _)| k == chan) {
+                nc.circ.set_blocked_on_channel(blocked);
+            }
+        }
+    }
+}
