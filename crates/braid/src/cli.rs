@@ -48,7 +48,7 @@ pub(crate) enum RelayCmd {
         dir: PathBuf,
     },
     /// Build and sign the relay's server descriptor from a relay file
-    /// ([braid_relay] and [[authority]] tables) and print it, or upload it
+    /// (`[braid_relay]` and `[[authority]]` tables) and print it, or upload it
     /// to every authority.
     Descriptor(RelayDescriptorArgs),
 }
