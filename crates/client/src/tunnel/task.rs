@@ -83,10 +83,7 @@ async fn spawn(
         opened.push(open_leg(plan).await?);
     }
     let specs = opened.iter().map(|o| o.spec.clone()).collect();
-    let tunnel = {
-        let mut rng = rand::rng();
-        ClientTunnel::new(config, specs, &mut rng, Instant::now())?
-    };
+    let tunnel = ClientTunnel::new(config, specs, &mut rand::rng(), Instant::now())?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let (status_tx, status_rx) = watch::channel(TunnelStatus::Building);
     let (built_tx, built_rx) = oneshot::channel();
@@ -114,11 +111,9 @@ async fn spawn(
         info: Arc::new(info),
     };
     tokio::spawn(task.run(cmd_rx, leg_rx));
-    match built_rx.await {
-        Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(TunnelError::TaskGone),
-    }
+    // Open, or why not (a task that ended without a word is a bug).
+    built_rx.await.unwrap_or(Err(TunnelError::TaskGone))?;
+    Ok(handle)
 }
 
 /// A leg's circuit registered on its channel: the spec the core builds it
