@@ -2,7 +2,8 @@
 
 use std::collections::VecDeque;
 
-/// Capacity above which an emptied queue gives its memory back.
+/// Capacity above which an emptied queue gives its memory back (down to
+/// this much).
 const SHRINK_ABOVE: usize = 64 * 1024;
 
 /// A FIFO of bytes that never holds more than `limit`.
@@ -83,10 +84,13 @@ impl ByteQueue {
     }
 
     /// Give back a large allocation once the queue is empty, so an idle
-    /// stream does not keep its peak memory.
+    /// stream keeps at most [`SHRINK_ABOVE`] bytes, not its peak.
     fn maybe_shrink(&mut self) {
+        // Down to SHRINK_ABOVE, not to nothing: a busy stream empties its
+        // buffer at every read and would otherwise grow it again from a
+        // few bytes, reallocating and copying at each doubling.
         if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
-            self.buf = VecDeque::new();
+            self.buf.shrink_to(SHRINK_ABOVE);
         }
     }
 }
