@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use braid_core::stream::Socks5Reply;
 use thiserror::Error;
+
+use crate::channel::ChannelDriverError;
 
 /// The configuration file could not be used.
 #[derive(Debug, Error)]
@@ -113,4 +116,89 @@ pub enum ClientError {
         /// Why.
         source: io::Error,
     },
+}
+
+/// A tunnel could not be built.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TunnelError {
+    /// The channel to a first hop failed.
+    #[error(transparent)]
+    Channel(#[from] ChannelDriverError),
+    /// The core gave up on the tunnel (a build failed or timed out, a
+    /// leg's relay refused, a violation); its kind says what to do.
+    #[error(transparent)]
+    Core(#[from] braid_core::tunnel::TunnelError),
+    /// No usable path.
+    #[error("no path: {0}")]
+    Path(String),
+    /// The tunnel's task ended without a word (a bug, or shutdown).
+    #[error("the tunnel task ended")]
+    TaskGone,
+}
+
+impl TunnelError {
+    /// The index in the path of the relay most likely at fault, if one is
+    /// ([`braid_core::tunnel::TunnelError::suspect`]).
+    pub fn suspect(&self) -> Option<usize> {
+        match self {
+            TunnelError::Core(e) => e.suspect(),
+            _ => None,
+        }
+    }
+}
+
+/// A stream could not be opened; `reply` is the SOCKS answer.
+#[derive(Debug, Clone, Error)]
+#[error("{reason}")]
+pub struct BeginError {
+    /// The SOCKS5 reply code that says it.
+    pub reply: Socks5Reply,
+    /// Why, in words (the exit's END reason, a timeout, the circuit
+    /// closing).
+    pub reason: String,
+    /// True if another circuit may do better: the circuit itself failed,
+    /// or the exit gave a reason C-tor's client retries elsewhere (MISC,
+    /// RESOLVEFAILED, TIMEOUT, NOROUTE, RESOURCELIMIT, HIBERNATING;
+    /// `connection_ap_process_end_not_open`), or CONNECTED did not come in
+    /// time.
+    pub circuit_failed: bool,
+}
+
+impl BeginError {
+    /// The tunnel would not open the stream (it is not open, or out of
+    /// stream ids).
+    pub(crate) fn refused(e: &braid_core::tunnel::TunnelError) -> Self {
+        BeginError {
+            reply: Socks5Reply::GeneralFailure,
+            reason: e.to_string(),
+            circuit_failed: e.retry_elsewhere(),
+        }
+    }
+
+    /// The stream ended before it connected (or resolved), by the exit's
+    /// END (`remote`) or ours.
+    pub(crate) fn ended(reason: braid_core::stream::CloseReason, remote: bool) -> Self {
+        BeginError {
+            reply: reason.socks5_reply(),
+            reason: if remote {
+                format!("the exit refused: {reason}")
+            } else {
+                reason.to_string()
+            },
+            circuit_failed: reason.retry_elsewhere(),
+        }
+    }
+
+    /// The tunnel closed (`why`, if known); `retry`: another may do better.
+    pub(crate) fn circuit_closed(why: Option<&str>, retry: bool) -> Self {
+        BeginError {
+            reply: Socks5Reply::GeneralFailure,
+            reason: match why {
+                Some(why) => format!("the circuit closed: {why}"),
+                None => "the circuit closed".into(),
+            },
+            circuit_failed: retry,
+        }
+    }
 }

@@ -1,13 +1,21 @@
-//! From the directory's [`Relay`] to the circuit's [`HopTarget`].
+//! From the directory's [`Relay`] to the circuit's [`HopTarget`], and the
+//! paths of tunnel legs: the plan of one leg (a channel to its guard and
+//! its hops) and the [`LegSource`] a tunnel gets the legs its core asks
+//! for from.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use braid_core::circuit::HopTarget;
-use braid_dir::Relay;
+use braid_dir::{Relay, RelayId};
 use tor_llcrypto::pk::curve25519;
 use tor_llcrypto::pk::ed25519::Ed25519Identity;
 use tor_llcrypto::pk::rsa::RsaIdentity;
 use tor_protover::Protocols;
+
+use crate::channel::ChannelHandle;
+use crate::error::TunnelError;
 
 /// The hop target for `relay`, or `None` if the directory lacks its ntor key
 /// or Ed25519 identity (such a relay cannot be extended to).
@@ -33,6 +41,44 @@ fn supports(relay: &Relay, needed: &str) -> bool {
     needed
         .parse::<Protocols>()
         .is_ok_and(|n| relay.supports_all(&n))
+}
+
+/// One leg to build: a channel to its guard, the hops from that guard to
+/// the exit, and its relays (nicknames and identities, guard first).
+#[derive(Debug)]
+pub struct LegPlan {
+    /// A channel to the guard.
+    pub channel: ChannelHandle,
+    /// The hops, guard first.
+    pub hops: Vec<HopTarget>,
+    /// Nicknames, guard first.
+    pub names: Vec<String>,
+    /// Identities, guard first.
+    pub ids: Vec<RelayId>,
+}
+
+/// A future of a new leg's plan.
+pub type LegFuture = Pin<Box<dyn Future<Output = Result<LegPlan, TunnelError>> + Send>>;
+
+/// Where a set gets the paths of the legs its core asks for, and whom it
+/// tells about legs that worked or failed.
+pub trait LegSource: Send + Sync + std::fmt::Debug {
+    /// A leg to `exit` whose guard and middle are none of `used` (prop 329
+    /// §2.2: legs share no guard or middle).
+    fn new_leg(&self, exit: RelayId, used: Vec<RelayId>) -> LegFuture;
+    /// The leg along `ids` failed, and the relay at index `suspect` (never
+    /// the guard, whose reachability the guard set judges) is the likely
+    /// culprit ([`braid_core::tunnel::TunnelError::suspect`]).
+    fn leg_failed(&self, ids: &[RelayId], suspect: usize);
+    /// The leg along `ids` was built: its guard works (guard-spec §4.8).
+    fn leg_built(&self, ids: &[RelayId]);
+}
+
+/// A relay identity as the directory names it.
+pub(crate) fn relay_id(rsa: &RsaIdentity) -> RelayId {
+    let mut bytes = [0u8; 20];
+    bytes.copy_from_slice(rsa.as_bytes());
+    RelayId::new(bytes)
 }
 
 #[cfg(test)]

@@ -18,7 +18,10 @@
 //!   so work on different keys runs in parallel.
 //! - [`pool`]: the tunnels kept per isolation key, least recently used
 //!   keys evicted beyond a bound.
-//! - [`report`]: what a tunnel's task reports about its tunnel and legs.
+//! - [`report`]: what is known about a tunnel, and what its task reports
+//!   about it and its legs.
+//! - [`pipe`]: the bounded pipe between a tunnel's task and a stream's
+//!   application end, [`pipe::TorStream`].
 //! - [`metrics`]: per-tunnel and per-leg figures as Prometheus text and
 //!   JSON on an optional HTTP port.
 //! - [`tunnel`]: the tunnel driver: one task per tunnel (a circuit or a
@@ -35,6 +38,7 @@ pub mod hops;
 pub mod http;
 pub mod keyed_lock;
 pub mod metrics;
+pub mod pipe;
 pub mod pool;
 pub mod report;
 pub mod socks;

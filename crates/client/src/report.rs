@@ -1,8 +1,13 @@
-//! What a tunnel's task reports about itself: per tunnel and per leg
-//! figures for `braid status`, the metrics endpoint, demos and benchmarks.
+//! What is known about a tunnel: what it was built through and its
+//! status, and what its task reports about itself (per tunnel and per leg
+//! figures for `braid status`, the metrics endpoint, demos and benchmarks).
+
+use std::collections::BTreeMap;
 
 use braid_core::circuit::HopFigures;
 use braid_core::conflux::LegStats;
+use braid_core::ids::LegKey;
+use braid_core::tunnel::ClientTunnel;
 
 /// A snapshot of one tunnel, taken by its task.
 #[derive(Debug, Clone)]
@@ -53,6 +58,39 @@ pub struct ReorderReport {
 }
 
 impl TunnelReport {
+    /// `tunnel`'s figures, every leg launched so far included, each leg
+    /// named from `names`.
+    pub(crate) fn of(
+        id: u64,
+        tunnel: &ClientTunnel,
+        names: &BTreeMap<LegKey, Vec<String>>,
+        streams: usize,
+    ) -> Self {
+        TunnelReport {
+            id,
+            conflux: tunnel.is_conflux(),
+            legs: tunnel
+                .leg_snapshots()
+                .into_iter()
+                .map(|s| LegReport {
+                    path: names.get(&s.leg).cloned().unwrap_or_default(),
+                    open: s.open,
+                    figures: s.figures,
+                    stats: s.stats,
+                    replacement: s.replacement,
+                    link_rtt: s.link_rtt,
+                })
+                .collect(),
+            reorder: tunnel.reorder_snapshot().map(|r| ReorderReport {
+                bytes: r.bytes,
+                peak_bytes: r.peak_bytes,
+                limit_bytes: r.limit_bytes,
+                waiting: r.waiting,
+            }),
+            streams,
+        }
+    }
+
     /// DATA payload bytes received over all legs (Conflux), or DATA cells
     /// received times 498 for a single circuit.
     pub fn data_bytes_received(&self) -> u64 {
@@ -78,5 +116,39 @@ impl LegReport {
             (None, Some(f)) => f.data_sent.saturating_mul(498),
             (None, None) => 0,
         }
+    }
+}
+
+/// The state of a tunnel, as its task reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelStatus {
+    /// Being built.
+    Building,
+    /// Built; streams can be opened.
+    Open,
+    /// Gone, and why.
+    Closed(String),
+}
+
+/// What is known about a tunnel from its creation.
+#[derive(Debug, Clone)]
+pub struct TunnelInfo {
+    /// The legs (one for a single circuit), each its relays' nicknames,
+    /// first hop first.
+    pub legs: Vec<Vec<String>>,
+    /// The exit's RSA identity.
+    pub exit: braid_dir::RelayId,
+    /// The exit's port policy summary, to pick tunnels for a port.
+    pub exit_policy: braid_dir::PortPolicy,
+}
+
+impl TunnelInfo {
+    /// `guard > middle > exit`, legs separated by ` | `.
+    pub fn describe(&self) -> String {
+        self.legs
+            .iter()
+            .map(|l| l.join(" > "))
+            .collect::<Vec<_>>()
+            .join(" | ")
     }
 }

@@ -5,20 +5,21 @@
 //! client. Every protocol decision is the core's.
 //!
 //! - [`task`]: the task, [`build_tunnel`] and [`build_conflux_tunnel`].
-//! - [`legs`]: [`LegPlan`] and the [`LegSource`] new legs come from.
 //! - `apps`: the application ends of streams.
-//! - [`handle`]: [`TunnelHandle`], what the rest of the client holds, and
-//!   its errors.
-//! - [`stream`]: [`TorStream`], the application's end of a stream.
+//! - [`handle`]: [`TunnelHandle`], what the rest of the client holds.
+//!
+//! The application's end of a stream, [`TorStream`], is [`crate::pipe`]'s;
+//! the errors are [`crate::error`]'s, what is known and reported about a
+//! tunnel [`crate::report`]'s, the legs' plans and the [`LegSource`] new
+//! legs come from [`crate::hops`]'s.
 
 mod apps;
 pub mod handle;
-pub mod legs;
-pub mod stream;
 pub mod task;
 
-pub use crate::report::{LegReport, ReorderReport, TunnelReport};
-pub use handle::{BeginError, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, WeakTunnel};
-pub use legs::{LegFuture, LegPlan, LegSource};
-pub use stream::TorStream;
+pub use crate::error::{BeginError, TunnelError};
+pub use crate::hops::{LegFuture, LegPlan, LegSource};
+pub use crate::pipe::TorStream;
+pub use crate::report::{LegReport, ReorderReport, TunnelInfo, TunnelReport, TunnelStatus};
+pub use handle::{TunnelHandle, WeakTunnel};
 pub use task::{build_conflux_tunnel, build_tunnel};

@@ -16,6 +16,9 @@ use super::handle::{ChannelHandle, ChannelInfo};
 use super::reactor;
 use super::tls;
 
+/// Bytes read from a channel's TCP socket at once, below TLS.
+const TCP_READ_BUFFER: usize = 64 * 1024;
+
 /// Opens channels. See [`Channel::connect`].
 #[derive(Debug, Clone, Copy)]
 pub struct Channel;
@@ -61,6 +64,10 @@ impl Channel {
         }
         let tcp_time = start.elapsed();
 
+        // rustls reads the socket 4 KiB at a time: one recvfrom per 8
+        // cells. Through a 64 KiB buffer, one call takes whatever has
+        // arrived (an unshaped download made 5 times fewer calls).
+        let tcp = tokio::io::BufReader::with_capacity(TCP_READ_BUFFER, tcp);
         let tls_config = tls::client_config()?;
         let (mut stream, tls_info) = timeout_at(deadline, tls::connect(tls_config, tcp, addr))
             .await

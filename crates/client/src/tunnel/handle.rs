@@ -4,83 +4,12 @@
 use std::sync::Arc;
 
 use braid_core::circuit::HopFigures;
-use braid_core::stream::{ResolvedAnswer, Socks5Reply, Target};
-use thiserror::Error;
+use braid_core::stream::{ResolvedAnswer, Target};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::stream::TorStream;
-use crate::channel::ChannelDriverError;
-use crate::report::{LegReport, TunnelReport};
-
-/// A tunnel could not be built.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum TunnelError {
-    /// The channel to a first hop failed.
-    #[error(transparent)]
-    Channel(#[from] ChannelDriverError),
-    /// The core gave up on the tunnel (a build failed or timed out, a
-    /// leg's relay refused, a violation); its kind says what to do.
-    #[error(transparent)]
-    Core(#[from] braid_core::tunnel::TunnelError),
-    /// No usable path.
-    #[error("no path: {0}")]
-    Path(String),
-    /// The tunnel's task ended without a word (a bug, or shutdown).
-    #[error("the tunnel task ended")]
-    TaskGone,
-}
-
-impl TunnelError {
-    /// The index in the path of the relay most likely at fault, if one is
-    /// ([`braid_core::tunnel::TunnelError::suspect`]).
-    pub fn suspect(&self) -> Option<usize> {
-        match self {
-            TunnelError::Core(e) => e.suspect(),
-            _ => None,
-        }
-    }
-}
-
-/// A stream could not be opened; `reply` is the SOCKS answer.
-#[derive(Debug, Clone, Error)]
-#[error("{reason}")]
-pub struct BeginError {
-    /// The SOCKS5 reply code that says it.
-    pub reply: Socks5Reply,
-    /// Why, in words (the exit's END reason, a timeout, the circuit
-    /// closing).
-    pub reason: String,
-    /// True if another circuit may do better: the circuit itself failed,
-    /// or the exit gave a reason C-tor's client retries elsewhere (MISC,
-    /// RESOLVEFAILED, TIMEOUT, NOROUTE, RESOURCELIMIT, HIBERNATING;
-    /// `connection_ap_process_end_not_open`), or CONNECTED did not come in
-    /// time.
-    pub circuit_failed: bool,
-}
-
-/// The state of a tunnel, as its task reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TunnelStatus {
-    /// Being built.
-    Building,
-    /// Built; streams can be opened.
-    Open,
-    /// Gone, and why.
-    Closed(String),
-}
-
-/// What is known about a tunnel from its creation.
-#[derive(Debug, Clone)]
-pub struct TunnelInfo {
-    /// The legs (one for a single circuit), each its relays' nicknames,
-    /// first hop first.
-    pub legs: Vec<Vec<String>>,
-    /// The exit's RSA identity.
-    pub exit: braid_dir::RelayId,
-    /// The exit's port policy summary, to pick tunnels for a port.
-    pub exit_policy: braid_dir::PortPolicy,
-}
+use crate::error::BeginError;
+use crate::pipe::TorStream;
+use crate::report::{LegReport, TunnelInfo, TunnelReport, TunnelStatus};
 
 /// A request to the task.
 #[derive(Debug)]
@@ -141,17 +70,6 @@ impl WeakTunnel {
     }
 }
 
-impl TunnelInfo {
-    /// `guard > middle > exit`, legs separated by ` | `.
-    pub fn describe(&self) -> String {
-        self.legs
-            .iter()
-            .map(|l| l.join(" > "))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    }
-}
-
 impl TunnelHandle {
     /// What the tunnel goes through.
     pub fn info(&self) -> &TunnelInfo {
@@ -169,11 +87,7 @@ impl TunnelHandle {
     }
 
     fn gone() -> BeginError {
-        BeginError {
-            reply: Socks5Reply::GeneralFailure,
-            reason: "the circuit closed".into(),
-            circuit_failed: true,
-        }
+        BeginError::circuit_closed(None, true)
     }
 
     /// Open a stream to `target` and wait for the exit's CONNECTED. The

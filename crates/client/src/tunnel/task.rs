@@ -12,16 +12,17 @@ use std::time::Instant;
 
 use braid_core::circuit::HopTarget;
 use braid_core::ids::LegKey;
-use braid_core::tunnel::{ClientTunnel, TunnelConfig, TunnelEvent, TunnelKind};
+use braid_core::tunnel::{ClientTunnel, LegSpec, TunnelConfig, TunnelEvent, TunnelKind};
 use braid_dir::RelayId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tor_cell::chancell::msg::AnyChanMsg;
 
 use super::apps::Apps;
-use super::handle::{Cmd, TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, next_tunnel_id};
-use super::legs::{LegPlan, LegSource, OpenedLeg, open_leg, relay_id};
+use super::handle::{Cmd, TunnelHandle, next_tunnel_id};
 use crate::channel::{ChannelHandle, CircuitIo};
-use crate::report::{LegReport, ReorderReport, TunnelReport};
+use crate::error::TunnelError;
+use crate::hops::{LegPlan, LegSource, relay_id};
+use crate::report::{TunnelInfo, TunnelReport, TunnelStatus};
 
 /// Requests waiting for the task.
 const CMD_QUEUE: usize = 64;
@@ -82,10 +83,7 @@ async fn spawn(
         opened.push(open_leg(plan).await?);
     }
     let specs = opened.iter().map(|o| o.spec.clone()).collect();
-    let tunnel = {
-        let mut rng = rand::rng();
-        ClientTunnel::new(config, specs, &mut rng, Instant::now())?
-    };
+    let tunnel = ClientTunnel::new(config, specs, &mut rand::rng(), Instant::now())?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
     let (status_tx, status_rx) = watch::channel(TunnelStatus::Building);
     let (built_tx, built_rx) = oneshot::channel();
@@ -113,11 +111,37 @@ async fn spawn(
         info: Arc::new(info),
     };
     tokio::spawn(task.run(cmd_rx, leg_rx));
-    match built_rx.await {
-        Ok(Ok(())) => Ok(handle),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(TunnelError::TaskGone),
+    // Open, or why not (a task that ended without a word is a bug).
+    built_rx.await.unwrap_or(Err(TunnelError::TaskGone))?;
+    Ok(handle)
+}
+
+/// A leg's circuit registered on its channel: the spec the core builds it
+/// from, its queues, and its relays' nicknames.
+#[derive(Debug)]
+struct OpenedLeg {
+    spec: LegSpec,
+    io: LegIo,
+    names: Vec<String>,
+}
+
+/// Register a circuit for `plan` on its channel.
+async fn open_leg(plan: LegPlan) -> Result<OpenedLeg, TunnelError> {
+    if plan.hops.is_empty() {
+        return Err(TunnelError::Path("a circuit needs at least one hop".into()));
     }
+    let (circ_id, CircuitIo { tx, rx }) = plan.channel.open_circuit().await?;
+    let (hops, ids, pending) = (plan.hops, plan.ids, None);
+    Ok(OpenedLeg {
+        spec: LegSpec { circ_id, hops },
+        io: LegIo {
+            tx,
+            rx,
+            pending,
+            ids,
+        },
+        names: plan.names,
+    })
 }
 
 /// One leg's channel queues.
@@ -151,17 +175,8 @@ struct Task {
 
 impl Task {
     fn register(&mut self, key: LegKey, leg: OpenedLeg) {
-        let CircuitIo { tx, rx } = leg.io;
         self.names.insert(key, leg.names);
-        self.legs.insert(
-            key,
-            LegIo {
-                tx,
-                rx,
-                pending: None,
-                ids: leg.ids,
-            },
-        );
+        self.legs.insert(key, leg.io);
     }
 
     async fn run(mut self, mut cmd_rx: mpsc::Receiver<Cmd>, mut leg_rx: mpsc::Receiver<NewLeg>) {
@@ -221,16 +236,14 @@ impl Task {
             return;
         };
         self.tunnel.handle_cell(key, cell, now);
-        let keys: Vec<LegKey> = self.legs.keys().copied().collect();
         let mut taken = 1;
         loop {
             let before = taken;
-            for k in &keys {
+            for (k, l) in &mut self.legs {
                 for _ in 0..INBOUND_CHUNK {
                     if taken >= INBOUND_BUDGET {
                         return;
                     }
-                    let Some(l) = self.legs.get_mut(k) else { break };
                     match l.rx.try_recv() {
                         Ok(cell) => {
                             taken += 1;
@@ -272,18 +285,17 @@ impl Task {
 
     /// A blocked leg's queue has room: its waiting cell goes.
     fn unblock(&mut self) {
-        let mut freed = Vec::new();
         for (key, l) in &mut self.legs {
-            if let Some(cell) = l.pending.take() {
-                match l.tx.try_send(cell) {
-                    Ok(()) => freed.push(*key),
-                    Err(mpsc::error::TrySendError::Full(cell)) => l.pending = Some(cell),
-                    Err(mpsc::error::TrySendError::Closed(_)) => freed.push(*key),
+            let Some(cell) = l.pending.take() else {
+                continue;
+            };
+            match l.tx.try_send(cell) {
+                Err(mpsc::error::TrySendError::Full(cell)) => l.pending = Some(cell),
+                // Sent, or the channel is gone (which its receiver says).
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.tunnel.set_leg_blocked(*key, false);
                 }
             }
-        }
-        for key in freed {
-            self.tunnel.set_leg_blocked(key, false);
         }
     }
 
@@ -361,40 +373,14 @@ impl Task {
         }
     }
 
-    /// The tunnel's figures, every leg launched so far included.
-    fn report(&self) -> TunnelReport {
-        TunnelReport {
-            id: self.id,
-            conflux: self.tunnel.is_conflux(),
-            legs: self
-                .tunnel
-                .leg_snapshots()
-                .into_iter()
-                .map(|s| LegReport {
-                    path: self.names.get(&s.leg).cloned().unwrap_or_default(),
-                    open: s.open,
-                    figures: s.figures,
-                    stats: s.stats,
-                    replacement: s.replacement,
-                    link_rtt: s.link_rtt,
-                })
-                .collect(),
-            reorder: self.tunnel.reorder_snapshot().map(|r| ReorderReport {
-                bytes: r.bytes,
-                peak_bytes: r.peak_bytes,
-                limit_bytes: r.limit_bytes,
-                waiting: r.waiting,
-            }),
-            streams: self.apps.count(),
-        }
-    }
-
     fn command(&mut self, cmd: Cmd, now: Instant) {
         match cmd {
-            Cmd::Begin { target, reply } => self.apps.begin(&mut self.tunnel, &target, reply, now),
-            Cmd::Resolve { host, reply } => self.apps.resolve(&mut self.tunnel, &host, reply, now),
+            Cmd::Begin { target, reply } => self.apps.begin(&mut self.tunnel, &target, reply),
+            Cmd::Resolve { host, reply } => self.apps.resolve(&mut self.tunnel, &host, reply),
             Cmd::Report { reply } => {
-                let _ = reply.send(self.report());
+                let streams = self.apps.count();
+                let report = TunnelReport::of(self.id, &self.tunnel, &self.names, streams);
+                let _ = reply.send(report);
             }
             Cmd::Close => self.tunnel.close(now),
         }

@@ -147,15 +147,31 @@ pub struct Delivered {
     pub msg: AnyRelayMsg,
 }
 
-/// Messages to put on one leg, in this order.
+/// What to put on one leg: a CONFLUX_SWITCH if the leg changed, then the
+/// message. No allocation: one of these goes out per message sent.
 #[derive(Debug)]
 pub struct Outgoing {
     /// The leg (it may differ from the one asked for, see
     /// [`ConfluxSet::send_on`]).
     pub leg: LegId,
-    /// The messages with their stream ids: a CONFLUX_SWITCH (stream none)
-    /// if the leg changed, then the message.
-    pub msgs: Vec<(Option<StreamId>, AnyRelayMsg)>,
+    /// The CONFLUX_SWITCH to send first (stream id none), if the leg is
+    /// behind the set's last sequence number (prop 329 §2.6).
+    pub switch: Option<ConfluxSwitch>,
+    /// The message's stream.
+    pub stream: Option<StreamId>,
+    /// The message.
+    pub msg: AnyRelayMsg,
+}
+
+impl Outgoing {
+    /// The messages with their stream ids, in the order they go: the
+    /// SWITCH (stream none) if any, then the message.
+    pub fn into_msgs(self) -> impl Iterator<Item = (Option<StreamId>, AnyRelayMsg)> {
+        let switch = self.switch.map(|s| (None, AnyRelayMsg::from(s)));
+        switch
+            .into_iter()
+            .chain(std::iter::once((self.stream, self.msg)))
+    }
 }
 
 /// What [`ConfluxSet::send`] did.
@@ -336,6 +352,9 @@ pub struct ConfluxSet {
     sizer: Option<ReorderSizer>,
     /// DATA payload bytes handed out in order ([`Self::poll_delivered`]).
     delivered_bytes: u64,
+    /// What the chooser is shown, refilled for every message sent (kept
+    /// for its allocation).
+    infos: Vec<LegInfo>,
 }
 
 impl ConfluxSet {
@@ -370,6 +389,7 @@ impl ConfluxSet {
             stats: BTreeMap::new(),
             sizer: config.reorder_auto.then(ReorderSizer::new),
             delivered_bytes: 0,
+            infos: Vec::with_capacity(MAX_LEGS),
         }
     }
 
@@ -544,20 +564,29 @@ impl ConfluxSet {
     /// congestion control figures `cc` (legs missing there get
     /// [`LegCc::default`]).
     pub fn leg_infos(&self, cc: &[(LegId, LegCc)]) -> Vec<LegInfo> {
-        self.legs
-            .iter()
-            .filter(|(_, s)| s.is_linked())
-            .map(|(l, s)| LegInfo {
-                leg: *l,
-                link_rtt: s.rtt(),
-                cc: cc
-                    .iter()
-                    .find(|(id, _)| id == l)
-                    .map(|(_, c)| *c)
-                    .unwrap_or_default(),
-                last_seq_sent: self.send.leg_last_sent(*l).unwrap_or(0),
-            })
-            .collect()
+        let mut infos = Vec::new();
+        self.fill_leg_infos(cc, &mut infos);
+        infos
+    }
+
+    /// [`Self::leg_infos`] into `infos` (cleared first).
+    fn fill_leg_infos(&self, cc: &[(LegId, LegCc)], infos: &mut Vec<LegInfo>) {
+        infos.clear();
+        infos.extend(
+            self.legs
+                .iter()
+                .filter(|(_, s)| s.is_linked())
+                .map(|(l, s)| LegInfo {
+                    leg: *l,
+                    link_rtt: s.rtt(),
+                    cc: cc
+                        .iter()
+                        .find(|(id, _)| id == l)
+                        .map(|(_, c)| *c)
+                        .unwrap_or_default(),
+                    last_seq_sent: self.send.leg_last_sent(*l).unwrap_or(0),
+                }),
+        );
     }
 
     // ----- Outputs -----
@@ -1056,24 +1085,29 @@ impl ConfluxSet {
         self.check_can_send(msg.cmd())?;
         self.resize_reorder(now, cc);
         let cmd = msg.cmd();
-        let infos = self.leg_infos(cc);
+        let mut infos = std::mem::take(&mut self.infos);
+        self.fill_leg_infos(cc, &mut infos);
         let current = self.send.current();
         let chosen = chooser
             .choose(&infos, current, cmd, now)
             .filter(|l| infos.iter().any(|i| i.leg == *l));
         let leg = match chosen {
-            Some(l) => l,
-            None if cmd == RelayCmd::DATA => return Ok(SendOutcome::Blocked { stream, msg }),
+            Some(l) => Ok(Some(l)),
+            None if cmd == RelayCmd::DATA => Ok(None),
             None => match current.filter(|c| infos.iter().any(|i| i.leg == *c)) {
-                Some(c) => c,
+                Some(c) => Ok(Some(c)),
                 None => infos
                     .iter()
                     .min_by_key(|i| (i.rtt().is_none(), i.rtt(), i.leg))
-                    .map(|i| i.leg)
-                    .ok_or(ConfluxError::NotLinked)?,
+                    .map(|i| Some(i.leg))
+                    .ok_or(ConfluxError::NotLinked),
             },
         };
-        self.send_on(leg, stream, msg).map(SendOutcome::Sent)
+        self.infos = infos;
+        match leg? {
+            Some(leg) => self.send_on(leg, stream, msg).map(SendOutcome::Sent),
+            None => Ok(SendOutcome::Blocked { stream, msg }),
+        }
     }
 
     /// Send a multiplexed message on `leg`, chosen by the caller. The
@@ -1098,12 +1132,12 @@ impl ConfluxSet {
         if let AnyRelayMsg::Data(d) = &msg {
             st.data_bytes_sent += d.as_ref().len() as u64;
         }
-        let mut msgs = Vec::with_capacity(2);
-        if let Some(rel) = switch {
-            msgs.push((None, ConfluxSwitch::new(rel).into()));
-        }
-        msgs.push((stream, msg));
-        Ok(Outgoing { leg, msgs })
+        Ok(Outgoing {
+            leg,
+            switch: switch.map(ConfluxSwitch::new),
+            stream,
+            msg,
+        })
     }
 
     /// Whether a multiplexed `cmd` may be sent now.

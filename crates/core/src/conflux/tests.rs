@@ -258,8 +258,9 @@ impl Pair {
             .unwrap()
         {
             SendOutcome::Sent(out) => {
-                for (s, m) in out.msgs {
-                    self.push_up(out.leg, s, m);
+                let leg = out.leg;
+                for (s, m) in out.into_msgs() {
+                    self.push_up(leg, s, m);
                 }
             }
             SendOutcome::Blocked { .. } => panic!("blocked"),
@@ -274,7 +275,7 @@ impl Pair {
         {
             SendOutcome::Sent(out) => {
                 let c = self.client_leg_of(out.leg);
-                for (s, m) in out.msgs {
+                for (s, m) in out.into_msgs() {
                     self.push_down(c, s, m);
                 }
             }
@@ -284,8 +285,9 @@ impl Pair {
 
     fn client_send_on(&mut self, leg: LegId, i: u32) {
         let out = self.client.send_on(leg, stream(), data(i)).unwrap();
-        for (s, m) in out.msgs {
-            self.push_up(out.leg, s, m);
+        let leg = out.leg;
+        for (s, m) in out.into_msgs() {
+            self.push_up(leg, s, m);
         }
     }
 
@@ -294,7 +296,7 @@ impl Pair {
             .exit
             .send_on(self.map[&client_leg], stream(), data(i))
             .unwrap();
-        for (s, m) in out.msgs {
+        for (s, m) in out.into_msgs() {
             self.push_down(client_leg, s, m);
         }
     }
@@ -996,8 +998,8 @@ fn leg_stats_count_each_leg_and_survive_its_close() {
         .exit
         .send_on(p.map[&b], stream(), End::new_misc().into())
         .unwrap();
-    assert_eq!(out.msgs.len(), 2);
-    for (s, m) in out.msgs {
+    assert!(out.switch.is_some(), "a SWITCH, then the message");
+    for (s, m) in out.into_msgs() {
         p.push_down(b, s, m);
     }
     p.exit_send_on(a, 1);

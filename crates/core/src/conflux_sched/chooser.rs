@@ -15,6 +15,9 @@ use super::scheduler::Scheduler;
 /// A [`Scheduler`] used as a set's [`LegChooser`].
 pub struct SchedulerChooser {
     inner: Box<dyn Scheduler + Send>,
+    /// The legs as the scheduler sees them, refilled for every choice
+    /// (kept for its allocation: one choice per message sent).
+    views: Vec<LegView>,
 }
 
 impl std::fmt::Debug for SchedulerChooser {
@@ -28,7 +31,10 @@ impl std::fmt::Debug for SchedulerChooser {
 impl SchedulerChooser {
     /// Wrap `inner`.
     pub fn new(inner: Box<dyn Scheduler + Send>) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            views: Vec::new(),
+        }
     }
 
     /// The scheduler's name.
@@ -65,8 +71,9 @@ impl LegChooser for SchedulerChooser {
         _cmd: RelayCmd,
         now: Instant,
     ) -> Option<LegId> {
-        let views: Vec<LegView> = legs.iter().map(leg_view).collect();
-        self.inner.choose(&views, now)
+        self.views.clear();
+        self.views.extend(legs.iter().map(leg_view));
+        self.inner.choose(&self.views, now)
     }
 }
 

@@ -12,7 +12,7 @@ use tor_cell::relaycell::{RelayCmd, RelayMsg as _};
 use tor_llcrypto::pk::rsa::RsaIdentity;
 
 use crate::circuit::{CircEvent, CloseReason, HopTarget};
-use crate::conflux::{ConfluxEvent, ConfluxNonce, ConfluxSet, Handled};
+use crate::conflux::{ConfluxEvent, ConfluxNonce, ConfluxSet, Delivered, Handled};
 use crate::conflux_sched::SchedulerChooser;
 use crate::ids::{HopNum, LegKey, StreamId};
 use crate::stream::{StreamFlowMode, StreamMap};
@@ -49,6 +49,9 @@ pub(crate) struct Multipath {
     pub(crate) held: Option<(StreamId, AnyRelayMsg)>,
     /// Recent sends, for what a replacement leg's LINK may claim.
     pub(crate) sent: SentLog,
+    /// Messages the set delivered, between taking them and handing them
+    /// to the streams (kept for its allocation: this runs per cell).
+    pub(crate) delivered: Vec<Delivered>,
 }
 
 /// The client end of a tunnel. See the [module docs](super).
@@ -120,6 +123,7 @@ impl ClientTunnel {
                     chooser: SchedulerChooser::new(scheduler.build()),
                     held: None,
                     sent: SentLog::default(),
+                    delivered: Vec::new(),
                 })
             }
         };
@@ -682,7 +686,7 @@ impl ClientTunnel {
             events.push(ev);
         }
         let closed = m.set.close_reason().cloned();
-        let mut delivered = Vec::new();
+        let mut delivered = std::mem::take(&mut m.delivered);
         if closed.is_none() {
             while let Some(d) = m.set.poll_delivered() {
                 delivered.push(d);
@@ -717,11 +721,14 @@ impl ClientTunnel {
                 ConfluxEvent::LegRtt { .. } => {}
             }
         }
-        for d in delivered {
+        for d in delivered.drain(..) {
             moved = true;
             if let Some(stream) = d.stream {
                 self.stream_msg(stream, d.msg, now);
             }
+        }
+        if let Some(m) = self.multipath.as_mut() {
+            m.delivered = delivered;
         }
         if let Some(e) = closed {
             self.close_with(TunnelError::Conflux(e));

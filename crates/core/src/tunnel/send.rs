@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::conflux::{LegCc, SendOutcome};
+use crate::conflux::{LegCc, MAX_LEGS, SendOutcome};
 use crate::ids::LegId;
 
 use super::client::ClientTunnel;
@@ -69,19 +69,23 @@ impl ClientTunnel {
             if !room {
                 return Ok(());
             }
-            let cc: Vec<(LegId, LegCc)> = self
-                .legs
-                .iter()
-                .filter(|l| !l.closed)
-                .filter_map(|l| {
-                    let id = l.conflux?;
-                    let f = l.circuit.hop_figures(l.last_hop)?;
-                    Some((
-                        id,
-                        LegCc::from_figures(&f, l.circuit.can_send_data(l.last_hop)),
-                    ))
-                })
-                .collect();
+            // The legs' congestion figures, on the stack: a set has at
+            // most MAX_LEGS legs, and this runs once per message.
+            let mut cc = [(LegId(0), LegCc::default()); MAX_LEGS];
+            let mut n = 0;
+            let figures = self.legs.iter().filter(|l| !l.closed).filter_map(|l| {
+                let id = l.conflux?;
+                let f = l.circuit.hop_figures(l.last_hop)?;
+                Some((
+                    id,
+                    LegCc::from_figures(&f, l.circuit.can_send_data(l.last_hop)),
+                ))
+            });
+            for (slot, leg) in cc.iter_mut().zip(figures) {
+                *slot = leg;
+                n += 1;
+            }
+            let cc = cc.get(..n).unwrap_or_default();
             let any_can_send = cc.iter().any(|(_, c)| c.can_send);
             let (Some(m), Some(streams)) = (self.multipath.as_mut(), self.streams.as_mut()) else {
                 return Ok(());
@@ -102,7 +106,7 @@ impl ClientTunnel {
             }
             m.chooser.set_backlog(backlog.map(|b| b + 1));
             let is_data = matches!(msg, tor_cell::relaycell::msg::AnyRelayMsg::Data(_));
-            match m.set.send(&mut m.chooser, &cc, Some(stream), msg, now)? {
+            match m.set.send(&mut m.chooser, cc, Some(stream), msg, now)? {
                 SendOutcome::Sent(out) => {
                     m.sent.record(now, m.set.last_seq_sent());
                     if is_data {
@@ -116,7 +120,7 @@ impl ClientTunnel {
                         )));
                     };
                     let hop = leg.last_hop;
-                    for (s, msg) in out.msgs {
+                    for (s, msg) in out.into_msgs() {
                         if let Err(e) = leg.circuit.send_relay(hop, s, msg, now) {
                             // The message is sequenced: losing it loses data.
                             tracing::debug!("{}: cannot send: {e}", leg.key);

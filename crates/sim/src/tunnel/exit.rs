@@ -424,8 +424,9 @@ impl SimExit {
             if let Ok(SendOutcome::Sent(o)) =
                 s.set.send(&mut s.chooser, &cc, Some(stream), msg, now)
             {
-                for (st, m) in o.msgs {
-                    sends.push((o.leg, st, m));
+                let leg = o.leg;
+                for (st, m) in o.into_msgs() {
+                    sends.push((leg, st, m));
                 }
             }
         }
@@ -558,7 +559,7 @@ impl SimExit {
                     else {
                         return;
                     };
-                    for (st, m) in o.msgs {
+                    for (st, m) in o.into_msgs() {
                         out.push((*p, c.relay.from_exit(st, m, now)));
                     }
                 }
