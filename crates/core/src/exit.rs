@@ -32,6 +32,8 @@
 pub mod config;
 mod driver;
 pub mod edge;
+#[cfg(test)]
+mod edge_tests;
 pub mod error;
 pub mod event;
 #[cfg(test)]
