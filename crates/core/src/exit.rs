@@ -43,6 +43,8 @@ mod harness;
 #[cfg(any(test, feature = "test-support"))]
 pub mod invariants;
 pub mod map;
+#[cfg(test)]
+mod proptests;
 pub mod request;
 mod stream;
 #[cfg(test)]

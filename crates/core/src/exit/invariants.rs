@@ -13,6 +13,7 @@ use tor_cell::relaycell::msg::AnyRelayMsg;
 use crate::ids::StreamId;
 
 use super::error::ExitError;
+use super::event::ExitEvent;
 use super::map::ExitStreamMap;
 use super::stream::{Phase, Queued};
 
@@ -253,5 +254,258 @@ impl ExitChecker {
             other => return Err(format!("{id}: the exit sent {other:?}")),
         }
         Ok(())
+    }
+}
+
+/// One step of a run against an [`ExitStreamMap`]: a client message or a
+/// driver call. Stream picks (`s`) index the ids the driver has been told
+/// about, so that driver calls mostly hit real streams.
+#[derive(Debug, Clone)]
+pub enum ExitOp {
+    /// The client sends `msg` on stream id `id`.
+    Client {
+        /// The stream id (0 is skipped).
+        id: u16,
+        /// The message.
+        msg: AnyRelayMsg,
+    },
+    /// A well-behaved client opens a stream with `msg` (a BEGIN, BEGIN_DIR
+    /// or RESOLVE) on the lowest id the map does not hold.
+    Open {
+        /// The opening message.
+        msg: AnyRelayMsg,
+    },
+    /// The driver answers a connect: CONNECTED with an address, or a
+    /// refusal with reason `refuse`.
+    Connect {
+        /// Stream pick.
+        s: usize,
+        /// Refuse with this END reason instead.
+        refuse: Option<u8>,
+        /// Answer with an IPv6 address.
+        v6: bool,
+    },
+    /// The driver answers a lookup with `n` addresses (0: an error).
+    Resolved {
+        /// Stream pick.
+        s: usize,
+        /// Answers.
+        n: usize,
+    },
+    /// The driver reads up to `len` bytes.
+    Read {
+        /// Stream pick.
+        s: usize,
+        /// Buffer size.
+        len: usize,
+    },
+    /// The driver writes `len` bytes of the destination's.
+    Write {
+        /// Stream pick.
+        s: usize,
+        /// Bytes offered.
+        len: usize,
+    },
+    /// The destination's EOF.
+    Shutdown {
+        /// Stream pick.
+        s: usize,
+    },
+    /// The driver closes the stream.
+    Close {
+        /// Stream pick.
+        s: usize,
+    },
+    /// The circuit takes up to `n` messages, DATA only if `data`.
+    Transmit {
+        /// The circuit's window is open.
+        data: bool,
+        /// How many.
+        n: usize,
+    },
+    /// The driver takes the events.
+    Events,
+    /// Time passes, and the timers run.
+    Advance {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// The circuit closes.
+    CircuitClosed,
+}
+
+/// A run: the map, the model, the clock and what the driver knows.
+#[derive(Debug)]
+pub struct ExitRun {
+    /// The map under test.
+    pub map: ExitStreamMap,
+    /// The wire and byte model.
+    pub checker: ExitChecker,
+    /// The clock.
+    pub now: std::time::Instant,
+    /// Ids the driver was told about, in order.
+    known: Vec<StreamId>,
+    /// A counter for the destination's bytes.
+    next_byte: u8,
+}
+
+impl ExitRun {
+    /// A run on a fresh map.
+    pub fn new(map: ExitStreamMap) -> Self {
+        let max = map.config().data_len();
+        ExitRun {
+            map,
+            checker: ExitChecker::new(max),
+            now: std::time::Instant::now(),
+            known: Vec::new(),
+            next_byte: 0,
+        }
+    }
+
+    /// A known id by pick.
+    fn pick(&self, s: usize) -> Option<StreamId> {
+        self.known.get(s % self.known.len().max(1)).copied()
+    }
+
+    /// Take every event, learning the ids.
+    fn events(&mut self) -> Result<(), String> {
+        let mut n = 0usize;
+        while let Some(ev) = self.map.poll_event() {
+            n += 1;
+            if n > 100_000 {
+                return Err("poll_event never ends".into());
+            }
+            if matches!(
+                ev,
+                ExitEvent::Connect { .. } | ExitEvent::Resolve { .. } | ExitEvent::DirStream { .. }
+            ) {
+                let id = ev.id();
+                self.known.retain(|k| *k != id);
+                self.known.push(id);
+                if self.known.len() > 64 {
+                    self.known.remove(0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply `op`, then check every invariant.
+    pub fn step(&mut self, op: ExitOp) -> Result<(), String> {
+        let now = self.now;
+        match op {
+            ExitOp::Client { id, msg } => {
+                let Some(id) = StreamId::new(id) else {
+                    return Ok(());
+                };
+                let before = self.map.to_dest_buffered(id);
+                let copy = msg.clone();
+                let r = self.map.handle_msg(id, msg, now);
+                if let Err(e) = &r
+                    && e.is_misuse()
+                {
+                    return Err(format!("a client message gave a misuse error: {e}"));
+                }
+                let after = self.map.to_dest_buffered(id);
+                self.checker.client_msg(id, &copy, &r, before, after)?;
+            }
+            ExitOp::Open { msg } => {
+                let free = (1..=64u16)
+                    .filter_map(StreamId::new)
+                    .find(|id| self.map.state(*id).is_none());
+                if let Some(id) = free {
+                    return self.step(ExitOp::Client { id: id.get(), msg });
+                }
+            }
+            ExitOp::Connect { s, refuse, v6 } => {
+                if let Some(id) = self.pick(s) {
+                    let _ = match refuse {
+                        Some(r) => self.map.refuse(id, r.into(), now),
+                        None if v6 => self.map.connected(
+                            id,
+                            "2001:db8::7".parse().map_err(|_| "addr")?,
+                            60,
+                            now,
+                        ),
+                        None => self.map.connected(
+                            id,
+                            "192.0.2.7".parse().map_err(|_| "addr")?,
+                            60,
+                            now,
+                        ),
+                    };
+                }
+            }
+            ExitOp::Resolved { s, n } => {
+                if let Some(id) = self.pick(s) {
+                    let answers: Vec<crate::stream::ResolvedAnswer> = (0..n)
+                        .map(|i| crate::stream::ResolvedAnswer::Ip {
+                            addr: std::net::IpAddr::from([192, 0, 2, (i % 250) as u8]),
+                            ttl: i as u32,
+                        })
+                        .collect();
+                    let _ = self.map.resolved(id, &answers, now);
+                }
+            }
+            ExitOp::Read { s, len } => {
+                if let Some(id) = self.pick(s) {
+                    let mut buf = vec![0u8; len];
+                    if let Ok(n) = self.map.read(id, &mut buf, now) {
+                        self.checker.read(id, buf.get(..n).unwrap_or(&[]))?;
+                    }
+                }
+            }
+            ExitOp::Write { s, len } => {
+                if let Some(id) = self.pick(s) {
+                    let start = self.next_byte;
+                    let bytes: Vec<u8> = (0..len).map(|i| start.wrapping_add(i as u8)).collect();
+                    if let Ok(n) = self.map.write(id, &bytes, now) {
+                        self.next_byte = self.next_byte.wrapping_add(n as u8);
+                        self.checker.wrote(id, bytes.get(..n).unwrap_or(&[]));
+                    }
+                }
+            }
+            ExitOp::Shutdown { s } => {
+                if let Some(id) = self.pick(s) {
+                    let _ = self.map.shutdown_write(id, now);
+                }
+            }
+            ExitOp::Close { s } => {
+                if let Some(id) = self.pick(s) {
+                    let _ = self
+                        .map
+                        .close(id, tor_cell::relaycell::msg::EndReason::CONNRESET, now);
+                }
+            }
+            ExitOp::Transmit { data, n } => {
+                for _ in 0..n {
+                    let Some((id, msg)) = self.map.poll_transmit(data) else {
+                        break;
+                    };
+                    self.checker.sent(id, &msg, data)?;
+                }
+            }
+            ExitOp::Events => self.events()?,
+            ExitOp::Advance { ms } => {
+                self.now += std::time::Duration::from_millis(ms);
+                if let Some(t) = self.map.poll_timeout()
+                    && t + std::time::Duration::from_secs(3600) < self.now
+                {
+                    return Err("a deadline far in the past was never handled".into());
+                }
+                self.map.handle_timeout(self.now);
+                if self.map.poll_timeout().is_some_and(|t| t <= self.now) {
+                    return Err("handle_timeout left a passed deadline".into());
+                }
+            }
+            ExitOp::CircuitClosed => {
+                self.map.handle_circuit_closed();
+                self.events()?;
+                if !self.map.is_empty() || self.map.poll_transmit(true).is_some() {
+                    return Err("streams or messages left after the circuit closed".into());
+                }
+            }
+        }
+        self.map.check_invariants()
     }
 }
