@@ -178,52 +178,60 @@ impl ExitStreamMap {
                 } else {
                     parse_begin(&b, self.cfg.ipv6_exit)
                 };
-                self.on_open(id, cmd, now, |_| match request {
-                    Ok((target, flags)) => Ok(Opening {
-                        kind: Kind::Connect,
-                        literal: !matches!(target.host, Host::Hostname(_)),
-                        flags,
-                        request: Request::Connect { target, flags },
-                    }),
-                    Err(reason) => Err(end_msg(reason)),
-                })
+                self.on_open(
+                    id,
+                    cmd,
+                    now,
+                    match request {
+                        Ok((target, flags)) => Ok(Opening {
+                            kind: Kind::Connect,
+                            literal: !matches!(target.host, Host::Hostname(_)),
+                            flags,
+                            request: Request::Connect { target, flags },
+                        }),
+                        Err(reason) => Err(end_msg(reason)),
+                    },
+                )
             }
             AnyRelayMsg::BeginDir(_) => {
-                let serves = self.cfg.serves_directory;
-                self.on_open(id, cmd, now, |_| {
-                    if serves {
-                        Ok(Opening {
-                            kind: Kind::Dir,
-                            literal: false,
-                            flags: BeginFlags::empty(),
-                            request: Request::Dir,
-                        })
-                    } else {
-                        // tor-spec §6.2; C-tor `connection_exit_begin_conn`.
-                        Err(end_msg(EndReason::NOTDIRECTORY))
-                    }
-                })
+                let decision = if self.cfg.serves_directory {
+                    Ok(Opening {
+                        kind: Kind::Dir,
+                        literal: false,
+                        flags: BeginFlags::empty(),
+                        request: Request::Dir,
+                    })
+                } else {
+                    // tor-spec §6.2; C-tor `connection_exit_begin_conn`.
+                    Err(end_msg(EndReason::NOTDIRECTORY))
+                };
+                self.on_open(id, cmd, now, decision)
             }
             AnyRelayMsg::Resolve(r) => {
                 let parsed = parse_resolve(r.query());
-                self.on_open(id, cmd, now, |_| match parsed {
-                    ResolveParse::Lookup(q) => Ok(Opening {
-                        kind: Kind::Resolve,
-                        literal: false,
-                        flags: BeginFlags::empty(),
-                        request: Request::Resolve(q),
-                    }),
-                    ResolveParse::Literal(ip) => {
-                        let mut res = Resolved::new_empty();
-                        res.add_answer(ResolvedVal::Ip(ip), DEFAULT_DNS_TTL);
-                        Err(AnyRelayMsg::Resolved(res))
-                    }
-                    // tor-spec §6.4; C-tor `send_resolved_cell` with
-                    // RESOLVED_TYPE_ERROR.
-                    ResolveParse::Invalid => {
-                        Err(AnyRelayMsg::Resolved(Resolved::new_err(false, 0)))
-                    }
-                })
+                self.on_open(
+                    id,
+                    cmd,
+                    now,
+                    match parsed {
+                        ResolveParse::Lookup(q) => Ok(Opening {
+                            kind: Kind::Resolve,
+                            literal: false,
+                            flags: BeginFlags::empty(),
+                            request: Request::Resolve(q),
+                        }),
+                        ResolveParse::Literal(ip) => {
+                            let mut res = Resolved::new_empty();
+                            res.add_answer(ResolvedVal::Ip(ip), DEFAULT_DNS_TTL);
+                            Err(AnyRelayMsg::Resolved(res))
+                        }
+                        // tor-spec §6.4; C-tor `send_resolved_cell` with
+                        // RESOLVED_TYPE_ERROR.
+                        ResolveParse::Invalid => {
+                            Err(AnyRelayMsg::Resolved(Resolved::new_err(false, 0)))
+                        }
+                    },
+                )
             }
             other => self.on_stream_msg(id, other, now),
         };
@@ -234,14 +242,14 @@ impl ExitStreamMap {
         result
     }
 
-    /// A BEGIN, BEGIN_DIR or RESOLVE on `id`: `decide` gives the stream to
+    /// A BEGIN, BEGIN_DIR or RESOLVE on `id`: `decision` is the stream to
     /// open, or the message answering the request at once.
     fn on_open(
         &mut self,
         id: StreamId,
         cmd: RelayCmd,
         now: Instant,
-        decide: impl FnOnce(&Self) -> Result<Opening, AnyRelayMsg>,
+        decision: Result<Opening, AnyRelayMsg>,
     ) -> Result<(), ExitError> {
         if let Some(s) = self.streams.get_mut(&id) {
             s.touch(now);
@@ -259,17 +267,15 @@ impl ExitStreamMap {
             if !s.wire_done() {
                 // Our END has not gone out: the client cannot know the id
                 // is free.
-                self.stats.dropped_invalid += 1;
                 return Err(ExitError::StreamInUse { id, cmd });
             }
             self.replace(id);
         } else if self.refusals.iter().any(|(r, _)| *r == id) {
             // Our answer to its last request on this id has not gone out.
-            self.stats.dropped_invalid += 1;
             return Err(ExitError::StreamInUse { id, cmd });
         }
         self.half.remove(id);
-        let opening = match decide(self) {
+        let opening = match decision {
             Ok(o) => o,
             Err(answer) => return self.answer_at_once(id, answer, now),
         };
@@ -600,10 +606,10 @@ impl ExitStreamMap {
     /// driver a stream is over once it has its last bytes; drop a stream
     /// once nothing is left to do.
     pub(crate) fn refresh(&mut self, id: StreamId) {
-        let linger_until = linger(&self.mode, &self.cfg, self.last_now(id));
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
+        let linger_until = linger(&self.mode, &self.cfg, s.last_now);
         // The destination's EOF: END DONE once its bytes are out (C-tor
         // `connection_edge_reached_eof`).
         if s.dest_eof && s.phase == Phase::Open && s.from_dest.is_empty() && s.reply.is_none() {
@@ -678,13 +684,6 @@ impl ExitStreamMap {
         if s.phase == Phase::Closed && !s.has_control() && !s.has_events() && driver_done {
             self.remove(id, true);
         }
-    }
-
-    /// The latest `now` stream `id` was given.
-    fn last_now(&self, id: StreamId) -> Instant {
-        self.streams
-            .get(&id)
-            .map_or_else(Instant::now, |s| s.last_now)
     }
 
     /// Forget stream `id`, keeping its late-cell accounting if `keep_half`.
