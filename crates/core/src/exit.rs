@@ -8,7 +8,8 @@
 //!   one Conflux set's) exit streams, with [`ExitStats`].
 //! - `driver`: the driver's calls on the map (answers, bytes, polls).
 //! - [`edge`]: [`ExitEdge`], a [`RelayCircuit`](crate::relay::RelayCircuit)
-//!   with its map, what the relay driver holds per circuit.
+//!   with its map, what the relay driver holds per circuit; [`deliver`] and
+//!   [`pump`] for a caller that holds the two itself.
 //! - [`request`]: BEGIN and RESOLVE checked as C-tor checks them, the
 //!   address choice for a hostname ([`choose_address`]), TTL clipping, the
 //!   END reason for a socket error ([`end_reason_for_io`]).
@@ -51,7 +52,7 @@ mod stream;
 mod tests;
 
 pub use config::{DEFAULT_MAX_STREAMS, EXIT_CONNECT_TIMEOUT, ExitConfig, FLUSH_TIMEOUT};
-pub use edge::{ExitEdge, PREV_QUEUE_TARGET};
+pub use edge::{ExitEdge, PREV_QUEUE_TARGET, deliver, pump};
 pub use error::{ExitError, ExitErrorKind, ExitStreamState};
 pub use event::ExitEvent;
 pub use map::{ExitStats, ExitStreamMap};

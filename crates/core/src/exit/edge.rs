@@ -22,8 +22,10 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use tor_cell::chancell::msg::{AnyChanMsg, DestroyReason};
+use tor_cell::relaycell::msg::AnyRelayMsg;
 
 use crate::cc::FlowParams;
+use crate::ids::StreamId;
 use crate::relay::{RelayCircEvent, RelayCircuit};
 use crate::stream::StreamFlowMode;
 
@@ -194,23 +196,12 @@ impl ExitEdge {
         // bounded); closing adds one Closed.
         while let Some(ev) = self.circ.poll_event() {
             match ev {
-                RelayCircEvent::Edge {
-                    stream: Some(id),
-                    msg,
-                } => {
-                    if let Err(e) = self.streams.handle_msg(id, msg, now) {
-                        tracing::debug!("exit stream: {e}");
-                        if e.closes_circuit() {
-                            // C-tor returns -END_CIRC_REASON_TORPROTOCOL.
-                            self.circ.close(DestroyReason::PROTOCOL);
-                        }
-                        self.last_error = Some(e);
+                RelayCircEvent::Edge { stream, msg } => {
+                    match deliver(&mut self.streams, &mut self.circ, stream, msg, now) {
+                        Ok(true) => {}
+                        Ok(false) => self.ignored += 1,
+                        Err(e) => self.last_error = Some(e),
                     }
-                }
-                RelayCircEvent::Edge { stream: None, .. } => {
-                    // Circuit-level messages the circuit leaves to the edge
-                    // (Conflux linking): not offered by this exit.
-                    self.ignored += 1;
                 }
                 RelayCircEvent::Closed { reason } => {
                     self.streams.handle_circuit_closed();
@@ -222,21 +213,56 @@ impl ExitEdge {
         }
     }
 
-    /// Move the map's messages into the circuit while its queue toward the
-    /// previous hop is short.
+    /// Move the map's messages into the circuit (see [`pump`]).
     fn pump(&mut self, now: Instant) {
-        while !self.circ.is_closed() && self.circ.queued().0 < PREV_QUEUE_TARGET {
-            let Some((id, msg)) = self.streams.poll_transmit(self.circ.can_send_data()) else {
-                break;
-            };
-            if let Err(e) = self.circ.send(Some(id), msg, now) {
-                // Only if the circuit closed under us (it closes itself on
-                // anything but a local error).
-                tracing::debug!("exit edge: send on {id}: {e}");
-                break;
-            }
-        }
+        pump(&mut self.streams, &mut self.circ, now);
         // A failed send closes the circuit: its Closed reaches the streams.
         self.process(now);
+    }
+}
+
+/// Hand `msg`, a message the circuit `circ` gave its edge on `stream`, to
+/// the streams `map`; close the circuit (DESTROY PROTOCOL) when the error
+/// calls for it ([`ExitError::closes_circuit`], C-tor's
+/// `-END_CIRC_REASON_TORPROTOCOL`). `Ok(false)`: a circuit-level message
+/// an exit does not handle (stream 0: Conflux linking, which we do not
+/// offer yet), dropped. For a caller that holds the circuit and the map
+/// itself (the relay node) rather than an [`ExitEdge`].
+pub fn deliver(
+    map: &mut ExitStreamMap,
+    circ: &mut RelayCircuit,
+    stream: Option<StreamId>,
+    msg: AnyRelayMsg,
+    now: Instant,
+) -> Result<bool, ExitError> {
+    let Some(id) = stream else {
+        return Ok(false);
+    };
+    map.handle_msg(id, msg, now)
+        .map(|()| true)
+        .inspect_err(|e| {
+            tracing::debug!("exit stream: {e}");
+            if e.closes_circuit() {
+                circ.close(DestroyReason::PROTOCOL);
+            }
+        })
+}
+
+/// Move `map`'s messages into `circ` while its queue toward the previous
+/// hop is under [`PREV_QUEUE_TARGET`] cells, DATA only while its window is
+/// open. Call it whenever the driver takes cells from the circuit and
+/// after the map changed; then hand the circuit's `Closed` (if a send
+/// failed) to the map.
+pub fn pump(map: &mut ExitStreamMap, circ: &mut RelayCircuit, now: Instant) {
+    while !circ.is_closed() && circ.queued().0 < PREV_QUEUE_TARGET {
+        let Some((id, msg)) = map.poll_transmit(circ.can_send_data()) else {
+            break;
+        };
+        if let Err(e) = circ.send(Some(id), msg, now) {
+            // Only if the circuit closed under us (it closes itself on
+            // anything but a local error).
+            tracing::debug!("exit edge: send on {id}: {e}");
+            break;
+        }
     }
 }
