@@ -28,6 +28,9 @@
 //! - [`conflux_sched`]: Conflux leg schedulers (MinRTT, LowRTT, ECF).
 //! - [`relay`]: the relay's side of circuits: CREATE2 answered, our
 //!   layer both ways, EXTEND2, SENDMEs and congestion control as an edge.
+//! - [`exit`]: the exit's side of streams: BEGIN, RESOLVE, BEGIN_DIR
+//!   answered, bytes to and from the destinations the driver connects,
+//!   XON/XOFF as the exit, bounded buffers.
 //! - [`tunnel`]: the tunnel composing them: one circuit or a Conflux set,
 //!   its streams and its scheduler, behind one sans-IO interface.
 //! - [`time`]: calendar arithmetic (no clock): dates and days since the
@@ -41,6 +44,7 @@ pub mod circuit;
 pub mod conflux;
 pub mod conflux_sched;
 pub mod crypto;
+pub mod exit;
 pub mod ids;
 pub mod relay;
 pub mod stream;

@@ -25,11 +25,11 @@
 //! - `invariants` (tests and the `test-support` feature): what no sequence
 //!   of calls and exit messages may break, checked against a model.
 
-mod buffer;
+pub(crate) mod buffer;
 pub mod config;
 pub mod error;
 pub mod event;
-mod half_closed;
+pub(crate) mod half_closed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod invariants;
 pub mod map;
