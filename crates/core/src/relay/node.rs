@@ -28,7 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{CryptoRng, SeedableRng as _};
@@ -45,6 +45,7 @@ use crate::ids::{ChanKey, CircId, CircKey};
 
 use super::circuit::{ExtendRequest, RelayCircEvent, RelayCircuit};
 use super::create::{OnionKeys, answer_create_fast, answer_create2};
+use super::ewma::{CellEwma, DEFAULT_HALFLIFE};
 
 mod exit_role;
 
@@ -146,7 +147,15 @@ struct NodeCirc {
     streams: Option<ExitStreamMap>,
     /// The deadline filed in [`RelayNode::timers`] for it.
     deadline: Option<Instant>,
+    /// Its recent cells toward the previous and the next hop
+    /// ([`DIR_PREV`], [`DIR_NEXT`]), for the channels' circuit priority.
+    ewma: [CellEwma; 2],
 }
+
+/// Index of [`NodeCirc::ewma`] toward the previous hop.
+const DIR_PREV: usize = 0;
+/// Index of [`NodeCirc::ewma`] toward the next hop.
+const DIR_NEXT: usize = 1;
 
 /// A relay's channels and circuits. See the [module docs](self).
 #[derive(Debug)]
@@ -171,6 +180,8 @@ pub struct RelayNode {
     ready: BTreeSet<ChanKey>,
     /// Circuits each channel's peer opened here (the per-channel limit).
     opened_on: BTreeMap<ChanKey, usize>,
+    /// Half-life of the circuits' cell counts ([`super::ewma`]).
+    halflife: Duration,
     next_chan: u64,
     next_circ: u64,
     next_connect: u64,
@@ -200,6 +211,7 @@ impl RelayNode {
             timers: BTreeSet::new(),
             ready: BTreeSet::new(),
             opened_on: BTreeMap::new(),
+            halflife: DEFAULT_HALFLIFE,
             next_chan: 0,
             next_circ: 0,
             next_connect: 0,
@@ -210,6 +222,12 @@ impl RelayNode {
     /// Replace the onion keys (rotation); circuits keep theirs.
     pub fn set_onion_keys(&mut self, keys: OnionKeys) {
         self.keys = keys;
+    }
+
+    /// The half-life of circuit priority (the consensus'
+    /// `CircuitPriorityHalflifeMsec`, see [`super::ewma`]).
+    pub fn set_ewma_halflife(&mut self, halflife: Duration) {
+        self.halflife = halflife;
     }
 
     /// Counters.
@@ -382,6 +400,7 @@ impl RelayNode {
                 origin: chan,
                 streams: None,
                 deadline: None,
+                ewma: [CellEwma::default(); 2],
             },
         );
         Some(key)
@@ -610,7 +629,8 @@ impl RelayNode {
     // ----- Cells out -----
 
     /// The next cell for channel `chan`: the multiplexer's own (DESTROYs),
-    /// the node's (CREATE2 for extensions), then the circuits' in turn. An
+    /// the node's (CREATE2 for extensions), then the circuits', the one
+    /// with the fewest recent cells first ([`super::ewma`]). An
     /// exit circuit's streams refill its queue as it drains (so `now`: the
     /// send times of DATA feed congestion control).
     pub fn poll_transmit(&mut self, chan: ChanKey, now: Instant) -> Option<AnyChanCell> {
@@ -621,26 +641,40 @@ impl RelayNode {
         if let Some(cell) = c.out.pop_front() {
             return Some(cell);
         }
+        // tor-spec leaves the order to us: the circuit with the fewest
+        // recent cells goes first (C-tor's EWMA circuit mux), ties in
+        // round-robin order.
         let circuits = &mut self.circuits;
-        let mut found: Option<(CircKey, CircId, AnyChanMsg)> = None;
+        let halflife = self.halflife;
+        let mut best: Option<(f64, CircKey, CircId, usize)> = None;
         c.mux.for_each_in_turn(|id, key| {
-            if found.is_some() {
-                return;
-            }
-            let Some(nc) = circuits.get_mut(key) else {
+            let Some(nc) = circuits.get(key) else {
                 return;
             };
-            let msg = if nc.prev.is_some_and(|(k, i)| k == chan && i == id) {
-                nc.circ.poll_to_prev()
-            } else if nc.next.is_some_and(|(k, i)| k == chan && i == id) {
-                nc.circ.poll_to_next()
+            let (to_prev, to_next) = nc.circ.queued();
+            let dir = if to_prev > 0 && nc.prev == Some((chan, id)) {
+                DIR_PREV
+            } else if to_next > 0 && nc.next == Some((chan, id)) {
+                DIR_NEXT
             } else {
-                None
+                return;
             };
-            if let Some(msg) = msg {
-                found = Some((*key, id, msg));
+            let v = nc.ewma.get(dir).map_or(0.0, |e| e.value(now, halflife));
+            if best.is_none_or(|(b, ..)| v < b) {
+                best = Some((v, *key, id, dir));
             }
         });
+        let (_, key, id, dir) = best?;
+        let nc = circuits.get_mut(&key)?;
+        let msg = if dir == DIR_PREV {
+            nc.circ.poll_to_prev()
+        } else {
+            nc.circ.poll_to_next()
+        };
+        if let Some(e) = nc.ewma.get_mut(dir) {
+            e.note_sent(1, now, halflife);
+        }
+        let found = msg.map(|m| (key, id, m));
         let (key, id, msg) = found?;
         let cell = match c.mux.check_outbound(id, msg) {
             Ok(cell) => cell,

@@ -637,3 +637,74 @@ fn an_exit_node_sends_a_megabyte_under_flow_control() {
     );
     assert!(w.closed[a].is_none());
 }
+
+/// Circuit priority on a channel (C-tor's EWMA circuit mux): after a bulk
+/// download on circuit `a`, a burst on a fresh circuit `b` leaves the
+/// exit's channel before `a`'s new backlog, where round robin would
+/// alternate them.
+#[test]
+fn a_quiet_circuit_goes_before_a_busy_one() {
+    use crate::exit::{ExitConfig, ExitEvent};
+    let now = Instant::now();
+    let mut w = World::new(3);
+    w.nodes[2].set_exit(Some(ExitConfig::default()));
+    let a = w.circuit(&[0, 1, 2], now);
+    let b = w.circuit(&[0, 1, 2], now);
+    w.pump(now);
+    let sid = StreamId::new(4);
+    let mut circs = Vec::new();
+    for n in [a, b] {
+        w.clients[n]
+            .send_relay(HopNum(2), sid, begin(), now)
+            .unwrap();
+        w.pump(now);
+        let evs = take_exit_events(&mut w, 2);
+        let [(circ, ExitEvent::Connect { .. })] = evs.as_slice() else {
+            panic!("{evs:?}")
+        };
+        let addr = std::net::IpAddr::from([192, 0, 2, 7]);
+        w.nodes[2]
+            .exit(*circ, now, |m| m.connected(sid.unwrap(), addr, 300, now))
+            .unwrap()
+            .unwrap();
+        circs.push(*circ);
+    }
+    w.pump(now);
+    // `a` downloads 64 KiB.
+    let bulk = vec![1_u8; 64 * 1024];
+    let t1 = now + std::time::Duration::from_millis(100);
+    w.nodes[2]
+        .exit(circs[0], t1, |m| m.write(sid.unwrap(), &bulk, t1))
+        .unwrap()
+        .unwrap();
+    w.pump(t1);
+    // Both now have 20 KB (41 cells) to send; pull from the exit's channel.
+    let t2 = t1 + std::time::Duration::from_millis(100);
+    let burst = vec![2_u8; 20_000];
+    for circ in &circs {
+        w.nodes[2]
+            .exit(*circ, t2, |m| m.write(sid.unwrap(), &burst, t2))
+            .unwrap()
+            .unwrap();
+    }
+    let chan = w
+        .links
+        .iter()
+        .find_map(|(x, y)| match (x, y) {
+            (End::Node(2, c), _) | (_, End::Node(2, c)) => Some(*c),
+            _ => None,
+        })
+        .unwrap();
+    let mut order = Vec::new();
+    while let Some(cell) = w.nodes[2].poll_transmit(chan, t2) {
+        order.push(cell.circid());
+    }
+    assert!(order.len() >= 80, "{}", order.len());
+    let first = order[0];
+    let run = order.iter().take_while(|&&c| c == first).count();
+    assert!(
+        run >= 40,
+        "the quiet circuit's 41 cells first: run {run} in {order:?}"
+    );
+    assert!(order[run..].iter().all(|&c| c != first));
+}
