@@ -69,8 +69,8 @@ fn client_msg(inp: &mut Input<'_>) -> Option<AnyRelayMsg> {
         }
         1 => {
             let port = inp.u16();
-            let host = ["example.com", "192.0.2.5", "2001:db8::5", "x.onion"]
-                [usize::from(kind >> 4) % 4];
+            let host =
+                ["example.com", "192.0.2.5", "2001:db8::5", "x.onion"][usize::from(kind >> 4) % 4];
             AnyRelayMsg::Begin(Begin::new(host, port, u32::from(inp.u8() & 7)).ok()?)
         }
         2 => {
@@ -196,10 +196,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // Whatever is left goes out within the rules.
-    if let Err(e) = run
-        .step(ExitOp::Events)
-        .and_then(|()| run.step(ExitOp::Transmit { data: true, n: 100_000 }))
-    {
+    if let Err(e) = run.step(ExitOp::Events).and_then(|()| {
+        run.step(ExitOp::Transmit {
+            data: true,
+            n: 100_000,
+        })
+    }) {
         panic!("drain: {e}");
     }
 });

@@ -57,7 +57,11 @@ fn responder(keys: &Arc<RelayLinkKeys>) -> ResponderHandshake {
     let p = ResponderParams::new(keys.clone())
         .with_peer_addr([127, 0, 0, 2].into())
         .with_my_addrs(vec![[127, 0, 0, 1].into()]);
-    ResponderHandshake::new(p, &mut StdRng::seed_from_u64(CHALLENGE_SEED), Instant::now())
+    ResponderHandshake::new(
+        p,
+        &mut StdRng::seed_from_u64(CHALLENGE_SEED),
+        Instant::now(),
+    )
 }
 
 struct Fixture {
@@ -149,7 +153,11 @@ fuzz_target!(|input: (u8, Vec<u8>, &[u8])| {
     let f = fixture();
     let client = mode & 0x10 != 0;
     let wrong_export = mode & 0x20 != 0;
-    let cells = if client { &f.client_cells } else { &f.relay_cells };
+    let cells = if client {
+        &f.client_cells
+    } else {
+        &f.relay_cells
+    };
     let stage = usize::from(mode & 7).min(cells.len());
     let mut stream: Vec<u8> = cells[..stage].concat();
     stream.extend_from_slice(data);
@@ -178,7 +186,10 @@ fuzz_target!(|input: (u8, Vec<u8>, &[u8])| {
         sent += r.poll_transmit().map_or(0, |b| b.len());
         if res.is_err() {
             assert!(r.is_failed() && !r.is_open());
-            assert!(r.handle_bytes(now(), b"\0").is_err(), "failed handshake took input");
+            assert!(
+                r.handle_bytes(now(), b"\0").is_err(),
+                "failed handshake took input"
+            );
             break;
         }
         assert!(!r.is_failed());

@@ -6,7 +6,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
     if let Ok(weights) = BandwidthWeights::parse(text) {
-        for position in [Position::Guard, Position::Middle, Position::Exit, Position::BeginDir] {
+        for position in [
+            Position::Guard,
+            Position::Middle,
+            Position::Exit,
+            Position::BeginDir,
+        ] {
             for flags in [
                 RelayFlags::empty(),
                 RelayFlags::GUARD,

@@ -22,7 +22,11 @@ fuzz_target!(|input: (u8, &str, &str)| {
     };
     let now = recorded::during();
     let mut boot = DirBootstrap::new(&config, u64::from(order));
-    let kinds = [DocKind::AuthorityCert, DocKind::Consensus, DocKind::Microdesc];
+    let kinds = [
+        DocKind::AuthorityCert,
+        DocKind::Consensus,
+        DocKind::Microdesc,
+    ];
     let _ = boot.handle_cached(kinds[usize::from(order % 3)], a, now);
     let _ = boot.handle_cached(DocKind::AuthorityCert, recorded::CERTS, now);
     while let Some(req) = boot.poll_request(now) {
