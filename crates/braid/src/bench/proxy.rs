@@ -43,21 +43,27 @@ impl Drop for ProxyChild {
     }
 }
 
-/// Starts `braid proxy --config <config> --socks <socks> <extra>...`
-/// (this very program) and waits until it says it serves SOCKS.
+/// Starts `braid proxy -v --config <config> --socks <socks> <extra>...`
+/// (this very program) and waits until it says it serves SOCKS. Its log
+/// (info level: tunnels built, lost and closed, with reasons) goes to the
+/// config's path with the extension `log`, so that a failed transfer can
+/// be explained afterwards.
 pub(crate) fn start_proxy(
     config: &Path,
     socks: SocketAddr,
     extra: &[String],
 ) -> Result<ProxyChild, BenchError> {
     let exe = std::env::current_exe().map_err(|e| BenchError::Proxy(e.to_string()))?;
+    let log_path = config.with_extension("log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| BenchError::Proxy(format!("cannot create {}: {e}", log_path.display())))?;
     let mut child = Command::new(exe)
-        .args(["proxy", "--config"])
+        .args(["proxy", "-v", "--config"])
         .arg(config)
         .args(["--socks", &socks.to_string()])
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .map_err(|e| BenchError::Proxy(format!("cannot start: {e}")))?;
     let stdout = child
@@ -85,8 +91,8 @@ pub(crate) fn start_proxy(
                     .wait()
                     .map_or_else(|e| e.to_string(), |s| s.to_string());
                 return Err(BenchError::Proxy(format!(
-                    "exited before it was ready ({status}); run it by hand with the same \
-                     --config to see why"
+                    "exited before it was ready ({status}); see {}",
+                    log_path.display()
                 )));
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
