@@ -21,6 +21,7 @@ pub mod kist;
 pub mod node;
 #[cfg(test)]
 mod node_tests;
+mod queue;
 #[cfg(test)]
 mod tests;
 

@@ -38,6 +38,7 @@ use crate::ids::StreamId;
 
 use super::create::Answered;
 use super::error::RelayCircError;
+use super::queue::CellQueue;
 
 /// Most cells queued toward either channel before the circuit is closed
 /// (the other side sends faster than this side takes).
@@ -121,9 +122,12 @@ pub struct RelayCircuit {
     /// (no extending back to it).
     prev_id: Option<RsaIdentity>,
     /// Cells for the previous hop's channel.
-    to_prev: VecDeque<AnyChanMsg>,
+    to_prev: CellQueue,
     /// Cells for the next hop's channel.
-    to_next: VecDeque<AnyChanMsg>,
+    to_next: CellQueue,
+    /// The latest `now` we were given, the time of cells queued by calls
+    /// without one (DESTROYs).
+    clock: Option<Instant>,
     /// Events for the driver.
     events: VecDeque<RelayCircEvent>,
     /// Closed.
@@ -151,8 +155,8 @@ impl RelayCircuit {
             ),
             None => (CircuitSender::fixed(&cc_params), DeliverWindow::circuit()),
         };
-        let mut to_prev = VecDeque::new();
-        to_prev.push_back(answered.reply);
+        let mut to_prev = CellQueue::default();
+        to_prev.push(answered.reply, None);
         Self {
             hop: RelayHop::new(&answered.keys),
             rng: StdRng::from_rng(rng),
@@ -165,7 +169,8 @@ impl RelayCircuit {
             own_id,
             prev_id,
             to_prev,
-            to_next: VecDeque::new(),
+            to_next: CellQueue::default(),
+            clock: None,
             events: VecDeque::new(),
             closed: false,
             data_sent: 0,
@@ -200,12 +205,21 @@ impl RelayCircuit {
 
     /// The next cell for the previous hop's channel.
     pub fn poll_to_prev(&mut self) -> Option<AnyChanMsg> {
-        self.to_prev.pop_front()
+        self.to_prev.pop()
     }
 
     /// The next cell for the next hop's channel.
     pub fn poll_to_next(&mut self) -> Option<AnyChanMsg> {
-        self.to_next.pop_front()
+        self.to_next.pop()
+    }
+
+    /// When the oldest cell queued toward either channel was queued (the
+    /// age the node's out-of-memory policy orders circuits by).
+    pub fn oldest_queued(&self) -> Option<Instant> {
+        match (self.to_prev.oldest(), self.to_next.oldest()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next event.
@@ -217,6 +231,7 @@ impl RelayCircuit {
 
     /// A cell from the previous hop's channel.
     pub fn handle_from_prev(&mut self, cell: AnyChanMsg, now: Instant) {
+        self.clock = Some(now);
         if self.closed {
             return;
         }
@@ -263,7 +278,7 @@ impl RelayCircuit {
                     } else {
                         AnyChanMsg::Relay(relay)
                     };
-                    push_bounded(&mut self.to_next, cell)
+                    self.to_next.push_bounded(cell, Some(now))
                 }
                 // tor-spec §5.5.2.2: not ours and nowhere to go.
                 Next::None | Next::Extending => Err(RelayCircError::Unrecognized),
@@ -290,7 +305,7 @@ impl RelayCircuit {
                 // tor-spec §5.4: tear down what is past us, answer TRUNCATED.
                 if self.next != Next::None {
                     self.to_next
-                        .push_back(Destroy::new(DestroyReason::REQUESTED).into());
+                        .push(Destroy::new(DestroyReason::REQUESTED).into(), Some(now));
                     self.next = Next::None;
                 }
                 self.originate(None, Truncated::new(DestroyReason::REQUESTED).into(), now)
@@ -374,6 +389,7 @@ impl RelayCircuit {
 
     /// The next hop answered our CREATE2: EXTENDED2 goes back.
     pub fn extended(&mut self, created: &tor_cell::chancell::msg::Created2, now: Instant) {
+        self.clock = Some(now);
         if self.closed || self.next != Next::Extending {
             return;
         }
@@ -396,6 +412,7 @@ impl RelayCircuit {
 
     /// A cell from the next hop's channel.
     pub fn handle_from_next(&mut self, cell: AnyChanMsg, now: Instant) {
+        self.clock = Some(now);
         if self.closed {
             return;
         }
@@ -407,7 +424,8 @@ impl RelayCircuit {
             (Next::Open, AnyChanMsg::Relay(r)) => {
                 let mut body = r.into_relay_body();
                 self.hop.encrypt_inbound(&mut body);
-                push_bounded(&mut self.to_prev, Relay::from_raw(*body).into())
+                self.to_prev
+                    .push_bounded(Relay::from_raw(*body).into(), Some(now))
             }
             (_, AnyChanMsg::Destroy(_)) => {
                 // C-tor tells the client DESTROYED (a DESTROY from further
@@ -457,6 +475,7 @@ impl RelayCircuit {
         msg: AnyRelayMsg,
         now: Instant,
     ) -> Result<(), RelayCircError> {
+        self.clock = Some(now);
         if self.closed {
             return Err(RelayCircError::Closed);
         }
@@ -490,7 +509,8 @@ impl RelayCircuit {
                 .map_err(RelayCircError::FlowControl)?;
             self.data_sent += 1;
         }
-        push_bounded(&mut self.to_prev, Relay::from_raw(*body).into())
+        self.to_prev
+            .push_bounded(Relay::from_raw(*body).into(), Some(now))
     }
 
     /// The driver reports whether the previous hop's channel is blocked (a
@@ -533,10 +553,10 @@ impl RelayCircuit {
         self.to_prev.clear();
         self.to_next.clear();
         if to_prev {
-            self.to_prev.push_back(Destroy::new(reason).into());
+            self.to_prev.push(Destroy::new(reason).into(), self.clock);
         }
         if to_next && self.next != Next::None {
-            self.to_next.push_back(Destroy::new(reason).into());
+            self.to_next.push(Destroy::new(reason).into(), self.clock);
         }
         self.next = Next::None;
         // The terminal event is always delivered, bound or not.
@@ -554,18 +574,6 @@ impl RelayCircuit {
         self.events.push_back(ev);
         Ok(())
     }
-}
-
-/// Queue `cell` unless `q` is at its bound.
-fn push_bounded(q: &mut VecDeque<AnyChanMsg>, cell: AnyChanMsg) -> Result<(), RelayCircError> {
-    if q.len() >= MAX_QUEUED_CELLS {
-        return Err(RelayCircError::QueueFull {
-            queued: q.len(),
-            limit: MAX_QUEUED_CELLS,
-        });
-    }
-    q.push_back(cell);
-    Ok(())
 }
 
 /// Relay commands only a relay sends toward the client (tor-spec §6.1

@@ -48,6 +48,9 @@ use super::create::{OnionKeys, answer_create_fast, answer_create2};
 use super::ewma::{CellEwma, DEFAULT_HALFLIFE};
 
 mod exit_role;
+mod memory;
+
+pub use memory::CELL_MEM_BYTES;
 
 /// Most circuits a node carries; CREATE beyond it is refused with
 /// RESOURCELIMIT.
@@ -118,6 +121,8 @@ pub struct NodeStats {
     pub extends: u64,
     /// Circuits closed.
     pub circuits_closed: u64,
+    /// Circuits closed to stay under the memory limit.
+    pub oom_closed: u64,
 }
 
 /// One open channel.
@@ -150,6 +155,8 @@ struct NodeCirc {
     /// Its recent cells toward the previous and the next hop
     /// ([`DIR_PREV`], [`DIR_NEXT`]), for the channels' circuit priority.
     ewma: [CellEwma; 2],
+    /// Its bytes in [`RelayNode::queued_bytes`].
+    accounted: usize,
 }
 
 /// Index of [`NodeCirc::ewma`] toward the previous hop.
@@ -182,6 +189,10 @@ pub struct RelayNode {
     opened_on: BTreeMap<ChanKey, usize>,
     /// Half-life of the circuits' cell counts ([`super::ewma`]).
     halflife: Duration,
+    /// The bound on [`Self::queued_bytes`].
+    mem_limit: Option<usize>,
+    /// Bytes in circuits' queues and exit buffers.
+    queued_bytes: usize,
     next_chan: u64,
     next_circ: u64,
     next_connect: u64,
@@ -212,6 +223,8 @@ impl RelayNode {
             ready: BTreeSet::new(),
             opened_on: BTreeMap::new(),
             halflife: DEFAULT_HALFLIFE,
+            mem_limit: None,
+            queued_bytes: 0,
             next_chan: 0,
             next_circ: 0,
             next_connect: 0,
@@ -303,6 +316,7 @@ impl RelayNode {
         };
         if let Some(key) = touched {
             self.settle(key, now);
+            self.check_memory(now);
         }
         Ok(())
     }
@@ -401,6 +415,7 @@ impl RelayNode {
                 streams: None,
                 deadline: None,
                 ewma: [CellEwma::default(); 2],
+                accounted: 0,
             },
         );
         Some(key)
@@ -448,6 +463,7 @@ impl RelayNode {
             }
         }
         self.refresh_timer(key);
+        self.account(key);
     }
 
     /// As the edge of circuit `key`: the exit's streams, or a non-exit
@@ -610,6 +626,7 @@ impl RelayNode {
         if let Some(t) = nc.deadline {
             self.timers.remove(&(t, key));
         }
+        self.queued_bytes -= nc.accounted;
         self.circuits.remove(&key);
         if let Some(n) = self.opened_on.get_mut(&origin) {
             *n = n.saturating_sub(1);

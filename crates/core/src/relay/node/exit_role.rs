@@ -49,6 +49,7 @@ impl RelayNode {
         let map = self.circuits.get_mut(&circ)?.streams.as_mut()?;
         let out = f(map);
         self.settle(circ, now);
+        self.check_memory(now);
         Some(out)
     }
 

@@ -1,0 +1,78 @@
+//! The node's memory limit (C-tor's `MaxMemInQueues`): every circuit's
+//! queued cells and its exit streams' buffers are counted, and once the
+//! total passes the limit the circuits whose queued data is oldest are
+//! closed (DESTROY RESOURCELIMIT both ways) until it is back under three
+//! quarters of it (C-tor `cell_queues_check_size` and
+//! `circuits_handle_oom`, which frees down to `MaxMemInQueues_low_threshold`).
+
+use std::time::Instant;
+
+use tor_cell::chancell::msg::DestroyReason;
+
+use super::RelayNode;
+use crate::ids::CircKey;
+
+/// Bytes a queued cell counts for: a cell on the wire with link protocol 4
+/// and up (C-tor counts `packed_cell_t`, a little more).
+pub const CELL_MEM_BYTES: usize = 514;
+
+impl RelayNode {
+    /// Bound the bytes of all circuits' queues and exit buffers (`None`:
+    /// no bound, the default). Checked as cells arrive.
+    pub fn set_memory_limit(&mut self, limit: Option<usize>) {
+        self.mem_limit = limit;
+    }
+
+    /// Bytes queued in circuits and their exit streams now.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Recount circuit `key`'s bytes into the node's total.
+    pub(super) fn account(&mut self, key: CircKey) {
+        let Some(nc) = self.circuits.get_mut(&key) else {
+            return;
+        };
+        let (p, n) = nc.circ.queued();
+        let streams = nc.streams.as_ref().map_or(0, |m| {
+            let (to_dest, from_dest) = m.buffered();
+            to_dest + from_dest
+        });
+        let bytes = (p + n) * CELL_MEM_BYTES + streams;
+        self.queued_bytes = self.queued_bytes - nc.accounted + bytes;
+        nc.accounted = bytes;
+    }
+
+    /// Over the limit: close the circuits with the oldest queued data
+    /// first until under three quarters of it.
+    pub(super) fn check_memory(&mut self, now: Instant) {
+        let Some(limit) = self.mem_limit else {
+            return;
+        };
+        if self.queued_bytes <= limit {
+            return;
+        }
+        let target = limit / 4 * 3;
+        let mut victims: Vec<(Instant, CircKey)> = self
+            .circuits
+            .iter()
+            .filter(|(_, c)| c.accounted > 0 && !c.circ.is_closed())
+            .map(|(k, c)| (c.circ.oldest_queued().unwrap_or(now), *k))
+            .collect();
+        victims.sort();
+        tracing::warn!(
+            "out of memory for queues: {} bytes queued, limit {limit}: closing circuits, oldest data first",
+            self.queued_bytes
+        );
+        for (_, key) in victims {
+            if self.queued_bytes <= target {
+                break;
+            }
+            if let Some(nc) = self.circuits.get_mut(&key) {
+                nc.circ.close(DestroyReason::RESOURCELIMIT);
+                self.stats.oom_closed += 1;
+            }
+            self.settle(key, now);
+        }
+    }
+}
