@@ -2,9 +2,12 @@
 //! relays: the relay publishes its descriptor, the authorities' reachability
 //! tests complete the link handshake with it so the consensus lists it
 //! Running, and the C-tor client, its middles pinned to our relay
-//! (`MiddleNodes`), downloads through it (the relay extends each circuit
-//! to the C-tor exit as an authenticated relay) with the SHA-256 checked.
-//! SIGTERM stops it cleanly. Every process is stopped by PID at the end.
+//! (EXTENDCIRCUIT guard -> braidrelay0 -> C-tor exit), downloads through
+//! it (the relay extends to the C-tor exit as an authenticated relay), then
+//! with braidrelay0 as the exit (its policy accepts 127.0.0.0/8 and it
+//! connects nowhere else); SHA-256 checked each time.
+//! SIGTERM stops it cleanly. Every process is stopped by PID at the end
+//! (about 55 s).
 
 #![allow(
     clippy::unwrap_used,
@@ -71,8 +74,93 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// Have the C-tor client build a circuit along `path` (fingerprints) and
+/// download `size` bytes from the file server over it (SHA-256 checked).
+async fn download_on(
+    ctl: &mut ControlConn,
+    path: &[&str],
+    files: std::net::SocketAddr,
+    socks: std::net::SocketAddr,
+    size: u64,
+    log_path: &Path,
+) -> braid_testnet::download::Download {
+    let hops: Vec<String> = path.iter().map(|f| format!("${f}")).collect();
+    let reply = ctl
+        .command(&format!("EXTENDCIRCUIT 0 {}", hops.join(",")))
+        .await
+        .unwrap();
+    let circ = reply.lines[0].strip_prefix("EXTENDED ").unwrap().to_owned();
+    let start = Instant::now();
+    loop {
+        let status = ctl.getinfo("circuit-status").await.unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(&format!("{circ} ")))
+            .unwrap_or_default()
+            .to_owned();
+        if line.contains(" BUILT ") {
+            println!(
+                "circuit {circ} built in {} ms: {line}",
+                start.elapsed().as_millis()
+            );
+            break;
+        }
+        assert!(
+            !line.is_empty() && start.elapsed() < Duration::from_secs(30),
+            "circuit {circ} along {path:?} not built ({line:?}); braidrelay0's log:\n{}",
+            log_tail(log_path)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let download = tokio::spawn(async move {
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            fetch_file(files, Some((socks, None)), size, 42),
+        )
+        .await
+    });
+    let mut attached = false;
+    while !download.is_finished() {
+        let Some(ev) = ctl.next_event(Duration::from_millis(200)).await else {
+            continue;
+        };
+        let words: Vec<&str> = ev.lines[0].split(' ').collect();
+        if words.get(2) != Some(&"NEW") {
+            continue;
+        }
+        // Our stream goes on our circuit; tor's own (directory fetches)
+        // wherever tor likes.
+        let to_files = words.get(4) == Some(&files.to_string().as_str());
+        let target = if to_files { circ.as_str() } else { "0" };
+        let r = ctl
+            .command(&format!("ATTACHSTREAM {} {target}", words[1]))
+            .await;
+        // tor may have attached its own streams already ("not managed by
+        // controller"); ours must attach.
+        if to_files {
+            r.unwrap();
+            attached = true;
+        }
+    }
+    assert!(
+        attached,
+        "the download's stream never came to the controller"
+    );
+    match download.await.unwrap() {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => panic!(
+            "download along {path:?}: {e}; braidrelay0's log:\n{}",
+            log_tail(log_path)
+        ),
+        Err(_) => panic!(
+            "download along {path:?} timed out; braidrelay0's log:\n{}",
+            log_tail(log_path)
+        ),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn braid_relay_runs_as_a_middle_for_the_ctor_client() {
+async fn braid_relay_runs_as_middle_and_exit_for_the_ctor_client() {
     let test_start = Instant::now();
     let mut config = NetworkConfig::new(test_dir("relay-run"), BRAID);
     config.base_port = BASE;
@@ -98,7 +186,9 @@ async fn braid_relay_runs_as_a_middle_for_the_ctor_client() {
         format!(
             "{network_toml}\n[braid_relay]\nnickname = \"braidrelay0\"\naddress = \"127.0.0.1\"\n\
              or_port = {or_port}\nkeys_dir = \"braidrelay0/keys\"\nbandwidth_rate = 10000000\n\
-             proto = \"Link=4-5 LinkAuth=3 Relay=2-4\"\ncontact = \"braid relay_run test\"\n"
+             proto = \"Link=4-5 LinkAuth=3 Relay=2-4\"\ncontact = \"braid relay_run test\"\n\
+             exit = true\nexit_policy = [\"accept 127.0.0.0/8:*\", \"accept *:*\"]\n\
+             exit_connect_loopback_only = true\n"
         ),
     )
     .unwrap();
@@ -241,78 +331,9 @@ async fn braid_relay_runs_as_a_middle_for_the_ctor_client() {
         .await
         .unwrap();
     ctl.set_events(&["STREAM"]).await.unwrap();
-    let reply = ctl
-        .command(&format!(
-            "EXTENDCIRCUIT 0 ${},${fp},${}",
-            guard.fingerprint, exit.fingerprint
-        ))
-        .await
-        .unwrap();
-    let circ = reply.lines[0].strip_prefix("EXTENDED ").unwrap().to_owned();
-    let start = Instant::now();
-    loop {
-        let status = ctl.getinfo("circuit-status").await.unwrap();
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(&format!("{circ} ")))
-            .unwrap_or_default()
-            .to_owned();
-        if line.contains(" BUILT ") {
-            println!(
-                "circuit {circ} built in {} ms: {line}",
-                start.elapsed().as_millis()
-            );
-            break;
-        }
-        assert!(
-            !line.is_empty() && start.elapsed() < Duration::from_secs(30),
-            "circuit {circ} through braidrelay0 not built ({line:?}); braidrelay0's log:\n{}",
-            log_tail(&log_path)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let files = manifest.fileserver.address;
-    let size = 20_000_000;
-    let download = tokio::spawn(async move {
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            fetch_file(files, Some((socks, None)), size, 42),
-        )
-        .await
-    });
-    let mut attached = false;
-    while !download.is_finished() {
-        let Some(ev) = ctl.next_event(Duration::from_millis(200)).await else {
-            continue;
-        };
-        let words: Vec<&str> = ev.lines[0].split(' ').collect();
-        if words.get(2) != Some(&"NEW") {
-            continue;
-        }
-        // Our stream goes on our circuit; tor's own (directory fetches)
-        // wherever tor likes.
-        let to_files = words.get(4) == Some(&files.to_string().as_str());
-        let target = if to_files { circ.as_str() } else { "0" };
-        ctl.command(&format!("ATTACHSTREAM {} {target}", words[1]))
-            .await
-            .unwrap();
-        attached |= to_files;
-    }
-    assert!(
-        attached,
-        "the download's stream never came to the controller"
-    );
-    let d = match download.await.unwrap() {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => panic!(
-            "download through braidrelay0: {e}; its log:\n{}",
-            log_tail(&log_path)
-        ),
-        Err(_) => panic!(
-            "download through braidrelay0 timed out; its log:\n{}",
-            log_tail(&log_path)
-        ),
-    };
+    let path = [guard.fingerprint.as_str(), &fp, &exit.fingerprint];
+    let d = download_on(&mut ctl, &path, files, socks, 20_000_000, &log_path).await;
     println!(
         "{} bytes through braidrelay0 in {:.2} s ({:.2} MB/s), sha256 {}",
         d.bytes,
@@ -341,6 +362,24 @@ async fn braid_relay_runs_as_a_middle_for_the_ctor_client() {
         log.contains("(we extend to it)"),
         "braidrelay0 never opened a channel to extend:\n{}",
         log_tail(&log_path)
+    );
+
+    // braidrelay0 as the exit: guard -> another relay -> braidrelay0, the
+    // stream to the file server on 127.0.0.1 (the policy accepts it).
+    let middle = manifest
+        .relays
+        .iter()
+        .find(|r| !r.exit && r.fingerprint != guard.fingerprint)
+        .unwrap();
+    let path = [guard.fingerprint.as_str(), &middle.fingerprint, &fp];
+    let d = download_on(&mut ctl, &path, files, socks, 20_000_000, &log_path).await;
+    println!(
+        "{} bytes with braidrelay0 as exit in {:.2} s ({:.2} MB/s, first byte after {} ms), sha256 {}",
+        d.bytes,
+        d.elapsed.as_secs_f64(),
+        d.mb_per_s(),
+        d.time_to_first_byte.as_millis(),
+        d.sha256
     );
 
     // SIGTERM: a clean exit.
