@@ -22,6 +22,7 @@
 //! exit_connect_loopback_only = false  # exit streams only to 127.0.0.0/8 (test networks)
 //! max_dns_lookups = 32           # concurrent name lookups of the exit
 //! max_handshakes = 128           # concurrent inbound TLS + link handshakes
+//! max_mem_in_queues = 1073741824 # bytes of circuit queues and exit buffers (C-tor's MaxMemInQueues)
 //!
 //! [[authority]]
 //! nickname = "auth0"
@@ -67,7 +68,13 @@ struct RelaySection {
     exit_connect_loopback_only: bool,
     max_dns_lookups: Option<usize>,
     max_handshakes: Option<usize>,
+    max_mem_in_queues: Option<usize>,
 }
+
+/// Default bound on the bytes of all circuits' queues and exit buffers:
+/// 1 GiB (C-tor derives its `MaxMemInQueues` from the machine's memory,
+/// 8 GiB at most; past it the circuits with the oldest queued data close).
+pub const DEFAULT_MAX_MEM_IN_QUEUES: usize = 1 << 30;
 
 /// Default bound on the exit's concurrent name lookups.
 pub const DEFAULT_MAX_DNS_LOOKUPS: usize = 32;
@@ -121,6 +128,8 @@ pub struct RelayConfig {
     pub max_dns_lookups: usize,
     /// Most concurrent inbound handshakes (TLS and link).
     pub max_handshakes: usize,
+    /// Bound on the bytes of all circuits' queues and exit buffers.
+    pub max_mem_in_queues: usize,
 }
 
 impl RelayConfig {
@@ -205,6 +214,11 @@ impl RelayConfig {
             DEFAULT_MAX_HANDSHAKES,
             "max_handshakes",
         )?;
+        let max_mem_in_queues = positive(
+            relay.max_mem_in_queues,
+            DEFAULT_MAX_MEM_IN_QUEUES,
+            "max_mem_in_queues",
+        )?;
         let listen = relay
             .listen
             .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(relay.address), relay.or_port));
@@ -225,6 +239,7 @@ impl RelayConfig {
             exit_connect_loopback_only: relay.exit_connect_loopback_only,
             max_dns_lookups,
             max_handshakes,
+            max_mem_in_queues,
         };
         // Every field the descriptor takes is checked now, not at the
         // first upload.
@@ -341,16 +356,19 @@ proto = "Link=4-5"
         assert!(!c.exit);
         assert!(!c.exit_connect_loopback_only);
         assert_eq!(c.max_dns_lookups, DEFAULT_MAX_DNS_LOOKUPS);
+        assert_eq!(c.max_mem_in_queues, DEFAULT_MAX_MEM_IN_QUEUES);
         assert_eq!(c.max_handshakes, DEFAULT_MAX_HANDSHAKES);
         assert_eq!(c.listen, "127.0.0.1:9001".parse().unwrap());
 
         let text = format!(
             "{MINIMAL}listen = \"0.0.0.0:9101\"\nexit = true\nexit_policy = [\"accept 127.0.0.0/8:*\"]\n\
-             exit_connect_loopback_only = true\nmax_dns_lookups = 4\nmax_handshakes = 9\n"
+             exit_connect_loopback_only = true\nmax_dns_lookups = 4\nmax_handshakes = 9\n\
+             max_mem_in_queues = 5000000\n"
         );
         let c = parse(&text).unwrap();
         assert!(c.exit && c.exit_connect_loopback_only);
         assert_eq!((c.max_dns_lookups, c.max_handshakes), (4, 9));
+        assert_eq!(c.max_mem_in_queues, 5_000_000);
         assert_eq!(c.listen, "0.0.0.0:9101".parse().unwrap());
 
         for (extra, needle) in [
@@ -361,6 +379,7 @@ proto = "Link=4-5"
             ),
             ("max_dns_lookups = 0\n", "max_dns_lookups"),
             ("max_handshakes = 0\n", "max_handshakes"),
+            ("max_mem_in_queues = 0\n", "max_mem_in_queues"),
             ("listen = \"nowhere\"\n", "listen"),
         ] {
             let e = parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();

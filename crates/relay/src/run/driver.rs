@@ -99,6 +99,7 @@ pub async fn run(
         CcParams::default(),
         &mut rand::rng(),
     );
+    node.set_memory_limit(Some(config.max_mem_in_queues));
     if config.exit {
         node.set_exit(Some(ExitConfig::default()));
         tracing::info!(
