@@ -136,10 +136,13 @@ fn bandwidth(node: &NodePlan) -> u32 {
         .map_or(DEFAULT_BANDWIDTH, |b| u32::try_from(b).unwrap_or(u32::MAX))
 }
 
-/// The command that runs Braid relay `node` with the program `braid_bin`.
-pub fn command(braid_bin: &Path, node: &NodePlan) -> Command {
+/// The command that runs Braid relay `node` with the program `braid_bin`,
+/// logging at info level (`-v`; `-vv`, debug, when the network's tor log
+/// level is `debug`), as the C-tor relays log at notice.
+pub fn command(braid_bin: &Path, node: &NodePlan, log_level: &str) -> Command {
     let mut cmd = Command::new(braid_bin);
-    cmd.args(["relay", "run", "--config"])
+    cmd.arg(if log_level == "debug" { "-vv" } else { "-v" })
+        .args(["relay", "run", "--config"])
         .arg(node.relay_toml_path());
     cmd
 }
@@ -247,7 +250,11 @@ mod tests {
     #[test]
     fn command_runs_the_relay_with_its_file() {
         let plan = plan();
-        let cmd = command(Path::new("/usr/bin/braid"), node(&plan, "braidrelay0"));
+        let cmd = command(
+            Path::new("/usr/bin/braid"),
+            node(&plan, "braidrelay0"),
+            "notice",
+        );
         assert_eq!(cmd.get_program(), "/usr/bin/braid");
         let args: Vec<_> = cmd
             .get_args()
@@ -256,12 +263,15 @@ mod tests {
         assert_eq!(
             args,
             [
+                "-v",
                 "relay",
                 "run",
                 "--config",
                 "/tmp/net/nodes/braidrelay0/relay.toml"
             ]
         );
+        let cmd = command(Path::new("braid"), node(&plan, "braidexit0"), "debug");
+        assert_eq!(cmd.get_args().next().unwrap(), "-vv");
     }
 
     #[test]

@@ -527,7 +527,7 @@ fn start_braid(
     dir: &Path,
     node: &NodePlan,
 ) -> Result<Spawned, TestnetError> {
-    let cmd = braid_relay::command(&config.braid_bin, node);
+    let cmd = braid_relay::command(&config.braid_bin, node, &config.log_level);
     process::spawn_recorded(dir, &node.nickname, cmd, &node.log_path())
 }
 
