@@ -32,7 +32,7 @@ pub(crate) enum Command {
     /// Benchmarks against the C-tor client on private networks.
     #[command(subcommand)]
     Bench(BenchCmd),
-    /// The relay's keys and server descriptor.
+    /// A Braid relay: its keys, its server descriptor, running it.
     #[command(subcommand)]
     Relay(RelayCmd),
 }
@@ -51,6 +51,18 @@ pub(crate) enum RelayCmd {
     /// (`[braid_relay]` and `[[authority]]` tables) and print it, or upload it
     /// to every authority.
     Descriptor(RelayDescriptorArgs),
+    /// Run the relay in the foreground: listen on the ORPort, carry
+    /// circuits (and exit streams if the relay file says so), publish the
+    /// descriptor to every authority. Stops on SIGINT or SIGTERM.
+    Run(RelayRunArgs),
+}
+
+/// `braid relay run`.
+#[derive(Debug, Args)]
+pub(crate) struct RelayRunArgs {
+    /// The relay file (`[braid_relay]` and `[[authority]]` tables).
+    #[arg(long)]
+    pub(crate) config: PathBuf,
 }
 
 /// `braid relay descriptor`.

@@ -2,7 +2,7 @@
 //!
 //! Today it launches and inspects private test networks (`braid testnet`),
 //! bootstraps the directory (`braid dir`) and runs the demo (`braid demo`);
-//! makes a relay's keys and publishes its descriptor (`braid relay`);
+//! makes a relay's keys, publishes its descriptor and runs it (`braid relay`);
 //! the SOCKS proxy (`braid proxy`) comes
 //! with the client issues.
 
@@ -17,13 +17,15 @@ mod testnet_cmd;
 
 use clap::Parser;
 
-use crate::cli::{BenchCmd, Cli, Command};
+use crate::cli::{BenchCmd, Cli, Command, RelayCmd};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // Long-running processes log at info by default.
     init_logging(
         cli.verbose,
-        matches!(cli.command, Command::Testnet(ref t) if t.is_helper()),
+        matches!(cli.command, Command::Testnet(ref t) if t.is_helper())
+            || matches!(cli.command, Command::Relay(RelayCmd::Run(_))),
     );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

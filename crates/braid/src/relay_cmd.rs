@@ -1,13 +1,14 @@
-//! `braid relay keys` and `braid relay descriptor`: the relay's identity
-//! and its server descriptor, printed or uploaded to the authorities.
+//! `braid relay keys`, `braid relay descriptor` and `braid relay run`: the
+//! relay's identity, its server descriptor (printed or uploaded to the
+//! authorities), and the relay itself.
 
 use std::time::{Duration, SystemTime};
 
 use braid_dir::descriptor::{DescriptorError, build_descriptor};
 use braid_relay::publish::upload_and_check;
-use braid_relay::{ConfigError, KeyError, KeysOpened, RelayConfig, RelayKeys};
+use braid_relay::{ConfigError, KeyError, KeysOpened, RelayConfig, RelayKeys, RunError};
 
-use crate::cli::{RelayCmd, RelayDescriptorArgs};
+use crate::cli::{RelayCmd, RelayDescriptorArgs, RelayRunArgs};
 
 /// Errors of `braid relay`.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +21,10 @@ pub(crate) enum RelayCmdError {
     Descriptor(#[from] DescriptorError),
     #[error("{refused} of {total} authorities do not hold the descriptor")]
     NotPublished { refused: usize, total: usize },
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("cannot watch for signals: {0}")]
+    Signals(std::io::Error),
 }
 
 pub(crate) async fn run(cmd: RelayCmd) -> Result<(), RelayCmdError> {
@@ -35,7 +40,25 @@ pub(crate) async fn run(cmd: RelayCmd) -> Result<(), RelayCmdError> {
             Ok(())
         }
         RelayCmd::Descriptor(args) => descriptor(args).await,
+        RelayCmd::Run(args) => run_relay(args).await,
     }
+}
+
+/// `braid relay run`: until SIGINT or SIGTERM.
+async fn run_relay(args: RelayRunArgs) -> Result<(), RelayCmdError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let config = RelayConfig::load(&args.config)?;
+    let keys = open_keys(&config.keys_dir)?;
+    let mut term = signal(SignalKind::terminate()).map_err(RelayCmdError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RelayCmdError::Signals)?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+    };
+    braid_relay::run::run(config, keys, shutdown).await?;
+    Ok(())
 }
 
 fn open_keys(dir: &std::path::Path) -> Result<RelayKeys, KeyError> {

@@ -16,6 +16,12 @@
 //! exit_policy = ["reject *:*"]   # torrc syntax (default: no exit)
 //! contact = "you <you@example.org>"
 //! hidden_service_dir = false
+//! # `braid relay run` only:
+//! listen = "127.0.0.1:9001"      # where the ORPort listens (default: address:or_port)
+//! exit = false                   # serve exit streams (default: whether the policy accepts any)
+//! exit_connect_loopback_only = false  # exit streams only to 127.0.0.0/8 (test networks)
+//! max_dns_lookups = 32           # concurrent name lookups of the exit
+//! max_handshakes = 128           # concurrent inbound TLS + link handshakes
 //!
 //! [[authority]]
 //! nickname = "auth0"
@@ -55,7 +61,19 @@ struct RelaySection {
     contact: Option<String>,
     #[serde(default)]
     hidden_service_dir: bool,
+    listen: Option<SocketAddr>,
+    exit: Option<bool>,
+    #[serde(default)]
+    exit_connect_loopback_only: bool,
+    max_dns_lookups: Option<usize>,
+    max_handshakes: Option<usize>,
 }
+
+/// Default bound on the exit's concurrent name lookups.
+pub const DEFAULT_MAX_DNS_LOOKUPS: usize = 32;
+
+/// Default bound on concurrent inbound handshakes (TLS and link).
+pub const DEFAULT_MAX_HANDSHAKES: usize = 128;
 
 #[derive(Debug, Deserialize)]
 struct AuthoritySection {
@@ -90,6 +108,19 @@ pub struct RelayConfig {
     pub hidden_service_dir: bool,
     /// Where descriptors are uploaded.
     pub authorities: Vec<Authority>,
+    /// Where the ORPort listens (the advertised address and port unless
+    /// set, e.g. behind a forwarding shaper).
+    pub listen: SocketAddr,
+    /// Whether the relay serves exit streams (its policy accepts some
+    /// destinations).
+    pub exit: bool,
+    /// Exit streams connect only to 127.0.0.0/8, whatever the policy
+    /// advertises (test networks).
+    pub exit_connect_loopback_only: bool,
+    /// Most concurrent name lookups of the exit.
+    pub max_dns_lookups: usize,
+    /// Most concurrent inbound handshakes (TLS and link).
+    pub max_handshakes: usize,
 }
 
 impl RelayConfig {
@@ -143,6 +174,40 @@ impl RelayConfig {
             Some(lines) => ExitPolicy::parse(lines.iter().map(String::as_str))
                 .map_err(|e| invalid(format!("[braid_relay] {e}")))?,
         };
+        let exit = relay.exit.unwrap_or_else(|| exit_policy.is_exit());
+        match (exit, exit_policy.is_exit()) {
+            (true, false) => {
+                return Err(invalid(
+                    "[braid_relay] exit = true, but the exit policy accepts nothing".into(),
+                ));
+            }
+            (false, true) => {
+                return Err(invalid(
+                    "[braid_relay] exit = false, but the exit policy accepts destinations \
+                     (clients would send streams we refuse)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        let positive = |v: Option<usize>, default: usize, name: &str| match v {
+            Some(0) => Err(invalid(format!("[braid_relay] {name} must be at least 1"))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let max_dns_lookups = positive(
+            relay.max_dns_lookups,
+            DEFAULT_MAX_DNS_LOOKUPS,
+            "max_dns_lookups",
+        )?;
+        let max_handshakes = positive(
+            relay.max_handshakes,
+            DEFAULT_MAX_HANDSHAKES,
+            "max_handshakes",
+        )?;
+        let listen = relay
+            .listen
+            .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(relay.address), relay.or_port));
         let config = Self {
             nickname: relay.nickname,
             address: relay.address,
@@ -155,6 +220,11 @@ impl RelayConfig {
             contact: relay.contact,
             hidden_service_dir: relay.hidden_service_dir,
             authorities,
+            listen,
+            exit,
+            exit_connect_loopback_only: relay.exit_connect_loopback_only,
+            max_dns_lookups,
+            max_handshakes,
         };
         // Every field the descriptor takes is checked now, not at the
         // first upload.
@@ -261,6 +331,41 @@ proto = "Link=4-5"
         assert!(c.exit_policy.is_exit());
         assert_eq!(c.exit_policy.rules().len(), 2);
         assert!(c.hidden_service_dir);
+        assert!(c.exit, "an accepting policy makes an exit");
+        assert_eq!(c.listen, "127.0.0.1:9001".parse().unwrap());
+    }
+
+    #[test]
+    fn run_options() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(!c.exit);
+        assert!(!c.exit_connect_loopback_only);
+        assert_eq!(c.max_dns_lookups, DEFAULT_MAX_DNS_LOOKUPS);
+        assert_eq!(c.max_handshakes, DEFAULT_MAX_HANDSHAKES);
+        assert_eq!(c.listen, "127.0.0.1:9001".parse().unwrap());
+
+        let text = format!(
+            "{MINIMAL}listen = \"0.0.0.0:9101\"\nexit = true\nexit_policy = [\"accept 127.0.0.0/8:*\"]\n\
+             exit_connect_loopback_only = true\nmax_dns_lookups = 4\nmax_handshakes = 9\n"
+        );
+        let c = parse(&text).unwrap();
+        assert!(c.exit && c.exit_connect_loopback_only);
+        assert_eq!((c.max_dns_lookups, c.max_handshakes), (4, 9));
+        assert_eq!(c.listen, "0.0.0.0:9101".parse().unwrap());
+
+        for (extra, needle) in [
+            ("exit = true\n", "accepts nothing"),
+            (
+                "exit = false\nexit_policy = [\"accept *:80\"]\n",
+                "exit = false",
+            ),
+            ("max_dns_lookups = 0\n", "max_dns_lookups"),
+            ("max_handshakes = 0\n", "max_handshakes"),
+            ("listen = \"nowhere\"\n", "listen"),
+        ] {
+            let e = parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
     }
 
     #[test]

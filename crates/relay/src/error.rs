@@ -119,3 +119,63 @@ pub enum ConfigError {
         detail: String,
     },
 }
+
+/// `braid relay run` could not start, or stopped on a local problem.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The keys could not be copied for the link handshake.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// The keys cannot make the link handshake's certificates (an expired
+    /// signing-key certificate, say): fix the key directory.
+    #[error("link keys: {0}")]
+    LinkKeys(#[source] braid_core::channel::ChannelError),
+    /// The ORPort cannot listen: another process holds the port, or the
+    /// address is not ours.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The TLS configuration could not be built (a bug, or a key rustls
+    /// does not take).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The descriptor could not be built from the configuration and keys.
+    #[error("descriptor: {0}")]
+    Descriptor(#[from] braid_dir::descriptor::DescriptorError),
+    /// A task of the relay ended unexpectedly (a bug).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Why one channel's TLS or link handshake failed (logged; the connection
+/// is dropped, nothing else is affected).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The TCP connection or TLS failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The link handshake failed (the peer's fault, mostly).
+    #[error("link handshake: {0}")]
+    Handshake(#[from] braid_core::channel::ChannelError),
+    /// The peer closed the connection during the handshake.
+    #[error("closed during the handshake")]
+    Eof,
+    /// The handshake did not finish in time.
+    #[error("no handshake within {0:?}")]
+    Timeout(Duration),
+    /// TLS finished without the peer's certificate.
+    #[error("no TLS certificate from the peer")]
+    NoPeerCertificate,
+    /// The TLS exporter value could not be made.
+    #[error("TLS exporter: {0}")]
+    Export(rustls::Error),
+    /// No address of the relay to extend to could be reached.
+    #[error("no address reachable: {0}")]
+    Unreachable(String),
+}

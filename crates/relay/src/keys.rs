@@ -17,6 +17,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use braid_core::channel::RelayIdentityKeys;
+use braid_core::crypto::ntor::NtorSecretKey;
+use braid_core::crypto::ntor_v3::NtorV3SecretKey;
+use braid_core::relay::OnionKeys;
 use braid_dir::descriptor::DescriptorKeys;
 use rand::{CryptoRng, Rng};
 use tor_cert::{CertType, CertifiedKey, Ed25519Cert};
@@ -307,6 +311,40 @@ impl RelayKeys {
     /// rotation.
     pub fn ntor_previous(&self) -> Option<&curve25519::StaticKeypair> {
         self.ntor_previous.as_ref()
+    }
+
+    /// The long-term keys the link handshake needs (braid-core's
+    /// [`RelayIdentityKeys`]), copied: the link keys are rebuilt from them
+    /// every few days.
+    pub fn identity_keys(&self) -> Result<RelayIdentityKeys, KeyError> {
+        let signing = self.signing.to_secret_key_bytes();
+        let ed_signing = ed25519::ExpandedKeypair::from_secret_key_bytes(signing)
+            .ok_or_else(|| KeyError::Generate("copying the signing key".into()))?;
+        Ok(RelayIdentityKeys {
+            rsa_identity: rsa::KeyPair::from(self.identity.as_key().clone()),
+            ed_identity: self.master,
+            ed_signing,
+            signing_cert: self.signing_cert.clone(),
+        })
+    }
+
+    /// The circuit-extension keys (ntor and ntor-v3 share the curve25519
+    /// onion keys), current first, then the previous one if kept.
+    pub fn onion_keys(&self) -> OnionKeys {
+        let rsa_id = self.rsa_identity();
+        let keys: Vec<&curve25519::StaticKeypair> = std::iter::once(&self.ntor)
+            .chain(&self.ntor_previous)
+            .collect();
+        OnionKeys {
+            ntor: keys
+                .iter()
+                .map(|k| NtorSecretKey::new(rsa_id, k.secret.clone()))
+                .collect(),
+            ntor_v3: keys
+                .iter()
+                .map(|k| NtorV3SecretKey::new(self.master, k.secret.clone()))
+                .collect(),
+        }
     }
 
     /// The keys the server descriptor is made from.

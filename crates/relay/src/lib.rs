@@ -7,6 +7,7 @@
 //! - [`keys`]: the relay's keys in a C-tor `keys/` directory.
 //! - [`publish`]: uploading the descriptor to the authorities.
 //! - [`http`]: the minimal HTTP/1.0 client for their DirPorts.
+//! - [`run`]: `braid relay run`, the tokio driver of the relay.
 //! - [`error`]: the error types.
 
 pub mod config;
@@ -15,8 +16,9 @@ pub mod http;
 mod keyfile;
 pub mod keys;
 pub mod publish;
+pub mod run;
 
 pub use config::RelayConfig;
-pub use error::{ConfigError, KeyError, PublishError};
+pub use error::{ConfigError, KeyError, LinkError, PublishError, RunError};
 pub use keys::{KeysOpened, RelayKeys};
 pub use publish::{PublishEvent, Publisher};

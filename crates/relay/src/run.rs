@@ -1,0 +1,25 @@
+//! `braid relay run`: the tokio driver of a relay around braid-core's
+//! sans-IO [`RelayNode`](braid_core::relay::RelayNode). The tasks only
+//! move bytes and keep time; the protocol is the core's.
+//!
+//! - [`driver`]: [`run`], starting every task (see its diagram).
+//! - `accept`: the ORPort, TLS and the responder's link handshake.
+//! - `connect`: channels we open to extend circuits.
+//! - `chan_io`: a channel's reader and writer tasks.
+//! - `node_task`: the task that owns the node.
+//! - `link`: link keys and TLS configurations, rebuilt before expiry.
+//! - `tls`: rustls configurations for both sides.
+//! - `bandwidth`: the observed bandwidth the descriptor reports.
+//! - `msg`: what the tasks tell the node task.
+
+mod accept;
+mod bandwidth;
+mod chan_io;
+mod connect;
+pub mod driver;
+mod link;
+mod msg;
+mod node_task;
+mod tls;
+
+pub use driver::{HANDSHAKE_TIMEOUT, IDLE_CHANNEL_TIMEOUT, MAX_CONNECTS, run};

@@ -1,0 +1,191 @@
+//! A channel's two tasks, which only move bytes: the reader decodes cells
+//! (braid-core's codec) and hands them to the node task over its bounded
+//! inbox (so a busy node slows the reading of sockets); the writer encodes
+//! the cells the node task pulled into the channel's small bounded queue.
+//! The node pulls only while the queue has room, so what waits beyond it
+//! waits in the core's per-circuit queues.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use braid_core::channel::CellCodec;
+use braid_core::ids::ChanKey;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tor_cell::chancell::AnyChanCell;
+
+use super::msg::{OpenedLink, OrStream, ToNode};
+
+/// Cells a channel's writer queue holds.
+pub(crate) const WRITE_QUEUE_CELLS: usize = 64;
+/// Bytes the writer encodes before it writes them out.
+const WRITE_BATCH_BYTES: usize = 32 * 1024;
+/// Bytes the reader reads at once.
+const READ_BUF: usize = 16 * 1024;
+/// How long a closing channel's writer may take to say goodbye.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bytes moved by every channel, for the observed bandwidth.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    /// Bytes read.
+    pub(crate) read: AtomicU64,
+    /// Bytes written.
+    pub(crate) written: AtomicU64,
+}
+
+/// The node task's end of a channel.
+#[derive(Debug)]
+pub(crate) struct ChanIo {
+    /// The writer's queue.
+    pub(crate) tx: mpsc::Sender<AnyChanCell>,
+    /// Set by the node when it found the queue full; the writer clears it
+    /// and sends [`ToNode::WriterReady`] once it took cells.
+    pub(crate) full: Arc<AtomicBool>,
+    /// The reader, aborted when the node closes the channel.
+    reader: AbortHandle,
+}
+
+impl ChanIo {
+    /// Start the reader and writer of `link`, channel `chan`.
+    pub(crate) fn spawn(
+        chan: ChanKey,
+        link: OpenedLink,
+        to_node: &mpsc::Sender<ToNode>,
+        traffic: &Arc<Traffic>,
+    ) -> Self {
+        let (r, w) = tokio::io::split(link.stream);
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_CELLS);
+        let full = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            chan,
+            codec: link.codec.clone(),
+            rx,
+            full: Arc::clone(&full),
+            to_node: to_node.clone(),
+            traffic: Arc::clone(traffic),
+        };
+        tokio::spawn(writer.run(w, link.unsent));
+        let reader = tokio::spawn(read(
+            chan,
+            r,
+            link.codec,
+            to_node.clone(),
+            Arc::clone(traffic),
+        ))
+        .abort_handle();
+        Self { tx, full, reader }
+    }
+
+    /// Stop reading; the writer sends what is queued and closes the
+    /// connection once `self` (the queue's sender) is dropped.
+    pub(crate) fn close(self) {
+        self.reader.abort();
+    }
+}
+
+/// Read cells from `r` and send them to the node, until EOF, an error, or
+/// the node stops listening.
+async fn read(
+    chan: ChanKey,
+    mut r: ReadHalf<OrStream>,
+    mut codec: CellCodec,
+    to_node: mpsc::Sender<ToNode>,
+    traffic: Arc<Traffic>,
+) {
+    let mut buf = vec![0; READ_BUF];
+    let why = loop {
+        let mut cells = Vec::new();
+        let err = loop {
+            match codec.poll_cell() {
+                Ok(Some(cell)) => cells.push(cell),
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        if !cells.is_empty() && to_node.send(ToNode::Cells { chan, cells }).await.is_err() {
+            return;
+        }
+        if let Some(e) = err {
+            break format!("bad cell: {e}");
+        }
+        match r.read(&mut buf).await {
+            Ok(0) => break "closed by the peer".to_owned(),
+            Ok(n) => {
+                traffic.read.fetch_add(n as u64, Ordering::Relaxed);
+                if let Err(e) = codec.handle_bytes(buf.get(..n).unwrap_or_default()) {
+                    break format!("bad input: {e}");
+                }
+            }
+            Err(e) => break format!("read: {e}"),
+        }
+    };
+    let _ = to_node.send(ToNode::Closed { chan, why }).await;
+}
+
+/// A channel's writer.
+struct Writer {
+    chan: ChanKey,
+    codec: CellCodec,
+    rx: mpsc::Receiver<AnyChanCell>,
+    full: Arc<AtomicBool>,
+    to_node: mpsc::Sender<ToNode>,
+    traffic: Arc<Traffic>,
+}
+
+impl Writer {
+    /// Write `unsent`, then the queue's cells, until the node drops the
+    /// queue (then close the connection) or a write fails.
+    async fn run(mut self, mut w: WriteHalf<OrStream>, unsent: Vec<u8>) {
+        let mut buf = unsent;
+        loop {
+            if !buf.is_empty() {
+                let written = w.write_all(&buf).await.and(w.flush().await);
+                if let Err(e) = written {
+                    let why = format!("write: {e}");
+                    let _ = self
+                        .to_node
+                        .send(ToNode::Closed {
+                            chan: self.chan,
+                            why,
+                        })
+                        .await;
+                    return;
+                }
+                self.traffic
+                    .written
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                buf.clear();
+            }
+            let Some(cell) = self.rx.recv().await else {
+                break;
+            };
+            self.encode(cell, &mut buf);
+            while buf.len() < WRITE_BATCH_BYTES {
+                match self.rx.try_recv() {
+                    Ok(cell) => self.encode(cell, &mut buf),
+                    Err(_) => break,
+                }
+            }
+            if self.full.swap(false, Ordering::SeqCst)
+                && self
+                    .to_node
+                    .send(ToNode::WriterReady { chan: self.chan })
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, w.shutdown()).await;
+    }
+
+    fn encode(&self, cell: AnyChanCell, buf: &mut Vec<u8>) {
+        if let Err(e) = self.codec.encode_cell(cell, buf) {
+            // A cell the node built wrongly: a bug, not the peer's doing.
+            tracing::warn!("{}: cannot encode a cell: {e}", self.chan);
+        }
+    }
+}

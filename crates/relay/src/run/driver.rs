@@ -1,0 +1,209 @@
+//! `braid relay run`: start every task of the relay and run until told
+//! to stop.
+//!
+//! ```text
+//!   accept loop ──(TLS + responder handshake, bounded, 30 s)──┐
+//!   connect tasks (NodeEvent::Connect) ───────────────────────┤ open channels
+//!   channel readers ──────── cells ───────────────────────────┤
+//!                                                             ▼
+//!                                          node task (owns the RelayNode)
+//!                                                             │ cells pulled while
+//!   channel writers ◄──── bounded per-channel queues ─────────┘ the queue has room
+//!   publisher: descriptor at start, every 18 h, when the observed bandwidth moves
+//!   link keys: rebuilt before the link certificates expire
+//! ```
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use braid_core::cc::CcParams;
+use braid_core::relay::RelayNode;
+use braid_dir::descriptor::{ScheduleConfig, ServerDescriptor, build_descriptor};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::accept::{AcceptParams, accept_loop};
+use super::bandwidth::{BandwidthHistory, PERIOD_SECS, changed_enough};
+use super::chan_io::Traffic;
+use super::link::{Link, rotate};
+use super::node_task::{NodeParams, NodeTask};
+use crate::config::RelayConfig;
+use crate::error::RunError;
+use crate::keys::RelayKeys;
+use crate::publish::Publisher;
+
+/// How long a connection may take from TCP accept to an open channel
+/// (C-tor and arti allow a few tens of seconds).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A channel without circuits is closed after this long (C-tor: 3 to 4.5
+/// minutes, `channelpadding_get_channel_idle_timeout`).
+pub const IDLE_CHANNEL_TIMEOUT: Duration = Duration::from_secs(180);
+/// Most channels being opened to extend circuits at once.
+pub const MAX_CONNECTS: usize = 64;
+/// Messages the node task's inbox holds.
+const INBOX: usize = 256;
+/// A descriptor for a changed bandwidth waits at least this long after
+/// the previous one (C-tor waits up to 3 hours; a new relay's first
+/// traffic should reach the authorities sooner).
+const MIN_REPUBLISH: Duration = Duration::from_secs(20 * 60);
+/// Each upload to an authority may take this long.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Run the relay of `config` with `keys` until `shutdown` completes (or a
+/// task fails).
+pub async fn run(
+    config: RelayConfig,
+    keys: RelayKeys,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let started = Instant::now();
+    let keys = Arc::new(keys);
+    let ids = {
+        let keys = Arc::clone(&keys);
+        move || keys.identity_keys()
+    };
+    let first = tokio::task::spawn_blocking({
+        let ids = ids.clone();
+        move || Link::build(ids())
+    })
+    .await
+    .map_err(|e| RunError::Internal(e.to_string()))??;
+    let (link_tx, link_rx) = watch::channel(Arc::new(first));
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    tracing::info!(
+        "relay {} ({}, ed25519 {}) listening on {}, advertised {}:{}",
+        config.nickname,
+        keys.rsa_identity().as_hex_upper(),
+        keys.ed_identity(),
+        config.listen,
+        config.address,
+        config.or_port
+    );
+
+    let my_addrs = vec![IpAddr::V4(config.address)];
+    let node = RelayNode::new(
+        keys.rsa_identity(),
+        keys.onion_keys(),
+        CcParams::default(),
+        &mut rand::rng(),
+    );
+    let traffic = Arc::new(Traffic::default());
+    let (to_node, inbox) = mpsc::channel(INBOX);
+    let node_task = NodeTask::new(
+        node,
+        NodeParams {
+            my_addrs: my_addrs.clone(),
+            idle_timeout: IDLE_CHANNEL_TIMEOUT,
+            max_connects: MAX_CONNECTS,
+        },
+        inbox,
+        to_node.clone(),
+        link_rx.clone(),
+        Arc::clone(&traffic),
+    );
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        node_task.run().await;
+        Err(RunError::Internal("the node task ended".into()))
+    });
+    let params = AcceptParams {
+        my_addrs,
+        max_handshakes: config.max_handshakes,
+        timeout: HANDSHAKE_TIMEOUT,
+    };
+    tasks.spawn(async move {
+        accept_loop(listener, link_rx, params, to_node).await;
+        Err(RunError::Internal("the accept loop ended".into()))
+    });
+    tasks.spawn(async move {
+        rotate(ids, link_tx).await;
+        Ok(())
+    });
+    tasks.spawn(publish(config, keys, traffic, started));
+
+    tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        Some(joined) = next_error(&mut tasks) => joined,
+    }
+}
+
+/// The first task that ends with an error (tasks that end well are let
+/// go).
+async fn next_error(tasks: &mut JoinSet<Result<(), RunError>>) -> Option<Result<(), RunError>> {
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Some(Err(e)),
+            Err(e) => return Some(Err(RunError::Internal(e.to_string()))),
+        }
+    }
+    std::future::pending().await
+}
+
+/// Publish the descriptor (see [`Publisher`]) with the observed bandwidth
+/// measured here, and again when it moves enough.
+async fn publish(
+    config: RelayConfig,
+    keys: Arc<RelayKeys>,
+    traffic: Arc<Traffic>,
+    started: Instant,
+) -> Result<(), RunError> {
+    let changed = Arc::new(Notify::new());
+    // The observed bandwidth now, and what the last descriptor said when.
+    let observed = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let published: Arc<Mutex<(u32, Instant)>> = Arc::new(Mutex::new((0, Instant::now())));
+    let sampler = {
+        let (observed, published, changed) = (
+            Arc::clone(&observed),
+            Arc::clone(&published),
+            Arc::clone(&changed),
+        );
+        async move {
+            let mut history = BandwidthHistory::default();
+            let mut tick = tokio::time::interval(Duration::from_secs(PERIOD_SECS));
+            loop {
+                tick.tick().await;
+                history.record(
+                    traffic.read.load(Ordering::Relaxed),
+                    traffic.written.load(Ordering::Relaxed),
+                );
+                let now = history.observed();
+                observed.store(now, Ordering::Relaxed);
+                let (said, at) = *published.lock().unwrap_or_else(|e| e.into_inner());
+                if changed_enough(said, now) && at.elapsed() >= MIN_REPUBLISH {
+                    tracing::info!("observed bandwidth {said} -> {now} B/s: new descriptor");
+                    changed.notify_one();
+                }
+            }
+        }
+    };
+    let make = |t: SystemTime| -> Result<ServerDescriptor, RunError> {
+        let bw = observed.load(Ordering::Relaxed);
+        *published.lock().unwrap_or_else(|e| e.into_inner()) = (bw, Instant::now());
+        let info = config.descriptor_info(t, started.elapsed().as_secs(), bw);
+        Ok(build_descriptor(&keys.descriptor_keys(), &info)?)
+    };
+    let mut publisher = Publisher::new(
+        config.authorities.clone(),
+        ScheduleConfig::default(),
+        UPLOAD_TIMEOUT,
+    );
+    tokio::select! {
+        r = publisher.run(make, &changed, None) => r,
+        () = sampler => Ok(()),
+    }
+}

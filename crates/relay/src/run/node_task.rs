@@ -1,0 +1,316 @@
+//! The node task: the one owner of braid-core's [`RelayNode`]. It takes
+//! open channels and cells from the other tasks, lets the node route them,
+//! pulls each channel's outgoing cells into the channel's writer queue
+//! while it has room (telling the node when a channel is blocked), opens
+//! the channels the node asks for, and closes channels that stayed idle.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use braid_core::channel::ExpectedIdentity;
+use braid_core::ids::ChanKey;
+use braid_core::relay::{NodeEvent, Peer, RelayNode};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tor_cell::chancell::{AnyChanCell, ChanCmd, ChanMsg as _};
+
+use super::chan_io::{ChanIo, Traffic};
+use super::connect::connect;
+use super::link::Link;
+use super::msg::{OpenedLink, ToNode};
+
+/// Messages the node task handles before it pulls cells out again.
+const BATCH: usize = 64;
+/// How often a blocked channel's queue is looked at again even without
+/// word from its writer.
+const BLOCKED_RECHECK: Duration = Duration::from_secs(1);
+
+/// The node task's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeParams {
+    /// Our addresses, for NETINFO when we open channels.
+    pub(crate) my_addrs: Vec<IpAddr>,
+    /// Close a channel without circuits after this long.
+    pub(crate) idle_timeout: Duration,
+    /// Most channels being opened at once.
+    pub(crate) max_connects: usize,
+}
+
+/// One open channel, as the node task sees it.
+#[derive(Debug)]
+struct Chan {
+    io: ChanIo,
+    /// The writer's queue was full; the node was told.
+    blocked: bool,
+    /// Since when the channel carries no circuit, as far as the driver
+    /// knows (set at open and on `ChannelIdle`, cleared by a CREATE cell
+    /// either way).
+    idle_since: Option<Instant>,
+    peer: Peer,
+}
+
+/// The node task.
+#[derive(Debug)]
+pub(crate) struct NodeTask {
+    node: RelayNode,
+    params: NodeParams,
+    chans: BTreeMap<ChanKey, Chan>,
+    inbox: mpsc::Receiver<ToNode>,
+    to_node: mpsc::Sender<ToNode>,
+    link: watch::Receiver<Arc<Link>>,
+    connects: Arc<Semaphore>,
+    traffic: Arc<Traffic>,
+}
+
+impl NodeTask {
+    /// A task around `node`, reading `inbox` (whose sender is `to_node`).
+    pub(crate) fn new(
+        node: RelayNode,
+        params: NodeParams,
+        inbox: mpsc::Receiver<ToNode>,
+        to_node: mpsc::Sender<ToNode>,
+        link: watch::Receiver<Arc<Link>>,
+        traffic: Arc<Traffic>,
+    ) -> Self {
+        Self {
+            node,
+            connects: Arc::new(Semaphore::new(params.max_connects)),
+            params,
+            chans: BTreeMap::new(),
+            inbox,
+            to_node,
+            link,
+            traffic,
+        }
+    }
+
+    /// Run until every sender of the inbox is gone.
+    pub(crate) async fn run(mut self) {
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                msg = self.inbox.recv() => {
+                    let Some(msg) = msg else { return };
+                    let now = Instant::now();
+                    self.handle(msg, now);
+                    for _ in 1..BATCH {
+                        match self.inbox.try_recv() {
+                            Ok(msg) => self.handle(msg, now),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = sleep_until(wake) => {}
+            }
+            let now = Instant::now();
+            self.on_timers(now);
+            self.events(now);
+            self.pull_all();
+        }
+    }
+
+    fn handle(&mut self, msg: ToNode, now: Instant) {
+        match msg {
+            ToNode::Opened(link) => self.opened(*link, now),
+            ToNode::ConnectFailed { id, why } => {
+                tracing::info!("extending: cannot open a channel ({id:?}): {why}");
+                self.node.connect_failed(id, now);
+            }
+            ToNode::Cells { chan, cells } => {
+                for cell in cells {
+                    if let Some(c) = self.chans.get_mut(&chan) {
+                        if is_create(&cell) {
+                            c.idle_since = None;
+                        }
+                    } else {
+                        return;
+                    }
+                    if let Err(e) = self.node.handle_cell(chan, cell, now) {
+                        self.close(chan, &format!("{e}"), now);
+                        return;
+                    }
+                }
+            }
+            ToNode::Closed { chan, why } => self.close(chan, &why, now),
+            ToNode::WriterReady { chan } => {
+                if let Some(c) = self.chans.get_mut(&chan)
+                    && c.blocked
+                {
+                    c.blocked = false;
+                    self.node.set_channel_blocked(chan, false);
+                }
+            }
+        }
+    }
+
+    fn opened(&mut self, link: OpenedLink, now: Instant) {
+        let (peer, connect, addr) = (link.peer, link.connect, link.addr);
+        let chan = self.node.add_channel(peer, link.initiator);
+        let io = ChanIo::spawn(chan, link, &self.to_node, &self.traffic);
+        tracing::info!(
+            "{chan} open with {} at {addr}{}",
+            describe(&peer),
+            if connect.is_some() {
+                " (we extend to it)"
+            } else {
+                ""
+            }
+        );
+        self.chans.insert(
+            chan,
+            Chan {
+                io,
+                blocked: false,
+                idle_since: Some(now),
+                peer,
+            },
+        );
+        if let Some(id) = connect {
+            self.node.connect_done(id, chan, now);
+        }
+    }
+
+    /// Forget channel `chan`: its writer sends what it holds and closes
+    /// the connection; the node closes its circuits.
+    fn close(&mut self, chan: ChanKey, why: &str, now: Instant) {
+        let Some(c) = self.chans.remove(&chan) else {
+            return;
+        };
+        tracing::info!("{chan} with {} closed: {why}", describe(&c.peer));
+        c.io.close();
+        self.node.channel_closed(chan, now);
+    }
+
+    /// The node's requests.
+    fn events(&mut self, now: Instant) {
+        while let Some(ev) = self.node.poll_event() {
+            match ev {
+                NodeEvent::Connect { id, rsa, ed, addrs } => {
+                    let link = Arc::clone(&self.link.borrow());
+                    let (to_node, permits) = (self.to_node.clone(), Arc::clone(&self.connects));
+                    let my_addrs = self.params.my_addrs.clone();
+                    tracing::debug!("extending: opening a channel to {rsa} at {addrs:?}");
+                    tokio::spawn(async move {
+                        let Ok(_permit) = permits.acquire_owned().await else {
+                            return;
+                        };
+                        let expected = ExpectedIdentity { rsa, ed25519: ed };
+                        let msg = match connect(&link, expected, &addrs, my_addrs).await {
+                            Ok(mut opened) => {
+                                opened.connect = Some(id);
+                                ToNode::Opened(Box::new(opened))
+                            }
+                            Err(e) => ToNode::ConnectFailed {
+                                id,
+                                why: format!("{rsa}: {e}"),
+                            },
+                        };
+                        let _ = to_node.send(msg).await;
+                    });
+                }
+                NodeEvent::ChannelIdle { chan } => {
+                    if let Some(c) = self.chans.get_mut(&chan) {
+                        c.idle_since.get_or_insert(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pull every channel's cells into its writer queue while it has room.
+    fn pull_all(&mut self) {
+        for (&chan, c) in &mut self.chans {
+            if c.blocked {
+                continue;
+            }
+            loop {
+                let permit = match c.io.tx.try_reserve() {
+                    Ok(p) => p,
+                    Err(TrySendError::Full(())) => {
+                        // Tell the writer first, then look again: if it
+                        // took cells meanwhile, go on.
+                        c.io.full.store(true, Ordering::SeqCst);
+                        if c.io.tx.capacity() > 0 {
+                            continue;
+                        }
+                        c.blocked = true;
+                        self.node.set_channel_blocked(chan, true);
+                        break;
+                    }
+                    // The writer stopped; its Closed message is on the way.
+                    Err(TrySendError::Closed(())) => break,
+                };
+                let Some(cell) = self.node.poll_transmit(chan) else {
+                    break;
+                };
+                if is_create(&cell) {
+                    c.idle_since = None;
+                }
+                permit.send(cell);
+            }
+        }
+    }
+
+    /// When the task must wake without a message.
+    fn next_wake(&self) -> Option<Instant> {
+        let idle = self
+            .chans
+            .values()
+            .filter_map(|c| c.idle_since)
+            .min()
+            .map(|t| t + self.params.idle_timeout);
+        let blocked = self
+            .chans
+            .values()
+            .any(|c| c.blocked)
+            .then(|| Instant::now() + BLOCKED_RECHECK);
+        [idle, blocked].into_iter().flatten().min()
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        let idle: Vec<ChanKey> = self
+            .chans
+            .iter()
+            .filter(|(_, c)| {
+                c.idle_since
+                    .is_some_and(|t| t + self.params.idle_timeout <= now)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for chan in idle {
+            self.close(chan, "idle", now);
+        }
+        for (&chan, c) in &mut self.chans {
+            if c.blocked && c.io.tx.capacity() > 0 {
+                c.blocked = false;
+                c.io.full.store(false, Ordering::SeqCst);
+                self.node.set_channel_blocked(chan, false);
+            }
+        }
+    }
+}
+
+/// Whether `cell` opens a circuit (the channel is not idle).
+fn is_create(cell: &AnyChanCell) -> bool {
+    matches!(
+        cell.msg().cmd(),
+        ChanCmd::CREATE | ChanCmd::CREATE2 | ChanCmd::CREATE_FAST
+    )
+}
+
+fn describe(peer: &Peer) -> String {
+    match peer {
+        Peer::Client => "a client".to_owned(),
+        Peer::Relay { rsa, .. } => format!("relay {}", rsa.as_hex_upper()),
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
