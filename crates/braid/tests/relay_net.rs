@@ -3,10 +3,12 @@
 //! The C-tor authorities must list `braidexit0` with Exit, Running, Valid,
 //! Fast and Stable and `braidrelay0` with Guard (and the others), from the
 //! consensus an authority serves on its DirPort; then the C-tor client
-//! downloads through `braidexit0` as its exit, through `braidrelay0` as its
-//! middle and as its first hop, byte-identical (SHA-256), each path read
-//! back from the client's control port; a port the Braid exit's policy
-//! rejects gives END EXITPOLICY. Every process is stopped by PID.
+//! downloads through `braidrelay0` as its middle and as its first hop, and
+//! (`ctor_client_exits_through_braid_exit`, which needs the relay's exit
+//! role) through `braidexit0` as its exit, 50 MB each, byte-identical
+//! (SHA-256), each path read back from the client's control port; a port
+//! the Braid exit's policy rejects gives END EXITPOLICY. Every process is
+//! stopped by PID.
 //!
 //! Tests that start a network hold `NETWORK_LOCK`, so one network runs at a
 //! time (2 cores); each has its own directory and ports.
@@ -47,8 +49,8 @@ const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 /// First port of the listing test's network (other tests use 21000 to
 /// 32999).
 const BASE_LISTING: u16 = 33000;
-/// First port of the routing test's network.
-const BASE_ROUTES: u16 = 33500;
+/// First port of the exit test's network.
+const BASE_EXIT: u16 = 33500;
 /// Bytes of each download (the acceptance's 50 MB).
 const SIZE: u64 = 50_000_000;
 
@@ -113,9 +115,11 @@ fn assert_flags(entry: &RouterEntry, flags: &[&str]) {
 }
 
 /// The authorities list both Braid relays with the flags the issue asks,
-/// network.toml marks them, `status` sees them, `down` stops them.
+/// network.toml marks them; the C-tor client downloads 50 MB with
+/// braidrelay0 as its middle and 50 MB with it as its first hop; `status`
+/// sees them, `down` stops them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn authorities_list_braid_relays_with_their_flags() {
+async fn authorities_list_braid_relays_and_ctor_circuits_cross_them() {
     let _guard = lock();
     let config = config("relay-net-listing", BASE_LISTING);
     let network = up(&config).await;
@@ -175,6 +179,21 @@ async fn authorities_list_braid_relays_with_their_flags() {
     for nickname in ["braidexit0", "braidrelay0"] {
         assert_eq!(w(nickname).as_ref(), Some(&ctor), "{nickname}");
     }
+
+    // The C-tor client's circuits through braidrelay0 as middle, then as
+    // first hop (see `Client::first_hop_on`), to the C-tor exit.
+    let mut client = Client::new(&manifest).await;
+    let braid_relay = client.fp("braidrelay0");
+    client
+        .pin("ExitNodes=exit0 MiddleNodes=braidrelay0 StrictNodes=1")
+        .await;
+    let path = client.download("braid-middle", 2).await;
+    assert_eq!(path.len(), 3, "{path:?}");
+    assert_eq!(path[1], braid_relay, "{path:?}");
+    client.first_hop_on("braidrelay0").await;
+    let path = client.download("braid-first-hop", 3).await;
+    assert_eq!(path.first(), Some(&braid_relay), "{path:?}");
+    drop(client);
 
     // `status` knows them and finds nothing missing.
     let status = launcher::status(&dir).await.unwrap();
@@ -253,6 +272,29 @@ impl Client {
         self.ctl.drain_events();
     }
 
+    /// Makes `nickname` the client's first hop: `UseEntryGuards 0` with
+    /// every other Guard-flagged relay excluded. Not `EntryNodes`: C-tor
+    /// samples guards only among relays with the V2Dir flag
+    /// (`node_is_possible_guard` wants `node_is_dir`), which a relay gets
+    /// only by advertising `tunnelled-dir-server`, i.e. serving BEGIN_DIR,
+    /// which the Braid relay does not; without guards, the first hop is
+    /// any relay with the Guard flag (`choose_good_entry_server`,
+    /// `CRN_NEED_GUARD`).
+    async fn first_hop_on(&mut self, nickname: &str) {
+        let others: Vec<&str> = self
+            .manifest
+            .relays
+            .iter()
+            .filter(|r| r.guard && r.nickname != nickname)
+            .map(|r| r.nickname.as_str())
+            .collect();
+        let settings = format!(
+            "ExitNodes=exit0 MiddleNodes= UseEntryGuards=0 ExcludeNodes={} StrictNodes=1",
+            others.join(",")
+        );
+        self.pin(&settings).await;
+    }
+
     fn fp(&self, nickname: &str) -> String {
         relay(&self.manifest, nickname).fingerprint.clone()
     }
@@ -306,24 +348,17 @@ impl Client {
     }
 }
 
-/// The C-tor client routes 50 MB through `braidexit0` (ExitNodes), through
-/// `braidrelay0` as middle (MiddleNodes) and as first hop, and gets END
-/// EXITPOLICY for a port the Braid exit's policy rejects. Needs `braid
-/// relay run`'s exit role.
-///
-/// The first hop is pinned with `UseEntryGuards 0` and the C-tor guards
-/// excluded, not with `EntryNodes`: C-tor samples guards only among relays
-/// with the V2Dir flag (`node_is_possible_guard` wants `node_is_dir`),
-/// which a relay gets only by advertising `tunnelled-dir-server`, i.e.
-/// serving BEGIN_DIR, which the Braid relay does not.
+/// The C-tor client downloads 50 MB through `braidexit0` (ExitNodes,
+/// StrictNodes) byte-identical, and gets END EXITPOLICY for a port the
+/// Braid exit's policy rejects. Needs the exit role of `braid relay run`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctor_client_routes_through_braid_exit_middle_and_first_hop() {
+async fn ctor_client_exits_through_braid_exit() {
     let _guard = lock();
-    let mut config = config("relay-net-routes", BASE_ROUTES);
+    let mut config = config("relay-net-exit", BASE_EXIT);
     // A port on 127.0.0.1 that only the full policy rejects: the
     // microdescriptor's summary (ports only, `p accept 1-65535`) still
     // lets the client pick the exit for it.
-    let rejected = BASE_ROUTES + 999;
+    let rejected = BASE_EXIT + 999;
     config.braid_exit_policy = vec![
         format!("reject 127.0.0.1:{rejected}"),
         "accept 127.0.0.0/8:*".into(),
@@ -333,32 +368,15 @@ async fn ctor_client_routes_through_braid_exit_middle_and_first_hop() {
     let manifest = network.manifest().clone();
     let dir = network.dir().to_path_buf();
     let mut client = Client::new(&manifest).await;
-    let (braid_exit, braid_relay) = (client.fp("braidexit0"), client.fp("braidrelay0"));
+    let braid_exit = client.fp("braidexit0");
 
     // 1. braidexit0 as the exit.
     client.pin("ExitNodes=braidexit0 StrictNodes=1").await;
     let path = client.download("braid-exit", 1).await;
     assert_eq!(path.last(), Some(&braid_exit), "{path:?}");
 
-    // 2. braidrelay0 as the middle, a C-tor exit.
-    client
-        .pin("ExitNodes=exit0 MiddleNodes=braidrelay0 StrictNodes=1")
-        .await;
-    let path = client.download("braid-middle", 2).await;
-    assert_eq!(path.len(), 3, "{path:?}");
-    assert_eq!(path[1], braid_relay, "{path:?}");
-
-    // 3. braidrelay0 as the first hop: the only Guard-flagged relay left.
-    client
-        .pin("ExitNodes=exit0 MiddleNodes= UseEntryGuards=0 ExcludeNodes=relay0,relay1 StrictNodes=1")
-        .await;
-    let path = client.download("braid-first-hop", 3).await;
-    assert_eq!(path.first(), Some(&braid_relay), "{path:?}");
-
-    // 4. The rejected port: the Braid exit answers END EXITPOLICY.
-    client
-        .pin("ExitNodes=braidexit0 UseEntryGuards=1 ExcludeNodes= StrictNodes=1")
-        .await;
+    // 2. The rejected port: the Braid exit answers END EXITPOLICY (the
+    // client reports the exit's reason in its STREAM event).
     let target = SocketAddr::from(([127, 0, 0, 1], rejected));
     let socks = client.socks;
     let attempt = tokio::spawn(async move {
