@@ -308,8 +308,21 @@ impl Client {
             fetch_file(self.files, Some((self.socks, Some((tag, tag)))), SIZE, seed),
         )
         .await
-        .unwrap_or_else(|_| panic!("{tag}: download took more than 120 s"))
-        .unwrap_or_else(|e| panic!("{tag}: {e}"));
+        .unwrap_or_else(|_| panic!("{tag}: download took more than 120 s"));
+        let d = match d {
+            Ok(d) => d,
+            Err(e) => {
+                // What the client saw of the stream: the exit's END reason.
+                let events: Vec<String> = self
+                    .ctl
+                    .drain_events()
+                    .into_iter()
+                    .filter_map(|e| e.lines.first().cloned())
+                    .filter(|l| l.contains(&self.files.to_string()))
+                    .collect();
+                panic!("{tag}: {e}; the client's STREAM events: {events:#?}");
+            }
+        };
         assert_eq!(d.bytes, SIZE);
         let circ = self
             .ctl
