@@ -574,4 +574,131 @@ mod tests {
         assert_eq!(b.data().len(), PIPE_BYTES / 2);
         assert!(b.data().iter().all(|&x| x == 2));
     }
+
+    /// The advised rates (KB/s, 0 for unlimited) of the XONs `m` sends now,
+    /// and whether it sends an XOFF.
+    fn flow_signals(m: &mut braid_core::stream::StreamMap) -> (Vec<u32>, bool) {
+        use tor_cell::relaycell::flow_ctrl::XonKBpsEwma;
+        use tor_cell::relaycell::msg::AnyRelayMsg;
+        let mut rates = Vec::new();
+        let mut xoff = false;
+        while let Some((_, msg)) = m.poll_transmit(false) {
+            match msg {
+                AnyRelayMsg::Xon(x) => rates.push(match x.kbytes_per_sec_ewma() {
+                    XonKBpsEwma::Limited(r) => r.get(),
+                    XonKBpsEwma::Unlimited => 0,
+                }),
+                AnyRelayMsg::Xoff(_) => xoff = true,
+                _ => {}
+            }
+        }
+        (rates, xoff)
+    }
+
+    /// The task's fill from the core's stream, then the application takes
+    /// everything the pipe holds; returns the bytes it took.
+    fn through(
+        p: &StreamPipe,
+        app: &mut TorStream,
+        m: &mut braid_core::stream::StreamMap,
+        id: braid_core::ids::StreamId,
+        t: std::time::Instant,
+    ) -> usize {
+        let (_, w) = counter();
+        let mut took = 0;
+        loop {
+            p.fill(&Context::from_waker(&w), |room| match m.read(id, room, t) {
+                Ok(0) => Read::Eof,
+                Ok(n) => Read::Bytes(n),
+                Err(_) => Read::Nothing,
+            });
+            match read(app, &w, PIPE_BYTES) {
+                Some(Ok(b)) if !b.is_empty() => took += b.len(),
+                _ => return took,
+            }
+        }
+    }
+
+    /// prop 324 §4.1.2 through the driver's pipe: after an XOFF and a low
+    /// advised rate, an application that takes every burst at once (40
+    /// cells: more than one 16 KB read, as a Conflux reorder queue releases
+    /// when a gap fills) must see the advised rate double, i.e. the task
+    /// empties the core's buffer in one fill. The driver-level twin of
+    /// braid-core's `advised_rate_grows_when_the_application_keeps_up`.
+    #[test]
+    fn advised_rate_doubles_while_the_application_takes_bursts_through_the_pipe() {
+        use std::time::{Duration, Instant};
+
+        use braid_core::cc::FlowParams;
+        use braid_core::stream::{BeginFlags, StreamFlowMode, StreamMap, StreamMapConfig, Target};
+        use tor_cell::relaycell::msg::{Connected, Data};
+
+        const CELL: usize = Data::MAXLEN;
+        let p = FlowParams::default();
+        let mode = StreamFlowMode::XonXoff {
+            params: p.clone(),
+            onion: false,
+        };
+        let mut m = StreamMap::new(StreamMapConfig::default(), mode);
+        let t0 = Instant::now();
+        let target = Target::hostname("example.com", 80);
+        let id = m.begin(&target, BeginFlags::empty(), t0).unwrap();
+        while m.poll_transmit(true).is_some() {}
+        m.handle_msg(t0, id, Connected::new_empty().into()).unwrap();
+        while m.poll_event().is_some() {}
+        let (task, mut app) = pipe();
+        let cell = [5u8; CELL];
+        let data = || Data::new(&cell).unwrap().into();
+        // The application does not read: past cc_xoff_client, XOFF.
+        let limit = usize::try_from(p.xoff_client_bytes).unwrap() / CELL;
+        for i in 0..limit + 3 {
+            let t = if i > limit {
+                t0 + Duration::from_millis(6)
+            } else {
+                t0
+            };
+            m.handle_msg(t, id, data()).unwrap();
+        }
+        assert!(flow_signals(&mut m).1, "XOFF");
+        // A slow application: 25 cells every 20 ms until drained.
+        let mut t = t0 + Duration::from_millis(10);
+        let (_, w) = counter();
+        while m.recv_buffered(id).unwrap() > 0 {
+            t += Duration::from_millis(20);
+            task.fill(&Context::from_waker(&w), |room| {
+                let n = room.len().min(25 * CELL);
+                let room = &mut room[..n];
+                match m.read(id, room, t) {
+                    Ok(n) if n > 0 => Read::Bytes(n),
+                    _ => Read::Nothing,
+                }
+            });
+            while let Some(Ok(b)) = read(&mut app, &w, PIPE_BYTES) {
+                if b.is_empty() {
+                    break;
+                }
+            }
+        }
+        let (first, _) = flow_signals(&mut m);
+        assert_eq!(first.len(), 1, "one XON once drained: {first:?}");
+        let first = first[0];
+        assert!(first > 0, "a measured rate");
+        // The exit keeps to the advised rate, in bursts of 40 cells; the
+        // application takes each burst at once through the pipe.
+        let burst = 40;
+        let period = Duration::from_micros((burst * CELL) as u64 * 1000 / u64::from(first));
+        let mut later = Vec::new();
+        for _ in 0..(3_000_000 / (burst * CELL)) {
+            t += period;
+            for _ in 0..burst {
+                m.handle_msg(t, id, data()).unwrap();
+            }
+            assert_eq!(through(&task, &mut app, &mut m, id, t), burst * CELL);
+            later.extend(flow_signals(&mut m).0);
+        }
+        assert!(
+            later.iter().any(|&r| r == 0 || r >= 2 * first),
+            "first XON {first} KB/s, then {later:?}"
+        );
+    }
 }

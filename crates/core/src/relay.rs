@@ -9,11 +9,15 @@
 //! - [`circuit`]: [`RelayCircuit`], one circuit at a relay.
 //! - [`node`]: [`RelayNode`], a relay's channels and circuits, routing
 //!   cells between them.
+//! - [`ewma`]: circuit priority on a channel by recent cells ([`ewma::CellEwma`]).
+//! - [`kist`]: KIST's socket write limit ([`kist::write_limit`]).
 //! - [`error`]: its errors, [`RelayCircError`].
 
 pub mod circuit;
 pub mod create;
 pub mod error;
+pub mod ewma;
+pub mod kist;
 pub mod node;
 #[cfg(test)]
 mod node_tests;

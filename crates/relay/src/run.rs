@@ -7,6 +7,7 @@
 //! - `connect`: channels we open to extend circuits.
 //! - `chan_io`: a channel's reader and writer tasks.
 //! - `node_task`: the task that owns the node.
+//! - `exit`: exit streams' destinations (policy, lookups, sockets).
 //! - `link`: link keys and TLS configurations, rebuilt before expiry.
 //! - `tls`: rustls configurations for both sides.
 //! - `bandwidth`: the observed bandwidth the descriptor reports.
@@ -17,6 +18,7 @@ mod bandwidth;
 mod chan_io;
 mod connect;
 pub mod driver;
+mod exit;
 mod link;
 mod msg;
 mod node_task;

@@ -14,12 +14,21 @@
 //!
 //! As a circuit's edge the node answers what a non-exit relay answers:
 //! BEGIN and RESOLVE get END EXITPOLICY, BEGIN_DIR END NOTDIRECTORY
-//! (tor-spec §6.2; C-tor `connection_exit_begin_conn`). Exit streams come
-//! with the exit role.
+//! (tor-spec §6.2; C-tor `connection_exit_begin_conn`). With the exit role
+//! ([`RelayNode::set_exit`]) a circuit's stream messages go to its own
+//! [`ExitStreamMap`] instead, whose requests reach the driver as
+//! [`NodeEvent::Exit`] and whose answers the driver gives through
+//! [`RelayNode::exit`] (see the `exit_role` submodule).
+//!
+//! The driver's loop: feed cells ([`RelayNode::handle_cell`]) and answers,
+//! take events ([`RelayNode::poll_event`]), then for every channel
+//! [`RelayNode::poll_ready`] names, pull cells with
+//! [`RelayNode::poll_transmit`] while its writer has room; sleep until
+//! [`RelayNode::poll_timeout`], then [`RelayNode::handle_timeout`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{CryptoRng, SeedableRng as _};
@@ -29,12 +38,16 @@ use tor_cell::relaycell::msg::{AnyRelayMsg, End, EndReason};
 use tor_llcrypto::pk::ed25519::Ed25519Identity;
 use tor_llcrypto::pk::rsa::RsaIdentity;
 
-use crate::cc::CcParams;
+use crate::cc::{CcParams, FlowParams};
 use crate::channel::{ChannelError, ChannelMux, Inbound, MuxConfig};
+use crate::exit::{ExitConfig, ExitEvent, ExitStreamMap};
 use crate::ids::{ChanKey, CircId, CircKey};
 
 use super::circuit::{ExtendRequest, RelayCircEvent, RelayCircuit};
 use super::create::{OnionKeys, answer_create_fast, answer_create2};
+use super::ewma::{CellEwma, DEFAULT_HALFLIFE};
+
+mod exit_role;
 
 /// Most circuits a node carries; CREATE beyond it is refused with
 /// RESOURCELIMIT.
@@ -62,7 +75,7 @@ pub enum Peer {
 pub struct ConnectId(pub u64);
 
 /// What the node asks of its driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NodeEvent {
     /// Open a channel to this relay (TLS, then the link handshake,
     /// authenticating as a relay), then [`RelayNode::add_channel`] and
@@ -82,6 +95,15 @@ pub enum NodeEvent {
     ChannelIdle {
         /// The channel.
         chan: ChanKey,
+    },
+    /// A request or signal of an exit stream on circuit `circ` (exit role
+    /// only): answer through [`RelayNode::exit`]. The stream is
+    /// `(circ, event.id())`; a `Closed` ends it.
+    Exit {
+        /// The circuit.
+        circ: CircKey,
+        /// What its stream map asks.
+        event: ExitEvent,
     },
 }
 
@@ -118,7 +140,22 @@ struct NodeCirc {
     next: Option<(ChanKey, CircId)>,
     /// A CREATE2 waiting for a channel to the next relay.
     waiting: Option<ExtendRequest>,
+    /// The channel whose peer opened it (for the per-channel limit).
+    origin: ChanKey,
+    /// Its exit streams, made at the first stream message when we are an
+    /// exit.
+    streams: Option<ExitStreamMap>,
+    /// The deadline filed in [`RelayNode::timers`] for it.
+    deadline: Option<Instant>,
+    /// Its recent cells toward the previous and the next hop
+    /// ([`DIR_PREV`], [`DIR_NEXT`]), for the channels' circuit priority.
+    ewma: [CellEwma; 2],
 }
+
+/// Index of [`NodeCirc::ewma`] toward the previous hop.
+const DIR_PREV: usize = 0;
+/// Index of [`NodeCirc::ewma`] toward the next hop.
+const DIR_NEXT: usize = 1;
 
 /// A relay's channels and circuits. See the [module docs](self).
 #[derive(Debug)]
@@ -132,6 +169,19 @@ pub struct RelayNode {
     /// Channels being opened for extensions: whom to, and who waits.
     connects: BTreeMap<ConnectId, (RsaIdentity, Vec<CircKey>)>,
     events: VecDeque<NodeEvent>,
+    /// The exit role's stream limits (None: not an exit).
+    exit: Option<ExitConfig>,
+    /// XON/XOFF parameters for exit streams on circuits with congestion
+    /// control.
+    flow: FlowParams,
+    /// Circuits' next deadlines, earliest first.
+    timers: BTreeSet<(Instant, CircKey)>,
+    /// Channels that may have cells to send, for [`Self::poll_ready`].
+    ready: BTreeSet<ChanKey>,
+    /// Circuits each channel's peer opened here (the per-channel limit).
+    opened_on: BTreeMap<ChanKey, usize>,
+    /// Half-life of the circuits' cell counts ([`super::ewma`]).
+    halflife: Duration,
     next_chan: u64,
     next_circ: u64,
     next_connect: u64,
@@ -156,6 +206,12 @@ impl RelayNode {
             circuits: BTreeMap::new(),
             connects: BTreeMap::new(),
             events: VecDeque::new(),
+            exit: None,
+            flow: FlowParams::default(),
+            timers: BTreeSet::new(),
+            ready: BTreeSet::new(),
+            opened_on: BTreeMap::new(),
+            halflife: DEFAULT_HALFLIFE,
             next_chan: 0,
             next_circ: 0,
             next_connect: 0,
@@ -166,6 +222,12 @@ impl RelayNode {
     /// Replace the onion keys (rotation); circuits keep theirs.
     pub fn set_onion_keys(&mut self, keys: OnionKeys) {
         self.keys = keys;
+    }
+
+    /// The half-life of circuit priority (the consensus'
+    /// `CircuitPriorityHalflifeMsec`, see [`super::ewma`]).
+    pub fn set_ewma_halflife(&mut self, halflife: Duration) {
+        self.halflife = halflife;
     }
 
     /// Counters.
@@ -224,6 +286,8 @@ impl RelayNode {
         let Some(c) = self.channels.get_mut(&chan) else {
             return Ok(());
         };
+        // The multiplexer may answer on its own (a DESTROY).
+        self.ready.insert(chan);
         let touched = match c.mux.handle_cell(cell, &mut self.rng)? {
             Inbound::Deliver { entry, msg, .. } => {
                 let key = *entry;
@@ -271,13 +335,10 @@ impl RelayNode {
         msg: AnyChanMsg,
         _now: Instant,
     ) -> Option<CircKey> {
-        let on_channel = self
-            .circuits
-            .values()
-            .filter(|c| c.prev.is_some_and(|(k, _)| k == chan))
-            .count();
+        let on_channel = self.opened_on.get(&chan).copied().unwrap_or(0);
         let refuse = |node: &mut Self, reason| {
             node.stats.creates_refused += 1;
+            node.ready.insert(chan);
             if let Some(c) = node.channels.get_mut(&chan) {
                 c.out.push_back(ChanCell::new(
                     tor_cell::chancell::CircId::new(id.get()),
@@ -321,6 +382,7 @@ impl RelayNode {
         }
         self.next_circ += 1;
         self.stats.circuits_created += 1;
+        *self.opened_on.entry(chan).or_default() += 1;
         let circ = RelayCircuit::new(
             answered,
             self.cc.clone(),
@@ -335,28 +397,61 @@ impl RelayNode {
                 prev: Some((chan, id)),
                 next: None,
                 waiting: None,
+                origin: chan,
+                streams: None,
+                deadline: None,
+                ewma: [CellEwma::default(); 2],
             },
         );
         Some(key)
     }
 
-    /// Act on circuit `key`'s events; forget it once closed and drained.
+    /// Act on circuit `key`'s events (and its exit streams'), note the
+    /// channels it may have cells for and its next deadline; forget it
+    /// once closed and drained.
     fn settle(&mut self, key: CircKey, now: Instant) {
-        while let Some(ev) = self
-            .circuits
-            .get_mut(&key)
-            .and_then(|c| c.circ.poll_event())
-        {
-            match ev {
-                RelayCircEvent::Extend(req) => self.extend(key, req),
-                RelayCircEvent::Edge { stream, msg } => self.edge(key, stream, msg, now),
-                RelayCircEvent::Closed { .. } => self.stats.circuits_closed += 1,
+        self.settle_quiet(key, now);
+        if let Some(nc) = self.circuits.get(&key) {
+            for (chan, _) in [nc.prev, nc.next].into_iter().flatten() {
+                self.ready.insert(chan);
             }
         }
         self.maybe_release(key);
     }
 
-    /// As the edge of circuit `key` (a non-exit relay).
+    /// [`Self::settle`] without marking its channels ready or releasing
+    /// it: for the writer's own pull ([`Self::poll_transmit`]).
+    fn settle_quiet(&mut self, key: CircKey, now: Instant) {
+        loop {
+            while let Some(ev) = self
+                .circuits
+                .get_mut(&key)
+                .and_then(|c| c.circ.poll_event())
+            {
+                match ev {
+                    RelayCircEvent::Extend(req) => self.extend(key, req),
+                    RelayCircEvent::Edge { stream, msg } => self.edge(key, stream, msg, now),
+                    RelayCircEvent::Closed { .. } => {
+                        self.stats.circuits_closed += 1;
+                        if let Some(map) =
+                            self.circuits.get_mut(&key).and_then(|c| c.streams.as_mut())
+                        {
+                            map.handle_circuit_closed();
+                        }
+                    }
+                }
+            }
+            // Pumping may close the circuit (a failed send): go round
+            // again for its Closed.
+            if !self.pump_exit(key, now) {
+                break;
+            }
+        }
+        self.refresh_timer(key);
+    }
+
+    /// As the edge of circuit `key`: the exit's streams, or a non-exit
+    /// relay's refusals.
     fn edge(
         &mut self,
         key: CircKey,
@@ -364,6 +459,10 @@ impl RelayNode {
         msg: AnyRelayMsg,
         now: Instant,
     ) {
+        if self.exit.is_some() {
+            self.edge_exit(key, stream, msg, now);
+            return;
+        }
         let reason = match (&msg, stream) {
             (AnyRelayMsg::Begin(_) | AnyRelayMsg::Resolve(_), Some(_)) => EndReason::EXITPOLICY,
             (AnyRelayMsg::BeginDir(_), Some(_)) => EndReason::NOTDIRECTORY,
@@ -431,6 +530,7 @@ impl RelayNode {
         };
         if let Ok(Some(cell)) = c.mux.check_outbound(id, req.create.into()) {
             c.out.push_back(cell);
+            self.ready.insert(chan);
         }
         self.stats.extends += 1;
         if let Some(nc) = self.circuits.get_mut(&key) {
@@ -476,6 +576,8 @@ impl RelayNode {
         if let Some(mut c) = self.channels.remove(&chan) {
             c.mux.clear();
         }
+        self.ready.remove(&chan);
+        self.opened_on.remove(&chan);
         let keys: Vec<CircKey> = self.circuits.keys().copied().collect();
         for key in keys {
             if let Some(nc) = self.circuits.get_mut(&key) {
@@ -504,7 +606,14 @@ impl RelayNode {
             return;
         }
         let sides = [nc.prev, nc.next];
+        let origin = nc.origin;
+        if let Some(t) = nc.deadline {
+            self.timers.remove(&(t, key));
+        }
         self.circuits.remove(&key);
+        if let Some(n) = self.opened_on.get_mut(&origin) {
+            *n = n.saturating_sub(1);
+        }
         for (chan, id) in sides.into_iter().flatten() {
             if let Some(c) = self.channels.get_mut(&chan) {
                 // Its DESTROY went out (the slot is gone), or the channel
@@ -520,8 +629,11 @@ impl RelayNode {
     // ----- Cells out -----
 
     /// The next cell for channel `chan`: the multiplexer's own (DESTROYs),
-    /// the node's (CREATE2 for extensions), then the circuits' in turn.
-    pub fn poll_transmit(&mut self, chan: ChanKey) -> Option<AnyChanCell> {
+    /// the node's (CREATE2 for extensions), then the circuits', the one
+    /// with the fewest recent cells first ([`super::ewma`]). An
+    /// exit circuit's streams refill its queue as it drains (so `now`: the
+    /// send times of DATA feed congestion control).
+    pub fn poll_transmit(&mut self, chan: ChanKey, now: Instant) -> Option<AnyChanCell> {
         let c = self.channels.get_mut(&chan)?;
         if let Some(cell) = c.mux.poll_transmit() {
             return Some(cell);
@@ -529,26 +641,40 @@ impl RelayNode {
         if let Some(cell) = c.out.pop_front() {
             return Some(cell);
         }
+        // tor-spec leaves the order to us: the circuit with the fewest
+        // recent cells goes first (C-tor's EWMA circuit mux), ties in
+        // round-robin order.
         let circuits = &mut self.circuits;
-        let mut found: Option<(CircKey, CircId, AnyChanMsg)> = None;
+        let halflife = self.halflife;
+        let mut best: Option<(f64, CircKey, CircId, usize)> = None;
         c.mux.for_each_in_turn(|id, key| {
-            if found.is_some() {
-                return;
-            }
-            let Some(nc) = circuits.get_mut(key) else {
+            let Some(nc) = circuits.get(key) else {
                 return;
             };
-            let msg = if nc.prev.is_some_and(|(k, i)| k == chan && i == id) {
-                nc.circ.poll_to_prev()
-            } else if nc.next.is_some_and(|(k, i)| k == chan && i == id) {
-                nc.circ.poll_to_next()
+            let (to_prev, to_next) = nc.circ.queued();
+            let dir = if to_prev > 0 && nc.prev == Some((chan, id)) {
+                DIR_PREV
+            } else if to_next > 0 && nc.next == Some((chan, id)) {
+                DIR_NEXT
             } else {
-                None
+                return;
             };
-            if let Some(msg) = msg {
-                found = Some((*key, id, msg));
+            let v = nc.ewma.get(dir).map_or(0.0, |e| e.value(now, halflife));
+            if best.is_none_or(|(b, ..)| v < b) {
+                best = Some((v, *key, id, dir));
             }
         });
+        let (_, key, id, dir) = best?;
+        let nc = circuits.get_mut(&key)?;
+        let msg = if dir == DIR_PREV {
+            nc.circ.poll_to_prev()
+        } else {
+            nc.circ.poll_to_next()
+        };
+        if let Some(e) = nc.ewma.get_mut(dir) {
+            e.note_sent(1, now, halflife);
+        }
+        let found = msg.map(|m| (key, id, m));
         let (key, id, msg) = found?;
         let cell = match c.mux.check_outbound(id, msg) {
             Ok(cell) => cell,
@@ -557,6 +683,7 @@ impl RelayNode {
                 None
             }
         };
+        self.settle_quiet(key, now);
         self.maybe_release(key);
         cell
     }

@@ -28,7 +28,7 @@ use crate::cc::CcParams;
 use crate::circuit::{CircEvent, CircParams, ClientCircuit, CloseReason, HopTarget};
 use crate::crypto::ntor::NtorSecretKey;
 use crate::crypto::ntor_v3::NtorV3SecretKey;
-use crate::ids::{ChanKey, CircId, HopNum, StreamId};
+use crate::ids::{ChanKey, CircId, CircKey, HopNum, StreamId};
 
 /// One end of a link: a node and its channel, or the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,8 @@ struct World {
     /// Stream messages the client circuits got.
     stream_msgs: Vec<Vec<AnyRelayMsg>>,
     connects: usize,
+    /// Exit events by node: (circuit, event).
+    exit_events: Vec<(usize, CircKey, crate::exit::ExitEvent)>,
 }
 
 const CLIENT_CIRC: u32 = 0x8000_0001;
@@ -90,6 +92,7 @@ impl World {
             closed: Vec::new(),
             stream_msgs: Vec::new(),
             connects: 0,
+            exit_events: Vec::new(),
         }
     }
 
@@ -158,6 +161,10 @@ impl World {
             for i in 0..self.nodes.len() {
                 while let Some(ev) = self.nodes[i].poll_event() {
                     moved = true;
+                    if let NodeEvent::Exit { circ, event } = ev {
+                        self.exit_events.push((i, circ, event));
+                        continue;
+                    }
                     if let NodeEvent::Connect { id, rsa, .. } = ev {
                         self.connects += 1;
                         let j = self.targets.iter().position(|t| t.rsa_id == rsa).unwrap();
@@ -185,7 +192,7 @@ impl World {
                     })
                     .collect();
                 for chan in chans {
-                    while let Some(cell) = self.nodes[i].poll_transmit(chan) {
+                    while let Some(cell) = self.nodes[i].poll_transmit(chan, now) {
                         moved = true;
                         let to = self.other(End::Node(i, chan)).unwrap();
                         self.to(to, cell, now);
@@ -344,7 +351,7 @@ fn create_fast_from_a_client_and_create_limits() {
             now,
         )
         .unwrap();
-    let cell = w.nodes[0].poll_transmit(chan).unwrap();
+    let cell = w.nodes[0].poll_transmit(chan, Instant::now()).unwrap();
     assert!(matches!(cell.msg(), AnyChanMsg::CreatedFast(_)));
     // A circuit id with the wrong high bit (ours as responder) is refused.
     let (_state, x) = crate::crypto::fast::client_handshake(&mut rng);
@@ -355,7 +362,7 @@ fn create_fast_from_a_client_and_create_limits() {
             now,
         )
         .unwrap();
-    let cell = w.nodes[0].poll_transmit(chan).unwrap();
+    let cell = w.nodes[0].poll_transmit(chan, Instant::now()).unwrap();
     assert!(matches!(cell.msg(), AnyChanMsg::Destroy(d) if d.reason() == DestroyReason::PROTOCOL));
     // A flood of CREATE_FAST on one channel stops at the per-channel limit.
     for k in 0..(node::MAX_CIRCUITS_PER_CHANNEL as u32 + 20) {
@@ -367,8 +374,337 @@ fn create_fast_from_a_client_and_create_limits() {
                 now,
             )
             .unwrap();
-        while w.nodes[0].poll_transmit(chan).is_some() {}
+        while w.nodes[0].poll_transmit(chan, Instant::now()).is_some() {}
     }
     assert_eq!(w.nodes[0].circuit_count(), node::MAX_CIRCUITS_PER_CHANNEL);
     assert!(w.nodes[0].stats().creates_refused >= 20);
+}
+
+// ----- The exit role -----
+
+/// The exit events node `i` gave since the last call.
+fn take_exit_events(w: &mut World, i: usize) -> Vec<(CircKey, crate::exit::ExitEvent)> {
+    let (mine, rest) = std::mem::take(&mut w.exit_events)
+        .into_iter()
+        .partition(|(n, _, _)| *n == i);
+    w.exit_events = rest;
+    mine.into_iter().map(|(_, c, e)| (c, e)).collect()
+}
+
+fn data(bytes: &[u8]) -> AnyRelayMsg {
+    tor_cell::relaycell::msg::Data::new(bytes).unwrap().into()
+}
+
+/// A stream through three nodes, the last an exit: BEGIN reaches the
+/// driver as a Connect, its answer the client as CONNECTED, bytes flow
+/// both ways, the client's END reaches the driver as Closed; the exit's
+/// channel toward the middle is named ready when its answer waits.
+#[test]
+fn an_exit_node_carries_a_stream_both_ways() {
+    use crate::exit::{ExitConfig, ExitEvent};
+    let now = Instant::now();
+    let mut w = World::new(3);
+    w.nodes[2].set_exit(Some(ExitConfig::default()));
+    assert!(w.nodes[2].is_exit());
+    let a = w.circuit(&[0, 1, 2], now);
+    w.pump(now);
+    assert!(w.clients[a].is_built());
+    let sid = StreamId::new(7);
+    w.clients[a]
+        .send_relay(HopNum(2), sid, begin(), now)
+        .unwrap();
+    w.pump(now);
+    let evs = take_exit_events(&mut w, 2);
+    let [(circ, ExitEvent::Connect { id, target, .. })] = evs.as_slice() else {
+        panic!("{evs:?}")
+    };
+    assert_eq!(Some(*id), sid);
+    assert_eq!(*target, crate::stream::Target::hostname("example.com", 80));
+    let circ = *circ;
+    // The driver has not answered: a connect deadline is filed.
+    assert_eq!(
+        w.nodes[2].poll_timeout(),
+        Some(now + crate::exit::EXIT_CONNECT_TIMEOUT)
+    );
+    while w.nodes[2].poll_ready().is_some() {}
+    let addr = std::net::IpAddr::from([192, 0, 2, 7]);
+    w.nodes[2]
+        .exit(circ, now, |m| m.connected(sid.unwrap(), addr, 300, now))
+        .unwrap()
+        .unwrap();
+    assert!(
+        w.nodes[2].poll_ready().is_some(),
+        "CONNECTED waits on a channel"
+    );
+    assert_eq!(w.nodes[2].poll_timeout(), None);
+    w.pump(now);
+    assert!(
+        matches!(w.stream_msgs[a].as_slice(), [AnyRelayMsg::Connected(_)]),
+        "{:?}",
+        w.stream_msgs[a]
+    );
+    // Client -> destination.
+    w.clients[a]
+        .send_relay(HopNum(2), sid, data(b"hello exit"), now)
+        .unwrap();
+    w.pump(now);
+    let evs = take_exit_events(&mut w, 2);
+    assert!(
+        matches!(evs.as_slice(), [(_, ExitEvent::Readable { .. })]),
+        "{evs:?}"
+    );
+    let mut buf = [0_u8; 64];
+    let n = w.nodes[2]
+        .exit(circ, now, |m| m.read(sid.unwrap(), &mut buf, now))
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"hello exit");
+    // Destination -> client: 3000 bytes in several DATA cells.
+    let body: Vec<u8> = (0..3000_u32).map(|i| (i % 251) as u8).collect();
+    let took = w.nodes[2]
+        .exit(circ, now, |m| m.write(sid.unwrap(), &body, now))
+        .unwrap()
+        .unwrap();
+    assert_eq!(took, body.len());
+    w.pump(now);
+    let got: Vec<u8> = w.stream_msgs[a]
+        .iter()
+        .filter_map(|m| match m {
+            AnyRelayMsg::Data(d) => Some(d.as_ref().to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(got, body);
+    // The client ends the stream.
+    w.clients[a]
+        .send_relay(
+            HopNum(2),
+            sid,
+            tor_cell::relaycell::msg::End::new_with_reason(EndReason::DONE).into(),
+            now,
+        )
+        .unwrap();
+    w.pump(now);
+    let evs = take_exit_events(&mut w, 2);
+    assert!(
+        matches!(
+            evs.as_slice(),
+            [(_, ExitEvent::Closed { remote: true, .. })]
+        ),
+        "{evs:?}"
+    );
+    assert_eq!(w.nodes[2].exit_stream_count(), 0);
+}
+
+/// A connect the driver never answers ends with END TIMEOUT to the client
+/// at the deadline; a circuit destroyed under open streams closes them for
+/// the driver, and the node forgets the circuit and its timer.
+#[test]
+fn exit_deadlines_and_destroyed_circuits() {
+    use crate::exit::{EXIT_CONNECT_TIMEOUT, ExitConfig, ExitEvent};
+    let now = Instant::now();
+    let mut w = World::new(3);
+    w.nodes[2].set_exit(Some(ExitConfig::default()));
+    let a = w.circuit(&[0, 1, 2], now);
+    w.pump(now);
+    w.clients[a]
+        .send_relay(HopNum(2), StreamId::new(1), begin(), now)
+        .unwrap();
+    w.pump(now);
+    assert_eq!(take_exit_events(&mut w, 2).len(), 1);
+    let later = now + EXIT_CONNECT_TIMEOUT;
+    w.nodes[2].handle_timeout(later - std::time::Duration::from_millis(1));
+    w.pump(later);
+    assert!(w.stream_msgs[a].is_empty());
+    w.nodes[2].handle_timeout(later);
+    w.pump(later);
+    assert!(
+        matches!(w.stream_msgs[a].as_slice(), [AnyRelayMsg::End(e)] if e.reason() == EndReason::TIMEOUT),
+        "{:?}",
+        w.stream_msgs[a]
+    );
+    let evs = take_exit_events(&mut w, 2);
+    assert!(
+        matches!(evs.as_slice(), [(_, ExitEvent::Closed { reason, remote: false, .. })] if *reason == EndReason::TIMEOUT),
+        "{evs:?}"
+    );
+    // Two streams waiting, then the client destroys the circuit.
+    for s in [2, 3] {
+        w.clients[a]
+            .send_relay(HopNum(2), StreamId::new(s), begin(), later)
+            .unwrap();
+    }
+    w.pump(later);
+    assert_eq!(take_exit_events(&mut w, 2).len(), 2);
+    assert!(w.nodes[2].poll_timeout().is_some());
+    w.clients[a].close();
+    w.pump(later);
+    let evs = take_exit_events(&mut w, 2);
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    assert!(evs.iter().all(
+        |(_, e)| matches!(e, ExitEvent::Closed { reason, remote: true, .. } if *reason == EndReason::DESTROY)
+    ));
+    assert_eq!(w.nodes[2].circuit_count(), 0);
+    assert_eq!(w.nodes[2].poll_timeout(), None);
+}
+
+/// As the client's first hop an exit refuses BEGIN (C-tor: no single-hop
+/// proxying) with END TORPROTOCOL; a middle relay never sees stream
+/// messages for the exit.
+#[test]
+fn an_exit_refuses_begin_as_first_hop() {
+    use crate::exit::ExitConfig;
+    let now = Instant::now();
+    let mut w = World::new(2);
+    w.nodes[0].set_exit(Some(ExitConfig::default()));
+    w.nodes[1].set_exit(Some(ExitConfig::default()));
+    let one = w.circuit(&[0], now);
+    let two = w.circuit(&[0, 1], now);
+    w.pump(now);
+    w.clients[one]
+        .send_relay(HopNum(0), StreamId::new(1), begin(), now)
+        .unwrap();
+    w.clients[two]
+        .send_relay(HopNum(1), StreamId::new(1), begin(), now)
+        .unwrap();
+    w.pump(now);
+    assert!(
+        matches!(w.stream_msgs[one].as_slice(), [AnyRelayMsg::End(e)] if e.reason() == EndReason::TORPROTOCOL),
+        "{:?}",
+        w.stream_msgs[one]
+    );
+    assert!(take_exit_events(&mut w, 0).is_empty());
+    assert_eq!(take_exit_events(&mut w, 1).len(), 1);
+}
+
+/// 1 MB from the destination through the exit node with congestion
+/// control: the driver writes what the map takes (at most the stream's
+/// buffer at a time), the circuit's queue toward the client refills as
+/// the channel drains; every byte arrives in order.
+#[test]
+fn an_exit_node_sends_a_megabyte_under_flow_control() {
+    use crate::exit::{ExitConfig, ExitEvent};
+    let now = Instant::now();
+    let mut w = World::new(3);
+    w.nodes[2].set_exit(Some(ExitConfig::default()));
+    let a = w.circuit(&[0, 1, 2], now);
+    w.pump(now);
+    let sid = StreamId::new(9);
+    w.clients[a]
+        .send_relay(HopNum(2), sid, begin(), now)
+        .unwrap();
+    w.pump(now);
+    let evs = take_exit_events(&mut w, 2);
+    let [(circ, ExitEvent::Connect { .. })] = evs.as_slice() else {
+        panic!("{evs:?}")
+    };
+    let circ = *circ;
+    let addr = std::net::IpAddr::from([192, 0, 2, 7]);
+    w.nodes[2]
+        .exit(circ, now, |m| m.connected(sid.unwrap(), addr, 300, now))
+        .unwrap()
+        .unwrap();
+    let body: Vec<u8> = (0..1_000_000_u32).map(|i| (i % 253) as u8).collect();
+    let mut off = 0;
+    let mut rounds = 0;
+    let mut t = now;
+    while off < body.len() {
+        rounds += 1;
+        assert!(rounds < 10_000, "stuck at {off}");
+        let took = w.nodes[2]
+            .exit(circ, t, |m| m.write(sid.unwrap(), &body[off..], t))
+            .unwrap()
+            .unwrap();
+        assert!(took <= 64 * 1024);
+        off += took;
+        t += std::time::Duration::from_millis(5);
+        w.pump(t);
+    }
+    let got: Vec<u8> = w.stream_msgs[a]
+        .iter()
+        .filter_map(|m| match m {
+            AnyRelayMsg::Data(d) => Some(d.as_ref().to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(got.len(), body.len());
+    assert!(got == body, "bytes differ");
+    assert!(
+        rounds >= 16,
+        "{rounds} rounds: the stream buffer was not bounded"
+    );
+    assert!(w.closed[a].is_none());
+}
+
+/// Circuit priority on a channel (C-tor's EWMA circuit mux): after a bulk
+/// download on circuit `a`, a burst on a fresh circuit `b` leaves the
+/// exit's channel before `a`'s new backlog, where round robin would
+/// alternate them.
+#[test]
+fn a_quiet_circuit_goes_before_a_busy_one() {
+    use crate::exit::{ExitConfig, ExitEvent};
+    let now = Instant::now();
+    let mut w = World::new(3);
+    w.nodes[2].set_exit(Some(ExitConfig::default()));
+    let a = w.circuit(&[0, 1, 2], now);
+    let b = w.circuit(&[0, 1, 2], now);
+    w.pump(now);
+    let sid = StreamId::new(4);
+    let mut circs = Vec::new();
+    for n in [a, b] {
+        w.clients[n]
+            .send_relay(HopNum(2), sid, begin(), now)
+            .unwrap();
+        w.pump(now);
+        let evs = take_exit_events(&mut w, 2);
+        let [(circ, ExitEvent::Connect { .. })] = evs.as_slice() else {
+            panic!("{evs:?}")
+        };
+        let addr = std::net::IpAddr::from([192, 0, 2, 7]);
+        w.nodes[2]
+            .exit(*circ, now, |m| m.connected(sid.unwrap(), addr, 300, now))
+            .unwrap()
+            .unwrap();
+        circs.push(*circ);
+    }
+    w.pump(now);
+    // `a` downloads 64 KiB.
+    let bulk = vec![1_u8; 64 * 1024];
+    let t1 = now + std::time::Duration::from_millis(100);
+    w.nodes[2]
+        .exit(circs[0], t1, |m| m.write(sid.unwrap(), &bulk, t1))
+        .unwrap()
+        .unwrap();
+    w.pump(t1);
+    // Both now have 20 KB (41 cells) to send; pull from the exit's channel.
+    let t2 = t1 + std::time::Duration::from_millis(100);
+    let burst = vec![2_u8; 20_000];
+    for circ in &circs {
+        w.nodes[2]
+            .exit(*circ, t2, |m| m.write(sid.unwrap(), &burst, t2))
+            .unwrap()
+            .unwrap();
+    }
+    let chan = w
+        .links
+        .iter()
+        .find_map(|(x, y)| match (x, y) {
+            (End::Node(2, c), _) | (_, End::Node(2, c)) => Some(*c),
+            _ => None,
+        })
+        .unwrap();
+    let mut order = Vec::new();
+    while let Some(cell) = w.nodes[2].poll_transmit(chan, t2) {
+        order.push(cell.circid());
+    }
+    assert!(order.len() >= 80, "{}", order.len());
+    let first = order[0];
+    let run = order.iter().take_while(|&&c| c == first).count();
+    assert!(
+        run >= 40,
+        "the quiet circuit's 41 cells first: run {run} in {order:?}"
+    );
+    assert!(order[run..].iter().all(|&c| c != first));
 }

@@ -86,6 +86,17 @@ impl ExitPolicy {
         &self.rules
     }
 
+    /// Whether the policy lets a stream exit to `addr`:`port`: the first
+    /// rule that matches decides (dir-spec §2.1.1: "the first matching
+    /// rule"), matched with tor-netdoc's patterns; none matching (which
+    /// [`Self::rules`]' last rule rules out) rejects.
+    pub fn allows(&self, addr: std::net::IpAddr, port: u16) -> bool {
+        self.rules
+            .iter()
+            .find(|r| r.pattern.matches(&addr, port))
+            .is_some_and(|r| r.kind == RuleKind::Accept)
+    }
+
     /// Whether any address and port is accepted.
     pub fn is_exit(&self) -> bool {
         self.rules.iter().any(|r| r.kind == RuleKind::Accept)
@@ -186,5 +197,24 @@ mod tests {
             .collect();
         let e = ExitPolicy::parse(many.iter().map(String::as_str)).unwrap_err();
         assert!(e.to_string().contains("500"), "{e}");
+    }
+
+    #[test]
+    fn allows_first_match_wins() {
+        let p = ExitPolicy::parse([
+            "reject 127.0.0.1:25",
+            "accept 127.0.0.0/8:*, reject 10.0.0.0/8:*",
+            "accept *:80-443",
+        ])
+        .unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(!p.allows(ip("127.0.0.1"), 25), "the first rule");
+        assert!(p.allows(ip("127.0.0.1"), 26));
+        assert!(p.allows(ip("127.9.9.9"), 1));
+        assert!(!p.allows(ip("10.1.2.3"), 80), "rejected before accept *:80");
+        assert!(p.allows(ip("192.0.2.1"), 80));
+        assert!(p.allows(ip("192.0.2.1"), 443));
+        assert!(!p.allows(ip("192.0.2.1"), 444), "the implicit reject *:*");
+        assert!(!ExitPolicy::reject_all().allows(ip("192.0.2.1"), 80));
     }
 }

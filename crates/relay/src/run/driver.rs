@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use braid_core::cc::CcParams;
+use braid_core::exit::ExitConfig;
 use braid_core::relay::RelayNode;
 use braid_dir::descriptor::{ScheduleConfig, ServerDescriptor, build_descriptor};
 use tokio::net::TcpListener;
@@ -29,6 +30,7 @@ use tokio::task::JoinSet;
 use super::accept::{AcceptParams, accept_loop};
 use super::bandwidth::{BandwidthHistory, PERIOD_SECS, changed_enough};
 use super::chan_io::Traffic;
+use super::exit::{ExitParams, Exits};
 use super::link::{Link, rotate};
 use super::node_task::{NodeParams, NodeTask};
 use crate::config::RelayConfig;
@@ -91,12 +93,35 @@ pub async fn run(
     );
 
     let my_addrs = vec![IpAddr::V4(config.address)];
-    let node = RelayNode::new(
+    let mut node = RelayNode::new(
         keys.rsa_identity(),
         keys.onion_keys(),
         CcParams::default(),
         &mut rand::rng(),
     );
+    if config.exit {
+        node.set_exit(Some(ExitConfig::default()));
+        tracing::info!(
+            "exit: policy {}{}",
+            config
+                .exit_policy
+                .rules()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            if config.exit_connect_loopback_only {
+                "; connecting to 127.0.0.0/8 only"
+            } else {
+                ""
+            }
+        );
+    }
+    let exits = Exits::new(ExitParams {
+        policy: config.exit_policy.clone(),
+        loopback_only: config.exit_connect_loopback_only,
+        lookups: tokio::sync::Semaphore::new(config.max_dns_lookups),
+    });
     let traffic = Arc::new(Traffic::default());
     let (to_node, inbox) = mpsc::channel(INBOX);
     let node_task = NodeTask::new(
@@ -110,6 +135,7 @@ pub async fn run(
         to_node.clone(),
         link_rx.clone(),
         Arc::clone(&traffic),
+        exits,
     );
 
     let mut tasks = JoinSet::new();

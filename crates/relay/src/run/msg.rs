@@ -2,12 +2,16 @@
 
 use std::net::SocketAddr;
 
+use std::net::IpAddr;
+
 use braid_core::channel::CellCodec;
-use braid_core::ids::ChanKey;
+use braid_core::ids::{ChanKey, CircKey, StreamId};
 use braid_core::relay::{ConnectId, Peer};
+use braid_core::stream::ResolvedAnswer;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tor_cell::chancell::AnyChanCell;
+use tor_cell::relaycell::msg::EndReason;
 
 /// An ORPort connection: TLS over TCP, reads buffered below TLS (rustls
 /// reads a few KiB at a time; one 64 KiB read serves many).
@@ -64,4 +68,44 @@ pub(crate) enum ToNode {
         /// The channel.
         chan: ChanKey,
     },
+    /// What an exit stream's tasks report.
+    Exit {
+        /// The stream's circuit.
+        circ: CircKey,
+        /// The stream.
+        id: StreamId,
+        /// What happened.
+        what: ExitMsg,
+    },
+}
+
+/// What happened to an exit stream's destination.
+#[derive(Debug)]
+pub(crate) enum ExitMsg {
+    /// Connected to `addr`, found with a lookup valid for `ttl` seconds.
+    Connected {
+        /// The socket.
+        stream: TcpStream,
+        /// The address.
+        addr: IpAddr,
+        /// The lookup's TTL.
+        ttl: u32,
+    },
+    /// The exit policy refuses `addr` (found valid for `ttl`).
+    RefusedByPolicy {
+        /// The address.
+        addr: IpAddr,
+        /// The lookup's TTL.
+        ttl: u32,
+    },
+    /// The stream cannot be opened.
+    Refused(EndReason),
+    /// A RESOLVE's answers.
+    Resolved(Vec<ResolvedAnswer>),
+    /// Bytes from the destination.
+    Data(Vec<u8>),
+    /// The destination closed its side (`None`) or failed.
+    End(Option<std::io::ErrorKind>),
+    /// The destination's writer took bytes from a queue found full.
+    WriterReady,
 }

@@ -4,7 +4,7 @@
 //! while it has room (telling the node when a channel is blocked), opens
 //! the channels the node asks for, and closes channels that stayed idle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +19,7 @@ use tor_cell::chancell::{AnyChanCell, ChanCmd, ChanMsg as _};
 
 use super::chan_io::{ChanIo, Traffic};
 use super::connect::connect;
+use super::exit::Exits;
 use super::link::Link;
 use super::msg::{OpenedLink, ToNode};
 
@@ -63,6 +64,11 @@ pub(crate) struct NodeTask {
     link: watch::Receiver<Arc<Link>>,
     connects: Arc<Semaphore>,
     traffic: Arc<Traffic>,
+    /// Channels to pull cells from (the node's `poll_ready`, writers with
+    /// room again, new channels).
+    to_pull: BTreeSet<ChanKey>,
+    /// Exit streams' destinations.
+    exits: Exits,
 }
 
 impl NodeTask {
@@ -74,6 +80,7 @@ impl NodeTask {
         to_node: mpsc::Sender<ToNode>,
         link: watch::Receiver<Arc<Link>>,
         traffic: Arc<Traffic>,
+        exits: Exits,
     ) -> Self {
         Self {
             node,
@@ -84,6 +91,8 @@ impl NodeTask {
             to_node,
             link,
             traffic,
+            to_pull: BTreeSet::new(),
+            exits,
         }
     }
 
@@ -108,7 +117,7 @@ impl NodeTask {
             let now = Instant::now();
             self.on_timers(now);
             self.events(now);
-            self.pull_all();
+            self.pull(now);
         }
     }
 
@@ -135,12 +144,17 @@ impl NodeTask {
                 }
             }
             ToNode::Closed { chan, why } => self.close(chan, &why, now),
+            ToNode::Exit { circ, id, what } => {
+                self.exits
+                    .message(&mut self.node, circ, id, what, &self.to_node, now);
+            }
             ToNode::WriterReady { chan } => {
                 if let Some(c) = self.chans.get_mut(&chan)
                     && c.blocked
                 {
                     c.blocked = false;
                     self.node.set_channel_blocked(chan, false);
+                    self.to_pull.insert(chan);
                 }
             }
         }
@@ -168,6 +182,7 @@ impl NodeTask {
                 peer,
             },
         );
+        self.to_pull.insert(chan);
         if let Some(id) = connect {
             self.node.connect_done(id, chan, now);
         }
@@ -211,6 +226,10 @@ impl NodeTask {
                         let _ = to_node.send(msg).await;
                     });
                 }
+                NodeEvent::Exit { circ, event } => {
+                    self.exits
+                        .event(&mut self.node, circ, event, &self.to_node, now);
+                }
                 NodeEvent::ChannelIdle { chan } => {
                     if let Some(c) = self.chans.get_mut(&chan) {
                         c.idle_since.get_or_insert(now);
@@ -220,9 +239,16 @@ impl NodeTask {
         }
     }
 
-    /// Pull every channel's cells into its writer queue while it has room.
-    fn pull_all(&mut self) {
-        for (&chan, c) in &mut self.chans {
+    /// Pull the cells of every channel that may have some into its writer
+    /// queue while it has room.
+    fn pull(&mut self, now: Instant) {
+        while let Some(chan) = self.node.poll_ready() {
+            self.to_pull.insert(chan);
+        }
+        for chan in std::mem::take(&mut self.to_pull) {
+            let Some(c) = self.chans.get_mut(&chan) else {
+                continue;
+            };
             if c.blocked {
                 continue;
             }
@@ -243,7 +269,7 @@ impl NodeTask {
                     // The writer stopped; its Closed message is on the way.
                     Err(TrySendError::Closed(())) => break,
                 };
-                let Some(cell) = self.node.poll_transmit(chan) else {
+                let Some(cell) = self.node.poll_transmit(chan, now) else {
                     break;
                 };
                 if is_create(&cell) {
@@ -262,15 +288,19 @@ impl NodeTask {
             .filter_map(|c| c.idle_since)
             .min()
             .map(|t| t + self.params.idle_timeout);
-        let blocked = self
-            .chans
-            .values()
-            .any(|c| c.blocked)
+        let blocked = (self.chans.values().any(|c| c.blocked) || self.exits.any_blocked())
             .then(|| Instant::now() + BLOCKED_RECHECK);
-        [idle, blocked].into_iter().flatten().min()
+        [idle, blocked, self.node.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_timers(&mut self, now: Instant) {
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.handle_timeout(now);
+        }
+        self.exits.recheck(&mut self.node, now);
         let idle: Vec<ChanKey> = self
             .chans
             .iter()
@@ -288,6 +318,7 @@ impl NodeTask {
                 c.blocked = false;
                 c.io.full.store(false, Ordering::SeqCst);
                 self.node.set_channel_blocked(chan, false);
+                self.to_pull.insert(chan);
             }
         }
     }

@@ -1,0 +1,183 @@
+//! The exit role of a [`RelayNode`]: each circuit that reaches us as its
+//! last hop gets its own [`ExitStreamMap`] at its first stream message
+//! (tor-spec §6.2), the map's requests go to the driver as
+//! [`NodeEvent::Exit`], the driver answers through [`RelayNode::exit`],
+//! and the map's cells go into the circuit as its queue toward the client
+//! drains ([`pump`]). The node's timers (connect and flush deadlines of
+//! the streams) live here too.
+
+use std::time::Instant;
+
+use tor_cell::relaycell::msg::AnyRelayMsg;
+
+use super::{NodeEvent, RelayNode};
+use crate::cc::FlowParams;
+use crate::exit::{ExitConfig, ExitStreamMap, deliver, pump};
+use crate::ids::{ChanKey, CircKey, StreamId};
+use crate::relay::node::Peer;
+use crate::stream::StreamFlowMode;
+
+impl RelayNode {
+    /// Take the exit role with these stream limits (`None`: not an exit,
+    /// the default). Circuits that already have streams keep their map.
+    pub fn set_exit(&mut self, cfg: Option<ExitConfig>) {
+        self.exit = cfg;
+    }
+
+    /// The consensus' XON/XOFF parameters for exit streams on circuits
+    /// with congestion control (proposal 324 §4); default
+    /// [`FlowParams::default`].
+    pub fn set_flow_params(&mut self, flow: FlowParams) {
+        self.flow = flow;
+    }
+
+    /// Whether we act as an exit.
+    pub fn is_exit(&self) -> bool {
+        self.exit.is_some()
+    }
+
+    /// Answer or feed the exit streams of circuit `circ` (connected,
+    /// refuse, resolved, read, write, close ... on the map), then let the
+    /// node move what that changed. `None` if the circuit is gone or has no
+    /// streams: its streams' `Closed` events were given or are queued.
+    pub fn exit<T>(
+        &mut self,
+        circ: CircKey,
+        now: Instant,
+        f: impl FnOnce(&mut ExitStreamMap) -> T,
+    ) -> Option<T> {
+        let map = self.circuits.get_mut(&circ)?.streams.as_mut()?;
+        let out = f(map);
+        self.settle(circ, now);
+        Some(out)
+    }
+
+    /// Exit streams on circuit `circ`, for figures.
+    pub fn exit_streams(&self, circ: CircKey) -> Option<&ExitStreamMap> {
+        self.circuits.get(&circ)?.streams.as_ref()
+    }
+
+    /// Exit streams over all circuits.
+    pub fn exit_stream_count(&self) -> usize {
+        self.circuits
+            .values()
+            .filter_map(|c| c.streams.as_ref())
+            .map(ExitStreamMap::len)
+            .sum()
+    }
+
+    /// The earliest deadline of any circuit (its streams' connect and
+    /// flush deadlines).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// Run what is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(t, key)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.remove(&(t, key));
+            if let Some(nc) = self.circuits.get_mut(&key) {
+                nc.deadline = None;
+                if let Some(map) = nc.streams.as_mut() {
+                    map.handle_timeout(now);
+                }
+            }
+            self.settle(key, now);
+        }
+    }
+
+    /// A channel that may have cells to send since the last call (after
+    /// cells, answers or timers); pull them with
+    /// [`RelayNode::poll_transmit`] while its writer has room. A channel
+    /// whose writer was full is not named again for the same cells: pull
+    /// it when the writer has room again.
+    pub fn poll_ready(&mut self) -> Option<ChanKey> {
+        self.ready.pop_first()
+    }
+
+    /// A stream message reached us as circuit `key`'s edge, as an exit.
+    pub(super) fn edge_exit(
+        &mut self,
+        key: CircKey,
+        stream: Option<StreamId>,
+        msg: AnyRelayMsg,
+        now: Instant,
+    ) {
+        let Some(cfg) = self.exit.as_ref() else {
+            return;
+        };
+        let Some(nc) = self.circuits.get(&key) else {
+            return;
+        };
+        if nc.streams.is_none() && stream.is_none() {
+            // A circuit-level message (Conflux linking, which we do not
+            // offer yet) on a circuit without streams: nothing to make.
+            return;
+        }
+        let client_first_hop = nc
+            .prev
+            .and_then(|(chan, _)| self.channels.get(&chan))
+            .is_some_and(|c| c.peer == Peer::Client);
+        let mode = if nc.circ.cc_sendme_inc().is_some() {
+            StreamFlowMode::XonXoff {
+                params: self.flow.clone(),
+                onion: false,
+            }
+        } else {
+            StreamFlowMode::Windowed
+        };
+        let cfg = ExitConfig {
+            client_first_hop,
+            ..cfg.clone()
+        };
+        let seed: u64 = rand::RngExt::random(&mut self.rng);
+        let Some(nc) = self.circuits.get_mut(&key) else {
+            return;
+        };
+        let map = nc
+            .streams
+            .get_or_insert_with(|| ExitStreamMap::with_seed(cfg, mode, seed));
+        if let Err(e) = deliver(map, &mut nc.circ, stream, msg, now) {
+            tracing::debug!("{key}: exit stream: {e}");
+        }
+    }
+
+    /// Move circuit `key`'s exit stream cells into it and its map's events
+    /// to the driver. True if the circuit closed while sending (its
+    /// `Closed` event waits).
+    pub(super) fn pump_exit(&mut self, key: CircKey, now: Instant) -> bool {
+        let Some(nc) = self.circuits.get_mut(&key) else {
+            return false;
+        };
+        let Some(map) = nc.streams.as_mut() else {
+            return false;
+        };
+        let was_closed = nc.circ.is_closed();
+        pump(map, &mut nc.circ, now);
+        while let Some(event) = map.poll_event() {
+            self.events.push_back(NodeEvent::Exit { circ: key, event });
+        }
+        !was_closed && nc.circ.is_closed()
+    }
+
+    /// File circuit `key`'s next deadline.
+    pub(super) fn refresh_timer(&mut self, key: CircKey) {
+        let Some(nc) = self.circuits.get_mut(&key) else {
+            return;
+        };
+        let next = nc.streams.as_ref().and_then(ExitStreamMap::poll_timeout);
+        if next == nc.deadline {
+            return;
+        }
+        if let Some(t) = nc.deadline.take() {
+            self.timers.remove(&(t, key));
+        }
+        if let Some(t) = next {
+            self.timers.insert((t, key));
+            nc.deadline = Some(t);
+        }
+    }
+}
