@@ -295,6 +295,41 @@ impl Client {
         self.pin(&settings).await;
     }
 
+    /// Opens a stream to `target` on isolation tag `tag` and returns the
+    /// exit's END reason from the client's STREAM events (within 60 s).
+    async fn refusal(&mut self, target: SocketAddr, tag: &str) -> String {
+        let (socks, tag_owned) = (self.socks, tag.to_string());
+        let attempt = tokio::spawn(async move {
+            braid_testnet::socks::connect(socks, target, Some((&tag_owned, &tag_owned))).await
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        let reason = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{tag}: no END within 60 s: {seen:#?}");
+            let Some(ev) = self.ctl.next_event(left).await else {
+                continue;
+            };
+            let line = ev.lines.first().cloned().unwrap_or_default();
+            if line.contains(&format!(" {target} ")) {
+                seen.push(line.clone());
+                if let Some(r) = line
+                    .split(' ')
+                    .find_map(|w| w.strip_prefix("REMOTE_REASON="))
+                {
+                    break r.to_string();
+                }
+            }
+        };
+        attempt.abort();
+        let states: Vec<&str> = seen.iter().filter_map(|l| l.split(' ').nth(2)).collect();
+        println!(
+            "{tag}: stream to {target}: {} REMOTE_REASON={reason}",
+            states.join(" ")
+        );
+        reason
+    }
+
     fn fp(&self, nickname: &str) -> String {
         relay(&self.manifest, nickname).fingerprint.clone()
     }
@@ -362,8 +397,9 @@ impl Client {
 }
 
 /// The C-tor client downloads 50 MB through `braidexit0` (ExitNodes,
-/// StrictNodes) byte-identical, and gets END EXITPOLICY for a port the
-/// Braid exit's policy rejects. Needs the exit role of `braid relay run`.
+/// StrictNodes) byte-identical, gets END EXITPOLICY for a port the Braid
+/// exit's policy rejects and END NOROUTE for an address outside
+/// 127.0.0.0/8 the policy accepts (`exit_connect_loopback_only`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctor_client_exits_through_braid_exit() {
     let _guard = lock();
@@ -389,34 +425,18 @@ async fn ctor_client_exits_through_braid_exit() {
     assert_eq!(path.last(), Some(&braid_exit), "{path:?}");
 
     // 2. The rejected port: the Braid exit answers END EXITPOLICY (the
-    // client reports the exit's reason in its STREAM event).
-    let target = SocketAddr::from(([127, 0, 0, 1], rejected));
-    let socks = client.socks;
-    let attempt = tokio::spawn(async move {
-        braid_testnet::socks::connect(socks, target, Some(("rejected", "rejected"))).await
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = Vec::new();
-    let remote_reason = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no EXITPOLICY within 60 s: {seen:#?}");
-        let Some(ev) = client.ctl.next_event(left).await else {
-            continue;
-        };
-        let line = ev.lines.first().cloned().unwrap_or_default();
-        if line.contains(&format!("127.0.0.1:{rejected}")) {
-            seen.push(line.clone());
-            if let Some(r) = line
-                .split(' ')
-                .find_map(|w| w.strip_prefix("REMOTE_REASON="))
-            {
-                break r.to_string();
-            }
-        }
-    };
-    println!("rejected port: {seen:?}");
-    assert_eq!(remote_reason, "EXITPOLICY", "{seen:?}");
-    attempt.abort();
+    // client reports the exit's reason in its STREAM events).
+    let reason = client
+        .refusal(SocketAddr::from(([127, 0, 0, 1], rejected)), "rejected")
+        .await;
+    assert_eq!(reason, "EXITPOLICY");
+
+    // 3. An address the policy accepts but that is not loopback (TEST-NET-1,
+    // never routed): a testnet Braid exit refuses it without connecting.
+    let reason = client
+        .refusal(SocketAddr::from(([192, 0, 2, 1], 80)), "outside")
+        .await;
+    assert_eq!(reason, "NOROUTE");
 
     drop(client);
     let stopped = network.down().unwrap();
