@@ -135,7 +135,7 @@ async fn status(dir: &Path) -> Result<(), TestnetError> {
     ));
     for p in &st.processes {
         say(&format!(
-            "  {:<10} pid {:<8} {}",
+            "  {:<12} pid {:<8} {}",
             p.name,
             p.pid,
             if p.alive { "running" } else { "stopped" }
