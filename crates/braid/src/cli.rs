@@ -275,6 +275,13 @@ pub(crate) struct NetArgs {
     /// Exit relays.
     #[arg(long)]
     pub(crate) exits: Option<usize>,
+    /// Braid non-exit relays (braidrelay0, ...; each voted Guard), run by
+    /// `braid relay run` beside the C-tor relays.
+    #[arg(long)]
+    pub(crate) braid_relays: Option<usize>,
+    /// Braid exits (braidexit0, ...), connecting to 127.0.0.0/8 only.
+    #[arg(long)]
+    pub(crate) braid_exits: Option<usize>,
     /// Directory authorities.
     #[arg(long)]
     pub(crate) authorities: Option<usize>,

@@ -38,6 +38,12 @@ pub(crate) fn config_from(dir: PathBuf, net: &NetArgs) -> Result<NetworkConfig, 
     if let Some(n) = net.exits {
         config.exits = n;
     }
+    if let Some(n) = net.braid_relays {
+        config.braid_relays = n;
+    }
+    if let Some(n) = net.braid_exits {
+        config.braid_exits = n;
+    }
     if let Some(n) = net.authorities {
         config.authorities = n;
     }
@@ -89,12 +95,22 @@ async fn up(args: UpArgs) -> Result<(), TestnetError> {
     config.client = !args.no_client;
     let network = up_interruptible(&config).await?;
     let m = network.manifest();
+    let braid = m
+        .relays
+        .iter()
+        .filter(|r| r.software == braid_testnet::plan::Software::Braid)
+        .count();
     say(&format!(
-        "network up in {:.1} s: {} authorities, {} relays ({} exits){}, file server {}",
+        "network up in {:.1} s: {} authorities, {} relays ({} exits{}){}, file server {}",
         m.network.startup_secs,
         m.authorities.len(),
         m.relays.len(),
         m.relays.iter().filter(|r| r.exit).count(),
+        if braid > 0 {
+            format!("; {braid} Braid")
+        } else {
+            String::new()
+        },
         m.client_socks()
             .map(|s| format!(", C-tor client SOCKS {s}"))
             .unwrap_or_default(),
@@ -119,7 +135,7 @@ async fn status(dir: &Path) -> Result<(), TestnetError> {
     ));
     for p in &st.processes {
         say(&format!(
-            "  {:<10} pid {:<8} {}",
+            "  {:<12} pid {:<8} {}",
             p.name,
             p.pid,
             if p.alive { "running" } else { "stopped" }

@@ -28,6 +28,16 @@
 //! # e.g. C-tor clients build Conflux sets of cfx_num_legs_set legs.
 //! [consensus_params]
 //! cfx_num_legs_set = 3
+//!
+//! # Braid relays beside the C-tor ones (`braid relay run`): non-exits
+//! # braidrelay0.. (voted Guard) and exits braidexit0.. Link emulation
+//! # groups (relays, exits, all) apply to C-tor relays only; a Braid relay
+//! # takes a `bandwidth` under its own nickname, nothing else.
+//! braid_relays = 1
+//! braid_exits = 1
+//! # The Braid exits' policy (torrc syntax); whatever it says, a Braid exit
+//! # of the testnet connects only to 127.0.0.0/8.
+//! braid_exit_policy = ["reject 127.0.0.1:9", "accept 127.0.0.0/8:*", "accept *:*"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -146,6 +156,15 @@ pub struct NetworkConfig {
     pub relays: usize,
     /// Number of exits (Conflux=1, FlowCtrl=2, accepting 127.0.0.1).
     pub exits: usize,
+    /// Number of Braid non-exit relays (`braidrelay0`, ...); each is voted
+    /// Guard.
+    pub braid_relays: usize,
+    /// Number of Braid exits (`braidexit0`, ...), connecting to 127.0.0.0/8
+    /// only.
+    pub braid_exits: usize,
+    /// The Braid exits' exit policy, torrc syntax (one or more rules per
+    /// entry); by default the C-tor exits' policy.
+    pub braid_exit_policy: Vec<String>,
     /// First port; the network uses a block of ports from here.
     pub base_port: u16,
     /// Link emulation by nickname or group (`relays`, `exits`, `all`).
@@ -175,6 +194,9 @@ pub struct NetworkConfig {
     /// The program that runs the helper process (shapers, file server):
     /// the `braid` binary, which has a `testnet helper` subcommand.
     pub helper_exe: PathBuf,
+    /// The program that runs the Braid relays (`braid relay run`): the
+    /// `braid` binary.
+    pub braid_bin: PathBuf,
     /// tor's log level for every node ("notice" or "info").
     pub log_level: String,
     /// Print progress lines to standard error.
@@ -184,14 +206,34 @@ pub struct NetworkConfig {
 /// Default first port: high enough to stay clear of common services.
 pub const DEFAULT_BASE_PORT: u16 = 17000;
 
+/// The Braid exits' default policy: the C-tor exits' (torrc.rs). A
+/// loopback-only policy would be summarised as reject-all in the
+/// microdescriptor, so the rest is accepted too; the relay itself connects
+/// only to 127.0.0.0/8 (`exit_connect_loopback_only`).
+pub const DEFAULT_BRAID_EXIT_POLICY: [&str; 2] = ["accept 127.0.0.0/8:*", "accept *:*"];
+
+/// Nickname prefix of the Braid non-exit relays.
+pub const BRAID_RELAY_PREFIX: &str = "braidrelay";
+/// Nickname prefix of the Braid exits.
+pub const BRAID_EXIT_PREFIX: &str = "braidexit";
+
 impl NetworkConfig {
     /// A default network (3 authorities, 5 relays, 3 exits) in `dir`.
+    /// `helper_exe` (the `braid` binary) also runs the Braid relays unless
+    /// `braid_bin` is changed.
     pub fn new(dir: impl Into<PathBuf>, helper_exe: impl Into<PathBuf>) -> Self {
+        let helper_exe = helper_exe.into();
         NetworkConfig {
             dir: dir.into(),
             authorities: 3,
             relays: 5,
             exits: 3,
+            braid_relays: 0,
+            braid_exits: 0,
+            braid_exit_policy: DEFAULT_BRAID_EXIT_POLICY
+                .iter()
+                .map(|r| (*r).to_string())
+                .collect(),
             base_port: DEFAULT_BASE_PORT,
             shapes: BTreeMap::new(),
             client: true,
@@ -202,7 +244,8 @@ impl NetworkConfig {
             timeout: Duration::from_secs(180),
             tor: PathBuf::from("tor"),
             tor_gencert: PathBuf::from("tor-gencert"),
-            helper_exe: helper_exe.into(),
+            braid_bin: helper_exe.clone(),
+            helper_exe,
             log_level: "notice".to_string(),
             progress: false,
         }
@@ -228,6 +271,15 @@ impl NetworkConfig {
         }
         if let Some(n) = scenario.exits {
             self.exits = n;
+        }
+        if let Some(n) = scenario.braid_relays {
+            self.braid_relays = n;
+        }
+        if let Some(n) = scenario.braid_exits {
+            self.braid_exits = n;
+        }
+        if let Some(policy) = scenario.braid_exit_policy {
+            self.braid_exit_policy = policy;
         }
         if let Some(p) = scenario.base_port {
             self.base_port = p;
@@ -260,18 +312,50 @@ impl NetworkConfig {
                 "authorities must be between 1 and 9".into(),
             ));
         }
-        // Conflux needs two legs with distinct guards and distinct middles.
-        if self.relays < 4 {
+        // The launcher waits for the C-tor client's first linked Conflux
+        // set: two legs with distinct guards and distinct middles, to a
+        // C-tor exit (Braid exits do not offer Conflux yet).
+        if self.client && self.client_conflux {
+            if self.relays < 4 {
+                return Err(TestnetError::Config(
+                    "at least 4 non-exit relays are needed (two Conflux legs need distinct guards and middles)"
+                        .into(),
+                ));
+            }
+            if self.exits < 1 {
+                return Err(TestnetError::Config(
+                    "at least 1 C-tor exit is needed (the C-tor client's Conflux sets end there)"
+                        .into(),
+                ));
+            }
+        }
+        if self.relays + self.braid_relays < 1 {
             return Err(TestnetError::Config(
-                "at least 4 non-exit relays are needed (two Conflux legs need distinct guards and middles)"
-                    .into(),
+                "at least 1 non-exit relay (C-tor or Braid) is needed".into(),
             ));
         }
-        if self.exits < 1 {
-            return Err(TestnetError::Config("at least 1 exit is needed".into()));
+        if self.exits + self.braid_exits < 1 {
+            return Err(TestnetError::Config(
+                "at least 1 exit (C-tor or Braid) is needed".into(),
+            ));
         }
-        if self.relays + self.exits > 200 {
+        if self.relays + self.exits + self.braid_relays + self.braid_exits > 200 {
             return Err(TestnetError::Config("at most 200 relays".into()));
+        }
+        if self.braid_exits > 0 {
+            if self.braid_exit_policy.is_empty() {
+                return Err(TestnetError::Config(
+                    "braid_exit_policy: no rules (an exit needs at least one accept)".into(),
+                ));
+            }
+            for rule in &self.braid_exit_policy {
+                let word = rule.split_whitespace().next().unwrap_or("");
+                if rule.contains(['\n', '\r']) || !matches!(word, "accept" | "reject") {
+                    return Err(TestnetError::Config(format!(
+                        "braid_exit_policy rule {rule:?}: expected `accept PATTERN` or `reject PATTERN`"
+                    )));
+                }
+            }
         }
         let last = u32::from(self.base_port) + 10 * self.node_count() as u32 + 10;
         if self.base_port < 1024 || last > u32::from(u16::MAX) {
@@ -299,7 +383,18 @@ impl NetworkConfig {
         for (name, shape) in &self.shapes {
             if !self.is_known_name(name) {
                 return Err(TestnetError::Config(format!(
-                    "shape for unknown relay or group `{name}` (use relayN, exitN, relays, exits or all)"
+                    "shape for unknown relay or group `{name}` (use relayN, exitN, braidrelayN, braidexitN, relays, exits or all)"
+                )));
+            }
+            if is_braid_name(name)
+                && *shape
+                    != (RelayShape {
+                        bandwidth: shape.bandwidth.clone(),
+                        ..RelayShape::default()
+                    })
+            {
+                return Err(TestnetError::Config(format!(
+                    "shape for `{name}`: a Braid relay takes only `bandwidth` (no link emulation: it has no separate listening port for a shaper)"
                 )));
             }
             shape.to_spec()?;
@@ -308,9 +403,15 @@ impl NetworkConfig {
         Ok(())
     }
 
-    /// Number of tor processes (authorities, relays, exits, client).
+    /// Number of processes with ports (authorities, relays, exits, Braid
+    /// relays and exits, client).
     pub fn node_count(&self) -> usize {
-        self.authorities + self.relays + self.exits + usize::from(self.client)
+        self.authorities
+            + self.relays
+            + self.exits
+            + self.braid_relays
+            + self.braid_exits
+            + usize::from(self.client)
     }
 
     fn is_known_name(&self, name: &str) -> bool {
@@ -321,11 +422,24 @@ impl NetworkConfig {
             name.strip_prefix(prefix)
                 .and_then(|n| n.parse::<usize>().ok())
         };
-        match (index("relay"), index("exit")) {
-            (Some(i), _) => i < self.relays,
-            (_, Some(i)) => i < self.exits,
+        match (
+            index("relay"),
+            index("exit"),
+            index(BRAID_RELAY_PREFIX),
+            index(BRAID_EXIT_PREFIX),
+        ) {
+            (Some(i), ..) => i < self.relays,
+            (_, Some(i), ..) => i < self.exits,
+            (_, _, Some(i), _) => i < self.braid_relays,
+            (.., Some(i)) => i < self.braid_exits,
             _ => false,
         }
+    }
+
+    /// The shape of Braid relay `nickname`: only its own entry (groups
+    /// are for C-tor relays), of which only `bandwidth` is allowed.
+    pub fn braid_shape_for(&self, nickname: &str) -> RelayShape {
+        self.shapes.get(nickname).cloned().unwrap_or_default()
     }
 
     /// The effective shape of relay `nickname` (exit or not): the `all`
@@ -342,12 +456,20 @@ impl NetworkConfig {
     }
 }
 
+/// Whether `name` is a Braid relay's nickname (`braidrelayN`, `braidexitN`).
+fn is_braid_name(name: &str) -> bool {
+    name.starts_with(BRAID_RELAY_PREFIX) || name.starts_with(BRAID_EXIT_PREFIX)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Scenario {
     authorities: Option<usize>,
     relays: Option<usize>,
     exits: Option<usize>,
+    braid_relays: Option<usize>,
+    braid_exits: Option<usize>,
+    braid_exit_policy: Option<Vec<String>>,
     base_port: Option<u16>,
     client_conflux_ux: Option<String>,
     timeout_secs: Option<u64>,
@@ -522,6 +644,100 @@ mod tests {
                 .apply_scenario_str("[consensus_params]\ncfx_num_legs_set = \"three\"")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn braid_relays_from_a_scenario() {
+        let mut config = NetworkConfig::new("/tmp/x", "/opt/braid");
+        assert_eq!((config.braid_relays, config.braid_exits), (0, 0));
+        assert_eq!(config.braid_bin, Path::new("/opt/braid"));
+        assert_eq!(config.braid_exit_policy, DEFAULT_BRAID_EXIT_POLICY);
+        config
+            .apply_scenario_str(
+                r#"
+                braid_relays = 2
+                braid_exits = 1
+                braid_exit_policy = ["reject 127.0.0.1:9", "accept 127.0.0.0/8:*"]
+                [shape.braidexit0]
+                bandwidth = "2 MB"
+                "#,
+            )
+            .unwrap();
+        config.validate().unwrap();
+        assert_eq!((config.braid_relays, config.braid_exits), (2, 1));
+        assert_eq!(config.node_count(), 3 + 5 + 3 + 2 + 1 + 1);
+        assert_eq!(config.braid_exit_policy.len(), 2);
+        assert_eq!(
+            config
+                .braid_shape_for("braidexit0")
+                .bandwidth_bytes()
+                .unwrap(),
+            Some(2_000_000)
+        );
+        assert_eq!(config.braid_shape_for("braidrelay1"), RelayShape::default());
+        // Groups are for the C-tor relays only.
+        config.shapes.insert(
+            "relays".into(),
+            RelayShape {
+                rate: Some("1MiB".into()),
+                ..RelayShape::default()
+            },
+        );
+        config.validate().unwrap();
+        assert_eq!(config.braid_shape_for("braidrelay0"), RelayShape::default());
+    }
+
+    #[test]
+    fn braid_relay_errors_are_clear() {
+        let braid = || {
+            let mut c = NetworkConfig::new("/tmp/x", "braid");
+            c.braid_relays = 1;
+            c.braid_exits = 1;
+            c
+        };
+        // No link emulation for Braid relays, and no unknown ones.
+        let mut config = braid();
+        config
+            .apply_scenario_str("[shape.braidrelay0]\nrate = \"1MiB\"")
+            .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("braidrelay0") && err.contains("only `bandwidth`"),
+            "{err}"
+        );
+        let mut config = braid();
+        config
+            .apply_scenario_str("[shape.braidexit1]\nbandwidth = \"1MB\"")
+            .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("braidexit1"), "{err}");
+        // Policies are torrc rules.
+        for policy in [
+            vec![],
+            vec!["allow *:*".to_string()],
+            vec!["accept *:*\nx".into()],
+        ] {
+            let mut config = braid();
+            config.braid_exit_policy = policy.clone();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("braid_exit_policy"), "{policy:?}: {err}");
+        }
+        // Without a Conflux client, a small network will do, even without
+        // C-tor exits; with one, the C-tor part must carry Conflux.
+        let mut config = braid();
+        config.relays = 1;
+        config.exits = 0;
+        assert!(config.validate().is_err());
+        config.client_conflux = false;
+        config.validate().unwrap();
+        config.braid_exits = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("at least 1 exit"), "{err}");
+        let mut config = braid();
+        config.client = false;
+        config.relays = 0;
+        config.braid_relays = 0;
+        assert!(config.validate().is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::download::http_get;
 use crate::error::TestnetError;
+use crate::plan::Software;
 
 /// A router status entry, as much as the launcher needs of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,8 +98,40 @@ pub struct Expected {
     pub fingerprint: String,
     /// Must have the Guard flag.
     pub guard: bool,
-    /// Must have the Exit flag and Conflux=1, FlowCtrl=2.
+    /// Must have the Exit flag.
     pub exit: bool,
+    /// Protocol versions its `pr` line must include.
+    pub protocols: Vec<(&'static str, u32)>,
+}
+
+impl Expected {
+    /// What the launcher waits for of a relay: Running, Valid, Fast,
+    /// Stable, and Guard (`guard`) or Exit (`exit`); a C-tor exit must
+    /// offer Conflux=1 and FlowCtrl=2 (the C-tor client's Conflux sets end
+    /// there); a Braid relay Relay=2 (C-tor clients skip relays without
+    /// EXTEND2 in every position: `routerstatus_version_supports_extend2_cells`)
+    /// and, as an exit, FlowCtrl=2 (congestion control, XON/XOFF).
+    pub fn for_relay(
+        nickname: &str,
+        fingerprint: &str,
+        guard: bool,
+        exit: bool,
+        software: Software,
+    ) -> Self {
+        let protocols = match (software, exit) {
+            (Software::Tor, true) => vec![("Conflux", 1), ("FlowCtrl", 2)],
+            (Software::Tor, false) => Vec::new(),
+            (Software::Braid, true) => vec![("Relay", 2), ("FlowCtrl", 2)],
+            (Software::Braid, false) => vec![("Relay", 2)],
+        };
+        Expected {
+            nickname: nickname.to_string(),
+            fingerprint: fingerprint.to_string(),
+            guard,
+            exit,
+            protocols,
+        }
+    }
 }
 
 /// What is still missing for `expected` to be ready in `entries`; empty
@@ -121,11 +154,9 @@ pub fn missing(entries: &[RouterEntry], expected: &[Expected]) -> Vec<String> {
         if !lacking.is_empty() {
             problems.push(format!("{} lacks {}", want.nickname, lacking.join(",")));
         }
-        if want.exit {
-            for (proto, v) in [("Conflux", 1), ("FlowCtrl", 2)] {
-                if !supports(&e.protocols, proto, v) {
-                    problems.push(format!("{} lacks {proto}={v}", want.nickname));
-                }
+        for (proto, v) in &want.protocols {
+            if !supports(&e.protocols, proto, *v) {
+                problems.push(format!("{} lacks {proto}={v}", want.nickname));
             }
         }
     }
@@ -226,24 +257,15 @@ r ignored bm90IGFuIGVudHJ5IGF0IGFsbCE AAA 2026-11-21 10:00:00 127.0.0.1 1 0\n";
     fn reports_what_is_missing() {
         let entries = parse_entries(SAMPLE);
         let expected = vec![
-            Expected {
-                nickname: "relay0".into(),
-                fingerprint: entries[0].fingerprint.clone(),
-                guard: true,
-                exit: false,
-            },
-            Expected {
-                nickname: "exit0".into(),
-                fingerprint: entries[1].fingerprint.clone(),
-                guard: false,
-                exit: true,
-            },
-            Expected {
-                nickname: "exit1".into(),
-                fingerprint: "00".repeat(20),
-                guard: false,
-                exit: true,
-            },
+            Expected::for_relay(
+                "relay0",
+                &entries[0].fingerprint,
+                true,
+                false,
+                Software::Tor,
+            ),
+            Expected::for_relay("exit0", &entries[1].fingerprint, false, true, Software::Tor),
+            Expected::for_relay("exit1", &"00".repeat(20), false, true, Software::Tor),
         ];
         let problems = missing(&entries, &expected);
         assert_eq!(
@@ -255,6 +277,41 @@ r ignored bm90IGFuIGVudHJ5IGF0IGFsbCE AAA 2026-11-21 10:00:00 127.0.0.1 1 0\n";
             ]
         );
         assert!(missing(&entries, &expected[..1]).is_empty());
+    }
+
+    #[test]
+    fn braid_relays_need_extend2_and_no_conflux() {
+        let text = "r braidexit0 YnJhaWRleGl0MCBpcyBoZXJlIQ AAAAAAAAAAAAAAAAAAAAAAAAAAA 2026-11-21 10:00:00 127.0.0.1 17090 0\n\
+s Exit Fast Running Stable Valid\n\
+pr FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4\n\
+r braidrelay0 YnJhaWRyZWxheTAgaXMgaGVyZQ AAAAAAAAAAAAAAAAAAAAAAAAAAA 2026-11-21 10:00:00 127.0.0.1 17080 0\n\
+s Fast Running Stable Valid\n\
+pr Link=4-5 LinkAuth=3\n";
+        let entries = parse_entries(text);
+        assert_eq!(entries.len(), 2);
+        let exit = Expected::for_relay(
+            "braidexit0",
+            &entries[0].fingerprint,
+            false,
+            true,
+            Software::Braid,
+        );
+        assert!(missing(&entries, std::slice::from_ref(&exit)).is_empty());
+        // The same entry would not do for a C-tor exit: no Conflux.
+        let ctor =
+            Expected::for_relay("exit0", &entries[0].fingerprint, false, true, Software::Tor);
+        assert_eq!(missing(&entries, &[ctor]), vec!["exit0 lacks Conflux=1"]);
+        let relay = Expected::for_relay(
+            "braidrelay0",
+            &entries[1].fingerprint,
+            true,
+            false,
+            Software::Braid,
+        );
+        assert_eq!(
+            missing(&entries, &[relay]),
+            vec!["braidrelay0 lacks Guard", "braidrelay0 lacks Relay=2"]
+        );
     }
 
     #[test]

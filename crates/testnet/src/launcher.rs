@@ -1,27 +1,31 @@
 //! `up`, `status` and `down`: launching a private network and stopping it.
 //!
-//! `up` makes keys and torrc files, starts the helper (file server and
-//! shapers), the authorities and relays, waits until every authority's
-//! consensus lists every relay with the flags Conflux needs, then starts a
-//! C-tor client and waits for it to bootstrap. Whatever fails on the way,
-//! everything started so far is stopped before the error is returned.
+//! `up` makes keys and torrc files (`relay.toml` for Braid relays), starts
+//! the helper (file server and shapers), the authorities and C-tor relays,
+//! then the Braid relays once the authorities' DirPorts answer (so their
+//! first descriptor upload finds them), waits until every authority's
+//! consensus lists every relay with the flags it needs (Conflux for the
+//! C-tor exits), then starts a C-tor client and waits for it to bootstrap.
+//! Whatever fails on the way, everything started so far is stopped before
+//! the error is returned.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::braid_relay::{self, AuthorityTable};
 use crate::config::NetworkConfig;
 use crate::consensus::{self, Expected};
-use crate::control::{ControlConn, keyword, keywords};
 use crate::error::TestnetError;
 use crate::helper::{HelperPlan, ShaperEntry};
 use crate::keys::{self, NodeKeys};
 use crate::manifest::{
     AuthorityEntry, ClientEntry, FileServerEntry, MANIFEST_FILE, Manifest, NetworkInfo, RelayEntry,
 };
-use crate::plan::{NodePlan, Plan, Role};
+use crate::plan::{NodePlan, Plan, Role, Software};
 use crate::process::{self, Spawned};
+use crate::ready::{Progress, died, wait_for_client, wait_for_consensus, wait_for_dir_ports};
 use crate::shaper::ShaperConfig;
 use crate::torrc::{self, AuthorityLine, TorrcContext};
 
@@ -96,25 +100,6 @@ impl Drop for Cleanup {
     }
 }
 
-struct Progress {
-    start: Instant,
-    enabled: bool,
-    last: String,
-}
-
-impl Progress {
-    fn say(&mut self, msg: &str) {
-        if self.enabled && msg != self.last {
-            #[allow(clippy::print_stderr, reason = "progress lines are for the user")]
-            {
-                eprintln!("[{:6.1}s] {msg}", self.start.elapsed().as_secs_f64());
-            }
-            self.last = msg.to_string();
-        }
-        tracing::debug!("{msg}");
-    }
-}
-
 /// Launches the network described by `config` and waits until it is ready
 /// for Conflux: see the module docs.
 pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
@@ -138,9 +123,13 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
     };
 
     progress.say(&format!(
-        "tor {version}: generating keys for {} authorities and {} relays",
+        "tor {version}: generating keys for {} authorities and {} relays{}",
         config.authorities,
-        config.relays + config.exits
+        config.relays + config.exits + config.braid_relays + config.braid_exits,
+        match config.braid_relays + config.braid_exits {
+            0 => String::new(),
+            n => format!(" ({n} Braid)"),
+        }
     ));
     let keys = generate_keys(config, &plan)?;
     let bwfile = dir.join("bandwidth-file");
@@ -161,12 +150,25 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
     write(&bwfile, &torrc::bandwidth_file(now_unix, &measured))?;
     let mut ctx = torrc_context(config, &plan, &keys);
     ctx.bandwidth_file = Some(bwfile);
+    let relay_authorities = authority_tables(&plan, &keys);
     for node in &plan.nodes {
         std::fs::create_dir_all(&node.dir)
             .map_err(|e| TestnetError::io("creating", &node.dir, e))?;
-        write(&node.torrc_path(), &torrc::render(node, &ctx))?;
-        if node.role == Role::Exit {
-            write(&node.dir.join("resolv.conf"), &torrc::exit_resolv_conf())?;
+        match node.software {
+            Software::Tor => {
+                write(&node.torrc_path(), &torrc::render(node, &ctx))?;
+                if node.role == Role::Exit {
+                    write(&node.dir.join("resolv.conf"), &torrc::exit_resolv_conf())?;
+                }
+            }
+            Software::Braid => write(
+                &node.relay_toml_path(),
+                &braid_relay::render_relay_toml(
+                    node,
+                    &relay_authorities,
+                    &config.braid_exit_policy,
+                )?,
+            )?,
         }
     }
 
@@ -175,8 +177,16 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
     let helper = start_helper(config, &plan, &dir, fileserver).await?;
     children.push(helper);
     progress.say("file server and shapers up; starting authorities and relays");
-    for node in plan.nodes.iter().filter(|n| n.is_relay()) {
+    for node in plan.with_software(Software::Tor).filter(|n| n.is_relay()) {
         children.push(start_tor(config, &dir, node)?);
+    }
+    let deadline = start + config.timeout;
+    if plan.with_software(Software::Braid).next().is_some() {
+        wait_for_dir_ports(&plan, &mut children, deadline, config).await?;
+        progress.say("authorities answer on their DirPorts; starting the Braid relays");
+        for node in plan.with_software(Software::Braid) {
+            children.push(start_braid(config, &dir, node)?);
+        }
     }
 
     let expected: Vec<Expected> = plan
@@ -184,15 +194,17 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
         .iter()
         .filter(|n| n.is_relay())
         .filter_map(|n| {
-            keys.get(&n.nickname).map(|k| Expected {
-                nickname: n.nickname.clone(),
-                fingerprint: k.0.fingerprint.clone(),
-                guard: n.role == Role::Relay,
-                exit: n.role == Role::Exit,
+            keys.get(&n.nickname).map(|k| {
+                Expected::for_relay(
+                    &n.nickname,
+                    &k.0.fingerprint,
+                    n.role == Role::Relay,
+                    n.role == Role::Exit,
+                    n.software,
+                )
             })
         })
         .collect();
-    let deadline = start + config.timeout;
     wait_for_consensus(
         &plan,
         &expected,
@@ -251,6 +263,7 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
                 let (k, _) = keys.get(&n.nickname)?;
                 Some(RelayEntry {
                     nickname: n.nickname.clone(),
+                    software: n.software,
                     fingerprint: k.fingerprint.clone(),
                     ed25519: k.ed25519.clone(),
                     address: Ipv4Addr::LOCALHOST,
@@ -419,6 +432,11 @@ fn torrc_context(config: &NetworkConfig, plan: &Plan, keys: &KeyMap) -> TorrcCon
             .collect(),
         guard_fingerprints: fps(Role::Relay),
         exit_fingerprints: fps(Role::Exit),
+        hsdir_fingerprints: plan
+            .with_software(Software::Tor)
+            .filter(|n| n.is_relay())
+            .filter_map(|n| keys.get(&n.nickname).map(|k| k.0.fingerprint.clone()))
+            .collect(),
         log_level: config.log_level.clone(),
         client_conflux_ux: config.client_conflux_ux.clone(),
         client_conflux: config.client_conflux,
@@ -433,6 +451,21 @@ fn torrc_context(config: &NetworkConfig, plan: &Plan, keys: &KeyMap) -> TorrcCon
         }),
         bandwidth_file: None,
     }
+}
+
+/// The authorities as a Braid relay's `[[authority]]` tables.
+fn authority_tables(plan: &Plan, keys: &KeyMap) -> Vec<AuthorityTable> {
+    plan.with_role(Role::Authority)
+        .filter_map(|n| {
+            let (_, v3) = keys.get(&n.nickname)?;
+            Some(AuthorityTable {
+                nickname: n.nickname.clone(),
+                address: Ipv4Addr::LOCALHOST,
+                dir_port: n.dir_port?,
+                v3ident: v3.clone()?,
+            })
+        })
+        .collect()
 }
 
 async fn start_helper(
@@ -483,161 +516,19 @@ async fn start_helper(
     }
 }
 
-fn died(s: &Spawned, status: &str) -> TestnetError {
-    TestnetError::ProcessDied {
-        name: s.name.clone(),
-        pid: s.child.id(),
-        status: status.to_string(),
-        log: s.log.clone(),
-        tail: process::log_tail(&s.log, 20),
-    }
-}
-
 fn start_tor(config: &NetworkConfig, dir: &Path, node: &NodePlan) -> Result<Spawned, TestnetError> {
     let mut cmd = Command::new(&config.tor);
     cmd.arg("-f").arg(node.torrc_path());
     process::spawn_recorded(dir, &node.nickname, cmd, &node.log_path())
 }
 
-fn check_alive(children: &mut [Spawned]) -> Result<(), TestnetError> {
-    for c in children.iter_mut() {
-        if let Ok(Some(status)) = c.child.try_wait() {
-            return Err(died(c, &status.to_string()));
-        }
-    }
-    Ok(())
-}
-
-async fn wait_for_consensus(
-    plan: &Plan,
-    expected: &[Expected],
-    children: &mut [Spawned],
-    deadline: Instant,
+fn start_braid(
     config: &NetworkConfig,
-    progress: &mut Progress,
-) -> Result<(), TestnetError> {
-    let authorities: Vec<&NodePlan> = plan.with_role(Role::Authority).collect();
-    loop {
-        check_alive(children)?;
-        let mut worst: Option<Vec<String>> = None;
-        let mut all_ready = true;
-        for auth in &authorities {
-            let Some(dir_port) = auth.dir_port else {
-                continue;
-            };
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, dir_port));
-            let problems = match consensus::fetch(addr, Duration::from_secs(5)).await {
-                Ok(text) => consensus::missing(&consensus::parse_entries(&text), expected),
-                Err(_) => vec![format!("{} has no consensus yet", auth.nickname)],
-            };
-            if !problems.is_empty() {
-                all_ready = false;
-                if worst.as_ref().is_none_or(|w| problems.len() > w.len()) {
-                    worst = Some(problems);
-                }
-            }
-        }
-        if all_ready {
-            return Ok(());
-        }
-        let problems = worst.unwrap_or_default();
-        let shown: Vec<&str> = problems.iter().take(4).map(String::as_str).collect();
-        let more = problems.len().saturating_sub(shown.len());
-        progress.say(&format!(
-            "waiting for the consensus: {}{}",
-            shown.join("; "),
-            if more > 0 {
-                format!(" (+{more} more)")
-            } else {
-                String::new()
-            }
-        ));
-        if Instant::now() > deadline {
-            let log = authorities
-                .first()
-                .map(|a| a.log_path())
-                .unwrap_or_default();
-            return Err(TestnetError::Timeout {
-                what: format!("a consensus listing every relay ({})", problems.join("; ")),
-                secs: config.timeout.as_secs(),
-                tail: process::log_tail(&log, 20),
-                log,
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn wait_for_client(
-    client: &NodePlan,
-    children: &mut [Spawned],
-    deadline: Instant,
-    config: &NetworkConfig,
-    progress: &mut Progress,
-) -> Result<(), TestnetError> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, client.control_port));
-    let mut conn: Option<ControlConn> = None;
-    let mut last = String::from("not started");
-    loop {
-        check_alive(children)?;
-        if conn.is_none() && client.cookie_path().exists() {
-            conn = ControlConn::connect(addr, &client.cookie_path()).await.ok();
-        }
-        if let Some(c) = conn.as_mut() {
-            match c.getinfo("status/bootstrap-phase").await {
-                Ok(phase) => {
-                    let kw = keywords(&phase);
-                    let pct = keyword(&kw, "PROGRESS").unwrap_or("0");
-                    let summary = keyword(&kw, "SUMMARY").unwrap_or("").trim_matches('"');
-                    last = format!("{pct}% ({summary})");
-                    progress.say(&format!("C-tor client bootstrapped {last}"));
-                    if pct == "100" && !config.client_conflux {
-                        return Ok(());
-                    }
-                    if pct == "100" {
-                        // Ready for Conflux only once a set is linked: a
-                        // stream that arrives earlier gets a plain circuit.
-                        let sets = c
-                            .getinfo("circuit-status")
-                            .await
-                            .map(|text| linked_sets(&text))
-                            .unwrap_or(0);
-                        if sets > 0 {
-                            progress.say(&format!("C-tor client holds {sets} linked Conflux sets"));
-                            return Ok(());
-                        }
-                        last = "100%, no linked Conflux set yet".into();
-                        progress.say("C-tor client bootstrapped; waiting for a linked Conflux set");
-                    }
-                }
-                Err(_) => conn = None,
-            }
-        }
-        if Instant::now() > deadline {
-            return Err(TestnetError::Timeout {
-                what: format!("the C-tor client to bootstrap (last: {last})"),
-                secs: config.timeout.as_secs(),
-                log: client.log_path(),
-                tail: process::log_tail(&client.log_path(), 20),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// How many Conflux sets in a `circuit-status` listing have at least two
-/// built legs.
-fn linked_sets(circuit_status: &str) -> usize {
-    let mut legs: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for c in crate::ctor_conflux::parse_circuit_status(circuit_status) {
-        if c.status == "BUILT"
-            && c.purpose == "CONFLUX_LINKED"
-            && let Some(id) = c.conflux_id
-        {
-            *legs.entry(id).or_default() += 1;
-        }
-    }
-    legs.values().filter(|n| **n >= 2).count()
+    dir: &Path,
+    node: &NodePlan,
+) -> Result<Spawned, TestnetError> {
+    let cmd = braid_relay::command(&config.braid_bin, node, &config.log_level);
+    process::spawn_recorded(dir, &node.nickname, cmd, &node.log_path())
 }
 
 /// One process of a network, for `status`.
@@ -689,11 +580,8 @@ pub async fn status(dir: &Path) -> Result<Status, TestnetError> {
             let expected: Vec<Expected> = m
                 .relays
                 .iter()
-                .map(|r| Expected {
-                    nickname: r.nickname.clone(),
-                    fingerprint: r.fingerprint.clone(),
-                    guard: r.guard,
-                    exit: r.exit,
+                .map(|r| {
+                    Expected::for_relay(&r.nickname, &r.fingerprint, r.guard, r.exit, r.software)
                 })
                 .collect();
             consensus_state = Some((entries.len(), consensus::missing(&entries, &expected)));

@@ -2,7 +2,8 @@
 //!
 //! Every integration test, demo and benchmark of Braid runs on such a
 //! network: three directory authorities, non-exit relays and exits from
-//! Debian's `tor` package, a C-tor client to compare against, a loopback
+//! Debian's `tor` package (and, on request, Braid relays and exits beside
+//! them: [`braid_relay`]), a C-tor client to compare against, a loopback
 //! HTTP file server, and optional link emulation (a userspace shaper in front
 //! of a relay's ORPort, since tc netem is not available here).
 //!
@@ -13,6 +14,7 @@
 //! Module rule (the same in every Braid crate): one module per file, named
 //! for what it holds; `lib.rs` only declares and re-exports.
 
+pub mod braid_relay;
 pub mod config;
 pub mod consensus;
 pub mod control;
@@ -28,6 +30,7 @@ pub mod launcher;
 pub mod manifest;
 pub mod plan;
 pub mod process;
+mod ready;
 pub mod shaper;
 pub mod socks;
 pub mod torrc;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TestnetError;
+use crate::plan::Software;
 use crate::shaper::ShapeSpec;
 
 /// File name of the manifest inside the network directory.
@@ -71,6 +72,10 @@ pub struct AuthorityEntry {
 pub struct RelayEntry {
     /// Nickname.
     pub nickname: String,
+    /// What runs it: `"tor"` or `"braid"` (files written before Braid
+    /// relays existed have no such key: C-tor).
+    #[serde(default)]
+    pub software: Software,
     /// RSA identity fingerprint, hex.
     pub fingerprint: String,
     /// Ed25519 identity, base64.
@@ -79,7 +84,7 @@ pub struct RelayEntry {
     pub address: Ipv4Addr,
     /// The ORPort in the consensus.
     pub or_port: u16,
-    /// ControlPort.
+    /// ControlPort (0 for a Braid relay, which has none).
     pub control_port: u16,
     /// Voted Guard.
     pub guard: bool,
@@ -190,6 +195,7 @@ mod tests {
             }],
             relays: vec![RelayEntry {
                 nickname: "exit0".into(),
+                software: Software::Tor,
                 fingerprint: "C".repeat(40),
                 ed25519: "y".into(),
                 address: Ipv4Addr::LOCALHOST,
@@ -224,6 +230,21 @@ mod tests {
             Some("exit0")
         );
         assert_eq!(back.nickname_of(&"B".repeat(40)), Some("auth0"));
+        let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+        assert!(text.contains("software = \"tor\""), "{text}");
+        // A file from before Braid relays: no `software` key means C-tor.
+        std::fs::write(
+            dir.join(MANIFEST_FILE),
+            text.replace("software = \"tor\"\n", ""),
+        )
+        .unwrap();
+        assert_eq!(Manifest::load(&dir).unwrap(), manifest);
+        let mut braid = manifest.clone();
+        braid.relays[0].software = Software::Braid;
+        braid.store(&dir).unwrap();
+        let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+        assert!(text.contains("software = \"braid\""), "{text}");
+        assert_eq!(Manifest::load(&dir).unwrap(), braid);
         std::fs::write(dir.join(MANIFEST_FILE), "network = 3").unwrap();
         assert!(Manifest::load(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -1,13 +1,16 @@
 //! The layout of a network: which node gets which ports and directories.
 //!
-//! Node `i` (authorities first, then relays, exits and the client) owns the
-//! ten ports from `base_port + 10 * i`: +0 advertised ORPort, +1 DirPort,
-//! +2 ControlPort, +3 real ORPort behind a shaper, +4 SocksPort. The file
+//! Node `i` (authorities first, then relays, exits, Braid relays, Braid
+//! exits and the client) owns the ten ports from `base_port + 10 * i`: +0
+//! advertised ORPort, +1 DirPort, +2 ControlPort, +3 real ORPort behind a
+//! shaper, +4 SocksPort. A Braid relay uses only its ORPort. The file
 //! server takes the first port after the last node.
 
 use std::path::{Path, PathBuf};
 
-use crate::config::NetworkConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{BRAID_EXIT_PREFIX, BRAID_RELAY_PREFIX, NetworkConfig};
 use crate::error::TestnetError;
 use crate::shaper::ShapeSpec;
 
@@ -24,13 +27,27 @@ pub enum Role {
     Client,
 }
 
-/// One tor process of the network.
+/// Which program runs a relay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Software {
+    /// C-tor (`tor -f torrc`).
+    #[default]
+    Tor,
+    /// Braid (`braid relay run --config relay.toml`).
+    Braid,
+}
+
+/// One process of the network.
 #[derive(Debug, Clone)]
 pub struct NodePlan {
-    /// Its nickname: `auth0`, `relay3`, `exit1`, `client`.
+    /// Its nickname: `auth0`, `relay3`, `exit1`, `braidrelay0`,
+    /// `braidexit0`, `client`.
     pub nickname: String,
     /// What it is.
     pub role: Role,
+    /// What runs it (authorities and the client are always C-tor).
+    pub software: Software,
     /// `DIR/nodes/<nickname>`.
     pub dir: PathBuf,
     /// The ORPort listed in the consensus (0 for the client).
@@ -39,7 +56,7 @@ pub struct NodePlan {
     pub real_or_port: Option<u16>,
     /// The DirPort (authorities only).
     pub dir_port: Option<u16>,
-    /// The ControlPort.
+    /// The ControlPort (0 for a Braid relay, which has none).
     pub control_port: u16,
     /// The SocksPort (client only).
     pub socks_port: Option<u16>,
@@ -54,9 +71,22 @@ impl NodePlan {
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
-    /// The file tor logs to (its standard output).
+    /// The file the node logs to (its standard output and error):
+    /// `tor.log`, or `braid.log` for a Braid relay.
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join("tor.log")
+        match self.software {
+            Software::Tor => self.dir.join("tor.log"),
+            Software::Braid => self.dir.join("braid.log"),
+        }
+    }
+    /// A Braid relay's configuration file.
+    pub fn relay_toml_path(&self) -> PathBuf {
+        self.dir.join("relay.toml")
+    }
+    /// Where `tor --list-fingerprint` leaves the relay's keys (C-tor's
+    /// `keys/` directory, which a Braid relay reads as it is).
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir().join("keys")
     }
     /// The torrc.
     pub fn torrc_path(&self) -> PathBuf {
@@ -73,7 +103,10 @@ impl NodePlan {
     /// Every port it needs, with what for.
     pub fn ports(&self) -> Vec<(u16, String)> {
         let n = &self.nickname;
-        let mut ports = vec![(self.control_port, format!("{n} ControlPort"))];
+        let mut ports = Vec::new();
+        if self.software == Software::Tor {
+            ports.push((self.control_port, format!("{n} ControlPort")));
+        }
         if self.is_relay() {
             ports.push((self.or_port, format!("{n} ORPort")));
         }
@@ -104,37 +137,56 @@ impl Plan {
     pub fn new(config: &NetworkConfig) -> Result<Plan, TestnetError> {
         config.validate()?;
         let mut nodes = Vec::new();
-        let roles = std::iter::repeat_n(Role::Authority, config.authorities)
-            .chain(std::iter::repeat_n(Role::Relay, config.relays))
-            .chain(std::iter::repeat_n(Role::Exit, config.exits))
+        let (tor, braid) = (Software::Tor, Software::Braid);
+        let roles = std::iter::repeat_n((Role::Authority, tor), config.authorities)
+            .chain(std::iter::repeat_n((Role::Relay, tor), config.relays))
+            .chain(std::iter::repeat_n((Role::Exit, tor), config.exits))
             .chain(std::iter::repeat_n(
-                Role::Client,
+                (Role::Relay, braid),
+                config.braid_relays,
+            ))
+            .chain(std::iter::repeat_n((Role::Exit, braid), config.braid_exits))
+            .chain(std::iter::repeat_n(
+                (Role::Client, tor),
                 usize::from(config.client),
             ));
         let (mut n_auth, mut n_relay, mut n_exit) = (0, 0, 0);
-        for (i, role) in roles.enumerate() {
+        let (mut n_braid_relay, mut n_braid_exit) = (0, 0);
+        for (i, (role, software)) in roles.enumerate() {
             let base = config.base_port + 10 * u16::try_from(i).unwrap_or(u16::MAX / 10);
-            let nickname = match role {
-                Role::Authority => next_name("auth", &mut n_auth),
-                Role::Relay => next_name("relay", &mut n_relay),
-                Role::Exit => next_name("exit", &mut n_exit),
-                Role::Client => "client".to_string(),
+            let nickname = match (role, software) {
+                (Role::Authority, _) => next_name("auth", &mut n_auth),
+                (Role::Relay, Software::Tor) => next_name("relay", &mut n_relay),
+                (Role::Exit, Software::Tor) => next_name("exit", &mut n_exit),
+                (Role::Relay, Software::Braid) => next_name(BRAID_RELAY_PREFIX, &mut n_braid_relay),
+                (Role::Exit, Software::Braid) => next_name(BRAID_EXIT_PREFIX, &mut n_braid_exit),
+                (Role::Client, _) => "client".to_string(),
             };
-            let (shape, bandwidth) = match role {
-                Role::Relay | Role::Exit => {
+            let (shape, bandwidth) = match (role, software) {
+                (Role::Relay | Role::Exit, Software::Tor) => {
                     let s = config.shape_for(&nickname, role == Role::Exit);
                     (s.to_spec()?, s.bandwidth_bytes()?)
                 }
-                Role::Authority | Role::Client => (None, None),
+                // Validated: a Braid relay's own entry holds at most a
+                // bandwidth.
+                (Role::Relay | Role::Exit, Software::Braid) => {
+                    (None, config.braid_shape_for(&nickname).bandwidth_bytes()?)
+                }
+                (Role::Authority | Role::Client, _) => (None, None),
             };
             nodes.push(NodePlan {
                 dir: config.dir.join("nodes").join(&nickname),
                 nickname,
                 role,
+                software,
                 or_port: if role == Role::Client { 0 } else { base },
                 real_or_port: shape.is_some().then_some(base + 3),
                 dir_port: (role == Role::Authority).then_some(base + 1),
-                control_port: base + 2,
+                control_port: if software == Software::Braid {
+                    0
+                } else {
+                    base + 2
+                },
                 socks_port: (role == Role::Client).then_some(base + 4),
                 shape,
                 bandwidth,
@@ -147,9 +199,14 @@ impl Plan {
         })
     }
 
-    /// Nodes of one role.
+    /// Nodes of one role (C-tor and Braid).
     pub fn with_role(&self, role: Role) -> impl Iterator<Item = &NodePlan> {
         self.nodes.iter().filter(move |n| n.role == role)
+    }
+
+    /// Nodes run by one program.
+    pub fn with_software(&self, software: Software) -> impl Iterator<Item = &NodePlan> {
+        self.nodes.iter().filter(move |n| n.software == software)
     }
 
     /// Every port the network needs.
@@ -199,5 +256,68 @@ mod tests {
         assert!(relay0.shape.is_none() && relay0.real_or_port.is_none());
         assert_eq!(plan.with_role(Role::Exit).count(), 3);
         assert_eq!(plan.with_role(Role::Client).count(), 1);
+        assert_eq!(plan.with_software(Software::Braid).count(), 0);
+    }
+
+    #[test]
+    fn braid_relays_follow_the_ctor_ones() {
+        let mut config = NetworkConfig::new("/tmp/net", "braid");
+        config.relays = 4;
+        config.exits = 1;
+        config.braid_relays = 2;
+        config.braid_exits = 1;
+        config.shapes.insert(
+            "braidexit0".into(),
+            RelayShape {
+                bandwidth: Some("2MB".into()),
+                ..RelayShape::default()
+            },
+        );
+        let plan = Plan::new(&config).unwrap();
+        let names: Vec<&str> = plan.nodes.iter().map(|n| n.nickname.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "auth0",
+                "auth1",
+                "auth2",
+                "relay0",
+                "relay1",
+                "relay2",
+                "relay3",
+                "exit0",
+                "braidrelay0",
+                "braidrelay1",
+                "braidexit0",
+                "client"
+            ]
+        );
+        let braid: Vec<&NodePlan> = plan.with_software(Software::Braid).collect();
+        assert_eq!(braid.len(), 3);
+        let [r0, r1, e0] = braid.as_slice() else {
+            panic!("{braid:?}");
+        };
+        assert_eq!(
+            (r0.role, r1.role, e0.role),
+            (Role::Relay, Role::Relay, Role::Exit)
+        );
+        // Node 8 of the block: its ORPort, no ControlPort, no shaper.
+        assert_eq!(r0.or_port, 17080);
+        assert_eq!(r0.control_port, 0);
+        assert!(r0.shape.is_none() && r0.real_or_port.is_none());
+        assert_eq!(r0.ports(), vec![(17080, "braidrelay0 ORPort".to_string())]);
+        assert_eq!(e0.bandwidth, Some(2_000_000));
+        assert!(r0.log_path().ends_with("nodes/braidrelay0/braid.log"));
+        assert!(e0.keys_dir().ends_with("nodes/braidexit0/data/keys"));
+        assert_eq!(plan.with_role(Role::Relay).count(), 6);
+        assert_eq!(plan.with_role(Role::Exit).count(), 2);
+        let client = plan.with_role(Role::Client).next().unwrap();
+        assert_eq!(client.socks_port, Some(17114));
+        assert_eq!(plan.fileserver_port, 17120);
+        let ports = plan.ports();
+        let mut unique: Vec<u16> = ports.iter().map(|p| p.0).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "{ports:?}");
     }
 }

@@ -34,6 +34,10 @@ pub struct TorrcContext {
     pub guard_fingerprints: Vec<String>,
     /// Fingerprints of the relays the authorities vote Exit.
     pub exit_fingerprints: Vec<String>,
+    /// Fingerprints of the relays the authorities vote HSDir: the C-tor
+    /// ones (authorities included); a Braid relay serves no onion-service
+    /// descriptors.
+    pub hsdir_fingerprints: Vec<String>,
     /// tor's log level.
     pub log_level: String,
     /// The client's `ConfluxClientUX`.
@@ -162,7 +166,7 @@ fn relay(node: &NodePlan, ctx: &TorrcContext, line: &mut impl FnMut(String)) {
             "TestingMinFastFlagThreshold 0",
             "TestingDirAuthVoteGuardIsStrict 1",
             "TestingDirAuthVoteExitIsStrict 1",
-            "TestingDirAuthVoteHSDir *",
+            "TestingDirAuthVoteHSDirIsStrict 1",
             "AuthDirVoteStableGuaranteeMinUptime 0",
             "AuthDirMaxServersPerAddr 0",
         ] {
@@ -175,6 +179,10 @@ fn relay(node: &NodePlan, ctx: &TorrcContext, line: &mut impl FnMut(String)) {
         line(format!(
             "TestingDirAuthVoteExit {}",
             ctx.exit_fingerprints.join(",")
+        ));
+        line(format!(
+            "TestingDirAuthVoteHSDir {}",
+            ctx.hsdir_fingerprints.join(",")
         ));
         if let Some(file) = &ctx.bandwidth_file {
             line(format!("V3BandwidthsFile {}", file.display()));
@@ -247,6 +255,7 @@ mod tests {
             }],
             guard_fingerprints: vec!["C".repeat(40)],
             exit_fingerprints: vec!["D".repeat(40)],
+            hsdir_fingerprints: vec!["B".repeat(40), "E".repeat(40)],
             log_level: "notice".into(),
             client_conflux_ux: Some("throughput".into()),
             client_conflux: true,
@@ -276,6 +285,12 @@ mod tests {
         assert!(auth.contains("V3AuthoritativeDirectory 1"));
         assert!(auth.contains("DirPort 127.0.0.1:17001"));
         assert!(auth.contains(&format!("TestingDirAuthVoteExit {}", "D".repeat(40))));
+        assert!(auth.contains(&format!(
+            "TestingDirAuthVoteHSDir {},{}\n",
+            "B".repeat(40),
+            "E".repeat(40)
+        )));
+        assert!(auth.contains("TestingDirAuthVoteHSDirIsStrict 1"));
         assert!(auth.contains("V3BandwidthsFile /tmp/net/bwfile"));
         assert!(auth.contains("ConsensusParams cfx_num_legs_set=3\n"));
         let exit = get("exit0");

@@ -1,0 +1,302 @@
+//! Braid relays in the network: the `relay.toml` each one runs with
+//! (`braid relay run --config relay.toml`, the format of
+//! `crates/relay/src/config.rs`) and the command that starts it.
+//!
+//! A Braid relay's keys are made as a C-tor relay's are, with
+//! `tor --list-fingerprint` (keys.rs): the relay reads C-tor's `keys/`
+//! directory as it is. It has no torrc, no ControlPort and no shaper.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::error::TestnetError;
+use crate::plan::{NodePlan, Role};
+
+/// The `proto` line every Braid relay advertises: only what it implements.
+///
+/// C-tor 0.4.9 authorities require nothing of a relay's `proto` line to
+/// list it beyond its presence and syntax (`routerparse.c` takes it as a
+/// mandatory item; `dirvote.c` skips lists that `protover_list_is_invalid`
+/// finds bad; `dirserv_get_status_impl` checks only a "Tor " platform's
+/// version). The consensus' `required-relay-protocols` bind C-tor relays
+/// only (they refuse to run without them). What the line changes is how
+/// C-tor treats the relay:
+/// - `Link=4-5`: the link handshake versions the responder answers
+///   (tor-spec §4.1).
+/// - `LinkAuth=3`: Ed25519 link authentication (AUTH0003, tor-spec §4.4.2);
+///   with it the authorities' reachability test checks that the handshake
+///   shows the descriptor's Ed25519 identity (`reachability.c`).
+/// - `Relay=2,4`: CREATE2/EXTEND2 with ntor (C-tor clients skip relays
+///   without Relay=2 in every position) and ntor-v3 (Relay=4, prop 332).
+///   Not Relay=1 (TAP CREATE/EXTEND) nor Relay=3 (extending over IPv6,
+///   untested here: the testnet is IPv4 only).
+/// - `FlowCtrl=1-2`: authenticated circuit SENDMEs (prop 289) and
+///   congestion control with XON/XOFF (prop 324); with Relay=4 C-tor
+///   clients negotiate congestion control with the relay.
+///
+/// Left out because the relay does not do them: `DirCache` (no BEGIN_DIR
+/// directory service; without `tunnelled-dir-server` the relay gets no
+/// V2Dir flag), `HSDir`, `HSIntro`, `HSRend`, `Padding` (onion-service
+/// roles and their padding), `Conflux` (the Conflux exit is another
+/// issue), and the document formats `Cons`, `Desc`, `Microdesc`, which
+/// describe directory documents a relay fetches or serves.
+pub const BRAID_PROTO: &str = "FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
+
+/// A Braid relay's advertised bandwidth when none is configured: C-tor's
+/// default `BandwidthRate` (1 GByte/s), so that the relay is not slower
+/// than a C-tor relay with no `BandwidthRate`. The authorities vote the
+/// bandwidth file's figure, as for the C-tor relays.
+pub const DEFAULT_BANDWIDTH: u32 = 1 << 30;
+
+/// The `[[authority]]` facts a relay file needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthorityTable {
+    /// Nickname.
+    pub nickname: String,
+    /// Address of the DirPort.
+    pub address: Ipv4Addr,
+    /// DirPort.
+    pub dir_port: u16,
+    /// v3 identity, hex.
+    pub v3ident: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RelayFile<'a> {
+    braid_relay: RelaySection<'a>,
+    authority: &'a [AuthorityTable],
+}
+
+#[derive(Debug, Serialize)]
+struct RelaySection<'a> {
+    nickname: &'a str,
+    address: Ipv4Addr,
+    or_port: u16,
+    keys_dir: PathBuf,
+    bandwidth_rate: u32,
+    bandwidth_burst: u32,
+    proto: &'a str,
+    exit_policy: Vec<String>,
+    contact: &'a str,
+    /// Run the exit role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit: Option<bool>,
+    /// Connect only to 127.0.0.0/8, whatever the policy says (the C-tor
+    /// exits' `OutboundBindAddressExit 127.0.0.1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_connect_loopback_only: Option<bool>,
+}
+
+/// Renders the `relay.toml` of Braid relay `node`: the `[braid_relay]`
+/// table and the network's authorities. An exit gets `exit_policy` (torrc
+/// syntax), `exit = true` and `exit_connect_loopback_only = true`; a
+/// non-exit `reject *:*`.
+pub fn render_relay_toml(
+    node: &NodePlan,
+    authorities: &[AuthorityTable],
+    exit_policy: &[String],
+) -> Result<String, TestnetError> {
+    let is_exit = node.role == Role::Exit;
+    let file = RelayFile {
+        braid_relay: RelaySection {
+            nickname: &node.nickname,
+            address: Ipv4Addr::LOCALHOST,
+            or_port: node.or_port,
+            keys_dir: node.keys_dir(),
+            bandwidth_rate: bandwidth(node),
+            bandwidth_burst: bandwidth(node),
+            proto: BRAID_PROTO,
+            exit_policy: if is_exit {
+                exit_policy.to_vec()
+            } else {
+                vec!["reject *:*".to_string()]
+            },
+            contact: "braid-testnet",
+            exit: is_exit.then_some(true),
+            exit_connect_loopback_only: is_exit.then_some(true),
+        },
+        authority: authorities,
+    };
+    let text = toml::to_string_pretty(&file).map_err(|e| {
+        TestnetError::Config(format!("{}: cannot write relay.toml: {e}", node.nickname))
+    })?;
+    Ok(format!(
+        "# {} ({:?}), a Braid relay, written by braid testnet\n\n{text}",
+        node.nickname, node.role
+    ))
+}
+
+/// The relay's bandwidth rate and burst in bytes per second: its
+/// configured `bandwidth`, else [`DEFAULT_BANDWIDTH`].
+fn bandwidth(node: &NodePlan) -> u32 {
+    node.bandwidth
+        .map_or(DEFAULT_BANDWIDTH, |b| u32::try_from(b).unwrap_or(u32::MAX))
+}
+
+/// The command that runs Braid relay `node` with the program `braid_bin`,
+/// logging at info level (`-v`; `-vv`, debug, when the network's tor log
+/// level is `debug`), as the C-tor relays log at notice.
+pub fn command(braid_bin: &Path, node: &NodePlan, log_level: &str) -> Command {
+    let mut cmd = Command::new(braid_bin);
+    cmd.arg(if log_level == "debug" { "-vv" } else { "-v" })
+        .args(["relay", "run", "--config"])
+        .arg(node.relay_toml_path());
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{NetworkConfig, RelayShape};
+    use crate::plan::{Plan, Software};
+
+    fn plan() -> Plan {
+        let mut config = NetworkConfig::new("/tmp/net", "braid");
+        config.relays = 4;
+        config.exits = 1;
+        config.braid_relays = 1;
+        config.braid_exits = 1;
+        config.shapes.insert(
+            "braidrelay0".into(),
+            RelayShape {
+                bandwidth: Some("5MB".into()),
+                ..RelayShape::default()
+            },
+        );
+        Plan::new(&config).unwrap()
+    }
+
+    fn authorities() -> Vec<AuthorityTable> {
+        vec![
+            AuthorityTable {
+                nickname: "auth0".into(),
+                address: Ipv4Addr::LOCALHOST,
+                dir_port: 17001,
+                v3ident: "A".repeat(40),
+            },
+            AuthorityTable {
+                nickname: "auth1".into(),
+                address: Ipv4Addr::LOCALHOST,
+                dir_port: 17011,
+                v3ident: "B".repeat(40),
+            },
+        ]
+    }
+
+    fn node<'a>(plan: &'a Plan, name: &str) -> &'a NodePlan {
+        plan.nodes.iter().find(|n| n.nickname == name).unwrap()
+    }
+
+    /// The file read back as TOML: the relay's table and the authorities.
+    fn parse(text: &str) -> toml::Table {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn exit_file_binds_to_loopback_and_lists_the_authorities() {
+        let plan = plan();
+        let exit = node(&plan, "braidexit0");
+        assert_eq!(exit.software, Software::Braid);
+        let policy = vec!["reject 127.0.0.1:9".to_string(), "accept *:*".to_string()];
+        let text = render_relay_toml(exit, &authorities(), &policy).unwrap();
+        let t = parse(&text);
+        let r = t["braid_relay"].as_table().unwrap();
+        assert_eq!(r["nickname"].as_str(), Some("braidexit0"));
+        assert_eq!(r["address"].as_str(), Some("127.0.0.1"));
+        assert_eq!(r["or_port"].as_integer(), Some(17090));
+        assert_eq!(
+            r["keys_dir"].as_str(),
+            Some("/tmp/net/nodes/braidexit0/data/keys")
+        );
+        assert_eq!(r["bandwidth_rate"].as_integer(), Some(1 << 30));
+        assert_eq!(r["proto"].as_str(), Some(BRAID_PROTO));
+        let rules: Vec<&str> = r["exit_policy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(rules, ["reject 127.0.0.1:9", "accept *:*"]);
+        assert_eq!(r["exit"].as_bool(), Some(true));
+        assert_eq!(r["exit_connect_loopback_only"].as_bool(), Some(true));
+        let auths = t["authority"].as_array().unwrap();
+        assert_eq!(auths.len(), 2);
+        assert_eq!(auths[1]["dir_port"].as_integer(), Some(17011));
+        assert_eq!(auths[1]["v3ident"].as_str(), Some("B".repeat(40).as_str()));
+        assert_eq!(auths[0]["address"].as_str(), Some("127.0.0.1"));
+        assert!(text.starts_with("# braidexit0 (Exit), a Braid relay"));
+    }
+
+    #[test]
+    fn non_exit_file_rejects_everything() {
+        let plan = plan();
+        let relay = node(&plan, "braidrelay0");
+        let text = render_relay_toml(relay, &authorities(), &["accept *:*".into()]).unwrap();
+        let t = parse(&text);
+        let r = t["braid_relay"].as_table().unwrap();
+        assert_eq!(r["nickname"].as_str(), Some("braidrelay0"));
+        assert_eq!(r["or_port"].as_integer(), Some(17080));
+        assert_eq!(r["bandwidth_rate"].as_integer(), Some(5_000_000));
+        assert_eq!(r["bandwidth_burst"].as_integer(), Some(5_000_000));
+        let rules = r["exit_policy"].as_array().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].as_str(), Some("reject *:*"));
+        assert!(!r.contains_key("exit") && !r.contains_key("exit_connect_loopback_only"));
+    }
+
+    #[test]
+    fn command_runs_the_relay_with_its_file() {
+        let plan = plan();
+        let cmd = command(
+            Path::new("/usr/bin/braid"),
+            node(&plan, "braidrelay0"),
+            "notice",
+        );
+        assert_eq!(cmd.get_program(), "/usr/bin/braid");
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-v",
+                "relay",
+                "run",
+                "--config",
+                "/tmp/net/nodes/braidrelay0/relay.toml"
+            ]
+        );
+        let cmd = command(Path::new("braid"), node(&plan, "braidexit0"), "debug");
+        assert_eq!(cmd.get_args().next().unwrap(), "-vv");
+    }
+
+    #[test]
+    fn proto_line_is_what_the_relay_implements() {
+        use crate::consensus::supports;
+        for (proto, v) in [
+            ("Link", 4),
+            ("Link", 5),
+            ("LinkAuth", 3),
+            ("Relay", 2),
+            ("Relay", 4),
+        ] {
+            assert!(supports(BRAID_PROTO, proto, v), "{proto}={v}");
+        }
+        for (proto, v) in [
+            ("Relay", 1),
+            ("Relay", 3),
+            ("Conflux", 1),
+            ("DirCache", 2),
+            ("HSDir", 2),
+            ("HSIntro", 4),
+            ("Padding", 2),
+        ] {
+            assert!(!supports(BRAID_PROTO, proto, v), "{proto}={v}");
+        }
+        assert!(supports(BRAID_PROTO, "FlowCtrl", 2));
+    }
+}
