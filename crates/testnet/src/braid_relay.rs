@@ -12,6 +12,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::config::{NetworkConfig, is_braid_name};
 use crate::error::TestnetError;
 use crate::plan::{NodePlan, Role};
 
@@ -88,16 +89,71 @@ struct RelaySection<'a> {
     /// exits' `OutboundBindAddressExit 127.0.0.1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_connect_loopback_only: Option<bool>,
+    /// The network's extra options for this relay
+    /// ([`NetworkConfig::braid_relay_options`]).
+    #[serde(flatten)]
+    extra: &'a toml::Table,
+}
+
+/// The `[braid_relay]` keys the testnet writes itself, which
+/// [`NetworkConfig::braid_relay_options`] cannot set.
+pub const TESTNET_RELAY_KEYS: [&str; 11] = [
+    "nickname",
+    "address",
+    "or_port",
+    "keys_dir",
+    "bandwidth_rate",
+    "bandwidth_burst",
+    "proto",
+    "exit_policy",
+    "contact",
+    "exit",
+    "exit_connect_loopback_only",
+];
+
+/// Checks [`NetworkConfig::braid_relay_options`]: names of the network's
+/// Braid relays (or `all`), no key of [`TESTNET_RELAY_KEYS`].
+pub(crate) fn check_options(config: &NetworkConfig) -> Result<(), TestnetError> {
+    for (name, options) in &config.braid_relay_options {
+        if name != "all" && !(is_braid_name(name) && config.is_known_name(name)) {
+            return Err(TestnetError::Config(format!(
+                "options for unknown Braid relay `{name}` (use braidrelayN, braidexitN or all)"
+            )));
+        }
+        if let Some(key) = options
+            .keys()
+            .find(|k| TESTNET_RELAY_KEYS.contains(&k.as_str()))
+        {
+            return Err(TestnetError::Config(format!(
+                "options for `{name}`: `{key}` is written by the testnet itself"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The extra `[braid_relay]` options of Braid relay `nickname`: those of
+/// `all`, then its own (which win).
+pub fn options_for(config: &NetworkConfig, nickname: &str) -> toml::Table {
+    let mut out = toml::Table::new();
+    for key in ["all", nickname] {
+        if let Some(options) = config.braid_relay_options.get(key) {
+            out.extend(options.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    out
 }
 
 /// Renders the `relay.toml` of Braid relay `node`: the `[braid_relay]`
 /// table and the network's authorities. An exit gets `exit_policy` (torrc
 /// syntax), `exit = true` and `exit_connect_loopback_only = true`; a
-/// non-exit `reject *:*`.
+/// non-exit `reject *:*`. `extra` ([`options_for`]) is added to the
+/// `[braid_relay]` table.
 pub fn render_relay_toml(
     node: &NodePlan,
     authorities: &[AuthorityTable],
     exit_policy: &[String],
+    extra: &toml::Table,
 ) -> Result<String, TestnetError> {
     let is_exit = node.role == Role::Exit;
     let file = RelayFile {
@@ -117,6 +173,7 @@ pub fn render_relay_toml(
             contact: "braid-testnet",
             exit: is_exit.then_some(true),
             exit_connect_loopback_only: is_exit.then_some(true),
+            extra,
         },
         authority: authorities,
     };
@@ -201,7 +258,7 @@ mod tests {
         let exit = node(&plan, "braidexit0");
         assert_eq!(exit.software, Software::Braid);
         let policy = vec!["reject 127.0.0.1:9".to_string(), "accept *:*".to_string()];
-        let text = render_relay_toml(exit, &authorities(), &policy).unwrap();
+        let text = render_relay_toml(exit, &authorities(), &policy, &toml::Table::new()).unwrap();
         let t = parse(&text);
         let r = t["braid_relay"].as_table().unwrap();
         assert_eq!(r["nickname"].as_str(), Some("braidexit0"));
@@ -234,7 +291,13 @@ mod tests {
     fn non_exit_file_rejects_everything() {
         let plan = plan();
         let relay = node(&plan, "braidrelay0");
-        let text = render_relay_toml(relay, &authorities(), &["accept *:*".into()]).unwrap();
+        let text = render_relay_toml(
+            relay,
+            &authorities(),
+            &["accept *:*".into()],
+            &toml::Table::new(),
+        )
+        .unwrap();
         let t = parse(&text);
         let r = t["braid_relay"].as_table().unwrap();
         assert_eq!(r["nickname"].as_str(), Some("braidrelay0"));
@@ -245,6 +308,78 @@ mod tests {
         assert_eq!(rules.len(), 1);
         assert_eq!(rules[0].as_str(), Some("reject *:*"));
         assert!(!r.contains_key("exit") && !r.contains_key("exit_connect_loopback_only"));
+    }
+
+    #[test]
+    fn extra_options_are_written_per_relay() {
+        let mut config = NetworkConfig::new("/tmp/net", "braid");
+        config.relays = 4;
+        config.braid_relays = 1;
+        config.braid_exits = 2;
+        let table = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
+        config
+            .braid_relay_options
+            .insert("all".into(), table("kist = true\nmax_handshakes = 64"));
+        config
+            .braid_relay_options
+            .insert("braidexit1".into(), table("kist = false"));
+        config.validate().unwrap();
+        let plan = Plan::new(&config).unwrap();
+        let kist = |name: &str| {
+            let extra = options_for(&config, name);
+            let text = render_relay_toml(
+                node(&plan, name),
+                &authorities(),
+                &["accept *:*".into()],
+                &extra,
+            )
+            .unwrap();
+            let r = parse(&text)["braid_relay"].as_table().unwrap().clone();
+            assert_eq!(r["max_handshakes"].as_integer(), Some(64), "{name}");
+            assert_eq!(r["nickname"].as_str(), Some(name));
+            r["kist"].as_bool().unwrap()
+        };
+        assert!(kist("braidexit0"));
+        assert!(!kist("braidexit1"));
+        assert!(kist("braidrelay0"));
+        // Nothing extra without options.
+        config.braid_relay_options.clear();
+        let text = render_relay_toml(
+            node(&plan, "braidexit1"),
+            &authorities(),
+            &["accept *:*".into()],
+            &options_for(&config, "braidexit1"),
+        )
+        .unwrap();
+        assert!(
+            !parse(&text)["braid_relay"]
+                .as_table()
+                .unwrap()
+                .contains_key("kist")
+        );
+    }
+
+    #[test]
+    fn extra_options_are_checked() {
+        let mut config = NetworkConfig::new("/tmp/net", "braid");
+        config.braid_exits = 1;
+        let set = |config: &mut NetworkConfig, name: &str, text: &str| {
+            config.braid_relay_options.clear();
+            config
+                .braid_relay_options
+                .insert(name.into(), toml::from_str(text).unwrap());
+            config.validate().map_err(|e| e.to_string())
+        };
+        assert!(set(&mut config, "braidexit0", "kist = false").is_ok());
+        assert!(set(&mut config, "all", "kist = false").is_ok());
+        for name in ["braidexit1", "braidrelay0", "exit0", "relays"] {
+            let err = set(&mut config, name, "kist = false").unwrap_err();
+            assert!(err.contains("unknown Braid relay"), "{name}: {err}");
+        }
+        for key in TESTNET_RELAY_KEYS {
+            let err = set(&mut config, "all", &format!("{key} = 1")).unwrap_err();
+            assert!(err.contains("written by the testnet"), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -165,6 +165,12 @@ pub struct NetworkConfig {
     /// The Braid exits' exit policy, torrc syntax (one or more rules per
     /// entry); by default the C-tor exits' policy.
     pub braid_exit_policy: Vec<String>,
+    /// Extra `[braid_relay]` options of the Braid relays' `relay.toml`
+    /// (e.g. `kist = false`), by nickname (`braidexit1`) or `all` (every
+    /// Braid relay); a nickname's options win over `all`'s. Options the
+    /// testnet itself writes (nickname, ports, keys, policy, ...) cannot be
+    /// set here.
+    pub braid_relay_options: BTreeMap<String, toml::Table>,
     /// First port; the network uses a block of ports from here.
     pub base_port: u16,
     /// Link emulation by nickname or group (`relays`, `exits`, `all`).
@@ -234,6 +240,7 @@ impl NetworkConfig {
                 .iter()
                 .map(|r| (*r).to_string())
                 .collect(),
+            braid_relay_options: BTreeMap::new(),
             base_port: DEFAULT_BASE_PORT,
             shapes: BTreeMap::new(),
             client: true,
@@ -357,6 +364,7 @@ impl NetworkConfig {
                 }
             }
         }
+        crate::braid_relay::check_options(self)?;
         let last = u32::from(self.base_port) + 10 * self.node_count() as u32 + 10;
         if self.base_port < 1024 || last > u32::from(u16::MAX) {
             return Err(TestnetError::Config(format!(
@@ -414,7 +422,7 @@ impl NetworkConfig {
             + usize::from(self.client)
     }
 
-    fn is_known_name(&self, name: &str) -> bool {
+    pub(crate) fn is_known_name(&self, name: &str) -> bool {
         if matches!(name, "relays" | "exits" | "all") {
             return true;
         }
@@ -457,7 +465,7 @@ impl NetworkConfig {
 }
 
 /// Whether `name` is a Braid relay's nickname (`braidrelayN`, `braidexitN`).
-fn is_braid_name(name: &str) -> bool {
+pub(crate) fn is_braid_name(name: &str) -> bool {
     name.starts_with(BRAID_RELAY_PREFIX) || name.starts_with(BRAID_EXIT_PREFIX)
 }
 

@@ -167,6 +167,7 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
                     node,
                     &relay_authorities,
                     &config.braid_exit_policy,
+                    &braid_relay::options_for(config, &node.nickname),
                 )?,
             )?,
         }
