@@ -316,13 +316,9 @@ mod tests {
         config.relays = 4;
         config.braid_relays = 1;
         config.braid_exits = 2;
-        let table = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
-        config
-            .braid_relay_options
-            .insert("all".into(), table("kist = true\nmax_handshakes = 64"));
-        config
-            .braid_relay_options
-            .insert("braidexit1".into(), table("kist = false"));
+        config.set_braid_relay_option("all", "kist", true);
+        config.set_braid_relay_option("all", "max_handshakes", 64);
+        config.set_braid_relay_option("braidexit1", "kist", false);
         config.validate().unwrap();
         let plan = Plan::new(&config).unwrap();
         let kist = |name: &str| {

@@ -444,6 +444,15 @@ impl NetworkConfig {
         }
     }
 
+    /// Sets `[braid_relay]` option `key` of Braid relay `name` (or `all`)
+    /// in [`NetworkConfig::braid_relay_options`].
+    pub fn set_braid_relay_option(&mut self, name: &str, key: &str, value: impl Into<toml::Value>) {
+        self.braid_relay_options
+            .entry(name.to_string())
+            .or_default()
+            .insert(key.to_string(), value.into());
+    }
+
     /// The shape of Braid relay `nickname`: only its own entry (groups
     /// are for C-tor relays), of which only `bandwidth` is allowed.
     pub fn braid_shape_for(&self, nickname: &str) -> RelayShape {
