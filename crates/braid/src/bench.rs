@@ -5,6 +5,8 @@
 //! - [`conflux`](mod@conflux): Conflux sets over middles with different links,
 //!   downloads and uploads, with each leg's capacity measured alone each
 //!   way, per-leg time series and a plot.
+//! - [`relay`](mod@relay): a Braid exit against a C-tor exit, bulk
+//!   downloads and a load run with KIST on and off.
 //! - [`prom`]: a tolerant parser of Prometheus text (the proxy's
 //!   `/metrics`); [`scrape`]: scraping it into per-leg time series.
 //! - [`svg`]: hand-written SVG line charts.
@@ -17,9 +19,11 @@ mod output;
 mod proc;
 mod prom;
 mod proxy;
+mod relay;
 mod scrape;
 mod single;
 mod svg;
 
 pub(crate) use conflux::conflux;
+pub(crate) use relay::relay;
 pub(crate) use single::single;

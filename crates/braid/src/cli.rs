@@ -90,6 +90,58 @@ pub(crate) enum BenchCmd {
     /// bw-1-3, rtt-1-5, 3-legs), bulk downloads and uploads, then short
     /// uploads; tables, a JSON file and an SVG plot.
     Conflux(BenchConfluxArgs),
+    /// Relay: a Braid exit against a C-tor exit on one network, the
+    /// C-tor client pinned to each in turn: bulk downloads (MB/s, first
+    /// byte, exit CPU per 100 MB, exit peak RSS), then a load run of
+    /// concurrent bulk and small streams through each exit, Braid with
+    /// KIST on and off; a table with the targets and a JSON file.
+    Relay(BenchRelayArgs),
+}
+
+/// `braid bench relay`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchRelayArgs {
+    /// Working directory (the network and bench-relay.json go here).
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// Bytes per bulk download (suffixes as in 50MB).
+    #[arg(long, default_value = "50MB")]
+    pub(crate) size: String,
+    /// Bulk downloads per exit, and load runs per exit.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) reps: usize,
+    /// The link of the load run's middle relay, `RATE[:DELAY]`: the
+    /// bottleneck behind the exits, where their queues build.
+    #[arg(long, default_value = "2MiB:10ms")]
+    pub(crate) shape: String,
+    /// The link of the bulk downloads' middle relay, `RATE[:DELAY]`;
+    /// default unshaped (the exits' CPU is the limit).
+    #[arg(long)]
+    pub(crate) bulk_shape: Option<String>,
+    /// tor's BandwidthRate for every exit, C-tor's and Braid's alike
+    /// (default: none, 1 GiB/s for both).
+    #[arg(long)]
+    pub(crate) exit_bandwidth: Option<String>,
+    /// Concurrent streams of a load run, each on its own circuit: bulk
+    /// and small alternately (the first bulk).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) load_streams: usize,
+    /// Bytes of each bulk stream of a load run.
+    #[arg(long, default_value = "10MB")]
+    pub(crate) load_bulk_size: String,
+    /// Bytes of each small stream of a load run.
+    #[arg(long, default_value = "20kB")]
+    pub(crate) load_small_size: String,
+    /// Milliseconds from a load run's start (every bulk stream starts
+    /// then) to its first small stream, and between small streams.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) small_gap_ms: u64,
+    /// First port of the network's port block.
+    #[arg(long, default_value_t = 36000)]
+    pub(crate) base_port: u16,
+    /// The JSON file (default DIR/bench-relay.json).
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
 }
 
 /// `braid bench conflux`.

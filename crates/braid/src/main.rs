@@ -48,6 +48,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(BenchCmd::Conflux(args)) => {
                 bench::conflux(args).await.map_err(Box::from)
             }
+            Command::Bench(BenchCmd::Relay(args)) => bench::relay(args).await.map_err(Box::from),
             Command::Relay(cmd) => relay_cmd::run(cmd).await.map_err(Box::from),
         }
     });
