@@ -31,12 +31,18 @@
 //!    run only ([`report`], [`table`]), and the JSON file (`--json`,
 //!    default DIR/bench-relay.json) with every sample.
 //!
+//! The Braid exits serve their metrics (`[braid_relay] metrics`, ports
+//! `--base-port` + 900 and 901); each load run through one records what
+//! its KIST did ([`metrics`]), and the table says whether KIST ran on
+//! the exit with `kist = true` and not on the other.
+//!
 //! [`stats`]: the summaries; [`run`]: the whole, the network stopped on
 //! errors, Ctrl-C and SIGTERM.
 
 mod bulk;
 mod client;
 mod load;
+mod metrics;
 mod report;
 mod run;
 mod setup;

@@ -84,16 +84,13 @@ impl CtorClient {
     ) -> Result<(), BenchError> {
         self.ctl.drain_events();
         let (files, socks) = (self.files, self.socks);
-        let tasks: Vec<_> = tags
-            .iter()
-            .map(|tag| {
-                let tag = tag.clone();
-                tokio::spawn(async move { warm_up(files, socks, &tag).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await
-                .map_err(|e| BenchError::Failed(format!("warm-up task: {e}")))??;
+        let mut tasks = tokio::task::JoinSet::new();
+        for tag in tags {
+            let tag = tag.clone();
+            tasks.spawn(async move { warm_up(files, socks, &tag).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.map_err(|e| BenchError::Failed(format!("warm-up task: {e}")))??;
         }
         // The events of the last streams may still be on their way.
         tokio::time::sleep(EVENT_GRACE).await;

@@ -14,6 +14,7 @@ use braid_testnet::download::fetch_file;
 use serde::Serialize;
 
 use super::client::CtorClient;
+use super::metrics::{Figures, change, scrape};
 use super::setup::{Exit, LOAD_MIDDLE, Settings};
 use crate::bench::error::BenchError;
 use crate::bench::proc::cpu_seconds;
@@ -120,18 +121,24 @@ pub(super) struct LoadRun {
     pub(super) exit_cpu_s: f64,
     /// Exit CPU seconds per 100 MB of the streams' bodies.
     pub(super) cpu_s_per_100mb: Option<f64>,
+    /// A Braid exit's own figures over the run ([`change`]).
+    pub(super) relay_metrics: Option<Figures>,
+    /// Why they are missing.
+    pub(super) metrics_error: Option<String>,
     /// Every stream.
     pub(super) streams: Vec<StreamSample>,
 }
 
 /// Builds the run's circuits, then runs its streams through `exit` and
-/// measures the exit (`pid`) meanwhile.
+/// measures the exit (`pid`, its metrics endpoint `metrics` for a Braid
+/// exit) meanwhile.
 pub(super) async fn load_run(
     client: &mut CtorClient,
     settings: &Settings,
     exit: Exit,
     rep: usize,
     pid: u32,
+    metrics: Option<SocketAddr>,
 ) -> Result<LoadRun, BenchError> {
     let plan = schedule(settings.load_streams, settings.small_gap);
     let tags: Vec<String> = (0..plan.len())
@@ -140,32 +147,40 @@ pub(super) async fn load_run(
     client.pin(LOAD_MIDDLE, exit).await?;
     client.prepare(&tags, LOAD_MIDDLE, exit).await?;
     let (files, socks) = (client.files, client.socks);
+    let before = match metrics {
+        Some(addr) => Some(scrape(addr).await),
+        None => None,
+    };
     let cpu0 = cpu_seconds(pid);
     let t0 = Instant::now();
-    let tasks: Vec<_> = plan
-        .iter()
-        .zip(tags)
-        .enumerate()
-        .map(|(index, (&(kind, offset), tag))| {
-            let size = match kind {
-                Kind::Bulk => settings.load_bulk_size,
-                Kind::Small => settings.load_small_size,
-            };
-            tokio::spawn(async move {
-                tokio::time::sleep_until((t0 + offset).into()).await;
-                one_stream(files, socks, &tag, size, index, kind, t0).await
-            })
-        })
-        .collect();
-    let mut streams = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        streams.push(
-            task.await
-                .map_err(|e| BenchError::Failed(format!("load stream task: {e}")))?,
-        );
+    // A JoinSet aborts the streams still running if the run is dropped
+    // (Ctrl-C, SIGTERM).
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (&(kind, offset), tag)) in plan.iter().zip(tags).enumerate() {
+        let size = match kind {
+            Kind::Bulk => settings.load_bulk_size,
+            Kind::Small => settings.load_small_size,
+        };
+        tasks.spawn(async move {
+            tokio::time::sleep_until((t0 + offset).into()).await;
+            one_stream(files, socks, &tag, size, index, kind, t0).await
+        });
     }
+    let mut streams = Vec::with_capacity(plan.len());
+    while let Some(done) = tasks.join_next().await {
+        streams.push(done.map_err(|e| BenchError::Failed(format!("load stream task: {e}")))?);
+    }
+    streams.sort_by_key(|s| s.index);
     let cpu1 = cpu_seconds(pid);
     let duration_s = t0.elapsed().as_secs_f64();
+    let (relay_metrics, metrics_error) = match (before, metrics) {
+        (Some(Ok(before)), Some(addr)) => match scrape(addr).await {
+            Ok(after) => (Some(change(&before, &after)), None),
+            Err(e) => (None, Some(e)),
+        },
+        (Some(Err(e)), _) => (None, Some(e)),
+        _ => (None, None),
+    };
     mark_bulk_running(&mut streams);
     let bytes: u64 = streams.iter().map(|s| s.bytes).sum();
     let exit_cpu_s = match (cpu0, cpu1) {
@@ -180,6 +195,8 @@ pub(super) async fn load_run(
         exit_cpu_s,
         cpu_s_per_100mb: (bytes > 0 && exit_cpu_s.is_finite())
             .then(|| exit_cpu_s * 1e8 / bytes as f64),
+        relay_metrics,
+        metrics_error,
         streams,
     })
 }

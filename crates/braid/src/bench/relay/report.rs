@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::bulk::BulkSample;
 use super::load::{Kind, LoadRun, under_load};
+use super::metrics::kist_as_configured;
 use super::setup::{BULK_EXITS, Exit, LOAD_EXITS, Settings};
 use super::stats::{Summary, mean, summary};
 
@@ -49,6 +50,13 @@ pub(super) struct LoadRow {
     pub(super) cpu_s_per_100mb: Option<f64>,
     /// `VmHWM` at the end of the benchmark (MB).
     pub(super) peak_rss_mb: Option<f64>,
+    /// A Braid exit: whether its figures showed KIST as configured in every
+    /// run that has them (`None`: no figures).
+    pub(super) kist_as_configured: Option<bool>,
+    /// A Braid exit's KIST runs and channels held back at their limit, over
+    /// the runs with figures.
+    pub(super) kist_runs: Option<f64>,
+    pub(super) kist_channels_limited: Option<f64>,
 }
 
 /// One of the issue's targets, measured.
@@ -137,6 +145,17 @@ pub(super) fn load_row(exit: Exit, runs: &[LoadRun], rss: PeakRss) -> LoadRow {
             }
         }
     }
+    let checks: Vec<bool> = mine
+        .iter()
+        .filter_map(|r| kist_as_configured(exit.kist()?, r.relay_metrics.as_ref()?))
+        .collect();
+    let kist_sum = |name: &str| {
+        let v: Vec<f64> = mine
+            .iter()
+            .filter_map(|r| r.relay_metrics.as_ref()?.get(name).copied())
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum())
+    };
     let finite = |v: Vec<Option<f64>>| {
         v.into_iter()
             .flatten()
@@ -158,6 +177,9 @@ pub(super) fn load_row(exit: Exit, runs: &[LoadRun], rss: PeakRss) -> LoadRow {
         small_elapsed_ms: summary(&elapsed),
         cpu_s_per_100mb: mean(&finite(mine.iter().map(|r| r.cpu_s_per_100mb).collect())),
         peak_rss_mb: rss.at_end,
+        kist_as_configured: (!checks.is_empty()).then(|| checks.iter().all(|c| *c)),
+        kist_runs: kist_sum("kist_runs_total"),
+        kist_channels_limited: kist_sum("kist_channels_limited_total"),
     }
 }
 
@@ -279,6 +301,8 @@ mod tests {
             bulk_aggregate_mb_per_s: Some(2.0),
             exit_cpu_s: 1.0,
             cpu_s_per_100mb: Some(5.0),
+            relay_metrics: None,
+            metrics_error: None,
             streams,
         }
     }
@@ -370,6 +394,51 @@ mod tests {
         assert_eq!(t[0].braid, Some(9.0));
         assert_eq!(l[0].small_under_load, 0);
         assert_eq!(l[0].small_total, 3);
+    }
+
+    #[test]
+    fn kist_figures_of_the_braid_exits() {
+        let figures = |enabled: f64, runs: f64| {
+            let text = format!(
+                "braid_relay_kist_enabled {enabled}\nbraid_relay_kist_runs_total {runs}\n\
+                 braid_relay_kist_channels_limited_total 2\n"
+            );
+            Some(super::super::metrics::figures(&text))
+        };
+        let mut on = run(Exit::Braid, 0, [1.0, 1.0]);
+        on.relay_metrics = figures(1.0, 40.0);
+        let mut on2 = run(Exit::Braid, 1, [1.0, 1.0]);
+        on2.relay_metrics = figures(1.0, 60.0);
+        let mut off = run(Exit::BraidNoKist, 0, [1.0, 1.0]);
+        off.relay_metrics = figures(0.0, 0.0);
+        let ctor = run(Exit::Ctor, 0, [1.0, 1.0]);
+        let runs = [on.clone(), on2, off.clone(), ctor];
+        let rss = PeakRss::default();
+        let row = load_row(Exit::Braid, &runs, rss);
+        assert_eq!(row.kist_as_configured, Some(true));
+        assert_eq!(
+            (row.kist_runs, row.kist_channels_limited),
+            (Some(100.0), Some(4.0))
+        );
+        assert_eq!(
+            load_row(Exit::BraidNoKist, &runs, rss).kist_as_configured,
+            Some(true)
+        );
+        let row = load_row(Exit::Ctor, &runs, rss);
+        assert_eq!((row.kist_as_configured, row.kist_runs), (None, None));
+        // KIST that never ran on the exit with kist = true, or ran on the
+        // other: not as configured.
+        on.relay_metrics = figures(1.0, 0.0);
+        off.relay_metrics = figures(1.0, 5.0);
+        let runs = [on, off];
+        assert_eq!(
+            load_row(Exit::Braid, &runs, rss).kist_as_configured,
+            Some(false)
+        );
+        assert_eq!(
+            load_row(Exit::BraidNoKist, &runs, rss).kist_as_configured,
+            Some(false)
+        );
     }
 
     #[test]

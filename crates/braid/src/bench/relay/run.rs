@@ -131,7 +131,8 @@ async fn measure(
     }
     for rep in 0..settings.reps {
         for exit in order(&LOAD_EXITS, rep) {
-            let r = load_run(&mut client, settings, exit, rep, pid(exit)).await?;
+            let metrics = exit.metrics(settings.base_port);
+            let r = load_run(&mut client, settings, exit, rep, pid(exit), metrics).await?;
             say(&describe_load(&r));
             collected.load.push(r);
         }

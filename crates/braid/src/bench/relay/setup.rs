@@ -2,6 +2,7 @@
 //! from the command line, the exits compared, the relays every circuit
 //! crosses, and the network's configuration.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -55,6 +56,20 @@ impl Exit {
             Exit::BraidNoKist => "Braid, KIST off",
             Exit::Ctor => "C-tor",
         }
+    }
+
+    /// Where a Braid exit serves its metrics (`[braid_relay] metrics`):
+    /// port `base_port + 900 + i`, above the network's block.
+    pub(super) fn metrics(self, base_port: u16) -> Option<SocketAddr> {
+        let offset = match self {
+            Exit::Braid => 900,
+            Exit::BraidNoKist => 901,
+            Exit::Ctor => return None,
+        };
+        Some(SocketAddr::from((
+            [127, 0, 0, 1],
+            base_port.checked_add(offset)?,
+        )))
     }
 
     /// Its `[braid_relay] kist` option (`None`: a C-tor exit).
@@ -118,6 +133,12 @@ impl Settings {
             return Err(BenchError::Usage(
                 "--load-streams must be at least 2 (one bulk, one small)".into(),
             ));
+        }
+        if args.base_port > u16::MAX - 1000 {
+            return Err(BenchError::Usage(format!(
+                "--base-port {}: the exits' metrics use base + 900 and up",
+                args.base_port
+            )));
         }
         if args.small_gap_ms == 0 {
             return Err(BenchError::Usage("--small-gap-ms must be positive".into()));
@@ -186,6 +207,9 @@ impl Settings {
             if let Some(kist) = exit.kist() {
                 config.set_braid_relay_option(exit.nickname(), "kist", kist);
             }
+            if let Some(addr) = exit.metrics(self.base_port) {
+                config.set_braid_relay_option(exit.nickname(), "metrics", addr.to_string());
+            }
         }
         Ok(config)
     }
@@ -227,6 +251,7 @@ mod tests {
             &["--bulk-shape", "1MiB:forever"],
             &["--exit-bandwidth", "1kB"],
             &["--size", "lots"],
+            &["--base-port", "65000"],
         ] {
             let e = Settings::from_args(&args(bad).unwrap());
             assert!(e.is_err(), "{bad:?}");
@@ -271,6 +296,15 @@ mod tests {
         assert_eq!(kist("braidexit0"), Some(true));
         assert_eq!(kist("braidexit1"), Some(false));
         assert_eq!(kist("exit0"), None);
+        let metrics = |name: &str| {
+            braid_testnet::braid_relay::options_for(&c, name)
+                .get("metrics")
+                .and_then(|v| v.as_str().map(str::to_string))
+        };
+        assert_eq!(metrics("braidexit0").as_deref(), Some("127.0.0.1:36900"));
+        assert_eq!(metrics("braidexit1").as_deref(), Some("127.0.0.1:36901"));
+        assert_eq!(metrics("exit0"), None);
+        assert_eq!(Exit::Ctor.metrics(36000), None);
         for exit in LOAD_EXITS {
             assert_eq!(kist(exit.nickname()), exit.kist());
         }

@@ -99,6 +99,27 @@ pub(super) fn table(r: &Report) -> String {
             row.failed_streams
         );
     }
+    for row in &r.load_rows {
+        let Some(kist) = row.exit.kist() else {
+            continue;
+        };
+        let setting = if kist { "on" } else { "off" };
+        let _ = match row.kist_as_configured {
+            None => writeln!(
+                out,
+                "{}: no KIST figures from the relay",
+                row.exit.nickname()
+            ),
+            Some(ok) => writeln!(
+                out,
+                "{} (KIST {setting}): {} KIST runs, a channel held at its limit {} times{}",
+                row.exit.nickname(),
+                num(row.kist_runs, 0),
+                num(row.kist_channels_limited, 0),
+                if ok { "" } else { ": NOT as configured" }
+            ),
+        };
+    }
     out.push_str("\nTargets (Braid exit with KIST on)\n| target | Braid | reference | |\n|---|---|---|---|\n");
     for t in &r.targets {
         let _ = writeln!(
@@ -202,6 +223,9 @@ mod tests {
             small_elapsed_ms: ttfb.and_then(summary),
             cpu_s_per_100mb: Some(3.456),
             peak_rss_mb: None,
+            kist_as_configured: exit.kist(),
+            kist_runs: exit.kist().map(|k| if k { 1234.0 } else { 0.0 }),
+            kist_channels_limited: exit.kist().map(|_| 7.0),
         };
         let bulk_rows = vec![
             bulk_row(Exit::Braid, &[10.0, 12.0], &[1.0, 1.2]),
@@ -306,6 +330,8 @@ mod tests {
             bulk_aggregate_mb_per_s: None,
             exit_cpu_s: 1.0,
             cpu_s_per_100mb: Some(4.0),
+            relay_metrics: None,
+            metrics_error: None,
             streams,
         };
         assert_eq!(
