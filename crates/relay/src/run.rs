@@ -6,6 +6,8 @@
 //! - `accept`: the ORPort, TLS and the responder's link handshake.
 //! - `connect`: channels we open to extend circuits.
 //! - `chan_io`: a channel's reader and writer tasks.
+//! - `kist`: KIST, the write limits of the channels' sockets.
+//! - `sockinfo`: `TCP_INFO` and `SIOCOUTQNSD` of a socket.
 //! - `node_task`: the task that owns the node.
 //! - `exit`: exit streams' destinations (policy, lookups, sockets).
 //! - `link`: link keys and TLS configurations, rebuilt before expiry.
@@ -19,9 +21,11 @@ mod chan_io;
 mod connect;
 pub mod driver;
 mod exit;
+mod kist;
 mod link;
 mod msg;
 mod node_task;
+mod sockinfo;
 mod tls;
 
 pub use driver::{HANDSHAKE_TIMEOUT, IDLE_CHANNEL_TIMEOUT, MAX_CONNECTS, run};

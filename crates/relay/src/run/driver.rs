@@ -131,6 +131,8 @@ pub async fn run(
             my_addrs: my_addrs.clone(),
             idle_timeout: IDLE_CHANNEL_TIMEOUT,
             max_connects: MAX_CONNECTS,
+            kist: config.kist,
+            kist_interval: config.kist_interval,
         },
         inbox,
         to_node.clone(),
