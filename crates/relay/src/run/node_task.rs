@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::os::fd::AsFd as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use braid_core::channel::ExpectedIdentity;
 use braid_core::ids::ChanKey;
@@ -25,9 +25,11 @@ use tor_cell::chancell::{AnyChanCell, ChanCmd, ChanMsg as _};
 
 use super::chan_io::{ChanIo, Traffic};
 use super::connect::connect;
+use super::consensus::NetParams;
 use super::exit::Exits;
 use super::kist::{Kist, Outlet, Sent, SocketState};
 use super::link::Link;
+use super::metrics::NodeFigures;
 use super::msg::{OpenedLink, ToNode};
 use super::sockinfo::socket_info;
 
@@ -83,6 +85,8 @@ pub(crate) struct NodeTask {
     exits: Exits,
     /// The KIST scheduler.
     kist: Kist,
+    /// `valid-after` of the consensus whose parameters are in force.
+    consensus_valid_after: Option<SystemTime>,
 }
 
 impl NodeTask {
@@ -98,6 +102,7 @@ impl NodeTask {
     ) -> Self {
         Self {
             kist: Kist::new(params.kist, params.kist_interval),
+            consensus_valid_after: None,
             node,
             connects: Arc::new(Semaphore::new(params.max_connects)),
             params,
@@ -163,6 +168,10 @@ impl NodeTask {
                 self.exits
                     .message(&mut self.node, circ, id, what, &self.to_node, now);
             }
+            ToNode::Params(p) => self.apply(*p),
+            ToNode::Figures(tx) => {
+                let _ = tx.send(self.figures());
+            }
             ToNode::WriterReady { chan } => {
                 if let Some(c) = self.chans.get_mut(&chan)
                     && c.blocked
@@ -172,6 +181,63 @@ impl NodeTask {
                     self.to_pull.insert(chan);
                 }
             }
+        }
+    }
+
+    /// Apply a consensus' parameters: congestion control and XON/XOFF of
+    /// new circuits, circuit priority's half-life, KIST's run interval.
+    fn apply(&mut self, p: NetParams) {
+        self.node.set_cc_params(p.cc.clone());
+        self.node.set_flow_params(p.flow.clone());
+        self.node.set_ewma_halflife(p.halflife);
+        let released = self.kist.set_consensus_interval(p.kist_interval);
+        self.to_pull.extend(released);
+        let age = SystemTime::now()
+            .duration_since(p.valid_after)
+            .unwrap_or_default()
+            .as_secs();
+        tracing::info!(
+            "consensus parameters (valid-after {age} s ago): {}; applied: cc_alg {:?}, \
+             cc_sendme_inc {}, cc_cwnd_init {}, cc_xoff_exit {} B, circuit priority half-life {:?}, \
+             KIST {}",
+            p.summary,
+            p.cc.alg,
+            p.cc.sendme_inc,
+            p.cc.cwnd_init,
+            p.flow.xoff_exit_bytes,
+            p.halflife,
+            match self.kist.params() {
+                Some(k) => format!("every {:?}", k.run_interval),
+                None => "off".to_owned(),
+            }
+        );
+        self.consensus_valid_after = Some(p.valid_after);
+    }
+
+    /// Figures for the metrics.
+    fn figures(&self) -> NodeFigures {
+        let relays = self
+            .chans
+            .values()
+            .filter(|c| matches!(c.peer, Peer::Relay { .. }))
+            .count();
+        NodeFigures {
+            client_channels: self.chans.len() - relays,
+            relay_channels: relays,
+            blocked_channels: self.chans.values().filter(|c| c.blocked).count(),
+            circuits: self.node.circuit_count(),
+            exit_streams: self.node.exit_stream_count(),
+            queued_bytes: self.node.queued_bytes(),
+            writer_cells: self
+                .chans
+                .values()
+                .map(|c| c.io.unwritten.load(Ordering::Relaxed))
+                .sum(),
+            stats: self.node.stats(),
+            kist_interval: self.kist.params().map(|k| k.run_interval),
+            kist: self.kist.stats(),
+            kist_pending: self.kist.pending_count(),
+            consensus_valid_after: self.consensus_valid_after,
         }
     }
 
