@@ -130,6 +130,15 @@ pub async fn run(
             }
         );
     }
+    tracing::info!(
+        "KIST {}",
+        match (config.kist, config.kist_interval) {
+            (false, _) =>
+                "off (kist = false): writers take cells while their queue has room".to_owned(),
+            (true, Some(i)) => format!("on, every {i:?} (kist_interval_ms)"),
+            (true, None) => "on, every 10 ms until the consensus says otherwise".to_owned(),
+        }
+    );
     let exits = Exits::new(ExitParams {
         policy: config.exit_policy.clone(),
         loopback_only: config.exit_connect_loopback_only,
