@@ -407,7 +407,6 @@ async fn braid_relay_runs_as_middle_and_exit_for_the_ctor_client() {
         ("braid_relay_extends_total", 1.0),
         ("braid_relay_channels{peer=\"relay\"}", 1.0),
         ("braid_relay_kist_enabled", 1.0),
-        ("braid_relay_kist_runs_total", 1.0),
         ("braid_relay_kist_limits_total", 1.0),
         ("braid_relay_kist_limit_bytes_total", 30e6),
         ("braid_relay_kist_cells_total", 30e6 / 514.0),

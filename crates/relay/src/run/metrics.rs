@@ -21,13 +21,13 @@
 //! | `braid_relay_oom_closed_total` | | circuits closed over the memory limit |
 //! | `braid_relay_kist_enabled` | | 1 if KIST limits the writers |
 //! | `braid_relay_kist_run_interval_seconds` | | its run interval |
-//! | `braid_relay_kist_runs_total` | | KIST runs |
+//! | `braid_relay_kist_runs_total` | | KIST runs (for channels their limit held back) |
 //! | `braid_relay_kist_limits_total` | | write limits computed |
 //! | `braid_relay_kist_fallback_limits_total` | | of those, without kernel figures |
 //! | `braid_relay_kist_limit_bytes_total` | | sum of the limits |
 //! | `braid_relay_kist_channels_limited_total` | | a channel used its limit with cells left |
 //! | `braid_relay_kist_cells_total` | | cells moved to writers under KIST |
-//! | `braid_relay_kist_pending_channels` | | channels waiting for the next run |
+//! | `braid_relay_kist_pending_channels` | | channels waiting for their limit to expire |
 //! | `braid_relay_consensus_fetches_total` | result (ok, failed) | consensus fetches |
 //! | `braid_relay_consensus_valid_after_seconds` | | `valid-after` of the consensus in force (Unix time) |
 
@@ -74,7 +74,7 @@ pub(crate) struct NodeFigures {
     pub(crate) kist_interval: Option<Duration>,
     /// KIST's counters.
     pub(crate) kist: KistStats,
-    /// Channels waiting for KIST's next run.
+    /// Channels waiting for their KIST limit to expire.
     pub(crate) kist_pending: usize,
     /// `valid-after` of the consensus whose parameters are in force.
     pub(crate) consensus_valid_after: Option<SystemTime>,
@@ -259,7 +259,11 @@ pub(crate) fn prometheus(s: &Snapshot) -> String {
     }
     let k = &n.kist;
     for (name, help, v) in [
-        ("braid_relay_kist_runs_total", "KIST runs.", k.runs),
+        (
+            "braid_relay_kist_runs_total",
+            "KIST runs, for channels their limit held back.",
+            k.runs,
+        ),
         (
             "braid_relay_kist_limits_total",
             "Channel write limits computed.",
@@ -291,7 +295,7 @@ pub(crate) fn prometheus(s: &Snapshot) -> String {
     family(
         "braid_relay_kist_pending_channels",
         gauge,
-        "Channels waiting for KIST's next run.",
+        "Channels waiting for their KIST limit to expire.",
         &one(n.kist_pending as f64),
     );
     family(

@@ -99,43 +99,44 @@ fn kist() -> Kist {
     Kist::new(true, None)
 }
 
-/// A run gives a channel its socket's limit: (4 - 0) * 1000 + 4 * 1000
-/// bytes is 14 cells of 543; the channel, with cells left, is pending
-/// for the next run, which is one interval later.
+/// A channel with cells gets its socket's limit at once, (4 - 0) * 1000
+/// plus 4 * 1000 bytes, 14 cells of 543; with cells left it is pending
+/// until the limit expires one interval later, when a run gives it a new
+/// one.
 #[test]
-fn a_run_sends_what_the_socket_limit_allows() {
+fn a_channel_sends_what_the_socket_limit_allows() {
     let t0 = Instant::now();
+    let interval = KistParams::default().run_interval;
     let mut k = kist();
     let mut out = Fake::default();
     out.chans
         .insert(A, FakeChan::new(100, Some(Ok(info(4, 0, 0)))));
+    assert_eq!(k.next_run(t0), None);
     k.ready(&mut out, A, t0);
-    assert!(out.sent.is_empty(), "no limit before the first run");
-    assert_eq!(k.next_run(t0), Some(t0), "the first run is at once");
-    k.run_if_due(&mut out, t0);
     assert_eq!(out.sent.len(), 14);
     let s = k.stats();
-    assert_eq!((s.runs, s.limits, s.fallbacks), (1, 1, 0));
+    assert_eq!((s.runs, s.limits, s.fallbacks), (0, 1, 0));
     assert_eq!((s.limit_bytes, s.limited, s.cells), (8000, 1, 14));
     assert_eq!(k.pending_count(), 1);
 
-    // Not before the interval has passed.
-    let interval = KistParams::default().run_interval;
+    // Not before the interval has passed, whatever comes.
     assert_eq!(k.next_run(t0), Some(t0 + interval));
     k.run_if_due(&mut out, t0 + interval / 2);
+    k.ready(&mut out, A, t0 + interval / 2);
     assert_eq!(out.sent.len(), 14);
     // The kernel now holds 6000 unsent bytes and 4 segments unacked:
     // 0 + 4000 - 6000 < 0, no room.
     out.chans.get_mut(&A).unwrap().kernel = Some(Ok(info(4, 4, 6000)));
     k.run_if_due(&mut out, t0 + interval);
     assert_eq!(out.sent.len(), 14);
-    assert_eq!(k.stats().limited, 2);
+    assert_eq!((k.stats().runs, k.stats().limited), (1, 2));
     // What we hold unsent counts too: 8000 - 2000 - 1000.
     let c = out.chans.get_mut(&A).unwrap();
     c.kernel = Some(Ok(info(4, 0, 2000)));
     c.buffered = 1000;
     k.run_if_due(&mut out, t0 + interval * 2);
     assert_eq!(out.sent.len(), 14 + 5000 / CELL_WIRE_BYTES);
+    assert_eq!(k.stats().runs, 2);
 }
 
 /// Without kernel figures the limit is the writer's room; EINVAL (a
@@ -150,7 +151,6 @@ fn the_fallback_is_the_writers_room() {
     c.room = 5;
     out.chans.insert(A, c);
     k.ready(&mut out, A, t0);
-    k.run_if_due(&mut out, t0);
     assert_eq!(out.sent.len(), 5);
     assert_eq!(k.stats().fallbacks, 1);
     out.chans.get_mut(&A).unwrap().room = 3;
@@ -170,57 +170,70 @@ fn the_fallback_is_the_writers_room() {
     c.room = 7;
     out.chans.insert(B, c);
     k.ready(&mut out, B, t0);
-    k.run_if_due(&mut out, t0);
     assert_eq!(out.sent.len(), 7);
     assert_eq!(k.stats().fallbacks, 1);
 }
 
 /// In a run the channel whose best circuit is quietest goes first, one
-/// cell at a time: B (priority 0) sends until it is as busy as A (10),
+/// cell at a time: B (priority 0) sends until it is as busy as A (10.5),
 /// then they alternate.
 #[test]
 fn channels_are_served_by_priority() {
     let t0 = Instant::now();
+    let interval = KistParams::default().run_interval;
     let mut k = kist();
     let mut out = Fake::default();
-    let mut a = FakeChan::new(5, Some(Ok(info(100, 0, 0))));
-    a.prio = 10.5;
+    // Both use up a limit of one cell first, so both wait for the run.
+    let small = SocketInfo {
+        cwnd: 1,
+        unacked: 0,
+        mss: 300,
+        notsent: 0,
+    };
+    let mut a = FakeChan::new(6, Some(Ok(small)));
+    a.prio = 9.5;
+    let mut b = FakeChan::new(21, Some(Ok(small)));
+    b.prio = -1.0;
     out.chans.insert(A, a);
-    out.chans
-        .insert(B, FakeChan::new(20, Some(Ok(info(100, 0, 0)))));
+    out.chans.insert(B, b);
     k.ready(&mut out, A, t0);
     k.ready(&mut out, B, t0);
-    k.run_if_due(&mut out, t0);
+    assert_eq!(out.sent, [A, B]);
+    assert_eq!(k.pending_count(), 2);
+    for c in out.chans.values_mut() {
+        c.kernel = Some(Ok(info(100, 0, 0)));
+    }
+    out.sent.clear();
+    k.run_if_due(&mut out, t0 + interval);
     assert_eq!(out.sent.len(), 25);
     assert!(out.sent[..11].iter().all(|&c| c == B), "{:?}", out.sent);
     assert_eq!(&out.sent[11..15], &[A, B, A, B]);
     assert_eq!(k.pending_count(), 0, "both ran out of cells");
-    assert_eq!(k.stats().limited, 0);
+    assert_eq!(k.stats().limited, 2);
 }
 
-/// Between runs a channel uses what is left of its limit at once; with
-/// nothing left it waits for the next run. A full writer stops it
-/// without making it pending (the writer says when it has room).
+/// Within its interval a channel uses what is left of its limit when
+/// cells come; with nothing left it waits for the interval's end; after
+/// it, a new limit at once. A full writer stops it without making it
+/// pending (the writer says when it has room).
 #[test]
-fn between_runs_the_rest_of_the_limit_is_used() {
+fn a_limit_holds_for_one_interval() {
     let t0 = Instant::now();
     let interval = KistParams::default().run_interval;
     let mut k = kist();
     let mut out = Fake::default();
-    // 20 cells of room in the socket, 3 in the writer, 2 cells to send.
-    let mut a = FakeChan::new(2, Some(Ok(info(10, 0, 0))));
-    a.kernel = Some(Ok(SocketInfo {
+    // 20 cells of room in the socket, 2 cells to send.
+    let kernel = SocketInfo {
         cwnd: 10,
         unacked: 0,
         mss: 543,
         notsent: 0,
-    }));
-    out.chans.insert(A, a);
+    };
+    out.chans.insert(A, FakeChan::new(2, Some(Ok(kernel))));
     k.ready(&mut out, A, t0);
-    k.run_if_due(&mut out, t0);
     assert_eq!(out.sent.len(), 2);
     assert_eq!(k.pending_count(), 0);
-    // More cells before the next run: sent at once from the rest.
+    // More cells within the interval, 3 cells of room in the writer.
     let t1 = t0 + interval / 4;
     out.chans.get_mut(&A).unwrap().cells = 30;
     out.chans.get_mut(&A).unwrap().room = 3;
@@ -233,13 +246,27 @@ fn between_runs_the_rest_of_the_limit_is_used() {
     k.ready(&mut out, A, t1);
     assert_eq!(out.sent.len(), 20);
     assert_eq!(k.pending_count(), 1, "limit used with cells left");
+    assert_eq!(k.next_run(t1), Some(t0 + interval));
     k.ready(&mut out, A, t1);
-    assert_eq!(out.sent.len(), 20, "nothing left until the next run");
-    // A channel that closed is forgotten.
-    out.chans.remove(&A);
-    k.run_if_due(&mut out, t0 + interval);
+    assert_eq!(out.sent.len(), 20, "nothing left until the interval ends");
+    assert_eq!(k.stats().limits, 1);
+    // Past it, cells go at once with a new limit (before the run).
+    k.ready(&mut out, A, t0 + interval);
+    assert_eq!(out.sent.len(), 32);
     assert_eq!(k.pending_count(), 0);
-    assert_eq!(k.next_run(t0 + interval), None);
+    assert_eq!((k.stats().limits, k.stats().runs), (2, 0));
+    // An idle channel's next cells too, however long after.
+    out.chans.get_mut(&A).unwrap().cells = 1;
+    k.ready(&mut out, A, t0 + interval * 10);
+    assert_eq!(out.sent.len(), 33);
+    // A channel that closed is forgotten.
+    out.chans.get_mut(&A).unwrap().cells = 100;
+    k.ready(&mut out, A, t0 + interval * 20);
+    assert_eq!(k.pending_count(), 1);
+    out.chans.remove(&A);
+    k.run_if_due(&mut out, t0 + interval * 21);
+    assert_eq!(k.pending_count(), 0);
+    assert_eq!(k.next_run(t0 + interval * 21), None);
 }
 
 /// `kist = false` turns it off; a configured interval wins over the
@@ -263,8 +290,11 @@ fn configuration_and_consensus() {
     k.set_consensus_interval(Some(25));
     assert_eq!(k.params().unwrap().run_interval, Duration::from_millis(25));
     let mut out = Fake::default();
-    out.chans.insert(A, FakeChan::new(3, None));
+    let mut c = FakeChan::new(3, None);
+    c.room = 1;
+    out.chans.insert(A, c);
     k.ready(&mut out, A, t0);
+    assert_eq!(k.pending_count(), 1);
     assert_eq!(k.set_consensus_interval(Some(0)), vec![A]);
     assert!(k.params().is_none());
     assert_eq!(k.next_run(t0), None);
