@@ -338,10 +338,22 @@ fn a_quiet_circuit_goes_before_a_busy_one() {
             _ => None,
         })
         .unwrap();
+    // The channel's priority is its best circuit's: the quiet one's while
+    // its cells wait, then the busy one's, none once all left.
+    let quiet = w.nodes[2].channel_priority(chan, t2).unwrap();
     let mut order = Vec::new();
+    let mut busy = None;
     while let Some(cell) = w.nodes[2].poll_transmit(chan, t2) {
+        if order.len() == 41 {
+            busy = w.nodes[2].channel_priority(chan, t2);
+        }
         order.push(cell.circid());
     }
+    assert!(
+        busy.unwrap() > quiet + 100.0,
+        "busy {busy:?}, quiet {quiet}"
+    );
+    assert_eq!(w.nodes[2].channel_priority(chan, t2), None);
     assert!(order.len() >= 80, "{}", order.len());
     let first = order[0];
     let run = order.iter().take_while(|&&c| c == first).count();
