@@ -32,6 +32,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use braid_client::socks::{IsolationKey, SocksServer};
+use braid_client::{ClientConfig, TorClient};
+use braid_dir::restrict::NodeRestrictions;
 use braid_testnet::braid_relay::BRAID_PROTO;
 use braid_testnet::consensus::{self, RouterEntry};
 use braid_testnet::control::ControlConn;
@@ -438,9 +441,64 @@ async fn ctor_client_exits_through_braid_exit() {
         .await;
     assert_eq!(reason, "NOROUTE");
 
+    // 4. Braid's own client through a Braid first hop and a Braid exit.
+    braid_client_through_braid_relays(&dir, &manifest).await;
+
     drop(client);
     let stopped = network.down().unwrap();
     assert_eq!(stopped, 10);
     assert_all_stopped(&dir);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Braid's client (in process, behind a SOCKS port) pinned to
+/// braidrelay0 > relay1 > braidexit0: 20 MB byte-identical, and the
+/// tunnel's path is the one asked for.
+async fn braid_client_through_braid_relays(dir: &Path, manifest: &Manifest) {
+    let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
+    cfg.cache_dir = dir.join("braid-cache-all-braid");
+    cfg.conflux_legs = None;
+    cfg.nodes = NodeRestrictions::parse(&["braidrelay0"], &["relay1"], &["braidexit0"]).unwrap();
+    let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let socks = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(std::sync::Arc::new(client.clone()), async {
+        let _ = stopped.await;
+    }));
+    let size = 20_000_000;
+    let d = tokio::time::timeout(
+        Duration::from_secs(120),
+        fetch_file(
+            manifest.fileserver.address,
+            Some((socks, Some(("allbraid", "x")))),
+            size,
+            5,
+        ),
+    )
+    .await
+    .expect("the download through Braid relays took more than 120 s")
+    .unwrap_or_else(|e| panic!("Braid client through Braid relays: {e}"));
+    let key = IsolationKey {
+        username: b"allbraid".to_vec(),
+        password: b"x".to_vec(),
+    };
+    let tunnels = client.tunnels_for(&key);
+    assert_eq!(tunnels.len(), 1);
+    let legs = tunnels[0].info().legs.clone();
+    println!(
+        "Braid client via {:?}: {} bytes in {:.2} s ({:.2} MB/s), sha256 {}",
+        legs[0],
+        d.bytes,
+        d.elapsed.as_secs_f64(),
+        d.mb_per_s(),
+        d.sha256
+    );
+    assert_eq!(legs[0], ["braidrelay0", "relay1", "braidexit0"], "{legs:?}");
+    let _ = stop.send(());
+    let _ = serving.await;
 }

@@ -5,8 +5,9 @@
 //! (EXTENDCIRCUIT guard -> braidrelay0 -> C-tor exit), downloads through
 //! it (the relay extends to the C-tor exit as an authenticated relay), then
 //! with braidrelay0 as the exit (its policy accepts 127.0.0.0/8 and it
-//! connects nowhere else); SHA-256 checked each time.
-//! SIGTERM stops it cleanly. Every process is stopped by PID at the end
+//! connects nowhere else); SHA-256 checked each time. Its metrics page
+//! then shows the traffic, circuits, extensions, KIST's runs and the
+//! consensus it fetched. SIGTERM stops it cleanly. Every process is stopped by PID at the end
 //! (about 55 s).
 
 #![allow(
@@ -179,6 +180,7 @@ async fn braid_relay_runs_as_middle_and_exit_for_the_ctor_client() {
     // The relay file: network.toml plus a [braid_relay] table; keys made
     // first so the test knows the fingerprint.
     let or_port = BASE + 500;
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], BASE + 512));
     let network_toml = std::fs::read_to_string(dir.join("network.toml")).unwrap();
     let path = dir.join("braidrelay0.toml");
     std::fs::write(
@@ -188,7 +190,7 @@ async fn braid_relay_runs_as_middle_and_exit_for_the_ctor_client() {
              or_port = {or_port}\nkeys_dir = \"braidrelay0/keys\"\nbandwidth_rate = 10000000\n\
              proto = \"Link=4-5 LinkAuth=3 Relay=2-4\"\ncontact = \"braid relay_run test\"\n\
              exit = true\nexit_policy = [\"accept 127.0.0.0/8:*\", \"accept *:*\"]\n\
-             exit_connect_loopback_only = true\n"
+             exit_connect_loopback_only = true\nmetrics = \"{metrics}\"\n"
         ),
     )
     .unwrap();
@@ -380,6 +382,45 @@ async fn braid_relay_runs_as_middle_and_exit_for_the_ctor_client() {
         d.mb_per_s(),
         d.time_to_first_byte.as_millis(),
         d.sha256
+    );
+
+    // The metrics page: 20 MB read from channels (the exit's 20 MB came
+    // from the file server's socket), 40 MB written, the circuits, the
+    // extension to the C-tor exit, KIST at work, the consensus fetched.
+    let (status, page) = fetch(metrics, "/metrics").await;
+    assert_eq!(status, 200, "{page}");
+    let value = |name: &str| -> f64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{page}"))
+    };
+    let figures: Vec<String> = page
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    println!("braidrelay0's metrics:\n{}", figures.join("\n"));
+    for (name, least) in [
+        ("braid_relay_read_bytes_total", 20e6),
+        ("braid_relay_written_bytes_total", 40e6),
+        ("braid_relay_circuits_created_total", 2.0),
+        ("braid_relay_extends_total", 1.0),
+        ("braid_relay_channels{peer=\"relay\"}", 1.0),
+        ("braid_relay_kist_enabled", 1.0),
+        ("braid_relay_kist_limits_total", 1.0),
+        ("braid_relay_kist_limit_bytes_total", 30e6),
+        ("braid_relay_kist_cells_total", 30e6 / 514.0),
+        ("braid_relay_consensus_fetches_total{result=\"ok\"}", 1.0),
+    ] {
+        assert!(value(name) >= least, "{name} below {least}");
+    }
+    // On Linux every limit comes from TCP_INFO.
+    assert_eq!(value("braid_relay_kist_fallback_limits_total"), 0.0);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("consensus parameters (valid-after"),
+        "no consensus parameters applied:\n{}",
+        log_tail(&log_path)
     );
 
     // SIGTERM: a clean exit.

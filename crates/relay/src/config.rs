@@ -23,6 +23,9 @@
 //! max_dns_lookups = 32           # concurrent name lookups of the exit
 //! max_handshakes = 128           # concurrent inbound TLS + link handshakes
 //! max_mem_in_queues = 1073741824 # bytes of circuit queues and exit buffers (C-tor's MaxMemInQueues)
+//! kist = true                    # KIST write limits in the channel writers (default true)
+//! kist_interval_ms = 10          # KIST run interval, 1 to 100 (default: the consensus', else 10)
+//! metrics = "127.0.0.1:9035"     # Prometheus text on GET /metrics (loopback only; default: none)
 //!
 //! [[authority]]
 //! nickname = "auth0"
@@ -33,7 +36,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use braid_dir::Authority;
 use braid_dir::descriptor::{Bandwidth, DescriptorInfo, ExitPolicy, braid_platform};
@@ -69,6 +72,9 @@ struct RelaySection {
     max_dns_lookups: Option<usize>,
     max_handshakes: Option<usize>,
     max_mem_in_queues: Option<usize>,
+    kist: Option<bool>,
+    kist_interval_ms: Option<u64>,
+    metrics: Option<SocketAddr>,
 }
 
 /// Default bound on the bytes of all circuits' queues and exit buffers:
@@ -130,6 +136,13 @@ pub struct RelayConfig {
     pub max_handshakes: usize,
     /// Bound on the bytes of all circuits' queues and exit buffers.
     pub max_mem_in_queues: usize,
+    /// Whether the channel writers use KIST's write limits.
+    pub kist: bool,
+    /// KIST's run interval, over the consensus' `KISTSchedRunInterval`.
+    pub kist_interval: Option<Duration>,
+    /// Where Prometheus text is served (`GET /metrics`), a loopback
+    /// address.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl RelayConfig {
@@ -219,6 +232,25 @@ impl RelayConfig {
             DEFAULT_MAX_MEM_IN_QUEUES,
             "max_mem_in_queues",
         )?;
+        let kist_interval = match relay.kist_interval_ms {
+            // C-tor's KISTSchedRunInterval range, 0 (off) aside: use
+            // `kist = false` for that.
+            Some(ms @ 1..=100) => Some(Duration::from_millis(ms)),
+            Some(ms) => {
+                return Err(invalid(format!(
+                    "[braid_relay] kist_interval_ms = {ms}: must be 1 to 100 (kist = false turns KIST off)"
+                )));
+            }
+            None => None,
+        };
+        if let Some(m) = relay.metrics
+            && !m.ip().is_loopback()
+        {
+            // The figures show traffic: never beyond this host.
+            return Err(invalid(format!(
+                "[braid_relay] metrics = {m}: not a loopback address"
+            )));
+        }
         let listen = relay
             .listen
             .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(relay.address), relay.or_port));
@@ -240,6 +272,9 @@ impl RelayConfig {
             max_dns_lookups,
             max_handshakes,
             max_mem_in_queues,
+            kist: relay.kist.unwrap_or(true),
+            kist_interval,
+            metrics: relay.metrics,
         };
         // Every field the descriptor takes is checked now, not at the
         // first upload.
@@ -359,6 +394,15 @@ proto = "Link=4-5"
         assert_eq!(c.max_mem_in_queues, DEFAULT_MAX_MEM_IN_QUEUES);
         assert_eq!(c.max_handshakes, DEFAULT_MAX_HANDSHAKES);
         assert_eq!(c.listen, "127.0.0.1:9001".parse().unwrap());
+        assert!(c.kist);
+        assert_eq!((c.kist_interval, c.metrics), (None, None));
+
+        let text =
+            format!("{MINIMAL}kist = false\nkist_interval_ms = 25\nmetrics = \"127.0.0.1:9035\"\n");
+        let c = parse(&text).unwrap();
+        assert!(!c.kist);
+        assert_eq!(c.kist_interval, Some(Duration::from_millis(25)));
+        assert_eq!(c.metrics, Some("127.0.0.1:9035".parse().unwrap()));
 
         let text = format!(
             "{MINIMAL}listen = \"0.0.0.0:9101\"\nexit = true\nexit_policy = [\"accept 127.0.0.0/8:*\"]\n\
@@ -381,6 +425,10 @@ proto = "Link=4-5"
             ("max_handshakes = 0\n", "max_handshakes"),
             ("max_mem_in_queues = 0\n", "max_mem_in_queues"),
             ("listen = \"nowhere\"\n", "listen"),
+            ("kist_interval_ms = 0\n", "kist_interval_ms"),
+            ("kist_interval_ms = 101\n", "kist_interval_ms"),
+            ("metrics = \"0.0.0.0:9035\"\n", "loopback"),
+            ("kist = 1\n", "kist"),
         ] {
             let e = parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
             assert!(e.contains(needle), "{needle}: {e}");

@@ -152,6 +152,29 @@ pub enum RunError {
     Internal(String),
 }
 
+/// The consensus could not be fetched or verified (logged; the relay
+/// keeps the parameters in force and retries).
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// No HTTP answer from the authority.
+    #[error(transparent)]
+    Http(#[from] PublishError),
+    /// The authority answered, but not with the document.
+    #[error("GET {path}: {status} {reason}")]
+    Status {
+        /// What was asked for.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
+    /// The document does not parse or verify.
+    #[error(transparent)]
+    Document(#[from] braid_dir::DocError),
+}
+
 /// Why one channel's TLS or link handshake failed (logged; the connection
 /// is dropped, nothing else is affected).
 #[derive(Debug, Error)]

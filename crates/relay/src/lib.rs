@@ -19,6 +19,6 @@ pub mod publish;
 pub mod run;
 
 pub use config::RelayConfig;
-pub use error::{ConfigError, KeyError, LinkError, PublishError, RunError};
+pub use error::{ConfigError, FetchError, KeyError, LinkError, PublishError, RunError};
 pub use keys::{KeysOpened, RelayKeys};
 pub use publish::{PublishEvent, Publisher};

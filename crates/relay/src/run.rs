@@ -5,10 +5,14 @@
 //! - [`driver`]: [`run`], starting every task (see its diagram).
 //! - `accept`: the ORPort, TLS and the responder's link handshake.
 //! - `connect`: channels we open to extend circuits.
+//! - `consensus`: the consensus parameters, fetched at start and hourly.
 //! - `chan_io`: a channel's reader and writer tasks.
+//! - `kist`: KIST, the write limits of the channels' sockets.
+//! - `sockinfo`: `TCP_INFO` and `SIOCOUTQNSD` of a socket.
 //! - `node_task`: the task that owns the node.
 //! - `exit`: exit streams' destinations (policy, lookups, sockets).
 //! - `link`: link keys and TLS configurations, rebuilt before expiry.
+//! - `metrics`: Prometheus text on `GET /metrics`.
 //! - `tls`: rustls configurations for both sides.
 //! - `bandwidth`: the observed bandwidth the descriptor reports.
 //! - `msg`: what the tasks tell the node task.
@@ -17,11 +21,15 @@ mod accept;
 mod bandwidth;
 mod chan_io;
 mod connect;
+mod consensus;
 pub mod driver;
 mod exit;
+mod kist;
 mod link;
+mod metrics;
 mod msg;
 mod node_task;
+mod sockinfo;
 mod tls;
 
 pub use driver::{HANDSHAKE_TIMEOUT, IDLE_CHANNEL_TIMEOUT, MAX_CONNECTS, run};

@@ -237,6 +237,12 @@ impl RelayNode {
         self.keys = keys;
     }
 
+    /// The consensus' congestion control parameters, for circuits created
+    /// from now on (those open keep theirs).
+    pub fn set_cc_params(&mut self, cc: CcParams) {
+        self.cc = cc;
+    }
+
     /// The half-life of circuit priority (the consensus'
     /// `CircuitPriorityHalflifeMsec`, see [`super::ewma`]).
     pub fn set_ewma_halflife(&mut self, halflife: Duration) {
@@ -658,30 +664,9 @@ impl RelayNode {
         if let Some(cell) = c.out.pop_front() {
             return Some(cell);
         }
-        // tor-spec leaves the order to us: the circuit with the fewest
-        // recent cells goes first (C-tor's EWMA circuit mux), ties in
-        // round-robin order.
         let circuits = &mut self.circuits;
         let halflife = self.halflife;
-        let mut best: Option<(f64, CircKey, CircId, usize)> = None;
-        c.mux.for_each_in_turn(|id, key| {
-            let Some(nc) = circuits.get(key) else {
-                return;
-            };
-            let (to_prev, to_next) = nc.circ.queued();
-            let dir = if to_prev > 0 && nc.prev == Some((chan, id)) {
-                DIR_PREV
-            } else if to_next > 0 && nc.next == Some((chan, id)) {
-                DIR_NEXT
-            } else {
-                return;
-            };
-            let v = nc.ewma.get(dir).map_or(0.0, |e| e.value(now, halflife));
-            if best.is_none_or(|(b, ..)| v < b) {
-                best = Some((v, *key, id, dir));
-            }
-        });
-        let (_, key, id, dir) = best?;
+        let (_, key, id, dir) = best_circuit(circuits, &mut c.mux, chan, now, halflife)?;
         let nc = circuits.get_mut(&key)?;
         let msg = if dir == DIR_PREV {
             nc.circ.poll_to_prev()
@@ -705,6 +690,20 @@ impl RelayNode {
         cell
     }
 
+    /// The priority of channel `chan` for a scheduler that serves
+    /// channels in turn, lowest first (C-tor `scheduler_compare_channels`,
+    /// which compares the channels' circuit muxes): the decayed cell count
+    /// of its best circuit with cells toward it, 0 when the node's own cells
+    /// (CREATE2s) wait. `None` when no circuit has cells for it (its
+    /// multiplexer may still hold a DESTROY: [`Self::poll_transmit`] says).
+    pub fn channel_priority(&mut self, chan: ChanKey, now: Instant) -> Option<f64> {
+        let c = self.channels.get_mut(&chan)?;
+        if !c.out.is_empty() {
+            return Some(0.0);
+        }
+        best_circuit(&self.circuits, &mut c.mux, chan, now, self.halflife).map(|b| b.0)
+    }
+
     /// Tell circuit owners whether `chan` is blocked (its writer cannot
     /// take cells now): a congestion signal for the circuits we send as
     /// an edge on (proposal 324 §3.3).
@@ -715,4 +714,36 @@ impl RelayNode {
             }
         }
     }
+}
+
+/// The circuit whose cell channel `chan` (multiplexer `mux`) sends next,
+/// with its decayed cell count and direction. tor-spec leaves the order to
+/// us: the circuit with the fewest recent cells goes first (C-tor's EWMA
+/// circuit mux), ties in round-robin order.
+fn best_circuit(
+    circuits: &BTreeMap<CircKey, NodeCirc>,
+    mux: &mut ChannelMux<CircKey>,
+    chan: ChanKey,
+    now: Instant,
+    halflife: Duration,
+) -> Option<(f64, CircKey, CircId, usize)> {
+    let mut best: Option<(f64, CircKey, CircId, usize)> = None;
+    mux.for_each_in_turn(|id, key| {
+        let Some(nc) = circuits.get(key) else {
+            return;
+        };
+        let (to_prev, to_next) = nc.circ.queued();
+        let dir = if to_prev > 0 && nc.prev == Some((chan, id)) {
+            DIR_PREV
+        } else if to_next > 0 && nc.next == Some((chan, id)) {
+            DIR_NEXT
+        } else {
+            return;
+        };
+        let v = nc.ewma.get(dir).map_or(0.0, |e| e.value(now, halflife));
+        if best.is_none_or(|(b, ..)| v < b) {
+            best = Some((v, *key, id, dir));
+        }
+    });
+    best
 }

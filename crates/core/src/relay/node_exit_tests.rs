@@ -21,6 +21,35 @@ fn take_exit_events(w: &mut World, i: usize) -> Vec<(CircKey, crate::exit::ExitE
     mine.into_iter().map(|(_, c, e)| (c, e)).collect()
 }
 
+/// Open stream `sid` on each client circuit in `clients` (all through node
+/// 2, an exit) and answer its Connect: the exit's circuit keys, in order.
+fn connected_streams(
+    w: &mut World,
+    clients: &[usize],
+    sid: Option<StreamId>,
+    now: Instant,
+) -> Vec<CircKey> {
+    use crate::exit::ExitEvent;
+    let mut circs = Vec::new();
+    for &n in clients {
+        w.clients[n]
+            .send_relay(HopNum(2), sid, begin(), now)
+            .unwrap();
+        w.pump(now);
+        let evs = take_exit_events(w, 2);
+        let [(circ, ExitEvent::Connect { .. })] = evs.as_slice() else {
+            panic!("{evs:?}")
+        };
+        let addr = std::net::IpAddr::from([192, 0, 2, 7]);
+        w.nodes[2]
+            .exit(*circ, now, |m| m.connected(sid.unwrap(), addr, 300, now))
+            .unwrap()
+            .unwrap();
+        circs.push(*circ);
+    }
+    circs
+}
+
 fn data(bytes: &[u8]) -> AnyRelayMsg {
     tor_cell::relaycell::msg::Data::new(bytes).unwrap().into()
 }
@@ -274,7 +303,7 @@ fn an_exit_node_sends_a_megabyte_under_flow_control() {
 /// alternate them.
 #[test]
 fn a_quiet_circuit_goes_before_a_busy_one() {
-    use crate::exit::{ExitConfig, ExitEvent};
+    use crate::exit::ExitConfig;
     let now = Instant::now();
     let mut w = World::new(3);
     w.nodes[2].set_exit(Some(ExitConfig::default()));
@@ -282,23 +311,7 @@ fn a_quiet_circuit_goes_before_a_busy_one() {
     let b = w.circuit(&[0, 1, 2], now);
     w.pump(now);
     let sid = StreamId::new(4);
-    let mut circs = Vec::new();
-    for n in [a, b] {
-        w.clients[n]
-            .send_relay(HopNum(2), sid, begin(), now)
-            .unwrap();
-        w.pump(now);
-        let evs = take_exit_events(&mut w, 2);
-        let [(circ, ExitEvent::Connect { .. })] = evs.as_slice() else {
-            panic!("{evs:?}")
-        };
-        let addr = std::net::IpAddr::from([192, 0, 2, 7]);
-        w.nodes[2]
-            .exit(*circ, now, |m| m.connected(sid.unwrap(), addr, 300, now))
-            .unwrap()
-            .unwrap();
-        circs.push(*circ);
-    }
+    let circs = connected_streams(&mut w, &[a, b], sid, now);
     w.pump(now);
     // `a` downloads 64 KiB.
     let bulk = vec![1_u8; 64 * 1024];
@@ -325,10 +338,22 @@ fn a_quiet_circuit_goes_before_a_busy_one() {
             _ => None,
         })
         .unwrap();
+    // The channel's priority is its best circuit's: the quiet one's while
+    // its cells wait, then the busy one's, none once all left.
+    let quiet = w.nodes[2].channel_priority(chan, t2).unwrap();
     let mut order = Vec::new();
+    let mut busy = None;
     while let Some(cell) = w.nodes[2].poll_transmit(chan, t2) {
+        if order.len() == 41 {
+            busy = w.nodes[2].channel_priority(chan, t2);
+        }
         order.push(cell.circid());
     }
+    assert!(
+        busy.unwrap() > quiet + 100.0,
+        "busy {busy:?}, quiet {quiet}"
+    );
+    assert_eq!(w.nodes[2].channel_priority(chan, t2), None);
     assert!(order.len() >= 80, "{}", order.len());
     let first = order[0];
     let run = order.iter().take_while(|&&c| c == first).count();
@@ -353,23 +378,7 @@ fn over_the_memory_limit_the_oldest_data_goes_first() {
     let b = w.circuit(&[0, 1, 2], now);
     w.pump(now);
     let sid = StreamId::new(4);
-    let mut circs = Vec::new();
-    for n in [a, b] {
-        w.clients[n]
-            .send_relay(HopNum(2), sid, begin(), now)
-            .unwrap();
-        w.pump(now);
-        let evs = take_exit_events(&mut w, 2);
-        let [(circ, ExitEvent::Connect { .. })] = evs.as_slice() else {
-            panic!("{evs:?}")
-        };
-        let addr = std::net::IpAddr::from([192, 0, 2, 7]);
-        w.nodes[2]
-            .exit(*circ, now, |m| m.connected(sid.unwrap(), addr, 300, now))
-            .unwrap()
-            .unwrap();
-        circs.push(*circ);
-    }
+    let circs = connected_streams(&mut w, &[a, b], sid, now);
     w.pump(now);
     assert_eq!(w.nodes[2].queued_bytes(), 0);
     let limit = 100_000;

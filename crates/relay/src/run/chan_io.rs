@@ -5,8 +5,9 @@
 //! The node pulls only while the queue has room, so what waits beyond it
 //! waits in the core's per-circuit queues.
 
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use braid_core::channel::CellCodec;
@@ -44,6 +45,12 @@ pub(crate) struct ChanIo {
     /// Set by the node when it found the queue full; the writer clears it
     /// and sends [`ToNode::WriterReady`] once it took cells.
     pub(crate) full: Arc<AtomicBool>,
+    /// Cells put in the queue and not yet written to the socket (KIST
+    /// counts them as buffered): the node adds, the writer subtracts.
+    pub(crate) unwritten: Arc<AtomicUsize>,
+    /// A handle of the TCP socket under TLS, for KIST's `TCP_INFO` (`None`
+    /// if it could not be duplicated). Closed with the channel.
+    pub(crate) sock: Option<OwnedFd>,
     /// The reader, aborted when the node closes the channel.
     reader: AbortHandle,
 }
@@ -56,14 +63,30 @@ impl ChanIo {
         to_node: &mpsc::Sender<ToNode>,
         traffic: &Arc<Traffic>,
     ) -> Self {
+        let sock = match link
+            .stream
+            .get_ref()
+            .0
+            .get_ref()
+            .as_fd()
+            .try_clone_to_owned()
+        {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                tracing::debug!("{chan}: no socket handle for KIST: {e}");
+                None
+            }
+        };
         let (r, w) = tokio::io::split(link.stream);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_CELLS);
         let full = Arc::new(AtomicBool::new(false));
+        let unwritten = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             chan,
             codec: link.codec.clone(),
             rx,
             full: Arc::clone(&full),
+            unwritten: Arc::clone(&unwritten),
             to_node: to_node.clone(),
             traffic: Arc::clone(traffic),
         };
@@ -76,7 +99,13 @@ impl ChanIo {
             Arc::clone(traffic),
         ))
         .abort_handle();
-        Self { tx, full, reader }
+        Self {
+            tx,
+            full,
+            unwritten,
+            sock,
+            reader,
+        }
     }
 
     /// Stop reading; the writer sends what is queued and closes the
@@ -131,6 +160,7 @@ struct Writer {
     codec: CellCodec,
     rx: mpsc::Receiver<AnyChanCell>,
     full: Arc<AtomicBool>,
+    unwritten: Arc<AtomicUsize>,
     to_node: mpsc::Sender<ToNode>,
     traffic: Arc<Traffic>,
 }
@@ -140,6 +170,8 @@ impl Writer {
     /// queue (then close the connection) or a write fails.
     async fn run(mut self, mut w: WriteHalf<OrStream>, unsent: Vec<u8>) {
         let mut buf = unsent;
+        // Cells encoded into `buf`.
+        let mut cells = 0;
         loop {
             if !buf.is_empty() {
                 let written = w.write_all(&buf).await.and(w.flush().await);
@@ -157,15 +189,21 @@ impl Writer {
                 self.traffic
                     .written
                     .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                self.unwritten.fetch_sub(cells, Ordering::Relaxed);
                 buf.clear();
+                cells = 0;
             }
             let Some(cell) = self.rx.recv().await else {
                 break;
             };
             self.encode(cell, &mut buf);
+            cells += 1;
             while buf.len() < WRITE_BATCH_BYTES {
                 match self.rx.try_recv() {
-                    Ok(cell) => self.encode(cell, &mut buf),
+                    Ok(cell) => {
+                        self.encode(cell, &mut buf);
+                        cells += 1;
+                    }
                     Err(_) => break,
                 }
             }

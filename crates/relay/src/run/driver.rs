@@ -11,6 +11,8 @@
 //!   channel writers ◄──── bounded per-channel queues ─────────┘ the queue has room
 //!   publisher: descriptor at start, every 18 h, when the observed bandwidth moves
 //!   link keys: rebuilt before the link certificates expire
+//!   consensus: fetched at start and hourly, its parameters to the node task
+//!   metrics (optional): GET /metrics asks the node task for its figures
 //! ```
 
 use std::future::Future;
@@ -30,8 +32,10 @@ use tokio::task::JoinSet;
 use super::accept::{AcceptParams, accept_loop};
 use super::bandwidth::{BandwidthHistory, PERIOD_SECS, changed_enough};
 use super::chan_io::Traffic;
+use super::consensus::{FetchStats, fetch_loop};
 use super::exit::{ExitParams, Exits};
 use super::link::{Link, rotate};
+use super::metrics::{Sources, serve as serve_metrics};
 use super::node_task::{NodeParams, NodeTask};
 use crate::config::RelayConfig;
 use crate::error::RunError;
@@ -82,6 +86,14 @@ pub async fn run(
             addr: config.listen,
             source,
         })?;
+    let metrics = match config.metrics {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
     tracing::info!(
         "relay {} ({}, ed25519 {}) listening on {}, advertised {}:{}",
         config.nickname,
@@ -118,6 +130,15 @@ pub async fn run(
             }
         );
     }
+    tracing::info!(
+        "KIST {}",
+        match (config.kist, config.kist_interval) {
+            (false, _) =>
+                "off (kist = false): writers take cells while their queue has room".to_owned(),
+            (true, Some(i)) => format!("on, every {i:?} (kist_interval_ms)"),
+            (true, None) => "on, every 10 ms until the consensus says otherwise".to_owned(),
+        }
+    );
     let exits = Exits::new(ExitParams {
         policy: config.exit_policy.clone(),
         loopback_only: config.exit_connect_loopback_only,
@@ -131,6 +152,8 @@ pub async fn run(
             my_addrs: my_addrs.clone(),
             idle_timeout: IDLE_CHANNEL_TIMEOUT,
             max_connects: MAX_CONNECTS,
+            kist: config.kist,
+            kist_interval: config.kist_interval,
         },
         inbox,
         to_node.clone(),
@@ -140,6 +163,31 @@ pub async fn run(
     );
 
     let mut tasks = JoinSet::new();
+    let fetches = Arc::new(FetchStats::default());
+    if let Some(listener) = metrics {
+        tracing::info!(
+            "metrics on http://{}/metrics",
+            listener
+                .local_addr()
+                .map_or_else(|e| e.to_string(), |a| a.to_string())
+        );
+        let sources = Sources {
+            to_node: to_node.clone(),
+            traffic: Arc::clone(&traffic),
+            fetches: Arc::clone(&fetches),
+            started,
+            memory_limit: config.max_mem_in_queues,
+        };
+        tasks.spawn(async move {
+            serve_metrics(listener, sources).await;
+            Ok(())
+        });
+    }
+    let (authorities, to) = (config.authorities.clone(), to_node.clone());
+    tasks.spawn(async move {
+        fetch_loop(authorities, to, fetches).await;
+        Ok(())
+    });
     tasks.spawn(async move {
         node_task.run().await;
         Err(RunError::Internal("the node task ended".into()))

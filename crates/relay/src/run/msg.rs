@@ -10,8 +10,12 @@ use braid_core::relay::{ConnectId, Peer};
 use braid_core::stream::ResolvedAnswer;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tor_cell::chancell::AnyChanCell;
 use tor_cell::relaycell::msg::EndReason;
+
+use super::consensus::NetParams;
+use super::metrics::NodeFigures;
 
 /// An ORPort connection: TLS over TCP, reads buffered below TLS (rustls
 /// reads a few KiB at a time; one 64 KiB read serves many).
@@ -68,6 +72,10 @@ pub(crate) enum ToNode {
         /// The channel.
         chan: ChanKey,
     },
+    /// The parameters of a new consensus, for new circuits.
+    Params(Box<NetParams>),
+    /// The node task's figures, for the metrics.
+    Figures(oneshot::Sender<NodeFigures>),
     /// What an exit stream's tasks report.
     Exit {
         /// The stream's circuit.

@@ -1,17 +1,23 @@
 //! The node task: the one owner of braid-core's [`RelayNode`]. It takes
 //! open channels and cells from the other tasks, lets the node route them,
 //! pulls each channel's outgoing cells into the channel's writer queue
-//! while it has room (telling the node when a channel is blocked), opens
-//! the channels the node asks for, and closes channels that stayed idle.
+//! (telling the node when a channel is blocked), opens the channels the
+//! node asks for, and closes channels that stayed idle.
+//!
+//! With KIST on (the default, see [`super::kist`]) a channel's cells are
+//! pulled within the write limit its socket allows per run; with KIST off,
+//! while its writer queue has room.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::os::fd::AsFd as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use braid_core::channel::ExpectedIdentity;
 use braid_core::ids::ChanKey;
+use braid_core::relay::kist::CELL_WIRE_BYTES;
 use braid_core::relay::{NodeEvent, Peer, RelayNode};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -19,9 +25,13 @@ use tor_cell::chancell::{AnyChanCell, ChanCmd, ChanMsg as _};
 
 use super::chan_io::{ChanIo, Traffic};
 use super::connect::connect;
+use super::consensus::NetParams;
 use super::exit::Exits;
+use super::kist::{Kist, Outlet, Sent, SocketState};
 use super::link::Link;
+use super::metrics::NodeFigures;
 use super::msg::{OpenedLink, ToNode};
+use super::sockinfo::socket_info;
 
 /// Messages the node task handles before it pulls cells out again.
 const BATCH: usize = 64;
@@ -38,6 +48,10 @@ pub(crate) struct NodeParams {
     pub(crate) idle_timeout: Duration,
     /// Most channels being opened at once.
     pub(crate) max_connects: usize,
+    /// `[braid_relay] kist`.
+    pub(crate) kist: bool,
+    /// `[braid_relay] kist_interval_ms`, over the consensus'.
+    pub(crate) kist_interval: Option<Duration>,
 }
 
 /// One open channel, as the node task sees it.
@@ -69,6 +83,10 @@ pub(crate) struct NodeTask {
     to_pull: BTreeSet<ChanKey>,
     /// Exit streams' destinations.
     exits: Exits,
+    /// The KIST scheduler.
+    kist: Kist,
+    /// `valid-after` of the consensus whose parameters are in force.
+    consensus_valid_after: Option<SystemTime>,
 }
 
 impl NodeTask {
@@ -83,6 +101,8 @@ impl NodeTask {
         exits: Exits,
     ) -> Self {
         Self {
+            kist: Kist::new(params.kist, params.kist_interval),
+            consensus_valid_after: None,
             node,
             connects: Arc::new(Semaphore::new(params.max_connects)),
             params,
@@ -148,6 +168,10 @@ impl NodeTask {
                 self.exits
                     .message(&mut self.node, circ, id, what, &self.to_node, now);
             }
+            ToNode::Params(p) => self.apply(*p),
+            ToNode::Figures(tx) => {
+                let _ = tx.send(self.figures());
+            }
             ToNode::WriterReady { chan } => {
                 if let Some(c) = self.chans.get_mut(&chan)
                     && c.blocked
@@ -157,6 +181,63 @@ impl NodeTask {
                     self.to_pull.insert(chan);
                 }
             }
+        }
+    }
+
+    /// Apply a consensus' parameters: congestion control and XON/XOFF of
+    /// new circuits, circuit priority's half-life, KIST's run interval.
+    fn apply(&mut self, p: NetParams) {
+        self.node.set_cc_params(p.cc.clone());
+        self.node.set_flow_params(p.flow.clone());
+        self.node.set_ewma_halflife(p.halflife);
+        let released = self.kist.set_consensus_interval(p.kist_interval);
+        self.to_pull.extend(released);
+        let age = SystemTime::now()
+            .duration_since(p.valid_after)
+            .unwrap_or_default()
+            .as_secs();
+        tracing::info!(
+            "consensus parameters (valid-after {age} s ago): {}; applied: cc_alg {:?}, \
+             cc_sendme_inc {}, cc_cwnd_init {}, cc_xoff_exit {} B, circuit priority half-life {:?}, \
+             KIST {}",
+            p.summary,
+            p.cc.alg,
+            p.cc.sendme_inc,
+            p.cc.cwnd_init,
+            p.flow.xoff_exit_bytes,
+            p.halflife,
+            match self.kist.params() {
+                Some(k) => format!("every {:?}", k.run_interval),
+                None => "off".to_owned(),
+            }
+        );
+        self.consensus_valid_after = Some(p.valid_after);
+    }
+
+    /// Figures for the metrics.
+    fn figures(&self) -> NodeFigures {
+        let relays = self
+            .chans
+            .values()
+            .filter(|c| matches!(c.peer, Peer::Relay { .. }))
+            .count();
+        NodeFigures {
+            client_channels: self.chans.len() - relays,
+            relay_channels: relays,
+            blocked_channels: self.chans.values().filter(|c| c.blocked).count(),
+            circuits: self.node.circuit_count(),
+            exit_streams: self.node.exit_stream_count(),
+            queued_bytes: self.node.queued_bytes(),
+            writer_cells: self
+                .chans
+                .values()
+                .map(|c| c.io.unwritten.load(Ordering::Relaxed))
+                .sum(),
+            stats: self.node.stats(),
+            kist_interval: self.kist.params().map(|k| k.run_interval),
+            kist: self.kist.stats(),
+            kist_pending: self.kist.pending_count(),
+            consensus_valid_after: self.consensus_valid_after,
         }
     }
 
@@ -196,6 +277,7 @@ impl NodeTask {
         };
         tracing::info!("{chan} with {} closed: {why}", describe(&c.peer));
         c.io.close();
+        self.kist.forget(chan);
         self.node.channel_closed(chan, now);
     }
 
@@ -240,42 +322,23 @@ impl NodeTask {
     }
 
     /// Pull the cells of every channel that may have some into its writer
-    /// queue while it has room.
+    /// queue: within its KIST limit, or while the queue has room.
     fn pull(&mut self, now: Instant) {
         while let Some(chan) = self.node.poll_ready() {
             self.to_pull.insert(chan);
         }
-        for chan in std::mem::take(&mut self.to_pull) {
-            let Some(c) = self.chans.get_mut(&chan) else {
-                continue;
-            };
-            if c.blocked {
-                continue;
+        let mut out = Writers {
+            node: &mut self.node,
+            chans: &mut self.chans,
+        };
+        if self.kist.params().is_some() {
+            for chan in std::mem::take(&mut self.to_pull) {
+                self.kist.ready(&mut out, chan, now);
             }
-            loop {
-                let permit = match c.io.tx.try_reserve() {
-                    Ok(p) => p,
-                    Err(TrySendError::Full(())) => {
-                        // Tell the writer first, then look again: if it
-                        // took cells meanwhile, go on.
-                        c.io.full.store(true, Ordering::SeqCst);
-                        if c.io.tx.capacity() > 0 {
-                            continue;
-                        }
-                        c.blocked = true;
-                        self.node.set_channel_blocked(chan, true);
-                        break;
-                    }
-                    // The writer stopped; its Closed message is on the way.
-                    Err(TrySendError::Closed(())) => break,
-                };
-                let Some(cell) = self.node.poll_transmit(chan, now) else {
-                    break;
-                };
-                if is_create(&cell) {
-                    c.idle_since = None;
-                }
-                permit.send(cell);
+            self.kist.run_if_due(&mut out, now);
+        } else {
+            for chan in std::mem::take(&mut self.to_pull) {
+                while out.send_one(chan, now) == Sent::Cell {}
             }
         }
     }
@@ -290,7 +353,8 @@ impl NodeTask {
             .map(|t| t + self.params.idle_timeout);
         let blocked = (self.chans.values().any(|c| c.blocked) || self.exits.any_blocked())
             .then(|| Instant::now() + BLOCKED_RECHECK);
-        [idle, blocked, self.node.poll_timeout()]
+        let kist = self.kist.next_run(Instant::now());
+        [idle, blocked, kist, self.node.poll_timeout()]
             .into_iter()
             .flatten()
             .min()
@@ -321,6 +385,73 @@ impl NodeTask {
                 self.to_pull.insert(chan);
             }
         }
+    }
+}
+
+/// The node and the channels' writers, as KIST schedules them.
+struct Writers<'a> {
+    node: &'a mut RelayNode,
+    chans: &'a mut BTreeMap<ChanKey, Chan>,
+}
+
+impl Outlet for Writers<'_> {
+    fn priority(&mut self, chan: ChanKey, now: Instant) -> Option<f64> {
+        self.node.channel_priority(chan, now)
+    }
+
+    fn send_one(&mut self, chan: ChanKey, now: Instant) -> Sent {
+        let Some(c) = self.chans.get_mut(&chan) else {
+            return Sent::Gone;
+        };
+        if c.blocked {
+            return Sent::Full;
+        }
+        let permit = loop {
+            match c.io.tx.try_reserve() {
+                Ok(p) => break p,
+                Err(TrySendError::Full(())) => {
+                    // Tell the writer first, then look again: if it took
+                    // cells meanwhile, go on.
+                    c.io.full.store(true, Ordering::SeqCst);
+                    if c.io.tx.capacity() > 0 {
+                        continue;
+                    }
+                    c.blocked = true;
+                    self.node.set_channel_blocked(chan, true);
+                    return Sent::Full;
+                }
+                // The writer stopped; its Closed message is on the way.
+                Err(TrySendError::Closed(())) => return Sent::Gone,
+            }
+        };
+        let Some(cell) = self.node.poll_transmit(chan, now) else {
+            return Sent::Empty;
+        };
+        if is_create(&cell) {
+            c.idle_since = None;
+        }
+        // Counted before the writer can see it (it subtracts once written).
+        c.io.unwritten.fetch_add(1, Ordering::Relaxed);
+        permit.send(cell);
+        Sent::Cell
+    }
+
+    fn socket(&mut self, chan: ChanKey, ask_kernel: bool) -> Option<SocketState> {
+        let c = self.chans.get(&chan)?;
+        let info = if ask_kernel {
+            c.io.sock.as_ref().map(|fd| socket_info(fd.as_fd()))
+        } else {
+            None
+        };
+        Some(SocketState {
+            info,
+            buffered: c
+                .io
+                .unwritten
+                .load(Ordering::Relaxed)
+                .saturating_mul(CELL_WIRE_BYTES),
+            room: c.io.tx.capacity(),
+        })
     }
 }
 
