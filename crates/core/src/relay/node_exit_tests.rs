@@ -50,6 +50,23 @@ fn connected_streams(
     circs
 }
 
+/// Three nodes, the last an exit; two client circuits through all three,
+/// each with stream `sid` connected: the world, the client circuits and
+/// the exit's circuit keys.
+fn two_connected_downloads(
+    sid: Option<StreamId>,
+    now: Instant,
+) -> (World, [usize; 2], Vec<CircKey>) {
+    let mut w = World::new(3);
+    w.nodes[2].set_exit(Some(crate::exit::ExitConfig::default()));
+    let a = w.circuit(&[0, 1, 2], now);
+    let b = w.circuit(&[0, 1, 2], now);
+    w.pump(now);
+    let circs = connected_streams(&mut w, &[a, b], sid, now);
+    w.pump(now);
+    (w, [a, b], circs)
+}
+
 fn data(bytes: &[u8]) -> AnyRelayMsg {
     tor_cell::relaycell::msg::Data::new(bytes).unwrap().into()
 }
@@ -303,16 +320,9 @@ fn an_exit_node_sends_a_megabyte_under_flow_control() {
 /// alternate them.
 #[test]
 fn a_quiet_circuit_goes_before_a_busy_one() {
-    use crate::exit::ExitConfig;
     let now = Instant::now();
-    let mut w = World::new(3);
-    w.nodes[2].set_exit(Some(ExitConfig::default()));
-    let a = w.circuit(&[0, 1, 2], now);
-    let b = w.circuit(&[0, 1, 2], now);
-    w.pump(now);
     let sid = StreamId::new(4);
-    let circs = connected_streams(&mut w, &[a, b], sid, now);
-    w.pump(now);
+    let (mut w, _, circs) = two_connected_downloads(sid, now);
     // `a` downloads 64 KiB.
     let bulk = vec![1_u8; 64 * 1024];
     let t1 = now + std::time::Duration::from_millis(100);
@@ -370,16 +380,10 @@ fn a_quiet_circuit_goes_before_a_busy_one() {
 /// (DESTROY RESOURCELIMIT) and the node is back under the limit.
 #[test]
 fn over_the_memory_limit_the_oldest_data_goes_first() {
-    use crate::exit::{ExitConfig, ExitEvent};
+    use crate::exit::ExitEvent;
     let now = Instant::now();
-    let mut w = World::new(3);
-    w.nodes[2].set_exit(Some(ExitConfig::default()));
-    let a = w.circuit(&[0, 1, 2], now);
-    let b = w.circuit(&[0, 1, 2], now);
-    w.pump(now);
     let sid = StreamId::new(4);
-    let circs = connected_streams(&mut w, &[a, b], sid, now);
-    w.pump(now);
+    let (mut w, [a, b], circs) = two_connected_downloads(sid, now);
     assert_eq!(w.nodes[2].queued_bytes(), 0);
     let limit = 100_000;
     w.nodes[2].set_memory_limit(Some(limit));
