@@ -25,15 +25,17 @@ use braid_core::circuit::{CircParams, ClientCircuit, HopTarget};
 use braid_core::crypto::ntor::NtorSecretKey;
 use braid_core::crypto::ntor_v3::NtorV3SecretKey;
 use braid_core::exit::{ExitConfig, ExitEvent};
-use braid_core::ids::{ChanKey, CircId, CircKey, HopNum, StreamId};
+use braid_core::conflux::{ConfluxNonce, LinkInfo, V1DesiredUx};
+use braid_core::ids::{ChanKey, CircId, EdgeKey, HopNum, StreamId};
 use braid_core::relay::node::{MAX_CIRCUITS, MAX_CIRCUITS_PER_CHANNEL};
-use braid_core::relay::{NodeEvent, OnionKeys, Peer, RelayNode};
+use braid_core::relay::{ConfluxExitConfig, NodeEvent, OnionKeys, Peer, RelayNode};
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tor_cell::chancell::ChanCell;
 use tor_cell::relaycell::msg::{
-    AnyRelayMsg, Begin, BeginDir, Data, End, EndReason, Resolve, Sendme,
+    AnyRelayMsg, Begin, BeginDir, ConfluxLink, ConfluxLinkedAck, ConfluxSwitch, Data, End,
+    EndReason, Resolve, Sendme,
 };
 use tor_llcrypto::pk::curve25519::StaticSecret;
 use tor_llcrypto::pk::ed25519::Ed25519Identity;
@@ -66,7 +68,7 @@ const DRAIN_BOUND: usize = 200_000;
 const CLIENT_CIRC: u32 = 0x8000_0001;
 
 fn client_msg(inp: &mut Input<'_>) -> Option<AnyRelayMsg> {
-    Some(match inp.u8() % 9 {
+    Some(match inp.u8() % 12 {
         0 => {
             let host = ["example.com", "192.0.2.5", "x.onion", "[::1]"][usize::from(inp.u8() % 4)];
             AnyRelayMsg::Begin(Begin::new(host, inp.u16(), u32::from(inp.u8() & 7)).ok()?)
@@ -82,6 +84,19 @@ fn client_msg(inp: &mut Input<'_>) -> Option<AnyRelayMsg> {
         7 => AnyRelayMsg::Xoff(tor_cell::relaycell::flow_ctrl::Xoff::new(
             tor_cell::relaycell::flow_ctrl::FlowCtrlVersion::V0,
         )),
+        // Conflux (prop 329): LINK with one of two nonces, LINKED_ACK,
+        // SWITCH.
+        9 => {
+            let info = LinkInfo {
+                nonce: ConfluxNonce::from_bytes([inp.u8() & 1; 32]),
+                last_seqno_sent: u64::from(inp.u16()),
+                last_seqno_recv: u64::from(inp.u8()),
+                desired_ux: V1DesiredUx::from(inp.u8() % 5),
+            };
+            AnyRelayMsg::ConfluxLink(ConfluxLink::new(info.to_payload().ok()?))
+        }
+        10 => AnyRelayMsg::ConfluxLinkedAck(ConfluxLinkedAck::default()),
+        11 => AnyRelayMsg::ConfluxSwitch(ConfluxSwitch::new(u32::from(inp.u16()))),
         _ => AnyRelayMsg::Begin(Begin::new("example.com", 443, 0).ok()?),
     })
 }
@@ -112,6 +127,7 @@ fuzz_target!(|data: &[u8]| {
         max_streams: 4,
         ..ExitConfig::default()
     }));
+    node.set_conflux(Some(ConfluxExitConfig::default()));
     let client_chan = node.add_channel(Peer::Client, false);
     let raw_client = node.add_channel(Peer::Client, false);
     let relay = node.add_channel(
@@ -130,7 +146,7 @@ fuzz_target!(|data: &[u8]| {
         now,
     )
     .ok();
-    let mut exits: Vec<(CircKey, ExitEvent)> = Vec::new();
+    let mut exits: Vec<(EdgeKey, ExitEvent)> = Vec::new();
     let mut connects = Vec::new();
     let mut buf = vec![0_u8; 4096];
 
@@ -243,9 +259,9 @@ fuzz_target!(|data: &[u8]| {
         }
         while let Some(ev) = node.poll_event() {
             match ev {
-                NodeEvent::Exit { circ, event } => {
+                NodeEvent::Exit { edge, event } => {
                     if exits.len() < 64 {
-                        exits.push((circ, event));
+                        exits.push((edge, event));
                     }
                 }
                 NodeEvent::Connect { id, .. } => connects.push(id),

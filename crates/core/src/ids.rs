@@ -103,6 +103,36 @@ impl fmt::Display for CircKey {
     }
 }
 
+/// A Conflux set at an exit relay (prop 329): the relay node's name for
+/// it toward the driver; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SetKey(pub u64);
+
+impl fmt::Display for SetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "set #{}", self.0)
+    }
+}
+
+/// What owns exit streams at a relay: one circuit, or a Conflux set whose
+/// legs share one stream map (prop 329 §2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EdgeKey {
+    /// A circuit that is not a Conflux leg.
+    Circuit(CircKey),
+    /// A Conflux set.
+    Set(SetKey),
+}
+
+impl fmt::Display for EdgeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EdgeKey::Circuit(c) => c.fmt(f),
+            EdgeKey::Set(s) => s.fmt(f),
+        }
+    }
+}
+
 /// A hop on a circuit: 0 is the first hop (the guard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HopNum(pub u8);

@@ -28,4 +28,6 @@ mod tests;
 pub use circuit::{ExtendRequest, MAX_QUEUED_CELLS, MAX_RELAY_EARLY, RelayCircEvent, RelayCircuit};
 pub use create::{Answered, OnionKeys, answer_create_fast, answer_create2};
 pub use error::{RelayCircError, RelayCircErrorKind};
-pub use node::{ConnectId, NodeEvent, NodeStats, Peer, RelayNode};
+pub use node::{
+    ConfluxExitConfig, ConnectId, NodeEvent, NodeStats, Peer, RelayNode, SetFigures, scheduler_for,
+};

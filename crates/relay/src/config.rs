@@ -26,6 +26,8 @@
 //! kist = true                    # KIST write limits in the channel writers (default true)
 //! kist_interval_ms = 10          # KIST run interval, 1 to 100 (default: the consensus', else 10)
 //! metrics = "127.0.0.1:9035"     # Prometheus text on GET /metrics (loopback only; default: none)
+//! conflux_scheduler = "ecf"      # Conflux exit (proto Conflux=1): place every set's downloads
+//!                                # with ecf, lowrtt or minrtt (default: as the client's UX asks)
 //!
 //! [[authority]]
 //! nickname = "auth0"
@@ -38,6 +40,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use braid_core::conflux_sched::SchedulerKind;
+use braid_core::relay::ConfluxExitConfig;
 use braid_dir::Authority;
 use braid_dir::descriptor::{Bandwidth, DescriptorInfo, ExitPolicy, braid_platform};
 use serde::Deserialize;
@@ -75,6 +79,7 @@ struct RelaySection {
     kist: Option<bool>,
     kist_interval_ms: Option<u64>,
     metrics: Option<SocketAddr>,
+    conflux_scheduler: Option<String>,
 }
 
 /// Default bound on the bytes of all circuits' queues and exit buffers:
@@ -143,6 +148,9 @@ pub struct RelayConfig {
     /// Where Prometheus text is served (`GET /metrics`), a loopback
     /// address.
     pub metrics: Option<SocketAddr>,
+    /// The Conflux exit role (prop 329): on when `proto` advertises
+    /// `Conflux=1`, which needs the exit role.
+    pub conflux: Option<ConfluxExitConfig>,
 }
 
 impl RelayConfig {
@@ -251,6 +259,36 @@ impl RelayConfig {
                 "[braid_relay] metrics = {m}: not a loopback address"
             )));
         }
+        let advertises_conflux = relay
+            .proto
+            .parse::<tor_protover::Protocols>()
+            .is_ok_and(|p| p.supports_known_subver(tor_protover::ProtoKind::Conflux, 1));
+        let scheduler = match relay.conflux_scheduler.as_deref() {
+            None => None,
+            Some(name) => Some(SchedulerKind::from_name(name).ok_or_else(|| {
+                invalid(format!(
+                    "[braid_relay] conflux_scheduler = {name:?}: not one of ecf, lowrtt, minrtt"
+                ))
+            })?),
+        };
+        let conflux = match (advertises_conflux, exit) {
+            (true, true) => Some(ConfluxExitConfig {
+                scheduler,
+                ..ConfluxExitConfig::default()
+            }),
+            (true, false) => {
+                return Err(invalid(
+                    "[braid_relay] proto advertises Conflux=1, which only an exit answers".into(),
+                ));
+            }
+            (false, _) if scheduler.is_some() => {
+                return Err(invalid(
+                    "[braid_relay] conflux_scheduler is set, but proto does not advertise Conflux=1"
+                        .into(),
+                ));
+            }
+            (false, _) => None,
+        };
         let listen = relay
             .listen
             .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(relay.address), relay.or_port));
@@ -275,6 +313,7 @@ impl RelayConfig {
             kist: relay.kist.unwrap_or(true),
             kist_interval,
             metrics: relay.metrics,
+            conflux,
         };
         // Every field the descriptor takes is checked now, not at the
         // first upload.
@@ -431,6 +470,35 @@ proto = "Link=4-5"
             ("kist = 1\n", "kist"),
         ] {
             let e = parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn conflux_follows_what_proto_advertises() {
+        let exit = "exit_policy = [\"accept 127.0.0.0/8:*\"]\n";
+        let c = parse(&format!("{MINIMAL}{exit}")).unwrap();
+        assert_eq!(c.conflux, None, "no Conflux=1, no Conflux exit");
+        let cfx = MINIMAL.replace("Link=4-5", "Conflux=1 FlowCtrl=1-2 Link=4-5");
+        let c = parse(&format!("{cfx}{exit}")).unwrap();
+        assert_eq!(c.conflux, Some(ConfluxExitConfig::default()));
+        let c = parse(&format!("{cfx}{exit}conflux_scheduler = \"lowrtt\"\n")).unwrap();
+        assert_eq!(
+            c.conflux.and_then(|x| x.scheduler),
+            Some(SchedulerKind::LowRtt)
+        );
+        for (text, needle) in [
+            (cfx.clone(), "only an exit"),
+            (
+                format!("{cfx}{exit}conflux_scheduler = \"fastest\"\n"),
+                "conflux_scheduler",
+            ),
+            (
+                format!("{MINIMAL}{exit}conflux_scheduler = \"ecf\"\n"),
+                "Conflux=1",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "{needle}: {e}");
         }
     }

@@ -158,6 +158,39 @@ pub enum ConfluxError {
         timeout: Duration,
     },
 
+    /// Exit: CONFLUX_LINKED_ACK did not arrive in time.
+    #[error(
+        "{leg}: no CONFLUX_LINKED_ACK within {timeout:?} of our LINKED (prop 329 §2.2: the client answers LINKED at once)"
+    )]
+    LinkedAckTimeout {
+        /// The leg.
+        leg: LegId,
+        /// The time allowed.
+        timeout: Duration,
+    },
+    /// Exit: a CONFLUX_LINK on a circuit that continues past us (C-tor
+    /// `conflux_validate_source_hop`: legs end at the exit).
+    #[error("CONFLUX_LINK on a circuit that goes on past us (prop 329 §2.4: legs end at the exit)")]
+    LinkNotAtLastHop,
+    /// Exit: a CONFLUX_LINK on a circuit without congestion control.
+    #[error(
+        "CONFLUX_LINK on a circuit without congestion control (prop 329 §2.2: legs negotiate it at CREATE2)"
+    )]
+    LinkWithoutCongestionControl,
+    /// A Conflux message on a circuit that is no leg (C-tor closes it).
+    #[error("{cmd} on a circuit that is not a Conflux leg (prop 329 §2.4)")]
+    NotALeg {
+        /// The command.
+        cmd: RelayCmd,
+    },
+    /// A stream of the set broke a rule the whole tunnel answers for.
+    #[error("a stream of the set broke the protocol: {0}")]
+    StreamViolation(String),
+    /// We closed the set to free memory (prop 329 §4.2.2: under memory
+    /// pressure the sets with the oldest queued data go first).
+    #[error("closed to stay under the relay's memory limit")]
+    OutOfMemory,
+
     // ----- Sequencing (prop 329 §2.6, §2.8, §4.2.1) -----
     /// A multiplexed command or SWITCH on a leg that is not linked.
     #[error(
@@ -332,9 +365,13 @@ impl ConfluxError {
             | E::SeqOverflow { .. }
             | E::StaleSeq { .. }
             | E::DuplicateSeq { .. }
-            | E::SeqTooFarAhead { .. } => ConfluxErrorKind::ProtocolViolation,
-            E::ReorderQueueFull { .. } => ConfluxErrorKind::ResourceLimit,
-            E::LinkTimeout { .. } => ConfluxErrorKind::Timeout,
+            | E::SeqTooFarAhead { .. }
+            | E::LinkNotAtLastHop
+            | E::LinkWithoutCongestionControl
+            | E::NotALeg { .. }
+            | E::StreamViolation(_) => ConfluxErrorKind::ProtocolViolation,
+            E::ReorderQueueFull { .. } | E::OutOfMemory => ConfluxErrorKind::ResourceLimit,
+            E::LinkTimeout { .. } | E::LinkedAckTimeout { .. } => ConfluxErrorKind::Timeout,
             E::LegLost { .. } => ConfluxErrorKind::LegLoss,
             E::NoSuchLeg { .. }
             | E::NotLinked

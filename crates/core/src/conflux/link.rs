@@ -332,6 +332,8 @@ pub struct ExitLinkHandshake {
     leg: LegId,
     /// Where we are.
     state: ExitState,
+    /// LINKED_ACK was reported late.
+    ack_late: bool,
 }
 
 impl ExitLinkHandshake {
@@ -340,6 +342,7 @@ impl ExitLinkHandshake {
         Self {
             leg,
             state: ExitState::AwaitLink,
+            ack_late: false,
         }
     }
 
@@ -416,6 +419,30 @@ impl ExitLinkHandshake {
         match &self.state {
             ExitState::Acked { rtt, .. } => Some(*rtt),
             _ => None,
+        }
+    }
+
+    /// When LINKED_ACK is due, `timeout` after our LINKED, while it has
+    /// not come and the leg was not already reported late.
+    pub fn ack_deadline(&self, timeout: Duration) -> Option<Instant> {
+        match &self.state {
+            ExitState::LinkedSent { sent_at, .. } if !self.ack_late => Some(*sent_at + timeout),
+            _ => None,
+        }
+    }
+
+    /// Whether LINKED_ACK is overdue at `now` (reported once: later calls
+    /// say no).
+    pub fn check_ack(&mut self, now: Instant, timeout: Duration) -> Result<(), ConfluxError> {
+        match self.ack_deadline(timeout) {
+            Some(t) if now >= t => {
+                self.ack_late = true;
+                Err(ConfluxError::LinkedAckTimeout {
+                    leg: self.leg,
+                    timeout,
+                })
+            }
+            _ => Ok(()),
         }
     }
 

@@ -228,7 +228,9 @@ pub enum ConfluxEvent {
         /// Linked legs.
         legs: usize,
     },
-    /// A leg still linking failed and left the set; close its circuit.
+    /// A leg failed: close its circuit. Client: a leg still linking, it
+    /// has left the set. Exit: a linked leg whose LINKED_ACK is late; it
+    /// stays until [`ConfluxSet::leg_closed`].
     LegFailed {
         /// The leg.
         leg: LegId,
@@ -612,15 +614,25 @@ impl ConfluxSet {
         self.events.pop_front()
     }
 
-    /// When [`Self::handle_timeout`] is due: the earliest LINKED deadline.
+    /// When [`Self::handle_timeout`] is due: the earliest LINKED deadline
+    /// (client), LINKED_ACK deadline (exit).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let timeout = self.config.link_timeout;
         self.legs
             .values()
             .filter_map(|s| match s {
                 LegState::ClientLinking(h) => h.deadline(),
-                _ => None,
+                LegState::Exit(h) => h.ack_deadline(timeout),
+                LegState::ClientLinked { .. } => None,
             })
             .min()
+    }
+
+    /// Close the set on a local decision `e` (out of memory, the relay
+    /// shutting down): nothing more is sent or delivered. No effect on a
+    /// closed set.
+    pub fn close(&mut self, e: ConfluxError) {
+        let _ = self.fail(e);
     }
 
     // ----- Linking -----
@@ -814,17 +826,35 @@ impl ConfluxSet {
 
     /// LINKED deadlines: every client leg whose LINKED is late fails
     /// ([`ConfluxEvent::LegFailed`] with [`ConfluxError::LinkTimeout`]).
+    /// Exit: a linked leg whose LINKED_ACK is late is reported once with
+    /// [`ConfluxEvent::LegFailed`] ([`ConfluxError::LinkedAckTimeout`])
+    /// but stays in the set: the caller closes its circuit and then calls
+    /// [`Self::leg_closed`], whose rules decide whether the set survives.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let timeout = self.config.link_timeout;
         let mut late = Vec::new();
+        let mut late_ack = Vec::new();
         for (leg, s) in &mut self.legs {
-            if let LegState::ClientLinking(h) = s
-                && let Err(e) = h.check_timeout(now)
-            {
-                late.push((*leg, e));
+            match s {
+                LegState::ClientLinking(h) => {
+                    if let Err(e) = h.check_timeout(now) {
+                        late.push((*leg, e));
+                    }
+                }
+                LegState::Exit(h) => {
+                    if let Err(e) = h.check_ack(now, timeout) {
+                        late_ack.push((*leg, e));
+                    }
+                }
+                LegState::ClientLinked { .. } => {}
             }
         }
         for (leg, e) in late {
             self.fail_leg(leg, e);
+        }
+        for (leg, error) in late_ack {
+            self.events
+                .push_back(ConfluxEvent::LegFailed { leg, error });
         }
     }
 

@@ -33,6 +33,7 @@ use tor_llcrypto::pk::rsa::RsaIdentity;
 
 use crate::cc::{CcParams, CcPath, CircuitSender, DeliverWindow, SendmeTag as CcTag};
 use crate::circuit::relay_cell;
+use crate::conflux::LegCc;
 use crate::crypto::{RelayHop, SendmeTag};
 use crate::ids::StreamId;
 
@@ -523,6 +524,23 @@ impl RelayCircuit {
     /// Our congestion window's figures: (cwnd, inflight) with TOR_VEGAS.
     pub fn cwnd(&self) -> Option<(u64, u64)> {
         self.sender.vegas_state().map(|v| (v.cwnd(), v.inflight()))
+    }
+
+    /// The figures a Conflux scheduler places DATA by, for this circuit
+    /// as a leg whose edge we are (prop 329 §3). `can_send`: DATA goes out
+    /// now (window open and the queue toward the client under
+    /// `queue_target` cells).
+    pub fn leg_cc(&self, queue_target: usize) -> LegCc {
+        let vegas = self.sender.vegas_state();
+        LegCc {
+            min_rtt: vegas.and_then(|v| v.rtt().min_rtt()),
+            ewma_rtt: vegas.and_then(|v| v.rtt().ewma_rtt()),
+            cwnd: vegas.map(|v| v.cwnd()),
+            inflight: vegas.map(|v| v.inflight()),
+            in_slow_start: vegas.map(|v| v.in_slow_start()),
+            sendme_inc: self.cc,
+            can_send: self.can_send_data() && self.to_prev.len() < queue_target,
+        }
     }
 
     /// The congestion control settings.

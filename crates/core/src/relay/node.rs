@@ -41,14 +41,18 @@ use tor_llcrypto::pk::rsa::RsaIdentity;
 use crate::cc::{CcParams, FlowParams};
 use crate::channel::{ChannelError, ChannelMux, Inbound, MuxConfig};
 use crate::exit::{ExitConfig, ExitEvent, ExitStreamMap};
-use crate::ids::{ChanKey, CircId, CircKey};
+use crate::ids::{ChanKey, CircId, CircKey, EdgeKey, LegId, SetKey};
 
 use super::circuit::{ExtendRequest, RelayCircEvent, RelayCircuit};
 use super::create::{OnionKeys, answer_create_fast, answer_create2};
 use super::ewma::{CellEwma, DEFAULT_HALFLIFE};
 
+mod conflux_role;
 mod exit_role;
 mod memory;
+
+use conflux_role::ExitSet;
+pub use conflux_role::{ConfluxExitConfig, LINKED_ACK_TIMEOUT, SetFigures, scheduler_for};
 
 pub use memory::CELL_MEM_BYTES;
 
@@ -99,12 +103,12 @@ pub enum NodeEvent {
         /// The channel.
         chan: ChanKey,
     },
-    /// A request or signal of an exit stream on circuit `circ` (exit role
-    /// only): answer through [`RelayNode::exit`]. The stream is
-    /// `(circ, event.id())`; a `Closed` ends it.
+    /// A request or signal of an exit stream of `edge`, a circuit or a
+    /// Conflux set (exit role only): answer through [`RelayNode::exit`].
+    /// The stream is `(edge, event.id())`; a `Closed` ends it.
     Exit {
-        /// The circuit.
-        circ: CircKey,
+        /// The circuit or set.
+        edge: EdgeKey,
         /// What its stream map asks.
         event: ExitEvent,
     },
@@ -123,6 +127,14 @@ pub struct NodeStats {
     pub circuits_closed: u64,
     /// Circuits closed to stay under the memory limit.
     pub oom_closed: u64,
+    /// Conflux sets made (prop 329, exit role).
+    pub sets_created: u64,
+    /// Legs linked into sets.
+    pub legs_linked: u64,
+    /// CONFLUX_LINKs refused (the circuit was closed).
+    pub links_refused: u64,
+    /// Sets closed to stay under the memory limit.
+    pub oom_sets_closed: u64,
 }
 
 /// One open channel.
@@ -150,6 +162,8 @@ struct NodeCirc {
     /// Its exit streams, made at the first stream message when we are an
     /// exit.
     streams: Option<ExitStreamMap>,
+    /// Its Conflux set and leg, once it linked (its streams are the set's).
+    leg: Option<(SetKey, LegId)>,
     /// The deadline filed in [`RelayNode::timers`] for it.
     deadline: Option<Instant>,
     /// Its recent cells toward the previous and the next hop
@@ -181,8 +195,14 @@ pub struct RelayNode {
     /// XON/XOFF parameters for exit streams on circuits with congestion
     /// control.
     flow: FlowParams,
-    /// Circuits' next deadlines, earliest first.
-    timers: BTreeSet<(Instant, CircKey)>,
+    /// Circuits' and sets' next deadlines, earliest first.
+    timers: BTreeSet<(Instant, EdgeKey)>,
+    /// Conflux sets (exit role with [`ConfluxExitConfig`]).
+    sets: BTreeMap<SetKey, ExitSet>,
+    /// Sets by nonce (the full 32 bytes, TROVE-2026-004).
+    set_nonces: std::collections::HashMap<[u8; 32], SetKey>,
+    /// The Conflux exit role's settings (None: LINK is not answered).
+    conflux: Option<ConfluxExitConfig>,
     /// Channels that may have cells to send, for [`Self::poll_ready`].
     ready: BTreeSet<ChanKey>,
     /// Circuits each channel's peer opened here (the per-channel limit).
@@ -196,6 +216,7 @@ pub struct RelayNode {
     next_chan: u64,
     next_circ: u64,
     next_connect: u64,
+    next_set: u64,
     stats: NodeStats,
 }
 
@@ -220,6 +241,9 @@ impl RelayNode {
             exit: None,
             flow: FlowParams::default(),
             timers: BTreeSet::new(),
+            sets: BTreeMap::new(),
+            set_nonces: std::collections::HashMap::new(),
+            conflux: None,
             ready: BTreeSet::new(),
             opened_on: BTreeMap::new(),
             halflife: DEFAULT_HALFLIFE,
@@ -228,6 +252,7 @@ impl RelayNode {
             next_chan: 0,
             next_circ: 0,
             next_connect: 0,
+            next_set: 0,
             stats: NodeStats::default(),
         }
     }
@@ -419,6 +444,7 @@ impl RelayNode {
                 waiting: None,
                 origin: chan,
                 streams: None,
+                leg: None,
                 deadline: None,
                 ewma: [CellEwma::default(); 2],
                 accounted: 0,
@@ -459,6 +485,7 @@ impl RelayNode {
                         {
                             map.handle_circuit_closed();
                         }
+                        self.leg_gone(key, now);
                     }
                 }
             }
@@ -630,7 +657,7 @@ impl RelayNode {
         let sides = [nc.prev, nc.next];
         let origin = nc.origin;
         if let Some(t) = nc.deadline {
-            self.timers.remove(&(t, key));
+            self.timers.remove(&(t, EdgeKey::Circuit(key)));
         }
         self.queued_bytes -= nc.accounted;
         self.circuits.remove(&key);

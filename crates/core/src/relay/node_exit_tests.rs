@@ -11,9 +11,10 @@
 )]
 
 use super::*;
+use crate::ids::EdgeKey;
 
 /// The exit events node `i` gave since the last call.
-fn take_exit_events(w: &mut World, i: usize) -> Vec<(CircKey, crate::exit::ExitEvent)> {
+fn take_exit_events(w: &mut World, i: usize) -> Vec<(EdgeKey, crate::exit::ExitEvent)> {
     let (mine, rest) = std::mem::take(&mut w.exit_events)
         .into_iter()
         .partition(|(n, _, _)| *n == i);
@@ -28,7 +29,7 @@ fn connected_streams(
     clients: &[usize],
     sid: Option<StreamId>,
     now: Instant,
-) -> Vec<CircKey> {
+) -> Vec<EdgeKey> {
     use crate::exit::ExitEvent;
     let mut circs = Vec::new();
     for &n in clients {
@@ -56,7 +57,7 @@ fn connected_streams(
 fn two_connected_downloads(
     sid: Option<StreamId>,
     now: Instant,
-) -> (World, [usize; 2], Vec<CircKey>) {
+) -> (World, [usize; 2], Vec<EdgeKey>) {
     let mut w = World::new(3);
     w.nodes[2].set_exit(Some(crate::exit::ExitConfig::default()));
     let a = w.circuit(&[0, 1, 2], now);

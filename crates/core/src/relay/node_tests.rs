@@ -28,7 +28,7 @@ use crate::cc::CcParams;
 use crate::circuit::{CircEvent, CircParams, ClientCircuit, CloseReason, HopTarget};
 use crate::crypto::ntor::NtorSecretKey;
 use crate::crypto::ntor_v3::NtorV3SecretKey;
-use crate::ids::{ChanKey, CircId, CircKey, HopNum, StreamId};
+use crate::ids::{ChanKey, CircId, HopNum, StreamId};
 
 /// One end of a link: a node and its channel, or the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +51,11 @@ struct World {
     /// Stream messages the client circuits got.
     stream_msgs: Vec<Vec<AnyRelayMsg>>,
     connects: usize,
-    /// Exit events by node: (circuit, event).
-    exit_events: Vec<(usize, CircKey, crate::exit::ExitEvent)>,
+    /// Exit events by node: (circuit or set, event).
+    exit_events: Vec<(usize, crate::ids::EdgeKey, crate::exit::ExitEvent)>,
+    /// Every relay message the client circuits got from their last hop
+    /// (stream and circuit level), by index.
+    msgs: Vec<Vec<(Option<StreamId>, AnyRelayMsg)>>,
 }
 
 const CLIENT_CIRC: u32 = 0x8000_0001;
@@ -93,6 +96,7 @@ impl World {
             stream_msgs: Vec::new(),
             connects: 0,
             exit_events: Vec::new(),
+            msgs: Vec::new(),
         }
     }
 
@@ -117,6 +121,7 @@ impl World {
         self.clients.push(c);
         self.closed.push(None);
         self.stream_msgs.push(Vec::new());
+        self.msgs.push(Vec::new());
         n
     }
 
@@ -161,8 +166,8 @@ impl World {
             for i in 0..self.nodes.len() {
                 while let Some(ev) = self.nodes[i].poll_event() {
                     moved = true;
-                    if let NodeEvent::Exit { circ, event } = ev {
-                        self.exit_events.push((i, circ, event));
+                    if let NodeEvent::Exit { edge, event } = ev {
+                        self.exit_events.push((i, edge, event));
                         continue;
                     }
                     if let NodeEvent::Connect { id, rsa, .. } = ev {
@@ -205,7 +210,11 @@ impl World {
                         CircEvent::Closed { reason } | CircEvent::BuildFailed { reason } => {
                             self.closed[n] = Some(reason);
                         }
-                        CircEvent::StreamMsg { msg, .. } => self.stream_msgs[n].push(msg),
+                        CircEvent::StreamMsg { msg, stream, .. } => {
+                            self.msgs[n].push((Some(stream), msg.clone()));
+                            self.stream_msgs[n].push(msg);
+                        }
+                        CircEvent::CircMsg { msg, .. } => self.msgs[n].push((None, msg)),
                         _ => {}
                     }
                 }
@@ -383,3 +392,7 @@ fn create_fast_from_a_client_and_create_limits() {
 // The exit role, circuit priority and the memory limit.
 #[path = "node_exit_tests.rs"]
 mod exit_tests;
+
+// The Conflux exit role.
+#[path = "node_conflux_tests.rs"]
+mod conflux_tests;

@@ -112,6 +112,15 @@ pub async fn run(
         &mut rand::rng(),
     );
     node.set_memory_limit(Some(config.max_mem_in_queues));
+    if let Some(cfx) = &config.conflux {
+        tracing::info!(
+            "Conflux exit: up to {} legs per set, downloads placed by {}",
+            cfx.max_legs,
+            cfx.scheduler
+                .map_or("the scheduler each client's UX asks for", |k| k.name())
+        );
+        node.set_conflux(Some(cfx.clone()));
+    }
     if config.exit {
         node.set_exit(Some(ExitConfig::default()));
         tracing::info!(

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use braid_core::exit::{ExitEvent, ResolveQuery, choose_address, end_reason_for_io};
-use braid_core::ids::{CircKey, StreamId};
+use braid_core::ids::{EdgeKey, StreamId};
 use braid_core::relay::RelayNode;
 use braid_core::stream::{BeginFlags, Host, ResolvedAnswer, Target};
 use braid_dir::descriptor::ExitPolicy;
@@ -91,7 +91,7 @@ struct Dest {
 #[derive(Debug)]
 pub(crate) struct Exits {
     params: Arc<ExitParams>,
-    dests: BTreeMap<(CircKey, StreamId), Dest>,
+    dests: BTreeMap<(EdgeKey, StreamId), Dest>,
 }
 
 impl Exits {
@@ -115,19 +115,19 @@ impl Exits {
             .filter(|(_, d)| d.blocked && d.to_dest.as_ref().is_some_and(|t| t.capacity() > 0))
             .map(|(k, _)| *k)
             .collect();
-        for (circ, id) in keys {
-            if let Some(d) = self.dests.get_mut(&(circ, id)) {
+        for (edge, id) in keys {
+            if let Some(d) = self.dests.get_mut(&(edge, id)) {
                 d.blocked = false;
             }
-            self.feed(node, circ, id, now);
+            self.feed(node, edge, id, now);
         }
     }
 
-    /// An event of stream `id` on circuit `circ`.
+    /// An event of stream `id` of `edge` (a circuit or a Conflux set).
     pub(crate) fn event(
         &mut self,
         node: &mut RelayNode,
-        circ: CircKey,
+        edge: EdgeKey,
         ev: ExitEvent,
         to_node: &mpsc::Sender<ToNode>,
         now: Instant,
@@ -139,27 +139,27 @@ impl Exits {
                     Arc::clone(&self.params),
                     target,
                     flags,
-                    Reply::new(to_node, circ, id),
+                    Reply::new(to_node, edge, id),
                 ));
                 self.dests
-                    .insert((circ, id), Dest::new(task.abort_handle()));
+                    .insert((edge, id), Dest::new(task.abort_handle()));
             }
             ExitEvent::Resolve { query, .. } => {
                 let task = tokio::spawn(resolve(
                     Arc::clone(&self.params),
                     query,
-                    Reply::new(to_node, circ, id),
+                    Reply::new(to_node, edge, id),
                 ));
                 self.dests
-                    .insert((circ, id), Dest::new(task.abort_handle()));
+                    .insert((edge, id), Dest::new(task.abort_handle()));
             }
             // We serve no directory (ExitConfig::serves_directory is off).
             ExitEvent::DirStream { .. } => {
-                let _ = node.exit(circ, now, |m| m.close(id, EndReason::NOTDIRECTORY, now));
+                let _ = node.exit(edge, now, |m| m.close(id, EndReason::NOTDIRECTORY, now));
             }
-            ExitEvent::Readable { .. } => self.feed(node, circ, id, now),
-            ExitEvent::Writable { .. } => self.drain(node, circ, id, now),
-            ExitEvent::Closed { .. } => self.forget(circ, id),
+            ExitEvent::Readable { .. } => self.feed(node, edge, id, now),
+            ExitEvent::Writable { .. } => self.drain(node, edge, id, now),
+            ExitEvent::Closed { .. } => self.forget(edge, id),
         }
     }
 
@@ -167,76 +167,76 @@ impl Exits {
     pub(crate) fn message(
         &mut self,
         node: &mut RelayNode,
-        circ: CircKey,
+        edge: EdgeKey,
         id: StreamId,
         what: ExitMsg,
         to_node: &mpsc::Sender<ToNode>,
         now: Instant,
     ) {
-        if !self.dests.contains_key(&(circ, id)) {
+        if !self.dests.contains_key(&(edge, id)) {
             return;
         }
         match what {
             ExitMsg::Connected { stream, addr, ttl } => {
-                let ok = node.exit(circ, now, |m| m.connected(id, addr, ttl, now));
+                let ok = node.exit(edge, now, |m| m.connected(id, addr, ttl, now));
                 if !matches!(ok, Some(Ok(()))) {
-                    self.forget(circ, id);
+                    self.forget(edge, id);
                     return;
                 }
                 let (r, w) = stream.into_split();
-                let Some(d) = self.dests.get_mut(&(circ, id)) else {
+                let Some(d) = self.dests.get_mut(&(edge, id)) else {
                     return;
                 };
                 let (tx, rx) = mpsc::channel(TO_DEST_CHUNKS);
-                let reply = Reply::new(to_node, circ, id);
+                let reply = Reply::new(to_node, edge, id);
                 tokio::spawn(write_dest(w, rx, Arc::clone(&d.full), reply.clone()));
                 d.task = tokio::spawn(read_dest(r, Arc::clone(&d.in_flight), reply)).abort_handle();
                 d.to_dest = Some(tx);
                 // BEGIN's optimistic data may already wait.
-                self.feed(node, circ, id, now);
+                self.feed(node, edge, id, now);
             }
             ExitMsg::RefusedByPolicy { addr, ttl } => {
-                let _ = node.exit(circ, now, |m| m.refuse_exit_policy(id, addr, ttl, now));
-                self.forget(circ, id);
+                let _ = node.exit(edge, now, |m| m.refuse_exit_policy(id, addr, ttl, now));
+                self.forget(edge, id);
             }
             ExitMsg::Refused(reason) => {
-                let _ = node.exit(circ, now, |m| m.refuse(id, reason, now));
-                self.forget(circ, id);
+                let _ = node.exit(edge, now, |m| m.refuse(id, reason, now));
+                self.forget(edge, id);
             }
             ExitMsg::Resolved(answers) => {
-                let _ = node.exit(circ, now, |m| m.resolved(id, &answers, now));
-                self.forget(circ, id);
+                let _ = node.exit(edge, now, |m| m.resolved(id, &answers, now));
+                self.forget(edge, id);
             }
             ExitMsg::Data(data) => {
-                if let Some(d) = self.dests.get_mut(&(circ, id)) {
+                if let Some(d) = self.dests.get_mut(&(edge, id)) {
                     d.pending.extend_from_slice(&data);
                     d.held += 1;
                 }
-                self.drain(node, circ, id, now);
+                self.drain(node, edge, id, now);
             }
             ExitMsg::End(None) => {
-                if let Some(d) = self.dests.get_mut(&(circ, id)) {
+                if let Some(d) = self.dests.get_mut(&(edge, id)) {
                     d.eof = true;
                 }
-                self.drain(node, circ, id, now);
+                self.drain(node, edge, id, now);
             }
             ExitMsg::End(Some(kind)) => {
-                let _ = node.exit(circ, now, |m| m.close(id, end_reason_for_io(kind), now));
-                self.forget(circ, id);
+                let _ = node.exit(edge, now, |m| m.close(id, end_reason_for_io(kind), now));
+                self.forget(edge, id);
             }
             ExitMsg::WriterReady => {
-                if let Some(d) = self.dests.get_mut(&(circ, id)) {
+                if let Some(d) = self.dests.get_mut(&(edge, id)) {
                     d.blocked = false;
                 }
-                self.feed(node, circ, id, now);
+                self.feed(node, edge, id, now);
             }
         }
     }
 
     /// Client bytes from the map to the destination's writer, while its
     /// queue has room.
-    fn feed(&mut self, node: &mut RelayNode, circ: CircKey, id: StreamId, now: Instant) {
-        let Some(d) = self.dests.get_mut(&(circ, id)) else {
+    fn feed(&mut self, node: &mut RelayNode, edge: EdgeKey, id: StreamId, now: Instant) {
+        let Some(d) = self.dests.get_mut(&(edge, id)) else {
             return;
         };
         let Some(tx) = d.to_dest.as_ref() else {
@@ -259,7 +259,7 @@ impl Exits {
                 Err(TrySendError::Closed(())) => return,
             };
             let mut buf = vec![0; DEST_CHUNK];
-            match node.exit(circ, now, |m| m.read(id, &mut buf, now)) {
+            match node.exit(edge, now, |m| m.read(id, &mut buf, now)) {
                 Some(Ok(n)) if n > 0 => {
                     buf.truncate(n);
                     permit.send(buf);
@@ -270,12 +270,12 @@ impl Exits {
     }
 
     /// Destination bytes into the map, as far as it takes them.
-    fn drain(&mut self, node: &mut RelayNode, circ: CircKey, id: StreamId, now: Instant) {
-        let Some(d) = self.dests.get_mut(&(circ, id)) else {
+    fn drain(&mut self, node: &mut RelayNode, edge: EdgeKey, id: StreamId, now: Instant) {
+        let Some(d) = self.dests.get_mut(&(edge, id)) else {
             return;
         };
         if !d.pending.is_empty() {
-            match node.exit(circ, now, |m| m.write(id, &d.pending, now)) {
+            match node.exit(edge, now, |m| m.write(id, &d.pending, now)) {
                 Some(Ok(n)) => {
                     d.pending.drain(..n.min(d.pending.len()));
                 }
@@ -288,14 +288,14 @@ impl Exits {
         d.in_flight.add_permits(std::mem::take(&mut d.held));
         if d.eof {
             d.eof = false;
-            let _ = node.exit(circ, now, |m| m.shutdown_write(id, now));
+            let _ = node.exit(edge, now, |m| m.shutdown_write(id, now));
         }
     }
 
     /// Drop stream `id`'s destination: stop its tasks (its writer sends
     /// what it holds, then closes the socket).
-    fn forget(&mut self, circ: CircKey, id: StreamId) {
-        if let Some(d) = self.dests.remove(&(circ, id)) {
+    fn forget(&mut self, edge: EdgeKey, id: StreamId) {
+        if let Some(d) = self.dests.remove(&(edge, id)) {
             d.task.abort();
         }
     }
@@ -320,15 +320,15 @@ impl Dest {
 #[derive(Debug, Clone)]
 struct Reply {
     to_node: mpsc::Sender<ToNode>,
-    circ: CircKey,
+    edge: EdgeKey,
     id: StreamId,
 }
 
 impl Reply {
-    fn new(to_node: &mpsc::Sender<ToNode>, circ: CircKey, id: StreamId) -> Self {
+    fn new(to_node: &mpsc::Sender<ToNode>, edge: EdgeKey, id: StreamId) -> Self {
         Self {
             to_node: to_node.clone(),
-            circ,
+            edge,
             id,
         }
     }
@@ -336,7 +336,7 @@ impl Reply {
     /// Tell the node task; false once it is gone.
     async fn send(&self, what: ExitMsg) -> bool {
         let msg = ToNode::Exit {
-            circ: self.circ,
+            edge: self.edge,
             id: self.id,
             what,
         };

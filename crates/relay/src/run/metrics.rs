@@ -28,6 +28,15 @@
 //! | `braid_relay_kist_channels_limited_total` | | a channel used its limit with cells left |
 //! | `braid_relay_kist_cells_total` | | cells moved to writers under KIST |
 //! | `braid_relay_kist_pending_channels` | | channels waiting for their limit to expire |
+//! | `braid_relay_conflux_sets` | scheduler | Conflux sets open, by download scheduler |
+//! | `braid_relay_conflux_legs` | | their linked legs |
+//! | `braid_relay_conflux_reorder_bytes` | | bytes in their reorder queues (uploads) |
+//! | `braid_relay_conflux_reorder_peak_bytes` | | the largest peak of one set's reorder queue |
+//! | `braid_relay_conflux_backlog_bytes` | | destination bytes waiting in their stream maps |
+//! | `braid_relay_conflux_sets_created_total` | | sets made |
+//! | `braid_relay_conflux_legs_linked_total` | | legs linked |
+//! | `braid_relay_conflux_links_refused_total` | | CONFLUX_LINKs refused |
+//! | `braid_relay_conflux_oom_sets_closed_total` | | sets closed over the memory limit |
 //! | `braid_relay_consensus_fetches_total` | result (ok, failed) | consensus fetches |
 //! | `braid_relay_consensus_valid_after_seconds` | | `valid-after` of the consensus in force (Unix time) |
 
@@ -36,7 +45,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use braid_core::relay::NodeStats;
+use braid_core::relay::{NodeStats, SetFigures};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -78,6 +87,8 @@ pub(crate) struct NodeFigures {
     pub(crate) kist_pending: usize,
     /// `valid-after` of the consensus whose parameters are in force.
     pub(crate) consensus_valid_after: Option<SystemTime>,
+    /// Every open Conflux set.
+    pub(crate) sets: Vec<SetFigures>,
 }
 
 /// Everything the page shows.
@@ -213,6 +224,51 @@ pub(crate) fn prometheus(s: &Snapshot) -> String {
         "Cells handed to channel writers and not yet written to the socket.",
         &one(n.writer_cells as f64),
     );
+    let by_scheduler: Vec<(&str, f64)> = [
+        ("scheduler=\"ecf\"", "ecf"),
+        ("scheduler=\"lowrtt\"", "lowrtt"),
+        ("scheduler=\"minrtt\"", "minrtt"),
+    ]
+    .into_iter()
+    .map(|(label, name)| {
+        let count = n.sets.iter().filter(|f| f.scheduler == name).count();
+        (label, count as f64)
+    })
+    .collect();
+    family(
+        "braid_relay_conflux_sets",
+        gauge,
+        "Conflux sets open, by the scheduler placing their downloads.",
+        &by_scheduler,
+    );
+    for (name, help, v) in [
+        (
+            "braid_relay_conflux_legs",
+            "Linked legs of the open Conflux sets.",
+            n.sets.iter().map(|f| f.legs).sum::<usize>(),
+        ),
+        (
+            "braid_relay_conflux_reorder_bytes",
+            "Bytes in the Conflux sets' reorder queues (uploads out of order).",
+            n.sets.iter().map(|f| f.reorder_bytes).sum(),
+        ),
+        (
+            "braid_relay_conflux_reorder_peak_bytes",
+            "The largest peak of one open set's reorder queue.",
+            n.sets
+                .iter()
+                .map(|f| f.reorder_peak_bytes)
+                .max()
+                .unwrap_or(0),
+        ),
+        (
+            "braid_relay_conflux_backlog_bytes",
+            "Destination bytes waiting in the Conflux sets' stream maps.",
+            n.sets.iter().map(|f| f.backlog_bytes).sum(),
+        ),
+    ] {
+        family(name, gauge, help, &one(v as f64));
+    }
     let st = &n.stats;
     for (name, help, v) in [
         (
@@ -239,6 +295,26 @@ pub(crate) fn prometheus(s: &Snapshot) -> String {
             "braid_relay_oom_closed_total",
             "Circuits closed to stay under the memory limit.",
             st.oom_closed,
+        ),
+        (
+            "braid_relay_conflux_sets_created_total",
+            "Conflux sets made (prop 329).",
+            st.sets_created,
+        ),
+        (
+            "braid_relay_conflux_legs_linked_total",
+            "Conflux legs linked.",
+            st.legs_linked,
+        ),
+        (
+            "braid_relay_conflux_links_refused_total",
+            "CONFLUX_LINKs refused (their circuit closed).",
+            st.links_refused,
+        ),
+        (
+            "braid_relay_conflux_oom_sets_closed_total",
+            "Conflux sets closed to stay under the memory limit.",
+            st.oom_sets_closed,
         ),
     ] {
         family(name, counter, help, &one(v as f64));

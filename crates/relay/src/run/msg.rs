@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::net::IpAddr;
 
 use braid_core::channel::CellCodec;
-use braid_core::ids::{ChanKey, CircKey, StreamId};
+use braid_core::ids::{ChanKey, EdgeKey, StreamId};
 use braid_core::relay::{ConnectId, Peer};
 use braid_core::stream::ResolvedAnswer;
 use tokio::io::BufReader;
@@ -78,8 +78,8 @@ pub(crate) enum ToNode {
     Figures(oneshot::Sender<NodeFigures>),
     /// What an exit stream's tasks report.
     Exit {
-        /// The stream's circuit.
-        circ: CircKey,
+        /// The stream's circuit or Conflux set.
+        edge: EdgeKey,
         /// The stream.
         id: StreamId,
         /// What happened.

@@ -164,9 +164,9 @@ impl NodeTask {
                 }
             }
             ToNode::Closed { chan, why } => self.close(chan, &why, now),
-            ToNode::Exit { circ, id, what } => {
+            ToNode::Exit { edge, id, what } => {
                 self.exits
-                    .message(&mut self.node, circ, id, what, &self.to_node, now);
+                    .message(&mut self.node, edge, id, what, &self.to_node, now);
             }
             ToNode::Params(p) => self.apply(*p),
             ToNode::Figures(tx) => {
@@ -238,6 +238,11 @@ impl NodeTask {
             kist: self.kist.stats(),
             kist_pending: self.kist.pending_count(),
             consensus_valid_after: self.consensus_valid_after,
+            sets: self
+                .node
+                .sets()
+                .filter_map(|s| self.node.set_figures(s))
+                .collect(),
         }
     }
 
@@ -308,9 +313,9 @@ impl NodeTask {
                         let _ = to_node.send(msg).await;
                     });
                 }
-                NodeEvent::Exit { circ, event } => {
+                NodeEvent::Exit { edge, event } => {
                     self.exits
-                        .event(&mut self.node, circ, event, &self.to_node, now);
+                        .event(&mut self.node, edge, event, &self.to_node, now);
                 }
                 NodeEvent::ChannelIdle { chan } => {
                     if let Some(c) = self.chans.get_mut(&chan) {

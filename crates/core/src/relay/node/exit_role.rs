@@ -13,7 +13,7 @@ use tor_cell::relaycell::msg::AnyRelayMsg;
 use super::{NodeEvent, RelayNode};
 use crate::cc::FlowParams;
 use crate::exit::{ExitConfig, ExitStreamMap, deliver, pump};
-use crate::ids::{ChanKey, CircKey, StreamId};
+use crate::ids::{ChanKey, CircKey, EdgeKey, StreamId};
 use crate::relay::node::Peer;
 use crate::stream::StreamFlowMode;
 
@@ -36,35 +36,51 @@ impl RelayNode {
         self.exit.is_some()
     }
 
-    /// Answer or feed the exit streams of circuit `circ` (connected,
-    /// refuse, resolved, read, write, close ... on the map), then let the
-    /// node move what that changed. `None` if the circuit is gone or has no
-    /// streams: its streams' `Closed` events were given or are queued.
+    /// Answer or feed the exit streams of `edge`, a circuit or a Conflux
+    /// set (connected, refuse, resolved, read, write, close ... on the
+    /// map), then let the node move what that changed. `None` if it is
+    /// gone or has no streams: its streams' `Closed` events were given or
+    /// are queued.
     pub fn exit<T>(
         &mut self,
-        circ: CircKey,
+        edge: EdgeKey,
         now: Instant,
         f: impl FnOnce(&mut ExitStreamMap) -> T,
     ) -> Option<T> {
-        let map = self.circuits.get_mut(&circ)?.streams.as_mut()?;
-        let out = f(map);
-        self.settle(circ, now);
+        let out = match edge {
+            EdgeKey::Circuit(circ) => {
+                let map = self.circuits.get_mut(&circ)?.streams.as_mut()?;
+                let out = f(map);
+                self.settle(circ, now);
+                out
+            }
+            EdgeKey::Set(set) => {
+                let out = f(&mut self.sets.get_mut(&set)?.streams);
+                self.drive_set(set, now);
+                out
+            }
+        };
         self.check_memory(now);
         Some(out)
     }
 
-    /// Exit streams on circuit `circ`, for figures.
-    pub fn exit_streams(&self, circ: CircKey) -> Option<&ExitStreamMap> {
-        self.circuits.get(&circ)?.streams.as_ref()
+    /// Exit streams of `edge`, for figures.
+    pub fn exit_streams(&self, edge: EdgeKey) -> Option<&ExitStreamMap> {
+        match edge {
+            EdgeKey::Circuit(circ) => self.circuits.get(&circ)?.streams.as_ref(),
+            EdgeKey::Set(set) => Some(&self.sets.get(&set)?.streams),
+        }
     }
 
-    /// Exit streams over all circuits.
+    /// Exit streams over all circuits and sets.
     pub fn exit_stream_count(&self) -> usize {
-        self.circuits
+        let on_circuits: usize = self
+            .circuits
             .values()
             .filter_map(|c| c.streams.as_ref())
             .map(ExitStreamMap::len)
-            .sum()
+            .sum();
+        on_circuits + self.sets.values().map(|s| s.streams.len()).sum::<usize>()
     }
 
     /// The earliest deadline of any circuit (its streams' connect and
@@ -75,18 +91,23 @@ impl RelayNode {
 
     /// Run what is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(t, key)) = self.timers.first() {
+        while let Some(&(t, edge)) = self.timers.first() {
             if t > now {
                 break;
             }
-            self.timers.remove(&(t, key));
-            if let Some(nc) = self.circuits.get_mut(&key) {
-                nc.deadline = None;
-                if let Some(map) = nc.streams.as_mut() {
-                    map.handle_timeout(now);
+            self.timers.remove(&(t, edge));
+            match edge {
+                EdgeKey::Circuit(key) => {
+                    if let Some(nc) = self.circuits.get_mut(&key) {
+                        nc.deadline = None;
+                        if let Some(map) = nc.streams.as_mut() {
+                            map.handle_timeout(now);
+                        }
+                    }
+                    self.settle(key, now);
                 }
+                EdgeKey::Set(set) => self.set_timeout(set, now),
             }
-            self.settle(key, now);
         }
     }
 
@@ -107,6 +128,26 @@ impl RelayNode {
         msg: AnyRelayMsg,
         now: Instant,
     ) {
+        if self.exit.is_none() {
+            return;
+        }
+        let Some(leg) = self.circuits.get(&key).map(|nc| nc.leg) else {
+            return;
+        };
+        if let Some((set, leg)) = leg {
+            self.set_msg(set, leg, stream, msg, now);
+            return;
+        }
+        let msg = match msg {
+            AnyRelayMsg::ConfluxLink(link) => {
+                self.link(key, &link, now);
+                return;
+            }
+            m => m,
+        };
+        if self.conflux_misplaced(key, &msg) {
+            return;
+        }
         let Some(cfg) = self.exit.as_ref() else {
             return;
         };
@@ -114,8 +155,8 @@ impl RelayNode {
             return;
         };
         if nc.streams.is_none() && stream.is_none() {
-            // A circuit-level message (Conflux linking, which we do not
-            // offer yet) on a circuit without streams: nothing to make.
+            // A circuit-level message on a circuit without streams:
+            // nothing to make.
             return;
         }
         let client_first_hop = nc
@@ -153,13 +194,24 @@ impl RelayNode {
         let Some(nc) = self.circuits.get_mut(&key) else {
             return false;
         };
+        if let Some((set, _)) = nc.leg {
+            let was_closed = nc.circ.is_closed();
+            self.drive_set(set, now);
+            return self
+                .circuits
+                .get(&key)
+                .is_some_and(|nc| !was_closed && nc.circ.is_closed());
+        }
         let Some(map) = nc.streams.as_mut() else {
             return false;
         };
         let was_closed = nc.circ.is_closed();
         pump(map, &mut nc.circ, now);
         while let Some(event) = map.poll_event() {
-            self.events.push_back(NodeEvent::Exit { circ: key, event });
+            self.events.push_back(NodeEvent::Exit {
+                edge: EdgeKey::Circuit(key),
+                event,
+            });
         }
         !was_closed && nc.circ.is_closed()
     }
@@ -174,10 +226,10 @@ impl RelayNode {
             return;
         }
         if let Some(t) = nc.deadline.take() {
-            self.timers.remove(&(t, key));
+            self.timers.remove(&(t, EdgeKey::Circuit(key)));
         }
         if let Some(t) = next {
-            self.timers.insert((t, key));
+            self.timers.insert((t, EdgeKey::Circuit(key)));
             nc.deadline = Some(t);
         }
     }

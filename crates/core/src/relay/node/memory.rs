@@ -1,6 +1,7 @@
 //! The node's memory limit (C-tor's `MaxMemInQueues`): every circuit's
-//! queued cells and its exit streams' buffers are counted, and once the
-//! total passes the limit the circuits whose queued data is oldest are
+//! queued cells and its exit streams' buffers are counted, with every
+//! Conflux set's reorder queue and stream buffers, and once the
+//! total passes the limit the circuits and sets whose queued data is oldest are
 //! closed (DESTROY RESOURCELIMIT both ways) until it is back under three
 //! quarters of it (C-tor `cell_queues_check_size` and
 //! `circuits_handle_oom`, which frees down to `MaxMemInQueues_low_threshold`).
@@ -10,7 +11,8 @@ use std::time::Instant;
 use tor_cell::chancell::msg::DestroyReason;
 
 use super::RelayNode;
-use crate::ids::CircKey;
+use crate::conflux::ConfluxError;
+use crate::ids::{CircKey, EdgeKey};
 
 /// Bytes a queued cell counts for: a cell on the wire with link protocol 4
 /// and up (C-tor counts `packed_cell_t`, a little more).
@@ -53,26 +55,38 @@ impl RelayNode {
             return;
         }
         let target = limit / 4 * 3;
-        let mut victims: Vec<(Instant, CircKey)> = self
+        let mut victims: Vec<(Instant, EdgeKey)> = self
             .circuits
             .iter()
-            .filter(|(_, c)| c.accounted > 0 && !c.circ.is_closed())
-            .map(|(k, c)| (c.circ.oldest_queued().unwrap_or(now), *k))
+            .filter(|(_, c)| c.accounted > 0 && !c.circ.is_closed() && c.leg.is_none())
+            .map(|(k, c)| (c.circ.oldest_queued().unwrap_or(now), EdgeKey::Circuit(*k)))
+            .chain(self.set_victims(now))
             .collect();
         victims.sort();
         tracing::warn!(
             "out of memory for queues: {} bytes queued, limit {limit}: closing circuits, oldest data first",
             self.queued_bytes
         );
-        for (_, key) in victims {
+        for (_, edge) in victims {
             if self.queued_bytes <= target {
                 break;
             }
-            if let Some(nc) = self.circuits.get_mut(&key) {
-                nc.circ.close(DestroyReason::RESOURCELIMIT);
-                self.stats.oom_closed += 1;
+            match edge {
+                EdgeKey::Circuit(key) => {
+                    if let Some(nc) = self.circuits.get_mut(&key) {
+                        nc.circ.close(DestroyReason::RESOURCELIMIT);
+                        self.stats.oom_closed += 1;
+                    }
+                    self.settle(key, now);
+                }
+                EdgeKey::Set(set) => {
+                    if let Some(es) = self.sets.get_mut(&set) {
+                        es.close(ConfluxError::OutOfMemory);
+                        self.stats.oom_sets_closed += 1;
+                    }
+                    self.drive_set(set, now);
+                }
             }
-            self.settle(key, now);
         }
     }
 }
