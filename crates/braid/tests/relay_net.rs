@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use braid_client::socks::{IsolationKey, SocksServer};
 use braid_client::{ClientConfig, TorClient};
 use braid_dir::restrict::NodeRestrictions;
-use braid_testnet::braid_relay::BRAID_PROTO;
+use braid_testnet::braid_relay::{BRAID_EXIT_PROTO, BRAID_PROTO};
 use braid_testnet::consensus::{self, RouterEntry};
 use braid_testnet::control::ControlConn;
 use braid_testnet::ctor_conflux::parse_circuit_status;
@@ -62,7 +62,7 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A small C-tor part (3 authorities, 2 relays, 1 exit, the client without
-/// Conflux: the Braid exit offers none) and one Braid relay and exit.
+/// Conflux: these tests pin single circuits) and one Braid relay and exit.
 fn config(name: &str, base_port: u16) -> NetworkConfig {
     let mut config = NetworkConfig::new(test_dir(name), BRAID);
     config.base_port = base_port;
@@ -171,7 +171,12 @@ async fn authorities_list_braid_relays_and_ctor_circuits_cross_them() {
     assert_flags(&middle, &["Guard", "Running", "Valid", "Fast", "Stable"]);
     assert!(!middle.has_flag("Exit"), "{:?}", middle.flags);
     for e in [&exit, &middle] {
-        assert_eq!(e.protocols, BRAID_PROTO, "{}", e.nickname);
+        let proto = if e.nickname == "braidexit0" {
+            BRAID_EXIT_PROTO
+        } else {
+            BRAID_PROTO
+        };
+        assert_eq!(e.protocols, proto, "{}", e.nickname);
         assert!(!e.has_flag("HSDir"), "{}: {:?}", e.nickname, e.flags);
         assert_eq!(e.or_port, relay(&manifest, &e.nickname).or_port);
     }

@@ -41,10 +41,17 @@ use crate::plan::{NodePlan, Role};
 /// Left out because the relay does not do them: `DirCache` (no BEGIN_DIR
 /// directory service; without `tunnelled-dir-server` the relay gets no
 /// V2Dir flag), `HSDir`, `HSIntro`, `HSRend`, `Padding` (onion-service
-/// roles and their padding), `Conflux` (the Conflux exit is another
-/// issue), and the document formats `Cons`, `Desc`, `Microdesc`, which
-/// describe directory documents a relay fetches or serves.
+/// roles and their padding), `Conflux` (only exits link sets:
+/// [`BRAID_EXIT_PROTO`]), and the document formats `Cons`, `Desc`,
+/// `Microdesc`, which describe directory documents a relay fetches or
+/// serves.
 pub const BRAID_PROTO: &str = "FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
+
+/// A Braid exit's `proto`: [`BRAID_PROTO`] and `Conflux=1`, the Conflux
+/// exit (prop 329; C-tor clients pick a set's exit among relays that
+/// advertise it and FlowCtrl=2). The relay answers CONFLUX_LINK because
+/// its `proto` says so.
+pub const BRAID_EXIT_PROTO: &str = "Conflux=1 FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
 
 /// A Braid relay's advertised bandwidth when none is configured: C-tor's
 /// default `BandwidthRate` (1 GByte/s), so that the relay is not slower
@@ -164,7 +171,11 @@ pub fn render_relay_toml(
             keys_dir: node.keys_dir(),
             bandwidth_rate: bandwidth(node),
             bandwidth_burst: bandwidth(node),
-            proto: BRAID_PROTO,
+            proto: if is_exit {
+                BRAID_EXIT_PROTO
+            } else {
+                BRAID_PROTO
+            },
             exit_policy: if is_exit {
                 exit_policy.to_vec()
             } else {
@@ -269,7 +280,7 @@ mod tests {
             Some("/tmp/net/nodes/braidexit0/data/keys")
         );
         assert_eq!(r["bandwidth_rate"].as_integer(), Some(1 << 30));
-        assert_eq!(r["proto"].as_str(), Some(BRAID_PROTO));
+        assert_eq!(r["proto"].as_str(), Some(BRAID_EXIT_PROTO));
         let rules: Vec<&str> = r["exit_policy"]
             .as_array()
             .unwrap()
@@ -429,5 +440,11 @@ mod tests {
             assert!(!supports(BRAID_PROTO, proto, v), "{proto}={v}");
         }
         assert!(supports(BRAID_PROTO, "FlowCtrl", 2));
+        assert!(supports(BRAID_EXIT_PROTO, "Conflux", 1));
+        assert_eq!(
+            BRAID_EXIT_PROTO.replace("Conflux=1 ", ""),
+            BRAID_PROTO,
+            "exits advertise Conflux=1 besides what every Braid relay does"
+        );
     }
 }

@@ -1,0 +1,213 @@
+//! The Braid exit as a Conflux exit (issue 14): `braidexit0` advertises
+//! `Conflux=1`, and
+//! - the C-tor client's Conflux set (ConfluxEnabled, ExitNodes=braidexit0)
+//!   links with it: its control port shows a CONFLUX_LINKED pair ending at
+//!   braidexit0, a 50 MB download and a 20 MB upload through the set are
+//!   byte-identical (SHA-256) with every leg carrying data;
+//! - Braid's client links a two-leg set with it and downloads 20 MB.
+//!
+//! Every process is stopped by PID.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stdout,
+    reason = "tests"
+)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use braid_client::socks::{IsolationKey, SocksServer};
+use braid_client::{ClientConfig, TorClient};
+use braid_dir::restrict::NodeRestrictions;
+use braid_testnet::control::ControlConn;
+use braid_testnet::ctor_conflux::{self, parse_circuit_status};
+use braid_testnet::download::fetch_file;
+use braid_testnet::launcher;
+use braid_testnet::process::{is_alive, read_records};
+use braid_testnet::{Manifest, NetworkConfig};
+use common::test_dir;
+
+const BRAID: &str = env!("CARGO_BIN_EXE_braid");
+/// First port of this test's network (others use 21000 to 33999).
+const BASE: u16 = 34000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
+    let mut config = NetworkConfig::new(test_dir("conflux-exit"), BRAID);
+    config.base_port = BASE;
+    // Two legs need two guards and two middles besides the exits.
+    config.relays = 4;
+    config.exits = 1;
+    config.braid_exits = 1;
+    config.client_conflux = true;
+    // The client's info log says why a set does or does not link.
+    config.log_level = "info".into();
+    config.timeout = Duration::from_secs(150);
+    let start = Instant::now();
+    let network = tokio::time::timeout(Duration::from_secs(180), launcher::up(&config))
+        .await
+        .expect("network start-up took more than 180 s")
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("network up in {:.1} s", start.elapsed().as_secs_f64());
+    let manifest = network.manifest().clone();
+    let dir = network.dir().to_path_buf();
+    let exit_fp = manifest
+        .relays
+        .iter()
+        .find(|r| r.nickname == "braidexit0")
+        .map(|r| r.fingerprint.to_ascii_uppercase())
+        .unwrap();
+
+    // 1. The C-tor client's sets end at the Braid exit.
+    pin_exit(&manifest, "braidexit0", &exit_fp).await;
+    let d = tokio::time::timeout(
+        Duration::from_secs(240),
+        ctor_conflux::download(&manifest, 50_000_000, 11),
+    )
+    .await
+    .expect("the C-tor client's download took more than 240 s")
+    .unwrap_or_else(|e| panic!("C-tor client download through the Braid exit: {e}"));
+    println!(
+        "C-tor client, Braid exit: 50 MB download {:.2} MB/s\n{}",
+        d.download.mb_per_s(),
+        d.table()
+    );
+    d.route.check_linked_pair().unwrap();
+    for leg in &d.route.legs {
+        assert_eq!(leg.fingerprints.get(2), Some(&exit_fp), "{:?}", leg.path);
+        assert!(leg.read > 0, "every leg carried data: {}", d.table());
+    }
+    let u = tokio::time::timeout(
+        Duration::from_secs(240),
+        ctor_conflux::upload(&manifest, 20_000_000, 12),
+    )
+    .await
+    .expect("the C-tor client's upload took more than 240 s")
+    .unwrap_or_else(|e| panic!("C-tor client upload through the Braid exit: {e}"));
+    println!(
+        "C-tor client, Braid exit: 20 MB upload {:.2} MB/s\n{}",
+        u.upload.mb_per_s(),
+        u.table()
+    );
+    u.route.check_linked_pair().unwrap();
+    assert!(
+        u.route
+            .legs
+            .iter()
+            .all(|l| l.fingerprints.get(2) == Some(&exit_fp)),
+        "{}",
+        u.table()
+    );
+
+    // 2. Braid's client links a set with it.
+    braid_client_set(&dir).await;
+
+    let stopped = network.down().unwrap();
+    assert!(stopped > 0);
+    let alive: Vec<_> = read_records(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(is_alive)
+        .collect();
+    assert!(alive.is_empty(), "still running: {alive:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The C-tor client builds its circuits to `exit` only, from now on; wait
+/// until it has a linked Conflux set of two legs there (its prebuilt sets
+/// went to other exits).
+async fn pin_exit(manifest: &Manifest, exit: &str, exit_fp: &str) {
+    let c = manifest.client.as_ref().expect("a C-tor client");
+    let mut ctl = ControlConn::connect(
+        SocketAddr::from(([127, 0, 0, 1], c.control_port)),
+        &c.control_cookie,
+    )
+    .await
+    .unwrap();
+    ctl.command(&format!("SETCONF ExitNodes={exit} StrictNodes=1"))
+        .await
+        .unwrap();
+    ctl.command("SIGNAL NEWNYM").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = ctl.getinfo("circuit-status").await.unwrap();
+        let mut sets: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for c in parse_circuit_status(&status) {
+            if c.status == "BUILT"
+                && c.purpose == "CONFLUX_LINKED"
+                && c.path.last().map(String::as_str) == Some(exit_fp)
+                && let Some(id) = c.conflux_id
+            {
+                *sets.entry(id).or_default() += 1;
+            }
+        }
+        if sets.values().any(|n| *n >= 2) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no linked Conflux set at {exit} within 90 s:\n{status}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Braid's client (in process, behind a SOCKS port), two-leg sets pinned
+/// to braidexit0: 20 MB byte-identical, both legs linked at the Braid exit.
+async fn braid_client_set(dir: &Path) {
+    let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
+    cfg.cache_dir = dir.join("braid-cache-conflux-exit");
+    cfg.conflux_legs = Some(2);
+    cfg.nodes = NodeRestrictions::parse(&[], &[], &["braidexit0"]).unwrap();
+    let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let socks = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
+        let _ = stopped.await;
+    }));
+    let files = Manifest::load(dir).unwrap().fileserver.address;
+    let d = tokio::time::timeout(
+        Duration::from_secs(180),
+        fetch_file(files, Some((socks, Some(("cfxexit", "x")))), 20_000_000, 13),
+    )
+    .await
+    .expect("the Braid client's download took more than 180 s")
+    .unwrap_or_else(|e| panic!("Braid client set through the Braid exit: {e}"));
+    let key = IsolationKey {
+        username: b"cfxexit".to_vec(),
+        password: b"x".to_vec(),
+    };
+    let tunnels = client.tunnels_for(&key);
+    assert_eq!(tunnels.len(), 1);
+    let t = &tunnels[0];
+    let report = t.report().await.unwrap();
+    let received: Vec<u64> = report
+        .legs
+        .iter()
+        .map(|l| l.stats.map_or(0, |s| s.data_bytes_received))
+        .collect();
+    println!(
+        "Braid client, Braid exit ({}): {:.2} MB/s, DATA bytes per leg {received:?}, reorder peak {} bytes",
+        t.info().describe(),
+        d.mb_per_s(),
+        report.reorder.map_or(0, |r| r.peak_bytes)
+    );
+    assert_eq!(t.info().legs.len(), 2, "{:?}", t.info().legs);
+    assert!(t.info().legs.iter().all(|l| l[2] == "braidexit0"));
+    assert_eq!(received.iter().sum::<u64>(), report.data_bytes_received());
+    let _ = stop.send(());
+    let _ = serving.await;
+}
