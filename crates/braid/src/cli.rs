@@ -172,6 +172,11 @@ pub(crate) struct BenchConfluxArgs {
     /// 3-legs. Default: all four.
     #[arg(long)]
     pub(crate) scenario: Vec<String>,
+    /// Whose exit the sets end at: the network's C-tor exit (LowRTT
+    /// places downloads), the Braid exit (Braid's schedulers), or each in
+    /// turn (a network per scenario and exit).
+    #[arg(long, value_enum, default_value_t = BenchExit::Both)]
+    pub(crate) exit: BenchExit,
     /// First port of the networks' port blocks; the proxies use
     /// base+600 and up.
     #[arg(long, default_value_t = 30000)]
@@ -182,6 +187,17 @@ pub(crate) struct BenchConfluxArgs {
     /// The SVG plot (default DIR/bench-conflux.svg).
     #[arg(long)]
     pub(crate) svg: Option<PathBuf>,
+}
+
+/// The exits of `braid bench conflux`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BenchExit {
+    /// The C-tor exit.
+    Tor,
+    /// The Braid exit.
+    Braid,
+    /// Both, one after the other.
+    Both,
 }
 
 /// The transfers of `braid bench conflux`.

@@ -259,7 +259,7 @@ pub(super) fn short_uploads() -> ([Who; 6], Vec<ShortSample>) {
 /// [`short_uploads`] summarised in a report with a failed scenario
 /// before it.
 pub(super) fn short_report() -> Report {
-    let sc = &scenarios()[2];
+    let sc = &scenarios()[4];
     let (whos, samples) = short_uploads();
     let mut r = scenario_report(sc);
     r.short_rows = whos.iter().map(|&w| short_row(sc, w, &samples)).collect();

@@ -248,7 +248,7 @@ pub(super) fn scenario_report(sc: &Scenario) -> ScenarioReport {
             .map(|i| LegSetup {
                 guard: sc.guard(i),
                 middle: sc.middle(i),
-                exit: "exit0".into(),
+                exit: sc.exit.relay().into(),
                 middle_rate: sc.middles.get(i).map_or("", |l| l.rate),
                 middle_delay_one_way: sc.middles.get(i).map_or("", |l| l.delay),
             })
@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn short_figures_in_json() {
-        let sc = &scenarios()[2];
+        let sc = &scenarios()[4];
         let samples = vec![short(
             Who::Braid("ecf"),
             0,

@@ -14,7 +14,7 @@ use braid_testnet::{Manifest, NetworkConfig, RelayShape, TestnetError, launcher}
 use super::plot::plot;
 use super::report::{LINK_NOTE, Report, Sample, ScenarioReport, ShortSample, scenario_report};
 use super::scenario::{
-    DEFAULT_SCHEDULER, SCHEDULERS, Scenario, Who, consensus_params, ctor_torrc, scenario_names,
+    DEFAULT_SCHEDULER, ExitKind, SCHEDULERS, Scenario, Who, consensus_params, ctor_torrc, scenario_names,
     scenarios,
 };
 use super::stats::{lowest_median_scheduler, short_row, summarise};
@@ -24,7 +24,7 @@ use crate::bench::error::BenchError;
 use crate::bench::output::{write_json, write_text};
 use crate::bench::proxy::{ProxyChild, start_proxy};
 use crate::bench::scrape::Direction;
-use crate::cli::{BenchConfluxArgs, BenchDirection};
+use crate::cli::{BenchConfluxArgs, BenchDirection, BenchExit};
 use crate::testnet_cmd::{say, up_interruptible};
 
 /// Bytes of each client's warm-up transfers.
@@ -82,19 +82,26 @@ pub(crate) async fn conflux(args: BenchConfluxArgs) -> Result<(), BenchError> {
     if args.reps == 0 {
         return Err(BenchError::Usage("--reps must be at least 1".into()));
     }
-    let all = scenarios();
+    let all: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| match args.exit {
+            BenchExit::Tor => s.exit == ExitKind::Tor,
+            BenchExit::Braid => s.exit == ExitKind::Braid,
+            BenchExit::Both => true,
+        })
+        .collect();
     let chosen: Vec<Scenario> = if args.scenario.is_empty() {
         all
     } else {
         let mut out = Vec::new();
         for name in &args.scenario {
-            let s = all.iter().find(|s| s.name == name).ok_or_else(|| {
-                BenchError::Usage(format!(
+            if !scenario_names().contains(&name.as_str()) {
+                return Err(BenchError::Usage(format!(
                     "unknown scenario {name:?}; one of: {}",
                     scenario_names().join(", ")
-                ))
-            })?;
-            out.push(s.clone());
+                )));
+            }
+            out.extend(all.iter().filter(|s| s.base == name).cloned());
         }
         out
     };
@@ -205,6 +212,7 @@ async fn run_scenario(
     config.base_port = args.base_port;
     config.relays = 2 * k;
     config.exits = 1;
+    config.braid_exits = usize::from(sc.exit == ExitKind::Braid);
     config.client = true;
     config.client_conflux = true;
     config.client_torrc = ctor_torrc(sc);
@@ -284,7 +292,7 @@ async fn measure(
         .map_err(|e| TestnetError::io("reading", netdir.join("network.toml"), e))?;
     let guards: Vec<String> = (0..k).map(|i| sc.guard(i)).collect();
     let middles: Vec<String> = (0..k).map(|i| sc.middle(i)).collect();
-    let exit = vec!["exit0".to_string()];
+    let exit = vec![sc.exit.relay().to_string()];
     let mut whos: Vec<Who> = (0..k).map(Who::Leg).collect();
     whos.extend(SCHEDULERS.iter().map(|s| Who::Braid(s)));
     whos.push(Who::Ctor);

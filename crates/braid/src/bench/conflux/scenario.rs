@@ -16,12 +16,36 @@ pub(super) struct Link {
     pub(super) delay: &'static str,
 }
 
-/// One scenario: a middle per leg.
+/// Whose exit the sets end at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ExitKind {
+    /// The network's C-tor exit, `exit0` (LowRTT for downloads).
+    Tor,
+    /// The Braid exit, `braidexit0` (the scheduler the client's UX asks
+    /// for: ECF for throughput).
+    Braid,
+}
+
+impl ExitKind {
+    /// The exit relay's nickname.
+    pub(super) fn relay(self) -> &'static str {
+        match self {
+            ExitKind::Tor => "exit0",
+            ExitKind::Braid => "braidexit0",
+        }
+    }
+}
+
+/// One scenario: a middle per leg, and the exit.
 #[derive(Debug, Clone)]
 pub(super) struct Scenario {
+    /// Unique: the links' name, and `+braid-exit` for the Braid exit.
     pub(super) name: &'static str,
+    /// The links' name (what `--scenario` takes).
+    pub(super) base: &'static str,
     pub(super) about: &'static str,
     pub(super) middles: Vec<Link>,
+    pub(super) exit: ExitKind,
 }
 
 impl Scenario {
@@ -36,35 +60,53 @@ impl Scenario {
     }
 }
 
+/// Every scenario, each with the C-tor exit then the Braid exit.
 pub(super) fn scenarios() -> Vec<Scenario> {
     let l = |rate, delay| Link { rate, delay };
-    vec![
-        Scenario {
-            name: "uniform",
-            about: "2 legs, both middles 2 MiB/s + 10 ms",
-            middles: vec![l("2MiB", "10ms"), l("2MiB", "10ms")],
-        },
-        Scenario {
-            name: "bw-1-3",
-            about: "2 legs, middles 1 MiB/s and 3 MiB/s, 10 ms",
-            middles: vec![l("1MiB", "10ms"), l("3MiB", "10ms")],
-        },
-        Scenario {
-            name: "rtt-1-5",
-            about: "2 legs, middles 2 MiB/s with 10 ms and 50 ms",
-            middles: vec![l("2MiB", "10ms"), l("2MiB", "50ms")],
-        },
-        Scenario {
-            name: "3-legs",
-            about: "3 legs, middles 2 MiB/s + 10 ms",
-            middles: vec![l("2MiB", "10ms"), l("2MiB", "10ms"), l("2MiB", "10ms")],
-        },
-    ]
+    let links = [
+        (
+            ["uniform", "uniform+braid-exit"],
+            "2 legs, both middles 2 MiB/s + 10 ms",
+            vec![l("2MiB", "10ms"), l("2MiB", "10ms")],
+        ),
+        (
+            ["bw-1-3", "bw-1-3+braid-exit"],
+            "2 legs, middles 1 MiB/s and 3 MiB/s, 10 ms",
+            vec![l("1MiB", "10ms"), l("3MiB", "10ms")],
+        ),
+        (
+            ["rtt-1-5", "rtt-1-5+braid-exit"],
+            "2 legs, middles 2 MiB/s with 10 ms and 50 ms",
+            vec![l("2MiB", "10ms"), l("2MiB", "50ms")],
+        ),
+        (
+            ["3-legs", "3-legs+braid-exit"],
+            "3 legs, middles 2 MiB/s + 10 ms",
+            vec![l("2MiB", "10ms"), l("2MiB", "10ms"), l("2MiB", "10ms")],
+        ),
+    ];
+    let mut out = Vec::new();
+    for ([tor, braid], about, middles) in links {
+        for (name, exit) in [(tor, ExitKind::Tor), (braid, ExitKind::Braid)] {
+            out.push(Scenario {
+                name,
+                base: tor,
+                about,
+                middles: middles.clone(),
+                exit,
+            });
+        }
+    }
+    out
 }
 
 /// The names `--scenario` accepts.
 pub(super) fn scenario_names() -> Vec<&'static str> {
-    scenarios().iter().map(|s| s.name).collect()
+    scenarios()
+        .iter()
+        .filter(|s| s.exit == ExitKind::Tor)
+        .map(|s| s.base)
+        .collect()
 }
 
 /// Who transfers.
@@ -103,7 +145,7 @@ pub(super) fn ctor_torrc(sc: &Scenario) -> Vec<String> {
     vec![
         format!("EntryNodes {}", guards.join(",")),
         format!("MiddleNodes {}", middles.join(",")),
-        "ExitNodes exit0".into(),
+        format!("ExitNodes {}", sc.exit.relay()),
     ]
 }
 
@@ -127,11 +169,17 @@ mod tests {
 
     #[test]
     fn scenarios_are_the_four_of_the_issue() {
-        let s = scenarios();
+        let s: Vec<Scenario> = scenarios()
+            .into_iter()
+            .filter(|s| s.exit == ExitKind::Tor)
+            .collect();
         assert_eq!(scenario_names(), ["uniform", "bw-1-3", "rtt-1-5", "3-legs"]);
         assert_eq!(s[3].legs(), 3);
         assert_eq!(s[3].guard(2), "relay2");
         assert_eq!(s[3].middle(0), "relay3");
+        let braid = &scenarios()[7];
+        assert_eq!((braid.name, braid.base), ("3-legs+braid-exit", "3-legs"));
+        assert_eq!(ctor_torrc(braid)[2], "ExitNodes braidexit0");
         assert_eq!(
             ctor_torrc(&s[3]),
             [

@@ -433,7 +433,7 @@ mod tests {
 
     #[test]
     fn short_rows_and_lowest_median() {
-        let sc = &scenarios()[2];
+        let sc = &scenarios()[4];
         let (whos, samples) = short_uploads();
         let rows: Vec<ShortRow> = whos.iter().map(|&w| short_row(sc, w, &samples)).collect();
         let row = |client: &str| rows.iter().find(|r| r.client == client).unwrap();

@@ -414,7 +414,7 @@ mod tests {
             None
         );
         assert_eq!(
-            check_ctor_set(&scenarios()[3], &route("CONFLUX_LINKED", legs.clone())),
+            check_ctor_set(&scenarios()[6], &route("CONFLUX_LINKED", legs.clone())),
             Some("C-tor used a CONFLUX_LINKED circuit with 2 legs".into())
         );
         assert_eq!(
