@@ -474,3 +474,70 @@ fn a_set_over_the_memory_limit_closes_and_others_go_on() {
     assert!(w.nodes[EXIT].exit_streams(plain_edge).is_some());
     assert!(w.nodes[EXIT].queued_bytes() < 40_000);
 }
+
+/// A client that opens a sequence gap on one leg (a SWITCH far ahead) and
+/// piles DATA behind it: the set's reorder queue is bounded, the set closes
+/// with the rule named, the memory comes back, and another circuit goes on.
+#[test]
+fn a_gap_with_data_piled_behind_it_closes_the_set_alone() {
+    let now = Instant::now();
+    let (mut w, mut c) = linked(ConfluxExitConfig::default(), now);
+    let s = sid(3);
+    open_stream(&mut w, &mut c, s, now);
+    let plain = w.circuit(&[0, 4, EXIT], now);
+    w.pump(now);
+    let set = the_set(&w);
+    let circ = c.legs[1].1;
+    // Jump leg 1 ahead by 100 messages that never come, then pile DATA.
+    w.clients[circ]
+        .send_relay(LAST, None, ConfluxSwitch::new(100).into(), now)
+        .unwrap();
+    let chunk = [0x42_u8; 498];
+    let mut peak = 0;
+    for _ in 0..20_000 {
+        if w.nodes[EXIT].set_figures(set).is_none_or(|f| f.closed) {
+            break;
+        }
+        // The client's circuit window: let SENDMEs come back as we go.
+        if w.clients[circ].can_send_data(LAST) {
+            w.clients[circ]
+                .send_relay(LAST, Some(s), Data::new(&chunk).unwrap().into(), now)
+                .unwrap();
+        }
+        w.pump(now);
+        peak = peak.max(w.nodes[EXIT].queued_bytes());
+    }
+    assert!(
+        w.nodes[EXIT].set_figures(set).is_none_or(|f| f.closed),
+        "the set closed on its full reorder queue"
+    );
+    assert!(w.closed[circ].is_some() && w.closed[c.legs[0].1].is_some());
+    // The bound: the reorder queue's starting limit, a few cells over.
+    let limit = crate::conflux::ReorderSizer::initial_limit().max_bytes;
+    assert!(peak <= limit + 64 * 1024, "peak {peak} over {limit}");
+    assert!(
+        peak > limit / 2,
+        "data piled up behind the gap: peak {peak}"
+    );
+    assert_eq!(w.nodes[EXIT].queued_bytes(), 0);
+    assert!(w.closed[plain].is_none(), "another circuit goes on");
+}
+
+/// SWITCHes with no data between them beyond C-tor's habit close the set
+/// (prop 329 §4.2.3).
+#[test]
+fn a_switch_flood_closes_the_set() {
+    let now = Instant::now();
+    let (mut w, c) = linked(ConfluxExitConfig::default(), now);
+    let set = the_set(&w);
+    let circ = c.legs[0].1;
+    // The first moves the leg on; the rest are empty, one past the limit.
+    for _ in 0..crate::conflux::MAX_EMPTY_SWITCHES + 2 {
+        w.clients[circ]
+            .send_relay(LAST, None, ConfluxSwitch::new(1).into(), now)
+            .unwrap();
+    }
+    w.pump(now);
+    assert!(w.nodes[EXIT].set_figures(set).is_none(), "the set is gone");
+    assert!(w.closed[circ].is_some() && w.closed[c.legs[1].1].is_some());
+}

@@ -14,8 +14,8 @@ use braid_testnet::{Manifest, NetworkConfig, RelayShape, TestnetError, launcher}
 use super::plot::plot;
 use super::report::{LINK_NOTE, Report, Sample, ScenarioReport, ShortSample, scenario_report};
 use super::scenario::{
-    DEFAULT_SCHEDULER, ExitKind, SCHEDULERS, Scenario, Who, consensus_params, ctor_torrc, scenario_names,
-    scenarios,
+    DEFAULT_SCHEDULER, ExitKind, SCHEDULERS, Scenario, Who, consensus_params, ctor_torrc,
+    scenario_names, scenarios,
 };
 use super::stats::{lowest_median_scheduler, short_row, summarise};
 use super::table::{describe, describe_short, short_table, table};
