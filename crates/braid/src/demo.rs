@@ -1,15 +1,17 @@
 //! `braid demo`: the main job, end to end.
 //!
-//! A private network; a download through Braid's own client over a 2-leg
-//! Conflux set, with its per-leg report, and over one circuit; then the
-//! same download through the C-tor client's Conflux set, with its per-leg
-//! report.
+//! A private network of C-tor relays and a Braid exit (a Conflux exit);
+//! a download through Braid's own client over one circuit, then, for the
+//! C-tor exit and for the Braid exit, the same download through Braid's
+//! 2-leg Conflux set and through the C-tor client's set, each with its
+//! per-leg report and checked by SHA-256.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use braid_client::socks::SocksServer;
 use braid_client::{ClientConfig, TorClient};
+use braid_dir::restrict::NodeRestrictions;
 use braid_testnet::config::parse_rate;
 use braid_testnet::download::{Download, fetch_file};
 use braid_testnet::{RelayShape, TestnetError, ctor_conflux};
@@ -24,6 +26,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
         .unwrap_or_else(|| std::env::temp_dir().join("braid-demo"));
     let size = parse_rate(&args.size)?;
     let mut config = config_from(dir, &args.net)?;
+    if args.net.braid_exits.is_none() {
+        // The Braid exit is what the demo shows besides C-tor's.
+        config.braid_exits = 1;
+    }
     if !args.no_shape && args.net.shapes.is_empty() && args.net.scenario.is_none() {
         let (name, shape) = RelayShape::parse_flag("relays:2MiB:10ms")?;
         config.shapes.insert(name, shape);
@@ -51,9 +57,18 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
             network.manifest().network.startup_secs
         ));
         let files = network.manifest().fileserver.address;
-        for (what, legs) in [("a 2-leg Conflux set", Some(2)), ("one circuit", None)] {
+        let mut runs: Vec<(String, Option<usize>, Option<&str>)> =
+            vec![("one circuit".into(), None, None)];
+        let exits: Vec<&str> = ["exit0", "braidexit0"]
+            .into_iter()
+            .filter(|e| network.manifest().relays.iter().any(|r| r.nickname == *e))
+            .collect();
+        for exit in &exits {
+            runs.push((format!("a 2-leg Conflux set to {exit}"), Some(2), Some(exit)));
+        }
+        for (what, legs, exit) in runs {
             say(&format!("downloading {size} bytes through Braid's client, {what}"));
-            match braid_download(network.dir(), files, size, legs).await {
+            match braid_download(network.dir(), files, size, legs, exit).await {
                 Ok((d, report)) => {
                     say(&format!(
                         "Braid: {} bytes in {:.2} s ({:.2} MB/s, first byte after {:.0} ms), SHA-256 {} verified",
@@ -68,26 +83,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
                 Err(e) => say(&format!("Braid download failed: {e}")),
             }
         }
-        say(&format!("downloading {size} bytes through the C-tor client's Conflux set"));
-        let report = ctor_conflux::download(network.manifest(), size, 1).await?;
-        say(&format!(
-            "downloaded {} bytes in {:.2} s ({:.2} MB/s, first byte after {:.0} ms), SHA-256 {} verified",
-            report.download.bytes,
-            report.download.elapsed.as_secs_f64(),
-            report.download.mb_per_s(),
-            report.download.time_to_first_byte.as_secs_f64() * 1000.0,
-            report.download.sha256
-        ));
-        say(&format!(
-            "stream on circuit {} ({}), Conflux set {}",
-            report.route.stream_circ.map_or("?".into(), |c| c.to_string()),
-            report.route.purpose,
-            report.route.conflux_id.as_deref().unwrap_or("none")
-        ));
-        say(&report.table());
-        match report.route.check_linked_pair() {
-            Ok(()) => say("the two legs share the exit and differ in guard and middle"),
-            Err(e) => say(&format!("warning: {e}")),
+        for exit in &exits {
+            ctor_set_download(network.manifest(), size, exit).await?;
         }
         Ok::<_, TestnetError>(())
     }
@@ -105,19 +102,62 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
     result
 }
 
+/// The C-tor client's Conflux set, pinned to `exit`: a download of `size`
+/// bytes with its per-leg report.
+async fn ctor_set_download(
+    manifest: &braid_testnet::Manifest,
+    size: u64,
+    exit: &str,
+) -> Result<(), TestnetError> {
+    say(&format!(
+        "downloading {size} bytes through the C-tor client's Conflux set to {exit}"
+    ));
+    ctor_conflux::pin_exit(manifest, exit, Duration::from_secs(90)).await?;
+    {
+        let report = ctor_conflux::download(manifest, size, 1).await?;
+        say(&format!(
+            "downloaded {} bytes in {:.2} s ({:.2} MB/s, first byte after {:.0} ms), SHA-256 {} verified",
+            report.download.bytes,
+            report.download.elapsed.as_secs_f64(),
+            report.download.mb_per_s(),
+            report.download.time_to_first_byte.as_secs_f64() * 1000.0,
+            report.download.sha256
+        ));
+        say(&format!(
+            "stream on circuit {} ({}), Conflux set {}",
+            report
+                .route
+                .stream_circ
+                .map_or("?".into(), |c| c.to_string()),
+            report.route.purpose,
+            report.route.conflux_id.as_deref().unwrap_or("none")
+        ));
+        say(&report.table());
+        match report.route.check_linked_pair() {
+            Ok(()) => say("the two legs share the exit and differ in guard and middle"),
+            Err(e) => say(&format!("warning: {e}")),
+        }
+    }
+    Ok(())
+}
+
 /// Bootstrap Braid's client in-process (Conflux with `legs` legs, or one
-/// circuit), serve SOCKS on an ephemeral port, and fetch the file through
-/// it. Returns the download and a report of the tunnel: its legs, the DATA
+/// circuit; to `exit` if given), serve SOCKS on an ephemeral port, and
+/// fetch the file through it. Returns the download and a report of the tunnel: its legs, the DATA
 /// each carried, and the reorder queue's peak.
 async fn braid_download(
     dir: &std::path::Path,
     files: std::net::SocketAddr,
     size: u64,
     legs: Option<usize>,
+    exit: Option<&str>,
 ) -> Result<(Download, String), String> {
     let mut config = ClientConfig::load(&dir.join("network.toml")).map_err(|e| e.to_string())?;
     config.cache_dir = dir.join("braid-cache");
     config.conflux_legs = legs;
+    if let Some(exit) = exit {
+        config.nodes = NodeRestrictions::parse(&[], &[], &[exit]).map_err(|e| e.to_string())?;
+    }
     let client = TorClient::bootstrap(config, Duration::from_secs(60), |_| {})
         .await
         .map_err(|e| e.to_string())?;

@@ -19,7 +19,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,8 +26,7 @@ use std::time::{Duration, Instant};
 use braid_client::socks::{IsolationKey, SocksServer};
 use braid_client::{ClientConfig, TorClient};
 use braid_dir::restrict::NodeRestrictions;
-use braid_testnet::control::ControlConn;
-use braid_testnet::ctor_conflux::{self, parse_circuit_status};
+use braid_testnet::ctor_conflux;
 use braid_testnet::download::fetch_file;
 use braid_testnet::launcher;
 use braid_testnet::process::{is_alive, read_records};
@@ -67,7 +65,9 @@ async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
         .unwrap();
 
     // 1. The C-tor client's sets end at the Braid exit.
-    pin_exit(&manifest, "braidexit0", &exit_fp).await;
+    ctor_conflux::pin_exit(&manifest, "braidexit0", Duration::from_secs(90))
+        .await
+        .unwrap();
     let d = tokio::time::timeout(
         Duration::from_secs(240),
         ctor_conflux::download(&manifest, 50_000_000, 11),
@@ -119,45 +119,6 @@ async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
         .collect();
     assert!(alive.is_empty(), "still running: {alive:?}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-/// The C-tor client builds its circuits to `exit` only, from now on; wait
-/// until it has a linked Conflux set of two legs there (its prebuilt sets
-/// went to other exits).
-async fn pin_exit(manifest: &Manifest, exit: &str, exit_fp: &str) {
-    let c = manifest.client.as_ref().expect("a C-tor client");
-    let mut ctl = ControlConn::connect(
-        SocketAddr::from(([127, 0, 0, 1], c.control_port)),
-        &c.control_cookie,
-    )
-    .await
-    .unwrap();
-    ctl.command(&format!("SETCONF ExitNodes={exit} StrictNodes=1"))
-        .await
-        .unwrap();
-    ctl.command("SIGNAL NEWNYM").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let status = ctl.getinfo("circuit-status").await.unwrap();
-        let mut sets: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-        for c in parse_circuit_status(&status) {
-            if c.status == "BUILT"
-                && c.purpose == "CONFLUX_LINKED"
-                && c.path.last().map(String::as_str) == Some(exit_fp)
-                && let Some(id) = c.conflux_id
-            {
-                *sets.entry(id).or_default() += 1;
-            }
-        }
-        if sets.values().any(|n| *n >= 2) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no linked Conflux set at {exit} within 90 s:\n{status}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Braid's client (in process, behind a SOCKS port), two-leg sets pinned

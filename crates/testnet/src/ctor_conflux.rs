@@ -274,6 +274,59 @@ pub async fn upload(
     Ok(ClientUpload { upload, route })
 }
 
+/// Makes the network's C-tor client build its circuits to `exit` (a
+/// nickname) only, from now on (`ExitNodes`, `StrictNodes`, `NEWNYM`),
+/// and waits up to `wait` until it has a linked Conflux set of at least two
+/// built legs ending there (its prebuilt sets went to other exits).
+pub async fn pin_exit(manifest: &Manifest, exit: &str, wait: Duration) -> Result<(), TestnetError> {
+    let client = manifest
+        .client
+        .as_ref()
+        .ok_or_else(|| TestnetError::Config("the network has no C-tor client".into()))?;
+    let exit_fp = manifest
+        .relays
+        .iter()
+        .find(|r| r.nickname == exit)
+        .map(|r| r.fingerprint.to_ascii_uppercase())
+        .ok_or_else(|| TestnetError::Config(format!("no relay {exit} in the network")))?;
+    let control_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, client.control_port));
+    let mut control = ControlConn::connect(control_addr, &client.control_cookie).await?;
+    control
+        .command(&format!("SETCONF ExitNodes={exit} StrictNodes=1"))
+        .await?;
+    control.command("SIGNAL NEWNYM").await?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let status = control.getinfo("circuit-status").await?;
+        if linked_sets_at(&status, &exit_fp) > 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(TestnetError::Config(format!(
+                "the C-tor client linked no Conflux set at {exit} within {} s; its circuits:\n{status}",
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Conflux sets in a `circuit-status` listing with at least two built
+/// legs ending at the relay with fingerprint `exit_fp` (upper-case hex).
+pub fn linked_sets_at(circuit_status: &str, exit_fp: &str) -> usize {
+    let mut legs: HashMap<String, usize> = HashMap::new();
+    for c in parse_circuit_status(circuit_status) {
+        if c.status == "BUILT"
+            && c.purpose == "CONFLUX_LINKED"
+            && c.path.last().map(String::as_str) == Some(exit_fp)
+            && let Some(id) = c.conflux_id
+        {
+            *legs.entry(id).or_default() += 1;
+        }
+    }
+    legs.values().filter(|n| **n >= 2).count()
+}
+
 /// Which way a transfer goes.
 #[derive(Debug, Clone, Copy)]
 enum Direction {
@@ -701,5 +754,20 @@ mod tests {
         // No stream seen: no legs.
         let o = Observer::new("127.0.0.1:8000".into(), "u".into());
         assert!(o.route(&circuits, |fp| fp.to_string()).legs.is_empty());
+    }
+
+    #[test]
+    fn linked_sets_are_counted_by_exit() {
+        let status = "7 BUILT $AAAA~relay0,$BBBB~relay3,$CCCC~exit1 PURPOSE=CONFLUX_LINKED CONFLUX_ID=abcd\n\
+                      8 BUILT $DDDD~relay1,$EEEE~relay4,$CCCC~exit1 PURPOSE=CONFLUX_LINKED CONFLUX_ID=abcd\n\
+                      9 BUILT $DDDD~relay1,$EEEE~relay4,$FFFF~exit2 PURPOSE=CONFLUX_LINKED CONFLUX_ID=other\n\
+                      10 EXTENDED $AAAA~relay0,$EEEE~relay4,$FFFF~exit2 PURPOSE=CONFLUX_LINKED CONFLUX_ID=other\n\
+                      11 BUILT $AAAA~relay0,$BBBB~relay3,$FFFF~exit2 PURPOSE=GENERAL\n";
+        assert_eq!(linked_sets_at(status, "CCCC"), 1);
+        assert_eq!(
+            linked_sets_at(status, "FFFF"),
+            0,
+            "one leg built, one general"
+        );
     }
 }
