@@ -61,6 +61,7 @@ pub(super) fn sample(
             Direction::Upload => 30.0,
         },
         cpu_s_per_100mb: Some(1.0),
+        exit_cpu_s_per_100mb: Some(0.5),
         tunnel: Some("1".into()),
         reorder_peak_bytes: matches!(client, Who::Braid(_)).then_some(100_000.0),
         reorder_sampled_max_bytes: None,

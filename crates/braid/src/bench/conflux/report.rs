@@ -66,6 +66,10 @@ pub(super) struct Sample {
     /// connection (SOCKS, BEGIN to CONNECTED), after which it sends.
     pub(super) ttfb_ms: f64,
     pub(super) cpu_s_per_100mb: Option<f64>,
+    /// The exit relay's CPU time during the transfer, per 100 MB (every
+    /// other transfer is idle meanwhile, so this is the transfer's cost at
+    /// the exit).
+    pub(super) exit_cpu_s_per_100mb: Option<f64>,
     pub(super) tunnel: Option<String>,
     /// Braid downloads only: the reorder queue's high-water mark over the
     /// set's life (an upload's reordering happens at the exit).
@@ -96,6 +100,8 @@ pub(super) struct Row {
     /// of an upload.
     pub(super) ttfb_ms_mean: f64,
     pub(super) cpu_s_per_100mb_mean: Option<f64>,
+    /// Mean of [`Sample::exit_cpu_s_per_100mb`].
+    pub(super) exit_cpu_s_per_100mb_mean: Option<f64>,
     pub(super) peak_rss_mb: Option<f64>,
     pub(super) reorder_peak_bytes: Option<f64>,
     pub(super) two_bdp_bytes: Option<f64>,
@@ -205,6 +211,8 @@ pub(super) struct ScenarioReport {
     /// Twice the largest leg BDP: download capacity times RTT (the client's
     /// reorder queue holds downloads; `None` without downloads).
     pub(super) two_bdp_bytes: Option<f64>,
+    /// The exit relay's peak RSS (VmHWM) when the scenario ended.
+    pub(super) exit_peak_rss_mb: Option<f64>,
     pub(super) rows: Vec<Row>,
     pub(super) targets: Vec<Target>,
     /// A row per client for the short uploads.
@@ -259,6 +267,7 @@ pub(super) fn scenario_report(sc: &Scenario) -> ScenarioReport {
         leg_rtt_ms: Vec::new(),
         leg_rtt_source: Vec::new(),
         two_bdp_bytes: None,
+        exit_peak_rss_mb: None,
         rows: Vec::new(),
         targets: Vec::new(),
         short_rows: Vec::new(),

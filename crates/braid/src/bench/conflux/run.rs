@@ -22,6 +22,7 @@ use super::table::{describe, describe_short, short_table, table};
 use super::transfer::{short_upload, transfer};
 use crate::bench::error::BenchError;
 use crate::bench::output::{write_json, write_text};
+use crate::bench::proc::peak_rss_mb;
 use crate::bench::proxy::{ProxyChild, start_proxy};
 use crate::bench::scrape::Direction;
 use crate::cli::{BenchConfluxArgs, BenchDirection, BenchExit};
@@ -400,6 +401,11 @@ async fn measure(
             }
         }
     }
+    // The exit's process, for its CPU time per transfer and peak RSS.
+    let exit_pid = read_records(netdir)?
+        .into_iter()
+        .find(|r| r.name == sc.exit.relay())
+        .map(|r| r.pid);
     let mut mine: Vec<Sample> = Vec::new();
     for rep in 0..args.reps {
         let mut order: Vec<(&Running, Direction)> = clients
@@ -410,7 +416,7 @@ async fn measure(
             order.reverse();
         }
         for (c, direction) in order {
-            let s = transfer(sc, c, direction, manifest, sizes.bulk, rep).await;
+            let s = transfer(sc, c, direction, manifest, sizes.bulk, rep, exit_pid).await;
             say(&format!("[{}] {}", sc.name, describe(&s)));
             collected.bulk.push(s.clone());
             mine.push(s);
@@ -431,6 +437,7 @@ async fn measure(
         }
     }
     let mut out = summarise(sc, &clients, &mine, &directions);
+    out.exit_peak_rss_mb = exit_pid.and_then(peak_rss_mb);
     if args.short_reps > 0 {
         let whos: Vec<Who> = clients.iter().map(|c| c.who).collect();
         out.short_rows = whos.iter().map(|&w| short_row(sc, w, &short)).collect();

@@ -110,6 +110,7 @@ fn row(
     let rates: Vec<f64> = ok.iter().map(|s| s.mb_per_s).collect();
     let m = mean(&rates).unwrap_or(0.0);
     let cpus: Vec<f64> = ok.iter().filter_map(|s| s.cpu_s_per_100mb).collect();
+    let exit_cpus: Vec<f64> = ok.iter().filter_map(|s| s.exit_cpu_s_per_100mb).collect();
     let leg_shares = leg_shares(sc, &ok.iter().map(|s| &s.legs[..]).collect::<Vec<_>>());
     let is_set = !matches!(c.who, Who::Leg(_));
     let download = direction == Direction::Download;
@@ -128,6 +129,7 @@ fn row(
             .map(|sum| m / sum),
         ttfb_ms_mean: mean(&ok.iter().map(|s| s.ttfb_ms).collect::<Vec<_>>()).unwrap_or(0.0),
         cpu_s_per_100mb_mean: mean(&cpus),
+        exit_cpu_s_per_100mb_mean: mean(&exit_cpus),
         peak_rss_mb: peak_rss_mb(c.pid),
         reorder_peak_bytes: if c.who.kind() == "braid" && download {
             ok.iter()

@@ -103,8 +103,8 @@ pub(super) fn table(r: &Report) -> String {
     let directions: Vec<&str> = r.directions.iter().map(|d| d.name()).collect();
     let mut out = format!(
         "Conflux, {} MB transfers ({}), {} runs each, tor {}\n\
-         | scenario | direction | client | MB/s mean (min-max) | of leg sum | first byte ms | CPU s / 100 MB | peak reorder kB | 2 x largest leg BDP kB | leg shares % |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         | scenario | direction | client | MB/s mean (min-max) | of leg sum | first byte ms | CPU s / 100 MB | exit CPU s / 100 MB | peak reorder kB | 2 x largest leg BDP kB | leg shares % |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
         r.size_bytes as f64 / 1e6,
         directions.join(", "),
         r.reps,
@@ -112,7 +112,7 @@ pub(super) fn table(r: &Report) -> String {
     );
     for sc in &r.scenarios {
         if let Some(e) = &sc.error {
-            let _ = writeln!(out, "| {} | | failed: {e} | | | | | | | |", sc.name);
+            let _ = writeln!(out, "| {} | | failed: {e} | | | | | | | | |", sc.name);
             continue;
         }
         for row in &sc.rows {
@@ -136,7 +136,7 @@ pub(super) fn table(r: &Report) -> String {
             let download = row.direction == Direction::Download;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
                 sc.name,
                 row.direction.name(),
                 row.client,
@@ -144,6 +144,7 @@ pub(super) fn table(r: &Report) -> String {
                 opt(row.fraction_of_leg_sum, |f| format!("{f:.3}")),
                 row.ttfb_ms_mean,
                 opt(row.cpu_s_per_100mb_mean, |c| format!("{c:.2}")),
+                opt(row.exit_cpu_s_per_100mb_mean, |c| format!("{c:.2}")),
                 if row.kind == "braid" && download {
                     opt(row.reorder_peak_bytes, |b| format!("{:.0}", b / 1000.0))
                 } else if row.kind == "braid" {
@@ -208,10 +209,11 @@ pub(super) fn table(r: &Report) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "  {}: {}; sum: {}",
+            "  {}: {}; sum: {}; exit peak RSS {} MB",
             sc.name,
             legs.join("; "),
-            per_direction(None)
+            per_direction(None),
+            opt(sc.exit_peak_rss_mb, |m| format!("{m:.1}"))
         );
     }
     out.push_str("\ntargets:\n");
@@ -334,7 +336,7 @@ mod tests {
         );
         assert!(
             t.contains(
-                "| uniform | upload | Braid lowrtt | 1.80 (1.80-1.80) | 0.900 | 30 | 1.00 | n/a | - | 75/25 |"
+                "| uniform | upload | Braid lowrtt | 1.80 (1.80-1.80) | 0.900 | 30 | 1.00 | 0.50 | n/a | - | 75/25 |"
             ),
             "{t}"
         );

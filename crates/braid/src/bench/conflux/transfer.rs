@@ -65,10 +65,12 @@ pub(super) async fn transfer(
     manifest: &Manifest,
     size: u64,
     rep: usize,
+    exit_pid: Option<u32>,
 ) -> Sample {
     let limit = time_limit(size);
     let seed = rep as u64;
     let cpu0 = cpu_seconds(c.pid);
+    let exit_cpu0 = exit_pid.and_then(cpu_seconds);
     let mut sample = Sample {
         scenario: sc.name.into(),
         client: c.who.label(),
@@ -82,6 +84,7 @@ pub(super) async fn transfer(
         server_mb_per_s: None,
         ttfb_ms: 0.0,
         cpu_s_per_100mb: None,
+        exit_cpu_s_per_100mb: None,
         tunnel: None,
         reorder_peak_bytes: None,
         reorder_sampled_max_bytes: None,
@@ -155,6 +158,11 @@ pub(super) async fn transfer(
         && sample.ok
     {
         sample.cpu_s_per_100mb = Some((b - a) * 1e8 / size as f64);
+    }
+    if let (Some(a), Some(b)) = (exit_cpu0, exit_pid.and_then(cpu_seconds))
+        && sample.ok
+    {
+        sample.exit_cpu_s_per_100mb = Some((b - a) * 1e8 / size as f64);
     }
     sample
 }
