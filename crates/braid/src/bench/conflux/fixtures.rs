@@ -29,6 +29,7 @@ pub(super) fn test_report(
         link_emulation: LINK_NOTE,
         metrics_available: true,
         scenarios,
+        exit_targets: Vec::new(),
         samples,
         short_size_bytes: 100_000,
         short_reps,

@@ -234,6 +234,10 @@ pub(super) struct Report {
     pub(super) link_emulation: &'static str,
     pub(super) metrics_available: bool,
     pub(super) scenarios: Vec<ScenarioReport>,
+    /// The Braid exit's targets, across scenarios ([`exit_targets`]).
+    ///
+    /// [`exit_targets`]: super::stats::exit_targets
+    pub(super) exit_targets: Vec<Target>,
     pub(super) samples: Vec<Sample>,
     /// Bytes of each short upload.
     pub(super) short_size_bytes: u64,

@@ -17,7 +17,7 @@ use super::scenario::{
     DEFAULT_SCHEDULER, ExitKind, SCHEDULERS, Scenario, Who, consensus_params, ctor_torrc,
     scenario_names, scenarios,
 };
-use super::stats::{lowest_median_scheduler, short_row, summarise};
+use super::stats::{exit_targets, lowest_median_scheduler, short_row, summarise};
 use super::table::{describe, describe_short, short_table, table};
 use super::transfer::{short_upload, transfer};
 use crate::bench::error::BenchError;
@@ -126,6 +126,7 @@ pub(crate) async fn conflux(args: BenchConfluxArgs) -> Result<(), BenchError> {
         link_emulation: LINK_NOTE,
         metrics_available: false,
         scenarios: Vec::new(),
+        exit_targets: Vec::new(),
         samples: Vec::new(),
         short_size_bytes: sizes.short,
         short_reps: args.short_reps,
@@ -150,6 +151,7 @@ pub(crate) async fn conflux(args: BenchConfluxArgs) -> Result<(), BenchError> {
                 interrupted(&e)
             }
         };
+        report.exit_targets = exit_targets(&report.scenarios);
         report.metrics_available = report
             .samples
             .iter()

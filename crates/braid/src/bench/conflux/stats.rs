@@ -248,6 +248,69 @@ fn leg_rtt(sc: &Scenario, i: usize, samples: &[Sample]) -> (Option<f64>, &'stati
     )
 }
 
+/// The Braid exit's targets (issue 14), across each scenario's two runs
+/// (`BASE` with the C-tor exit, `BASE+braid-exit` with the Braid exit),
+/// downloads: Braid's ECF set through the Braid exit >= 0.97 of the summed
+/// leg capacity; >= 1.15 x the C-tor client through the C-tor exit where
+/// the legs differ or are three; the C-tor client at least as fast through
+/// the Braid exit as through the C-tor exit.
+pub(super) fn exit_targets(scenarios: &[ScenarioReport]) -> Vec<Target> {
+    let d = Direction::Download;
+    let rate = |sc: &ScenarioReport, client: &str| {
+        sc.rows
+            .iter()
+            .find(|r| r.direction == d && r.client == client && r.runs > 0)
+            .map(|r| (r.mb_per_s_mean, r.fraction_of_leg_sum))
+    };
+    let braid = Who::Braid("ecf").label();
+    let ctor = Who::Ctor.label();
+    let mut out = Vec::new();
+    for b in scenarios
+        .iter()
+        .filter(|s| s.name.ends_with(BRAID_EXIT_SUFFIX))
+    {
+        let base = b.name.trim_end_matches(BRAID_EXIT_SUFFIX);
+        let tor = scenarios.iter().find(|s| s.name == base);
+        out.push(Target {
+            direction: d,
+            what: format!(
+                "{base} download: {braid} through the Braid exit >= {BRAID_EXIT_FRACTION:.2} of summed leg capacity"
+            ),
+            met: rate(b, &braid)
+                .and_then(|(_, f)| f)
+                .map(|f| f >= BRAID_EXIT_FRACTION),
+        });
+        if base != "uniform" {
+            out.push(Target {
+                direction: d,
+                what: format!(
+                    "{base} download: {braid} through the Braid exit >= {BRAID_EXIT_OVER_CTOR:.2} x C-tor through the C-tor exit"
+                ),
+                met: rate(b, &braid)
+                    .zip(tor.and_then(|t| rate(t, &ctor)))
+                    .map(|((m, _), (c, _))| m >= BRAID_EXIT_OVER_CTOR * c),
+            });
+        }
+        out.push(Target {
+            direction: d,
+            what: format!(
+                "{base} download: C-tor through the Braid exit >= C-tor through the C-tor exit"
+            ),
+            met: rate(b, &ctor)
+                .zip(tor.and_then(|t| rate(t, &ctor)))
+                .map(|((m, _), (c, _))| m >= c),
+        });
+    }
+    out
+}
+
+/// The suffix of a scenario's name with the Braid exit.
+const BRAID_EXIT_SUFFIX: &str = "+braid-exit";
+/// Issue 14: Braid through the Braid exit, of the summed leg capacity.
+const BRAID_EXIT_FRACTION: f64 = 0.97;
+/// Issue 14: Braid through the Braid exit over C-tor through the C-tor exit.
+const BRAID_EXIT_OVER_CTOR: f64 = 1.15;
+
 /// Per direction: Braid Conflux >= 0.95 of the summed leg capacity and >=
 /// C-tor's Conflux. Downloads: peak reorder <= 2 x the largest leg BDP
 /// (an upload's reorder queue is the exit's).
@@ -474,5 +537,39 @@ mod tests {
         assert_eq!(lowest_median_scheduler(&whos, &tied), Some("lowrtt"));
         tied[3].completion_ms = None;
         assert_eq!(lowest_median_scheduler(&whos, &tied), None);
+    }
+
+    #[test]
+    fn exit_targets_compare_the_two_exits() {
+        let report = crate::bench::conflux::fixtures::two_way_report();
+        let tor_sc = report.scenarios[0].clone();
+        let row = |client: String, mb: f64, f: f64| Row {
+            client,
+            direction: Direction::Download,
+            runs: 2,
+            mb_per_s_mean: mb,
+            fraction_of_leg_sum: Some(f),
+            ..tor_sc.rows[0].clone()
+        };
+        let braid = Who::Braid("ecf").label();
+        let ctor = Who::Ctor.label();
+        let mut tor = tor_sc.clone();
+        tor.name = "bw-1-3";
+        tor.rows = vec![row(ctor.clone(), 3.0, 0.75), row(braid.clone(), 3.5, 0.88)];
+        let mut theirs = tor.clone();
+        theirs.name = "bw-1-3+braid-exit";
+        theirs.rows = vec![row(ctor.clone(), 3.2, 0.80), row(braid.clone(), 3.9, 0.975)];
+        let t = exit_targets(&[tor.clone(), theirs.clone()]);
+        let verdicts: Vec<(String, Option<bool>)> =
+            t.iter().map(|x| (x.what.clone(), x.met)).collect();
+        assert_eq!(verdicts.len(), 3, "{verdicts:?}");
+        assert_eq!(verdicts[0].1, Some(true), "0.975 >= 0.97");
+        assert_eq!(verdicts[1].1, Some(true), "3.9 >= 1.15 x 3.0");
+        assert_eq!(verdicts[2].1, Some(true), "3.2 >= 3.0");
+        theirs.rows = vec![row(ctor, 2.9, 0.7), row(braid, 3.4, 0.85)];
+        let t = exit_targets(&[tor.clone(), theirs]);
+        assert!(t.iter().all(|x| x.met == Some(false)), "{t:?}");
+        // Without the Braid exit's run: no exit targets.
+        assert!(exit_targets(&[tor]).is_empty());
     }
 }

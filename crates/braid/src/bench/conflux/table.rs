@@ -227,6 +227,14 @@ pub(super) fn table(r: &Report) -> String {
             let _ = writeln!(out, "  {}: {verdict}", t.what);
         }
     }
+    for t in &r.exit_targets {
+        let verdict = match t.met {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "unknown (figures missing)",
+        };
+        let _ = writeln!(out, "  {}: {verdict}", t.what);
+    }
     out
 }
 
