@@ -22,6 +22,8 @@
 //! - [`choose`]: the [`LegChooser`] trait schedulers implement, and what
 //!   they see of a leg ([`LegInfo`], [`LegCc`]).
 //! - [`error`]: [`ConfluxError`], naming the rule broken.
+//! - `retransmit`: what a resumable set keeps until acknowledged
+//!   ([`ResumeParams`]; Braid proposal 001 §3).
 //!
 //! Streams stay the business of the layer above: the set moves
 //! `(stream id, message)` pairs in order and does not look inside, so a
@@ -34,6 +36,7 @@ pub mod error;
 mod hostile_tests;
 pub mod link;
 pub mod reorder;
+pub(crate) mod retransmit;
 pub mod seq;
 pub mod set;
 pub mod sizer;
@@ -46,6 +49,7 @@ pub use link::{
     ClientLinkHandshake, ConfluxNonce, ExitLinkHandshake, LinkInfo, LinkedOutcome, NONCE_LEN,
 };
 pub use reorder::{ReorderError, ReorderLimit, ReorderQueue};
+pub use retransmit::ResumeParams;
 pub use seq::{
     MAX_EMPTY_SWITCHES, MAX_RELATIVE_SEQ, RecvSeq, SendSeq, SwitchWindow, is_multiplexed,
 };

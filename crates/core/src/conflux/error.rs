@@ -186,6 +186,23 @@ pub enum ConfluxError {
     /// A stream of the set broke a rule the whole tunnel answers for.
     #[error("a stream of the set broke the protocol: {0}")]
     StreamViolation(String),
+    /// A resumable set was without legs past its grace (Braid proposal
+    /// 001 §3.4).
+    #[error("no leg linked within the resumption grace of {grace:?} (Braid proposal 001 §3.4)")]
+    ResumeGraceExpired {
+        /// The grace.
+        grace: Duration,
+    },
+    /// A resumable set was resumed too often (Braid proposal 001 §3.5).
+    #[error(
+        "resumed too often: at most {per_minute} a minute and {total} in all (Braid proposal 001 §3.5)"
+    )]
+    TooManyResumptions {
+        /// Per minute.
+        per_minute: usize,
+        /// In the set's life.
+        total: usize,
+    },
     /// We closed the set to free memory (prop 329 §4.2.2: under memory
     /// pressure the sets with the oldest queued data go first).
     #[error("closed to stay under the relay's memory limit")]
@@ -371,7 +388,10 @@ impl ConfluxError {
             | E::NotALeg { .. }
             | E::StreamViolation(_) => ConfluxErrorKind::ProtocolViolation,
             E::ReorderQueueFull { .. } | E::OutOfMemory => ConfluxErrorKind::ResourceLimit,
-            E::LinkTimeout { .. } | E::LinkedAckTimeout { .. } => ConfluxErrorKind::Timeout,
+            E::LinkTimeout { .. } | E::LinkedAckTimeout { .. } | E::ResumeGraceExpired { .. } => {
+                ConfluxErrorKind::Timeout
+            }
+            E::TooManyResumptions { .. } => ConfluxErrorKind::LegLoss,
             E::LegLost { .. } => ConfluxErrorKind::LegLoss,
             E::NoSuchLeg { .. }
             | E::NotLinked

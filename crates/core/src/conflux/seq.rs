@@ -146,6 +146,32 @@ impl SendSeq {
         Ok(switch)
     }
 
+    /// Account message `seq` resent on `leg`, a leg that replaced one lost
+    /// with data in flight (Braid proposal 001 §3.3): the leg's
+    /// `last_seq_sent` moves to `seq`, the set's absolute count does not
+    /// (prop 329 §2.7: resent cells are not counted twice). Returns the
+    /// relative number of the SWITCH to send first when `seq` skips
+    /// numbers the peer already has. `seq` must be above the leg's
+    /// `last_seq_sent` and not above the set's.
+    pub fn on_resend(&mut self, leg: LegId, seq: u64) -> Result<Option<u32>, ConfluxError> {
+        let last_sent = self.last_sent;
+        let s = self
+            .legs
+            .get_mut(&leg)
+            .ok_or(ConfluxError::NoSuchLeg { leg })?;
+        if seq <= *s || seq > last_sent {
+            return Err(ConfluxError::CannotAddLeg("resend out of order on its leg"));
+        }
+        let rel = seq - 1 - *s;
+        let switch = if rel > 0 {
+            Some(u32::try_from(rel).map_err(|_| ConfluxError::SeqOverflow { leg })?)
+        } else {
+            None
+        };
+        *s = seq;
+        Ok(switch)
+    }
+
     /// Test hook: pretend `n` messages were sent on `leg` without SWITCH.
     #[cfg(test)]
     pub(crate) fn advance_for_test(&mut self, leg: LegId, n: u64) {

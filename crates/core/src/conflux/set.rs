@@ -68,6 +68,8 @@ use super::seq::{RecvSeq, SendSeq, SwitchWindow, is_multiplexed};
 use super::sizer::ReorderSizer;
 use crate::ids::{LegId, StreamId};
 
+mod resume;
+
 /// Most legs per set (C-tor `cfx_max_legs_set`, and the exit's limit).
 pub const MAX_LEGS: usize = 8;
 
@@ -357,6 +359,17 @@ pub struct ConfluxSet {
     /// What the chooser is shown, refilled for every message sent (kept
     /// for its allocation).
     infos: Vec<LegInfo>,
+    /// Resumption (Braid proposal 001 §3), when both ends agreed.
+    resume: Option<super::retransmit::Retransmit>,
+    /// Since when a resumable set has had no linked leg.
+    orphaned_since: Option<Instant>,
+    /// Messages to resend on a resumed leg, in order.
+    resend: VecDeque<resume::Resend>,
+    /// Messages resent.
+    resent: u64,
+    /// A linked leg of the resumable set was lost since the last
+    /// resumption.
+    lost_legs: bool,
 }
 
 impl ConfluxSet {
@@ -392,6 +405,11 @@ impl ConfluxSet {
             sizer: config.reorder_auto.then(ReorderSizer::new),
             delivered_bytes: 0,
             infos: Vec::with_capacity(MAX_LEGS),
+            resume: None,
+            orphaned_since: None,
+            resend: VecDeque::new(),
+            resent: 0,
+            lost_legs: false,
         }
     }
 
@@ -625,6 +643,7 @@ impl ConfluxSet {
                 LegState::Exit(h) => h.ack_deadline(timeout),
                 LegState::ClientLinked { .. } => None,
             })
+            .chain(self.grace_deadline())
             .min()
     }
 
@@ -764,16 +783,30 @@ impl ConfluxSet {
                 sent,
             });
         }
-        let linked = hs.linked(&self.our_link_info(), now)?;
-        // Starting numbers from the LINK, as the client takes them.
+        let ours = self.our_link_info();
+        let linked = hs.linked(&ours, now)?;
+        let resuming = self.resume.is_some() && self.linked;
+        // Starting numbers from the LINK, as the client takes them; on a
+        // resumed leg the client resends from what we said we have.
         self.send.add_leg(leg, peer.last_seqno_recv);
-        self.recv.add_leg(leg, peer.last_seqno_sent);
+        self.recv.add_leg(
+            leg,
+            if resuming {
+                ours.last_seqno_recv
+            } else {
+                peer.last_seqno_sent
+            },
+        );
         self.peer_ux = Some(peer.desired_ux);
         self.legs.insert(leg, LegState::Exit(hs));
         self.transmit.push_back((leg, linked.into()));
         self.events
             .push_back(ConfluxEvent::LegLinked { leg, rtt: None });
         self.maybe_finalize();
+        if resuming {
+            // A failure closes the set (the caller sees it closed).
+            let _ = self.resume_on(leg, peer.last_seqno_recv, now);
+        }
         Ok(leg)
     }
 
@@ -856,6 +889,7 @@ impl ConfluxSet {
             self.events
                 .push_back(ConfluxEvent::LegFailed { leg, error });
         }
+        self.check_grace(now);
     }
 
     // ----- Inbound -----
@@ -889,9 +923,22 @@ impl ConfluxSet {
                         Ok(out) => {
                             let ours = h.ours().clone();
                             *state = LegState::ClientLinked { rtt: out.rtt };
-                            // Starting numbers from our LINK (§2.4.4).
-                            self.send.add_leg(leg, ours.last_seqno_sent);
+                            let resuming = self.resume.is_some() && self.linked;
+                            // Starting numbers from our LINK (§2.4.4); on a
+                            // resumed leg we resend from what the exit
+                            // says it has.
+                            self.send.add_leg(
+                                leg,
+                                if resuming {
+                                    out.peer.last_seqno_recv
+                                } else {
+                                    ours.last_seqno_sent
+                                },
+                            );
                             self.recv.add_leg(leg, ours.last_seqno_recv);
+                            if resuming {
+                                let _ = self.resume_on(leg, out.peer.last_seqno_recv, now);
+                            }
                             self.peer_ux = Some(out.peer.desired_ux);
                             self.transmit.push_back((leg, out.ack.into()));
                             self.events.push_back(ConfluxEvent::LegLinked {
@@ -979,6 +1026,16 @@ impl ConfluxSet {
             msg,
         };
         if let Err(e) = self.reorder.insert(seq, d, cost) {
+            if self.resume.is_some()
+                && matches!(
+                    e,
+                    ReorderError::Stale { .. } | ReorderError::Duplicate { .. }
+                )
+            {
+                // A resent message we already had (Braid proposal 001
+                // §3.3): dropped, not counted against the bound.
+                return Ok(());
+            }
             let e = match e {
                 ReorderError::Stale { seq, delivered } => ConfluxError::StaleSeq {
                     leg,
@@ -1015,6 +1072,10 @@ impl ConfluxSet {
     /// Receive side, exact: fail if the next needed sequence number can no
     /// longer arrive on any linked leg.
     fn check_gap(&mut self, leg: LegId) -> Result<(), ConfluxError> {
+        if self.resume.is_some() {
+            // A resumed leg brings what is missing (Braid proposal 001).
+            return Ok(());
+        }
         match self.recv.can_still_arrive(self.reorder.expected()) {
             Some(true) => Ok(()),
             Some(false) => Err(self.fail(ConfluxError::LegLost {
@@ -1056,7 +1117,7 @@ impl ConfluxSet {
         &mut self,
         leg: LegId,
         info: LegClosedInfo,
-        _now: Instant,
+        now: Instant,
     ) -> Result<(), ConfluxError> {
         let Some(state) = self.legs.get(&leg) else {
             return Err(ConfluxError::NoSuchLeg { leg });
@@ -1071,6 +1132,12 @@ impl ConfluxSet {
         if self.closed.is_some() {
             self.send.remove_leg(leg);
             self.recv.remove_leg(leg);
+            return Ok(());
+        }
+        if self.resume.is_some() {
+            // Braid proposal 001 §3.3: what it carried is resent on the
+            // next leg; none of the data-loss rules apply.
+            self.resumable_leg_closed(leg, now);
             return Ok(());
         }
         let was_current = self.send.current() == Some(leg);
@@ -1115,8 +1182,16 @@ impl ConfluxSet {
         self.check_can_send(msg.cmd())?;
         self.resize_reorder(now, cc);
         let cmd = msg.cmd();
+        if cmd == RelayCmd::DATA && self.retransmit_full() {
+            // Braid proposal 001 §3.2: never drop what is unacknowledged.
+            return Ok(SendOutcome::Blocked { stream, msg });
+        }
         let mut infos = std::mem::take(&mut self.infos);
         self.fill_leg_infos(cc, &mut infos);
+        if !self.resend.is_empty() {
+            // A resumed leg takes nothing new before its resends.
+            infos.retain(|i| !self.has_resend(i.leg));
+        }
         let current = self.send.current();
         let chosen = chooser
             .choose(&infos, current, cmd, now)
@@ -1156,6 +1231,9 @@ impl ConfluxSet {
         }
         let leg = self.send.forced_leg(leg);
         let switch = self.send.on_send(leg)?;
+        if let Some(seq) = self.send.leg_last_sent(leg) {
+            self.keep_sent(leg, seq, stream, &msg);
+        }
         let st = self.stats_mut(leg);
         st.msgs_sent += 1;
         st.switches_sent += u64::from(switch.is_some());

@@ -195,6 +195,20 @@ impl Pair {
             let c = self.client_leg_of(leg);
             self.push_down(c, None, m);
         }
+        // Resends of a resumed leg (Braid proposal 001 §3.3), after its
+        // handshake messages.
+        while let Some(out) = self.client.poll_resend(|_| true) {
+            let leg = out.leg;
+            for (s, m) in out.into_msgs() {
+                self.push_up(leg, s, m);
+            }
+        }
+        while let Some(out) = self.exit.poll_resend(|_| true) {
+            let c = self.client_leg_of(out.leg);
+            for (s, m) in out.into_msgs() {
+                self.push_down(c, s, m);
+            }
+        }
         while let Some(d) = self.client.poll_delivered() {
             self.got_client.push(data_index(&d.msg));
         }
@@ -1124,3 +1138,7 @@ fn leg_stats_count_each_leg_and_survive_its_close() {
         })
     );
 }
+
+// Resumption (Braid proposal 001 §3).
+#[path = "resume_tests.rs"]
+mod resume_tests;

@@ -1,0 +1,213 @@
+//! Resumption (Braid proposal 001 §3, prop 329 §2.7) on the in-memory
+//! pair of `tests`: a leg lost with data in flight, or every leg, is
+//! replaced and nothing is lost or delivered twice; the retransmit buffer
+//! bounds the sender; the grace and the resumption limits close the set.
+
+use super::*;
+
+/// A pair of resumable sets with legs of one-way `delays`, linked.
+fn resumable_pair(seed: u64, jitter_ms: u64, delays: &[u64]) -> (Pair, Vec<LegId>) {
+    resumable_pair_with(ResumeParams::default(), seed, jitter_ms, delays)
+}
+
+/// [`resumable_pair`] with `params`.
+fn resumable_pair_with(
+    params: ResumeParams,
+    seed: u64,
+    jitter_ms: u64,
+    delays: &[u64],
+) -> (Pair, Vec<LegId>) {
+    let mut p = Pair::new(seed, jitter_ms);
+    p.client.enable_resumption(params);
+    p.exit.enable_resumption(params);
+    let legs: Vec<LegId> = delays
+        .iter()
+        .map(|d| p.launch(Duration::from_millis(*d)))
+        .collect();
+    p.run();
+    assert!(p.client.is_linked() && p.exit.is_linked());
+    (p, legs)
+}
+
+/// Every leg's DATA is acknowledged (call with the pipes drained: all of
+/// it arrived).
+fn ack_all(p: &mut Pair) {
+    for (c, e) in p.map.clone() {
+        p.client.leg_acked(c, u64::MAX);
+        p.exit.leg_acked(e, u64::MAX);
+    }
+}
+
+/// Leg `leg` dies: what is in flight on it both ways is lost, both ends
+/// learn it.
+fn kill(p: &mut Pair, leg: LegId) {
+    p.up.remove(&leg);
+    p.down.remove(&leg);
+    p.client
+        .leg_closed(leg, LegClosedInfo::default(), p.now)
+        .unwrap();
+    let e = p.map.remove(&leg).unwrap();
+    p.exit
+        .leg_closed(e, LegClosedInfo::default(), p.now)
+        .unwrap();
+    p.pump();
+}
+
+/// Send DATA `from..to` both ways on random legs, stepping now and then.
+fn send_range(p: &mut Pair, cc: &mut RandomChooser, ce: &mut RandomChooser, from: u32, to: u32) {
+    for i in from..to {
+        p.client_send(cc, i);
+        p.exit_send(ce, i);
+        if i % 4 == 0 {
+            p.step();
+        }
+    }
+}
+
+#[test]
+fn a_busy_leg_lost_is_resumed_without_loss_or_duplicates() {
+    for seed in 0..20 {
+        let (mut p, legs) = resumable_pair(seed, 3, &[5, 12]);
+        let mut cc = RandomChooser(Xs(seed + 2));
+        let mut ce = RandomChooser(Xs(seed + 3));
+        send_range(&mut p, &mut cc, &mut ce, 0, 30);
+        p.run();
+        ack_all(&mut p);
+        // 30..60 in flight both ways, a few delivered, then B dies.
+        send_range(&mut p, &mut cc, &mut ce, 30, 60);
+        kill(&mut p, legs[1]);
+        assert!(!p.client.is_closed() && !p.exit.is_closed(), "seed {seed}");
+        // More on A while the new leg links.
+        send_range(&mut p, &mut cc, &mut ce, 60, 80);
+        p.launch(Duration::from_millis(2));
+        p.run();
+        assert_eq!(p.client.linked_legs(), 2);
+        assert_eq!(p.exit.resumptions(), 1);
+        assert_eq!(p.client.resumptions(), 1);
+        finish_to_200(&mut p, &mut cc, &mut ce, 80);
+        assert!(
+            p.client.resent() + p.exit.resent() > 0,
+            "seed {seed}: something was resent"
+        );
+    }
+}
+
+#[test]
+fn every_leg_lost_then_new_legs_within_the_grace() {
+    let (mut p, legs) = resumable_pair(5, 2, &[4, 9]);
+    let mut cc = RandomChooser(Xs(7));
+    let mut ce = RandomChooser(Xs(8));
+    send_range(&mut p, &mut cc, &mut ce, 0, 50);
+    kill(&mut p, legs[0]);
+    kill(&mut p, legs[1]);
+    assert_eq!(p.client.linked_legs(), 0);
+    let grace = ResumeParams::default().grace;
+    assert_eq!(p.exit.poll_timeout(), Some(p.now + grace));
+    // Not yet: a little before the grace ends, two new legs.
+    p.now += grace - Duration::from_secs(1);
+    p.exit.handle_timeout(p.now);
+    p.client.handle_timeout(p.now);
+    assert!(!p.exit.is_closed());
+    p.launch(Duration::from_millis(3));
+    p.launch(Duration::from_millis(6));
+    p.run();
+    assert_eq!(p.exit.poll_timeout(), None, "the grace is over");
+    finish_to_200(&mut p, &mut cc, &mut ce, 50);
+}
+
+#[test]
+fn without_a_leg_past_the_grace_the_set_closes() {
+    let (mut p, legs) = resumable_pair(6, 0, &[4, 9]);
+    kill(&mut p, legs[0]);
+    kill(&mut p, legs[1]);
+    let t = p.exit.poll_timeout().unwrap();
+    p.exit.handle_timeout(t);
+    assert!(matches!(
+        p.exit.close_reason(),
+        Some(ConfluxError::ResumeGraceExpired { .. })
+    ));
+}
+
+#[test]
+fn the_retransmit_buffer_bounds_the_sender() {
+    let params = ResumeParams {
+        buffer_bytes: 64 * 1024,
+        ..ResumeParams::default()
+    };
+    let (mut p, _) = resumable_pair_with(params, 7, 0, &[4, 9]);
+    let mut ce = RandomChooser(Xs(3));
+    let mut sent = 0;
+    while let SendOutcome::Sent(out) = p
+        .exit
+        .send(&mut ce, &[], stream(), data(sent), p.now)
+        .unwrap()
+    {
+        sent += 1;
+        let c = p.client_leg_of(out.leg);
+        for (s, m) in out.into_msgs() {
+            p.push_down(c, s, m);
+        }
+        assert!(sent < 10_000, "never blocked");
+    }
+    let bound = params.buffer_bytes;
+    assert!(p.exit.retransmit_bytes() >= bound);
+    assert!(p.exit.retransmit_bytes() < bound + 1024);
+    assert_eq!(p.got_client.len(), 0);
+    // The client gets them all (no SENDMEs in this harness): once
+    // acknowledged, the buffer empties and DATA goes again.
+    while p.step() {}
+    ack_all(&mut p);
+    assert_eq!(p.exit.retransmit_bytes(), 0);
+    assert_eq!(p.got_client.len(), sent as usize, "all delivered once");
+    assert!(matches!(
+        p.exit
+            .send(&mut ce, &[], stream(), data(sent), p.now)
+            .unwrap(),
+        SendOutcome::Sent(_)
+    ));
+    assert!(p.exit.retransmit_peak_bytes() >= bound);
+}
+
+#[test]
+fn too_many_resumptions_close_the_set() {
+    let (mut p, legs) = resumable_pair(8, 0, &[4, 9]);
+    kill(&mut p, legs[1]);
+    for _ in 0..3 {
+        let l = p.launch(Duration::from_millis(3));
+        p.run();
+        assert!(!p.exit.is_closed());
+        kill(&mut p, l);
+    }
+    // A fourth within the minute: refused, the set closes.
+    let leg = p.client.add_leg(p.now).unwrap();
+    let (_, link) = p.client.poll_transmit().unwrap();
+    let AnyRelayMsg::ConfluxLink(link) = link else {
+        panic!("{link:?}")
+    };
+    let _ = leg;
+    let _ = p.exit.accept_link(&link, false, p.now);
+    assert!(matches!(
+        p.exit.close_reason(),
+        Some(ConfluxError::TooManyResumptions { .. })
+    ));
+}
+
+#[test]
+fn without_resumption_a_busy_leg_lost_still_closes_the_set() {
+    // The rules against C-tor stand unchanged (prop 329 §2.7 not agreed).
+    let (mut p, legs) = linked_pair(3, 0, &[4, 9]);
+    let mut cc = RandomChooser(Xs(1));
+    let mut ce = RandomChooser(Xs(2));
+    send_range(&mut p, &mut cc, &mut ce, 0, 40);
+    p.client_send_on(legs[1], 40);
+    let r = p.client.leg_closed(
+        legs[1],
+        LegClosedInfo {
+            inflight: 40,
+            sendme_inc: 31,
+        },
+        p.now,
+    );
+    assert!(r.is_err());
+    assert!(p.client.is_closed());
+}

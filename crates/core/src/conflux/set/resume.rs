@@ -1,0 +1,182 @@
+//! Resumption of a [`ConfluxSet`] (Braid proposal 001 §3, prop 329 §2.7),
+//! on when both ends agreed ([`ConfluxSet::enable_resumption`]): the set
+//! keeps what it sent until its leg acknowledges it, survives losing legs
+//! with data in flight (and all its legs, for a grace period), and when a
+//! new leg links, each end resends on it what the other lacks, with the
+//! numbers the messages had, before anything new goes on that leg.
+
+use std::time::Instant;
+
+use tor_cell::relaycell::msg::{AnyRelayMsg, ConfluxSwitch};
+
+use super::{ConfluxSet, Outgoing};
+use crate::conflux::error::ConfluxError;
+use crate::conflux::retransmit::{ResumeParams, Retransmit};
+use crate::ids::{LegId, StreamId};
+
+impl ConfluxSet {
+    /// Make the set resumable with `params` (both ends agreed, Braid
+    /// proposal 001 §2). From now on what it sends is kept until
+    /// acknowledged ([`Self::leg_acked`]); call it before anything is
+    /// sent. No effect if already on.
+    pub fn enable_resumption(&mut self, params: ResumeParams) {
+        if self.resume.is_none() {
+            self.resume = Some(Retransmit::new(params));
+        }
+    }
+
+    /// Whether the set is resumable.
+    pub fn is_resumable(&self) -> bool {
+        self.resume.is_some()
+    }
+
+    /// Bytes in the retransmit buffer.
+    pub fn retransmit_bytes(&self) -> usize {
+        self.resume.as_ref().map_or(0, Retransmit::bytes)
+    }
+
+    /// The most bytes the retransmit buffer held.
+    pub fn retransmit_peak_bytes(&self) -> usize {
+        self.resume.as_ref().map_or(0, Retransmit::peak)
+    }
+
+    /// Times a leg was resumed.
+    pub fn resumptions(&self) -> usize {
+        self.resume.as_ref().map_or(0, Retransmit::resumptions)
+    }
+
+    /// Messages resent so far.
+    pub fn resent(&self) -> u64 {
+        self.resent
+    }
+
+    /// `data_acked` DATA cells sent on `leg` are acknowledged by the peer
+    /// (cumulative: the leg's DATA sent minus its congestion control's
+    /// cells in flight). Frees what the peer has.
+    pub fn leg_acked(&mut self, leg: LegId, data_acked: u64) {
+        if let Some(r) = self.resume.as_mut() {
+            r.acked(leg, data_acked);
+        }
+    }
+
+    /// True when the retransmit buffer is full: no DATA goes until
+    /// acknowledgements free room.
+    pub(super) fn retransmit_full(&self) -> bool {
+        self.resume.as_ref().is_some_and(Retransmit::is_full)
+    }
+
+    /// Keep message `seq`, sent on `leg`, for resending.
+    pub(super) fn keep_sent(
+        &mut self,
+        leg: LegId,
+        seq: u64,
+        stream: Option<StreamId>,
+        msg: &AnyRelayMsg,
+    ) {
+        if let Some(r) = self.resume.as_mut() {
+            r.record(leg, seq, stream, msg);
+        }
+    }
+
+    /// Whether `leg` still has messages to resend (the scheduler keeps new
+    /// ones off it meanwhile).
+    pub fn has_resend(&self, leg: LegId) -> bool {
+        self.resend.iter().any(|(l, _, _)| *l == leg)
+    }
+
+    /// The next message to resend, if its leg may send now (`can_send`):
+    /// with the SWITCH to put first when numbers the peer has are skipped.
+    /// Send these before anything else on that leg.
+    pub fn poll_resend(&mut self, can_send: impl Fn(LegId) -> bool) -> Option<Outgoing> {
+        let (leg, _, _) = self.resend.front()?;
+        if !can_send(*leg) {
+            return None;
+        }
+        let (leg, seq, held) = self.resend.pop_front()?;
+        match self.send.on_resend(leg, seq) {
+            Ok(switch) => {
+                self.resent += 1;
+                let st = self.stats_mut(leg);
+                st.msgs_sent += 1;
+                st.switches_sent += u64::from(switch.is_some());
+                if let AnyRelayMsg::Data(d) = &held.msg {
+                    st.data_bytes_sent += d.as_ref().len() as u64;
+                }
+                Some(Outgoing {
+                    leg,
+                    switch: switch.map(ConfluxSwitch::new),
+                    stream: held.stream,
+                    msg: held.msg,
+                })
+            }
+            Err(e) => {
+                let _ = self.fail(e);
+                self.resend.clear();
+                None
+            }
+        }
+    }
+
+    /// A linked leg of a resumable set closed: it leaves, whatever it
+    /// carried; the set waits for a new leg if none is left.
+    pub(super) fn resumable_leg_closed(&mut self, leg: LegId, now: Instant) {
+        self.lost_legs = true;
+        self.send.remove_leg(leg);
+        self.recv.remove_leg(leg);
+        if let Some(r) = self.resume.as_mut() {
+            r.leg_gone(leg);
+        }
+        self.resend.retain(|(l, _, _)| *l != leg);
+        if self.linked_legs() == 0 {
+            self.orphaned_since.get_or_insert(now);
+        }
+    }
+
+    /// A new leg `leg` of a linked resumable set is linked; the peer has
+    /// everything up to `peer_recv` in order. Queue what it may lack, from
+    /// the buffer (what is still on its way on other legs comes twice; the
+    /// peer drops the copy). If legs were lost since the last one, this is
+    /// a resumption: count it (§3.5: too many close the set).
+    pub(super) fn resume_on(
+        &mut self,
+        leg: LegId,
+        peer_recv: u64,
+        now: Instant,
+    ) -> Result<(), ConfluxError> {
+        let sent = self.send.last_seq_sent();
+        let Some(r) = self.resume.as_mut() else {
+            return Ok(());
+        };
+        if std::mem::take(&mut self.lost_legs) && !r.note_resumption(now) {
+            let (per_minute, total) = (r.params().per_minute, r.params().total);
+            return Err(self.fail(ConfluxError::TooManyResumptions { per_minute, total }));
+        }
+        for (seq, held) in r.held_in(peer_recv, sent) {
+            self.resend.push_back((leg, seq, held));
+        }
+        self.orphaned_since = None;
+        Ok(())
+    }
+
+    /// When a set without legs gives up.
+    pub(super) fn grace_deadline(&self) -> Option<Instant> {
+        let r = self.resume.as_ref()?;
+        Some(self.orphaned_since? + r.params().grace)
+    }
+
+    /// Close the set if it has been without legs past its grace.
+    pub(super) fn check_grace(&mut self, now: Instant) {
+        if self.closed.is_none()
+            && let Some(t) = self.grace_deadline()
+            && now >= t
+        {
+            let grace = self.resume.as_ref().map(|r| r.params().grace);
+            let _ = self.fail(ConfluxError::ResumeGraceExpired {
+                grace: grace.unwrap_or_default(),
+            });
+        }
+    }
+}
+
+/// The resend queue's entries: leg, absolute number, message.
+pub(super) type Resend = (LegId, u64, crate::conflux::retransmit::Held);
