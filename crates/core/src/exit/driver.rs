@@ -354,6 +354,22 @@ impl ExitStreamMap {
         (self.to_dest_total, self.from_dest_total)
     }
 
+    /// What waits to be sent to the client, in DATA cells, for a Conflux
+    /// scheduler that weighs a slow leg against the backlog (ECF): `None`
+    /// (unknown, likely large) while a destination that has not finished
+    /// keeps its stream's buffer at least half full (it writes faster than
+    /// we send, and the buffer's bound hides the rest, as the client's
+    /// `StreamMap::send_backlog` says of an application).
+    pub fn send_backlog(&self) -> Option<u64> {
+        let half = self.cfg.dest_buffer / 2;
+        for s in self.streams.values() {
+            if writable(s) && s.from_dest.len() >= half.max(1) {
+                return None;
+            }
+        }
+        Some(self.from_dest_total.div_ceil(self.cfg.data_len()) as u64)
+    }
+
     /// The bound on one stream's bytes for the destination.
     pub fn to_dest_limit(&self) -> usize {
         self.to_dest_limit

@@ -179,3 +179,30 @@ fn a_client_that_never_reads_cannot_fill_the_exit() {
         .count();
     assert!(xoffs >= 1, "{xoffs}");
 }
+
+/// The backlog a Conflux scheduler sees at the exit: the destination's
+/// bytes in cells, unknown while a destination that has not finished keeps
+/// its buffer at least half full.
+#[test]
+fn send_backlog_for_the_exit_scheduler() {
+    let mut p = Pair::new(
+        StreamFlowMode::Windowed,
+        ExitConfig {
+            dest_buffer: 10_000,
+            ..ExitConfig::default()
+        },
+    );
+    assert_eq!(p.exit.send_backlog(), Some(0), "no streams");
+    let id = p.open();
+    let now = p.now;
+    assert_eq!(p.exit_write(id, &[1; 1000]), 1000);
+    assert_eq!(p.exit.send_backlog(), Some(3), "1000 bytes: 3 cells");
+    assert_eq!(p.exit_write(id, &[1; 4000]), 4000);
+    assert_eq!(p.exit.send_backlog(), None, "half full and still writing");
+    p.exit.shutdown_write(id, now).unwrap();
+    assert_eq!(
+        p.exit.send_backlog(),
+        Some(11),
+        "the destination is done: all there is"
+    );
+}

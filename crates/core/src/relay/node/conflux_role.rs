@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use tor_cell::chancell::msg::DestroyReason;
 use tor_cell::relaycell::RelayMsg as _;
-use tor_cell::relaycell::msg::{AnyRelayMsg, ConfluxLink, Data};
+use tor_cell::relaycell::msg::{AnyRelayMsg, ConfluxLink};
 
 use super::{NodeEvent, Peer, RelayNode};
 use crate::conflux::{
@@ -497,7 +497,7 @@ impl RelayNode {
             return;
         }
         let target = PREV_QUEUE_TARGET - LEG_RESERVE;
-        let mut backlog: Option<u64> = None;
+        let mut backlog: Option<Option<u64>> = None;
         loop {
             let mut cc = [(LegId(0), LegCc::default()); MAX_LEGS];
             let mut n = 0;
@@ -540,18 +540,16 @@ impl RelayNode {
                 continue;
             }
             // What waits behind this message, for ECF: the destinations'
-            // bytes in the map, in cells. Read once per pump, then counted
-            // down as DATA goes.
-            let b = *backlog.get_or_insert_with(|| {
-                let bytes = es.streams.buffered().1;
-                u64::try_from(bytes.div_ceil(Data::MAXLEN)).unwrap_or(u64::MAX)
-            });
-            es.chooser.set_backlog(Some(b + 1));
+            // bytes in the map, in cells, unknown while a destination keeps
+            // its buffer filling (it has more than the buffer shows). Read
+            // once per pump, then counted down as DATA goes.
+            let b = *backlog.get_or_insert_with(|| es.streams.send_backlog());
+            es.chooser.set_backlog(b.map(|b| b + 1));
             let is_data = matches!(msg, AnyRelayMsg::Data(_));
             match es.set.send(&mut es.chooser, cc, Some(id), msg, now) {
                 Ok(SendOutcome::Sent(out)) => {
                     if is_data {
-                        backlog = backlog.map(|b| b.saturating_sub(1));
+                        backlog = backlog.map(|b| b.map(|b| b.saturating_sub(1)));
                     }
                     let leg = out.leg;
                     let Some(nc) = es.legs.get(&leg).and_then(|c| self.circuits.get_mut(c)) else {
