@@ -32,6 +32,7 @@
 
 pub mod choose;
 pub mod error;
+pub mod ext;
 #[cfg(test)]
 mod hostile_tests;
 pub mod link;
@@ -45,6 +46,7 @@ mod tests;
 
 pub use choose::{LegCc, LegChooser, LegInfo, StickyLowestRtt};
 pub use error::{ConfluxError, ConfluxErrorKind, LegLossRule};
+pub use ext::ResumeCap;
 pub use link::{
     ClientLinkHandshake, ConfluxNonce, ExitLinkHandshake, LinkInfo, LinkedOutcome, NONCE_LEN,
 };

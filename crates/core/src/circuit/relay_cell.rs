@@ -157,6 +157,13 @@ pub fn decode(body: &RelayCellBody) -> Result<(Option<StreamId>, AnyRelayMsg), R
             cmd,
             reason: e.to_string(),
         })?;
+    if r.remaining() > 0 && (cmd == RelayCmd::CONFLUX_LINK || cmd == RelayCmd::CONFLUX_LINKED) {
+        // tor-cell drops what follows the v1 payload: keep the whole body
+        // for the Conflux layer, which reads Braid's extensions from it
+        // (`conflux::ext::split`, Braid proposal 001 §2.2).
+        let whole = tor_cell::relaycell::msg::Unrecognized::new(cmd, data.to_vec());
+        return Ok((stream, AnyRelayMsg::Unrecognized(whole)));
+    }
     Ok((stream, msg))
 }
 

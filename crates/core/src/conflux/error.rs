@@ -203,6 +203,15 @@ pub enum ConfluxError {
         /// In the set's life.
         total: usize,
     },
+    /// A Braid LINK/LINKED extension list that does not parse (Braid
+    /// proposal 001 §2.2).
+    #[error("{cmd} with a malformed extension list: {why} (Braid proposal 001 §2.2)")]
+    BadExtension {
+        /// The command.
+        cmd: RelayCmd,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// We closed the set to free memory (prop 329 §4.2.2: under memory
     /// pressure the sets with the oldest queued data go first).
     #[error("closed to stay under the relay's memory limit")]
@@ -386,6 +395,7 @@ impl ConfluxError {
             | E::LinkNotAtLastHop
             | E::LinkWithoutCongestionControl
             | E::NotALeg { .. }
+            | E::BadExtension { .. }
             | E::StreamViolation(_) => ConfluxErrorKind::ProtocolViolation,
             E::ReorderQueueFull { .. } | E::OutOfMemory => ConfluxErrorKind::ResourceLimit,
             E::LinkTimeout { .. } | E::LinkedAckTimeout { .. } | E::ResumeGraceExpired { .. } => {

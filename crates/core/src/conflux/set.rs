@@ -361,6 +361,8 @@ pub struct ConfluxSet {
     infos: Vec<LegInfo>,
     /// Resumption (Braid proposal 001 §3), when both ends agreed.
     resume: Option<super::retransmit::Retransmit>,
+    /// Resumption we offer the peer (Braid proposal 001 §2).
+    resume_offer: Option<super::ResumeParams>,
     /// Since when a resumable set has had no linked leg.
     orphaned_since: Option<Instant>,
     /// Messages to resend on a resumed leg, in order.
@@ -406,6 +408,7 @@ impl ConfluxSet {
             delivered_bytes: 0,
             infos: Vec::with_capacity(MAX_LEGS),
             resume: None,
+            resume_offer: None,
             orphaned_since: None,
             resend: VecDeque::new(),
             resent: 0,
@@ -613,7 +616,8 @@ impl ConfluxSet {
 
     /// The next handshake message to send, with its leg (stream id none).
     pub fn poll_transmit(&mut self) -> Option<(LegId, AnyRelayMsg)> {
-        self.transmit.pop_front()
+        let (leg, msg) = self.transmit.pop_front()?;
+        Some((leg, self.with_extensions(msg)))
     }
 
     /// The next inbound multiplexed message in sequence order.
@@ -750,8 +754,25 @@ impl ConfluxSet {
         circuit_has_streams: bool,
         now: Instant,
     ) -> Result<LegId, ConfluxError> {
+        self.accept_link_with(link, None, circuit_has_streams, now)
+    }
+
+    /// [`Self::accept_link`] for a LINK that carried Braid's `cap`
+    /// ([`super::ext::split`]): with resumption offered
+    /// ([`Self::offer_resumption`]) and nothing sent yet, the set becomes
+    /// resumable and its LINKED says so (Braid proposal 001 §2.2).
+    pub fn accept_link_with(
+        &mut self,
+        link: &ConfluxLink,
+        cap: Option<super::ResumeCap>,
+        circuit_has_streams: bool,
+        now: Instant,
+    ) -> Result<LegId, ConfluxError> {
         if self.closed.is_some() {
             return Err(ConfluxError::Closed);
+        }
+        if cap.is_some() {
+            self.peer_offers_resumption();
         }
         if self.role != Role::Exit {
             return Err(ConfluxError::WrongDirection {
@@ -910,6 +931,14 @@ impl ConfluxSet {
             return Err(ConfluxError::Closed);
         }
         self.resize_reorder(now, &[]);
+        // Braid's LINK/LINKED extensions (proposal 001 §2.2).
+        let (msg, cap) = match super::ext::split(msg) {
+            Ok(split) => split,
+            Err(e) => return self.violation(leg, e),
+        };
+        if cap.is_some() && matches!(msg, AnyRelayMsg::ConfluxLinked(_)) {
+            self.peer_offers_resumption();
+        }
         let Some(state) = self.legs.get_mut(&leg) else {
             return Err(ConfluxError::NoSuchLeg { leg });
         };

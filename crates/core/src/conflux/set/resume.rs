@@ -25,6 +25,47 @@ impl ConfluxSet {
         }
     }
 
+    /// Offer resumption with `params` (Braid proposal 001 §2): a client's
+    /// LINKs carry RESUME_CAP (call it only for an exit that advertises
+    /// `BraidResume=1`) and the set becomes resumable when the exit's
+    /// LINKED carries it too; an exit answers a LINK that carries it with
+    /// a LINKED that does, and becomes resumable. Before anything is sent.
+    pub fn offer_resumption(&mut self, params: ResumeParams) {
+        self.resume_offer = Some(params);
+    }
+
+    /// The peer's LINK or LINKED carried RESUME_CAP: resumable if we
+    /// offer it and nothing was sent yet (a buffer cannot start late).
+    pub(super) fn peer_offers_resumption(&mut self) {
+        if let Some(params) = self.resume_offer
+            && self.send.last_seq_sent() == 0
+        {
+            self.enable_resumption(params);
+        }
+    }
+
+    /// `msg` as it goes out: a client's LINK with RESUME_CAP when it
+    /// offers resumption; an exit's LINKED with it when the set is
+    /// resumable (the client offered: never to C-tor).
+    pub(super) fn with_extensions(&self, msg: AnyRelayMsg) -> AnyRelayMsg {
+        let Some(params) = self.resume_offer.as_ref() else {
+            return msg;
+        };
+        let wanted = match &msg {
+            AnyRelayMsg::ConfluxLink(_) => true,
+            AnyRelayMsg::ConfluxLinked(_) => self.resume.is_some(),
+            _ => false,
+        };
+        if !wanted {
+            return msg;
+        }
+        let cap = crate::conflux::ResumeCap::from_params(params);
+        match crate::conflux::ext::extend(msg.clone(), &cap) {
+            Ok(m) => m,
+            Err(_) => msg,
+        }
+    }
+
     /// Whether the set is resumable.
     pub fn is_resumable(&self) -> bool {
         self.resume.is_some()

@@ -1,0 +1,216 @@
+//! The Braid extensions of CONFLUX_LINK and CONFLUX_LINKED (Braid proposal
+//! 001 §2.2): an extension list after the v1 payload, which C-tor's parser
+//! would ignore but which is never sent to a relay that does not advertise
+//! `BraidResume=1`.
+//!
+//! ```text
+//!   N_EXT      [1 byte]
+//!   N_EXT times: EXT_TYPE [1 byte] EXT_LEN [1 byte] EXT_BODY [EXT_LEN bytes]
+//! ```
+//!
+//! RESUME_CAP (type 1): BUFFER_BYTES [4 bytes], GRACE_SECS [2 bytes].
+//!
+//! tor-cell parses the v1 payload and drops what follows, so braid-core's
+//! relay cell decoder hands a LINK or LINKED with trailing bytes over as
+//! an unrecognized message with its whole body, and [`split`] reads it.
+
+use std::time::Duration;
+
+use tor_bytes::Reader;
+use tor_cell::relaycell::msg::{AnyRelayMsg, Unrecognized};
+use tor_cell::relaycell::{RelayCmd, RelayMsg as _};
+
+use super::error::ConfluxError;
+use super::retransmit::ResumeParams;
+
+/// Bytes of a v1 LINK or LINKED body: version, nonce, two sequence
+/// numbers, desired UX (prop 329 §2.2).
+pub const LINK_BODY_LEN: usize = 1 + 32 + 8 + 8 + 1;
+
+/// RESUME_CAP's extension type.
+const RESUME_CAP: u8 = 1;
+
+/// What an end of a resumable set promises (Braid proposal 001 §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeCap {
+    /// Bytes it keeps for retransmission per set.
+    pub buffer_bytes: u32,
+    /// Seconds it keeps a set without legs.
+    pub grace_secs: u16,
+}
+
+impl ResumeCap {
+    /// What `params` promise.
+    pub fn from_params(params: &ResumeParams) -> Self {
+        Self {
+            buffer_bytes: u32::try_from(params.buffer_bytes).unwrap_or(u32::MAX),
+            grace_secs: u16::try_from(params.grace.as_secs()).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// The grace it promises.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(u64::from(self.grace_secs))
+    }
+}
+
+/// `msg` (a CONFLUX_LINK or CONFLUX_LINKED) with `cap` appended, as an
+/// unrecognized message carrying the whole body.
+pub fn extend(msg: AnyRelayMsg, cap: &ResumeCap) -> Result<AnyRelayMsg, ConfluxError> {
+    let cmd = msg.cmd();
+    if cmd != RelayCmd::CONFLUX_LINK && cmd != RelayCmd::CONFLUX_LINKED {
+        return Err(ConfluxError::CannotAddLeg(
+            "only LINK and LINKED carry extensions",
+        ));
+    }
+    let mut body = Vec::with_capacity(LINK_BODY_LEN + 9);
+    msg.encode_onto(&mut body)
+        .map_err(|e| ConfluxError::Encode {
+            cmd,
+            reason: e.to_string(),
+        })?;
+    body.push(1);
+    body.push(RESUME_CAP);
+    body.push(6);
+    body.extend_from_slice(&cap.buffer_bytes.to_be_bytes());
+    body.extend_from_slice(&cap.grace_secs.to_be_bytes());
+    Ok(AnyRelayMsg::Unrecognized(Unrecognized::new(cmd, body)))
+}
+
+/// A message as it came: a LINK or LINKED with an extension list becomes
+/// the plain message and the RESUME_CAP it carried (unknown extensions
+/// ignored); anything else is given back unchanged. A list running past
+/// the body is a protocol violation (§2.2).
+pub fn split(msg: AnyRelayMsg) -> Result<(AnyRelayMsg, Option<ResumeCap>), ConfluxError> {
+    let AnyRelayMsg::Unrecognized(u) = &msg else {
+        return Ok((msg, None));
+    };
+    let cmd = u.cmd();
+    if cmd != RelayCmd::CONFLUX_LINK && cmd != RelayCmd::CONFLUX_LINKED {
+        return Ok((msg, None));
+    }
+    // tor-cell keeps the body private; its encoding is the body.
+    let mut body = Vec::with_capacity(LINK_BODY_LEN + 16);
+    msg.encode_onto(&mut body)
+        .map_err(|e| ConfluxError::Encode {
+            cmd,
+            reason: e.to_string(),
+        })?;
+    let bad = |why: &'static str| ConfluxError::BadExtension { cmd, why };
+    let (head, tail) = body
+        .as_slice()
+        .split_at_checked(LINK_BODY_LEN)
+        .ok_or(bad("shorter than a v1 payload"))?;
+    let mut r = Reader::from_slice(head);
+    let plain = AnyRelayMsg::decode_from_reader(cmd, &mut r)
+        .map_err(|_| bad("its v1 payload does not parse"))?;
+    let mut cap = None;
+    let mut r = Reader::from_slice(tail);
+    let n = r.take_u8().unwrap_or(0);
+    for _ in 0..n {
+        let ty = r.take_u8().map_err(|_| bad("an extension past the body"))?;
+        let len = r.take_u8().map_err(|_| bad("an extension past the body"))?;
+        let ext = r
+            .take(usize::from(len))
+            .map_err(|_| bad("an extension past the body"))?;
+        if ty == RESUME_CAP {
+            let mut e = Reader::from_slice(ext);
+            let (Ok(buffer_bytes), Ok(grace_secs)) = (e.take_u32(), e.take_u16()) else {
+                return Err(bad("RESUME_CAP shorter than 6 bytes"));
+            };
+            cap = Some(ResumeCap {
+                buffer_bytes,
+                grace_secs,
+            });
+        }
+    }
+    Ok((plain, cap))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+    use tor_cell::relaycell::msg::{ConfluxLink, ConfluxSwitch};
+
+    use super::*;
+    use crate::conflux::{ConfluxNonce, LinkInfo, V1DesiredUx};
+
+    fn link() -> AnyRelayMsg {
+        let info = LinkInfo {
+            nonce: ConfluxNonce::from_bytes([3; 32]),
+            last_seqno_sent: 7,
+            last_seqno_recv: 5,
+            desired_ux: V1DesiredUx::HIGH_THROUGHPUT,
+        };
+        ConfluxLink::new(info.to_payload().unwrap()).into()
+    }
+
+    #[test]
+    fn a_resume_cap_round_trips_through_the_wire_body() {
+        let cap = ResumeCap {
+            buffer_bytes: 2 << 20,
+            grace_secs: 30,
+        };
+        let ext = extend(link(), &cap).unwrap();
+        assert!(matches!(ext, AnyRelayMsg::Unrecognized(_)), "{ext:?}");
+        let mut body = Vec::new();
+        ext.clone().encode_onto(&mut body).unwrap();
+        assert_eq!(body.len(), LINK_BODY_LEN + 9);
+        // Through braid-core's relay cell codec, as a peer gets it.
+        let mut rng = rand::rng();
+        let cell = crate::circuit::relay_cell::encode(None, ext, &mut rng).unwrap();
+        let (_, got) = crate::circuit::relay_cell::decode(&cell).unwrap();
+        let (plain, got_cap) = split(got).unwrap();
+        assert_eq!(got_cap, Some(cap));
+        let AnyRelayMsg::ConfluxLink(l) = plain else {
+            panic!("{plain:?}")
+        };
+        let info = LinkInfo::from_link(&l).unwrap();
+        assert_eq!((info.last_seqno_sent, info.last_seqno_recv), (7, 5));
+        assert_eq!(cap.grace(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn plain_and_padded_messages_pass_and_bad_lists_are_refused() {
+        // A plain LINK decodes as itself and splits to no capability.
+        let mut rng = rand::rng();
+        let cell = crate::circuit::relay_cell::encode(None, link(), &mut rng).unwrap();
+        let (_, got) = crate::circuit::relay_cell::decode(&cell).unwrap();
+        assert!(matches!(got, AnyRelayMsg::ConfluxLink(_)));
+        assert_eq!(split(got).unwrap().1, None);
+        // Zero padding after the payload: no extensions.
+        let mut body = Vec::new();
+        link().encode_onto(&mut body).unwrap();
+        body.extend_from_slice(&[0; 20]);
+        let padded = AnyRelayMsg::Unrecognized(Unrecognized::new(RelayCmd::CONFLUX_LINK, body));
+        let (plain, cap) = split(padded).unwrap();
+        assert!(matches!(plain, AnyRelayMsg::ConfluxLink(_)) && cap.is_none());
+        // A list that runs past the body; a short RESUME_CAP; an unknown
+        // type is skipped.
+        for (tail, ok) in [
+            (&[1_u8, 9, 5, 1][..], false),
+            (&[1, 1, 2, 0, 0][..], false),
+            (&[2, 9, 1, 0, 1, 6, 0, 1, 0, 0, 0, 10][..], true),
+        ] {
+            let mut body = Vec::new();
+            link().encode_onto(&mut body).unwrap();
+            body.extend_from_slice(tail);
+            let m = AnyRelayMsg::Unrecognized(Unrecognized::new(RelayCmd::CONFLUX_LINK, body));
+            assert_eq!(split(m).is_ok(), ok, "{tail:?}");
+        }
+        // Other messages pass untouched.
+        let sw: AnyRelayMsg = ConfluxSwitch::new(3).into();
+        assert!(matches!(
+            split(sw).unwrap(),
+            (AnyRelayMsg::ConfluxSwitch(_), None)
+        ));
+        assert!(
+            extend(
+                ConfluxSwitch::new(3).into(),
+                &ResumeCap::from_params(&ResumeParams::default())
+            )
+            .is_err()
+        );
+    }
+}
