@@ -10,7 +10,7 @@
 //! - [`mod@answer`]: C-tor's URL table.
 //! - [`response`]: the answers' heads and shared bodies.
 //! - [`session`]: one directory stream, bytes in, one answer out.
-//! - [`schedule`]: when a cache fetches the next consensus (dir-spec §5.1).
+//! - [`schedule`]: what a cache fetches and when (dir-spec §4.3, §5.1).
 //! - [`date`]: HTTP dates.
 
 pub mod answer;
@@ -25,7 +25,7 @@ pub use answer::answer;
 pub use cache::{CachedCert, CachedConsensus, DirCache};
 pub use request::{MAX_HEAD_BYTES, Method, Request, RequestParser};
 pub use response::{DocType, Response, Spool};
-pub use schedule::next_consensus_fetch;
+pub use schedule::{MDS_PER_REQUEST, microdesc_paths, next_consensus_fetch};
 pub use session::{Outcome, STALL_TIMEOUT, Session};
 
 #[cfg(test)]

@@ -1,13 +1,18 @@
-//! When a directory cache fetches the next consensus (dir-spec §5.1; C-tor
+//! What a directory cache fetches from the authorities, and when.
+//!
+//! The next consensus (dir-spec §5.1; C-tor
 //! `update_consensus_networkstatus_fetch_time_impl` for a relay that
 //! fetches directory information early): at a random time in the first
 //! half of the interval after the held one stops being fresh, a little
 //! after `fresh-until` so the authorities have published it; at once if
-//! the held one is not valid now.
+//! the held one is not valid now. The microdescriptors it lacks: by
+//! digest, [`MDS_PER_REQUEST`] per request (dir-spec §4.3).
 
 use std::time::{Duration, SystemTime};
 
+use base64ct::{Base64Unpadded, Encoding as _};
 use rand::{Rng, RngExt as _};
+use tor_netdoc::doc::microdesc::MdDigest;
 
 use crate::documents::Lifetime;
 
@@ -15,6 +20,25 @@ use crate::documents::Lifetime;
 /// `fresh-until` a cache waits at least (an interval's sixteenth on fast
 /// test networks, at least a second).
 pub const MIN_WAIT_AFTER_FRESH: Duration = Duration::from_secs(120);
+
+/// Microdescriptors asked in one request: C-tor's `max_dl_per_request`
+/// for a request that is not tunnelled (URLs under 4 KB for proxies).
+pub const MDS_PER_REQUEST: usize = 90;
+
+/// The paths that fetch `digests`: `/tor/micro/d/<D1>-<D2>...`, base64
+/// without padding, [`MDS_PER_REQUEST`] each.
+pub fn microdesc_paths(digests: &[MdDigest]) -> Vec<String> {
+    digests
+        .chunks(MDS_PER_REQUEST)
+        .map(|batch| {
+            let list: Vec<String> = batch
+                .iter()
+                .map(|d| Base64Unpadded::encode_string(d))
+                .collect();
+            format!("/tor/micro/d/{}", list.join("-"))
+        })
+        .collect()
+}
 
 /// When to fetch the consensus after the one valid for `held`, at `now`.
 pub fn next_consensus_fetch<R: Rng + ?Sized>(
@@ -44,6 +68,8 @@ pub fn next_consensus_fetch<R: Rng + ?Sized>(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::indexing_slicing, reason = "tests")]
+
     use std::time::UNIX_EPOCH;
 
     use proptest::prelude::*;
@@ -80,6 +106,22 @@ mod tests {
         // Not valid now: at once.
         assert_eq!(next_consensus_fetch(&l, t(2000), &mut rng), t(2000));
         assert_eq!(next_consensus_fetch(&l, t(999), &mut rng), t(999));
+    }
+
+    #[test]
+    fn microdescriptors_in_batches_of_90() {
+        let digests: Vec<MdDigest> = (0..=200_u8).map(|i| [i; 32]).collect();
+        let paths = microdesc_paths(&digests);
+        assert_eq!(paths.len(), 3);
+        assert_eq!(paths[0].matches('-').count(), 89);
+        assert_eq!(paths[2].matches('-').count(), 20);
+        // Each digest is 43 characters; C-tor's URL limit for proxies holds.
+        assert!(paths[0].len() < 4096 - 60, "{}", paths[0].len());
+        assert!(paths[1].starts_with(&format!(
+            "/tor/micro/d/{}-",
+            Base64Unpadded::encode_string(&[90; 32])
+        )));
+        assert!(microdesc_paths(&[]).is_empty());
     }
 
     proptest! {
