@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::answer::{answer, busy, doc_type};
 use super::cache::DirCache;
 use super::request::{Request, RequestParser};
-use super::response::{DocType, Spool};
+use super::response::{DocType, Response, Spool};
 use crate::error::ServeError;
 
 /// A directory stream that moves no byte for this long is closed (C-tor
@@ -86,12 +86,8 @@ impl Session {
                 self.state = State::Finished;
                 Some(Outcome::Closed { error: Some(e) })
             }
-            Err(e) => {
-                // C-tor `parse_http_url` failed: 400.
-                let r = super::response::Response::short(DocType::Other, 400, "Bad request", date);
-                let _ = e;
-                Some(self.send(r))
-            }
+            // C-tor: `parse_http_url` failed, 400.
+            Err(_) => Some(self.send(Response::short(DocType::Other, 400, "Bad request", date))),
         }
     }
 
@@ -135,7 +131,7 @@ impl Session {
         Some(self.send(r))
     }
 
-    fn send(&mut self, r: super::response::Response) -> Outcome {
+    fn send(&mut self, r: Response) -> Outcome {
         let outcome = Outcome::Answered {
             doc: r.doc,
             status: r.status,
