@@ -119,6 +119,8 @@ fuzz_target!(|data: &[u8]| {
         serves_directory: flags & 0x80 != 0,
         ipv6_exit: flags & 0x20 != 0,
         client_first_hop: flags & 0x30 == 0x30,
+        // A directory-only relay (BEGIN and RESOLVE refused at once).
+        exits: flags & 0x81 != 0x81,
     };
     let mode = if inp.u8() & 1 != 0 {
         small_xon_xoff()

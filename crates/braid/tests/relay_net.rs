@@ -2,8 +2,12 @@
 //! up` with `braid_relays = 1, braid_exits = 1` beside a small C-tor part.
 //! The C-tor authorities must list `braidexit0` with Exit, Running, Valid,
 //! Fast and Stable and `braidrelay0` with Guard (and the others), from the
-//! consensus an authority serves on its DirPort; then the C-tor client
-//! downloads through `braidrelay0` as its middle and as its first hop, and
+//! consensus an authority serves on its DirPort, both with V2Dir (they are
+//! directory caches); the C-tor client, started with entry guards on and
+//! `braidrelay0` its only guard, bootstraps and fetches its directory
+//! through it over BEGIN_DIR; the consensus `braidrelay0` serves over
+//! BEGIN_DIR is the authority's byte for byte; then the C-tor client
+//! downloads through `braidrelay0` as its first hop and as its middle, and
 //! (`ctor_client_exits_through_braid_exit`, which needs the relay's exit
 //! role) through `braidexit0` as its exit, 50 MB each, byte-identical
 //! (SHA-256), each path read back from the client's control port; a port
@@ -32,9 +36,15 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use braid_client::channel::Channel;
 use braid_client::socks::{IsolationKey, SocksServer};
 use braid_client::{ClientConfig, TorClient};
+use braid_core::channel::ExpectedIdentity;
+use braid_core::circuit::{CircEvent, CircParams, ClientCircuit};
+use braid_core::ids::{HopNum, StreamId};
+use braid_dir::Relay;
 use braid_dir::restrict::NodeRestrictions;
+use braid_relay::http::request;
 use braid_testnet::braid_relay::{BRAID_EXIT_PROTO, BRAID_PROTO};
 use braid_testnet::consensus::{self, RouterEntry};
 use braid_testnet::control::ControlConn;
@@ -45,6 +55,7 @@ use braid_testnet::plan::Software;
 use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::{Manifest, NetworkConfig};
 use common::test_dir;
+use tor_cell::relaycell::msg::{AnyRelayMsg, BeginDir, Data, Sendme};
 
 static NETWORK_LOCK: Mutex<()> = Mutex::new(());
 
@@ -54,6 +65,8 @@ const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 const BASE_LISTING: u16 = 33000;
 /// First port of the exit test's network.
 const BASE_EXIT: u16 = 33500;
+/// braidrelay0's metrics in the listing test (past the network's ports).
+const LISTING_METRICS: u16 = BASE_LISTING + 400;
 /// Bytes of each download (the acceptance's 50 MB).
 const SIZE: u64 = 50_000_000;
 
@@ -117,14 +130,23 @@ fn assert_flags(entry: &RouterEntry, flags: &[&str]) {
     }
 }
 
-/// The authorities list both Braid relays with the flags the issue asks,
-/// network.toml marks them; the C-tor client downloads 50 MB with
-/// braidrelay0 as its middle and 50 MB with it as its first hop; `status`
-/// sees them, `down` stops them.
+/// The authorities list both Braid relays with the flags the issue asks
+/// (V2Dir too: they serve the directory), network.toml marks them; the
+/// C-tor client, started fresh with `UseEntryGuards 1` and `EntryNodes
+/// braidrelay0`, bootstraps (the launcher waits for 100 %) fetching its
+/// directory from braidrelay0 over BEGIN_DIR (its metrics count the
+/// answers) and downloads 50 MB with it as its first hop; braidrelay0's
+/// consensus over BEGIN_DIR is the authority's byte for byte; then 50 MB
+/// with braidrelay0 as the middle; `status` sees them, `down` stops them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorities_list_braid_relays_and_ctor_circuits_cross_them() {
     let _guard = lock();
-    let config = config("relay-net-listing", BASE_LISTING);
+    let mut config = config("relay-net-listing", BASE_LISTING);
+    // C-tor samples guards only among relays with V2Dir
+    // (`node_is_possible_guard`): braidrelay0 must be a directory cache.
+    config.client_torrc = vec!["UseEntryGuards 1".into(), "EntryNodes braidrelay0".into()];
+    let metrics = SocketAddr::from(([127, 0, 0, 1], LISTING_METRICS));
+    config.set_braid_relay_option("braidrelay0", "metrics", metrics.to_string());
     let network = up(&config).await;
     let manifest = network.manifest().clone();
     let dir = network.dir().to_path_buf();
@@ -166,9 +188,15 @@ async fn authorities_list_braid_relays_and_ctor_circuits_cross_them() {
     let middle = find("braidrelay0");
     println!("braidexit0: {:?} pr {}", exit.flags, exit.protocols);
     println!("braidrelay0: {:?} pr {}", middle.flags, middle.protocols);
-    assert_flags(&exit, &["Exit", "Running", "Valid", "Fast", "Stable"]);
+    assert_flags(
+        &exit,
+        &["Exit", "Running", "Valid", "Fast", "Stable", "V2Dir"],
+    );
     assert!(!exit.has_flag("Guard"), "{:?}", exit.flags);
-    assert_flags(&middle, &["Guard", "Running", "Valid", "Fast", "Stable"]);
+    assert_flags(
+        &middle,
+        &["Guard", "Running", "Valid", "Fast", "Stable", "V2Dir"],
+    );
     assert!(!middle.has_flag("Exit"), "{:?}", middle.flags);
     for e in [&exit, &middle] {
         let proto = if e.nickname == "braidexit0" {
@@ -188,19 +216,40 @@ async fn authorities_list_braid_relays_and_ctor_circuits_cross_them() {
         assert_eq!(w(nickname).as_ref(), Some(&ctor), "{nickname}");
     }
 
-    // The C-tor client's circuits through braidrelay0 as middle, then as
-    // first hop (see `Client::first_hop_on`), to the C-tor exit.
+    // The C-tor client's guard is braidrelay0 (EntryNodes, entry guards
+    // on): its first hop, to the C-tor exit.
     let mut client = Client::new(&manifest).await;
     let braid_relay = client.fp("braidrelay0");
+    client.pin("ExitNodes=exit0 StrictNodes=1").await;
+    let path = client.download("braid-first-hop", 3).await;
+    assert_eq!(path.first(), Some(&braid_relay), "{path:?}");
+    // It fetched its directory from braidrelay0 over BEGIN_DIR: the
+    // microdescriptors at bootstrap, the consensus as each one expires
+    // (10 s votes). Nothing else asks braidrelay0 for them (the C-tor
+    // relays are caches that fetch from the authorities).
+    let answers = wait_for_dir_answers(metrics, &["consensus", "microdescs"]).await;
+    println!("braidrelay0 answered over BEGIN_DIR: {answers:?}");
+
+    // Over BEGIN_DIR ourselves: the consensus is the authority's.
+    let auth0_dir = SocketAddr::from((auth0.address, auth0.dir_port));
+    begin_dir_serves_the_authoritys_documents(&dir, auth0_dir).await;
+
+    // braidrelay0 as the middle, behind a C-tor guard.
+    let other_guard = manifest
+        .relays
+        .iter()
+        .find(|r| r.guard && r.software == Software::Tor)
+        .expect("a C-tor guard")
+        .nickname
+        .clone();
     client
-        .pin("ExitNodes=exit0 MiddleNodes=braidrelay0 StrictNodes=1")
+        .pin(&format!(
+            "EntryNodes={other_guard} ExitNodes=exit0 MiddleNodes=braidrelay0 StrictNodes=1"
+        ))
         .await;
     let path = client.download("braid-middle", 2).await;
     assert_eq!(path.len(), 3, "{path:?}");
     assert_eq!(path[1], braid_relay, "{path:?}");
-    client.first_hop_on("braidrelay0").await;
-    let path = client.download("braid-first-hop", 3).await;
-    assert_eq!(path.first(), Some(&braid_relay), "{path:?}");
     drop(client);
 
     // `status` knows them and finds nothing missing.
@@ -243,6 +292,217 @@ fn weight_line(doc: &str, fp: &str) -> Option<String> {
     None
 }
 
+/// braidrelay0's count of 200 answers per document kind named in `docs`,
+/// once each is at least 1 (polled for 90 s).
+async fn wait_for_dir_answers(metrics: SocketAddr, docs: &[&str]) -> Vec<(String, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let text = request(
+            metrics,
+            "GET",
+            "/metrics",
+            None,
+            1 << 20,
+            Duration::from_secs(5),
+        )
+        .await
+        .map(|a| a.body)
+        .unwrap_or_default();
+        let counts: Vec<(String, u64)> = docs
+            .iter()
+            .map(|doc| {
+                let key = format!("braid_relay_dir_answers_total{{doc=\"{doc}\",status=\"200\"}} ");
+                let n = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&key))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                (doc.to_string(), n as u64)
+            })
+            .collect();
+        if counts.iter().all(|(_, n)| *n > 0) {
+            return counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "braidrelay0 answered no BEGIN_DIR request for some of {docs:?} in 90 s: {counts:?}\n{}",
+            text.lines()
+                .filter(|l| l.starts_with("braid_relay_dir"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Over BEGIN_DIR to braidrelay0 (a one-hop circuit, as C-tor clients
+/// fetch from their directory guard): the microdesc consensus is the one
+/// auth0 serves on its DirPort, byte for byte (asked as C-tor asks, with
+/// `.z` and the authorities' fingerprint prefixes); a microdescriptor it
+/// lists and the authorities' certificates are served too.
+async fn begin_dir_serves_the_authoritys_documents(dir: &Path, auth0: SocketAddr) {
+    let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
+    cfg.cache_dir = dir.join("braid-cache-begin-dir");
+    let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    let netdir = client.netdir().expect("a directory");
+    let relay = netdir
+        .relays()
+        .into_iter()
+        .find(|r| r.nickname == "braidrelay0")
+        .expect("braidrelay0 in the Braid client's directory");
+    let fps: Vec<String> = ClientConfig::load(&dir.join("network.toml"))
+        .unwrap()
+        .dir
+        .authority_ids()
+        .iter()
+        .map(|id| id.to_string()[..6].to_string())
+        .collect();
+    let url = format!(
+        "/tor/status-vote/current/consensus-microdesc/{}.z",
+        fps.join("+")
+    );
+    let path = "/tor/status-vote/current/consensus-microdesc";
+    let fetch_auth = || async {
+        request(auth0, "GET", path, None, 16 << 20, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .body
+    };
+    // The consensus changes every 10 s and braidrelay0 fetches each new
+    // one a few seconds after it is out: compare with auth0's before and
+    // after.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let consensus = loop {
+        let before = fetch_auth().await;
+        let (status, body) = begin_dir_get(&relay, &url).await;
+        let after = fetch_auth().await;
+        assert!(status.starts_with("HTTP/1.0 200 OK"), "{status}");
+        let body = String::from_utf8(body).unwrap();
+        if body == before || body == after {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "braidrelay0's consensus over BEGIN_DIR is neither of auth0's:\n{}",
+            body.lines().take(6).collect::<Vec<_>>().join("\n")
+        );
+    };
+    println!(
+        "braidrelay0 over BEGIN_DIR: the consensus ({} bytes) is auth0's, byte for byte",
+        consensus.len()
+    );
+    let md = consensus
+        .lines()
+        .find_map(|l| l.strip_prefix("m "))
+        .expect("an m line");
+    let (status, body) = begin_dir_get(&relay, &format!("/tor/micro/d/{md}.z")).await;
+    assert!(status.starts_with("HTTP/1.0 200 OK"), "{status}");
+    assert!(
+        body.starts_with(b"onion-key\n"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, body) = begin_dir_get(&relay, "/tor/keys/all").await;
+    assert!(status.starts_with("HTTP/1.0 200 OK"), "{status}");
+    let certs = String::from_utf8(body).unwrap();
+    assert_eq!(
+        certs.matches("dir-key-certificate-version").count(),
+        3,
+        "{certs}"
+    );
+    let (status, _) = begin_dir_get(&relay, "/tor/server/all").await;
+    assert!(status.starts_with("HTTP/1.0 404 "), "{status}");
+}
+
+/// `GET path` over a BEGIN_DIR stream on a one-hop circuit to `relay`
+/// (braid-client's channel, braid-core's client circuit): the status line
+/// and the body. Stream SENDMEs every 50 DATA cells (tor-spec §7.4).
+async fn begin_dir_get(relay: &Relay, path: &str) -> (String, Vec<u8>) {
+    let target = braid_client::hops::hop_target(relay, false).expect("keys for braidrelay0");
+    let expected = ExpectedIdentity {
+        rsa: target.rsa_id,
+        ed25519: Some(target.ed_id),
+    };
+    let (chan, _reactor) = Channel::connect(
+        SocketAddr::V4(relay.addr),
+        expected,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let (circ_id, mut io) = chan.open_circuit().await.unwrap();
+    let mut circ = ClientCircuit::new(
+        circ_id,
+        target,
+        CircParams::default(),
+        &mut rand::rng(),
+        Instant::now(),
+    )
+    .unwrap();
+    let sid = StreamId::new(1).unwrap();
+    let mut answer = Vec::new();
+    let mut cells = 0_u32;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    'outer: loop {
+        while let Some(cell) = circ.poll_transmit() {
+            io.tx.send(cell).await.unwrap();
+        }
+        while let Some(ev) = circ.poll_event() {
+            let now = Instant::now();
+            match ev {
+                CircEvent::Built { .. } => {
+                    circ.send_relay(HopNum(0), Some(sid), BeginDir::default().into(), now)
+                        .unwrap();
+                }
+                CircEvent::StreamMsg { msg, .. } => match msg {
+                    AnyRelayMsg::Connected(_) => {
+                        let req = format!("GET {path} HTTP/1.0\r\n\r\n");
+                        let data = Data::new(req.as_bytes()).unwrap();
+                        circ.send_relay(HopNum(0), Some(sid), data.into(), now)
+                            .unwrap();
+                    }
+                    AnyRelayMsg::Data(d) => {
+                        answer.extend_from_slice(d.as_ref());
+                        cells += 1;
+                        if cells.is_multiple_of(50) {
+                            circ.send_relay(HopNum(0), Some(sid), Sendme::new_empty().into(), now)
+                                .unwrap();
+                        }
+                    }
+                    AnyRelayMsg::End(e) => {
+                        assert_eq!(e.reason(), tor_cell::relaycell::msg::EndReason::DONE);
+                        break 'outer;
+                    }
+                    other => panic!("{path}: unexpected {other:?}"),
+                },
+                other @ (CircEvent::BuildFailed { .. } | CircEvent::Closed { .. }) => {
+                    panic!("{path}: {other:?}")
+                }
+                _ => {}
+            }
+        }
+        while let Some(cell) = circ.poll_transmit() {
+            io.tx.send(cell).await.unwrap();
+        }
+        let cell = tokio::time::timeout_at(deadline, io.rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{path}: no answer within 30 s"))
+            .expect("the channel closed");
+        circ.handle_cell(Instant::now(), cell).unwrap();
+    }
+    circ.close();
+    while let Some(cell) = circ.poll_transmit() {
+        let _ = io.tx.send(cell).await;
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, _) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let head_len = head.len() + 4;
+    let status = head.lines().next().unwrap_or_default().to_string();
+    (status, answer[head_len..].to_vec())
+}
+
 /// The C-tor client's view: its control connection (STREAM events on) and
 /// where to download from.
 struct Client {
@@ -278,29 +538,6 @@ impl Client {
             .unwrap();
         self.ctl.command("SIGNAL NEWNYM").await.unwrap();
         self.ctl.drain_events();
-    }
-
-    /// Makes `nickname` the client's first hop: `UseEntryGuards 0` with
-    /// every other Guard-flagged relay excluded. Not `EntryNodes`: C-tor
-    /// samples guards only among relays with the V2Dir flag
-    /// (`node_is_possible_guard` wants `node_is_dir`), which a relay gets
-    /// only by advertising `tunnelled-dir-server`, i.e. serving BEGIN_DIR,
-    /// which the Braid relay does not; without guards, the first hop is
-    /// any relay with the Guard flag (`choose_good_entry_server`,
-    /// `CRN_NEED_GUARD`).
-    async fn first_hop_on(&mut self, nickname: &str) {
-        let others: Vec<&str> = self
-            .manifest
-            .relays
-            .iter()
-            .filter(|r| r.guard && r.nickname != nickname)
-            .map(|r| r.nickname.as_str())
-            .collect();
-        let settings = format!(
-            "ExitNodes=exit0 MiddleNodes= UseEntryGuards=0 ExcludeNodes={} StrictNodes=1",
-            others.join(",")
-        );
-        self.pin(&settings).await;
     }
 
     /// Opens a stream to `target` on isolation tag `tag` and returns the

@@ -312,3 +312,54 @@ pub enum DocError {
         limit: usize,
     },
 }
+
+/// A directory request that cannot be answered normally, or a document the
+/// directory cache refuses ([`serve`](crate::serve)). The kind says what
+/// the caller does: [`ServeError::closes_stream`] ends the stream without an
+/// answer, a `BadRequestLine` is answered 400, cache errors leave the cache
+/// as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The request head passed the limit without ending (C-tor:
+    /// "Request too large ... Closing", `MAX_HEADERS_SIZE`).
+    #[error("request head longer than {limit} bytes")]
+    HeadTooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// The request line is not `METHOD URL HTTP/1.x` (answered 400).
+    #[error("malformed request line")]
+    BadRequestLine,
+    /// Neither GET nor POST (C-tor closes the connection).
+    #[error("unknown HTTP method {method:?}")]
+    UnknownMethod {
+        /// The first word of the request (truncated to 16 characters).
+        method: String,
+    },
+    /// The cache serves only the microdesc-flavoured consensus.
+    #[error("not a microdesc-flavoured consensus")]
+    NotMicrodescConsensus,
+    /// A document over the size limit.
+    #[error("document of {size} bytes over the limit of {limit}")]
+    DocumentTooLarge {
+        /// Its size, bytes.
+        size: usize,
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// The microdescriptors would pass the cache's byte budget.
+    #[error("microdescriptor cache full ({limit} bytes)")]
+    CacheFull {
+        /// The budget, bytes.
+        limit: usize,
+    },
+}
+
+impl ServeError {
+    /// The stream ends without an answer (C-tor closes such a
+    /// connection).
+    pub fn closes_stream(&self) -> bool {
+        matches!(self, Self::HeadTooLarge { .. } | Self::UnknownMethod { .. })
+    }
+}

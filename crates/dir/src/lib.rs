@@ -23,6 +23,8 @@
 //!   [`Relay`]s for path selection.
 //! - [`descriptor`]: a relay's server descriptor: its fields, building and
 //!   signing it, and the upload schedule.
+//! - [`serve`]: a directory cache's server side: requests over BEGIN_DIR
+//!   answered from the documents the caller holds.
 //! - [`error`]: the error types.
 
 pub mod authority;
@@ -35,6 +37,7 @@ pub mod netdir;
 pub mod path;
 pub mod relay;
 pub mod restrict;
+pub mod serve;
 pub mod weights;
 
 pub use authority::{Authority, DirConfig, Fallback};
@@ -42,7 +45,7 @@ pub use bootstrap::{DirBootstrap, DirEvent, DirRequest, Phase, Progress, Request
 pub use documents::{Lifetime, VerifiedConsensus};
 pub use error::{
     DocError, DocKind, Error, GuardError, IdParseError, NodeSpecError, PathError, PolicyParseError,
-    Rejections, WeightsError,
+    Rejections, ServeError, WeightsError,
 };
 pub use guard::{
     GuardChoice, GuardFilter, GuardParams, GuardSet, GuardUsage, Reachability, SuccessOutcome,

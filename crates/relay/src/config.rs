@@ -25,6 +25,7 @@
 //! max_mem_in_queues = 1073741824 # bytes of circuit queues and exit buffers (C-tor's MaxMemInQueues)
 //! kist = true                    # KIST write limits in the channel writers (default true)
 //! kist_interval_ms = 10          # KIST run interval, 1 to 100 (default: the consensus', else 10)
+//! dir_cache = true               # serve the directory over BEGIN_DIR, advertise tunnelled-dir-server (C-tor's DirCache, default true)
 //! metrics = "127.0.0.1:9035"     # Prometheus text on GET /metrics (loopback only; default: none)
 //! conflux_scheduler = "ecf"      # Conflux exit (proto Conflux=1): place every set's downloads
 //!                                # with ecf, lowrtt or minrtt (default: as the client's UX asks)
@@ -80,6 +81,7 @@ struct RelaySection {
     kist_interval_ms: Option<u64>,
     metrics: Option<SocketAddr>,
     conflux_scheduler: Option<String>,
+    dir_cache: Option<bool>,
 }
 
 /// Default bound on the bytes of all circuits' queues and exit buffers:
@@ -151,6 +153,13 @@ pub struct RelayConfig {
     /// The Conflux exit role (prop 329): on when `proto` advertises
     /// `Conflux=1`, which needs the exit role.
     pub conflux: Option<ConfluxExitConfig>,
+    /// Serve the directory over BEGIN_DIR (a directory cache: the
+    /// consensus, certificates and microdescriptors fetched from the
+    /// authorities) and say so in the descriptor (`tunnelled-dir-server`),
+    /// as C-tor's `DirCache 1`, the default. Without it the authorities
+    /// give no V2Dir flag and C-tor clients neither fetch from the relay
+    /// nor sample it as a guard.
+    pub dir_cache: bool,
 }
 
 impl RelayConfig {
@@ -314,6 +323,7 @@ impl RelayConfig {
             kist_interval,
             metrics: relay.metrics,
             conflux,
+            dir_cache: relay.dir_cache.unwrap_or(true),
         };
         // Every field the descriptor takes is checked now, not at the
         // first upload.
@@ -346,6 +356,7 @@ impl RelayConfig {
             exit_policy: self.exit_policy.clone(),
             contact: self.contact.clone(),
             hidden_service_dir: self.hidden_service_dir,
+            tunnelled_dir_server: self.dir_cache,
             uptime,
             published,
         }
@@ -435,6 +446,18 @@ proto = "Link=4-5"
         assert_eq!(c.listen, "127.0.0.1:9001".parse().unwrap());
         assert!(c.kist);
         assert_eq!((c.kist_interval, c.metrics), (None, None));
+        // A directory cache by default, as C-tor's DirCache 1.
+        assert!(c.dir_cache);
+        assert!(
+            c.descriptor_info(SystemTime::now(), 0, 0)
+                .tunnelled_dir_server
+        );
+        let c = parse(&format!("{MINIMAL}dir_cache = false\n")).unwrap();
+        assert!(!c.dir_cache);
+        assert!(
+            !c.descriptor_info(SystemTime::now(), 0, 0)
+                .tunnelled_dir_server
+        );
 
         let text =
             format!("{MINIMAL}kist = false\nkist_interval_ms = 25\nmetrics = \"127.0.0.1:9035\"\n");
@@ -468,6 +491,7 @@ proto = "Link=4-5"
             ("kist_interval_ms = 101\n", "kist_interval_ms"),
             ("metrics = \"0.0.0.0:9035\"\n", "loopback"),
             ("kist = 1\n", "kist"),
+            ("dir_cache = \"yes\"\n", "dir_cache"),
         ] {
             let e = parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
             assert!(e.contains(needle), "{needle}: {e}");

@@ -11,6 +11,7 @@
 //! - `sockinfo`: `TCP_INFO` and `SIOCOUTQNSD` of a socket.
 //! - `node_task`: the task that owns the node.
 //! - `exit`: exit streams' destinations (policy, lookups, sockets).
+//! - `dircache`: the directory cache, its fetches and its BEGIN_DIR streams.
 //! - `link`: link keys and TLS configurations, rebuilt before expiry.
 //! - `metrics`: Prometheus text on `GET /metrics`.
 //! - `tls`: rustls configurations for both sides.
@@ -22,6 +23,7 @@ mod bandwidth;
 mod chan_io;
 mod connect;
 mod consensus;
+mod dircache;
 pub mod driver;
 mod exit;
 mod kist;

@@ -75,6 +75,7 @@ fn info(published: SystemTime) -> DescriptorInfo {
         exit_policy: ExitPolicy::reject_all(),
         contact: None,
         hidden_service_dir: false,
+        tunnelled_dir_server: false,
         uptime: 0,
         published,
     }

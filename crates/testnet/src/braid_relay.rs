@@ -38,20 +38,29 @@ use crate::plan::{NodePlan, Role};
 ///   congestion control with XON/XOFF (prop 324); with Relay=4 C-tor
 ///   clients negotiate congestion control with the relay.
 ///
-/// Left out because the relay does not do them: `DirCache` (no BEGIN_DIR
-/// directory service; without `tunnelled-dir-server` the relay gets no
-/// V2Dir flag), `HSDir`, `HSIntro`, `HSRend`, `Padding` (onion-service
-/// roles and their padding), `Conflux` (only exits link sets:
-/// [`BRAID_EXIT_PROTO`]), and the document formats `Cons`, `Desc`,
-/// `Microdesc`, which describe directory documents a relay fetches or
-/// serves.
-pub const BRAID_PROTO: &str = "FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
+/// - `DirCache=1`: the relay is a directory cache over BEGIN_DIR
+///   (`dir_cache`, on by default; its descriptor says
+///   `tunnelled-dir-server`, which is what earns V2Dir and makes C-tor
+///   clients sample it as a guard). Not `DirCache=2`, consensus diffs
+///   (prop 140): it keeps none (a diff asked in the URL is 404, one asked
+///   in `X-Or-Diff-From-Consensus` gets the full consensus). C-tor 0.4.9
+///   clients check neither version when they pick guards or directory
+///   caches (`node_is_possible_guard`, `node_is_dir`: flags only); the
+///   consensus' required `DirCache=2` binds C-tor relays only.
+///
+/// Left out because the relay does not do them: `HSDir`, `HSIntro`,
+/// `HSRend`, `Padding` (onion-service roles and their padding), `Conflux`
+/// (only exits link sets: [`BRAID_EXIT_PROTO`]), and the document formats
+/// `Cons`, `Desc`, `Microdesc`, which describe directory documents a relay
+/// fetches or serves.
+pub const BRAID_PROTO: &str = "DirCache=1 FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
 
 /// A Braid exit's `proto`: [`BRAID_PROTO`] and `Conflux=1`, the Conflux
 /// exit (prop 329; C-tor clients pick a set's exit among relays that
 /// advertise it and FlowCtrl=2). The relay answers CONFLUX_LINK because
 /// its `proto` says so.
-pub const BRAID_EXIT_PROTO: &str = "Conflux=1 FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
+pub const BRAID_EXIT_PROTO: &str =
+    "Conflux=1 DirCache=1 FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
 
 /// A Braid relay's advertised bandwidth when none is configured: C-tor's
 /// default `BandwidthRate` (1 GByte/s), so that the relay is not slower
@@ -425,6 +434,7 @@ mod tests {
             ("LinkAuth", 3),
             ("Relay", 2),
             ("Relay", 4),
+            ("DirCache", 1),
         ] {
             assert!(supports(BRAID_PROTO, proto, v), "{proto}={v}");
         }

@@ -69,6 +69,16 @@ pub struct ExitConfig {
     /// Largest DATA body we send: 498 (`Data::MAXLEN`, relay cell format
     /// v0). Values outside 1..=498 are clamped.
     pub max_data_len: usize,
+    /// We exit at all (default true). A relay that is not an exit but
+    /// serves directory requests takes the exit role for BEGIN_DIR alone
+    /// and answers BEGIN and RESOLVE as a C-tor non-exit does: BEGIN to a
+    /// name END RESOLVEFAILED (`dns_resolve_impl`: "If we're a non-exit,
+    /// don't even do DNS lookups"), BEGIN to an IP literal END EXITPOLICY
+    /// with the address (`connection_exit_connect`, policy `reject *:*`),
+    /// RESOLVE of a name a RESOLVED error; an IP literal's RESOLVE is
+    /// answered with the address, as an exit does. The rules before those
+    /// (port 0, a client's first hop, IPv4-not-ok) are the exit's.
+    pub exits: bool,
     /// We serve directory requests: BEGIN_DIR opens a stream to our
     /// directory server; otherwise it is answered END NOTDIRECTORY (C-tor
     /// `directory_permits_begindir_requests`). Default off.
@@ -98,6 +108,7 @@ impl Default for ExitConfig {
             max_half_closed: 1024,
             half_closed_linger: Duration::from_secs(60),
             max_data_len: Data::MAXLEN,
+            exits: true,
             serves_directory: false,
             ipv6_exit: false,
             client_first_hop: false,

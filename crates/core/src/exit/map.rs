@@ -31,6 +31,7 @@
 //! `dropped_invalid`; on an id never opened, `dropped_unknown`.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use rand::SeedableRng as _;
@@ -50,7 +51,7 @@ use crate::stream::{Host, StreamFlowMode};
 use super::config::{ExitConfig, to_dest_limit};
 use super::error::ExitError;
 use super::event::ExitEvent;
-use super::request::{DEFAULT_DNS_TTL, ResolveParse, parse_begin, parse_resolve};
+use super::request::{DEFAULT_DNS_TTL, ResolveParse, clip_dns_ttl, parse_begin, parse_resolve};
 use super::stream::{ExitStream, Kind, Pacer, Phase, Request};
 
 /// What the map has counted, for logs and metrics (and the vanguards-style
@@ -178,20 +179,17 @@ impl ExitStreamMap {
                 } else {
                     parse_begin(&b, self.cfg.ipv6_exit)
                 };
-                self.on_open(
-                    id,
-                    cmd,
-                    now,
-                    match request {
-                        Ok((target, flags)) => Ok(Opening {
-                            kind: Kind::Connect,
-                            literal: !matches!(target.host, Host::Hostname(_)),
-                            flags,
-                            request: Request::Connect { target, flags },
-                        }),
-                        Err(reason) => Err(end_msg(reason)),
-                    },
-                )
+                let decision = match request {
+                    Ok((target, _)) if !self.cfg.exits => Err(non_exit_refusal(&target.host)),
+                    Ok((target, flags)) => Ok(Opening {
+                        kind: Kind::Connect,
+                        literal: !matches!(target.host, Host::Hostname(_)),
+                        flags,
+                        request: Request::Connect { target, flags },
+                    }),
+                    Err(reason) => Err(end_msg(reason)),
+                };
+                self.on_open(id, cmd, now, decision)
             }
             AnyRelayMsg::BeginDir(_) => {
                 let decision = if self.cfg.serves_directory {
@@ -214,6 +212,11 @@ impl ExitStreamMap {
                     cmd,
                     now,
                     match parsed {
+                        // C-tor `dns_resolve_impl` at a non-exit: no
+                        // lookups, RESOLVED_TYPE_ERROR.
+                        ResolveParse::Lookup(_) if !self.cfg.exits => {
+                            Err(AnyRelayMsg::Resolved(Resolved::new_err(false, 0)))
+                        }
                         ResolveParse::Lookup(q) => Ok(Opening {
                             kind: Kind::Resolve,
                             literal: false,
@@ -741,6 +744,20 @@ pub(crate) struct Opening {
     flags: BeginFlags,
     /// The event for the driver.
     request: Request,
+}
+
+/// How a relay that does not exit answers a well-formed BEGIN to `host`:
+/// an IP literal fails its policy (`reject *:*`), END EXITPOLICY with the
+/// address and C-tor's TTL for a literal (`connection_exit_connect`,
+/// `connection_edge_end`); a name is never looked up, END RESOLVEFAILED
+/// (`dns_resolve_impl`).
+fn non_exit_refusal(host: &Host) -> AnyRelayMsg {
+    let ip = match host {
+        Host::Ipv4(a) => IpAddr::V4(*a),
+        Host::Ipv6(a) => IpAddr::V6(*a),
+        Host::Hostname(_) => return end_msg(EndReason::RESOLVEFAILED),
+    };
+    AnyRelayMsg::End(End::new_exitpolicy(ip, clip_dns_ttl(DEFAULT_DNS_TTL)))
 }
 
 /// An END message with `reason`.

@@ -157,6 +157,7 @@ fn small_map(cc: bool, flags: u8) -> ExitStreamMap {
         serves_directory: flags & 2 != 0,
         ipv6_exit: flags & 4 != 0,
         client_first_hop: flags & 8 != 0,
+        exits: flags & 16 == 0,
     };
     let mode = if cc {
         small_xon_xoff()
@@ -194,7 +195,7 @@ proptest! {
     fn random_sequences_keep_every_bound(
         ops in proptest::collection::vec(op(), 1..400),
         cc in any::<bool>(),
-        flags in 0u8..16,
+        flags in 0u8..32,
         close_at in prop::option::weighted(0.1, 0usize..400),
     ) {
         if let Err(e) = run(ops, cc, flags, close_at) {
@@ -207,7 +208,7 @@ proptest! {
     fn honest_sequences_keep_every_bound(
         ops in proptest::collection::vec(honest_op(), 1..600),
         cc in any::<bool>(),
-        flags in 0u8..16,
+        flags in 0u8..32,
         close_at in prop::option::weighted(0.1, 0usize..600),
     ) {
         if let Err(e) = run(ops, cc, flags & !8, close_at) {

@@ -424,6 +424,98 @@ fn begin_dir_opens_a_directory_stream_when_we_serve_one() {
     assert_eq!(p.exit_read_all(sid(3)).len(), 51);
 }
 
+/// A relay that serves the directory but does not exit (`exits: false`)
+/// answers as a C-tor non-exit: no lookups, no connections, BEGIN_DIR
+/// served.
+#[test]
+fn a_relay_that_does_not_exit_answers_as_c_tor_non_exits() {
+    let cfg = ExitConfig {
+        exits: false,
+        serves_directory: true,
+        ..ExitConfig::default()
+    };
+    let mut p = Pair::new(cc(), cfg.clone());
+    let end_body = |m: &AnyRelayMsg| {
+        let mut body = Vec::new();
+        m.clone().encode_onto(&mut body).unwrap();
+        body
+    };
+    // A name: END RESOLVEFAILED; an IP literal: END EXITPOLICY with the
+    // address and the literal's clipped TTL (3600); port 0 is still the
+    // exit's TORPROTOCOL.
+    p.give_exit(sid(1), begin_wire(b"example.com:443\0"))
+        .unwrap();
+    p.give_exit(sid(2), begin_wire(b"192.0.2.7:80\0")).unwrap();
+    p.give_exit(sid(3), begin_wire(b"example.com:0\0")).unwrap();
+    // RESOLVE of a name: a nontransient error; of a literal: itself.
+    p.give_exit(sid(4), AnyRelayMsg::Resolve(Resolve::new("example.com")))
+        .unwrap();
+    p.give_exit(sid(5), AnyRelayMsg::Resolve(Resolve::new("192.0.2.9")))
+        .unwrap();
+    p.give_exit(
+        sid(6),
+        AnyRelayMsg::Resolve(Resolve::new("9.2.0.192.in-addr.arpa")),
+    )
+    .unwrap();
+    let sent: Vec<_> = std::iter::from_fn(|| p.exit.poll_transmit(true)).collect();
+    assert_eq!(sent.len(), 6, "{sent:?}");
+    assert!(
+        matches!(&sent[0], (i, AnyRelayMsg::End(e)) if *i == sid(1) && e.reason() == EndReason::RESOLVEFAILED)
+    );
+    assert!(matches!(&sent[1].1, AnyRelayMsg::End(e) if e.reason() == EndReason::EXITPOLICY));
+    assert_eq!(end_body(&sent[1].1), [4, 192, 0, 2, 7, 0, 0, 0x0e, 0x10]);
+    assert!(matches!(&sent[2].1, AnyRelayMsg::End(e) if e.reason() == EndReason::TORPROTOCOL));
+    for (i, want) in [
+        (3, &[0xf1, 0, 0, 0, 0, 0][..]),
+        (5, &[0xf1, 0, 0, 0, 0, 0][..]),
+    ] {
+        assert!(
+            matches!(&sent[i].1, AnyRelayMsg::Resolved(_)),
+            "{:?}",
+            sent[i]
+        );
+        assert_eq!(end_body(&sent[i].1), want, "{:?}", sent[i]);
+    }
+    assert_eq!(&end_body(&sent[4].1)[..6], [4, 4, 192, 0, 2, 9]);
+    // The driver never hears of them; BEGIN_DIR opens a directory stream.
+    assert_eq!(p.exit.poll_event(), None);
+    p.give_exit(sid(7), AnyRelayMsg::BeginDir(BeginDir::default()))
+        .unwrap();
+    assert_eq!(
+        p.exit.poll_event(),
+        Some(ExitEvent::DirStream { id: sid(7) })
+    );
+    assert_eq!(p.exit.stats().answered_at_once, 6);
+    // The client's own end-to-end view: a BEGIN to a name fails with
+    // RESOLVEFAILED.
+    let id = p
+        .client
+        .begin(
+            &Target::hostname("example.org", 80),
+            BeginFlags::empty(),
+            p.now,
+        )
+        .unwrap();
+    p.pump();
+    assert_eq!(
+        p.client_ended(id).unwrap().0,
+        CloseReason::End(EndReason::RESOLVEFAILED)
+    );
+    // On a client's first hop BEGIN is still TORPROTOCOL.
+    let mut first = Pair::new(
+        cc(),
+        ExitConfig {
+            client_first_hop: true,
+            ..cfg
+        },
+    );
+    first
+        .give_exit(sid(1), begin_wire(b"192.0.2.7:80\0"))
+        .unwrap();
+    let (_, m) = first.exit.poll_transmit(true).unwrap();
+    assert!(matches!(m, AnyRelayMsg::End(e) if e.reason() == EndReason::TORPROTOCOL));
+}
+
 /// More BEGINs than the circuit may hold: the rest get END RESOURCELIMIT
 /// (issue 13, "BEGIN floods"), and room comes back as streams end.
 #[test]

@@ -160,6 +160,10 @@ pub fn build_descriptor(
         };
         enc.item(keyword).arg(&rule.pattern.to_string());
     }
+    // After the exit policy, as C-tor writes it (`router_dump_router_to_string`).
+    if info.tunnelled_dir_server {
+        enc.item("tunnelled-dir-server");
+    }
 
     // "router-sig-ed25519": the signing key over SHA-256 of the prefix and
     // the text from "router " through "router-sig-ed25519 ".

@@ -55,6 +55,11 @@ pub struct DescriptorInfo {
     /// Advertise `hidden-service-dir` (the relay stores onion-service
     /// descriptors).
     pub hidden_service_dir: bool,
+    /// Advertise `tunnelled-dir-server`: the relay answers directory
+    /// requests over BEGIN_DIR (dir-spec §2.1.1). Authorities then vote it
+    /// V2Dir, without which C-tor clients neither sample it as a guard nor
+    /// fetch from it.
+    pub tunnelled_dir_server: bool,
     /// Seconds the relay has been running.
     pub uptime: u64,
     /// When the descriptor is made; written to the second (authorities
@@ -211,6 +216,7 @@ pub(crate) mod tests {
             exit_policy: ExitPolicy::reject_all(),
             contact: Some("braid <braid@example.invalid>".into()),
             hidden_service_dir: false,
+            tunnelled_dir_server: false,
             uptime: 0,
             published,
         }

@@ -193,6 +193,7 @@ fn the_keys_make_a_descriptor() {
         exit_policy: ExitPolicy::reject_all(),
         contact: None,
         hidden_service_dir: false,
+        tunnelled_dir_server: false,
         uptime: 0,
         published: t0() + Duration::from_secs(60),
     };

@@ -9,6 +9,11 @@
 //! and KIST's run interval (`KISTSchedRunInterval`). A failed fetch keeps
 //! what is in force and is retried with backoff, from the next authority;
 //! it never stops the relay.
+//!
+//! A relay that serves the directory (`dircache`) hands each consensus to
+//! its cache, which fetches the microdescriptors it lists, and fetches the
+//! next one when a cache should (dir-spec §5.1, braid-dir's
+//! `next_consensus_fetch`) rather than hourly.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,9 +23,11 @@ use std::time::{Duration, SystemTime};
 use braid_core::cc::{CcParams, FlowParams};
 use braid_core::relay::ewma::halflife_from_param;
 use braid_dir::documents::{CheckedCert, MAX_DOCUMENT_BYTES, parse_certs, parse_consensus};
+use braid_dir::serve::next_consensus_fetch;
 use braid_dir::{Authority, NetDir, RelayId};
 use tokio::sync::mpsc;
 
+use super::dircache::{DirShared, refresh};
 use super::msg::ToNode;
 use crate::error::FetchError;
 use crate::http::request;
@@ -34,6 +41,10 @@ const RETRY_MIN: Duration = Duration::from_secs(10);
 const RETRY_MAX: Duration = Duration::from_secs(600);
 /// Each request may take this long.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// A directory cache that fetched no newer consensus than it had waits at
+/// least this long, doubled each time up to [`RETRY_MAX`] (the
+/// authorities are late; C-tor backs off its downloads likewise).
+const SAME_CONSENSUS_WAIT: Duration = Duration::from_secs(5);
 
 /// The parameters of names the relay applies (for the log).
 const APPLIED: [&str; 2] = ["CircuitPriorityHalflifeMsec", "KISTSchedRunInterval"];
@@ -88,24 +99,29 @@ pub(crate) struct FetchStats {
 }
 
 /// Fetch, verify and hand over the consensus' parameters for as long as
-/// the node task listens.
+/// the node task listens; with `dir`, fill the directory cache too.
 pub(crate) async fn fetch_loop(
     authorities: Vec<Authority>,
     to_node: mpsc::Sender<ToNode>,
     stats: Arc<FetchStats>,
+    dir: Option<Arc<DirShared>>,
 ) {
     let ids: Vec<RelayId> = authorities.iter().map(|a| a.v3ident).collect();
     let mut certs = Vec::new();
     let mut retry = RETRY_MIN;
+    let mut same_wait = SAME_CONSENSUS_WAIT;
+    let mut last_valid_after = None;
     let mut next = usize::from(rand::random::<u8>());
     loop {
-        let Some(auth) = authorities.get(next % authorities.len().max(1)) else {
+        let n = authorities.len().max(1);
+        let Some(auth) = authorities.get(next % n) else {
             return;
         };
         let wait = match fetch(auth.dir_addr, &ids, &mut certs, SystemTime::now()).await {
-            Ok(params) => {
+            Ok((params, netdir)) => {
                 stats.fetched.fetch_add(1, Ordering::Relaxed);
                 retry = RETRY_MIN;
+                let valid_after = params.valid_after;
                 if to_node
                     .send(ToNode::Params(Box::new(params)))
                     .await
@@ -113,7 +129,24 @@ pub(crate) async fn fetch_loop(
                 {
                     return;
                 }
-                REFRESH
+                match &dir {
+                    Some(shared) => {
+                        refresh(shared, &authorities, next % n, &netdir, &certs).await;
+                        let now = SystemTime::now();
+                        let at = next_consensus_fetch(&netdir.lifetime(), now, &mut rand::rng());
+                        let floor = if last_valid_after == Some(valid_after) {
+                            let w = same_wait;
+                            same_wait = (same_wait * 2).min(RETRY_MAX);
+                            w
+                        } else {
+                            same_wait = SAME_CONSENSUS_WAIT;
+                            Duration::from_secs(1)
+                        };
+                        last_valid_after = Some(valid_after);
+                        at.duration_since(now).unwrap_or_default().max(floor)
+                    }
+                    None => REFRESH,
+                }
             }
             Err(e) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -138,13 +171,13 @@ pub(crate) async fn fetch_loop(
 
 /// Fetch the consensus from the DirPort `addr`, with the certificates it
 /// needs that `certs` lacks (kept there), and verify it at `now` against
-/// the authorities `ids`.
+/// the authorities `ids`: its parameters, and the consensus.
 pub(crate) async fn fetch(
     addr: std::net::SocketAddr,
     ids: &[RelayId],
     certs: &mut Vec<CheckedCert>,
     now: SystemTime,
-) -> Result<NetParams, FetchError> {
+) -> Result<(NetParams, NetDir), FetchError> {
     let text = get(addr, "/tor/status-vote/current/consensus-microdesc").await?;
     let pending = parse_consensus(&text, ids, now)?;
     let have: Vec<_> = certs.iter().map(|c| c.cert.clone()).collect();
@@ -173,7 +206,7 @@ pub(crate) async fn fetch(
     let verified = pending.verify(&text, &have, ids)?;
     let valid_after = verified.lifetime.valid_after;
     let dir = NetDir::new(verified, None);
-    Ok(NetParams::from_params(dir.params(), valid_after))
+    Ok((NetParams::from_params(dir.params(), valid_after), dir))
 }
 
 /// The body of `GET path` at `addr`, if the answer is 200.

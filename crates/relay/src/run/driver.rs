@@ -11,7 +11,8 @@
 //!   channel writers ◄──── bounded per-channel queues ─────────┘ the queue has room
 //!   publisher: descriptor at start, every 18 h, when the observed bandwidth moves
 //!   link keys: rebuilt before the link certificates expire
-//!   consensus: fetched at start and hourly, its parameters to the node task
+//!   consensus: fetched at start and hourly (as a directory cache when a
+//!     cache should, with the microdescriptors), parameters to the node task
 //!   metrics (optional): GET /metrics asks the node task for its figures
 //! ```
 
@@ -33,6 +34,7 @@ use super::accept::{AcceptParams, accept_loop};
 use super::bandwidth::{BandwidthHistory, PERIOD_SECS, changed_enough};
 use super::chan_io::Traffic;
 use super::consensus::{FetchStats, fetch_loop};
+use super::dircache::DirShared;
 use super::exit::{ExitParams, Exits};
 use super::link::{Link, rotate};
 use super::metrics::{Sources, serve as serve_metrics};
@@ -121,8 +123,23 @@ pub async fn run(
         );
         node.set_conflux(Some(cfx.clone()));
     }
+    let dir = config.dir_cache.then(|| Arc::new(DirShared::default()));
+    if config.exit || config.dir_cache {
+        // A directory cache that is not an exit takes the exit role for
+        // BEGIN_DIR alone (the core answers BEGIN and RESOLVE as a C-tor
+        // non-exit).
+        node.set_exit(Some(ExitConfig {
+            exits: config.exit,
+            serves_directory: config.dir_cache,
+            ..ExitConfig::default()
+        }));
+    }
+    if config.dir_cache {
+        tracing::info!(
+            "directory cache: serving the consensus, certificates and microdescriptors over BEGIN_DIR"
+        );
+    }
     if config.exit {
-        node.set_exit(Some(ExitConfig::default()));
         tracing::info!(
             "exit: policy {}{}",
             config
@@ -152,6 +169,7 @@ pub async fn run(
         policy: config.exit_policy.clone(),
         loopback_only: config.exit_connect_loopback_only,
         lookups: tokio::sync::Semaphore::new(config.max_dns_lookups),
+        dir: dir.clone(),
     });
     let traffic = Arc::new(Traffic::default());
     let (to_node, inbox) = mpsc::channel(INBOX);
@@ -186,6 +204,7 @@ pub async fn run(
             fetches: Arc::clone(&fetches),
             started,
             memory_limit: config.max_mem_in_queues,
+            dir: dir.clone(),
         };
         tasks.spawn(async move {
             serve_metrics(listener, sources).await;
@@ -194,7 +213,7 @@ pub async fn run(
     }
     let (authorities, to) = (config.authorities.clone(), to_node.clone());
     tasks.spawn(async move {
-        fetch_loop(authorities, to, fetches).await;
+        fetch_loop(authorities, to, fetches, dir).await;
         Ok(())
     });
     tasks.spawn(async move {

@@ -16,6 +16,9 @@
 //!   else keeps the rest until `Writable`. So a client that does not read
 //!   stops the socket's reads (the map's bounds), and at most that many
 //!   chunks wait here.
+//!
+//! BEGIN_DIR streams go to the directory cache's streams (`dircache`)
+//! when the relay serves the directory.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -36,6 +39,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tor_cell::relaycell::msg::EndReason;
 
+use super::dircache::{DirShared, DirStreams};
 use super::msg::{ExitMsg, ToNode};
 
 /// Bytes read from a destination at once.
@@ -64,6 +68,8 @@ pub(crate) struct ExitParams {
     pub(crate) loopback_only: bool,
     /// Permits for concurrent name lookups.
     pub(crate) lookups: Semaphore,
+    /// The directory cache, if we serve one.
+    pub(crate) dir: Option<Arc<DirShared>>,
 }
 
 /// One stream's destination, as the node task sees it.
@@ -92,13 +98,17 @@ struct Dest {
 pub(crate) struct Exits {
     params: Arc<ExitParams>,
     dests: BTreeMap<(EdgeKey, StreamId), Dest>,
+    /// BEGIN_DIR streams, if we serve the directory.
+    dirs: Option<DirStreams>,
 }
 
 impl Exits {
     pub(crate) fn new(params: ExitParams) -> Self {
+        let dirs = params.dir.clone().map(DirStreams::new);
         Self {
             params: Arc::new(params),
             dests: BTreeMap::new(),
+            dirs,
         }
     }
 
@@ -133,6 +143,21 @@ impl Exits {
         now: Instant,
     ) {
         let id = ev.id();
+        if let Some(dirs) = self.dirs.as_mut() {
+            match ev {
+                ExitEvent::DirStream { .. } => return dirs.open(node, edge, id, now),
+                ExitEvent::Readable { .. } if dirs.contains(edge, id) => {
+                    return dirs.readable(node, edge, id, now);
+                }
+                ExitEvent::Writable { .. } if dirs.contains(edge, id) => {
+                    return dirs.writable(node, edge, id, now);
+                }
+                ExitEvent::Closed { .. } if dirs.contains(edge, id) => {
+                    return dirs.closed(edge, id);
+                }
+                _ => {}
+            }
+        }
         match ev {
             ExitEvent::Connect { target, flags, .. } => {
                 let task = tokio::spawn(connect(
@@ -153,7 +178,8 @@ impl Exits {
                 self.dests
                     .insert((edge, id), Dest::new(task.abort_handle()));
             }
-            // We serve no directory (ExitConfig::serves_directory is off).
+            // We serve no directory (the core answers NOTDIRECTORY unless
+            // ExitConfig::serves_directory is on).
             ExitEvent::DirStream { .. } => {
                 let _ = node.exit(edge, now, |m| m.close(id, EndReason::NOTDIRECTORY, now));
             }

@@ -39,6 +39,16 @@
 //! | `braid_relay_conflux_oom_sets_closed_total` | | sets closed over the memory limit |
 //! | `braid_relay_consensus_fetches_total` | result (ok, failed) | consensus fetches |
 //! | `braid_relay_consensus_valid_after_seconds` | | `valid-after` of the consensus in force (Unix time) |
+//! | `braid_relay_dir_answers_total` | doc (consensus, microdescs, certificates, robots, other), status | directory requests answered over BEGIN_DIR |
+//! | `braid_relay_dir_answer_bytes_total` | | bytes of those answers |
+//! | `braid_relay_dir_closed_total` | | directory streams ended without an answer |
+//! | `braid_relay_dir_streams` | | directory streams open |
+//! | `braid_relay_dir_microdesc_fetches_total` | result (ok, failed) | microdescriptor requests to authorities |
+//! | `braid_relay_dir_cached_microdescs` | | microdescriptors held (and `_bytes`) |
+//! | `braid_relay_dir_cached_certificates` | | authority certificates held |
+//! | `braid_relay_dir_consensus_valid_after_seconds` | | `valid-after` of the consensus served (Unix time) |
+//!
+//! The `dir` families appear when the relay is a directory cache.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -52,6 +62,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::chan_io::Traffic;
 use super::consensus::FetchStats;
+use super::dircache::{DirFigures, DirShared};
 use super::kist::KistStats;
 use super::msg::ToNode;
 
@@ -108,6 +119,8 @@ pub(crate) struct Snapshot {
     pub(crate) consensus_ok: u64,
     /// Consensus fetches that failed.
     pub(crate) consensus_failed: u64,
+    /// The directory cache's figures, if we serve one.
+    pub(crate) dir: Option<DirFigures>,
 }
 
 /// What the server needs besides the node task.
@@ -123,6 +136,8 @@ pub(crate) struct Sources {
     pub(crate) started: Instant,
     /// The memory limit.
     pub(crate) memory_limit: usize,
+    /// The directory cache, if we serve one.
+    pub(crate) dir: Option<Arc<DirShared>>,
 }
 
 impl Sources {
@@ -139,6 +154,7 @@ impl Sources {
             memory_limit: self.memory_limit,
             consensus_ok: self.fetches.fetched.load(Ordering::Relaxed),
             consensus_failed: self.fetches.failed.load(Ordering::Relaxed),
+            dir: self.dir.as_ref().map(|d| d.figures()),
         })
     }
 }
@@ -395,7 +411,88 @@ pub(crate) fn prometheus(s: &Snapshot) -> String {
             &one(secs),
         );
     }
+    if let Some(d) = &s.dir {
+        dir_families(d, &mut family);
+    }
     out
+}
+
+/// The directory cache's families.
+fn dir_families(d: &DirFigures, family: &mut impl FnMut(&str, &str, &str, &[(&str, f64)])) {
+    let labels: Vec<String> = d
+        .answers
+        .iter()
+        .map(|(doc, status, _)| format!("doc=\"{}\",status=\"{status}\"", doc.name()))
+        .collect();
+    let rows: Vec<(&str, f64)> = labels
+        .iter()
+        .zip(&d.answers)
+        .map(|(l, (_, _, n))| (l.as_str(), *n as f64))
+        .collect();
+    family(
+        "braid_relay_dir_answers_total",
+        "counter",
+        "Directory requests answered over BEGIN_DIR, by document and status.",
+        &rows,
+    );
+    let one = |v: f64| [("", v)];
+    family(
+        "braid_relay_dir_answer_bytes_total",
+        "counter",
+        "Bytes of directory answers (heads and bodies).",
+        &one(d.bytes as f64),
+    );
+    family(
+        "braid_relay_dir_closed_total",
+        "counter",
+        "Directory streams ended without an answer.",
+        &one(d.closed as f64),
+    );
+    family(
+        "braid_relay_dir_streams",
+        "gauge",
+        "Directory streams open.",
+        &one(d.open as f64),
+    );
+    family(
+        "braid_relay_dir_microdesc_fetches_total",
+        "counter",
+        "Microdescriptor requests to authorities, by result.",
+        &[
+            ("result=\"ok\"", d.md_fetches.0 as f64),
+            ("result=\"failed\"", d.md_fetches.1 as f64),
+        ],
+    );
+    family(
+        "braid_relay_dir_cached_microdescs",
+        "gauge",
+        "Microdescriptors the directory cache holds.",
+        &one(d.microdescs.0 as f64),
+    );
+    family(
+        "braid_relay_dir_cached_microdescs_bytes",
+        "gauge",
+        "Their bytes.",
+        &one(d.microdescs.1 as f64),
+    );
+    family(
+        "braid_relay_dir_cached_certificates",
+        "gauge",
+        "Authority certificates the directory cache holds.",
+        &one(d.certs as f64),
+    );
+    if let Some(t) = d.consensus_valid_after {
+        let secs = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        family(
+            "braid_relay_dir_consensus_valid_after_seconds",
+            "gauge",
+            "valid-after of the consensus the directory cache serves (Unix time).",
+            &one(secs),
+        );
+    }
 }
 
 /// Serve `GET /metrics` on `listener` (until the relay stops: the

@@ -107,7 +107,8 @@ async fn dirport(bad: bool) -> (std::net::SocketAddr, tokio::task::JoinHandle<Ve
 async fn fetches_and_verifies_the_consensus() {
     let (addr, server) = dirport(false).await;
     let mut certs = Vec::new();
-    let p = fetch(addr, &ids(), &mut certs, during()).await.unwrap();
+    let (p, dir) = fetch(addr, &ids(), &mut certs, during()).await.unwrap();
+    assert_eq!(dir.consensus().text, CONSENSUS);
     assert_eq!(certs.len(), 3);
     // The recorded network sets no parameter we apply.
     assert_eq!(p.summary, "none set, defaults");

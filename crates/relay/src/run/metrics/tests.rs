@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
 use super::*;
+use braid_dir::serve::DocType;
 
 fn snapshot() -> Snapshot {
     Snapshot {
@@ -55,6 +56,18 @@ fn snapshot() -> Snapshot {
         memory_limit: 1 << 30,
         consensus_ok: 2,
         consensus_failed: 3,
+        dir: Some(DirFigures {
+            answers: vec![(DocType::Consensus, 200, 4), (DocType::Microdescs, 404, 1)],
+            bytes: 9000,
+            closed: 2,
+            open: 3,
+            md_fetches: (5, 1),
+            microdescs: (8, 4000),
+            certs: 3,
+            consensus_valid_after: Some(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_100),
+            ),
+        }),
     }
 }
 
@@ -100,6 +113,17 @@ fn every_figure_is_in_the_text() {
         "braid_relay_consensus_fetches_total{result=\"ok\"} 2",
         "braid_relay_consensus_fetches_total{result=\"failed\"} 3",
         "braid_relay_consensus_valid_after_seconds 1700000000",
+        "braid_relay_dir_answers_total{doc=\"consensus\",status=\"200\"} 4",
+        "braid_relay_dir_answers_total{doc=\"microdescs\",status=\"404\"} 1",
+        "braid_relay_dir_answer_bytes_total 9000",
+        "braid_relay_dir_closed_total 2",
+        "braid_relay_dir_streams 3",
+        "braid_relay_dir_microdesc_fetches_total{result=\"ok\"} 5",
+        "braid_relay_dir_microdesc_fetches_total{result=\"failed\"} 1",
+        "braid_relay_dir_cached_microdescs 8",
+        "braid_relay_dir_cached_microdescs_bytes 4000",
+        "braid_relay_dir_cached_certificates 3",
+        "braid_relay_dir_consensus_valid_after_seconds 1700000100",
     ] {
         assert!(text.contains(&format!("{line}\n")), "{line} in\n{text}");
     }
@@ -120,7 +144,9 @@ fn kist_off_and_no_consensus() {
     let mut s = snapshot();
     s.node.kist_interval = None;
     s.node.consensus_valid_after = None;
+    s.dir = None;
     let text = prometheus(&s);
+    assert!(!text.contains("braid_relay_dir_"));
     assert!(text.contains("braid_relay_kist_enabled 0\n"));
     assert!(!text.contains("braid_relay_kist_run_interval_seconds"));
     assert!(!text.contains("braid_relay_consensus_valid_after_seconds"));
@@ -152,6 +178,7 @@ async fn serves_the_node_figures() {
         fetches: Arc::new(FetchStats::default()),
         started: Instant::now(),
         memory_limit: 1000,
+        dir: None,
     };
     tokio::spawn(serve(listener, sources));
     let node = tokio::spawn(async move {
