@@ -5,6 +5,8 @@
 //!
 //! - [`world`]: [`TunnelSim`], the run, playing the client's driver.
 //! - [`exit`]: [`SimExit`], the exit side and its stream server.
+//! - [`node_exit`]: [`NodeExit`], braid-core's relay node as the exit,
+//!   with its stream server.
 //! - [`relay_circuit`]: the relay side of one circuit.
 //! - [`relays`]: the relays' keys and handshakes.
 //! - [`app`]: the client's application, checking every byte.
@@ -13,10 +15,12 @@
 
 pub mod app;
 pub mod exit;
+pub mod node_exit;
 pub mod relay_circuit;
 pub mod relays;
 pub mod world;
 
-pub use app::{App, AppStream, Want};
+pub use app::{App, AppStream, UPLOAD_BYTE, Want};
 pub use exit::{ExitConfig, LinkRecord, PathId, SimExit, content_byte};
-pub use world::{LegLinks, SimConfig, SimLeg, TunnelSim};
+pub use node_exit::{NodeExit, NodeExitConfig};
+pub use world::{ExitKind, LegLinks, SimConfig, SimLeg, TunnelSim};
