@@ -1,7 +1,9 @@
 //! braid-core's real tunnel in the simulation: a [`ClientTunnel`]
 //! (braid_core::tunnel) against an exit built from the core's parts (relay
-//! crypto and handshakes, TOR_VEGAS, the Conflux set in its exit role),
-//! over legs with delay, bandwidth, loss and kills, on the virtual clock.
+//! crypto and handshakes, TOR_VEGAS, the Conflux set in its exit role,
+//! C-tor-like) or against braid-core's own relay node as the exit (the
+//! Braid exit, [`ExitKind::Node`]), over legs with delay, bandwidth, loss
+//! and kills, on the virtual clock.
 //!
 //! - [`world`]: [`TunnelSim`], the run, playing the client's driver.
 //! - [`exit`]: [`SimExit`], the exit side and its stream server.

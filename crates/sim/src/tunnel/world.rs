@@ -60,7 +60,7 @@ pub enum ExitKind {
     Simulated,
     /// braid-core's [`RelayNode`](braid_core::relay::RelayNode), the Braid
     /// exit ([`NodeExit`]).
-    Node(NodeExitConfig),
+    Node(Box<NodeExitConfig>),
 }
 
 /// What to simulate.
@@ -105,7 +105,7 @@ impl SimConfig {
     /// The same with braid-core's relay node as the exit.
     pub fn with_node_exit(self, node: NodeExitConfig) -> Self {
         Self {
-            exit_kind: ExitKind::Node(node),
+            exit_kind: ExitKind::Node(Box::new(node)),
             ..self
         }
     }
@@ -225,7 +225,7 @@ impl TunnelSim {
         let mut node_exit = match &config.exit_kind {
             ExitKind::Simulated => None,
             ExitKind::Node(cfg) => Some(
-                NodeExit::new(&relays, exit_relay, cfg.clone(), config.seed)
+                NodeExit::new(&relays, exit_relay, (**cfg).clone(), config.seed)
                     .ok_or_else(|| TunnelError::BadLeg("no exit relay".into()))?,
             ),
         };

@@ -159,7 +159,7 @@ impl NodeExit {
         for r in c.front.from_client(relays, guard, cell) {
             match r {
                 FromClient::Reply(cell) => out.push((path, cell)),
-                FromClient::ToExit(cell) => self.to_node(relays, path, cell, now, &mut out),
+                FromClient::ToExit(cell) => self.forward_to_node(relays, path, cell, now, &mut out),
                 FromClient::Broken(why) => {
                     self.broken.push(format!("path {path}: {why}"));
                     out.push((path, Destroy::new(DestroyReason::PROTOCOL).into()));
@@ -172,7 +172,7 @@ impl NodeExit {
 
     /// `cell` from the middle of `path` to the node, on the middle's
     /// channel (opened with the first CREATE2).
-    fn to_node(
+    fn forward_to_node(
         &mut self,
         relays: &SimRelays,
         path: PathId,
