@@ -42,9 +42,9 @@ enum Exit {
     Node(SchedulerKind),
 }
 
-/// One run: the fraction of the summed payload capacity reached, and each
-/// leg's share of the cells.
-fn run(sc: &Scenario, dir: Dir, client: SchedulerKind, exit: Exit) -> (f64, Vec<f64>) {
+/// One run: the fraction of the summed payload capacity reached, each
+/// leg's share of the cells, and the exit's name.
+fn run(sc: &Scenario, dir: Dir, client: SchedulerKind, exit: Exit) -> (f64, Vec<f64>, String) {
     let legs: Vec<LegLinks> = sc
         .legs
         .iter()
@@ -107,7 +107,7 @@ fn run(sc: &Scenario, dir: Dir, client: SchedulerKind, exit: Exit) -> (f64, Vec<
         .iter()
         .map(|c| *c as f64 / total.max(1) as f64)
         .collect();
-    (bytes as f64 / secs / capacity, shares)
+    (bytes as f64 / secs / capacity, shares, sim.exit_name())
 }
 
 /// One row of a table: the direction, the scheduler that placed the
@@ -119,9 +119,9 @@ fn table(sc: &Scenario) -> Vec<Row> {
     let mut out = Vec::new();
     let exit = Exit::Sim(SchedulerKind::LowRtt);
     for kind in SchedulerKind::ALL {
-        let (f, s) = run(sc, Dir::Up, kind, exit);
+        let (f, s, name) = run(sc, Dir::Up, kind, exit);
         println!(
-            "{:<11} upload   client {:<7} {f:.3}  shares {s:.2?}",
+            "{:<11} upload   client {:<7} {f:.3}  shares {s:.2?}  ({name})",
             sc.name,
             kind.name()
         );
@@ -131,16 +131,11 @@ fn table(sc: &Scenario) -> Vec<Row> {
         .into_iter()
         .flat_map(|k| [Exit::Sim(k), Exit::Node(k)])
     {
-        let (f, s) = run(sc, Dir::Down, SchedulerKind::Ecf, exit);
-        let (name, kind) = match exit {
-            Exit::Sim(k) => ("sim exit", k),
-            Exit::Node(k) => ("braid exit", k),
+        let (f, s, name) = run(sc, Dir::Down, SchedulerKind::Ecf, exit);
+        let kind = match exit {
+            Exit::Sim(k) | Exit::Node(k) => k,
         };
-        println!(
-            "{:<11} download {name:<10} {:<7} {f:.3}  shares {s:.2?}",
-            sc.name,
-            kind.name()
-        );
+        println!("{:<11} download {name:<26} {f:.3}  shares {s:.2?}", sc.name);
         out.push((Dir::Down, kind, exit, f, s));
     }
     out
