@@ -356,6 +356,10 @@ fn busy_leg_killed_closes_the_set_and_the_node_frees_everything() {
         "{:?}",
         sim.elapsed() - killed_at
     );
+    // The node closed the set: the other leg's DESTROY came from it.
+    let other = 1 - busy;
+    assert_eq!(node(&sim).circuits[&other].front.exit_destroys, 1);
+    assert_eq!(node(&sim).circuits[&busy].front.exit_destroys, 0);
     // Whatever was still on the way drains.
     sim.run_for(SECS(2));
     assert_node_empty(&sim);
@@ -458,4 +462,35 @@ fn equal_legs_do_not_switch_at_every_cell() {
         "{switches} SWITCH for {msgs} messages"
     );
     assert!(frac > 0.85, "{frac}");
+}
+
+/// The client closes its tunnel mid-transfer: its DESTROYs go down its
+/// legs (the first to reach the node loses the set data in flight, so the
+/// node closes the set and its other leg itself, C-tor's rule), and the
+/// node frees everything.
+#[test]
+fn closing_the_tunnel_frees_the_node() {
+    let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
+    let mut sim = TunnelSim::new(set_config(9, legs, None)).unwrap();
+    assert!(sim.run_until_open(SECS(5)));
+    sim.open(Want::Download(20_000_000)).unwrap();
+    sim.open(Want::Upload(20_000_000)).unwrap();
+    sim.run_for(SECS(1));
+    assert!(node(&sim).node.queued_bytes() > 0, "the node is busy");
+    let now = sim.now();
+    sim.client.close(now);
+    sim.run_for(SECS(1));
+    assert!(sim.client.is_finished());
+    for c in node(&sim).circuits.values() {
+        assert_eq!(c.front.destroys, 1, "each leg's DESTROY reached its guard");
+    }
+    assert_node_empty(&sim);
+    assert_eq!(node(&sim).node.stats().circuits_closed, 2);
+    let server = &node(&sim).server;
+    assert_eq!(server.dests.len(), 2);
+    assert!(
+        server.dests.values().all(|d| d.closed.is_some()),
+        "{server:?}"
+    );
+    assert!(server.errors.is_empty(), "{:?}", server.errors);
 }

@@ -68,8 +68,11 @@ pub struct FrontRelays {
     /// Closed: cells either way are dropped, as a relay drops cells of a
     /// circuit it forgot.
     pub closed: bool,
-    /// DESTROY cells received from the client.
+    /// DESTROY cells received from the client (also after the circuit
+    /// closed here).
     pub destroys: u32,
+    /// DESTROY cells received from the exit.
+    pub exit_destroys: u32,
 }
 
 impl FrontRelays {
@@ -84,6 +87,7 @@ impl FrontRelays {
             black_hole: None,
             closed: false,
             destroys: 0,
+            exit_destroys: 0,
         }
     }
 
@@ -109,6 +113,9 @@ impl FrontRelays {
         guard: usize,
         cell: AnyChanMsg,
     ) -> Vec<FromClient> {
+        if matches!(cell, AnyChanMsg::Destroy(_)) {
+            self.destroys += 1;
+        }
         if self.closed {
             return Vec::new();
         }
@@ -125,7 +132,6 @@ impl FrontRelays {
             AnyChanMsg::Relay(r) => self.relay_cell(relays, r.into_relay_body(), false),
             AnyChanMsg::RelayEarly(r) => self.relay_cell(relays, r.into_relay_body(), true),
             AnyChanMsg::Destroy(d) => {
-                self.destroys += 1;
                 self.closed = true;
                 // tor-spec §5.4: the DESTROY goes on.
                 if self.reaches_exit() {
@@ -240,6 +246,9 @@ impl FrontRelays {
     /// A cell from the exit on the middle's channel; what goes on to the
     /// client, if anything.
     pub fn from_exit(&mut self, cell: AnyChanMsg) -> Option<AnyChanMsg> {
+        if matches!(cell, AnyChanMsg::Destroy(_)) {
+            self.exit_destroys += 1;
+        }
         if self.closed {
             return None;
         }
