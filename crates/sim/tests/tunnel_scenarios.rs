@@ -144,10 +144,11 @@ fn table(sc: &Scenario) -> Vec<Row> {
 /// LowRTT and ECF use both legs to most of their summed capacity (the
 /// bounds are the measured figures, 0.89-0.93 on 2026-12-06, with a
 /// margin), except the Braid exit's rows in `short`, which braid-core's
-/// exit holds below it for now (tunnel_node_exit.rs has the failing tests:
-/// ECF sees at most the 64 KiB stream buffer as its backlog and keeps to
-/// one leg; on equal legs the queue target flips the leg every cell, a
-/// SWITCH per DATA cell). Returns the table for further checks.
+/// exit holds below it for now: on equal legs its queue target flips the
+/// leg every cell, a SWITCH per DATA cell (tunnel_node_exit.rs,
+/// `equal_legs_do_not_switch_at_every_cell`, ignored and failing; 1:1
+/// measured 0.58 with LowRTT and ECF). Returns the table for further
+/// checks.
 fn check(sc: &Scenario, min: f64, short: &[SchedulerKind]) -> Vec<Row> {
     let t = table(sc);
     for (dir, kind, exit, f, shares) in &t {
@@ -176,12 +177,12 @@ fn one_to_one_on_the_real_core() {
 
 #[test]
 fn one_to_three_on_the_real_core() {
-    check(&Scenario::one_to_three(), 0.88, &[SchedulerKind::Ecf]);
+    check(&Scenario::one_to_three(), 0.88, &[]);
 }
 
 #[test]
 fn rtt_10_200_on_the_real_core() {
-    let t = check(&Scenario::rtt_10_200(), 0.85, &[SchedulerKind::Ecf]);
+    let t = check(&Scenario::rtt_10_200(), 0.85, &[]);
     // MinRTT keeps to the 10 ms leg (for latency, C-tor's MIN_LATENCY):
     // about half the capacity.
     for (dir, kind, _, f, shares) in t {
