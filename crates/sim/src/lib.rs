@@ -50,9 +50,9 @@
 //! - [`report`]: what a run measured.
 //! - [`sim`]: the run itself.
 //! - [`tunnel`]: braid-core's real tunnel (client end) against a
-//!   simulated exit over simulated legs: the harness for the core's
-//!   composed behaviour (building, linking, relaunching, leg loss,
-//!   hostile peers).
+//!   simulated exit or braid-core's real relay node as the exit, over
+//!   simulated legs: the harness for the core's composed behaviour
+//!   (building, linking, relaunching, leg loss, hostile peers).
 
 pub mod cc;
 pub mod clock;

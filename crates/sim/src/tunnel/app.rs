@@ -11,6 +11,9 @@ use braid_core::tunnel::{ClientTunnel, TunnelError};
 
 use super::exit::content_byte;
 
+/// The byte every upload consists of.
+pub const UPLOAD_BYTE: u8 = 0x5a;
+
 /// What a stream does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
@@ -166,7 +169,7 @@ impl App {
         if !s.connected || s.written >= total {
             return;
         }
-        let chunk = vec![0x5a_u8; 16 * 1024];
+        let chunk = vec![UPLOAD_BYTE; 16 * 1024];
         while s.written < total {
             let want = usize::try_from(total - s.written)
                 .unwrap_or(usize::MAX)

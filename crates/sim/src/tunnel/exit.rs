@@ -265,6 +265,11 @@ impl SimExit {
         }
     }
 
+    /// A name for reports: C-tor-like, and its scheduler.
+    pub fn name(&self) -> String {
+        format!("simulated exit ({})", self.config.scheduler.name())
+    }
+
     /// A new circuit `path` through relays starting at `first_relay`.
     pub fn add_circuit(&mut self, path: PathId, first_relay: usize, seed: u64) {
         self.circuits.insert(

@@ -10,6 +10,7 @@ use braid_core::crypto::Tor1Keys;
 use braid_core::crypto::extensions;
 use braid_core::crypto::ntor::{self, NtorSecretKey};
 use braid_core::crypto::ntor_v3::{self, NtorV3SecretKey};
+use braid_core::relay::OnionKeys;
 use rand::CryptoRng;
 use tor_cell::chancell::msg::HandshakeType;
 use tor_llcrypto::pk::curve25519::StaticSecret;
@@ -103,6 +104,16 @@ impl SimRelays {
             addr: SocketAddr::from((Ipv4Addr::new(10, 0, 0, host), 9001)),
             ntor_v3: true,
             request_cc: exit,
+        })
+    }
+
+    /// Relay `i`'s onion keys, for a relay played by braid-core's
+    /// [`RelayNode`](braid_core::relay::RelayNode).
+    pub fn onion_keys(&self, i: usize) -> Option<OnionKeys> {
+        let r = self.relays.get(i)?;
+        Some(OnionKeys {
+            ntor: vec![r.ntor.clone()],
+            ntor_v3: vec![r.ntor_v3.clone()],
         })
     }
 

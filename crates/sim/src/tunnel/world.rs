@@ -1,6 +1,8 @@
 //! [`TunnelSim`]: braid-core's real [`ClientTunnel`] against a simulated
-//! exit over simulated legs, on a virtual clock, deterministic by seed
-//! (quinn's `Pair`, neqo's `test-fixture/src/sim`).
+//! exit ([`SimExit`], C-tor-like) or braid-core's real relay node
+//! ([`NodeExit`], the Braid exit, [`ExitKind`]) over simulated legs, on a
+//! virtual clock, deterministic by seed (quinn's `Pair`, neqo's
+//! `test-fixture/src/sim`).
 //!
 //! The simulation plays the driver the real client has: it moves the
 //! tunnel's cells onto each leg's up [`Link`] (a full link queue blocks
@@ -22,6 +24,7 @@ use tor_cell::relaycell::msg::AnyRelayMsg;
 
 use super::app::{App, Want};
 use super::exit::{ExitConfig, PathId, SimExit};
+use super::node_exit::{DownLinks, NodeExit, NodeExitConfig};
 use super::relays::SimRelays;
 use crate::clock::VirtualClock;
 use crate::event::EventQueue;
@@ -48,6 +51,18 @@ impl LegLinks {
     }
 }
 
+/// Which exit the legs end at.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ExitKind {
+    /// [`SimExit`] as [`SimConfig::exit`] says: a C-tor-like exit (LowRTT
+    /// by default).
+    #[default]
+    Simulated,
+    /// braid-core's [`RelayNode`](braid_core::relay::RelayNode), the Braid
+    /// exit ([`NodeExit`]).
+    Node(Box<NodeExitConfig>),
+}
+
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -59,7 +74,9 @@ pub struct SimConfig {
     pub legs: Vec<LegLinks>,
     /// The links of legs launched later.
     pub spare: LegLinks,
-    /// How the exit behaves.
+    /// Which exit runs.
+    pub exit_kind: ExitKind,
+    /// How the simulated exit behaves ([`ExitKind::Simulated`]).
     pub exit: ExitConfig,
     /// Relays in the network (guards and middles are drawn from them; the
     /// last is the exit).
@@ -79,8 +96,17 @@ impl SimConfig {
             tunnel,
             legs,
             spare,
+            exit_kind: ExitKind::Simulated,
             exit: ExitConfig::default(),
             relays: 40,
+        }
+    }
+
+    /// The same with braid-core's relay node as the exit.
+    pub fn with_node_exit(self, node: NodeExitConfig) -> Self {
+        Self {
+            exit_kind: ExitKind::Node(Box::new(node)),
+            ..self
         }
     }
 }
@@ -140,8 +166,10 @@ pub struct TunnelSim {
     queue: EventQueue<Ev>,
     /// The tunnel under test.
     pub client: ClientTunnel,
-    /// The exit side.
+    /// The simulated exit (idle when the node exit runs).
     pub exit: SimExit,
+    /// braid-core's relay node as the exit, when [`ExitKind::Node`].
+    pub node_exit: Option<NodeExit>,
     /// The relays.
     pub relays: SimRelays,
     /// Legs by path.
@@ -194,11 +222,22 @@ impl TunnelSim {
         let mut crng = <rand::rngs::StdRng as rand::SeedableRng>::from_seed(seed_bytes);
         let client = ClientTunnel::new(config.tunnel.clone(), specs, &mut crng, clock.now())?;
         let mut exit = SimExit::new(config.exit.clone());
+        let mut node_exit = match &config.exit_kind {
+            ExitKind::Simulated => None,
+            ExitKind::Node(cfg) => Some(
+                NodeExit::new(&relays, exit_relay, (**cfg).clone(), config.seed)
+                    .ok_or_else(|| TunnelError::BadLeg("no exit relay".into()))?,
+            ),
+        };
         // Legs get their keys in creation order: key n is path n.
         let mut legs = BTreeMap::new();
         for (path, mut leg) in sim_legs {
             leg.key = LegKey(path);
-            exit.add_circuit(path, leg.relays[0], config.seed ^ u64::from(path));
+            let seed = config.seed ^ u64::from(path);
+            match node_exit.as_mut() {
+                Some(n) => n.add_circuit(path, leg.relays, seed),
+                None => exit.add_circuit(path, leg.relays[0], seed),
+            }
             legs.insert(path, leg);
         }
         let next_path = PathId::try_from(config.legs.len()).unwrap_or(0);
@@ -207,6 +246,7 @@ impl TunnelSim {
             queue: EventQueue::new(),
             client,
             exit,
+            node_exit,
             relays,
             legs,
             app: App::default(),
@@ -325,7 +365,10 @@ impl TunnelSim {
                 if self.legs.get(&p).is_none_or(|l| l.dead) {
                     return;
                 }
-                let out = self.exit.from_client(&self.relays, p, cell, now);
+                let out = match self.node_exit.as_mut() {
+                    Some(n) => n.from_client(&self.relays, p, cell, now),
+                    None => self.exit.from_client(&self.relays, p, cell, now),
+                };
                 self.send_down(out);
             }
             Ev::ToClient(p, cell) => {
@@ -345,13 +388,19 @@ impl TunnelSim {
             }
             Ev::ExitGone(p) => {
                 let mut out = Vec::new();
-                self.exit.circuit_gone(p, now, &mut out);
+                match self.node_exit.as_mut() {
+                    Some(n) => out = n.relay_died(p, now),
+                    None => self.exit.circuit_gone(p, now, &mut out),
+                }
                 self.send_down(out);
             }
             Ev::Wake => {
                 self.wake_at = None;
                 if self.client.poll_timeout().is_some_and(|t| t <= now) {
                     self.client.handle_timeout(now);
+                }
+                if let Some(n) = self.node_exit.as_mut() {
+                    n.handle_timeout(now);
                 }
             }
             Ev::UpFree(p) => {
@@ -404,7 +453,12 @@ impl TunnelSim {
                 break;
             }
         }
-        if let Some(t) = self.client.poll_timeout()
+        let node_t = self.node_exit.as_ref().and_then(NodeExit::poll_timeout);
+        let next = [self.client.poll_timeout(), node_t]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(t) = next
             && self.wake_at.is_none_or(|w| t < w)
         {
             self.wake_at = Some(t);
@@ -507,13 +561,25 @@ impl TunnelSim {
             return;
         };
         let mut leg = Self::sim_leg(self.seed, path, self.spare, through);
-        self.exit.add_circuit(path, g, self.seed ^ u64::from(path));
-        if let Some(c) = self.exit.circuits.get_mut(&path) {
-            c.relay.black_hole = self
-                .black_holes
-                .iter()
-                .copied()
-                .find(|r| through.contains(r));
+        let black_hole = self
+            .black_holes
+            .iter()
+            .copied()
+            .find(|r| through.contains(r));
+        let seed = self.seed ^ u64::from(path);
+        match self.node_exit.as_mut() {
+            Some(n) => {
+                n.add_circuit(path, through, seed);
+                if let Some(c) = n.circuits.get_mut(&path) {
+                    c.front.black_hole = black_hole;
+                }
+            }
+            None => {
+                self.exit.add_circuit(path, g, seed);
+                if let Some(c) = self.exit.circuits.get_mut(&path) {
+                    c.relay.black_hole = black_hole;
+                }
+            }
         }
         match self.client.add_leg(spec, now) {
             Ok(key) => {
@@ -530,7 +596,15 @@ impl TunnelSim {
         let now = self.now();
         let offset = self.elapsed();
         let mut moved = false;
-        loop {
+        if let Some(n) = self.node_exit.as_mut() {
+            let mut downs = Downs {
+                legs: &mut self.legs,
+                queue: &mut self.queue,
+                offset,
+            };
+            moved = n.pump(&mut downs, now);
+        }
+        while self.node_exit.is_none() {
             let mut room: BTreeMap<PathId, bool> = BTreeMap::new();
             for (p, l) in self.legs.iter_mut() {
                 room.insert(*p, !l.dead && l.down.has_room(offset));
@@ -580,12 +654,20 @@ impl TunnelSim {
 
     /// Hop `hop` (0 guard, 1 middle, 2 exit) of `path` sends `msg` on
     /// `stream` to the client, as soon as the down link carries it.
+    /// With the node exit, only the guard and the middle (hops 0 and 1)
+    /// can.
     pub fn inject(&mut self, path: PathId, hop: usize, stream: Option<StreamId>, msg: AnyRelayMsg) {
         let now = self.now();
-        let Some(c) = self.exit.circuits.get_mut(&path) else {
-            return;
+        let cell = match self.node_exit.as_mut() {
+            Some(n) => match n.circuits.get_mut(&path) {
+                Some(c) if hop < c.front.n_hops() => c.front.originate(hop, stream, msg),
+                _ => return,
+            },
+            None => match self.exit.circuits.get_mut(&path) {
+                Some(c) => c.relay.originate(hop, stream, msg, now),
+                None => return,
+            },
         };
-        let cell = c.relay.originate(hop, stream, msg, now);
         self.send_down(vec![(path, cell)]);
     }
 
@@ -594,8 +676,47 @@ impl TunnelSim {
         self.send_down(vec![(path, cell)]);
     }
 
+    /// Which exit ran, for reports.
+    pub fn exit_name(&self) -> String {
+        match &self.node_exit {
+            Some(n) => n.name(),
+            None => self.exit.name(),
+        }
+    }
+
+    /// Bytes each stream delivered to its destination at the exit
+    /// (uploads), whichever exit runs.
+    pub fn exit_received(&self) -> Vec<u64> {
+        match &self.node_exit {
+            Some(n) => n.received().collect(),
+            None => self.exit.all_streams().map(|(_, s)| s.received).collect(),
+        }
+    }
+
     /// The tunnel's events of one kind so far.
     pub fn logged(&self, f: impl Fn(&TunnelEvent) -> bool) -> Vec<&TunnelEvent> {
         self.log.iter().map(|(_, e)| e).filter(|e| f(e)).collect()
+    }
+}
+
+/// The legs' down links, for the node exit's pump.
+struct Downs<'a> {
+    legs: &'a mut BTreeMap<PathId, SimLeg>,
+    queue: &'a mut EventQueue<Ev>,
+    offset: Duration,
+}
+
+impl DownLinks for Downs<'_> {
+    fn has_room(&mut self, path: PathId) -> bool {
+        self.legs
+            .get_mut(&path)
+            .is_some_and(|l| !l.dead && l.down.has_room(self.offset))
+    }
+
+    fn send(&mut self, path: PathId, cell: AnyChanMsg) {
+        if let Some(l) = self.legs.get_mut(&path).filter(|l| !l.dead) {
+            let at = l.down.send(self.offset);
+            self.queue.push(at, Ev::ToClient(path, cell));
+        }
     }
 }
