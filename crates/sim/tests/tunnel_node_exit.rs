@@ -431,21 +431,18 @@ fn deterministic_by_seed() {
     assert_ne!(a, run(6));
 }
 
-/// On two equal legs the Braid exit should not switch legs at every cell:
+/// On two equal legs the Braid exit does not switch legs at every cell:
 /// each CONFLUX_SWITCH is a cell of the leg's capacity.
 ///
-/// Fails with braid-core as of this commit: `pump_set` lets a leg send
-/// while its queue toward the client is under the target (60 cells), so
-/// once both links are the bottleneck and both queues at the target, the
-/// leg whose link took the last cell is the only one with room, and the
-/// legs take turns cell by cell, each turn a SWITCH. Measured (seed 8,
-/// 8 MB, the 1:1 scenario's legs: 2 MiB/s and 40 ms each way, LowRTT
-/// fixed): the client received 13783 SWITCH for 16067 multiplexed messages
-/// and the download ran at 0.52 of capacity (the 1:1 scenario: 0.58
-/// through the Braid exit with LowRTT or ECF, 0.93 through the simulated
-/// exit). Still so after 7bd515c.
+/// Regression test: `pump_set` let a leg send while its queue toward the
+/// client was under the target (60 cells), so once both links were the
+/// bottleneck and both queues at the target, the leg whose link took the
+/// last cell was the only one with room, and the legs took turns cell by
+/// cell, each turn a SWITCH: seed 8, 8 MB, 2 MiB/s and 40 ms each way,
+/// LowRTT fixed, 13783 SWITCH for 16067 multiplexed messages and 0.52 of
+/// capacity. With hysteresis (another leg only once its queue is down to
+/// half the target): 285 SWITCH, 0.91 of capacity.
 #[test]
-#[ignore = "braid-core: the node's exit switches legs at every cell when the queue target binds (see the doc comment)"]
 fn equal_legs_do_not_switch_at_every_cell() {
     let legs = vec![LegLinks::symmetric(2 * 1024 * 1024, MS(40)); 2];
     let n = 8_000_000;

@@ -502,13 +502,25 @@ impl RelayNode {
             let mut cc = [(LegId(0), LegCc::default()); MAX_LEGS];
             let mut n = 0;
             let mut room = false;
+            // Hysteresis: the current leg sends until its queue reaches
+            // the target, another leg only once its queue is down to half
+            // of it. Without it, with every leg's queue at the target, the
+            // leg whose channel just took a cell is the only one with
+            // room, and the set switches legs at every cell (a SWITCH per
+            // DATA cell, half of each link; found by the simulator).
+            let current = es.set.current_leg();
             for (leg, c) in &es.legs {
                 let Some(nc) = self.circuits.get(c).filter(|nc| !nc.circ.is_closed()) else {
                     continue;
                 };
                 room |= nc.circ.queued().0 < target;
+                let limit = if current == Some(*leg) {
+                    target
+                } else {
+                    target / 2
+                };
                 if let Some(slot) = cc.get_mut(n) {
-                    *slot = (*leg, nc.circ.leg_cc(target));
+                    *slot = (*leg, nc.circ.leg_cc(limit));
                     n += 1;
                 }
             }
