@@ -596,7 +596,10 @@ impl ClientCircuit {
             // Padding (tor-spec §6.1 RELAY_DROP) and commands we do not
             // know: "the cell must be dropped and ignored" (tor-spec §6.1);
             // they count for the digests, which is done.
-            (_, AnyRelayMsg::Drop(_) | AnyRelayMsg::Unrecognized(_)) => Ok(()),
+            // A LINKED with Braid's extensions is the Conflux layer's
+            // (`conflux::ext`, Braid proposal 001 §2.2).
+            (_, AnyRelayMsg::Drop(_)) => Ok(()),
+            (_, AnyRelayMsg::Unrecognized(u)) if u.cmd() != RelayCmd::CONFLUX_LINKED => Ok(()),
             (_, msg) if is_forward_only(cmd) => {
                 drop(msg);
                 Err(CircError::UnexpectedRelayMsg {

@@ -118,8 +118,12 @@ impl ClientTunnel {
             TunnelKind::Conflux { conflux, scheduler } => {
                 conflux.num_legs = legs.len();
                 let nonce = ConfluxNonce::random(&mut rng);
+                let mut set = ConfluxSet::new_client(nonce, *conflux);
+                if let Some(params) = config.resume {
+                    set.offer_resumption(params);
+                }
                 Some(Multipath {
-                    set: ConfluxSet::new_client(nonce, *conflux),
+                    set,
                     chooser: SchedulerChooser::new(scheduler.build()),
                     held: None,
                     sent: SentLog::default(),
@@ -767,7 +771,10 @@ impl ClientTunnel {
             .iter_mut()
             .filter(|l| l.built && !l.closed && l.conflux.is_none())
         {
-            let added = if linked {
+            // A resumable set's new leg claims what it really sent: the
+            // exit resends from what it says it has (Braid proposal 001
+            // §3.3); C-tor's exits need the claim of `super::claim`.
+            let added = if linked && !m.set.is_resumable() {
                 m.set.add_leg_delivered(now, delivered)
             } else {
                 m.set.add_leg(now)

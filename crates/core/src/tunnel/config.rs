@@ -55,6 +55,11 @@ pub struct TunnelConfig {
     /// Wait before the second relaunch of a failed leg; doubled for every
     /// later one, up to [`MAX_RELAUNCH_BACKOFF`]. The first goes at once.
     pub relaunch_backoff: Duration,
+    /// Offer the exit resumption (Braid proposal 001): only for an exit
+    /// whose consensus `pr` lists `BraidResume=1` (never to C-tor). With
+    /// it, a leg lost with data in flight is replaced instead of closing
+    /// the tunnel. `None` by default.
+    pub resume: Option<crate::conflux::ResumeParams>,
 }
 
 impl TunnelConfig {
@@ -79,6 +84,7 @@ impl TunnelConfig {
             leg_build_timeout: DEFAULT_BUILD_TIMEOUT,
             open_timeout: DEFAULT_BUILD_TIMEOUT,
             relaunch_backoff: DEFAULT_RELAUNCH_BACKOFF,
+            resume: None,
         }
     }
 

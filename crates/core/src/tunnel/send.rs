@@ -16,6 +16,49 @@ use super::error::TunnelError;
 pub const LEG_RESERVE: usize = 4;
 
 impl ClientTunnel {
+    /// A resumable set (Braid proposal 001 §3): free what each leg's
+    /// congestion control saw acknowledged, then put a resumed leg's
+    /// resends on it as its window allows, before anything new.
+    fn resend(&mut self, now: Instant) {
+        let Some(m) = self.multipath.as_mut() else {
+            return;
+        };
+        if !m.set.is_resumable() {
+            return;
+        }
+        for l in self.legs.iter().filter(|l| !l.closed) {
+            let (Some(id), Some(f)) = (l.conflux, l.circuit.hop_figures(l.last_hop)) else {
+                continue;
+            };
+            m.set
+                .leg_acked(id, f.data_sent.saturating_sub(f.inflight.unwrap_or(0)));
+        }
+        loop {
+            let legs = &self.legs;
+            let can_send = |id| {
+                legs.iter().any(|l| {
+                    l.conflux == Some(id)
+                        && !l.closed
+                        && l.circuit.queue_space() > LEG_RESERVE
+                        && l.circuit.can_send_data(l.last_hop)
+                })
+            };
+            let Some(out) = m.set.poll_resend(can_send) else {
+                return;
+            };
+            let Some(leg) = self.legs.iter_mut().find(|l| l.conflux == Some(out.leg)) else {
+                return;
+            };
+            let hop = leg.last_hop;
+            for (s, msg) in out.into_msgs() {
+                if let Err(e) = leg.circuit.send_relay(hop, s, msg, now) {
+                    tracing::debug!("{}: cannot resend: {e}", leg.key);
+                    break;
+                }
+            }
+        }
+    }
+
     /// Stream messages into the legs while they take them.
     pub(crate) fn pump_sends(&mut self, now: Instant) {
         if !self.is_open() || self.streams.is_none() {
@@ -58,6 +101,7 @@ impl ClientTunnel {
     /// the scheduler picks, while every linked leg keeps
     /// [`LEG_RESERVE`] cells of room.
     fn pump_set(&mut self, now: Instant) -> Result<(), TunnelError> {
+        self.resend(now);
         let mut backlog_known = false;
         let mut backlog = None;
         loop {

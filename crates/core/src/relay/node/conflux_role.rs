@@ -37,7 +37,7 @@ use tor_cell::relaycell::msg::{AnyRelayMsg, ConfluxLink};
 use super::{NodeEvent, Peer, RelayNode};
 use crate::conflux::{
     ConfluxConfig, ConfluxError, ConfluxEvent, ConfluxSet, Handled, LegCc, LegClosedInfo, LinkInfo,
-    MAX_LEGS, SendOutcome, V1DesiredUx, is_multiplexed,
+    MAX_LEGS, ResumeCap, ResumeParams, SendOutcome, V1DesiredUx, is_multiplexed,
 };
 use crate::conflux_sched::{SchedulerChooser, SchedulerKind};
 use crate::exit::{ExitConfig, ExitStreamMap, PREV_QUEUE_TARGET};
@@ -59,6 +59,10 @@ pub struct ConfluxExitConfig {
     pub max_legs: usize,
     /// How long after LINKED the LINKED_ACK may take.
     pub linked_ack_timeout: Duration,
+    /// Resumption offered to clients that ask for it in their LINK
+    /// (Braid proposal 001; advertise `BraidResume=1` with it). `None`:
+    /// LINKs that ask get a plain LINKED, as from C-tor.
+    pub resume: Option<ResumeParams>,
 }
 
 impl Default for ConfluxExitConfig {
@@ -67,6 +71,7 @@ impl Default for ConfluxExitConfig {
             scheduler: None,
             max_legs: MAX_LEGS,
             linked_ack_timeout: LINKED_ACK_TIMEOUT,
+            resume: None,
         }
     }
 }
@@ -107,6 +112,14 @@ pub struct SetFigures {
     pub last_seq_delivered: u64,
     /// Closed (its legs are closing).
     pub closed: bool,
+    /// Resumable (Braid proposal 001).
+    pub resumable: bool,
+    /// Times a lost leg was replaced and resent to.
+    pub resumptions: usize,
+    /// Messages resent.
+    pub resent: u64,
+    /// Bytes in its retransmit buffer.
+    pub retransmit_bytes: usize,
 }
 
 /// One Conflux set at the exit.
@@ -181,11 +194,22 @@ impl RelayNode {
             last_seq_sent: es.set.last_seq_sent(),
             last_seq_delivered: es.set.last_seq_delivered(),
             closed: es.set.is_closed(),
+            resumable: es.set.is_resumable(),
+            resumptions: es.set.resumptions(),
+            resent: es.set.resent(),
+            retransmit_bytes: es.set.retransmit_bytes(),
         })
     }
 
-    /// A CONFLUX_LINK reached us as circuit `key`'s last hop.
-    pub(super) fn link(&mut self, key: CircKey, link: &ConfluxLink, now: Instant) {
+    /// A CONFLUX_LINK reached us as circuit `key`'s last hop, carrying
+    /// Braid's RESUME_CAP (`cap`) or not.
+    pub(super) fn link(
+        &mut self,
+        key: CircKey,
+        link: &ConfluxLink,
+        cap: Option<ResumeCap>,
+        now: Instant,
+    ) {
         let Some(cfg) = self.conflux.clone() else {
             // C-tor `conflux_process_link` with Conflux off: TORPROTOCOL.
             self.refuse_link(key, &ConfluxError::CannotAddLeg("we are no Conflux exit"));
@@ -239,7 +263,7 @@ impl RelayNode {
         let Some(es) = self.sets.get_mut(&set) else {
             return;
         };
-        match es.set.accept_link(link, had_streams, now) {
+        match es.set.accept_link_with(link, cap, had_streams, now) {
             Ok(leg) => {
                 es.legs.insert(leg, key);
                 if !es.fixed
@@ -292,8 +316,12 @@ impl RelayNode {
             onion: false,
         };
         let seed: u64 = rand::RngExt::random(&mut self.rng);
+        let mut set = ConfluxSet::new_exit(info.nonce.clone(), config);
+        if let Some(params) = cfg.resume {
+            set.offer_resumption(params);
+        }
         Some(ExitSet {
-            set: ConfluxSet::new_exit(info.nonce.clone(), config),
+            set,
             chooser: SchedulerChooser::new(kind.build()),
             kind,
             fixed: cfg.scheduler.is_some(),
@@ -496,7 +524,41 @@ impl RelayNode {
         if !es.set.is_linked() {
             return;
         }
+        if es.set.is_resumable() {
+            // What each leg's congestion control saw acknowledged frees the
+            // retransmit buffer (Braid proposal 001 §3.1).
+            for (leg, c) in &es.legs {
+                if let Some(nc) = self.circuits.get(c) {
+                    let sent = nc.circ.data_counts().0;
+                    let inflight = nc.circ.cwnd().map_or(0, |(_, i)| i);
+                    es.set.leg_acked(*leg, sent.saturating_sub(inflight));
+                }
+            }
+        }
         let target = PREV_QUEUE_TARGET - LEG_RESERVE;
+        // A resumed leg's resends first, as its window allows.
+        loop {
+            let circuits = &self.circuits;
+            let legs = &es.legs;
+            let can_send = |leg: LegId| {
+                legs.get(&leg)
+                    .and_then(|c| circuits.get(c))
+                    .is_some_and(|nc| nc.circ.leg_cc(target).can_send)
+            };
+            let Some(out) = es.set.poll_resend(can_send) else {
+                break;
+            };
+            let leg = out.leg;
+            let Some(nc) = es.legs.get(&leg).and_then(|c| self.circuits.get_mut(c)) else {
+                break;
+            };
+            for (s, m) in out.into_msgs() {
+                if let Err(e) = nc.circ.send(s, m, now) {
+                    tracing::debug!("{set}: cannot resend on {leg}: {e}");
+                    break;
+                }
+            }
+        }
         let mut backlog: Option<Option<u64>> = None;
         loop {
             let mut cc = [(LegId(0), LegCc::default()); MAX_LEGS];
@@ -617,7 +679,7 @@ impl RelayNode {
         };
         let (to_dest, from_dest) = es.streams.buffered();
         let held = es.held.as_ref().map_or(0, |_| super::CELL_MEM_BYTES);
-        let bytes = es.set.reorder_bytes() + to_dest + from_dest + held;
+        let bytes = es.set.reorder_bytes() + es.set.retransmit_bytes() + to_dest + from_dest + held;
         self.queued_bytes = self.queued_bytes - es.accounted + bytes;
         es.accounted = bytes;
         if bytes == 0 {

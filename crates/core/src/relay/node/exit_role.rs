@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use tor_cell::chancell::msg::DestroyReason;
+use tor_cell::relaycell::RelayCmd;
 use tor_cell::relaycell::msg::AnyRelayMsg;
 
 use super::{NodeEvent, RelayNode};
@@ -140,7 +142,19 @@ impl RelayNode {
         }
         let msg = match msg {
             AnyRelayMsg::ConfluxLink(link) => {
-                self.link(key, &link, now);
+                self.link(key, &link, None, now);
+                return;
+            }
+            AnyRelayMsg::Unrecognized(u) if u.cmd() == RelayCmd::CONFLUX_LINK => {
+                // A LINK with Braid's extensions (proposal 001 §2.2).
+                match crate::conflux::ext::split(AnyRelayMsg::Unrecognized(u)) {
+                    Ok((AnyRelayMsg::ConfluxLink(link), cap)) => self.link(key, &link, cap, now),
+                    Ok(_) | Err(_) => {
+                        if let Some(nc) = self.circuits.get_mut(&key) {
+                            nc.circ.close(DestroyReason::PROTOCOL);
+                        }
+                    }
+                }
                 return;
             }
             m => m,

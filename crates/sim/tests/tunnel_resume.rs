@@ -1,0 +1,125 @@
+//! Resumption (Braid proposal 001 §3) end to end on the virtual clock:
+//! braid-core's client tunnel and the Braid exit (`RelayNode`), both
+//! offering it; the busy leg's middle dies mid-transfer and the transfer
+//! completes byte-exact over a replacement leg, where without resumption
+//! the tunnel fails.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::print_stdout,
+    reason = "tests"
+)]
+
+use std::time::Duration;
+
+use braid_core::conflux::{ConfluxConfig, ResumeParams};
+use braid_core::conflux_sched::SchedulerKind;
+use braid_core::ids::SetKey;
+use braid_core::relay::{ConfluxExitConfig, SetFigures};
+use braid_core::tunnel::TunnelConfig;
+use braid_sim::tunnel::{LegLinks, NodeExit, NodeExitConfig, SimConfig, TunnelSim, Want};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// A two-leg set to the Braid exit, both ends offering resumption.
+fn resumable(seed: u64, legs: Vec<LegLinks>) -> SimConfig {
+    let mut tunnel = TunnelConfig::conflux(ConfluxConfig::client(), SchedulerKind::Ecf);
+    tunnel.resume = Some(ResumeParams::default());
+    SimConfig::new(seed, tunnel, legs).with_node_exit(NodeExitConfig {
+        conflux: ConfluxExitConfig {
+            resume: Some(ResumeParams::default()),
+            ..ConfluxExitConfig::default()
+        },
+        ..NodeExitConfig::default()
+    })
+}
+
+fn node(sim: &TunnelSim) -> &NodeExit {
+    sim.node_exit.as_ref().unwrap()
+}
+
+fn the_set(sim: &TunnelSim) -> SetFigures {
+    let n = &node(sim).node;
+    let sets: Vec<SetKey> = n.sets().collect();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    n.set_figures(sets[0]).unwrap()
+}
+
+/// The leg that carried more cells down so far.
+fn busy(sim: &TunnelSim) -> u32 {
+    if sim.legs[&0].cells_down >= sim.legs[&1].cells_down {
+        0
+    } else {
+        1
+    }
+}
+
+#[test]
+fn a_download_survives_its_busy_leg_dying() {
+    // Kills at different points of the transfer.
+    for (seed, after) in [(1, 700), (2, 1300), (3, 2100), (4, 3100)] {
+        let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
+        let mut sim = TunnelSim::new(resumable(seed, legs)).unwrap();
+        assert!(sim.run_until_open(SECS(5)), "{:?}", sim.log);
+        assert!(the_set(&sim).resumable, "both ends agreed");
+        let n = 20_000_000;
+        let id = sim.open(Want::Download(n)).unwrap();
+        sim.run_for(MS(after));
+        let f = the_set(&sim);
+        assert!(
+            f.retransmit_bytes > 0,
+            "the exit keeps what is unacknowledged"
+        );
+        let killed_at = sim.elapsed();
+        sim.kill(busy(&sim));
+        assert!(
+            sim.run_until(SECS(60), |s| s.app.all_complete() || s.client.is_finished()),
+            "seed {seed}: {:?}",
+            sim.app.streams
+        );
+        let s = &sim.app.streams[&id];
+        assert!(
+            s.content_ok && s.received == n,
+            "seed {seed}: the download completes byte-exact: {s:?}"
+        );
+        let f = the_set(&sim);
+        println!(
+            "seed {seed}: killed at {killed_at:?}, done at {:?}; {} resumption(s), {} messages resent by the exit",
+            sim.elapsed(),
+            f.resumptions,
+            f.resent
+        );
+        assert_eq!(f.resumptions, 1, "seed {seed}");
+        assert!(f.resent > 0, "seed {seed}: the lost leg's data was resent");
+        assert!(f.legs >= 2, "a replacement leg joined: {f:?}");
+    }
+}
+
+#[test]
+fn an_upload_survives_its_busy_leg_dying() {
+    let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
+    let mut sim = TunnelSim::new(resumable(4, legs)).unwrap();
+    assert!(sim.run_until_open(SECS(5)));
+    let n = 10_000_000;
+    sim.open(Want::Upload(n)).unwrap();
+    sim.run_for(SECS(2));
+    let up_busy = if sim.legs[&0].cells_up >= sim.legs[&1].cells_up {
+        0
+    } else {
+        1
+    };
+    sim.kill(up_busy);
+    assert!(sim.run_until(SECS(60), |s| s.exit_received() == [n]
+        || s.client.is_finished()));
+    assert!(!sim.client.is_finished(), "the tunnel is up");
+    assert_eq!(
+        sim.exit_received(),
+        [n],
+        "every byte reached the destination once"
+    );
+    assert!(sim.client.conflux_set().unwrap().resent() > 0);
+}
