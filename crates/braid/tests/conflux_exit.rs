@@ -4,7 +4,11 @@
 //!   links with it: its control port shows a CONFLUX_LINKED pair ending at
 //!   braidexit0, a 50 MB download and a 20 MB upload through the set are
 //!   byte-identical (SHA-256) with every leg carrying data;
-//! - Braid's client links a two-leg set with it and downloads 20 MB.
+//! - Braid's client links a two-leg set with it and downloads 20 MB;
+//! - resumption (Braid proposal 001): the C-tor middle of the busy leg of
+//!   a Braid client's set is killed mid-download, and the 50 MB download
+//!   completes byte-identical over a replacement leg (through a C-tor exit
+//!   the stream is reset: `conflux.rs`).
 //!
 //! Every process is stopped by PID.
 
@@ -30,8 +34,11 @@ use braid_testnet::ctor_conflux;
 use braid_testnet::download::fetch_file;
 use braid_testnet::launcher;
 use braid_testnet::process::{is_alive, read_records};
+use braid_testnet::socks;
 use braid_testnet::{Manifest, NetworkConfig};
 use common::test_dir;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 /// First port of this test's network (others use 21000 to 33999).
@@ -41,8 +48,9 @@ const BASE: u16 = 34000;
 async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
     let mut config = NetworkConfig::new(test_dir("conflux-exit"), BRAID);
     config.base_port = BASE;
-    // Two legs need two guards and two middles besides the exits.
-    config.relays = 4;
+    // Two legs need two guards and two middles besides the exits, and a
+    // replacement leg more after a middle is killed.
+    config.relays = 5;
     config.exits = 1;
     config.braid_exits = 1;
     config.client_conflux = true;
@@ -110,6 +118,9 @@ async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
     // 2. Braid's client links a set with it.
     braid_client_set(&dir).await;
 
+    // 3. Resumption: the busy leg's middle dies mid-download.
+    resumed_download(&dir).await;
+
     let stopped = network.down().unwrap();
     assert!(stopped > 0);
     let alive: Vec<_> = read_records(&dir)
@@ -169,6 +180,116 @@ async fn braid_client_set(dir: &Path) {
     assert_eq!(t.info().legs.len(), 2, "{:?}", t.info().legs);
     assert!(t.info().legs.iter().all(|l| l[2] == "braidexit0"));
     assert_eq!(received.iter().sum::<u64>(), report.data_bytes_received());
+    let _ = stop.send(());
+    let _ = serving.await;
+}
+
+/// A Braid client's two-leg set to braidexit0 (resumption agreed: the
+/// exit advertises BraidResume=1); 5 MB into a 50 MB download, the C-tor
+/// middle of the leg the exit sends on is killed (SIGKILL by PID); the
+/// download completes, its SHA-256 the file's.
+async fn resumed_download(dir: &Path) {
+    let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
+    cfg.cache_dir = dir.join("braid-cache-resume");
+    cfg.conflux_legs = Some(2);
+    assert!(cfg.resume, "on by default");
+    cfg.nodes = NodeRestrictions::parse(&[], &[], &["braidexit0"]).unwrap();
+    let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let socks_addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
+        let _ = stopped.await;
+    }));
+    let manifest = Manifest::load(dir).unwrap();
+    let files = manifest.fileserver.address;
+    let size: u64 = 50_000_000;
+    let seed = 21;
+    let mut stream = socks::connect(socks_addr, files, Some(("resume", "x")))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {} HTTP/1.0\r\nHost: {files}\r\n\r\n",
+        braid_testnet::fileserver::file_path(size, seed)
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut got: Vec<u8> = Vec::with_capacity(usize::try_from(size).unwrap() + 4096);
+    let mut buf = vec![0_u8; 64 * 1024];
+    // 5 MB first.
+    while got.len() < 5_000_000 {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let key = IsolationKey {
+        username: b"resume".to_vec(),
+        password: b"x".to_vec(),
+    };
+    let t = client.tunnels_for(&key)[0].clone();
+    let r = t.report().await.unwrap();
+    let (i, leg) = r
+        .legs
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.open)
+        .max_by_key(|(_, l)| l.stats.map_or(0, |s| s.last_seq_recv))
+        .unwrap();
+    let middle = leg.path[1].clone();
+    println!(
+        "resumption: busy leg {i} ({}); killing {middle}",
+        leg.path.join(" > ")
+    );
+    let record = read_records(dir)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == middle)
+        .unwrap();
+    let killed = std::time::Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &record.pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let rest = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the download hung after the kill");
+    rest.unwrap_or_else(|e| panic!("the stream broke after the kill: {e}"));
+    let body_start = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap();
+    let body = &got[body_start..];
+    assert_eq!(body.len() as u64, size, "every byte");
+    let want = braid_testnet::fileserver::expected_sha256(size, seed);
+    let sha: [u8; 32] = Sha256::digest(body).into();
+    let r = t.report().await.unwrap();
+    let replacements = r.legs.iter().filter(|l| l.replacement).count();
+    println!(
+        "resumption: {size} bytes, done {:.1} s after the kill, SHA-256 checked; legs {:?}",
+        killed.elapsed().as_secs_f64(),
+        r.legs
+            .iter()
+            .map(|l| (l.path.join(">"), l.open, l.replacement))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(sha, want, "the file's SHA-256");
+    assert!(replacements >= 1, "a replacement leg joined");
+    assert!(!t.is_closed(), "the set lived through the loss");
     let _ = stop.send(());
     let _ = serving.await;
 }

@@ -442,7 +442,12 @@ impl TorClient {
             },
             scheduler: self.inner.config.scheduler,
         };
-        let config = TunnelConfig::from_consensus(kind, dir.params());
+        let mut config = TunnelConfig::from_consensus(kind, dir.params());
+        // Braid proposal 001: resumption only with an exit that advertises
+        // it (never a C-tor exit).
+        if self.inner.config.resume && exit.protocols.supports_subver("BraidResume", 1) {
+            config.resume = Some(braid_core::conflux::ResumeParams::default());
+        }
         // Legs the set's core asks for come from here, and their failures
         // are reported to `leg_failed` (so the culprit is avoided).
         let source: Arc<dyn LegSource> = Arc::new(self.clone());

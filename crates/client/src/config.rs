@@ -25,6 +25,8 @@
 //! ux = "throughput"                # asked of the exit in LINK: throughput,
 //!                                  # latency, low-mem-throughput,
 //!                                  # low-mem-latency, no-opinion
+//! resume = true                    # Conflux sets resume lost legs with exits
+//!                                  # that advertise BraidResume=1 (default)
 //! metrics = "127.0.0.1:9035"       # braid proxy serves /metrics, /status
 //! reorder_limit = "auto"           # bytes a Conflux set may hold out of
 //!                                  # order: "auto" (2 MiB, raised to twice
@@ -81,6 +83,7 @@ struct BraidSection {
     legs: Option<usize>,
     scheduler: Option<String>,
     ux: Option<String>,
+    resume: Option<bool>,
     metrics: Option<SocketAddr>,
     reorder_limit: Option<toml::Value>,
     #[serde(default)]
@@ -110,6 +113,11 @@ pub struct ClientConfig {
     /// the exit's scheduler for what we download (C-tor: throughput →
     /// LowRTT, latency and low-mem → MinRTT).
     pub conflux_ux: V1DesiredUx,
+    /// Offer resumption (Braid proposal 001) to Conflux exits that
+    /// advertise `BraidResume=1` (`[braid] resume`, default on): a leg
+    /// lost with data in flight is replaced instead of closing the set.
+    /// Never offered to an exit that does not advertise it.
+    pub resume: bool,
     /// Where `braid proxy` serves its metrics (loopback only).
     pub metrics: Option<SocketAddr>,
     /// The byte limit of a Conflux set's reorder queue (`[braid]
@@ -137,6 +145,7 @@ impl ClientConfig {
             conflux_legs: None,
             scheduler: SchedulerKind::Ecf,
             conflux_ux: V1DesiredUx::HIGH_THROUGHPUT,
+            resume: true,
             metrics: None,
             reorder_limit: None,
             nodes: NodeRestrictions::default(),
@@ -258,6 +267,7 @@ impl ClientConfig {
             conflux_legs,
             scheduler,
             conflux_ux,
+            resume: file.braid.resume.unwrap_or(true),
             metrics: file.braid.metrics,
             reorder_limit,
             nodes,

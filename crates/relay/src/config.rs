@@ -41,6 +41,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use braid_core::conflux::ResumeParams;
 use braid_core::conflux_sched::SchedulerKind;
 use braid_core::relay::ConfluxExitConfig;
 use braid_dir::Authority;
@@ -268,10 +269,20 @@ impl RelayConfig {
                 "[braid_relay] metrics = {m}: not a loopback address"
             )));
         }
-        let advertises_conflux = relay
-            .proto
-            .parse::<tor_protover::Protocols>()
-            .is_ok_and(|p| p.supports_known_subver(tor_protover::ProtoKind::Conflux, 1));
+        let protocols = relay.proto.parse::<tor_protover::Protocols>().ok();
+        let advertises_conflux = protocols
+            .as_ref()
+            .is_some_and(|p| p.supports_known_subver(tor_protover::ProtoKind::Conflux, 1));
+        // Braid proposal 001 §2.1: resumption, for Conflux sets.
+        let advertises_resume = protocols
+            .as_ref()
+            .is_some_and(|p| p.supports_subver("BraidResume", 1));
+        if advertises_resume && !advertises_conflux {
+            return Err(invalid(
+                "[braid_relay] proto advertises BraidResume=1 without Conflux=1 (it resumes Conflux sets)"
+                    .into(),
+            ));
+        }
         let scheduler = match relay.conflux_scheduler.as_deref() {
             None => None,
             Some(name) => Some(SchedulerKind::from_name(name).ok_or_else(|| {
@@ -283,6 +294,7 @@ impl RelayConfig {
         let conflux = match (advertises_conflux, exit) {
             (true, true) => Some(ConfluxExitConfig {
                 scheduler,
+                resume: advertises_resume.then(ResumeParams::default),
                 ..ConfluxExitConfig::default()
             }),
             (true, false) => {
@@ -506,6 +518,16 @@ proto = "Link=4-5"
         let cfx = MINIMAL.replace("Link=4-5", "Conflux=1 FlowCtrl=1-2 Link=4-5");
         let c = parse(&format!("{cfx}{exit}")).unwrap();
         assert_eq!(c.conflux, Some(ConfluxExitConfig::default()));
+        let resume = MINIMAL.replace("Link=4-5", "BraidResume=1 Conflux=1 FlowCtrl=1-2 Link=4-5");
+        let c = parse(&format!("{resume}{exit}")).unwrap();
+        assert_eq!(
+            c.conflux.and_then(|x| x.resume),
+            Some(ResumeParams::default()),
+            "BraidResume=1: resumption offered"
+        );
+        let lone = MINIMAL.replace("Link=4-5", "BraidResume=1 Link=4-5");
+        let e = parse(&format!("{lone}{exit}")).unwrap_err().to_string();
+        assert!(e.contains("without Conflux=1"), "{e}");
         let c = parse(&format!("{cfx}{exit}conflux_scheduler = \"lowrtt\"\n")).unwrap();
         assert_eq!(
             c.conflux.and_then(|x| x.scheduler),

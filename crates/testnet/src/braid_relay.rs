@@ -55,12 +55,14 @@ use crate::plan::{NodePlan, Role};
 /// fetches or serves.
 pub const BRAID_PROTO: &str = "DirCache=1 FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
 
-/// A Braid exit's `proto`: [`BRAID_PROTO`] and `Conflux=1`, the Conflux
-/// exit (prop 329; C-tor clients pick a set's exit among relays that
-/// advertise it and FlowCtrl=2). The relay answers CONFLUX_LINK because
-/// its `proto` says so.
+/// A Braid exit's `proto`: [`BRAID_PROTO`], `Conflux=1`, the Conflux exit
+/// (prop 329; C-tor clients pick a set's exit among relays that advertise
+/// it and FlowCtrl=2), and `BraidResume=1`, resumption for Braid clients
+/// (Braid proposal 001; C-tor authorities copy unknown names into `pr`,
+/// C-tor clients ignore them). The relay answers CONFLUX_LINK and
+/// RESUME_CAP because its `proto` says so.
 pub const BRAID_EXIT_PROTO: &str =
-    "Conflux=1 DirCache=1 FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
+    "BraidResume=1 Conflux=1 DirCache=1 FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
 
 /// A Braid relay's advertised bandwidth when none is configured: C-tor's
 /// default `BandwidthRate` (1 GByte/s), so that the relay is not slower
@@ -451,8 +453,10 @@ mod tests {
         }
         assert!(supports(BRAID_PROTO, "FlowCtrl", 2));
         assert!(supports(BRAID_EXIT_PROTO, "Conflux", 1));
+        assert!(supports(BRAID_EXIT_PROTO, "BraidResume", 1));
+        assert!(!supports(BRAID_PROTO, "BraidResume", 1));
         assert_eq!(
-            BRAID_EXIT_PROTO.replace("Conflux=1 ", ""),
+            BRAID_EXIT_PROTO.replace("BraidResume=1 Conflux=1 ", ""),
             BRAID_PROTO,
             "exits advertise Conflux=1 besides what every Braid relay does"
         );
