@@ -211,3 +211,47 @@ fn without_resumption_a_busy_leg_lost_still_closes_the_set() {
     assert!(r.is_err());
     assert!(p.client.is_closed());
 }
+
+/// RESUME_CAP goes out only when offered: a client that does not offer
+/// (an exit without BraidResume=1, e.g. C-tor) sends a plain LINK; an exit
+/// answers a LINK with it by a plain LINKED unless it offers too; a LINK
+/// without it never makes an offering exit resumable.
+#[test]
+fn resume_cap_only_where_offered() {
+    let now = Instant::now();
+    // A client that does not offer: plain LINK.
+    let mut plain = ConfluxSet::new_client(nonce(1), ConfluxConfig::client());
+    plain.add_leg(now).unwrap();
+    let (_, link) = plain.poll_transmit().unwrap();
+    assert!(matches!(link, AnyRelayMsg::ConfluxLink(_)), "{link:?}");
+    // A client that offers: the LINK carries it.
+    let mut offering = ConfluxSet::new_client(nonce(2), ConfluxConfig::client());
+    offering.offer_resumption(ResumeParams::default());
+    offering.add_leg(now).unwrap();
+    let (_, link) = offering.poll_transmit().unwrap();
+    let (link, cap) = crate::conflux::ext::split(link).unwrap();
+    assert!(cap.is_some());
+    let AnyRelayMsg::ConfluxLink(link) = link else {
+        panic!("{link:?}")
+    };
+    // An exit that does not offer answers with a plain LINKED.
+    let mut exit = ConfluxSet::new_exit(nonce(2), ConfluxConfig::exit());
+    exit.accept_link_with(&link, cap, false, now).unwrap();
+    let (_, linked) = exit.poll_transmit().unwrap();
+    assert!(matches!(linked, AnyRelayMsg::ConfluxLinked(_)));
+    assert!(!exit.is_resumable());
+    // One that offers, to a LINK that carried it: resumable, and says so.
+    let mut exit = ConfluxSet::new_exit(nonce(2), ConfluxConfig::exit());
+    exit.offer_resumption(ResumeParams::default());
+    exit.accept_link_with(&link, cap, false, now).unwrap();
+    let (_, linked) = exit.poll_transmit().unwrap();
+    assert!(matches!(linked, AnyRelayMsg::Unrecognized(_)));
+    assert!(exit.is_resumable());
+    // To a LINK without it: not resumable, plain LINKED.
+    let mut exit = ConfluxSet::new_exit(nonce(2), ConfluxConfig::exit());
+    exit.offer_resumption(ResumeParams::default());
+    exit.accept_link_with(&link, None, false, now).unwrap();
+    let (_, linked) = exit.poll_transmit().unwrap();
+    assert!(matches!(linked, AnyRelayMsg::ConfluxLinked(_)));
+    assert!(!exit.is_resumable());
+}
