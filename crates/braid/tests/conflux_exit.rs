@@ -1,7 +1,8 @@
 //! The Braid exit as a Conflux exit (issue 14): `braidexit0` advertises
 //! `Conflux=1`, and
-//! - the C-tor client's Conflux set (ConfluxEnabled, ExitNodes=braidexit0)
-//!   links with it: its control port shows a CONFLUX_LINKED pair ending at
+//! - the C-tor client's Conflux set (ConfluxEnabled, ExitNodes=braidexit0,
+//!   three legs: the authorities vote `cfx_num_legs_set=3`) links with it:
+//!   its control port shows three CONFLUX_LINKED legs ending at
 //!   braidexit0, a 50 MB download and a 20 MB upload through the set are
 //!   byte-identical (SHA-256) with every leg carrying data;
 //! - Braid's client links a two-leg set with it and downloads 20 MB;
@@ -48,9 +49,11 @@ const BASE: u16 = 34000;
 async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
     let mut config = NetworkConfig::new(test_dir("conflux-exit"), BRAID);
     config.base_port = BASE;
-    // Two legs need two guards and two middles besides the exits, and a
-    // replacement leg more after a middle is killed.
-    config.relays = 5;
+    // The C-tor client's three legs need three guards and three middles
+    // besides the exits, and a replacement leg more after a middle is
+    // killed.
+    config.relays = 7;
+    config.consensus_params.insert("cfx_num_legs_set".into(), 3);
     config.exits = 1;
     config.braid_exits = 1;
     config.client_conflux = true;
@@ -88,7 +91,8 @@ async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
         d.download.mb_per_s(),
         d.table()
     );
-    d.route.check_linked_pair().unwrap();
+    assert_eq!(d.route.purpose, "CONFLUX_LINKED", "{}", d.table());
+    assert_eq!(d.route.legs.len(), 3, "cfx_num_legs_set=3: {}", d.table());
     for leg in &d.route.legs {
         assert_eq!(leg.fingerprints.get(2), Some(&exit_fp), "{:?}", leg.path);
         assert!(leg.read > 0, "every leg carried data: {}", d.table());
@@ -105,7 +109,7 @@ async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
         u.upload.mb_per_s(),
         u.table()
     );
-    u.route.check_linked_pair().unwrap();
+    assert_eq!(u.route.legs.len(), 3, "{}", u.table());
     assert!(
         u.route
             .legs

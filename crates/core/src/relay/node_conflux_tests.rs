@@ -541,3 +541,46 @@ fn a_switch_flood_closes_the_set() {
     assert!(w.nodes[EXIT].set_figures(set).is_none(), "the set is gone");
     assert!(w.closed[circ].is_some() && w.closed[c.legs[1].1].is_some());
 }
+
+/// A LINK carrying an extension the exit never asked for (the shape of
+/// C-tor's TROVE-2026-032, an unrequested CC_RESPONSE): unknown types are
+/// skipped, the leg links as a plain one, nothing breaks; a malformed list
+/// closes that circuit alone.
+#[test]
+fn unrequested_link_extensions_are_skipped_and_malformed_ones_refused() {
+    use tor_cell::relaycell::RelayCmd;
+    use tor_cell::relaycell::msg::Unrecognized;
+    let now = Instant::now();
+    let mut w = world(ConfluxExitConfig::default());
+    let with_tail = |w: &mut World, c: usize, tail: &[u8]| {
+        let mut client = Client::new();
+        client.set.add_leg(now).unwrap();
+        let (_, link) = client.set.poll_transmit().unwrap();
+        let mut body = Vec::new();
+        tor_cell::relaycell::RelayMsg::encode_onto(link, &mut body).unwrap();
+        body.extend_from_slice(tail);
+        let msg = AnyRelayMsg::Unrecognized(Unrecognized::new(RelayCmd::CONFLUX_LINK, body));
+        w.clients[c].send_relay(LAST, None, msg, now).unwrap();
+        w.pump(now);
+    };
+    let a = w.circuit(&[0, 1, EXIT], now);
+    w.pump(now);
+    // One extension of an unknown type 2, six bytes.
+    with_tail(&mut w, a, &[1, 2, 6, 0, 0, 0, 1, 0, 30]);
+    assert!(w.closed[a].is_none());
+    assert_eq!(w.nodes[EXIT].stats().legs_linked, 1);
+    assert!(
+        w.msgs[a]
+            .iter()
+            .any(|(_, m)| matches!(m, AnyRelayMsg::ConfluxLinked(_))),
+        "a plain LINKED: {:?}",
+        w.msgs[a]
+    );
+    assert!(!w.nodes[EXIT].set_figures(the_set(&w)).unwrap().resumable);
+    // A list running past the body.
+    let b = w.circuit(&[0, 2, EXIT], now);
+    w.pump(now);
+    with_tail(&mut w, b, &[3, 2, 90]);
+    assert!(w.closed[b].is_some(), "closed");
+    assert!(w.closed[a].is_none(), "the other leg goes on");
+}
