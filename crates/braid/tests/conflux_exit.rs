@@ -244,8 +244,9 @@ async fn resumed_download(dir: &Path) {
         .unwrap();
     let middle = leg.path[1].clone();
     println!(
-        "resumption: busy leg {i} ({}); killing {middle}",
-        leg.path.join(" > ")
+        "resumption: busy leg {i} ({}); killing {middle}; legs {:?}",
+        leg.path.join(" > "),
+        r.legs.iter().map(|l| l.path.join(">")).collect::<Vec<_>>()
     );
     let record = read_records(dir)
         .unwrap()

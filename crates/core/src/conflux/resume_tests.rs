@@ -255,3 +255,33 @@ fn resume_cap_only_where_offered() {
     assert!(matches!(linked, AnyRelayMsg::ConfluxLinked(_)));
     assert!(!exit.is_resumable());
 }
+
+/// Between legs (all lost), or with the only leg still resending, a
+/// message to send waits: any command, not only DATA (a client's XON or
+/// END must not close a set that is resuming; found when a kill took both
+/// legs of a set in the integration test).
+#[test]
+fn without_a_leg_to_send_on_messages_wait() {
+    let (mut p, legs) = resumable_pair(9, 0, &[4, 9]);
+    let mut cc = RandomChooser(Xs(1));
+    let mut ce = RandomChooser(Xs(2));
+    send_range(&mut p, &mut cc, &mut ce, 0, 20);
+    kill(&mut p, legs[0]);
+    kill(&mut p, legs[1]);
+    let end: AnyRelayMsg = End::new_with_reason(tor_cell::relaycell::msg::EndReason::DONE).into();
+    for set in [&mut p.client, &mut p.exit] {
+        let out = set
+            .send(&mut cc, &[], stream(), end.clone(), p.now)
+            .unwrap();
+        assert!(matches!(out, SendOutcome::Blocked { .. }), "{out:?}");
+        assert!(!set.is_closed());
+    }
+    // A new leg that has resends pending is the only one: still waiting.
+    let c = p.client.add_leg(p.now).unwrap();
+    p.delay.insert(c, Duration::from_millis(3));
+    p.up.entry(c).or_default();
+    p.down.entry(c).or_default();
+    p.pump();
+    p.run();
+    finish_to_200(&mut p, &mut cc, &mut ce, 20);
+}

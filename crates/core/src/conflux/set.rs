@@ -1221,6 +1221,13 @@ impl ConfluxSet {
             // A resumed leg takes nothing new before its resends.
             infos.retain(|i| !self.has_resend(i.leg));
         }
+        if infos.is_empty() && self.resume.is_some() {
+            // A resumable set between legs (all lost, or the only one
+            // still resending): the message waits for one (Braid
+            // proposal 001 §3.4); it is not an error.
+            self.infos = infos;
+            return Ok(SendOutcome::Blocked { stream, msg });
+        }
         let current = self.send.current();
         let chosen = chooser
             .choose(&infos, current, cmd, now)
