@@ -193,6 +193,11 @@ async fn braid_client_set(dir: &Path) {
 /// middle of the leg the exit sends on is killed (SIGKILL by PID); the
 /// download completes, its SHA-256 the file's.
 async fn resumed_download(dir: &Path) {
+    if std::env::var_os("BRAID_TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .try_init();
+    }
     let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
     cfg.cache_dir = dir.join("braid-cache-resume");
     cfg.conflux_legs = Some(2);

@@ -77,9 +77,16 @@ fn a_busy_leg_lost_is_resumed_without_loss_or_duplicates() {
         send_range(&mut p, &mut cc, &mut ce, 30, 60);
         kill(&mut p, legs[1]);
         assert!(!p.client.is_closed() && !p.exit.is_closed(), "seed {seed}");
-        // More on A while the new leg links.
-        send_range(&mut p, &mut cc, &mut ce, 60, 80);
+        // No new DATA while the gap waits for a new leg (it would only
+        // fill the peer's reorder queue).
+        let msg = data(60);
+        assert!(matches!(
+            p.client.send(&mut cc, &[], stream(), msg, p.now).unwrap(),
+            SendOutcome::Blocked { .. }
+        ));
         p.launch(Duration::from_millis(2));
+        p.run();
+        send_range(&mut p, &mut cc, &mut ce, 60, 80);
         p.run();
         assert_eq!(p.client.linked_legs(), 2);
         assert_eq!(p.exit.resumptions(), 1);

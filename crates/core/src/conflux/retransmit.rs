@@ -202,9 +202,12 @@ impl Retransmit {
     }
 
     /// A leg is gone: what it carried stays held (the peer may lack it)
-    /// but is no longer acknowledged through it.
-    pub(crate) fn leg_gone(&mut self, leg: LegId) {
-        self.legs.remove(&leg);
+    /// but is no longer acknowledged through it. True if it carried
+    /// messages not acknowledged (the peer may now have a gap).
+    pub(crate) fn leg_gone(&mut self, leg: LegId) -> bool {
+        self.legs
+            .remove(&leg)
+            .is_some_and(|log| !log.sent.is_empty())
     }
 
     /// The messages held among `after + 1 ..= upto`, in order: what a peer

@@ -372,6 +372,9 @@ pub struct ConfluxSet {
     /// A linked leg of the resumable set was lost since the last
     /// resumption.
     lost_legs: bool,
+    /// A leg was lost with messages not acknowledged, and no new leg has
+    /// resent them yet: no new DATA until one does.
+    gap_pending: bool,
 }
 
 impl ConfluxSet {
@@ -413,6 +416,7 @@ impl ConfluxSet {
             resend: VecDeque::new(),
             resent: 0,
             lost_legs: false,
+            gap_pending: false,
         }
     }
 
@@ -1211,7 +1215,7 @@ impl ConfluxSet {
         self.check_can_send(msg.cmd())?;
         self.resize_reorder(now, cc);
         let cmd = msg.cmd();
-        if cmd == RelayCmd::DATA && self.retransmit_full() {
+        if cmd == RelayCmd::DATA && (self.retransmit_full() || self.gap_pending) {
             // Braid proposal 001 §3.2: never drop what is unacknowledged.
             return Ok(SendOutcome::Blocked { stream, msg });
         }

@@ -164,8 +164,13 @@ impl ConfluxSet {
         self.lost_legs = true;
         self.send.remove_leg(leg);
         self.recv.remove_leg(leg);
-        if let Some(r) = self.resume.as_mut() {
-            r.leg_gone(leg);
+        if let Some(r) = self.resume.as_mut()
+            && r.leg_gone(leg)
+        {
+            // The peer may lack what the leg carried: until a new leg
+            // resends it, new DATA would only pile up in the peer's
+            // reorder queue behind the gap (Braid proposal 001 §3.2).
+            self.gap_pending = true;
         }
         self.resend.retain(|(l, _, _)| *l != leg);
         if self.linked_legs() == 0 {
@@ -196,6 +201,7 @@ impl ConfluxSet {
             self.resend.push_back((leg, seq, held));
         }
         self.orphaned_since = None;
+        self.gap_pending = false;
         Ok(())
     }
 
