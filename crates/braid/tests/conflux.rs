@@ -34,9 +34,8 @@ use braid_client::tunnel::{TunnelHandle, TunnelReport};
 use braid_client::{ClientConfig, TorClient};
 use braid_testnet::download::{fetch_file, upload_file};
 use braid_testnet::fileserver::{file_path, fill};
-use braid_testnet::process::read_records;
 use braid_testnet::{NetworkConfig, launcher, socks};
-use common::{test_dir, wait_for_exits};
+use common::{kill_relay, test_dir, wait_for_exits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -291,21 +290,6 @@ impl Body {
         }
         Ok(self.offset < self.size)
     }
-}
-
-/// Kill the relay `name` of the network in `dir` (SIGKILL, by its pid).
-fn kill_relay(dir: &Path, name: &str) {
-    let record = read_records(dir)
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == name)
-        .unwrap();
-    let ok = std::process::Command::new("kill")
-        .args(["-KILL", &record.pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {name}");
 }
 
 /// Wait (up to `limit`) until `check` holds for the tunnel's report.

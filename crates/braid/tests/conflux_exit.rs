@@ -37,7 +37,7 @@ use braid_testnet::launcher;
 use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::socks;
 use braid_testnet::{Manifest, NetworkConfig};
-use common::test_dir;
+use common::{kill_relay, test_dir};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -253,19 +253,8 @@ async fn resumed_download(dir: &Path) {
         leg.path.join(" > "),
         r.legs.iter().map(|l| l.path.join(">")).collect::<Vec<_>>()
     );
-    let record = read_records(dir)
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == middle)
-        .unwrap();
     let killed = std::time::Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-KILL", &record.pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    kill_relay(dir, &middle);
     let rest = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             let n = stream.read(&mut buf).await?;

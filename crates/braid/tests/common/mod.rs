@@ -37,3 +37,17 @@ pub(crate) async fn wait_for_exits(files: std::net::SocketAddr, socks: std::net:
     }
     println!("exits ready after {} ms", start.elapsed().as_millis());
 }
+
+/// Kill the relay `name` of the network in `dir` (SIGKILL, by its pid).
+pub(crate) fn kill_relay(dir: &std::path::Path, name: &str) {
+    let record = braid_testnet::process::read_records(dir)
+        .unwrap_or_else(|e| panic!("reading the network's records: {e}"))
+        .into_iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no process {name} in the network"));
+    let ok = std::process::Command::new("kill")
+        .args(["-KILL", &record.pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {name}");
+}

@@ -494,8 +494,14 @@ impl RelayNode {
                 event,
             });
         }
-        let legs: Vec<CircKey> = es.legs.values().copied().collect();
-        for c in legs {
+        // On the stack: this runs for every cell a leg's channel takes.
+        let mut legs = [CircKey(0); MAX_LEGS];
+        let mut n = 0;
+        for (slot, c) in legs.iter_mut().zip(es.legs.values()) {
+            *slot = *c;
+            n += 1;
+        }
+        for &c in legs.get(..n).unwrap_or_default() {
             let Some(nc) = self.circuits.get(&c) else {
                 continue;
             };
