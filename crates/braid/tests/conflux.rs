@@ -35,7 +35,7 @@ use braid_client::{ClientConfig, TorClient};
 use braid_testnet::download::{fetch_file, upload_file};
 use braid_testnet::fileserver::{file_path, fill};
 use braid_testnet::{NetworkConfig, launcher, socks};
-use common::{kill_relay, test_dir, wait_for_exits};
+use common::{init_test_log, kill_relay, test_dir, wait_for_exits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -98,6 +98,7 @@ fn key(name: &str) -> IsolationKey {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn braid_conflux_sets_link_with_c_tor_exits_and_survive_leg_loss() {
+    init_test_log();
     let mut config = NetworkConfig::new(test_dir("conflux"), BRAID);
     config.base_port = BASE;
     config.client = false;

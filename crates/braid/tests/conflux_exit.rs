@@ -37,7 +37,7 @@ use braid_testnet::launcher;
 use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::socks;
 use braid_testnet::{Manifest, NetworkConfig};
-use common::{kill_relay, test_dir};
+use common::{init_test_log, kill_relay, test_dir};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -193,11 +193,7 @@ async fn braid_client_set(dir: &Path) {
 /// middle of the leg the exit sends on is killed (SIGKILL by PID); the
 /// download completes, its SHA-256 the file's.
 async fn resumed_download(dir: &Path) {
-    if std::env::var_os("BRAID_TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .try_init();
-    }
+    init_test_log();
     let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
     cfg.cache_dir = dir.join("braid-cache-resume");
     cfg.conflux_legs = Some(2);

@@ -478,6 +478,7 @@ mod tests {
             data_received: 100,
             sendmes_sent: 3,
             sendmes_received: 0,
+            sendmes_held: 0,
         }
     }
 

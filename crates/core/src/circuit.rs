@@ -28,6 +28,8 @@ pub mod event;
 mod hop;
 pub mod params;
 pub mod relay_cell;
+#[cfg(test)]
+mod sendme_hold_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_network;
 #[cfg(test)]

@@ -51,3 +51,13 @@ pub(crate) fn kill_relay(dir: &std::path::Path, name: &str) {
         .is_ok_and(|s| s.success());
     assert!(ok, "kill {name}");
 }
+
+/// `BRAID_TEST_LOG=1`: the in-process client's debug log on stderr (to
+/// see why a run failed).
+pub(crate) fn init_test_log() {
+    if std::env::var_os("BRAID_TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .try_init();
+    }
+}

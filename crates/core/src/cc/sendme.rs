@@ -323,6 +323,17 @@ impl DeliverWindow {
     pub fn window(&self) -> u32 {
         self.window
     }
+
+    /// Cells per SENDME.
+    pub fn increment(&self) -> u32 {
+        self.inc
+    }
+
+    /// SENDMEs due and not yet taken (more than one only while the caller
+    /// holds them back).
+    pub fn due_increments(&self) -> u32 {
+        (self.start - self.window) / self.inc.max(1)
+    }
 }
 
 #[cfg(test)]

@@ -617,41 +617,69 @@ impl ClientCircuit {
     /// A DATA cell from `hop` with SENDME tag `tag`: count it against our
     /// deliver window and send a circuit SENDME v1 carrying its tag when an
     /// increment is due (tor-spec §7.3, §7.3.1; proposal 289; with
-    /// congestion control every `sendme_inc` cells, proposal 324).
+    /// congestion control every `sendme_inc` cells, proposal 324), unless
+    /// SENDMEs to `hop` are held ([`Self::set_sendme_hold`]).
     fn on_data_received(
         &mut self,
         hop: HopNum,
         tag: &SendmeTag,
         now: Instant,
     ) -> Result<(), CircError> {
-        let h = self
-            .hop_mut(hop)
-            .ok_or(CircError::Internal("recognized by a missing hop"))?;
-        h.deliver
-            .on_data_received()
+        self.hop_mut(hop)
+            .ok_or(CircError::Internal("recognized by a missing hop"))?
+            .on_data(tag)
             .map_err(|source| CircError::FlowControl { hop, source })?;
-        h.data_received += 1;
-        if !h.deliver.take_sendme() {
+        self.send_due_sendmes(hop, now)
+    }
+
+    /// Hold back (or release) the circuit SENDMEs due to `hop`, a
+    /// congestion-controlled hop: its sender stops once its window of
+    /// unacknowledged cells is full, which is how a Conflux set whose
+    /// reorder queue fills slows the legs that are ahead (Braid; proposal
+    /// 324 §3 lets the receiver pace SENDMEs). Held SENDMEs never let our
+    /// deliver window run out. Releasing sends every held SENDME, in order.
+    /// `Err` (and the circuit closed) only if they cannot be sent.
+    pub fn set_sendme_hold(
+        &mut self,
+        hop: HopNum,
+        hold: bool,
+        now: Instant,
+    ) -> Result<(), CircError> {
+        if self.closed {
             return Ok(());
         }
-        h.sendmes_sent += 1;
-        // Bounded: a peer that keeps sending DATA while we cannot get our
-        // SENDMEs out fills the reserve and the circuit closes.
-        self.check_control_space()?;
-        let msg = Sendme::from(to_cc_tag(tag));
-        let body =
-            relay_cell::encode(None, msg.into(), &mut self.rng).map_err(CircError::Encode)?;
-        // Circuit-level cells never wait for the window.
-        self.transmit(
-            hop,
-            PlainCell {
-                body,
-                is_data: false,
-                stream: None,
-            },
-            false,
-            now,
-        )
+        let Some(h) = self.hop_mut(hop) else {
+            return Ok(());
+        };
+        h.hold_sendmes = hold;
+        if hold {
+            return Ok(());
+        }
+        self.send_due_sendmes(hop, now).map_err(|e| self.fail(e))
+    }
+
+    /// Send the SENDMEs [`Hop::next_sendme`] lets go now.
+    fn send_due_sendmes(&mut self, hop: HopNum, now: Instant) -> Result<(), CircError> {
+        while let Some(tag) = self.hop_mut(hop).and_then(Hop::next_sendme) {
+            // Bounded: a peer that keeps sending DATA while we cannot get
+            // our SENDMEs out fills the reserve and the circuit closes.
+            self.check_control_space()?;
+            let msg = Sendme::from(to_cc_tag(&tag));
+            let body =
+                relay_cell::encode(None, msg.into(), &mut self.rng).map_err(CircError::Encode)?;
+            // Circuit-level cells never wait for the window.
+            self.transmit(
+                hop,
+                PlainCell {
+                    body,
+                    is_data: false,
+                    stream: None,
+                },
+                false,
+                now,
+            )?;
+        }
+        Ok(())
     }
 
     /// A circuit-level SENDME from `hop`: check its tag, credit the window

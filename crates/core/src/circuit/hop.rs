@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::cc::{CcParams, CcPath, CircuitSender, DeliverWindow};
-use crate::crypto::RelayCellBody;
+use crate::cc::{CcError, CcParams, CcPath, CircuitSender, DeliverWindow};
+use crate::crypto::{RelayCellBody, SendmeTag};
 use crate::ids::{HopNum, StreamId};
 
 /// A framed, not yet encrypted, relay cell.
@@ -40,6 +40,11 @@ pub(crate) struct Hop {
     pub(crate) sendmes_sent: u64,
     /// Circuit SENDMEs this hop sent us.
     pub(crate) sendmes_received: u64,
+    /// Due circuit SENDMEs not sent yet, as the tags of the cells that
+    /// made them due, oldest first (only while `hold_sendmes`).
+    pub(crate) held_sendmes: VecDeque<SendmeTag>,
+    /// Hold SENDMEs back: the receiver's backpressure ([`Hop::next_sendme`]).
+    pub(crate) hold_sendmes: bool,
 }
 
 impl Hop {
@@ -62,6 +67,43 @@ impl Hop {
             data_received: 0,
             sendmes_sent: 0,
             sendmes_received: 0,
+            held_sendmes: VecDeque::new(),
+            hold_sendmes: false,
+        }
+    }
+
+    /// A DATA cell arrived from this hop carrying `tag`: count it against
+    /// the deliver window and remember the tag if a SENDME became due with
+    /// it (tor-spec §7.3; proposal 289: a SENDME v1 carries the tag of the
+    /// cell that made it due).
+    pub(crate) fn on_data(&mut self, tag: &SendmeTag) -> Result<(), CcError> {
+        self.deliver.on_data_received()?;
+        self.data_received += 1;
+        let due = usize::try_from(self.deliver.due_increments()).unwrap_or(usize::MAX);
+        if due > self.held_sendmes.len() {
+            self.held_sendmes.push_back(*tag);
+        }
+        Ok(())
+    }
+
+    /// The next circuit SENDME to send now, oldest first. While SENDMEs are
+    /// held (a congestion-controlled hop only), none goes until the deliver
+    /// window falls to two increments: a sender whose congestion window is
+    /// larger than ours (1000 cells) must never be pushed into a violation
+    /// by our holding. Holding is how a receiver slows a sender without
+    /// breaking the protocol: with congestion control the sender stops at
+    /// its window of unacknowledged cells (proposal 324 §3).
+    pub(crate) fn next_sendme(&mut self) -> Option<SendmeTag> {
+        let floor = self.deliver.increment().saturating_mul(2);
+        if self.hold_sendmes && self.cc_sendme_inc.is_some() && self.deliver.window() > floor {
+            return None;
+        }
+        let tag = self.held_sendmes.pop_front()?;
+        if self.deliver.take_sendme() {
+            self.sendmes_sent += 1;
+            Some(tag)
+        } else {
+            None
         }
     }
 
@@ -89,6 +131,7 @@ impl Hop {
             data_received: self.data_received,
             sendmes_sent: self.sendmes_sent,
             sendmes_received: self.sendmes_received,
+            sendmes_held: self.held_sendmes.len(),
         }
     }
 }
@@ -125,4 +168,6 @@ pub struct HopFigures {
     pub sendmes_sent: u64,
     /// Circuit SENDMEs received from the hop.
     pub sendmes_received: u64,
+    /// Circuit SENDMEs due and held back (receiver backpressure).
+    pub sendmes_held: usize,
 }

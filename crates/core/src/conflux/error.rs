@@ -311,9 +311,14 @@ pub enum ConfluxError {
     // ----- Resources -----
     /// The reorder queue would exceed its limit.
     #[error(
-        "reorder queue full: {cells} cells / {bytes} bytes held, limit {max_cells} cells / {max_bytes} bytes (prop 329 §4.1)"
+        "reorder queue full: {cells} cells / {bytes} bytes held waiting for #{expected}, limit {max_cells} cells / {max_bytes} bytes; legs' last received {legs} (prop 329 §4.1)"
     )]
     ReorderQueueFull {
+        /// The sequence number the queue waits for.
+        expected: u64,
+        /// Each linked leg's `last_seq_recv`, as "leg=seq ..." (which
+        /// leg could still bring `expected`).
+        legs: String,
         /// Cells held.
         cells: usize,
         /// Bytes held.
@@ -446,6 +451,8 @@ mod tests {
         assert_eq!(v.destroy_reason(), DestroyReason::PROTOCOL);
         assert!(v.to_string().contains("prop 329"));
         let r = ConfluxError::ReorderQueueFull {
+            expected: 7,
+            legs: "leg1=9".into(),
             cells: 1,
             bytes: 2,
             max_cells: 3,

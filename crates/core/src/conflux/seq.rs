@@ -392,6 +392,16 @@ impl RecvSeq {
         }
         Some(self.legs.values().any(|l| l.last_recv < needed))
     }
+
+    /// Each leg's `last_seq_recv`, "leg0=12 leg1=40", in leg order (for
+    /// error messages).
+    pub fn describe(&self) -> String {
+        self.legs
+            .iter()
+            .map(|(id, l)| format!("{id}={}", l.last_recv))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 #[cfg(test)]

@@ -108,6 +108,10 @@ pub struct ConfluxConfig {
     pub reorder_auto: bool,
     /// SWITCH plausibility bound.
     pub switch_window: SwitchWindow,
+    /// Hold back the SENDMEs of legs ahead of a gap while the reorder
+    /// queue is over half full ([`ConfluxSet::sendme_hold`]); off: the
+    /// queue's limit is the only bound (and closes the set when reached).
+    pub sendme_pacing: bool,
 }
 
 impl ConfluxConfig {
@@ -124,6 +128,7 @@ impl ConfluxConfig {
             reorder: ReorderSizer::initial_limit(),
             reorder_auto: true,
             switch_window: SwitchWindow::default(),
+            sendme_pacing: true,
         }
     }
 
@@ -539,6 +544,28 @@ impl ConfluxSet {
     /// Cells waiting in the reorder queue for a gap to fill.
     pub fn reorder_waiting(&self) -> usize {
         self.reorder.waiting()
+    }
+
+    /// Whether the receiver should hold back the circuit SENDMEs of `leg`
+    /// now (Braid's receiver backpressure; the caller applies it with
+    /// [`crate::circuit::ClientCircuit::set_sendme_hold`]): the reorder
+    /// queue holds more than half its byte limit and `leg` has already
+    /// received past the number the queue waits for, so what it brings
+    /// only grows the queue. A leg that can still bring the missing number
+    /// is never held. Without this a leg that stalls for a moment (a busy
+    /// relay) lets the others fill the queue to its limit at full speed,
+    /// and the set closes although nobody misbehaved; with it, the exit's
+    /// congestion window stops the legs that are ahead and the queue stays
+    /// near half its limit. An exit that sends past its window anyway
+    /// still meets the hard limit ([`ConfluxError::ReorderQueueFull`]).
+    pub fn sendme_hold(&self, leg: LegId) -> bool {
+        if !self.config.sendme_pacing || self.reorder.bytes() <= self.reorder.limit().max_bytes / 4
+        {
+            return false;
+        }
+        self.recv
+            .leg_last_recv(leg)
+            .is_some_and(|last| last >= self.reorder.expected())
     }
 
     /// The reorder queue's bounds.
@@ -1091,6 +1118,8 @@ impl ConfluxSet {
                     bytes,
                     limit,
                 } => ConfluxError::ReorderQueueFull {
+                    expected: self.reorder.expected(),
+                    legs: self.recv.describe(),
                     cells,
                     bytes,
                     max_cells: limit.max_cells,

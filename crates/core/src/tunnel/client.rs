@@ -440,7 +440,27 @@ impl ClientTunnel {
         }
         self.stream_events();
         self.pump_sends(now);
+        self.pace_legs(now);
         self.release_legs();
+    }
+
+    /// Hold back or release each Conflux leg's circuit SENDMEs as the set
+    /// says ([`crate::conflux::ConfluxSet::sendme_hold`]: the legs ahead of
+    /// a gap wait while the reorder queue is over half full).
+    fn pace_legs(&mut self, now: Instant) {
+        let Some(m) = self.multipath.as_ref() else {
+            return;
+        };
+        for l in &mut self.legs {
+            let Some(id) = l.conflux else { continue };
+            let hold = m.set.sendme_hold(id);
+            if hold != l.sendme_hold && l.built && !l.closed {
+                l.sendme_hold = hold;
+                if let Err(e) = l.circuit.set_sendme_hold(l.last_hop, hold, now) {
+                    tracing::debug!("{}: cannot release SENDMEs: {e}", l.key);
+                }
+            }
+        }
     }
 
     /// Leg `i`'s circuit events. True if there were any.

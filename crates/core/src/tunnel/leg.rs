@@ -54,6 +54,9 @@ pub(crate) struct Leg {
     pub(crate) replacement: bool,
     /// Why we closed it, when we did (the circuit only knows "locally").
     pub(crate) close_error: Option<TunnelError>,
+    /// Its circuit SENDMEs are held back
+    /// ([`crate::conflux::ConfluxSet::sendme_hold`]).
+    pub(crate) sendme_hold: bool,
 }
 
 impl Leg {
@@ -93,6 +96,7 @@ impl Leg {
             io_gone: false,
             replacement,
             close_error: None,
+            sendme_hold: false,
         })
     }
 
