@@ -764,6 +764,45 @@ fn reorder_queue_full_closes_with_resource_limit() {
     assert!(p.client.reorder_peak_bytes() > 8 * 1024);
 }
 
+/// Receiver backpressure (`sendme_hold`): once the queue holds more than a
+/// quarter of its limit, the legs that received past the gap are held and
+/// the leg that can still fill it never is; filling the gap releases all.
+#[test]
+fn sendme_hold_holds_the_legs_ahead_of_a_gap() {
+    let (mut p, legs) = linked_pair(6, 0, &[5, 5]);
+    p.client
+        .set_reorder_limit(ReorderLimit::from_bytes(16 * 1024));
+    // #1 "sent" on leg 0 (lost for now); leg 1 carries #2 onwards.
+    p.client
+        .handle_msg(legs[1], None, ConfluxSwitch::new(1).into(), p.now)
+        .unwrap();
+    let big = || -> AnyRelayMsg { Data::new(&[0_u8; 498]).unwrap().into() };
+    let mut held_at = None;
+    for i in 0..20 {
+        p.client
+            .handle_msg(legs[1], stream(), big(), p.now)
+            .unwrap();
+        assert!(
+            !p.client.sendme_hold(legs[0]),
+            "the leg that can fill the gap"
+        );
+        if p.client.sendme_hold(legs[1]) && held_at.is_none() {
+            held_at = Some((i, p.client.reorder_bytes()));
+        }
+    }
+    let (i, bytes) = held_at.unwrap();
+    assert!(
+        bytes > 4 * 1024 && i < 10,
+        "held from {i} cells, {bytes} bytes"
+    );
+    p.client
+        .handle_msg(legs[0], stream(), big(), p.now)
+        .unwrap();
+    while p.client.poll_delivered().is_some() {}
+    assert_eq!(p.client.reorder_bytes(), 0);
+    assert!(!p.client.sendme_hold(legs[1]) && !p.client.sendme_hold(legs[0]));
+}
+
 /// Leg loss without lost data: the set goes on with the other legs.
 #[test]
 fn leg_loss_without_data_loss_continues() {
