@@ -135,6 +135,9 @@ pub enum TestnetError {
     /// Some processes survived `down`.
     #[error("could not stop {0} processes (see {1})")]
     StopFailed(usize, PathBuf),
+    /// Parts of a run (the demo's downloads) failed; each named.
+    #[error("{} part(s) failed: {}", .0.len(), .0.join("; "))]
+    PartsFailed(Vec<String>),
     /// A file system operation failed.
     #[error("{op} {path}: {source}")]
     Io {
