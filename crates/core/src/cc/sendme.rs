@@ -336,6 +336,77 @@ impl DeliverWindow {
     }
 }
 
+/// A circuit deliver window whose due SENDMEs the receiver may hold back:
+/// Braid's receiver backpressure (a Conflux set holds the legs that are
+/// ahead of a gap in its reorder queue). With congestion control the sender
+/// stops once its window of unacknowledged cells is full (proposal 324
+/// §3), so holding our SENDMEs slows it without breaking the protocol.
+/// Held SENDMEs keep the tags of the cells that made them due (proposal
+/// 289) and go in order. Holding never lets our window fall below two
+/// increments: a sender whose congestion window is larger than ours (1000
+/// cells) is never pushed into a violation by us. `T` is the tag type.
+#[derive(Debug, Clone)]
+pub struct PacedDeliver<T> {
+    /// The window.
+    window: DeliverWindow,
+    /// Due SENDMEs not sent, as their tags, oldest first.
+    held: VecDeque<T>,
+    /// Hold them (only honoured with congestion control).
+    hold: bool,
+    /// The hop runs congestion control (else a fixed window of 1000 is
+    /// the bound already and nothing is held).
+    cc: bool,
+}
+
+impl<T: Copy> PacedDeliver<T> {
+    /// Pacing over `window`; `cc`: the hop runs congestion control.
+    pub fn new(window: DeliverWindow, cc: bool) -> Self {
+        Self {
+            window,
+            held: VecDeque::new(),
+            hold: false,
+            cc,
+        }
+    }
+
+    /// A DATA cell carrying `tag` arrived: count it, and remember the tag
+    /// if a SENDME became due with it. Then take [`Self::next_sendme`].
+    pub fn on_data(&mut self, tag: T) -> Result<(), CcError> {
+        self.window.on_data_received()?;
+        let due = usize::try_from(self.window.due_increments()).unwrap_or(usize::MAX);
+        if due > self.held.len() {
+            self.held.push_back(tag);
+        }
+        Ok(())
+    }
+
+    /// The next SENDME to send now (its tag), if any; call until `None`.
+    pub fn next_sendme(&mut self) -> Option<T> {
+        let floor = self.window.increment().saturating_mul(2);
+        if self.hold && self.cc && self.window.window() > floor {
+            return None;
+        }
+        let tag = self.held.pop_front()?;
+        self.window.take_sendme().then_some(tag)
+    }
+
+    /// Hold SENDMEs back or not; after a release, [`Self::next_sendme`]
+    /// gives every held one.
+    pub fn set_hold(&mut self, hold: bool) {
+        self.hold = hold;
+    }
+
+    /// SENDMEs due and held.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Cells the peer may still send before our next SENDME.
+    pub fn window(&self) -> u32 {
+        self.window.window()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -651,7 +651,7 @@ impl ClientCircuit {
         let Some(h) = self.hop_mut(hop) else {
             return Ok(());
         };
-        h.hold_sendmes = hold;
+        h.deliver.set_hold(hold);
         if hold {
             return Ok(());
         }

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::cc::sendme::PacedDeliver;
 use crate::cc::{CcError, CcParams, CcPath, CircuitSender, DeliverWindow};
 use crate::crypto::{RelayCellBody, SendmeTag};
 use crate::ids::{HopNum, StreamId};
@@ -25,8 +26,9 @@ pub(crate) struct PlainCell {
 pub(crate) struct Hop {
     /// Sending DATA: Vegas or the fixed window, with expected SENDME tags.
     pub(crate) sender: CircuitSender,
-    /// Receiving DATA: when to send a circuit SENDME.
-    pub(crate) deliver: DeliverWindow,
+    /// Receiving DATA: when to send a circuit SENDME (held back while
+    /// the tunnel asks, [`PacedDeliver`]).
+    pub(crate) deliver: PacedDeliver<SendmeTag>,
     /// The negotiated `sendme_inc` if the hop accepted congestion control.
     pub(crate) cc_sendme_inc: Option<u8>,
     /// Cells for this hop waiting behind a closed congestion window, in
@@ -40,11 +42,6 @@ pub(crate) struct Hop {
     pub(crate) sendmes_sent: u64,
     /// Circuit SENDMEs this hop sent us.
     pub(crate) sendmes_received: u64,
-    /// Due circuit SENDMEs not sent yet, as the tags of the cells that
-    /// made them due, oldest first (only while `hold_sendmes`).
-    pub(crate) held_sendmes: VecDeque<SendmeTag>,
-    /// Hold SENDMEs back: the receiver's backpressure ([`Hop::next_sendme`]).
-    pub(crate) hold_sendmes: bool,
 }
 
 impl Hop {
@@ -60,51 +57,30 @@ impl Hop {
         };
         Hop {
             sender,
-            deliver,
+            deliver: PacedDeliver::new(deliver, cc_sendme_inc.is_some()),
             cc_sendme_inc,
             waiting: VecDeque::new(),
             data_sent: 0,
             data_received: 0,
             sendmes_sent: 0,
             sendmes_received: 0,
-            held_sendmes: VecDeque::new(),
-            hold_sendmes: false,
         }
     }
 
     /// A DATA cell arrived from this hop carrying `tag`: count it against
-    /// the deliver window and remember the tag if a SENDME became due with
-    /// it (tor-spec §7.3; proposal 289: a SENDME v1 carries the tag of the
-    /// cell that made it due).
+    /// the deliver window (tor-spec §7.3; proposal 289: a SENDME v1
+    /// carries the tag of the cell that made it due).
     pub(crate) fn on_data(&mut self, tag: &SendmeTag) -> Result<(), CcError> {
-        self.deliver.on_data_received()?;
+        self.deliver.on_data(*tag)?;
         self.data_received += 1;
-        let due = usize::try_from(self.deliver.due_increments()).unwrap_or(usize::MAX);
-        if due > self.held_sendmes.len() {
-            self.held_sendmes.push_back(*tag);
-        }
         Ok(())
     }
 
-    /// The next circuit SENDME to send now, oldest first. While SENDMEs are
-    /// held (a congestion-controlled hop only), none goes until the deliver
-    /// window falls to two increments: a sender whose congestion window is
-    /// larger than ours (1000 cells) must never be pushed into a violation
-    /// by our holding. Holding is how a receiver slows a sender without
-    /// breaking the protocol: with congestion control the sender stops at
-    /// its window of unacknowledged cells (proposal 324 §3).
+    /// The next circuit SENDME to send now ([`PacedDeliver::next_sendme`]).
     pub(crate) fn next_sendme(&mut self) -> Option<SendmeTag> {
-        let floor = self.deliver.increment().saturating_mul(2);
-        if self.hold_sendmes && self.cc_sendme_inc.is_some() && self.deliver.window() > floor {
-            return None;
-        }
-        let tag = self.held_sendmes.pop_front()?;
-        if self.deliver.take_sendme() {
-            self.sendmes_sent += 1;
-            Some(tag)
-        } else {
-            None
-        }
+        let tag = self.deliver.next_sendme()?;
+        self.sendmes_sent += 1;
+        Some(tag)
     }
 
     /// True if a cell on `stream` must queue behind cells already waiting,
@@ -131,7 +107,7 @@ impl Hop {
             data_received: self.data_received,
             sendmes_sent: self.sendmes_sent,
             sendmes_received: self.sendmes_received,
-            sendmes_held: self.held_sendmes.len(),
+            sendmes_held: self.deliver.held(),
         }
     }
 }

@@ -31,6 +31,7 @@ use tor_linkspec::LinkSpec;
 use tor_llcrypto::pk::ed25519::Ed25519Identity;
 use tor_llcrypto::pk::rsa::RsaIdentity;
 
+use crate::cc::sendme::PacedDeliver;
 use crate::cc::{CcParams, CcPath, CircuitSender, DeliverWindow, SendmeTag as CcTag};
 use crate::circuit::relay_cell;
 use crate::conflux::LegCc;
@@ -109,8 +110,9 @@ pub struct RelayCircuit {
     cc_params: CcParams,
     /// Negotiated `sendme_inc`.
     cc: Option<u8>,
-    /// The client's DATA to us: when to send a SENDME.
-    deliver: DeliverWindow,
+    /// The client's DATA to us: when to send a SENDME (held back while a
+    /// Conflux set asks, [`Self::set_sendme_hold`]).
+    deliver: PacedDeliver<SendmeTag>,
     /// Our DATA to the client: the window.
     sender: CircuitSender,
     /// RELAY_EARLY cells received.
@@ -163,7 +165,7 @@ impl RelayCircuit {
             rng: StdRng::from_rng(rng),
             cc_params,
             cc: answered.cc,
-            deliver,
+            deliver: PacedDeliver::new(deliver, answered.cc.is_some()),
             sender,
             early_seen: 0,
             next: Next::None,
@@ -331,13 +333,34 @@ impl RelayCircuit {
 
     /// A DATA cell for us: count it, and send a circuit SENDME v1 with its
     /// tag when one is due (tor-spec §7.3, proposal 289; every
-    /// `sendme_inc` with congestion control, proposal 324).
+    /// `sendme_inc` with congestion control, proposal 324), unless they
+    /// are held ([`Self::set_sendme_hold`]).
     fn on_data(&mut self, tag: &SendmeTag, now: Instant) -> Result<(), RelayCircError> {
         self.deliver
-            .on_data_received()
+            .on_data(*tag)
             .map_err(RelayCircError::FlowControl)?;
         self.data_received += 1;
-        if self.deliver.take_sendme() {
+        self.send_due_sendmes(now)
+    }
+
+    /// Hold back (or release) our circuit SENDMEs to the client: a Conflux
+    /// exit set whose upload reorder queue fills holds the legs ahead of
+    /// the gap ([`crate::conflux::ConfluxSet::sendme_hold`]), so the
+    /// client's congestion window stops them ([`PacedDeliver`]). Releasing
+    /// sends every held SENDME in order; a failure closes the circuit.
+    pub fn set_sendme_hold(&mut self, hold: bool, now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.deliver.set_hold(hold);
+        if let Err(e) = self.send_due_sendmes(now) {
+            self.fail(&e);
+        }
+    }
+
+    /// Send the SENDMEs [`PacedDeliver::next_sendme`] lets go now.
+    fn send_due_sendmes(&mut self, now: Instant) -> Result<(), RelayCircError> {
+        while let Some(tag) = self.deliver.next_sendme() {
             let msg = Sendme::from(CcTag::from(*tag.as_bytes()));
             self.originate(None, msg.into(), now)?;
         }

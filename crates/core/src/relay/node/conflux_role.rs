@@ -483,6 +483,13 @@ impl RelayNode {
                 }
             }
         } else {
+            // Upload backpressure: the legs ahead of a gap in the reorder
+            // queue hold their SENDMEs (ConfluxSet::sendme_hold).
+            for (&leg, c) in &es.legs {
+                if let Some(nc) = self.circuits.get_mut(c) {
+                    nc.circ.set_sendme_hold(es.set.sendme_hold(leg), now);
+                }
+            }
             self.pump_set(set, now);
         }
         let Some(es) = self.sets.get_mut(&set) else {
