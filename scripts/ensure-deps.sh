@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # Installs what Braid's tests and demo need on Debian when it is missing:
-# Debian's tor package (0.4.9 or newer). Checks for a Rust toolchain.
+# Debian's tor package (0.4.9 or newer), and curl (the proxy's integration
+# test downloads through it). Checks for a Rust toolchain.
 set -euo pipefail
 
-need_tor=0
+packages=()
 if ! command -v tor >/dev/null 2>&1 || ! command -v tor-gencert >/dev/null 2>&1; then
-    need_tor=1
+    packages+=(tor)
 fi
-if [ "$need_tor" = 1 ]; then
-    echo "braid: installing Debian's tor package" >&2
+if ! command -v curl >/dev/null 2>&1; then
+    packages+=(curl)
+fi
+if [ "${#packages[@]}" -gt 0 ]; then
+    echo "braid: installing Debian's ${packages[*]}" >&2
     SUDO=""
     if [ "$(id -u)" != 0 ]; then
         if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-            echo "braid: tor is missing and this is not root; run: apt-get install tor" >&2
+            echo "braid: ${packages[*]} missing and this is not root; run: apt-get install ${packages[*]}" >&2
             exit 1
         fi
     fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq tor >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 version=$(tor --version | head -1 | sed -E 's/^Tor version ([0-9.]+).*/\1/; s/\.$//')
 case "$version" in

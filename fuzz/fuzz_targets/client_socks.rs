@@ -1,10 +1,11 @@
-//! The SOCKS5 front end's handshake (`braid_client::socks::proto`): the
-//! client's bytes in arbitrary chunks.
+//! The SOCKS front end's handshake (`braid_client::socks::proto`, SOCKS5
+//! and SOCKS4a): the client's bytes in arbitrary chunks.
 //!
 //! Invariants: no panic; a finished request is returned once and the
 //! handshake then refuses input; after an error the handshake stays
 //! failed; the bytes we send are whole replies the client could parse
-//! (method choice, auth status, or a 10-byte SOCKS5 reply).
+//! (method choice, auth status, or a 10-byte SOCKS5 reply; for SOCKS4,
+//! only the 8-byte "rejected").
 #![no_main]
 
 use braid_client::socks::proto::{SocksHandshake, SocksTarget};
@@ -48,6 +49,11 @@ fuzz_target!(|input: (Vec<u8>, &[u8])| {
         if rest.is_empty() {
             break;
         }
+    }
+    if sent.first() == Some(&0) {
+        // SOCKS4: nothing is sent during the handshake but a refusal.
+        assert_eq!(sent, [0, 0x5B, 0, 0, 0, 0, 0, 0], "SOCKS4 reply {sent:?}");
+        return;
     }
     // What we sent parses as the client would read it: a method choice,
     // then maybe an auth status, then maybe a reply (VER 5, REP, RSV 0,

@@ -25,7 +25,8 @@ pub(crate) enum Command {
     /// Bootstrap the directory (verified consensus, certificates,
     /// microdescriptors) and print a summary with three sample paths.
     Dir(DirArgs),
-    /// A SOCKS5 proxy on Braid's own client (public network by default).
+    /// A SOCKS5/SOCKS4a proxy, and optionally an HTTP CONNECT proxy, on
+    /// Braid's own client (public network by default).
     Proxy(ProxyArgs),
     /// Per-tunnel and per-leg figures of a running `braid proxy --metrics`.
     Status(StatusArgs),
@@ -241,9 +242,21 @@ pub(crate) struct ProxyArgs {
     /// public Tor network.
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
-    /// Where to listen for SOCKS5 clients.
+    /// Where to listen for SOCKS5 and SOCKS4a clients.
     #[arg(long, default_value = "127.0.0.1:9150")]
     pub(crate) socks: std::net::SocketAddr,
+    /// Also listen for HTTP CONNECT clients here (C-tor's HTTPTunnelPort).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http_connect: Option<std::net::SocketAddr>,
+    /// Send tor's extended SOCKS5 error codes (prop 304, C-tor's
+    /// `ExtendedErrors` SocksPort flag) to applications that know them.
+    #[arg(long)]
+    pub(crate) extended_errors: bool,
+    /// Log the hosts and addresses applications connect to, and the
+    /// applications' addresses (scrubbed by default, as C-tor's
+    /// SafeLogging).
+    #[arg(long)]
+    pub(crate) unsafe_logging: bool,
     /// Give up bootstrapping after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub(crate) timeout: u64,

@@ -1,9 +1,11 @@
-//! `braid proxy`: a SOCKS5 proxy on Braid's own client.
+//! `braid proxy`: a SOCKS5 and SOCKS4a proxy, and optionally an HTTP
+//! CONNECT proxy, on Braid's own client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use braid_client::http_connect::HttpConnectServer;
 use braid_client::socks::SocksServer;
 use braid_client::{ClientConfig, ClientError, TorClient};
 use braid_dir::DirEvent;
@@ -27,6 +29,7 @@ pub(crate) enum ProxyError {
 
 pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     let started = Instant::now();
+    braid_client::safelog::set_unsafe_logging(args.unsafe_logging);
     let mut config = match &args.config {
         Some(path) => ClientConfig::load(path).map_err(ClientError::from)?,
         None => ClientConfig::public(),
@@ -46,13 +49,23 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
     if !args.exit_nodes.is_empty() {
         config.nodes.exit.clone_from(&args.exit_nodes);
     }
-    // Listen first, so a busy port fails at once.
+    // Listen first, so a busy port fails at once. A listener beyond
+    // loopback is warned about in the log.
     let server = SocksServer::bind(args.socks)
         .await
         .map_err(|source| ProxyError::Listen {
             addr: args.socks,
             source,
-        })?;
+        })?
+        .extended_errors(args.extended_errors);
+    let http = match args.http_connect {
+        Some(addr) => Some(
+            HttpConnectServer::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
     let metrics_addr = args.metrics.or(config.metrics);
     let metrics = match metrics_addr {
         // The figures name relays and show traffic: never beyond this host.
@@ -86,18 +99,43 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
             std::future::pending(),
         ));
     }
+    let client = Arc::new(client);
+    // One signal stops every listener.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let http_task = match (http, args.http_connect) {
+        (Some(http), Some(addr)) => {
+            say(&format!("HTTP CONNECT proxy on {addr}"));
+            Some(tokio::spawn(http.serve(client.clone(), stopped())))
+        }
+        _ => None,
+    };
     say(&format!(
-        "SOCKS5 proxy on {} (ready in {:.2} s)",
+        "SOCKS5 proxy on {} (SOCKS4a too; ready in {:.2} s)",
         args.socks,
         started.elapsed().as_secs_f64()
     ));
-    server
-        .serve(Arc::new(client), shutdown_signal())
+    let socks_task = tokio::spawn(server.serve(client, stopped()));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let listen_error =
+        |addr: SocketAddr| move |source: std::io::Error| ProxyError::Listen { addr, source };
+    socks_task
         .await
-        .map_err(|source| ProxyError::Listen {
-            addr: args.socks,
-            source,
-        })?;
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(listen_error(args.socks))?;
+    if let (Some(task), Some(addr)) = (http_task, args.http_connect) {
+        task.await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(listen_error(addr))?;
+    }
     // Let the tunnel tasks send END for the streams that were cut.
     tokio::time::sleep(Duration::from_millis(300)).await;
     say("stopped");

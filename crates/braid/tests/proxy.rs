@@ -1,6 +1,9 @@
 //! `braid proxy` against a private network of real C-tor relays on
 //! 127.0.0.1: downloads checked by SHA-256, concurrent streams, a refused
-//! port, a middle relay killed under a live stream, and a clean SIGTERM.
+//! port, curl through SOCKS4, SOCKS4a and HTTP CONNECT (byte-identical),
+//! `.onion` and `.exit` refused in milliseconds with no circuit, a reverse
+//! lookup at an exit, a middle relay killed under a live stream, and a
+//! clean SIGTERM.
 //! One network serves every check; it is stopped by pid at the end (and by
 //! the handle's Drop if a check fails).
 
@@ -43,12 +46,14 @@ impl Drop for Proxy {
     }
 }
 
-/// Start `braid proxy` and wait for its "SOCKS5 proxy on" line.
-fn start_proxy(toml: &Path, socks: SocketAddr) -> (Proxy, Vec<String>) {
+/// Start `braid proxy` (with an HTTP CONNECT listener on `http`) and wait
+/// for its "SOCKS5 proxy on" line.
+fn start_proxy(toml: &Path, socks: SocketAddr, http: SocketAddr) -> (Proxy, Vec<String>) {
     let mut child = Command::new(BRAID)
         .args(["-v", "proxy", "--config"])
         .arg(toml)
         .args(["--socks", &socks.to_string()])
+        .args(["--http-connect", &http.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -105,10 +110,11 @@ async fn braid_proxy_carries_streams_through_c_tor_relays() {
     let toml = dir.join("network.toml");
     let files = manifest.fileserver.address;
     let socks_addr: SocketAddr = format!("127.0.0.1:{}", BASE + 500).parse().unwrap();
+    let http_addr: SocketAddr = format!("127.0.0.1:{}", BASE + 501).parse().unwrap();
 
     // 1. The CLI proxy: ready, with preemptive circuits.
     let started = Instant::now();
-    let (mut proxy, lines) = start_proxy(&toml, socks_addr);
+    let (mut proxy, lines) = start_proxy(&toml, socks_addr, http_addr);
     println!(
         "braid proxy ready in {:.2} s",
         started.elapsed().as_secs_f64()
@@ -170,6 +176,10 @@ async fn braid_proxy_carries_streams_through_c_tor_relays() {
     println!("refused port: {err} after {} ms", took.as_millis());
     assert!(err.to_string().contains("failed: general failure"), "{err}");
     assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // 4b. curl through SOCKS4a, SOCKS4 and HTTP CONNECT; names refused.
+    curl_downloads(files, socks_addr, http_addr, closed).await;
+    names_refused_at_once(socks_addr).await;
 
     // 5. SIGTERM: the proxy stops cleanly.
     stop_pid(proxy.0.id(), "-TERM");
@@ -270,6 +280,171 @@ async fn middle_killed_mid_stream(dir: &Path, manifest: &Manifest, toml: &Path) 
     .await
     .unwrap();
     println!("new stream after the kill: {:.2} MB/s", d.mb_per_s());
+
+    no_circuit_for_refused_names(&client, socks_addr).await;
     let _ = stop_tx.send(());
     serving.await.unwrap().unwrap();
+}
+
+/// `curl` with `args`, its output checked against the file server's
+/// `size` bytes for `seed`; how long it took.
+async fn curl_file(args: &[&str], files: SocketAddr, size: u64, seed: u64) -> Duration {
+    let url = format!(
+        "http://{files}{}",
+        braid_testnet::fileserver::file_path(size, seed)
+    );
+    let t = Instant::now();
+    let out = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "--max-time", "60"])
+        .args(args)
+        .arg(&url)
+        .output()
+        .await
+        .expect("curl (scripts/ensure-deps.sh installs it)");
+    let took = t.elapsed();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut want = vec![0u8; usize::try_from(size).unwrap()];
+    braid_testnet::fileserver::fill(seed, 0, &mut want);
+    assert_eq!(out.stdout.len(), want.len(), "curl {args:?}: length");
+    assert!(out.stdout == want, "curl {args:?}: the bytes differ");
+    took
+}
+
+/// curl fails with `args`; its stderr.
+async fn curl_fails(args: &[&str], url: &str) -> String {
+    let out = tokio::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "30"])
+        .args(args)
+        .arg(url)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "curl {args:?} {url} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Downloads through curl's SOCKS4a, SOCKS4 and HTTP CONNECT (`-p -x`)
+/// clients, byte-identical; C-tor's answers to a refused CONNECT and to a
+/// plain HTTP proxy request.
+async fn curl_downloads(
+    files: SocketAddr,
+    socks: SocketAddr,
+    http: SocketAddr,
+    closed: SocketAddr,
+) {
+    let size = 5_000_000;
+    let socks = socks.to_string();
+    let proxy = format!("http://{http}");
+    for (name, args, seed) in [
+        ("SOCKS4a", vec!["--socks4a", socks.as_str()], 21),
+        ("SOCKS4", vec!["--socks4", socks.as_str()], 22),
+        ("HTTP CONNECT", vec!["-p", "-x", proxy.as_str()], 23),
+        (
+            "HTTP CONNECT with credentials",
+            vec!["-p", "-x", proxy.as_str(), "-U", "alice:secret"],
+            24,
+        ),
+    ] {
+        let took = curl_file(&args, files, size, seed).await;
+        println!(
+            "curl {name}: 5 MB byte-identical in {} ms",
+            took.as_millis()
+        );
+    }
+    // CONNECT to a port nothing listens on: the exit's END (MISC from a
+    // C-tor exit, see above) is a 502.
+    let err = curl_fails(&["-p", "-x", &proxy], &format!("http://{closed}/")).await;
+    println!("curl HTTP CONNECT to a closed port: {}", err.trim());
+    assert!(err.contains("502"), "{err}");
+    // A plain HTTP proxy request is not CONNECT: 405.
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "--silent",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(["-x", &proxy])
+        .arg(format!("http://{files}/"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "405");
+}
+
+/// The Tor Project's onion address.
+const ONION: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+
+/// A SOCKS5 request (`cmd`) for `host` with username/password `user`/x;
+/// the reply's code and how long the answer took.
+async fn socks5_code(socks: SocketAddr, cmd: u8, host: &str, user: &str) -> (u8, Duration) {
+    let t = Instant::now();
+    let mut c = tokio::net::TcpStream::connect(socks).await.unwrap();
+    let mut m = vec![5, 1, 2, 1, u8::try_from(user.len()).unwrap()];
+    m.extend_from_slice(user.as_bytes());
+    m.extend_from_slice(&[1, b'x']);
+    m.extend_from_slice(&[5, cmd, 0, 3, u8::try_from(host.len()).unwrap()]);
+    m.extend_from_slice(host.as_bytes());
+    m.extend_from_slice(&443u16.to_be_bytes());
+    c.write_all(&m).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut reply))
+        .await
+        .expect("no answer")
+        .unwrap();
+    // Method choice, auth status, then VER REP.
+    assert_eq!(reply[..5], [5, 2, 1, 0, 5], "{reply:?}");
+    (reply[5], t.elapsed())
+}
+
+/// `.onion` and `.exit` names are answered in milliseconds by the CLI
+/// proxy: "host unreachable" and "general failure", as C-tor answers.
+async fn names_refused_at_once(socks: SocketAddr) {
+    for (host, code) in [
+        (ONION.to_owned(), 4),
+        (format!("www.{ONION}"), 4),
+        ("bad.onion".to_owned(), 1),
+        ("www.example.com.exitrelay.exit".to_owned(), 1),
+    ] {
+        let (got, took) = socks5_code(socks, 1, &host, "names").await;
+        println!("{host}: reply {got} after {} us", took.as_micros());
+        assert_eq!(got, code, "{host}");
+        assert!(took < Duration::from_millis(100), "{host}: {took:?}");
+    }
+}
+
+/// In-process: a refused `.onion` name takes no tunnel for its isolation
+/// key (no circuit was asked for, so no BEGIN reached any exit), while a
+/// reverse lookup does go to an exit: C-tor exits refuse reverse lookups
+/// of internal addresses, so 127.0.0.1 gets "host unreachable" from it.
+async fn no_circuit_for_refused_names(client: &TorClient, socks: SocketAddr) {
+    let key = |user: &str| IsolationKey {
+        username: user.as_bytes().to_vec(),
+        password: b"x".to_vec(),
+    };
+    let (code, took) = socks5_code(socks, 1, ONION, "onion").await;
+    assert_eq!(code, 4);
+    assert!(took < Duration::from_millis(100), "{took:?}");
+    let (code, _) = socks5_code(socks, 0xf0, ONION, "onion").await;
+    assert_eq!(code, 4);
+    assert!(
+        client.tunnels_for(&key("onion")).is_empty(),
+        "a tunnel for .onion"
+    );
+
+    let (code, took) = socks5_code(socks, 0xf1, "127.0.0.1", "ptr").await;
+    println!(
+        "RESOLVE_PTR 127.0.0.1: reply {code} after {} ms",
+        took.as_millis()
+    );
+    assert_eq!(code, 4, "the exit's refusal");
+    assert_eq!(client.tunnels_for(&key("ptr")).len(), 1, "asked at an exit");
 }

@@ -29,8 +29,10 @@ use crate::dir_driver::DirDriver;
 use crate::error::ClientError;
 use crate::hops::hop_target;
 use crate::keyed_lock::KeyedLock;
+use crate::names;
 use crate::pool::{IsolationPool, MAX_POOL_KEYS};
-use crate::socks::{Connector, IsolationKey, SocksRequest, SocksTarget};
+use crate::safelog::sensitive;
+use crate::socks::{Connector, IsolationKey, SocksCommand, SocksRequest, SocksTarget};
 use crate::tunnel::{
     BeginError, LegFuture, LegPlan, LegSource, TorStream, TunnelError, TunnelHandle, TunnelInfo,
     WeakTunnel, build_conflux_tunnel, build_tunnel,
@@ -604,12 +606,17 @@ impl TorClient {
         Ok(t)
     }
 
-    /// Open a stream to `target` for isolation key `key`.
+    /// Open a stream to `target` for isolation key `key`. A name that must
+    /// not reach an exit (`.onion`, `.exit`, not a DNS name) fails at once
+    /// ([`crate::names`]).
     pub async fn connect(
         &self,
         target: Target,
         key: &IsolationKey,
     ) -> Result<TorStream, BeginError> {
+        if let Host::Hostname(h) = &target.host {
+            check_name(h)?;
+        }
         let mut last = None;
         for _ in 0..BEGIN_ATTEMPTS {
             let tunnel = match self.tunnel_for(key, target.port).await {
@@ -689,6 +696,15 @@ fn path_names(path: &Path<'_>) -> Vec<String> {
     path.hops().iter().map(|r| r.nickname.clone()).collect()
 }
 
+/// [`names::check_hostname`] as a stream error.
+fn check_name(host: &str) -> Result<(), BeginError> {
+    names::check_hostname(host).map_err(|why| BeginError {
+        reply: why.socks5_reply(),
+        reason: why.to_string(),
+        circuit_failed: false,
+    })
+}
+
 fn to_target(t: &SocksTarget) -> Target {
     match t {
         SocksTarget::Hostname(h, p) => Target {
@@ -709,24 +725,35 @@ impl Connector for TorClient {
         TorClient::connect(self, to_target(&request.target), &request.isolation)
             .await
             .map_err(|e| {
-                tracing::info!("SOCKS request for {}: {e}", request.target);
+                tracing::info!("request for {}: {e}", sensitive(&request.target));
                 e.reply
             })
     }
 
+    /// A RESOLVE of a hostname answers its first address; a RESOLVE_PTR of
+    /// an address its first name (tor-spec §6.4).
     async fn resolve(&self, request: &SocksRequest) -> Result<SocksTarget, Socks5Reply> {
-        let SocksTarget::Hostname(host, _) = &request.target else {
-            return Err(Socks5Reply::CommandNotSupported);
-        };
+        let reverse = request.command == SocksCommand::ResolvePtr;
+        if let (false, SocksTarget::Hostname(host, _)) = (reverse, &request.target) {
+            check_name(host).map_err(|e| e.reply)?;
+        }
         let tunnel = self
             .tunnel_for(&request.isolation, 80)
             .await
             .map_err(|_| Socks5Reply::GeneralFailure)?;
-        let answers = tunnel.resolve(host).await.map_err(|e| e.reply)?;
+        let answers = match (&request.target, reverse) {
+            (SocksTarget::Hostname(host, _), false) => tunnel.resolve(host).await,
+            (SocksTarget::Ip(addr, _), true) => tunnel.resolve_reverse(*addr).await,
+            _ => return Err(Socks5Reply::AddressTypeNotSupported),
+        }
+        .map_err(|e| e.reply)?;
         answers
             .into_iter()
             .find_map(|a| match a {
-                ResolvedAnswer::Ip { addr, .. } => Some(SocksTarget::Ip(addr, 0)),
+                ResolvedAnswer::Ip { addr, .. } if !reverse => Some(SocksTarget::Ip(addr, 0)),
+                ResolvedAnswer::Hostname { name, .. } if reverse => {
+                    Some(SocksTarget::Hostname(name, 0))
+                }
                 _ => None,
             })
             .ok_or(Socks5Reply::HostUnreachable)

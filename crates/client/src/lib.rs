@@ -13,7 +13,15 @@
 //! - [`dir_cache`]: the on-disk directory cache (atomic writes, corrupt files
 //!   set aside).
 //! - [`dir_driver`]: runs `braid_dir::DirBootstrap` over HTTP and the cache.
-//! - [`socks`]: the SOCKS5 front end (sans-IO handshake, tokio listener).
+//! - [`socks`]: the SOCKS5 and SOCKS4a front end (sans-IO handshake, tokio
+//!   listener).
+//! - [`http_connect`]: the HTTP CONNECT front end (sans-IO parser, tokio
+//!   listener).
+//! - [`names`]: which requests go to an exit and which are refused or
+//!   answered here (`.onion`, `.exit`, bad hostnames), sans IO.
+//! - [`listener`]: what the two front ends share (accept loop, loopback
+//!   warning, byte relay).
+//! - [`safelog`]: destinations scrubbed from the log unless asked.
 //! - [`keyed_lock`]: one async lock per key (a relay, an isolation key),
 //!   so work on different keys runs in parallel.
 //! - [`pool`]: the tunnels kept per isolation key, least recently used
@@ -36,11 +44,15 @@ pub mod dir_driver;
 pub mod error;
 pub mod hops;
 pub mod http;
+pub mod http_connect;
 pub mod keyed_lock;
+pub mod listener;
 pub mod metrics;
+pub mod names;
 pub mod pipe;
 pub mod pool;
 pub mod report;
+pub mod safelog;
 pub mod socks;
 pub mod tunnel;
 

@@ -1,5 +1,6 @@
 //! Tests of [`TorClient`] that need no network: guard confirmation by
-//! Conflux legs, parallel channel connects.
+//! Conflux legs, parallel channel connects, names refused before any
+//! circuit.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
@@ -117,5 +118,46 @@ fn entry_nodes_guards_are_not_confirmed() {
     );
     LegSource::leg_built(&client, &[id(1), id(200), id(201)]);
     assert!(client.inner.guards.lock().unwrap().confirmed().is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn onion_and_exit_names_fail_before_any_circuit() {
+    let (client, dir) = client("onion", 3);
+    let key = IsolationKey::default();
+    let target = |h: &str| Target {
+        host: Host::Hostname(h.into()),
+        port: 443,
+    };
+    let onion = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+    let t = std::time::Instant::now();
+    let err = client.connect(target(onion), &key).await.unwrap_err();
+    assert_eq!(err.reply, Socks5Reply::HostUnreachable);
+    assert!(!err.circuit_failed);
+    assert!(err.reason.contains("onion"), "{}", err.reason);
+    let err = client
+        .connect(target("a.relay.exit"), &key)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reply, Socks5Reply::GeneralFailure);
+    assert!(err.reason.contains(".exit"), "{}", err.reason);
+    assert!(t.elapsed() < Duration::from_millis(100));
+    // Through the SOCKS connector too, for RESOLVE.
+    let request = SocksRequest {
+        command: SocksCommand::Resolve,
+        target: SocksTarget::Hostname(onion.into(), 0),
+        isolation: key.clone(),
+    };
+    let reply = Connector::resolve(&client, &request).await.unwrap_err();
+    assert_eq!(reply, Socks5Reply::HostUnreachable);
+    // An ordinary name goes for a circuit, which fails here: this client
+    // has no directory.
+    let err = client
+        .connect(target("example.com"), &key)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reply, Socks5Reply::GeneralFailure);
+    assert!(err.reason.contains("no directory"), "{}", err.reason);
+    assert!(client.tunnels().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }

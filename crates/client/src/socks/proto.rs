@@ -1,24 +1,28 @@
-//! The SOCKS5 handshake, sans IO.
+//! The SOCKS handshake, sans IO: SOCKS5 and SOCKS4(a) on one port, told
+//! apart by the first byte, as on C-tor's SocksPort.
 //!
-//! A client greets with the methods it offers; we pick username/password
-//! when offered (its credentials become the stream-isolation key, as tor's
-//! `IsolateSOCKSAuth` does), else no authentication. Then comes one request:
-//! CONNECT, or tor's RESOLVE (0xF0) and RESOLVE_PTR (0xF1). The caller
-//! answers with [`SocksReply`].
+//! SOCKS5: a client greets with the methods it offers; we pick
+//! username/password when offered (its credentials become the
+//! stream-isolation key, as tor's `IsolateSOCKSAuth` does), else no
+//! authentication. Then comes one request: CONNECT, or tor's RESOLVE (0xF0)
+//! and RESOLVE_PTR (0xF1). SOCKS4 sends its request at once (`super::v4`).
+//! The caller answers with [`super::reply::encode_reply`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub use braid_core::stream::Socks5Reply as SocksReply;
 use thiserror::Error;
+
+use super::reply::{SocksReply, encode_reply};
+use super::v4;
 
 /// A malformed or unsupported handshake. The connection is closed after the
 /// reply, if one is due, is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum SocksError {
-    /// Not SOCKS version 5 (a SOCKS4 or HTTP client, say).
-    #[error("not a SOCKS5 client (first byte {0:#04x})")]
+    /// Neither SOCKS4 nor SOCKS5 (an HTTP client, say).
+    #[error("not a SOCKS client (first byte {0:#04x})")]
     Version(u8),
     /// The client offered no method we accept.
     #[error("the client offers neither no-auth nor username/password")]
@@ -26,9 +30,16 @@ pub enum SocksError {
     /// A username/password sub-negotiation of another version.
     #[error("bad username/password sub-negotiation version {0}")]
     AuthVersion(u8),
-    /// A command we do not support (BIND, UDP ASSOCIATE).
+    /// A command we do not support (BIND, UDP ASSOCIATE; anything but
+    /// CONNECT over SOCKS4).
     #[error("unsupported SOCKS command {0:#04x}")]
     Command(u8),
+    /// A SOCKS4 request for port 0 or address 0.0.0.0.
+    #[error("SOCKS4 request with port or address zero")]
+    Socks4Zero,
+    /// A SOCKS4 user id or hostname longer than 255 bytes.
+    #[error("SOCKS4 user id or hostname longer than 255 bytes")]
+    FieldTooLong,
     /// An address type we do not know.
     #[error("unsupported address type {0:#04x}")]
     AddressType(u8),
@@ -44,6 +55,15 @@ pub enum SocksError {
     /// The handshake was used after it finished or failed.
     #[error("handshake already finished")]
     Finished,
+}
+
+/// The protocol a client speaks (the reply is in the same one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocksVersion {
+    /// SOCKS4 or SOCKS4a.
+    V4,
+    /// SOCKS5.
+    V5,
 }
 
 /// What the client asks for.
@@ -86,7 +106,10 @@ impl fmt::Display for SocksTarget {
 }
 
 /// Streams with different keys never share a circuit. The key is the SOCKS
-/// username and password (empty without authentication).
+/// username and password (empty without authentication; SOCKS4's user id
+/// is a username without password; HTTP CONNECT's `Proxy-Authorization`
+/// and `X-Tor-Stream-Isolation` headers are username and password, as in
+/// C-tor).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IsolationKey {
     /// Username bytes.
@@ -106,43 +129,10 @@ pub struct SocksRequest {
     pub isolation: IsolationKey,
 }
 
-/// The reply message for `code` with a bound address (all zeros when there
-/// is none to tell): VER, REP, RSV, ATYP, BND.ADDR, BND.PORT (RFC 1928 §6).
-pub fn encode_reply(code: SocksReply, bound: Option<SocksTarget>) -> Vec<u8> {
-    let mut out = vec![5, code.code(), 0];
-    push_addr(
-        &mut out,
-        &bound.unwrap_or(SocksTarget::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)),
-    );
-    out
-}
-
-fn push_addr(out: &mut Vec<u8>, target: &SocksTarget) {
-    match target {
-        SocksTarget::Ip(IpAddr::V4(a), p) => {
-            out.push(1);
-            out.extend_from_slice(&a.octets());
-            out.extend_from_slice(&p.to_be_bytes());
-        }
-        SocksTarget::Ip(IpAddr::V6(a), p) => {
-            out.push(4);
-            out.extend_from_slice(&a.octets());
-            out.extend_from_slice(&p.to_be_bytes());
-        }
-        SocksTarget::Hostname(h, p) => {
-            let bytes = h.as_bytes();
-            let len = bytes.len().min(255);
-            out.push(3);
-            out.push(len as u8);
-            out.extend_from_slice(bytes.get(..len).unwrap_or_default());
-            out.extend_from_slice(&p.to_be_bytes());
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Greeting,
+    Socks4,
     Auth,
     Request,
     Done,
@@ -153,6 +143,7 @@ enum State {
 #[derive(Debug)]
 pub struct SocksHandshake {
     state: State,
+    version: Option<SocksVersion>,
     buf: Vec<u8>,
     out: Vec<u8>,
     isolation: IsolationKey,
@@ -165,15 +156,17 @@ impl Default for SocksHandshake {
     }
 }
 
-/// The longest message of the handshake: a request with a 255-byte
-/// hostname, or an authentication with 255-byte name and password.
-const MAX_MESSAGE: usize = 513;
+/// The longest message of the handshake: a SOCKS4a request with a 255-byte
+/// user id and hostname (a SOCKS5 request or authentication is at most
+/// 513 bytes).
+const MAX_MESSAGE: usize = v4::MAX_REQUEST;
 
 impl SocksHandshake {
     /// A handshake waiting for the client's greeting.
     pub fn new() -> Self {
         Self {
             state: State::Greeting,
+            version: None,
             buf: Vec::new(),
             out: Vec::new(),
             isolation: IsolationKey::default(),
@@ -197,6 +190,7 @@ impl SocksHandshake {
             let before = self.state;
             let step = match self.state {
                 State::Greeting => self.greeting(),
+                State::Socks4 => self.socks4(),
                 State::Auth => self.auth(),
                 State::Request => self.request(),
                 State::Done | State::Failed => Ok(()),
@@ -224,6 +218,12 @@ impl SocksHandshake {
         }
     }
 
+    /// The client's protocol, once its first byte is known to be SOCKS4
+    /// or SOCKS5: replies are in the same one.
+    pub fn version(&self) -> Option<SocksVersion> {
+        self.version
+    }
+
     /// Bytes to send to the client.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         if self.out.is_empty() {
@@ -238,17 +238,19 @@ impl SocksHandshake {
     }
 
     fn greeting(&mut self) -> Result<(), SocksError> {
-        let (Some(&ver), Some(&n)) = (self.buf.first(), self.buf.get(1)) else {
-            if let Some(&ver) = self.buf.first()
-                && ver != 5
-            {
-                return Err(SocksError::Version(ver));
+        match self.buf.first() {
+            None => return Ok(()),
+            Some(4) => {
+                self.version = Some(SocksVersion::V4);
+                self.state = State::Socks4;
+                return Ok(());
             }
+            Some(5) => self.version = Some(SocksVersion::V5),
+            Some(&ver) => return Err(SocksError::Version(ver)),
+        }
+        let Some(&n) = self.buf.get(1) else {
             return Ok(());
         };
-        if ver != 5 {
-            return Err(SocksError::Version(ver));
-        }
         let Some(methods) = self.buf.get(2..2 + usize::from(n)) else {
             return Ok(());
         };
@@ -271,6 +273,27 @@ impl SocksHandshake {
                 Err(SocksError::NoAcceptableMethod)
             }
         }
+    }
+
+    /// A SOCKS4 or SOCKS4a request; a refusal is answered "rejected".
+    fn socks4(&mut self) -> Result<(), SocksError> {
+        match v4::parse(&self.buf) {
+            Ok(None) => Ok(()),
+            Ok(Some((request, n))) => {
+                self.consume(n);
+                self.request = Some(request);
+                self.state = State::Done;
+                Ok(())
+            }
+            Err(e) => {
+                self.reply_error(SocksVersion::V4, SocksReply::GeneralFailure);
+                Err(e)
+            }
+        }
+    }
+
+    fn reply_error(&mut self, version: SocksVersion, reply: SocksReply) {
+        self.out.extend(encode_reply(version, reply.code(), None));
     }
 
     /// RFC 1929: VER=1, ULEN, UNAME, PLEN, PASSWD.
@@ -329,14 +352,12 @@ impl SocksHandshake {
             0xf0 => SocksCommand::Resolve,
             0xf1 => SocksCommand::ResolvePtr,
             other => {
-                self.out
-                    .extend(encode_reply(SocksReply::CommandNotSupported, None));
+                self.reply_error(SocksVersion::V5, SocksReply::CommandNotSupported);
                 return Err(SocksError::Command(other));
             }
         };
         if rsv != 0 {
-            self.out
-                .extend(encode_reply(SocksReply::GeneralFailure, None));
+            self.reply_error(SocksVersion::V5, SocksReply::GeneralFailure);
             return Err(SocksError::Reserved);
         }
         let (addr_len, start) = match atyp {
@@ -347,8 +368,7 @@ impl SocksHandshake {
                 None => return Ok(()),
             },
             other => {
-                self.out
-                    .extend(encode_reply(SocksReply::AddressTypeNotSupported, None));
+                self.reply_error(SocksVersion::V5, SocksReply::AddressTypeNotSupported);
                 return Err(SocksError::AddressType(other));
             }
         };
@@ -376,12 +396,12 @@ impl SocksHandshake {
                 let host = std::str::from_utf8(addr)
                     .ok()
                     .filter(|h| !h.is_empty() && !h.contains('\0'))
-                    .ok_or_else(|| {
-                        self.out
-                            .extend(encode_reply(SocksReply::GeneralFailure, None));
-                        SocksError::Hostname
-                    })?;
-                SocksTarget::Hostname(host.to_owned(), port)
+                    .map(str::to_owned);
+                let Some(host) = host else {
+                    self.reply_error(SocksVersion::V5, SocksReply::GeneralFailure);
+                    return Err(SocksError::Hostname);
+                };
+                SocksTarget::Hostname(host, port)
             }
         };
         self.consume(end + 2);
@@ -451,8 +471,8 @@ mod tests {
 
     #[test]
     fn refusals_have_replies() {
-        let (r, out) = run(&[4, 1, 0, 80]);
-        assert_eq!(r.unwrap_err(), SocksError::Version(4));
+        let (r, out) = run(b"GET / HTTP/1.0\r\n");
+        assert_eq!(r.unwrap_err(), SocksError::Version(b'G'));
         assert!(out.is_empty());
         let (r, out) = run(&[5, 1, 0x80]);
         assert_eq!(r.unwrap_err(), SocksError::NoAcceptableMethod);
@@ -468,17 +488,93 @@ mod tests {
         assert_eq!(r.unwrap_err(), SocksError::EarlyData);
     }
 
+    /// VN 4, CD, DSTPORT, DSTIP, USERID, NUL [, HOSTNAME, NUL].
+    fn socks4(cd: u8, port: u16, ip: [u8; 4], user: &[u8], host: Option<&[u8]>) -> Vec<u8> {
+        let mut m = vec![4, cd];
+        m.extend_from_slice(&port.to_be_bytes());
+        m.extend_from_slice(&ip);
+        m.extend_from_slice(user);
+        m.push(0);
+        if let Some(h) = host {
+            m.extend_from_slice(h);
+            m.push(0);
+        }
+        m
+    }
+
     #[test]
-    fn reply_encoding() {
+    fn socks4_with_an_address() {
+        let (r, out) = run(&socks4(1, 80, [192, 0, 2, 7], b"", None));
+        let req = r.unwrap().unwrap();
+        assert!(out.is_empty(), "SOCKS4 has no greeting to answer");
+        assert_eq!(req.command, SocksCommand::Connect);
         assert_eq!(
-            encode_reply(SocksReply::Succeeded, None),
-            vec![5, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+            req.target,
+            SocksTarget::Ip("192.0.2.7".parse().unwrap(), 80)
         );
-        let r = encode_reply(
-            SocksReply::Succeeded,
-            Some(SocksTarget::Ip("10.0.0.1".parse().unwrap(), 1)),
+        assert_eq!(req.isolation, IsolationKey::default());
+    }
+
+    #[test]
+    fn socks4a_hostname_and_user_id_as_isolation() {
+        let msg = socks4(1, 443, [0, 0, 0, 1], b"alice", Some(b"example.org"));
+        // Whole, and one byte at a time.
+        let (r, _) = run(&msg);
+        let whole = r.unwrap().unwrap();
+        let mut h = SocksHandshake::new();
+        let mut got = None;
+        for b in &msg {
+            if let Some(r) = h.handle_bytes(&[*b]).unwrap() {
+                got = Some(r);
+            }
+        }
+        assert_eq!(got.unwrap(), whole);
+        assert_eq!(h.version(), Some(SocksVersion::V4));
+        assert_eq!(
+            whole.target,
+            SocksTarget::Hostname("example.org".into(), 443)
         );
-        assert_eq!(r, vec![5, 0, 0, 1, 10, 0, 0, 1, 0, 1]);
+        assert_eq!(whole.isolation.username, b"alice");
+        assert!(whole.isolation.password.is_empty());
+    }
+
+    #[test]
+    fn socks4_refusals_are_rejected() {
+        let rejected = vec![0, 0x5B, 0, 0, 0, 0, 0, 0];
+        // BIND, and tor's RESOLVE, which Braid takes over SOCKS5 only.
+        for cd in [2, 0xF0] {
+            let (r, out) = run(&socks4(cd, 80, [192, 0, 2, 7], b"", None));
+            assert_eq!(r.unwrap_err(), SocksError::Command(cd));
+            assert_eq!(out, rejected);
+        }
+        let (r, out) = run(&socks4(1, 0, [192, 0, 2, 7], b"", None));
+        assert_eq!(r.unwrap_err(), SocksError::Socks4Zero);
+        assert_eq!(out, rejected);
+        let (r, _) = run(&socks4(1, 80, [0, 0, 0, 0], b"", None));
+        assert_eq!(r.unwrap_err(), SocksError::Socks4Zero);
+        let (r, _) = run(&socks4(1, 80, [0, 0, 0, 9], b"", Some(b"")));
+        assert_eq!(r.unwrap_err(), SocksError::Hostname);
+        let (r, _) = run(&socks4(1, 80, [0, 0, 0, 9], b"", Some(b"\xff\xfe")));
+        assert_eq!(r.unwrap_err(), SocksError::Hostname);
+        // A user id or hostname without its NUL in 256 bytes.
+        let mut long = socks4(1, 80, [192, 0, 2, 7], b"", None);
+        long.pop();
+        long.extend(std::iter::repeat_n(b'u', 256));
+        let (r, out) = run(&long);
+        assert_eq!(r.unwrap_err(), SocksError::FieldTooLong);
+        assert_eq!(out, rejected);
+        let mut long_host = socks4(1, 80, [0, 0, 0, 1], b"u", None);
+        long_host.extend(std::iter::repeat_n(b'h', 256));
+        assert_eq!(run(&long_host).0.unwrap_err(), SocksError::FieldTooLong);
+        // 255 bytes each is the most, and fine.
+        let user = vec![b'u'; 255];
+        let host = vec![b'h'; 255];
+        let (r, _) = run(&socks4(1, 80, [0, 0, 0, 1], &user, Some(&host)));
+        assert_eq!(r.unwrap().unwrap().isolation.username, user);
+        // Bytes after the request, before our reply.
+        let mut early = socks4(1, 80, [192, 0, 2, 7], b"", None);
+        early.push(b'x');
+        assert_eq!(run(&early).0.unwrap_err(), SocksError::EarlyData);
     }
 
     proptest! {

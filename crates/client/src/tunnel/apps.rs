@@ -18,6 +18,8 @@ use tokio::sync::oneshot;
 use crate::error::BeginError;
 use crate::pipe::{Fill, Read, StreamPipe, TorStream, pipe};
 
+use super::handle::ResolveQuery;
+
 /// A caller waiting for CONNECTED.
 type BeginReply = oneshot::Sender<Result<TorStream, BeginError>>;
 /// A caller waiting for RESOLVED.
@@ -61,9 +63,18 @@ impl Apps {
         }
     }
 
-    /// Resolve `host` at the exit.
-    pub(crate) fn resolve(&mut self, t: &mut ClientTunnel, host: &str, reply: ResolveReply) {
-        match t.resolve(host, Instant::now()) {
+    /// Ask the exit `query`.
+    pub(crate) fn resolve(
+        &mut self,
+        t: &mut ClientTunnel,
+        query: ResolveQuery,
+        reply: ResolveReply,
+    ) {
+        let opened = match query {
+            ResolveQuery::Name(host) => t.resolve(&host, Instant::now()),
+            ResolveQuery::Reverse(addr) => t.resolve_reverse(addr, Instant::now()),
+        };
+        match opened {
             Ok(id) => drop(self.resolves.insert(id, reply)),
             Err(e) => drop(reply.send(Err(BeginError::refused(&e)))),
         }

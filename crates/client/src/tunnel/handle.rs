@@ -1,6 +1,7 @@
 //! What the client holds of a tunnel: a cheap, cloneable handle that sends
 //! requests to the tunnel's task.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use braid_core::circuit::HopFigures;
@@ -19,9 +20,9 @@ pub(crate) enum Cmd {
         target: Target,
         reply: oneshot::Sender<Result<TorStream, BeginError>>,
     },
-    /// Resolve a hostname at the exit.
+    /// Resolve a hostname, or an address's name, at the exit.
     Resolve {
-        host: String,
+        query: ResolveQuery,
         reply: oneshot::Sender<Result<Vec<ResolvedAnswer>, BeginError>>,
     },
     /// Report the tunnel's figures.
@@ -30,6 +31,15 @@ pub(crate) enum Cmd {
     },
     /// Close the circuit.
     Close,
+}
+
+/// What a RESOLVE asks the exit (tor-spec §6.4).
+#[derive(Debug)]
+pub(crate) enum ResolveQuery {
+    /// The addresses of a hostname.
+    Name(String),
+    /// The name of an address (a reverse lookup).
+    Reverse(IpAddr),
 }
 
 /// A handle to a tunnel's task. Dropping every handle closes the circuit
@@ -104,12 +114,19 @@ impl TunnelHandle {
 
     /// Resolve `host` at the exit (tor-spec §6.4).
     pub async fn resolve(&self, host: &str) -> Result<Vec<ResolvedAnswer>, BeginError> {
+        self.ask(ResolveQuery::Name(host.to_owned())).await
+    }
+
+    /// Ask the exit for the name of `addr` (tor-spec §6.4, a reverse
+    /// lookup); the answers are hostnames.
+    pub async fn resolve_reverse(&self, addr: IpAddr) -> Result<Vec<ResolvedAnswer>, BeginError> {
+        self.ask(ResolveQuery::Reverse(addr)).await
+    }
+
+    async fn ask(&self, query: ResolveQuery) -> Result<Vec<ResolvedAnswer>, BeginError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
-            .send(Cmd::Resolve {
-                host: host.to_owned(),
-                reply,
-            })
+            .send(Cmd::Resolve { query, reply })
             .await
             .map_err(|_| Self::gone())?;
         rx.await.map_err(|_| Self::gone())?

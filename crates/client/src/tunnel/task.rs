@@ -376,7 +376,7 @@ impl Task {
     fn command(&mut self, cmd: Cmd, now: Instant) {
         match cmd {
             Cmd::Begin { target, reply } => self.apps.begin(&mut self.tunnel, &target, reply),
-            Cmd::Resolve { host, reply } => self.apps.resolve(&mut self.tunnel, &host, reply),
+            Cmd::Resolve { query, reply } => self.apps.resolve(&mut self.tunnel, query, reply),
             Cmd::Report { reply } => {
                 let streams = self.apps.count();
                 let report = TunnelReport::of(self.id, &self.tunnel, &self.names, streams);

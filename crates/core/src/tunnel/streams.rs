@@ -3,6 +3,7 @@
 //! [`StreamMap`](crate::stream::StreamMap)'s; the tunnel carries its
 //! messages, and after each call moves what became sendable.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use tor_cell::relaycell::msg::{BeginFlags, EndReason};
@@ -30,6 +31,17 @@ impl ClientTunnel {
     pub fn resolve(&mut self, host: &str, now: Instant) -> Result<StreamId, TunnelError> {
         let streams = self.open_streams_mut()?;
         let id = streams.resolve(host, now).map_err(TunnelError::Stream)?;
+        self.settle(now);
+        Ok(id)
+    }
+
+    /// Ask the exit for the name of `addr` (tor-spec §6.4, a reverse
+    /// lookup: C-tor's RESOLVE_PTR).
+    pub fn resolve_reverse(&mut self, addr: IpAddr, now: Instant) -> Result<StreamId, TunnelError> {
+        let streams = self.open_streams_mut()?;
+        let id = streams
+            .resolve_reverse(addr, now)
+            .map_err(TunnelError::Stream)?;
         self.settle(now);
         Ok(id)
     }
