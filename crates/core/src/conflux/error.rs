@@ -186,9 +186,10 @@ pub enum ConfluxError {
     /// A stream of the set broke a rule the whole tunnel answers for.
     #[error("a stream of the set broke the protocol: {0}")]
     StreamViolation(String),
-    /// A resumable set was without legs past its grace (Braid proposal
-    /// 001 §3.4).
-    #[error("no leg linked within the resumption grace of {grace:?} (Braid proposal 001 §3.4)")]
+    /// A resumable set waited for a new leg past its grace: it had none,
+    /// or a lost leg's messages were never resent (Braid proposal 001
+    /// §3.4).
+    #[error("no new leg resumed the set within the grace of {grace:?} (Braid proposal 001 §3.4)")]
     ResumeGraceExpired {
         /// The grace.
         grace: Duration,

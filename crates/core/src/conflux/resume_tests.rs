@@ -122,6 +122,33 @@ fn every_leg_lost_then_new_legs_within_the_grace() {
     finish_to_200(&mut p, &mut cc, &mut ce, 50);
 }
 
+/// A leg lost with data in flight while another stays: new DATA waits for
+/// a new leg to resend the gap; if none comes within the grace, the set
+/// closes instead of holding its streams forever.
+#[test]
+fn a_gap_no_new_leg_fills_closes_after_the_grace() {
+    let (mut p, legs) = resumable_pair(8, 0, &[4, 9]);
+    let mut cc = RandomChooser(Xs(9));
+    let mut ce = RandomChooser(Xs(10));
+    send_range(&mut p, &mut cc, &mut ce, 0, 40);
+    kill(&mut p, legs[1]);
+    assert_eq!(p.client.linked_legs(), 1);
+    let grace = ResumeParams::default().grace;
+    let t = p.exit.poll_timeout().unwrap();
+    assert!(t <= p.now + grace, "a deadline within the grace");
+    p.now = t;
+    p.exit.handle_timeout(p.now);
+    p.client.handle_timeout(p.now);
+    assert!(matches!(
+        p.exit.close_reason(),
+        Some(ConfluxError::ResumeGraceExpired { .. })
+    ));
+    assert!(matches!(
+        p.client.close_reason(),
+        Some(ConfluxError::ResumeGraceExpired { .. })
+    ));
+}
+
 #[test]
 fn without_a_leg_past_the_grace_the_set_closes() {
     let (mut p, legs) = resumable_pair(6, 0, &[4, 9]);

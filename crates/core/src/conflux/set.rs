@@ -368,7 +368,8 @@ pub struct ConfluxSet {
     resume: Option<super::retransmit::Retransmit>,
     /// Resumption we offer the peer (Braid proposal 001 §2).
     resume_offer: Option<super::ResumeParams>,
-    /// Since when a resumable set has had no linked leg.
+    /// Since when a resumable set has waited for a new leg (none linked,
+    /// or a lost leg's messages to resend).
     orphaned_since: Option<Instant>,
     /// Messages to resend on a resumed leg, in order.
     resend: VecDeque<resume::Resend>,

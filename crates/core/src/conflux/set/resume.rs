@@ -173,7 +173,10 @@ impl ConfluxSet {
             self.gap_pending = true;
         }
         self.resend.retain(|(l, _, _)| *l != leg);
-        if self.linked_legs() == 0 {
+        if self.gap_pending || self.linked_legs() == 0 {
+            // The grace runs until a new leg resumes: without legs, or
+            // with a gap only a new leg fills (new DATA waits meanwhile),
+            // the set must not wait forever (Braid proposal 001 §3.4).
             self.orphaned_since.get_or_insert(now);
         }
     }
@@ -211,7 +214,7 @@ impl ConfluxSet {
         Some(self.orphaned_since? + r.params().grace)
     }
 
-    /// Close the set if it has been without legs past its grace.
+    /// Close the set if it has waited for a new leg past its grace.
     pub(super) fn check_grace(&mut self, now: Instant) {
         if self.closed.is_none()
             && let Some(t) = self.grace_deadline()
