@@ -19,7 +19,7 @@ use braid_core::conflux::{ConfluxConfig, ResumeParams};
 use braid_core::conflux_sched::SchedulerKind;
 use braid_core::ids::SetKey;
 use braid_core::relay::{ConfluxExitConfig, SetFigures};
-use braid_core::tunnel::TunnelConfig;
+use braid_core::tunnel::{TunnelConfig, TunnelEvent};
 use braid_sim::tunnel::{LegLinks, NodeExit, NodeExitConfig, SimConfig, TunnelSim, Want};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -122,4 +122,29 @@ fn an_upload_survives_its_busy_leg_dying() {
         "every byte reached the destination once"
     );
     assert!(sim.client.conflux_set().unwrap().resent() > 0);
+}
+
+/// Both legs die at once through different guards (each a different
+/// middle): not the shape of one guard killing them (Braid proposal 001
+/// §5.3), so the set waits within its grace, new legs resume it, and the
+/// download completes byte-exact.
+#[test]
+fn every_leg_lost_at_once_through_different_guards_is_resumed() {
+    let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
+    let mut sim = TunnelSim::new(resumable(6, legs)).unwrap();
+    assert!(sim.run_until_open(SECS(5)));
+    let n = 10_000_000;
+    let id = sim.open(Want::Download(n)).unwrap();
+    sim.run_for(MS(1500));
+    sim.kill(0);
+    sim.kill(1);
+    assert!(sim.run_until(SECS(60), |s| s.app.all_complete() || s.client.is_finished()));
+    let s = &sim.app.streams[&id];
+    assert!(s.content_ok && s.received == n, "{s:?}; {:?}", sim.log);
+    let f = the_set(&sim);
+    assert!(f.resumptions >= 1 && f.legs >= 2, "{f:?}");
+    assert!(
+        !sim.logged(|e| matches!(e, TunnelEvent::LegLost { .. }))
+            .is_empty()
+    );
 }

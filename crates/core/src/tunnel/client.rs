@@ -52,6 +52,10 @@ pub(crate) struct Multipath {
     /// Messages the set delivered, between taking them and handing them
     /// to the streams (kept for its allocation: this runs per cell).
     pub(crate) delivered: Vec<Delivered>,
+    /// Linked legs lost lately: when and through which guard (the last
+    /// [`MAX_LEGS`](crate::conflux::MAX_LEGS)), for Braid proposal 001
+    /// §5.3's rule on legs killed together.
+    pub(crate) losses: VecDeque<(Instant, RsaIdentity)>,
 }
 
 /// The client end of a tunnel. See the [module docs](super).
@@ -128,6 +132,7 @@ impl ClientTunnel {
                     held: None,
                     sent: SentLog::default(),
                     delivered: Vec::new(),
+                    losses: VecDeque::new(),
                 })
             }
         };
@@ -605,6 +610,10 @@ impl ClientTunnel {
         if let Some(l) = self.legs.get_mut(i) {
             l.was_linked = linked;
         }
+        if linked && let Some(e) = killed_together(m, path.first().copied(), now) {
+            self.close_with(e);
+            return;
+        }
         let ev = if linked {
             TunnelEvent::LegLost {
                 leg: key,
@@ -933,4 +942,92 @@ fn is_conflux_cmd(cmd: RelayCmd) -> bool {
             | RelayCmd::CONFLUX_LINKED_ACK
             | RelayCmd::CONFLUX_SWITCH
     )
+}
+
+/// Braid proposal 001 §5.3, when not to resume: a linked leg of a
+/// resumable set was lost through `guard`; if no linked leg is left and
+/// every leg lost in the last second (two or more) went through that same
+/// guard, the guard is the likely killer and the set closes instead of
+/// resuming (a re-link would confirm to it that the circuits were in use,
+/// prop 329 §4.3).
+fn killed_together(
+    m: &mut Multipath,
+    guard: Option<RsaIdentity>,
+    now: Instant,
+) -> Option<TunnelError> {
+    let guard = guard?;
+    if !m.set.is_resumable() {
+        return None;
+    }
+    if m.losses.len() >= crate::conflux::MAX_LEGS {
+        m.losses.pop_front();
+    }
+    m.losses.push_back((now, guard));
+    if m.set.linked_legs() > 0 {
+        return None;
+    }
+    same_guard_burst(&m.losses, &guard, now)
+        .map(|legs| TunnelError::LegsKilledTogether { guard, legs })
+}
+
+/// How many legs were lost within [`KILLED_TOGETHER_WITHIN`] of `now`, if
+/// two or more and every one through `guard`.
+fn same_guard_burst(
+    losses: &VecDeque<(Instant, RsaIdentity)>,
+    guard: &RsaIdentity,
+    now: Instant,
+) -> Option<usize> {
+    let mut n = 0;
+    for (t, g) in losses {
+        if now.saturating_duration_since(*t) <= KILLED_TOGETHER_WITHIN {
+            if g != guard {
+                return None;
+            }
+            n += 1;
+        }
+    }
+    (n >= 2).then_some(n)
+}
+
+/// Legs lost this close together count as killed together (Braid
+/// proposal 001 §5.3).
+const KILLED_TOGETHER_WITHIN: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod killed_together_tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn a_burst_through_one_guard_counts_and_any_other_does_not() {
+        let now = Instant::now();
+        let (a, b) = (RsaIdentity::from([1; 20]), RsaIdentity::from([2; 20]));
+        let ms = Duration::from_millis;
+        let losses = |v: &[(u64, RsaIdentity)]| -> VecDeque<_> {
+            v.iter().map(|(ago, g)| (now - ms(*ago), *g)).collect()
+        };
+        // Two legs through guard A within a second.
+        assert_eq!(
+            same_guard_burst(&losses(&[(300, a), (0, a)]), &a, now),
+            Some(2)
+        );
+        // One leg only: a single loss is no burst.
+        assert_eq!(same_guard_burst(&losses(&[(0, a)]), &a, now), None);
+        // Different guards: resume.
+        assert_eq!(
+            same_guard_burst(&losses(&[(300, b), (0, a)]), &a, now),
+            None
+        );
+        // Same guard, but more than a second apart.
+        assert_eq!(
+            same_guard_burst(&losses(&[(1500, a), (0, a)]), &a, now),
+            None
+        );
+        // An old loss elsewhere does not matter.
+        assert_eq!(
+            same_guard_burst(&losses(&[(5000, b), (200, a), (0, a)]), &a, now),
+            Some(2)
+        );
+    }
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tor_cell::relaycell::RelayCmd;
+use tor_llcrypto::pk::rsa::RsaIdentity;
 
 use crate::circuit::{CircErrorKind, CloseReason};
 use crate::conflux::{ConfluxError, ConfluxErrorKind};
@@ -119,6 +120,19 @@ pub enum TunnelError {
         /// The command.
         cmd: RelayCmd,
     },
+    /// Every leg of a resumable set died within a second through the same
+    /// guard: the guard is the likely killer, so the set closes instead of
+    /// resuming (Braid proposal 001 §5.3, confirmation attacks, prop 329
+    /// §4.3).
+    #[error(
+        "{legs} legs died within 1 s through guard {guard}: not resuming (Braid proposal 001 §5.3)"
+    )]
+    LegsKilledTogether {
+        /// The guard they shared.
+        guard: RsaIdentity,
+        /// How many died.
+        legs: usize,
+    },
     /// The Conflux set closed (a violation on a linked leg, the reorder
     /// bound, a leg lost with data) or refused a leg.
     #[error(transparent)]
@@ -172,6 +186,7 @@ impl TunnelError {
                 k => k,
             },
             E::LaunchBudgetSpent { .. } | E::LegUnavailable(_) => TunnelErrorKind::BuildFailed,
+            E::LegsKilledTogether { .. } => TunnelErrorKind::Lost,
             E::CircuitClosed { reason, .. } => close_kind(reason),
             E::NoCongestionControl { .. }
             | E::WrongHop { .. }
