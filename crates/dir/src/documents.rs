@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tor_checkable::{ExternallySigned, SelfSigned, TimeBound};
@@ -199,6 +199,20 @@ pub fn parse_consensus(
     authorities: &[RelayId],
     now: SystemTime,
 ) -> Result<PendingConsensus, DocError> {
+    parse_consensus_within(text, authorities, now, Duration::ZERO)
+}
+
+/// As [`parse_consensus`], but a consensus up to `tolerance` before its
+/// valid-after or after its valid-until is taken too (C-tor's 24 hours,
+/// [`CLOCK_TOLERANCE`](crate::bootstrap::CLOCK_TOLERANCE)); the caller
+/// compares [`PendingConsensus::lifetime`] with its clock. Beyond the
+/// tolerance the error names how far off the clock is.
+pub fn parse_consensus_within(
+    text: &str,
+    authorities: &[RelayId],
+    now: SystemTime,
+    tolerance: Duration,
+) -> Result<PendingConsensus, DocError> {
     check_size(DocKind::Consensus, text.len())?;
     if !text.starts_with("network-status-version 3 microdesc") {
         return Err(malformed(
@@ -208,12 +222,25 @@ pub fn parse_consensus(
     }
     let (_signed, _rest, unchecked) =
         MdConsensus::parse(text).map_err(|e| malformed(DocKind::Consensus, e))?;
-    let unvalidated = unchecked
-        .if_valid_at(&now)
-        .map_err(|e| DocError::NotTimely {
-            kind: DocKind::Consensus,
-            detail: e.to_string(),
-        })?;
+    let unvalidated = if tolerance.is_zero() {
+        unchecked
+            .if_valid_at(&now)
+            .map_err(|e| DocError::NotTimely {
+                kind: DocKind::Consensus,
+                detail: e.to_string(),
+            })?
+    } else {
+        let lt = unchecked.dangerously_peek().peek_lifetime();
+        let (valid_after, valid_until) = (lt.valid_after(), lt.valid_until());
+        unchecked
+            .extend_start_bound(tolerance)
+            .extend_end_bound(tolerance)
+            .if_valid_at(&now)
+            .map_err(|_| DocError::NotTimely {
+                kind: DocKind::Consensus,
+                detail: skew_detail(valid_after, valid_until, now, tolerance),
+            })?
+    };
     let lt = unvalidated.peek_lifetime();
     let lifetime = Lifetime {
         valid_after: lt.valid_after(),
@@ -229,6 +256,32 @@ pub fn parse_consensus(
     };
     pending.check_claimed_majority(authorities)?;
     Ok(pending)
+}
+
+/// Why a consensus lies beyond the clock tolerance, with the times.
+fn skew_detail(
+    valid_after: SystemTime,
+    valid_until: SystemTime,
+    now: SystemTime,
+    tolerance: Duration,
+) -> String {
+    use crate::bootstrap::Hms;
+    use crate::serve::date::format_http_date as date;
+    let off = match (
+        valid_after.duration_since(now),
+        now.duration_since(valid_until),
+    ) {
+        (Ok(d), _) => format!("our clock is {} before its valid-after", Hms(d)),
+        (_, Ok(d)) => format!("our clock is {} past its valid-until", Hms(d)),
+        _ => "our clock is within it".to_owned(),
+    };
+    format!(
+        "valid from {} to {}, and {off} ({}): beyond the {} tolerance for clock skew; check the system clock",
+        date(valid_after),
+        date(valid_until),
+        date(now),
+        Hms(tolerance)
+    )
 }
 
 /// The configured authorities named by "directory-signature" lines
