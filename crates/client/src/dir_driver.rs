@@ -231,8 +231,19 @@ impl DirDriver {
                     self.last_problem = Some(error.clone());
                 }
                 DirEvent::ClockSkew { source, skew, .. } => {
-                    let from = source.map_or_else(|| "the cache".to_owned(), |s| s.to_string());
-                    tracing::warn!("consensus from {from} taken outside its validity: {skew}");
+                    match (source, skew) {
+                        // An old cache file: expected after a pause.
+                        (None, ClockSkew::Ahead(_)) => tracing::info!(
+                            "cached consensus taken outside its validity until a newer one arrives: {skew}"
+                        ),
+                        _ => {
+                            let from =
+                                source.map_or_else(|| "the cache".to_owned(), |s| s.to_string());
+                            tracing::warn!(
+                                "consensus from {from} taken outside its validity: {skew}"
+                            );
+                        }
+                    }
                     self.report.clock_skew = Some(*skew);
                 }
                 DirEvent::Progress(p) => tracing::info!("{p}"),
