@@ -16,11 +16,13 @@
 //! always passed in.
 //!
 //! - [`events`]: requests, progress and events.
+//! - [`paths`]: the request paths (dir-spec §4.3).
 //! - [`state`]: the state machine.
 //! - [`schedule`]: download schedules (dir-spec §5.5).
 //! - [`timing`]: consensus fetch times (dir-spec §5.1) and clock skew.
 
 pub mod events;
+pub mod paths;
 pub mod schedule;
 mod sources;
 pub mod state;

@@ -20,6 +20,7 @@ use crate::netdir::NetDir;
 use crate::relay::RelayId;
 
 use super::events::{DirEvent, DirRequest, Phase, Progress, RequestId};
+use super::paths;
 use super::schedule::{CERT_SCHEDULE, CONSENSUS_SCHEDULE, DownloadSchedule, MICRODESC_SCHEDULE};
 use super::sources::Sources;
 use super::timing::{self, CERT_WAIT, CLOCK_TOLERANCE, ClockSkew};
@@ -32,9 +33,6 @@ pub const MAX_MD_REQUESTS_IN_FLIGHT: usize = 4;
 /// How often a microdescriptor is asked for before it is given up on until
 /// the next consensus.
 pub const MD_ATTEMPTS: u32 = 3;
-
-/// dir-spec §4.3 (the microdesc flavour of §5.1).
-const CONSENSUS_PATH: &str = "/tor/status-vote/current/consensus-microdesc";
 
 #[derive(Debug)]
 struct InFlight {
@@ -543,7 +541,7 @@ impl DirBootstrap {
         if self.consensus_due().is_some_and(|t| t <= now) {
             return self.issue(
                 DocKind::Consensus,
-                CONSENSUS_PATH.into(),
+                paths::CONSENSUS.into(),
                 Vec::new(),
                 Vec::new(),
             );
@@ -552,20 +550,9 @@ impl DirBootstrap {
         if self.schedules.certs.is_ready(now)
             && let Some(missing) = self.certs_wanted()
         {
-            // dir-spec §4.3: /tor/keys/fp-sk/<F>-<S>+<F>-<S>...
-            let list: Vec<String> = missing
-                .iter()
-                .map(|k| {
-                    format!(
-                        "{}-{}",
-                        hex::encode_upper(k.id_fingerprint.as_bytes()),
-                        hex::encode_upper(k.sk_fingerprint.as_bytes())
-                    )
-                })
-                .collect();
             return self.issue(
                 DocKind::AuthorityCert,
-                format!("/tor/keys/fp-sk/{}", list.join("+")),
+                paths::certs(&missing),
                 Vec::new(),
                 missing,
             );
@@ -577,12 +564,9 @@ impl DirBootstrap {
             for d in &batch {
                 *self.md_attempts.entry(*d).or_insert(0) += 1;
             }
-            // dir-spec §4.3: /tor/micro/d/<D1>-<D2>..., base64 digests
-            // without padding.
-            let list: Vec<String> = batch.iter().map(|d| base64_nopad(d)).collect();
             return self.issue(
                 DocKind::Microdesc,
-                format!("/tor/micro/d/{}", list.join("-")),
+                paths::microdescs(&batch),
                 batch,
                 Vec::new(),
             );
@@ -780,27 +764,4 @@ impl DirBootstrap {
         self.expire_pending(now);
         self.note_progress();
     }
-}
-
-/// Base64 (standard alphabet) without padding, as microdescriptor digests
-/// are written in URLs and consensus "m" lines.
-pub(crate) fn base64_nopad(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            let idx = (n >> (18 - 6 * i)) & 63;
-            if let Some(c) = ALPHABET.get(idx as usize) {
-                out.push(char::from(*c));
-            }
-        }
-    }
-    out
 }

@@ -12,7 +12,6 @@
 use std::time::{Duration, SystemTime};
 
 use super::schedule::{MAX_DELAY, MIN_DELAY};
-use super::state::base64_nopad;
 use super::test_net::{CERTS, CONSENSUS, during, forged_consensus, recorded_config};
 use super::*;
 use crate::authority::{Authority, DirConfig, public_authorities};
@@ -37,16 +36,6 @@ fn failures(events: &[DirEvent]) -> Vec<SystemTime> {
 fn first_cert() -> &'static str {
     let second = CERTS[1..].find("dir-key-certificate-version").unwrap() + 1;
     &CERTS[..second]
-}
-
-#[test]
-fn base64_matches_rfc4648_without_padding() {
-    assert_eq!(base64_nopad(b""), "");
-    assert_eq!(base64_nopad(b"f"), "Zg");
-    assert_eq!(base64_nopad(b"fo"), "Zm8");
-    assert_eq!(base64_nopad(b"foo"), "Zm9v");
-    assert_eq!(base64_nopad(b"foobar"), "Zm9vYmFy");
-    assert_eq!(base64_nopad(&[0xff; 32]).len(), 43);
 }
 
 fn public_config() -> DirConfig {
@@ -167,6 +156,18 @@ fn bad_signature_is_a_failure_not_a_success() {
     assert_eq!(b.poll_request(now), None, "no request at the same instant");
     let again = b.poll_request(now + MIN_DELAY).expect("after the delay");
     assert_ne!(again.source, req.source, "the failed source is avoided");
+
+    // Answered at once, every time, at one instant: one request (there
+    // were more than 1,000).
+    let mut b = DirBootstrap::new(&recorded_config(), 16);
+    b.handle_cached(DocKind::AuthorityCert, CERTS, now).unwrap();
+    let mut at_once = 0;
+    while let Some(req) = b.poll_request(now) {
+        at_once += 1;
+        assert!(at_once < 2000, "runaway");
+        b.handle_response(req.id, Ok(forged_consensus()), now);
+    }
+    assert_eq!(at_once, 1);
 }
 
 /// The same when the signatures are checked only once the certificates
