@@ -63,8 +63,11 @@ enum Verdict {
     Waiting,
     /// Verified and in use.
     Adopted { source: Option<usize> },
-    /// Refused (the `Rejected` event is out).
-    Refused { source: Option<usize> },
+    /// Refused (the `Rejected` event is out), and why.
+    Refused {
+        source: Option<usize>,
+        reason: String,
+    },
 }
 
 /// One download schedule per document (dir-spec §5.5).
@@ -344,11 +347,12 @@ impl DirBootstrap {
             }
             Err(error) => {
                 let source_addr = source.and_then(|s| self.sources.addr(s));
+                let reason = error.to_string();
                 self.events.push_back(DirEvent::Rejected {
                     source: source_addr,
                     error,
                 });
-                Verdict::Refused { source }
+                Verdict::Refused { source, reason }
             }
         }
     }
@@ -402,9 +406,9 @@ impl DirBootstrap {
                     self.succeed(s, DocKind::Consensus);
                 }
             }
-            Verdict::Refused { source } => {
+            Verdict::Refused { source, reason } => {
                 if let Some(s) = source {
-                    self.fail(s, DocKind::Consensus, "consensus refused".into(), now);
+                    self.fail(s, DocKind::Consensus, reason, now);
                 }
             }
         }
