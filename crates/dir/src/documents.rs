@@ -137,10 +137,11 @@ fn split_at_keyword<'a>(text: &'a str, keyword: &str) -> Vec<&'a str> {
 
 /// Parse authority key certificates (one or many, concatenated) and keep
 /// those that are well signed (dir-spec §3.1: the identity key signs the
-/// whole certificate, the signing key cross-certifies the identity), valid
-/// at `now`, and belong to one of `authorities` (v3 identities). Returns the
-/// good certificates and one error for each rejected one, so that a bad
-/// certificate in a batch does not spoil the others.
+/// whole certificate, the signing key cross-certifies the identity), not
+/// expired at `now` (nor published more than a day after it), and belong
+/// to one of `authorities` (v3 identities). Returns the good certificates
+/// and one error for each rejected one, so that a bad certificate in a
+/// batch does not spoil the others.
 pub fn parse_certs(
     text: &str,
     authorities: &[RelayId],
@@ -178,10 +179,16 @@ fn check_cert(
             kind: DocKind::AuthorityCert,
             detail: e.to_string(),
         })?;
-    let cert = timed.if_valid_at(&now).map_err(|e| DocError::NotTimely {
-        kind: DocKind::AuthorityCert,
-        detail: e.to_string(),
-    })?;
+    // C-tor checks only that a certificate has not expired
+    // (networkstatus.c: `cert->expires < now`); a clock behind a freshly
+    // published one is tolerated as far as it is for the consensus.
+    let cert = timed
+        .extend_start_bound(crate::bootstrap::CLOCK_TOLERANCE)
+        .if_valid_at(&now)
+        .map_err(|e| DocError::NotTimely {
+            kind: DocKind::AuthorityCert,
+            detail: e.to_string(),
+        })?;
     let id = relay_id(cert.id_fingerprint());
     if !authorities.contains(&id) {
         return Err(DocError::UntrustedCert { id });

@@ -391,20 +391,30 @@ fn clock_12_hours_off_bootstraps_with_the_skew_reported() {
     }
 }
 
-/// The recorded C-tor documents, 12 hours later by our clock.
+/// The recorded C-tor documents, by a clock 12 hours ahead and one 12
+/// hours behind (before even the certificates' publication: C-tor checks
+/// only their expiry).
 #[test]
-fn recorded_network_12_hours_later_bootstraps_with_a_warning() {
-    let mut sim = Sim::new(
-        &super::test_net::recorded_config(),
-        33,
-        during() + 12 * HOUR,
-    );
+fn recorded_network_12_hours_either_way_bootstraps_with_a_warning() {
+    let config = super::test_net::recorded_config();
+    let mut sim = Sim::new(&config, 33, during() + 12 * HOUR);
     sim.run(MINUTE, recorded(CONSENSUS.to_owned()));
     assert!(sim.b.is_done());
     let skews = sim.skews();
     let Some(ClockSkew::Ahead(d)) = skews.first() else {
         panic!("{skews:?}");
     };
+    // valid-until 10:58:30, 10 s after `during`.
+    assert_near(*d, Duration::from_secs(12 * 3600 - 10));
+
+    let mut sim = Sim::new(&config, 34, during() - 12 * HOUR);
+    sim.run(MINUTE, recorded(CONSENSUS.to_owned()));
+    assert!(sim.b.is_done(), "{:?}", sim.events);
+    let skews = sim.skews();
+    let Some(ClockSkew::Behind(d)) = skews.first() else {
+        panic!("{skews:?}");
+    };
+    // valid-after 10:58:10, 10 s before `during`.
     assert_near(*d, Duration::from_secs(12 * 3600 - 10));
 }
 
