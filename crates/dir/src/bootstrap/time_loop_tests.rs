@@ -455,3 +455,67 @@ fn clock_25_hours_off_is_refused_clearly() {
         assert!(hours.iter().all(|n| *n <= 100), "{offset}: {hours:?}");
     }
 }
+
+/// The fuzz target's world (fuzz/fuzz_targets/dir_bootstrap_cache.rs) as
+/// a property: answers of every kind, good and bad, after random
+/// latencies, with the clock anywhere within a day of the recorded
+/// consensus; never more than 22 requests in a virtual second (the bound
+/// the target derives), never a wake-up in the past (checked by `Sim`).
+mod any_answers {
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng as _;
+
+    use super::*;
+
+    fn answer(kind: DocKind, rng: &mut StdRng) -> Result<String, String> {
+        let doc = match kind {
+            DocKind::Consensus => CONSENSUS,
+            DocKind::AuthorityCert => CERTS,
+            DocKind::Microdesc => MICRODESCS,
+        };
+        Ok(match rng.random_range(0..9_u8) {
+            0 | 1 => doc.to_owned(),
+            2 => forged_consensus(),
+            3 => doc[..rng.random_range(0..doc.len())].to_owned(),
+            4 => CERTS.to_owned(),
+            5 => MICRODESCS.to_owned(),
+            6 => String::new(),
+            7 => return Err("503 Directory busy".into()),
+            _ => return Err("connection refused".into()),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn never_more_than_22_requests_a_second(
+            seed: u64,
+            offset_s in 0_u64..(26 * 3600),
+            behind: bool,
+            cached in 0_u8..8,
+        ) {
+            let start = if behind {
+                during() - Duration::from_secs(offset_s)
+            } else {
+                during() + Duration::from_secs(offset_s)
+            };
+            let mut sim = Sim::new(&super::super::test_net::recorded_config(), seed, start);
+            if cached & 1 != 0 {
+                let _ = sim.b.handle_cached(DocKind::AuthorityCert, CERTS, start);
+            }
+            if cached & 2 != 0 {
+                let _ = sim.b.handle_cached(DocKind::Consensus, CONSENSUS, start);
+            }
+            if cached & 4 != 0 {
+                let _ = sim.b.handle_cached(DocKind::Microdesc, MICRODESCS, start);
+            }
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut latencies = StdRng::seed_from_u64(!seed);
+            sim.latency = Duration::from_millis(latencies.random_range(0..3000));
+            sim.run(6 * HOUR, |req, _| answer(req.kind, &mut rng));
+            let worst = sim.per(Duration::from_secs(1), None).into_iter().max().unwrap_or(0);
+            prop_assert!(worst <= 22, "{worst} requests in one second");
+        }
+    }
+}
