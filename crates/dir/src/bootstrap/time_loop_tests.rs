@@ -463,8 +463,8 @@ fn clock_25_hours_off_is_refused_clearly() {
 /// the target derives), never a wake-up in the past (checked by `Sim`).
 mod any_answers {
     use proptest::prelude::*;
-    use rand::rngs::StdRng;
     use rand::SeedableRng as _;
+    use rand::rngs::StdRng;
 
     use super::*;
 
