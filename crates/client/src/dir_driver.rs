@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use braid_dir::bootstrap::ClockSkew;
 use braid_dir::{DirBootstrap, DirEvent, DocError, DocKind, NetDir, Progress, RequestId};
 use std::sync::Arc;
 
@@ -34,6 +35,9 @@ pub struct BootstrapReport {
     pub fetch_failures: usize,
     /// Documents refused.
     pub rejected: usize,
+    /// How far outside its validity the consensus in use was when it was
+    /// taken, if it was (our clock is off, or the consensus is stale).
+    pub clock_skew: Option<ClockSkew>,
 }
 
 /// The directory driver of one client.
@@ -82,6 +86,7 @@ impl DirDriver {
                 fetches: 0,
                 fetch_failures: 0,
                 rejected: 0,
+                clock_skew: None,
             },
             last_problem: None,
             publish: None,
@@ -202,13 +207,44 @@ impl DirDriver {
                 DirEvent::Rejected { source, error } => {
                     self.report.rejected += 1;
                     let from = source.map_or_else(|| "cache".to_owned(), |s| s.to_string());
-                    tracing::warn!("refused document from {from}: {error}");
-                    self.last_problem = Some(format!("{from}: {error}"));
+                    if matches!(error, DocError::Outdated) {
+                        // Not a failure: the next one is fetched later.
+                        tracing::info!("consensus from {from} is no newer than ours");
+                    } else {
+                        tracing::warn!("refused document from {from}: {error}");
+                        self.last_problem = Some(format!("{from}: {error}"));
+                    }
                 }
-                DirEvent::FetchFailed { source, error, .. } => {
+                DirEvent::FetchFailed {
+                    source,
+                    error,
+                    retry_at,
+                } => {
                     self.report.fetch_failures += 1;
-                    tracing::info!("fetch from {source} failed: {error}");
+                    let wait = retry_at
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default();
+                    tracing::info!(
+                        "fetch from {source} failed: {error}; next attempt in {:.1} s",
+                        wait.as_secs_f64()
+                    );
                     self.last_problem = Some(error.clone());
+                }
+                DirEvent::ClockSkew { source, skew, .. } => {
+                    match (source, skew) {
+                        // An old cache file: expected after a pause.
+                        (None, ClockSkew::Ahead(_)) => tracing::info!(
+                            "cached consensus taken outside its validity until a newer one arrives: {skew}"
+                        ),
+                        _ => {
+                            let from =
+                                source.map_or_else(|| "the cache".to_owned(), |s| s.to_string());
+                            tracing::warn!(
+                                "consensus from {from} taken outside its validity: {skew}"
+                            );
+                        }
+                    }
+                    self.report.clock_skew = Some(*skew);
                 }
                 DirEvent::Progress(p) => tracing::info!("{p}"),
                 DirEvent::NewConsensus { .. } => {}

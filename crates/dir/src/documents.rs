@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tor_checkable::{ExternallySigned, SelfSigned, TimeBound};
@@ -137,10 +137,11 @@ fn split_at_keyword<'a>(text: &'a str, keyword: &str) -> Vec<&'a str> {
 
 /// Parse authority key certificates (one or many, concatenated) and keep
 /// those that are well signed (dir-spec §3.1: the identity key signs the
-/// whole certificate, the signing key cross-certifies the identity), valid
-/// at `now`, and belong to one of `authorities` (v3 identities). Returns the
-/// good certificates and one error for each rejected one, so that a bad
-/// certificate in a batch does not spoil the others.
+/// whole certificate, the signing key cross-certifies the identity), not
+/// expired at `now` (nor published more than a day after it), and belong
+/// to one of `authorities` (v3 identities). Returns the good certificates
+/// and one error for each rejected one, so that a bad certificate in a
+/// batch does not spoil the others.
 pub fn parse_certs(
     text: &str,
     authorities: &[RelayId],
@@ -178,10 +179,16 @@ fn check_cert(
             kind: DocKind::AuthorityCert,
             detail: e.to_string(),
         })?;
-    let cert = timed.if_valid_at(&now).map_err(|e| DocError::NotTimely {
-        kind: DocKind::AuthorityCert,
-        detail: e.to_string(),
-    })?;
+    // C-tor checks only that a certificate has not expired
+    // (networkstatus.c: `cert->expires < now`); a clock behind a freshly
+    // published one is tolerated as far as it is for the consensus.
+    let cert = timed
+        .extend_start_bound(crate::bootstrap::CLOCK_TOLERANCE)
+        .if_valid_at(&now)
+        .map_err(|e| DocError::NotTimely {
+            kind: DocKind::AuthorityCert,
+            detail: e.to_string(),
+        })?;
     let id = relay_id(cert.id_fingerprint());
     if !authorities.contains(&id) {
         return Err(DocError::UntrustedCert { id });
@@ -199,6 +206,20 @@ pub fn parse_consensus(
     authorities: &[RelayId],
     now: SystemTime,
 ) -> Result<PendingConsensus, DocError> {
+    parse_consensus_within(text, authorities, now, Duration::ZERO)
+}
+
+/// As [`parse_consensus`], but a consensus up to `tolerance` before its
+/// valid-after or after its valid-until is taken too (C-tor's 24 hours,
+/// [`CLOCK_TOLERANCE`](crate::bootstrap::CLOCK_TOLERANCE)); the caller
+/// compares [`PendingConsensus::lifetime`] with its clock. Beyond the
+/// tolerance the error names how far off the clock is.
+pub fn parse_consensus_within(
+    text: &str,
+    authorities: &[RelayId],
+    now: SystemTime,
+    tolerance: Duration,
+) -> Result<PendingConsensus, DocError> {
     check_size(DocKind::Consensus, text.len())?;
     if !text.starts_with("network-status-version 3 microdesc") {
         return Err(malformed(
@@ -208,12 +229,25 @@ pub fn parse_consensus(
     }
     let (_signed, _rest, unchecked) =
         MdConsensus::parse(text).map_err(|e| malformed(DocKind::Consensus, e))?;
-    let unvalidated = unchecked
-        .if_valid_at(&now)
-        .map_err(|e| DocError::NotTimely {
-            kind: DocKind::Consensus,
-            detail: e.to_string(),
-        })?;
+    let unvalidated = if tolerance.is_zero() {
+        unchecked
+            .if_valid_at(&now)
+            .map_err(|e| DocError::NotTimely {
+                kind: DocKind::Consensus,
+                detail: e.to_string(),
+            })?
+    } else {
+        let lt = unchecked.dangerously_peek().peek_lifetime();
+        let (valid_after, valid_until) = (lt.valid_after(), lt.valid_until());
+        unchecked
+            .extend_start_bound(tolerance)
+            .extend_end_bound(tolerance)
+            .if_valid_at(&now)
+            .map_err(|_| DocError::NotTimely {
+                kind: DocKind::Consensus,
+                detail: skew_detail(valid_after, valid_until, now, tolerance),
+            })?
+    };
     let lt = unvalidated.peek_lifetime();
     let lifetime = Lifetime {
         valid_after: lt.valid_after(),
@@ -229,6 +263,32 @@ pub fn parse_consensus(
     };
     pending.check_claimed_majority(authorities)?;
     Ok(pending)
+}
+
+/// Why a consensus lies beyond the clock tolerance, with the times.
+fn skew_detail(
+    valid_after: SystemTime,
+    valid_until: SystemTime,
+    now: SystemTime,
+    tolerance: Duration,
+) -> String {
+    use crate::bootstrap::Hms;
+    use crate::serve::date::format_http_date as date;
+    let off = match (
+        valid_after.duration_since(now),
+        now.duration_since(valid_until),
+    ) {
+        (Ok(d), _) => format!("our clock is {} before its valid-after", Hms(d)),
+        (_, Ok(d)) => format!("our clock is {} past its valid-until", Hms(d)),
+        _ => "our clock is within it".to_owned(),
+    };
+    format!(
+        "valid from {} to {}, and {off} ({}): beyond the {} tolerance for clock skew; check the system clock",
+        date(valid_after),
+        date(valid_until),
+        date(now),
+        Hms(tolerance)
+    )
 }
 
 /// The configured authorities named by "directory-signature" lines
