@@ -97,8 +97,12 @@ def seeds():
         "none-listed": b"\x00" + MICRODESCS,
         **{f"md{i}": b"\x01" + m for i, m in enumerate(mds[:3])},
     }
+    weights = lines_starting(CONSENSUS, b"bandwidth-weights")[0]
     s["dir_bandwidth_weights"] = {
-        "recorded": lines_starting(CONSENSUS, b"bandwidth-weights")[0],
+        # (scale: 0 for the default, line)
+        "recorded": b"\x00\x00" + weights,
+        "recorded-scale": b"\xff\xff" + weights,
+        "items": b"\x00\x00" + weights.split(b" ", 1)[1],
     }
     s["dir_port_policy"] = {
         f"p{i}": l[2:] for i, l in enumerate(sorted(set(lines_starting(MICRODESCS, b"p "))))
