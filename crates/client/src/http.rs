@@ -175,6 +175,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_endless_response_stops_at_the_limit() {
+        let mut endless = tokio::io::repeat(b'a');
+        let e = read_response(addr(), &mut endless, 100).await.unwrap_err();
+        assert!(matches!(e, FetchError::TooLarge { limit: 100, .. }), "{e}");
+    }
+
+    #[tokio::test]
     async fn refused_and_silent_servers_fail_cleanly() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
