@@ -1,4 +1,9 @@
-//! Microdescriptor exit-policy summaries ("accept 80,443,1000-2000").
+//! Microdescriptor exit-policy summaries (`PortPolicy`, "accept
+//! 80,443,1000-2000"). Seeded with the recorded microdescriptors' "p" lines.
+//!
+//! Invariants: a parsed policy answers for every port, says it allows some
+//! port exactly when one of the 65536 is allowed, and round-trips through
+//! its own rendering.
 #![no_main]
 
 use braid_dir::PortPolicy;

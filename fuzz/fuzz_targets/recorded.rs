@@ -2,6 +2,7 @@
 //! by the directory fuzz targets: the authorities to trust, a time inside
 //! the recorded consensus' lifetime, and certificates to verify with.
 
+#![allow(dead_code, reason = "each target uses part of it")]
 use std::time::{Duration, SystemTime};
 
 use braid_dir::RelayId;

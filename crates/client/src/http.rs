@@ -6,13 +6,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::FetchError;
 
 /// Largest response head we read.
-const MAX_HEAD: usize = 16 * 1024;
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// Bytes asked for per read.
+pub const READ_CHUNK: usize = 16 * 1024;
 
 /// GET `path` from `addr`; the body as text. Fails on a status other than
 /// 200, on a body over `max_body` bytes, and after `timeout`.
@@ -33,9 +36,22 @@ async fn get_inner(addr: SocketAddr, path: &str, max_body: usize) -> Result<Stri
     let mut stream = TcpStream::connect(addr).await.map_err(io)?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.map_err(io)?;
+    read_response(addr, &mut stream, max_body).await
+}
+
+/// Read a response until EOF and split it as [`parse_response`] does,
+/// refusing it as soon as it exceeds [`MAX_HEAD`] plus `max_body` bytes (so
+/// at most one read more than that is ever buffered). Generic over the
+/// reader for the fuzz target.
+pub async fn read_response<R: AsyncRead + Unpin>(
+    addr: SocketAddr,
+    stream: &mut R,
+    max_body: usize,
+) -> Result<String, FetchError> {
+    let io = |source| FetchError::Io { addr, source };
     let limit = MAX_HEAD.saturating_add(max_body);
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
+    let mut chunk = [0u8; READ_CHUNK];
     loop {
         let n = stream.read(&mut chunk).await.map_err(io)?;
         if n == 0 {
@@ -156,6 +172,13 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, FetchError::TooLarge { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_endless_response_stops_at_the_limit() {
+        let mut endless = tokio::io::repeat(b'a');
+        let e = read_response(addr(), &mut endless, 100).await.unwrap_err();
+        assert!(matches!(e, FetchError::TooLarge { limit: 100, .. }), "{e}");
     }
 
     #[tokio::test]
