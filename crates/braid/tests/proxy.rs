@@ -445,6 +445,9 @@ async fn no_circuit_for_refused_names(client: &TorClient, socks: SocketAddr) {
         "RESOLVE_PTR 127.0.0.1: reply {code} after {} ms",
         took.as_millis()
     );
-    assert_eq!(code, 4, "the exit's refusal");
+    // C-tor exits refuse reverse lookups of internal addresses; whether the
+    // refusal reaches us as "host unreachable" (4) or "general failure"
+    // (1) depends on the exit's RESOLVED/END (seen both in CI).
+    assert!(matches!(code, 1 | 4), "the exit's refusal: {code}");
     assert_eq!(client.tunnels_for(&key("ptr")).len(), 1, "asked at an exit");
 }
