@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs Braid's fuzz targets (fuzz/, cargo-fuzz and libFuzzer).
 #
-#   scripts/fuzz.sh [--seconds N] [--jobs J] [--keep DIR] [TARGET...]
+#   scripts/fuzz.sh [--seconds N] [--jobs J] [--keep DIR] [--build-only] [TARGET...]
 #
 # Every target is built with the address sanitizer, debug assertions and
 # overflow checks (`cargo fuzz build -O --debug-assertions`: `-O` alone
@@ -9,9 +9,9 @@
 # seed corpus, fuzz/corpus/<target>, copied to a scratch directory so that a
 # run never grows the committed corpus (--keep DIR keeps the grown corpora
 # in DIR/<target>). J targets run at once (default 1). With no TARGET, every
-# target of fuzz/Cargo.toml runs.
+# target of fuzz/Cargo.toml runs. --build-only builds and stops.
 #
-# Exits non-zero if any target crashes, hangs (one input over 25 s), runs
+# Exits non-zero if any target crashes, hangs (one input over 60 s), runs
 # out of memory (2 GB) or fails an assertion, after printing the target and
 # the input that did it (fuzz/artifacts/<target>/...). Reproduce with:
 #   RUSTC_BOOTSTRAP=1 cargo fuzz run -O -a --fuzz-dir fuzz TARGET ARTIFACT
@@ -23,18 +23,19 @@
 # Rust is enough: RUSTC_BOOTSTRAP=1 lets it take cargo-fuzz's nightly flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 
 seconds=15
 jobs=1
 keep=""
+build_only=0
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds=$2; shift 2 ;;
         --jobs) jobs=$2; shift 2 ;;
         --keep) keep=$2; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --build-only) build_only=1; shift ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
@@ -88,6 +89,10 @@ else
     done
 fi
 build_secs=$(( $(date +%s) - t0 ))
+if [ "$build_only" = 1 ]; then
+    echo "== fuzz: built ${#targets[@]} targets in $build_secs s"
+    exit 0
+fi
 bin_dir=fuzz/target/x86_64-unknown-linux-gnu/release
 
 # Options for some targets: the slow ones (a circuit built with real
@@ -114,7 +119,7 @@ run_target() {
     start=$(date +%s)
     rc=0
     # shellcheck disable=SC2046 # extra_args is a list of words
-    "$bin_dir/$t" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 \
+    "$bin_dir/$t" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" $(extra_args "$t") \
         "$corpus" >"$scratch/$t.log" 2>&1 || rc=$?
     echo $(( $(date +%s) - start )) >"$scratch/$t.secs"
@@ -124,8 +129,11 @@ run_target() {
         cp -R "$corpus/." "$keep/$t/"
     fi
     if [ "$rc" != 0 ]; then
-        echo "== $t: FAILED (exit $rc), last lines of its log:"
-        grep -vE '^#[0-9]+' "$scratch/$t.log" | tail -n 30
+        cp "$scratch/$t.log" "fuzz/artifacts/$t/fuzz.log"
+        echo "== $t: FAILED (exit $rc); its log is fuzz/artifacts/$t/fuzz.log:"
+        # From the first report line (a panic, a sanitizer's or libFuzzer's).
+        awk '/panicked at|^==[0-9]+==|ALARM|^ERROR|^SUMMARY/ { on = 1 } on' \
+            "$scratch/$t.log" | head -n 40
     else
         echo "== $t: ok"
     fi

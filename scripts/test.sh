@@ -17,3 +17,10 @@ cargo test --locked --workspace -- --nocapture 2>&1 | tee target/test-output.txt
 grep -E "^test result:" target/test-output.txt | awk '
     { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
     END { printf "%d passed, %d failed\n", p, f }'
+# Every fuzz target for 10 s, two at once, from its committed corpus
+# (issue 17 asks 10-20 s in CI): on a fresh checkout, about 8 min of
+# building (address sanitizer, optimised: an unoptimised build is cheaper
+# to build but too slow to replay the corpus of the handshake targets) and
+# about 2.5 min of runs on 2 cores (see README, "Fuzzing").
+echo "== fuzz"
+bash scripts/fuzz.sh --seconds 10 --jobs 2

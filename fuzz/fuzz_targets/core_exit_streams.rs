@@ -121,6 +121,8 @@ fuzz_target!(|data: &[u8]| {
         client_first_hop: flags & 0x30 == 0x30,
         // A directory-only relay (BEGIN and RESOLVE refused at once).
         exits: flags & 0x81 != 0x81,
+        // Live stream migration (Braid proposal 001 §4) on some runs.
+        migrate: flags & 0x09 == 0x09,
     };
     let mode = if inp.u8() & 1 != 0 {
         small_xon_xoff()

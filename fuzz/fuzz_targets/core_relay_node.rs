@@ -208,7 +208,9 @@ fuzz_target!(|data: &[u8]| {
                             let _ = m.shutdown_write(id, now);
                         }
                     }
-                    ExitEvent::Closed { .. } => {}
+                    // A migrated stream (Braid proposal 001 §4): the
+                    // driver only re-keys its socket; nothing to answer.
+                    ExitEvent::Closed { .. } | ExitEvent::Moved { .. } => {}
                 });
             }
             5 => {

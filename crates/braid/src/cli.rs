@@ -30,6 +30,11 @@ pub(crate) enum Command {
     Proxy(ProxyArgs),
     /// Per-tunnel and per-leg figures of a running `braid proxy --metrics`.
     Status(StatusArgs),
+    /// The connected streams of a running `braid proxy --metrics` and
+    /// their tunnels; `braid streams migrate APP` moves one to another
+    /// tunnel of its isolation key to the same exit (exits with
+    /// BraidMigrate=1).
+    Streams(StreamsArgs),
     /// Benchmarks against the C-tor client on private networks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -261,9 +266,19 @@ pub(crate) struct ProxyArgs {
     #[arg(long, default_value_t = 120)]
     pub(crate) timeout: u64,
     /// Conflux tunnels with this many legs (2 to 8); 0 for single
-    /// circuits. Overrides the config file's `[braid] conflux`/`legs`.
+    /// circuits. Overrides the config file's `[braid] conflux`/`legs`
+    /// (default: 2-leg Conflux sets, as C-tor clients).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=8))]
     pub(crate) conflux_legs: Option<u8>,
+    /// The directory cache (default: the config file's `[braid] cache_dir`,
+    /// or ~/.cache/braid/public for the public network).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cache: Option<std::path::PathBuf>,
+    /// The state directory: the guard set, private (0700) and locked by one
+    /// proxy at a time (default: `[braid] state_dir`, or
+    /// ~/.local/share/braid/public for the public network).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state: Option<std::path::PathBuf>,
     /// Guards only from these relays (nicknames or fingerprints, comma
     /// separated); replaces the file's `[braid] entry_nodes`.
     #[arg(long, value_delimiter = ',', value_name = "RELAYS")]
@@ -289,6 +304,29 @@ pub(crate) struct StatusArgs {
     /// Print the proxy's JSON as it is.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `braid streams`.
+#[derive(Debug, Args)]
+pub(crate) struct StreamsArgs {
+    /// The proxy's metrics address (`braid proxy --metrics`).
+    #[arg(long, default_value = "127.0.0.1:9035", global = true)]
+    pub(crate) metrics: std::net::SocketAddr,
+    /// Print the proxy's JSON as it is.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Option<StreamsCmd>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StreamsCmd {
+    /// Move stream APP (the first column of `braid streams`) to another
+    /// tunnel of its isolation key to the same exit, built if needed.
+    Migrate {
+        /// The stream's number.
+        app: u64,
+    },
 }
 
 /// `braid dir`.

@@ -29,7 +29,9 @@ pub(crate) async fn run(args: DirArgs) -> Result<(), ClientError> {
             DirEvent::Progress(p) if !quiet => say(&p.to_string()),
             DirEvent::Rejected { source, error } => say(&format!(
                 "refused a document from {}: {error}",
-                source.map_or_else(|| "the cache".to_owned(), |s| s.to_string())
+                source
+                    .as_ref()
+                    .map_or_else(|| "the cache".to_owned(), ToString::to_string)
             )),
             DirEvent::FetchFailed { source, error, .. } if !quiet => {
                 say(&format!("fetch failed: {source}: {error}"))
@@ -72,6 +74,18 @@ pub(crate) async fn run(args: DirArgs) -> Result<(), ClientError> {
         } else {
             config.cache_dir.display().to_string()
         },
+    );
+    let f = &report.figures;
+    let _ = writeln!(
+        out,
+        "fetched: {} bytes ({} decoded); {} answers from fallbacks, {} from caches, {} from authorities; {} compressed, {} diffs",
+        f.wire_bytes,
+        f.body_bytes,
+        f.from_fallbacks,
+        f.from_caches,
+        f.from_authorities,
+        f.compressed,
+        f.diffs
     );
     let guards = if args.no_cache {
         None

@@ -13,6 +13,7 @@ mod dir_cmd;
 mod proxy_cmd;
 mod relay_cmd;
 mod status_cmd;
+mod streams_cmd;
 mod testnet_cmd;
 
 use clap::Parser;
@@ -44,6 +45,7 @@ fn main() -> std::process::ExitCode {
             Command::Dir(args) => dir_cmd::run(args).await.map_err(Box::from),
             Command::Proxy(args) => proxy_cmd::run(args).await.map_err(Box::from),
             Command::Status(args) => status_cmd::run(args).await.map_err(Box::from),
+            Command::Streams(args) => streams_cmd::run(args).await.map_err(Box::from),
             Command::Bench(BenchCmd::Single(args)) => bench::single(args).await.map_err(Box::from),
             Command::Bench(BenchCmd::Conflux(args)) => {
                 bench::conflux(args).await.map_err(Box::from)

@@ -34,6 +34,12 @@ pub(crate) async fn run(args: ProxyArgs) -> Result<(), ProxyError> {
         Some(path) => ClientConfig::load(path).map_err(ClientError::from)?,
         None => ClientConfig::public(),
     };
+    if let Some(dir) = &args.cache {
+        config.cache_dir.clone_from(dir);
+    }
+    if let Some(dir) = &args.state {
+        config.state_dir.clone_from(dir);
+    }
     match args.conflux_legs {
         Some(0 | 1) => config.conflux_legs = None,
         Some(n) => config.conflux_legs = Some(usize::from(n)),

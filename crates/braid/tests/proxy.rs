@@ -209,6 +209,9 @@ async fn braid_proxy_carries_streams_through_c_tor_relays() {
 async fn middle_killed_mid_stream(dir: &Path, manifest: &Manifest, toml: &Path) {
     let mut cfg = ClientConfig::load(toml).unwrap();
     cfg.cache_dir = dir.join("braid-cache-inproc");
+    // Single circuits: this part is about a circuit's relay dying under a
+    // stream, which a Conflux set (the default) would survive.
+    cfg.conflux_legs = None;
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
@@ -280,6 +283,8 @@ async fn middle_killed_mid_stream(dir: &Path, manifest: &Manifest, toml: &Path) 
     .await
     .unwrap();
     println!("new stream after the kill: {:.2} MB/s", d.mb_per_s());
+
+    primary_guard_stopped(dir, &client, socks_addr, files).await;
 
     no_circuit_for_refused_names(&client, socks_addr).await;
     let _ = stop_tx.send(());
@@ -450,4 +455,52 @@ async fn no_circuit_for_refused_names(client: &TorClient, socks: SocketAddr) {
     // (1) depends on the exit's RESOLVED/END (seen both in CI).
     assert!(matches!(code, 1 | 4), "the exit's refusal: {code}");
     assert_eq!(client.tunnels_for(&key("ptr")).len(), 1, "asked at an exit");
+}
+
+/// Issue 16 (guard-spec §4.6-§4.7, §4.10): the client's primary guard is
+/// stopped while the client runs; the next new stream succeeds through
+/// another guard, without a restart, and later streams keep away from it.
+async fn primary_guard_stopped(
+    dir: &Path,
+    client: &TorClient,
+    socks_addr: SocketAddr,
+    files: SocketAddr,
+) {
+    let key = IsolationKey {
+        username: b"after".to_vec(),
+        password: b"x".to_vec(),
+    };
+    let tunnels = client.tunnels_for(&key);
+    assert_eq!(tunnels.len(), 1);
+    let guard = tunnels[0].info().legs[0][0].clone();
+    let record = read_records(dir)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == guard)
+        .unwrap();
+    println!("stopping the primary guard {guard} (pid {})", record.pid);
+    stop_pid(record.pid, "-KILL");
+
+    let t = Instant::now();
+    for (i, user) in ["guard-a", "guard-b"].into_iter().enumerate() {
+        let d = fetch_file(
+            files,
+            Some((socks_addr, Some((user, "x")))),
+            1_000_000,
+            40 + i as u64,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("stream {i} after the guard stopped: {e}"));
+        let key = IsolationKey {
+            username: user.as_bytes().to_vec(),
+            password: b"x".to_vec(),
+        };
+        let used = client.tunnels_for(&key)[0].info().legs[0][0].clone();
+        println!(
+            "stream {i} after the guard stopped: {:.2} MB/s through {used}, {} ms after the stop",
+            d.mb_per_s(),
+            t.elapsed().as_millis()
+        );
+        assert_ne!(used, guard, "a new circuit went through the stopped guard");
+    }
 }

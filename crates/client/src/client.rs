@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use braid_core::channel::ExpectedIdentity;
+use braid_core::channel::padding::PaddingParams;
 use braid_core::circuit::HopTarget;
 use braid_core::conflux::ConfluxConfig;
 use braid_core::stream::{Host, ResolvedAnswer, Socks5Reply, Target};
@@ -30,9 +31,10 @@ use crate::error::ClientError;
 use crate::hops::hop_target;
 use crate::keyed_lock::KeyedLock;
 use crate::names;
-use crate::pool::{IsolationPool, MAX_POOL_KEYS};
+use crate::pool::{IsolationPool, MAX_CIRCUIT_DIRTINESS, MAX_POOL_KEYS};
 use crate::safelog::sensitive;
 use crate::socks::{Connector, IsolationKey, SocksCommand, SocksRequest, SocksTarget};
+use crate::state::{StateDir, network_key};
 use crate::tunnel::{
     BeginError, LegFuture, LegPlan, LegSource, TorStream, TunnelError, TunnelHandle, TunnelInfo,
     WeakTunnel, build_conflux_tunnel, build_tunnel,
@@ -53,6 +55,8 @@ pub const PREEMPTIVE_TUNNELS: usize = 2;
 pub const MAX_TUNNELS_PER_KEY: usize = 4;
 /// How long a relay that a circuit could not be extended to is avoided.
 pub const FAILED_RELAY_AVOID: Duration = Duration::from_secs(60);
+/// How often the pool drops the tunnels too dirty for new streams.
+const TUNNEL_SWEEP: Duration = Duration::from_secs(30);
 /// Attempts at a stream before giving up (a failed circuit is replaced).
 const BEGIN_ATTEMPTS: usize = 3;
 
@@ -68,6 +72,8 @@ struct Inner {
     netdir: watch::Receiver<Option<Arc<NetDir>>>,
     guards: Mutex<GuardSet>,
     cache: Option<DirCache>,
+    /// Where the guard set is saved; locked for the client's life.
+    state: Option<StateDir>,
     /// Open channels by relay.
     channels: Mutex<HashMap<RelayId, ChannelHandle>>,
     /// One connect at a time per relay: a request for a relay being
@@ -93,6 +99,8 @@ struct Inner {
     /// them: the consensus may list a relay as Running for a while after it
     /// died.
     failed_relays: Mutex<HashMap<RelayId, std::time::Instant>>,
+    /// The primary guards, for the directory driver to ask as caches.
+    dir_guards: watch::Sender<Vec<RelayId>>,
 }
 
 impl TorClient {
@@ -103,9 +111,33 @@ impl TorClient {
         limit: Duration,
         mut on_event: impl FnMut(&DirEvent) + Send + 'static,
     ) -> Result<Self, ClientError> {
+        // The state directory first: a second proxy on the same state
+        // fails at once, before any network traffic.
+        let network = network_key(
+            config
+                .dir
+                .authorities
+                .iter()
+                .map(|a| a.v3ident.as_bytes().as_slice()),
+        );
+        let state = StateDir::open(&config.state_dir, &network)?;
         let mut driver = DirDriver::new(&config, true)?;
         driver.bootstrap(limit, &mut on_event).await?;
         let netdir = driver.subscribe();
+        let cache = DirCache::open(&config.cache_dir).ok();
+        let params = GuardParams::default();
+        // The state directory's guards; a cache of an older Braid may hold
+        // them instead (taken once, then saved in the state directory).
+        let saved = match state.load_guards()? {
+            Some(t) => Some(t),
+            None => cache.as_ref().and_then(|c| c.load_guards().ok().flatten()),
+        };
+        let guards = saved
+            .and_then(|t| GuardSet::from_toml(&t, params.clone()).ok())
+            .unwrap_or_else(|| GuardSet::new(params));
+        let client = Self::with_parts(config, netdir, guards, cache, Some(state));
+        // Our primary guards are the directory's caches from now on.
+        driver.follow_guards(client.inner.dir_guards.subscribe());
         tokio::spawn(async move {
             // Until the client is dropped (its receiver with it).
             while driver.has_subscribers() {
@@ -114,15 +146,9 @@ impl TorClient {
                     .await;
             }
         });
-        let cache = DirCache::open(&config.cache_dir).ok();
-        let params = GuardParams::default();
-        let guards = cache
-            .as_ref()
-            .and_then(|c| c.load_guards().ok().flatten())
-            .and_then(|t| GuardSet::from_toml(&t, params.clone()).ok())
-            .unwrap_or_else(|| GuardSet::new(params));
-        let client = Self::with_parts(config, netdir, guards, cache);
         client.update_guards();
+        client.follow_consensus();
+        client.expire_tunnels();
         Ok(client)
     }
 
@@ -133,6 +159,7 @@ impl TorClient {
         netdir: watch::Receiver<Option<Arc<NetDir>>>,
         guards: GuardSet,
         cache: Option<DirCache>,
+        state: Option<StateDir>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -140,14 +167,20 @@ impl TorClient {
                 netdir,
                 guards: Mutex::new(guards),
                 cache,
+                state,
                 channels: Mutex::new(HashMap::new()),
                 connecting: KeyedLock::new(),
-                pool: Mutex::new(IsolationPool::new(MAX_POOL_KEYS, MAX_TUNNELS_PER_KEY)),
+                pool: Mutex::new(IsolationPool::new(
+                    MAX_POOL_KEYS,
+                    MAX_TUNNELS_PER_KEY,
+                    MAX_CIRCUIT_DIRTINESS,
+                )),
                 registry: Mutex::new(Vec::new()),
                 spare: Mutex::new(Vec::new()),
                 refilling: std::sync::atomic::AtomicBool::new(false),
                 building: KeyedLock::new(),
                 failed_relays: Mutex::new(HashMap::new()),
+                dir_guards: watch::channel(Vec::new()).0,
             }),
         }
     }
@@ -170,9 +203,43 @@ impl TorClient {
 
     /// One tunnel of the configured kind, for the spare pool.
     async fn build_spare(&self) -> Result<TunnelHandle, TunnelError> {
-        match self.inner.config.conflux_legs {
-            Some(n) => self.build_conflux(443, n).await,
-            None => self.build(None).await,
+        self.build_for(None, 443).await
+    }
+
+    /// Conflux legs per tunnel now: the configured number while the
+    /// consensus enables Conflux (`cfx_enabled`, default 1, as C-tor's
+    /// `conflux_is_enabled`), else `None`.
+    fn conflux_legs(&self) -> Option<usize> {
+        let n = self.inner.config.conflux_legs?;
+        let enabled = self
+            .netdir()
+            .is_none_or(|d| d.params().get("cfx_enabled").is_none_or(|v| *v != 0));
+        enabled.then_some(n)
+    }
+
+    /// A tunnel of the configured kind for `port`: a Conflux set, or one
+    /// circuit when Conflux is off or no Conflux exit allows the port
+    /// (C-tor clients also fall back to a single circuit then). For an
+    /// isolation `key` whose exit migrates streams, a circuit carries the
+    /// first streams while the set builds (the migrate module).
+    async fn build_for(
+        &self,
+        key: Option<&IsolationKey>,
+        port: u16,
+    ) -> Result<TunnelHandle, TunnelError> {
+        let Some(n) = self.conflux_legs() else {
+            return self.build(Some(port)).await;
+        };
+        let built = match key {
+            Some(key) if self.inner.config.migrate => self.conflux_meanwhile(key, port, n).await,
+            _ => self.build_conflux(port, n).await,
+        };
+        match built {
+            Err(TunnelError::Path(why)) => {
+                tracing::info!("no Conflux set for port {port} ({why}); one circuit instead");
+                self.build(Some(port)).await
+            }
+            other => other,
         }
     }
 
@@ -265,20 +332,68 @@ impl TorClient {
         }
     }
 
+    /// Update the guard set on every new directory (guard-spec §4.10: "on
+    /// every new consensus"), so that a primary guard that leaves the
+    /// consensus stops being chosen without a restart. The task holds the
+    /// client weakly and ends with it.
+    fn follow_consensus(&self) {
+        let mut rx = self.inner.netdir.clone();
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(inner) = weak.upgrade() else {
+                    break;
+                };
+                TorClient { inner }.update_guards();
+            }
+        });
+    }
+
+    /// Every [`TUNNEL_SWEEP`], drop the pool's tunnels that are too dirty
+    /// for new streams ([`MAX_CIRCUIT_DIRTINESS`]): with no handle left,
+    /// each closes once its last stream ends, as C-tor closes a dirty
+    /// circuit without streams. Ends with the client.
+    fn expire_tunnels(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TUNNEL_SWEEP);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else {
+                    break;
+                };
+                let mut pool = inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+                pool.expire(std::time::Instant::now());
+            }
+        });
+    }
+
+    /// Apply the current directory to the guard set: its guard parameters
+    /// (guard-spec §A.1), then its relays (§4.10).
     fn update_guards(&self) {
         let Some(dir) = self.netdir() else {
             return;
         };
         let relays = dir.relays();
         let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
+        guards.set_params(GuardParams::from_consensus(dir.params()));
         guards.update_consensus(&relays, dir.weights(), SystemTime::now(), &mut rand::rng());
         self.save_guards(&guards);
+        self.inner
+            .dir_guards
+            .send_replace(guards.primary().to_vec());
     }
 
     fn save_guards(&self, guards: &GuardSet) {
-        if let (Some(cache), Ok(text)) = (&self.inner.cache, guards.to_toml())
-            && let Err(e) = cache.store_guards(&text)
-        {
+        let Ok(text) = guards.to_toml() else {
+            return;
+        };
+        let saved = match (&self.inner.state, &self.inner.cache) {
+            (Some(state), _) => state.store_guards(&text).map_err(|e| e.to_string()),
+            (None, Some(cache)) => cache.store_guards(&text).map_err(|e| e.to_string()),
+            (None, None) => Ok(()),
+        };
+        if let Err(e) = saved {
             tracing::warn!("cannot save the guard state: {e}");
         }
     }
@@ -308,8 +423,13 @@ impl TorClient {
             rsa: RsaIdentity::from(*relay.id.as_bytes()),
             ed25519: relay.ed_id.map(|e| Ed25519Identity::from(*e.as_bytes())),
         };
+        let padding = self
+            .netdir()
+            .map(|d| PaddingParams::from_consensus(d.params()))
+            .unwrap_or_default();
         let config = ChannelConfig {
             circuit_inbound_queue: CIRCUIT_INBOUND_CELLS,
+            padding,
             ..ChannelConfig::default().with_connect_timeout(CHANNEL_TIMEOUT)
         };
         let (ch, _task) =
@@ -339,10 +459,14 @@ impl TorClient {
         // guard-spec §4.6: the first hop from the guard set, unless
         // `entry_nodes` names the guards (path selection then picks one).
         let choice = if self.inner.config.nodes.entry.is_empty() {
+            // Never a guard the client avoids for now (it failed to carry a
+            // circuit): the next usable one instead, rather than a build
+            // that cannot find it among the usable relays.
+            let avoided = self.avoided_relays();
             let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
             Some(
                 guards
-                    .pick_guard(&[], SystemTime::now(), &mut rand::rng())
+                    .pick_guard(&avoided, SystemTime::now(), &mut rand::rng())
                     .map_err(|e| TunnelError::Path(e.to_string()))?,
             )
         } else {
@@ -357,12 +481,16 @@ impl TorClient {
         let path = choose_path(&relays, dir.weights(), guard, &config, &mut rand::rng())
             .map_err(|e| TunnelError::Path(e.to_string()))?;
         let hops = path_hops(&path)?;
+        let migrate = self.migrates_with(path.exit);
         let info = TunnelInfo {
             legs: vec![path_names(&path)],
             exit: path.exit.id,
             exit_policy: path.exit.policy.clone(),
+            migrate,
         };
-        let config = TunnelConfig::from_consensus(TunnelKind::Single, dir.params());
+        let mut config = TunnelConfig::from_consensus(TunnelKind::Single, dir.params());
+        // Braid proposal 001 §2.1: only with an exit that advertises it.
+        config.streams.migratable = migrate;
         let result = match self.channel_to(path.guard).await {
             Ok(ch) => build_tunnel(&ch, hops, info, config).await,
             Err(e) => Err(e),
@@ -380,8 +508,11 @@ impl TorClient {
                 let _ = guards.note_success(&choice.id, now, &mut rand::rng());
             }
             // guard-spec §4.7: only a failure to reach the guard marks it.
+            // A relay we cannot reach is likely down: it is not picked as
+            // another circuit's middle or exit for a while either.
             Err(TunnelError::Channel(_)) => {
                 let _ = guards.note_failure(&choice.id, now);
+                self.avoid(choice.id);
             }
             Err(_) => {}
         }
@@ -396,14 +527,32 @@ impl TorClient {
     /// `entry_nodes`), distinct middles, an exit with Conflux=1 and
     /// FlowCtrl=2; every hop from its node list when one is configured.
     pub async fn build_conflux(&self, port: u16, n: usize) -> Result<TunnelHandle, TunnelError> {
+        let (legs, exit) = self.conflux_plans(Some(port), n, None).await?;
+        self.build_conflux_from(legs, &exit).await
+    }
+
+    /// The legs of a Conflux set of `n` legs, channels to their guards
+    /// open, to one exit allowing `port` (or any), or to `exit` (prop 329
+    /// §2.2: distinct guards from the guard set or `entry_nodes`, distinct
+    /// middles, an exit with Conflux=1 and FlowCtrl=2).
+    pub(crate) async fn conflux_plans(
+        &self,
+        port: Option<u16>,
+        n: usize,
+        exit: Option<RelayId>,
+    ) -> Result<(Vec<LegPlan>, ExitFacts), TunnelError> {
         let dir = self
             .netdir()
             .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
         let relays = self.usable_relays(&dir);
+        let mut nodes = self.inner.config.nodes.clone();
+        if let Some(exit) = exit {
+            nodes.exit = vec![braid_dir::NodeSpec::Id(exit)];
+        }
         let config = PathConfig {
             enforce_distinct_subnets: self.inner.config.enforce_distinct_subnets,
-            nodes: self.inner.config.nodes.clone(),
-            ..PathConfig::conflux(Some(port))
+            nodes,
+            ..PathConfig::conflux(port)
         };
         // With `entry_nodes`, path selection picks distinct guards from
         // that list instead of the guard set.
@@ -421,18 +570,37 @@ impl TorClient {
             &mut rand::rng(),
         )
         .map_err(|e| TunnelError::Path(e.to_string()))?;
+        let exit = paths
+            .first()
+            .map(|p| ExitFacts {
+                id: p.exit.id,
+                policy: p.exit.policy.clone(),
+                resume: self.inner.config.resume
+                    && p.exit.protocols.supports_subver("BraidResume", 1),
+                migrate: self.migrates_with(p.exit),
+            })
+            .ok_or_else(|| TunnelError::Path("no legs".into()))?;
         let mut legs = Vec::new();
         for p in &paths {
             legs.push(self.leg_plan(p).await?);
         }
-        let exit = paths
-            .first()
-            .map(|p| p.exit)
-            .ok_or_else(|| TunnelError::Path("no legs".into()))?;
+        Ok((legs, exit))
+    }
+
+    /// Build and link a Conflux set over `legs` to `exit`.
+    pub(crate) async fn build_conflux_from(
+        &self,
+        legs: Vec<LegPlan>,
+        exit: &ExitFacts,
+    ) -> Result<TunnelHandle, TunnelError> {
+        let dir = self
+            .netdir()
+            .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
         let info = TunnelInfo {
             legs: legs.iter().map(|l| l.names.clone()).collect(),
             exit: exit.id,
             exit_policy: exit.policy.clone(),
+            migrate: exit.migrate,
         };
         let (reorder, reorder_auto) = self.inner.config.reorder();
         let kind = TunnelKind::Conflux {
@@ -445,15 +613,25 @@ impl TorClient {
             scheduler: self.inner.config.scheduler,
         };
         let mut config = TunnelConfig::from_consensus(kind, dir.params());
-        // Braid proposal 001: resumption only with an exit that advertises
-        // it (never a C-tor exit).
-        if self.inner.config.resume && exit.protocols.supports_subver("BraidResume", 1) {
+        // Braid proposal 001: resumption and migration only with an exit
+        // that advertises them (never a C-tor exit).
+        if exit.resume {
             config.resume = Some(braid_core::conflux::ResumeParams::default());
         }
+        config.streams.migratable = exit.migrate;
         // Legs the set's core asks for come from here, and their failures
         // are reported to `leg_failed` (so the culprit is avoided).
-        let source: Arc<dyn LegSource> = Arc::new(self.clone());
+        // Weakly: the tunnel's task must not keep the client alive (a spare
+        // tunnel held by the client would otherwise hold it forever).
+        let source: Arc<dyn LegSource> = Arc::new(WeakClient(Arc::downgrade(&self.inner)));
         build_conflux_tunnel(legs, info, config, Some(source)).await
+    }
+
+    /// Streams on a tunnel to `exit` are migratable: `[braid] migrate` is
+    /// on and the exit advertises `BraidMigrate=1` (Braid proposal 001
+    /// §2.1).
+    fn migrates_with(&self, exit: &Relay) -> bool {
+        self.inner.config.migrate && exit.protocols.supports_subver("BraidMigrate", 1)
     }
 
     /// `n` distinct guards for Conflux legs, none of `exclude`: from the
@@ -463,15 +641,17 @@ impl TorClient {
         if !self.inner.config.nodes.entry.is_empty() {
             return Vec::new();
         }
-        let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
         let mut ids: Vec<RelayId> = exclude.to_vec();
+        ids.extend(self.avoided_relays());
+        let skip = ids.len();
+        let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
         for _ in 0..n {
             match guards.pick_guard(&ids, SystemTime::now(), &mut rand::rng()) {
                 Ok(c) => ids.push(c.id),
                 Err(_) => break,
             }
         }
-        ids.split_off(exclude.len())
+        ids.split_off(skip)
     }
 
     /// A channel to `path`'s guard and its hops: one leg to build.
@@ -502,7 +682,11 @@ impl TorClient {
     /// A new leg for a Conflux set to `exit` (a relaunch): a guard and a
     /// middle none of `used` (prop 329 §2.2), an exit still fit for
     /// Conflux.
-    async fn conflux_leg(&self, exit: RelayId, used: Vec<RelayId>) -> Result<LegPlan, TunnelError> {
+    pub(crate) async fn conflux_leg(
+        &self,
+        exit: RelayId,
+        used: Vec<RelayId>,
+    ) -> Result<LegPlan, TunnelError> {
         let dir = self
             .netdir()
             .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
@@ -544,19 +728,23 @@ impl TorClient {
 
     /// [`Self::avoid_hop`] for a path given by its identities.
     fn avoid_ids(&self, ids: &[RelayId], hops_done: usize) {
-        let Some(culprit) = ids.get(hops_done).copied().filter(|_| hops_done > 0) else {
-            return;
-        };
+        if let Some(culprit) = ids.get(hops_done).copied().filter(|_| hops_done > 0) {
+            self.avoid(culprit);
+        }
+    }
+
+    /// Avoid `relay` for [`FAILED_RELAY_AVOID`].
+    fn avoid(&self, relay: RelayId) {
         let mut failed = self
             .inner
             .failed_relays
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        failed.insert(culprit, std::time::Instant::now() + FAILED_RELAY_AVOID);
+        failed.insert(relay, std::time::Instant::now() + FAILED_RELAY_AVOID);
     }
 
-    /// The relays of `dir` minus those recently found unreachable.
-    fn usable_relays(&self, dir: &NetDir) -> Vec<Relay> {
+    /// Relays avoided for now (see [`FAILED_RELAY_AVOID`]).
+    fn avoided_relays(&self) -> Vec<RelayId> {
         let mut failed = self
             .inner
             .failed_relays
@@ -564,18 +752,24 @@ impl TorClient {
             .unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();
         failed.retain(|_, until| *until > now);
+        failed.keys().copied().collect()
+    }
+
+    /// The relays of `dir` minus those recently found unreachable.
+    fn usable_relays(&self, dir: &NetDir) -> Vec<Relay> {
+        let avoided = self.avoided_relays();
         let mut relays = dir.relays();
-        relays.retain(|r| !failed.contains_key(&r.id));
+        relays.retain(|r| !avoided.contains(&r.id));
         relays
     }
 
-    fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {
+    pub(crate) fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {
         self.register(&tunnel);
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        pool.insert(key.clone(), tunnel);
+        pool.insert(key.clone(), tunnel, std::time::Instant::now());
     }
 
-    fn drop_from_pool(&self, key: &IsolationKey, tunnel: &TunnelHandle) {
+    pub(crate) fn drop_from_pool(&self, key: &IsolationKey, tunnel: &TunnelHandle) {
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.remove(key, |t| t.id() == tunnel.id());
     }
@@ -585,7 +779,9 @@ impl TorClient {
     async fn tunnel_for(&self, key: &IsolationKey, port: u16) -> Result<TunnelHandle, TunnelError> {
         let pick = |me: &Self| {
             let mut pool = me.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.find(key, |t| t.info().exit_policy.allows_port(port))
+            pool.find(key, std::time::Instant::now(), |t| {
+                t.info().exit_policy.allows_port(port)
+            })
         };
         if let Some(t) = pick(self) {
             return Ok(t);
@@ -598,10 +794,7 @@ impl TorClient {
         if let Some(t) = pick(self) {
             return Ok(t);
         }
-        let t = match self.inner.config.conflux_legs {
-            Some(n) => self.build_conflux(port, n).await?,
-            None => self.build(Some(port)).await?,
-        };
+        let t = self.build_for(Some(key), port).await?;
         self.add_to_pool(key, t.clone());
         Ok(t)
     }
@@ -650,6 +843,32 @@ impl TorClient {
     }
 }
 
+/// The client as a Conflux set's [`LegSource`], held weakly: once the
+/// client is gone, no new legs.
+#[derive(Debug)]
+struct WeakClient(std::sync::Weak<Inner>);
+
+impl LegSource for WeakClient {
+    fn new_leg(&self, exit: RelayId, used: Vec<RelayId>) -> LegFuture {
+        match self.0.upgrade() {
+            Some(inner) => TorClient { inner }.new_leg(exit, used),
+            None => Box::pin(async { Err(TunnelError::Path("the client is gone".into())) }),
+        }
+    }
+
+    fn leg_failed(&self, ids: &[RelayId], suspect: usize) {
+        if let Some(inner) = self.0.upgrade() {
+            TorClient { inner }.leg_failed(ids, suspect);
+        }
+    }
+
+    fn leg_built(&self, ids: &[RelayId]) {
+        if let Some(inner) = self.0.upgrade() {
+            TorClient { inner }.leg_built(ids);
+        }
+    }
+}
+
 impl LegSource for TorClient {
     fn new_leg(&self, exit: RelayId, used: Vec<RelayId>) -> LegFuture {
         let client = self.clone();
@@ -664,6 +883,10 @@ impl LegSource for TorClient {
     /// the guard set for the set's first legs and for relaunched ones) is
     /// confirmed, as [`TorClient::build`] does for a single circuit. The
     /// guard state is saved.
+    fn tunnel_failing(&self, tunnel: u64) {
+        self.evacuate(tunnel);
+    }
+
     fn leg_built(&self, ids: &[RelayId]) {
         let Some(guard) = ids.first() else {
             return;
@@ -737,10 +960,19 @@ impl Connector for TorClient {
         if let (false, SocksTarget::Hostname(host, _)) = (reverse, &request.target) {
             check_name(host).map_err(|e| e.reply)?;
         }
-        let tunnel = self
-            .tunnel_for(&request.isolation, 80)
-            .await
-            .map_err(|_| Socks5Reply::GeneralFailure)?;
+        // A failed build is retried, as for CONNECT: a circuit through a
+        // relay that just died fails at once.
+        let mut built = Err(Socks5Reply::GeneralFailure);
+        for _ in 0..BEGIN_ATTEMPTS {
+            match self.tunnel_for(&request.isolation, 80).await {
+                Ok(t) => {
+                    built = Ok(t);
+                    break;
+                }
+                Err(e) => tracing::info!("circuit for a resolve failed: {e}"),
+            }
+        }
+        let tunnel = built?;
         let answers = match (&request.target, reverse) {
             (SocksTarget::Hostname(host, _), false) => tunnel.resolve(host).await,
             (SocksTarget::Ip(addr, _), true) => tunnel.resolve_reverse(*addr).await,
@@ -760,5 +992,21 @@ impl Connector for TorClient {
     }
 }
 
+mod migrate;
 #[cfg(test)]
 mod tests;
+
+pub use migrate::{MigrateOutcome, StreamView};
+
+/// What tunnels to an exit need to know of it.
+#[derive(Debug, Clone)]
+pub(crate) struct ExitFacts {
+    /// Its identity.
+    pub(crate) id: RelayId,
+    /// Its port policy.
+    pub(crate) policy: braid_dir::PortPolicy,
+    /// Resumption is offered to it.
+    pub(crate) resume: bool,
+    /// Its streams are migratable.
+    pub(crate) migrate: bool,
+}

@@ -1,6 +1,9 @@
 //! The client configuration. Without a file Braid uses the public Tor
 //! network. A file names a private network: its `[[authority]]` tables
-//! (nickname, address, dir_port, v3ident) are the trust roots, and
+//! (nickname, address, dir_port, v3ident) are the trust roots, its
+//! `[[fallback]]` tables (nickname, address, or_port, fingerprint, and
+//! optionally ed25519) the relays first asked for the directory over
+//! BEGIN_DIR (the authorities' DirPorts only when none answers), and
 //! `[network] enforce_distinct_subnets = false` lifts the /16 rule for a
 //! loopback network. The `network.toml` that `braid testnet up` writes is
 //! such a file; other tables in it are ignored. Braid's own options live
@@ -16,9 +19,18 @@
 //! dir_port = 17001
 //! v3ident = "DF42171FC3F4BE879C6F3F36C488ADFCE0C9D819"
 //!
+//! [[fallback]]
+//! nickname = "relay0"
+//! address = "127.0.0.1"
+//! or_port = 17020
+//! fingerprint = "0F7D5F4C9C3D1E0A4D6B2C8E1F3A5B7C9D0E2F41"
+//! ed25519 = "x8rIKD1bL9n3uO7hA5z0iY2wVvKc6qS4jTmFgNnEaHs"  # optional
+//!
 //! [braid]
 //! cache_dir = "/var/cache/braid"   # default: braid-cache beside this file
-//! conflux = true                   # multipath tunnels (default: off for now)
+//! state_dir = "/var/lib/braid"     # guards; default: braid-state beside it
+//! conflux = true                   # multipath tunnels (default: on, as C-tor
+//!                                  # clients; false: single circuits)
 //! legs = 2                         # legs per tunnel, 2 to 8
 //! scheduler = "ecf"                # what we send: ecf (default), lowrtt
 //!                                  # or minrtt
@@ -27,6 +39,9 @@
 //!                                  # low-mem-latency, no-opinion
 //! resume = true                    # Conflux sets resume lost legs with exits
 //!                                  # that advertise BraidResume=1 (default)
+//! migrate = true                   # streams may move between tunnels to an
+//!                                  # exit that advertises BraidMigrate=1
+//!                                  # (default)
 //! metrics = "127.0.0.1:9035"       # braid proxy serves /metrics, /status
 //! reorder_limit = "auto"           # bytes a Conflux set may hold out of
 //!                                  # order: "auto" (2 MiB, raised to twice
@@ -43,12 +58,12 @@
 //! exit_nodes = ["$0123456789ABCDEF0123456789ABCDEF01234567"]
 //! ```
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use braid_core::conflux::{ReorderLimit, ReorderSizer, V1DesiredUx};
 use braid_core::conflux_sched::SchedulerKind;
-use braid_dir::{Authority, DirConfig, NodeRestrictions};
+use braid_dir::{Authority, DirConfig, Ed25519Id, Fallback, NodeRestrictions};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
@@ -59,6 +74,8 @@ struct FileConfig {
     network: NetworkSection,
     #[serde(default)]
     authority: Vec<AuthoritySection>,
+    #[serde(default)]
+    fallback: Vec<FallbackSection>,
     #[serde(default)]
     braid: BraidSection,
 }
@@ -76,14 +93,27 @@ struct AuthoritySection {
     v3ident: String,
 }
 
+#[derive(Debug, Deserialize)]
+struct FallbackSection {
+    nickname: String,
+    address: Ipv4Addr,
+    or_port: u16,
+    /// RSA identity, 40 hex digits.
+    fingerprint: String,
+    /// Ed25519 identity, base64 (as network.toml writes it) or 64 hex.
+    ed25519: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct BraidSection {
     cache_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     conflux: Option<bool>,
     legs: Option<usize>,
     scheduler: Option<String>,
     ux: Option<String>,
     resume: Option<bool>,
+    migrate: Option<bool>,
     metrics: Option<SocketAddr>,
     reorder_limit: Option<toml::Value>,
     #[serde(default)]
@@ -103,9 +133,15 @@ pub struct ClientConfig {
     pub enforce_distinct_subnets: bool,
     /// Where the directory cache lives.
     pub cache_dir: PathBuf,
+    /// Where the state that is not a cache lives (the guard set): private,
+    /// locked by one process, keyed to the network ([`crate::state`]).
+    pub state_dir: PathBuf,
     /// The file this came from (`None`: the public network).
     pub source: Option<PathBuf>,
-    /// Conflux legs per tunnel (2..=8), or `None` for single circuits.
+    /// Conflux legs per tunnel (2..=8), or `None` for single circuits. On
+    /// (2 legs) by default, as in C-tor clients (`ConfluxEnabled` auto);
+    /// used only while the consensus has `cfx_enabled` on, and only where
+    /// an exit that supports Conflux allows the port (else one circuit).
     pub conflux_legs: Option<usize>,
     /// The scheduler for what we send on a Conflux set.
     pub scheduler: SchedulerKind,
@@ -118,6 +154,13 @@ pub struct ClientConfig {
     /// lost with data in flight is replaced instead of closing the set.
     /// Never offered to an exit that does not advertise it.
     pub resume: bool,
+    /// Make streams migratable (Braid proposal 001 §4) on tunnels whose
+    /// exit advertises `BraidMigrate=1` (`[braid] migrate`, default on):
+    /// a stream then moves to another tunnel to the same exit of its
+    /// isolation key when its own fails, when the Conflux set it waited
+    /// for is ready, or on request (`braid streams migrate`). Never used
+    /// with an exit that does not advertise it.
+    pub migrate: bool,
     /// Where `braid proxy` serves its metrics (loopback only).
     pub metrics: Option<SocketAddr>,
     /// The byte limit of a Conflux set's reorder queue (`[braid]
@@ -141,11 +184,20 @@ impl ClientConfig {
             dir: DirConfig::public(),
             enforce_distinct_subnets: true,
             cache_dir: base.join("braid").join("public"),
+            state_dir: std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share"))
+                })
+                .unwrap_or_else(std::env::temp_dir)
+                .join("braid")
+                .join("public"),
             source: None,
-            conflux_legs: None,
+            conflux_legs: Some(2),
             scheduler: SchedulerKind::Ecf,
             conflux_ux: V1DesiredUx::HIGH_THROUGHPUT,
             resume: true,
+            migrate: true,
             metrics: None,
             reorder_limit: None,
             nodes: NodeRestrictions::default(),
@@ -191,13 +243,23 @@ impl ClientConfig {
                 dir_addr: SocketAddr::new(a.address, a.dir_port),
             });
         }
+        let fallbacks = file
+            .fallback
+            .into_iter()
+            .map(|f| parse_fallback(f).map_err(&invalid))
+            .collect::<Result<Vec<_>, _>>()?;
         let cache_dir = file.braid.cache_dir.unwrap_or_else(|| {
             path.parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
                 .join("braid-cache")
         });
+        let state_dir = file.braid.state_dir.unwrap_or_else(|| {
+            path.parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+                .join("braid-state")
+        });
         let conflux_legs = match (file.braid.conflux, file.braid.legs) {
-            (Some(false), _) | (None, None) => None,
+            (Some(false), _) => None,
             (_, Some(n)) if !(2..=8).contains(&n) => {
                 return Err(invalid(format!("[braid] legs = {n}: Conflux needs 2 to 8")));
             }
@@ -259,20 +321,57 @@ impl ClientConfig {
         Ok(Self {
             dir: DirConfig {
                 authorities,
-                fallbacks: Vec::new(),
+                fallbacks,
             },
             enforce_distinct_subnets: file.network.enforce_distinct_subnets.unwrap_or(true),
             cache_dir,
+            state_dir,
             source: Some(path.to_owned()),
             conflux_legs,
             scheduler,
             conflux_ux,
             resume: file.braid.resume.unwrap_or(true),
+            migrate: file.braid.migrate.unwrap_or(true),
             metrics: file.braid.metrics,
             reorder_limit,
             nodes,
         })
     }
+}
+
+/// A `[[fallback]]` table: a relay asked over BEGIN_DIR before any
+/// consensus is known, whose channel must prove these identities.
+fn parse_fallback(f: FallbackSection) -> Result<Fallback, String> {
+    let name = &f.nickname;
+    let id = f
+        .fingerprint
+        .trim_start_matches('$')
+        .parse()
+        .map_err(|e| format!("fallback {name}: bad fingerprint: {e}"))?;
+    if f.or_port == 0 {
+        return Err(format!("fallback {name}: or_port 0"));
+    }
+    let ed_id = match f.ed25519.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(
+            text.parse::<Ed25519Id>()
+                .ok()
+                .or_else(|| {
+                    let e = tor_llcrypto::pk::ed25519::Ed25519Identity::from_base64(text)?;
+                    <[u8; 32]>::try_from(e.as_bytes()).ok().map(Ed25519Id::new)
+                })
+                .ok_or_else(|| {
+                    format!("fallback {name}: bad ed25519 {text:?}: base64 or 64 hex digits")
+                })?,
+        ),
+    };
+    Ok(Fallback {
+        id,
+        or_addr: SocketAddrV4::new(f.address, f.or_port),
+        or_addr_v6: None,
+        nickname: f.nickname,
+        ed_id,
+    })
 }
 
 /// The least `[braid] reorder_limit`: 64 KiB (one congestion window of
@@ -362,6 +461,49 @@ socks_port = 1
         );
         assert!(!c.enforce_distinct_subnets);
         assert_eq!(c.cache_dir, PathBuf::from("/tmp/x/braid-cache"));
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/x/braid-state"));
+    }
+
+    /// `[[fallback]]` tables, as `braid testnet up` writes them: RSA
+    /// fingerprint and a base64 Ed25519 identity (hex works too).
+    #[test]
+    fn reads_fallback_tables() {
+        let text = format!(
+            "{NETWORK_TOML}\n[[fallback]]\nnickname = \"relay0\"\naddress = \"127.0.0.1\"\nor_port = 26020\nfingerprint = \"0F7D5F4C9C3D1E0A4D6B2C8E1F3A5B7C9D0E2F41\"\ned25519 = \"{}\"\n\n[[fallback]]\nnickname = \"relay1\"\naddress = \"127.0.0.2\"\nor_port = 26030\nfingerprint = \"$1F7D5F4C9C3D1E0A4D6B2C8E1F3A5B7C9D0E2F41\"\n",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE"
+        );
+        let c = ClientConfig::parse(&text, Path::new("n.toml")).unwrap();
+        let f = &c.dir.fallbacks;
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].nickname, "relay0");
+        assert_eq!(f[0].or_addr, "127.0.0.1:26020".parse().unwrap());
+        assert_eq!(f[0].ed_id, Some(Ed25519Id::new([1; 32])));
+        assert_eq!(f[1].ed_id, None);
+        assert_eq!(
+            f[1].id.to_string(),
+            "1F7D5F4C9C3D1E0A4D6B2C8E1F3A5B7C9D0E2F41"
+        );
+        let hex = text.replace(
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
+            &"01".repeat(32),
+        );
+        let c = ClientConfig::parse(&hex, Path::new("n.toml")).unwrap();
+        assert_eq!(c.dir.fallbacks[0].ed_id, Some(Ed25519Id::new([1; 32])));
+        for (bad, why) in [
+            ("0F7D5F4C9C3D", "bad fingerprint"),
+            ("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE", "bad ed25519"),
+            ("or_port = 26020", "or_port 0"),
+        ] {
+            let broken = match why {
+                "bad fingerprint" => {
+                    text.replacen("0F7D5F4C9C3D1E0A4D6B2C8E1F3A5B7C9D0E2F41", bad, 1)
+                }
+                "bad ed25519" => text.replace(bad, "not-an-identity"),
+                _ => text.replace(bad, "or_port = 0"),
+            };
+            let e = ClientConfig::parse(&broken, Path::new("n.toml")).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 
     #[test]
@@ -513,5 +655,7 @@ metrics = \"0.0.0.0:9035\"
         assert!(c.dir.fallbacks.len() > 100);
         assert!(c.enforce_distinct_subnets);
         assert!(c.cache_dir.ends_with("braid/public"));
+        assert!(c.state_dir.ends_with("braid/public"));
+        assert_ne!(c.state_dir, c.cache_dir);
     }
 }

@@ -76,24 +76,7 @@ impl DirCache {
     }
 
     fn store_path(&self, path: &Path, text: &str) -> io::Result<()> {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("doc")
-            .to_owned();
-        let tmp = self.dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        let result = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)?;
-            // Make the rename itself durable.
-            fs::File::open(&self.dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        write_atomic(&self.dir, path, text, 0o666)
     }
 
     /// Set a file that failed verification aside as `NAME.corrupt`.
@@ -105,6 +88,37 @@ impl DirCache {
         fs::rename(&path, &aside)?;
         Ok(aside)
     }
+}
+
+/// Replace `path` (a file in `dir`) with `text` atomically: write a
+/// temporary file created with `mode` (less the umask), sync it, rename it
+/// over `path`, sync `dir` so the rename is durable. Used by the cache and
+/// by the state directory ([`crate::state`]).
+pub(crate) fn write_atomic(dir: &Path, path: &Path, text: &str, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("doc")
+        .to_owned();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]

@@ -1,10 +1,18 @@
-//! Drives [`DirBootstrap`] with real IO: HTTP fetches on tokio tasks, the
-//! disk cache, and the wall clock. No directory logic lives here.
+//! Drives [`DirBootstrap`] with real IO: its requests carried on tokio
+//! tasks (BEGIN_DIR on one-hop circuits to fallbacks and caches,
+//! [`crate::dir_onehop`]; plain HTTP to authorities' DirPorts,
+//! [`crate::http`]), the disk cache, and the wall clock. The bytes of each
+//! request and answer are the state machine's: no directory logic lives
+//! here.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use braid_dir::bootstrap::ClockSkew;
-use braid_dir::{DirBootstrap, DirEvent, DocError, DocKind, NetDir, Progress, RequestId};
+use braid_dir::fetch::Encoding;
+use braid_dir::{
+    DirBootstrap, DirEvent, DirRequest, DirSource, DocError, DocKind, NetDir, Progress, RelayId,
+    RequestId, SourceKind,
+};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -12,11 +20,69 @@ use tokio::task::JoinSet;
 
 use crate::config::ClientConfig;
 use crate::dir_cache::DirCache;
+use crate::dir_onehop::OneHopDir;
 use crate::error::ClientError;
 use crate::http;
 
 /// How long one fetch may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a channel to a directory relay may take to open.
+pub const DIR_CHANNEL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Figures of the answers that arrived (responses decoded, before their
+/// documents were checked).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchFigures {
+    /// Answers from directory caches among the guards (BEGIN_DIR).
+    pub from_caches: usize,
+    /// Answers from fallback directories (BEGIN_DIR).
+    pub from_fallbacks: usize,
+    /// Answers from authorities' DirPorts.
+    pub from_authorities: usize,
+    /// Response bytes read (heads and bodies as sent).
+    pub wire_bytes: usize,
+    /// Body bytes after decoding.
+    pub body_bytes: usize,
+    /// Bodies that came compressed (deflate, gzip or zstd).
+    pub compressed: usize,
+    /// Bodies by encoding name.
+    pub by_encoding: Vec<(Encoding, usize)>,
+    /// Consensus diffs received.
+    pub diffs: usize,
+}
+
+impl FetchFigures {
+    fn note(&mut self, ev: &DirEvent) {
+        let DirEvent::Fetched {
+            source,
+            encoding,
+            wire_bytes,
+            body_bytes,
+            diff,
+            ..
+        } = ev
+        else {
+            return;
+        };
+        match source.kind() {
+            SourceKind::Cache => self.from_caches += 1,
+            SourceKind::Fallback => self.from_fallbacks += 1,
+            SourceKind::Authority => self.from_authorities += 1,
+        }
+        self.wire_bytes += wire_bytes;
+        self.body_bytes += body_bytes;
+        if *encoding != Encoding::Identity {
+            self.compressed += 1;
+        }
+        match self.by_encoding.iter_mut().find(|(e, _)| e == encoding) {
+            Some((_, n)) => *n += 1,
+            None => self.by_encoding.push((*encoding, 1)),
+        }
+        if *diff {
+            self.diffs += 1;
+        }
+    }
+}
 
 /// What a finished bootstrap reports.
 #[derive(Debug, Clone)]
@@ -29,8 +95,10 @@ pub struct BootstrapReport {
     pub from_cache: Vec<DocKind>,
     /// Cache files set aside as corrupt.
     pub quarantined: Vec<DocKind>,
-    /// HTTP fetches made.
+    /// Requests made.
     pub fetches: usize,
+    /// What the answers were: sources, bytes, compression, diffs.
+    pub figures: FetchFigures,
     /// Fetches that failed.
     pub fetch_failures: usize,
     /// Documents refused.
@@ -46,7 +114,10 @@ pub struct DirDriver {
     boot: DirBootstrap,
     cache: Option<DirCache>,
     fetch_timeout: Duration,
-    tasks: JoinSet<(RequestId, Result<String, String>)>,
+    onehop: OneHopDir,
+    tasks: JoinSet<(RequestId, Result<Vec<u8>, String>)>,
+    /// The client's guards, best first, to use as directory caches.
+    dir_guards: Option<watch::Receiver<Vec<RelayId>>>,
     report: BootstrapReport,
     last_problem: Option<String>,
     /// Where each new state of the directory is published, if anyone
@@ -73,7 +144,9 @@ impl DirDriver {
             boot: DirBootstrap::new(&config.dir, rand::random()),
             cache,
             fetch_timeout: FETCH_TIMEOUT,
+            onehop: OneHopDir::new(DIR_CHANNEL_TIMEOUT),
             tasks: JoinSet::new(),
+            dir_guards: None,
             report: BootstrapReport {
                 elapsed: Duration::ZERO,
                 progress: Progress {
@@ -84,6 +157,7 @@ impl DirDriver {
                 from_cache: Vec::new(),
                 quarantined: Vec::new(),
                 fetches: 0,
+                figures: FetchFigures::default(),
                 fetch_failures: 0,
                 rejected: 0,
                 clock_skew: None,
@@ -127,6 +201,18 @@ impl DirDriver {
             self.published = Some(key);
             let _ = tx.send(Some(Arc::new(dir.clone())));
         }
+    }
+
+    /// Ask the client's guards (best first, as `guards` publishes them)
+    /// as directory caches, once a consensus lists them (C-tor's
+    /// directory guards).
+    pub fn follow_guards(&mut self, guards: watch::Receiver<Vec<RelayId>>) {
+        self.dir_guards = Some(guards);
+    }
+
+    /// The one-hop transport (for inspection: open channels).
+    pub fn onehop(&self) -> &OneHopDir {
+        &self.onehop
     }
 
     /// The directory, once a consensus verified.
@@ -193,7 +279,19 @@ impl DirDriver {
 
     fn drain_events(&mut self, on_event: &mut impl FnMut(&DirEvent)) {
         while let Some(ev) = self.boot.poll_event() {
+            self.report.figures.note(&ev);
             match &ev {
+                DirEvent::Fetched {
+                    source,
+                    kind,
+                    encoding,
+                    wire_bytes,
+                    body_bytes,
+                    diff,
+                } => tracing::debug!(
+                    "{kind} from {source}: {wire_bytes} bytes {encoding}, {body_bytes} decoded{}",
+                    if *diff { " (a diff)" } else { "" }
+                ),
                 DirEvent::Store { kind, text } => {
                     if let Some(cache) = &self.cache
                         && let Err(e) = cache.store(*kind, text)
@@ -206,7 +304,9 @@ impl DirDriver {
                 }
                 DirEvent::Rejected { source, error } => {
                     self.report.rejected += 1;
-                    let from = source.map_or_else(|| "cache".to_owned(), |s| s.to_string());
+                    let from = source
+                        .as_ref()
+                        .map_or_else(|| "cache".to_owned(), ToString::to_string);
                     if matches!(error, DocError::Outdated) {
                         // Not a failure: the next one is fetched later.
                         tracing::info!("consensus from {from} is no newer than ours");
@@ -237,8 +337,9 @@ impl DirDriver {
                             "cached consensus taken outside its validity until a newer one arrives: {skew}"
                         ),
                         _ => {
-                            let from =
-                                source.map_or_else(|| "the cache".to_owned(), |s| s.to_string());
+                            let from = source
+                                .as_ref()
+                                .map_or_else(|| "the cache".to_owned(), ToString::to_string);
                             tracing::warn!(
                                 "consensus from {from} taken outside its validity: {skew}"
                             );
@@ -291,16 +392,17 @@ impl DirDriver {
             if done(&self.boot) {
                 return Ok(());
             }
+            if let Some(rx) = &mut self.dir_guards
+                && rx.has_changed().unwrap_or(false)
+            {
+                let guards = rx.borrow_and_update().clone();
+                self.boot.set_dir_guards(guards);
+            }
             let now = SystemTime::now();
             while let Some(req) = self.boot.poll_request(now) {
                 self.report.fetches += 1;
-                let timeout = self.fetch_timeout;
-                self.tasks.spawn(async move {
-                    let r = http::get(req.source, &req.path, req.max_bytes, timeout)
-                        .await
-                        .map_err(|e| e.to_string());
-                    (req.id, r)
-                });
+                tracing::debug!("{} from {}: {}", req.kind, req.source, req.path);
+                self.spawn(req);
             }
             self.drain_events(on_event);
             let Some(left) = limit.checked_sub(start.elapsed()) else {
@@ -318,7 +420,7 @@ impl DirDriver {
             tokio::select! {
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     if let Ok((id, result)) = joined {
-                        self.boot.handle_response(id, result, SystemTime::now());
+                        self.boot.handle_http(id, result, SystemTime::now());
                     }
                 }
                 () = tokio::time::sleep(wake) => {
@@ -326,5 +428,30 @@ impl DirDriver {
                 }
             }
         }
+    }
+
+    /// Carry `req` on a task: its bytes to its source, over BEGIN_DIR or
+    /// to a DirPort, and the raw answer back.
+    fn spawn(&mut self, req: DirRequest) {
+        let timeout = self.fetch_timeout;
+        let onehop = self.onehop.clone();
+        self.tasks.spawn(async move {
+            let result = match &req.source {
+                DirSource::DirPort { addr, .. } => {
+                    http::exchange(*addr, &req.request, req.max_bytes, timeout).await
+                }
+                DirSource::BeginDir { target, .. } => {
+                    let fetch = onehop.fetch(target, req.request, req.max_bytes);
+                    match tokio::time::timeout(timeout, fetch).await {
+                        Ok(r) => r,
+                        Err(_) => Err(crate::error::FetchError::Timeout {
+                            addr: req.source.addr(),
+                            timeout,
+                        }),
+                    }
+                }
+            };
+            (req.id, result.map_err(|e| e.to_string()))
+        });
     }
 }

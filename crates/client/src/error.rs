@@ -40,8 +40,9 @@ pub enum ConfigError {
     },
 }
 
-/// An HTTP fetch from a DirPort failed. These are the network's or the
-/// server's doing; the bootstrap retries elsewhere.
+/// An HTTP fetch from a DirPort, or over BEGIN_DIR from a relay, failed.
+/// These are the network's or the server's doing; the bootstrap retries
+/// elsewhere.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum FetchError {
@@ -87,6 +88,18 @@ pub enum FetchError {
         /// The limit.
         limit: usize,
     },
+    /// The channel to a relay asked over BEGIN_DIR failed: unreachable,
+    /// or not the relay we meant (its CERTS do not prove the identity).
+    #[error(transparent)]
+    Channel(#[from] ChannelDriverError),
+    /// The one-hop circuit or its BEGIN_DIR stream failed.
+    #[error("{addr}: {source}")]
+    BeginDir {
+        /// The relay's ORPort.
+        addr: SocketAddr,
+        /// What failed.
+        source: braid_core::circuit::BeginDirError,
+    },
 }
 
 /// Errors of the client as a whole.
@@ -108,6 +121,10 @@ pub enum ClientError {
         /// The last refusal or fetch failure seen.
         last_problem: String,
     },
+    /// The state directory cannot be used (locked by another process, not
+    /// ours, unreadable).
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// The cache directory cannot be created.
     #[error("cannot use cache directory {path}: {source}")]
     Cache {

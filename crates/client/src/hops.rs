@@ -72,6 +72,11 @@ pub trait LegSource: Send + Sync + std::fmt::Debug {
     fn leg_failed(&self, ids: &[RelayId], suspect: usize);
     /// The leg along `ids` was built: its guard works (guard-spec §4.8).
     fn leg_built(&self, ids: &[RelayId]);
+    /// Tunnel `tunnel` keeps losing legs: move its streams elsewhere if
+    /// they can (Braid live stream migration). Nothing by default.
+    fn tunnel_failing(&self, tunnel: u64) {
+        let _ = tunnel;
+    }
 }
 
 /// A relay identity as the directory names it.

@@ -1,7 +1,9 @@
 //! A minimal HTTP/1.0 client for DirPorts (dir-spec §4: documents are
-//! served over plain HTTP). One request per connection, no compression
-//! (we send no Accept-Encoding and ask for no ".z" URL), a hard limit on
-//! the body size and a deadline on the whole exchange.
+//! served over plain HTTP), one request per connection, a hard limit on
+//! the bytes read and a deadline on the whole exchange. [`exchange`] moves
+//! the bootstrap's request and answer as bytes (it asks for compression
+//! and decodes the answer itself, braid-dir's `fetch`); [`get`] is the
+//! plain GET of one uncompressed document, for tools and tests.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,6 +33,50 @@ pub async fn get(
     }
 }
 
+/// Send `request` (a whole request head, as
+/// [`braid_dir::fetch::Request::encode`] makes it) to the DirPort at
+/// `addr` and read the answer until the server closes: the raw response,
+/// at most `max_bytes` of it, for the bootstrap to parse and decode.
+pub async fn exchange(
+    addr: SocketAddr,
+    request: &[u8],
+    max_bytes: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, FetchError> {
+    let io = |source| FetchError::Io { addr, source };
+    let inner = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(io)?;
+        stream.write_all(request).await.map_err(io)?;
+        read_raw(addr, &mut stream, max_bytes).await
+    };
+    match tokio::time::timeout(timeout, inner).await {
+        Ok(r) => r,
+        Err(_) => Err(FetchError::Timeout { addr, timeout }),
+    }
+}
+
+/// Read until EOF, refusing more than `limit` bytes (at most one read past
+/// it is buffered).
+async fn read_raw<R: AsyncRead + Unpin>(
+    addr: SocketAddr,
+    stream: &mut R,
+    limit: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let io = |source| FetchError::Io { addr, source };
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            return Ok(buf);
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        if buf.len() > limit {
+            return Err(FetchError::TooLarge { addr, limit });
+        }
+    }
+}
+
 async fn get_inner(addr: SocketAddr, path: &str, max_body: usize) -> Result<String, FetchError> {
     let io = |source| FetchError::Io { addr, source };
     let mut stream = TcpStream::connect(addr).await.map_err(io)?;
@@ -48,23 +94,14 @@ pub async fn read_response<R: AsyncRead + Unpin>(
     stream: &mut R,
     max_body: usize,
 ) -> Result<String, FetchError> {
-    let io = |source| FetchError::Io { addr, source };
     let limit = MAX_HEAD.saturating_add(max_body);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; READ_CHUNK];
-    loop {
-        let n = stream.read(&mut chunk).await.map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        if buf.len() > limit {
-            return Err(FetchError::TooLarge {
-                addr,
-                limit: max_body,
-            });
-        }
-    }
+    let buf = read_raw(addr, stream, limit).await.map_err(|e| match e {
+        FetchError::TooLarge { addr, .. } => FetchError::TooLarge {
+            addr,
+            limit: max_body,
+        },
+        e => e,
+    })?;
     parse_response(addr, &buf, max_body)
 }
 

@@ -8,11 +8,13 @@
 //! - [`config`]: the client's TOML configuration (a private network's
 //!   `network.toml` works as one).
 //! - [`hops`]: directory relays as circuit hop targets.
-//! - [`http`]: the minimal HTTP/1.0 GET used to fetch directory documents
-//!   from DirPorts.
+//! - [`http`]: the minimal HTTP/1.0 exchange with DirPorts.
 //! - [`dir_cache`]: the on-disk directory cache (atomic writes, corrupt files
 //!   set aside).
-//! - [`dir_driver`]: runs `braid_dir::DirBootstrap` over HTTP and the cache.
+//! - [`dir_driver`]: runs `braid_dir::DirBootstrap` over its transports
+//!   and the cache.
+//! - [`dir_onehop`]: the BEGIN_DIR transport: channel, one-hop circuit,
+//!   directory stream.
 //! - [`socks`]: the SOCKS5 and SOCKS4a front end (sans-IO handshake, tokio
 //!   listener).
 //! - [`http_connect`]: the HTTP CONNECT front end (sans-IO parser, tokio
@@ -41,6 +43,7 @@ pub mod client;
 pub mod config;
 pub mod dir_cache;
 pub mod dir_driver;
+pub mod dir_onehop;
 pub mod error;
 pub mod hops;
 pub mod http;
@@ -54,6 +57,7 @@ pub mod pool;
 pub mod report;
 pub mod safelog;
 pub mod socks;
+pub mod state;
 pub mod tunnel;
 
 pub use client::TorClient;

@@ -1,7 +1,10 @@
 //! Observability: every live tunnel's figures, per tunnel and per leg, as
 //! Prometheus text (`GET /metrics`) and as JSON (`GET /status`, what
 //! `braid status` prints), on an optional loopback HTTP port of
-//! `braid proxy`.
+//! `braid proxy`. The same port lists the connected streams (`GET
+//! /streams`, JSON) and moves one to another tunnel of its isolation key
+//! to the same exit (`POST /streams/migrate/APP`, Braid live stream
+//! migration: what `braid streams` asks).
 //!
 //! Metric names (a single circuit is a tunnel with one leg, `leg="0"`):
 //!
@@ -402,13 +405,27 @@ pub async fn serve(listener: TcpListener, client: TorClient, shutdown: impl Futu
 
 /// The path of an HTTP request head (`GET /path HTTP/1.x`), if it is a GET.
 fn request_path(head: &str) -> Option<&str> {
+    match request_line(head)? {
+        ("GET", path) => Some(path),
+        _ => None,
+    }
+}
+
+/// The method and path (without its query) of an HTTP request head.
+fn request_line(head: &str) -> Option<(&str, &str)> {
     let line = head.lines().next()?;
     let mut parts = line.split_whitespace();
-    if parts.next()? != "GET" {
-        return None;
-    }
+    let method = parts.next()?;
     let path = parts.next()?;
-    Some(path.split('?').next().unwrap_or(path))
+    Some((method, path.split('?').next().unwrap_or(path)))
+}
+
+/// The application stream of `POST /streams/migrate/APP`.
+fn migrate_request(head: &str) -> Option<u64> {
+    match request_line(head)? {
+        ("POST", path) => path.strip_prefix("/streams/migrate/")?.parse().ok(),
+        _ => None,
+    }
 }
 
 async fn answer(mut conn: TcpStream, client: &TorClient) -> std::io::Result<()> {
@@ -429,11 +446,31 @@ async fn answer(mut conn: TcpStream, client: &TorClient) -> std::io::Result<()> 
         return Ok(());
     }
     let head = String::from_utf8_lossy(&buf);
+    if let Some(app) = migrate_request(&head) {
+        let (code, body) = match client.migrate_stream(app).await {
+            Ok(done) => (
+                "200 OK",
+                serde_json::to_string_pretty(&done).unwrap_or_default(),
+            ),
+            Err(e) => ("409 Conflict", format!("{e}\n")),
+        };
+        let reply = format!(
+            "HTTP/1.0 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(reply.as_bytes()).await?;
+        return conn.shutdown().await;
+    }
     let (code, ctype, body) = match request_path(&head) {
         Some("/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4",
             prometheus(&snapshot(client).await),
+        ),
+        Some("/streams") => (
+            "200 OK",
+            "application/json",
+            serde_json::to_string_pretty(&client.streams().await).unwrap_or_else(|_| "[]".into()),
         ),
         Some("/status") => (
             "200 OK",
@@ -442,7 +479,11 @@ async fn answer(mut conn: TcpStream, client: &TorClient) -> std::io::Result<()> 
                 .unwrap_or_else(|_| "[]".into()),
         ),
         Some(_) => ("404 Not Found", "text/plain", "not found\n".into()),
-        None => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
+        None => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET, or POST /streams/migrate/APP\n".into(),
+        ),
     };
     let reply = format!(
         "HTTP/1.0 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -502,6 +543,7 @@ mod tests {
                 legs: vec![],
                 exit: braid_dir::RelayId::from([1; 20]),
                 exit_policy: braid_dir::PortPolicy::default(),
+                migrate: false,
             },
             status: TunnelStatus::Open,
             report: TunnelReport {
@@ -515,6 +557,7 @@ mod tests {
                     waiting: 0,
                 }),
                 streams: 2,
+                stream_list: Vec::new(),
             },
         }
     }
@@ -587,5 +630,22 @@ mod tests {
         );
         assert_eq!(request_path("POST /metrics HTTP/1.1\r\n"), None);
         assert_eq!(request_path(""), None);
+    }
+
+    #[test]
+    fn a_migration_is_a_post_with_the_stream_number() {
+        assert_eq!(
+            migrate_request("POST /streams/migrate/42 HTTP/1.0\r\n"),
+            Some(42)
+        );
+        assert_eq!(
+            migrate_request("GET /streams/migrate/42 HTTP/1.0\r\n"),
+            None
+        );
+        assert_eq!(
+            migrate_request("POST /streams/migrate/x HTTP/1.0\r\n"),
+            None
+        );
+        assert_eq!(migrate_request("POST /streams HTTP/1.0\r\n"), None);
     }
 }

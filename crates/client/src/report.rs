@@ -22,6 +22,29 @@ pub struct TunnelReport {
     pub reorder: Option<ReorderReport>,
     /// Streams open or opening.
     pub streams: usize,
+    /// The connected streams the application holds.
+    pub stream_list: Vec<StreamReport>,
+}
+
+/// One connected stream of a tunnel, as `braid streams` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamReport {
+    /// The application's stream, unique in this process; it keeps its
+    /// number when it moves to another tunnel.
+    pub app: u64,
+    /// Its stream id on this tunnel.
+    pub id: u16,
+    /// It may be moved now (the exit gave it a token, Braid proposal 001
+    /// §4.1).
+    pub migratable: bool,
+    /// It is moving (to or from this tunnel).
+    pub migrating: bool,
+    /// Bytes the application read from it, over every tunnel it was on.
+    pub bytes_read: u64,
+    /// Bytes the application wrote to it, over every tunnel.
+    pub bytes_written: u64,
+    /// Times it moved.
+    pub moves: u32,
 }
 
 /// One leg of a tunnel.
@@ -65,6 +88,7 @@ impl TunnelReport {
         tunnel: &ClientTunnel,
         names: &BTreeMap<LegKey, Vec<String>>,
         streams: usize,
+        stream_list: Vec<StreamReport>,
     ) -> Self {
         TunnelReport {
             id,
@@ -88,6 +112,7 @@ impl TunnelReport {
                 waiting: r.waiting,
             }),
             streams,
+            stream_list,
         }
     }
 
@@ -140,6 +165,9 @@ pub struct TunnelInfo {
     pub exit: braid_dir::RelayId,
     /// The exit's port policy summary, to pick tunnels for a port.
     pub exit_policy: braid_dir::PortPolicy,
+    /// Its streams are migratable: the exit advertises `BraidMigrate=1`
+    /// and the client's `[braid] migrate` is on (Braid proposal 001 §4).
+    pub migrate: bool,
 }
 
 impl TunnelInfo {

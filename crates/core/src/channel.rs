@@ -21,6 +21,8 @@
 //! - [`mux`]: the circuit multiplexer of an open channel: circuit ids, which
 //!   circuit a cell is for, what a circuit may send, round robin, DESTROYs
 //!   and the DESTROY probe (tor-spec §5).
+//! - [`padding`]: connection padding and the idle timeout of a client's
+//!   channel (padding-spec §2), as a timer the driver polls.
 //! - [`error`]: [`ChannelError`], one enum for all of it.
 //!
 //! TLS itself, sockets and timers belong to the driver; the TLS values the
@@ -42,6 +44,7 @@ pub mod mux;
 mod mux_proptests;
 #[cfg(test)]
 mod mux_tests;
+pub mod padding;
 pub mod relay_keys;
 pub mod responder;
 #[cfg(test)]

@@ -12,7 +12,10 @@
 //! ([`ClientCircuit::poll_transmit`]) and events
 //! ([`ClientCircuit::poll_event`]).
 //!
-//! - [`client`]: [`ClientCircuit`] itself.
+//! - [`client`]: [`ClientCircuit`] itself (CREATE2, or CREATE_FAST for
+//!   one-hop directory circuits).
+//! - [`begin_dir`]: one directory request over BEGIN_DIR on a one-hop
+//!   circuit ([`BeginDirFetch`]).
 //! - [`build`]: [`HopTarget`], handshake choice, EXTEND2 link specifiers.
 //! - [`relay_cell`]: relay cell framing, format v0 (tor-spec §6.1).
 //! - [`event`]: [`CircEvent`] and [`CloseReason`].
@@ -21,6 +24,7 @@
 //! - `hop` (private): per-hop flow control state; its figures are
 //!   [`HopFigures`].
 
+pub mod begin_dir;
 pub mod build;
 pub mod client;
 pub mod error;
@@ -35,6 +39,7 @@ pub mod test_network;
 #[cfg(test)]
 mod tests;
 
+pub use begin_dir::{BeginDirError, BeginDirFetch};
 pub use build::HopTarget;
 pub use client::{ClientCircuit, MAX_RELAY_EARLY};
 pub use error::{CircError, CircErrorKind, RelayCellError};

@@ -43,6 +43,8 @@ pub mod set;
 pub mod sizer;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trove_tests;
 
 pub use choose::{LegCc, LegChooser, LegInfo, StickyLowestRtt};
 pub use error::{ConfluxError, ConfluxErrorKind, LegLossRule};

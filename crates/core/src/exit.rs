@@ -16,6 +16,8 @@
 //! - [`config`]: limits ([`ExitConfig`]), the connect timeout.
 //! - [`event`]: what the driver is told, [`ExitEvent`].
 //! - [`error`]: the error type, [`ExitError`].
+//! - [`migrate`]: live stream migration between maps at one exit (Braid
+//!   proposal 001 §4): [`MigrateRequest`], [`MigrateTokens`].
 //! - `stream`: one stream's state.
 //! - `invariants` (tests and the `test-support` feature): what no
 //!   sequence of client messages and driver calls may break.
@@ -44,6 +46,12 @@ mod harness;
 #[cfg(any(test, feature = "test-support"))]
 pub mod invariants;
 pub mod map;
+pub mod migrate;
+#[cfg(test)]
+mod migrate_harness;
+mod migrate_in;
+#[cfg(test)]
+mod migrate_tests;
 #[cfg(test)]
 mod proptests;
 pub mod request;
@@ -56,6 +64,7 @@ pub use edge::{ExitEdge, PREV_QUEUE_TARGET, deliver, pump};
 pub use error::{ExitError, ExitErrorKind, ExitStreamState};
 pub use event::ExitEvent;
 pub use map::{ExitStats, ExitStreamMap};
+pub use migrate::{MigrateRequest, MigrateTokens, MovedStream, StreamAt};
 pub use request::{
     ResolveQuery, choose_address, clip_dns_fuzzy_ttl, clip_dns_ttl, end_reason_for_io, is_internal,
 };

@@ -21,6 +21,10 @@
 //! - [`error`]: the error type, [`StreamError`].
 //! - `half_closed`: what may still arrive on a closed stream (C-tor's
 //!   half-closed edges) and which ids were ever used.
+//! - [`migrate`]: live stream migration between tunnels to one exit,
+//!   client side (Braid proposal 001 §4): [`MigrateTicket`], [`Handover`].
+//! - [`migrate_wire`]: its five relay messages and the [`StreamToken`],
+//!   shared with the exit.
 //! - `buffer`: the bounded byte queue behind the stream buffers.
 //! - `invariants` (tests and the `test-support` feature): what no sequence
 //!   of calls and exit messages may break, checked against a model.
@@ -33,6 +37,10 @@ pub(crate) mod half_closed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod invariants;
 pub mod map;
+pub mod migrate;
+#[cfg(test)]
+mod migrate_tests;
+pub mod migrate_wire;
 #[cfg(test)]
 mod proptests;
 pub mod reasons;
@@ -48,6 +56,8 @@ pub use config::{
 pub use error::{StreamError, StreamErrorKind};
 pub use event::StreamEvent;
 pub use map::StreamMap;
+pub use migrate::{Handover, MigrateTicket};
+pub use migrate_wire::StreamToken;
 pub use reasons::{CloseReason, EndReason, Socks5Reply};
 pub use state::StreamState;
 pub use target::{Host, ResolvedAnswer, Target};

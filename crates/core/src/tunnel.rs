@@ -41,6 +41,8 @@
 //! - `leg`: one leg, and the launch budget; [`LegSpec`].
 //! - `send`: stream messages into legs.
 //! - `streams`: the stream calls.
+//! - `migrate`: live stream migration between tunnels (Braid proposal 001
+//!   §4).
 //! - [`claim`]: what a replacement leg's LINK claims.
 //! - `timers`: the timer table.
 
@@ -50,6 +52,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 mod leg;
+mod migrate;
 mod send;
 mod streams;
 mod timers;

@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use crate::relay::RelayId;
+use crate::relay::{Ed25519Id, RelayId};
 
 /// A v3 directory authority.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,9 +19,9 @@ pub struct Authority {
     pub dir_addr: SocketAddr,
 }
 
-/// A fallback directory mirror (a relay that caches directory documents).
-/// It has no DirPort: documents are fetched from it over a one-hop circuit
-/// (BEGIN_DIR, tor-spec §6.2), which needs the circuit layer.
+/// A fallback directory mirror (a relay that caches directory documents),
+/// asked over a one-hop circuit (BEGIN_DIR, tor-spec §6.2) before any
+/// consensus is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fallback {
     /// RSA identity.
@@ -32,6 +32,9 @@ pub struct Fallback {
     pub or_addr_v6: Option<SocketAddrV6>,
     /// Nickname, for messages.
     pub nickname: String,
+    /// Ed25519 identity, if known: the channel's CERTS must then prove it
+    /// too (C-tor's list names none; a network file may).
+    pub ed_id: Option<Ed25519Id>,
 }
 
 /// Where the client's directory information comes from.
@@ -151,6 +154,7 @@ fn parse_fallback(line: &str) -> Option<Fallback> {
         or_addr,
         or_addr_v6,
         nickname,
+        ed_id: None,
     })
 }
 

@@ -301,6 +301,14 @@ pub enum DocError {
     /// A consensus is not newer than the one in use (a replay).
     #[error("consensus valid-after is not newer than the one in use")]
     Outdated,
+    /// A consensus diff that does not apply to the consensus held, or
+    /// whose result is not the document it announces (dir-spec §4.4): the
+    /// full consensus is fetched instead.
+    #[error("consensus diff refused: {detail}")]
+    BadDiff {
+        /// What was wrong.
+        detail: String,
+    },
     /// A document exceeds the size limit and was not parsed.
     #[error("{kind} of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge {

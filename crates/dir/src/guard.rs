@@ -289,6 +289,17 @@ impl GuardSet {
         &self.params
     }
 
+    /// Replace the parameters (a new consensus may change them, see
+    /// [`GuardParams::from_consensus`]) and recompute the primary guards,
+    /// whose number may have changed. The sample is resized on the next
+    /// [`Self::update_consensus`].
+    pub fn set_params(&mut self, params: GuardParams) {
+        if params != self.params {
+            self.params = params;
+            self.recompute_primary();
+        }
+    }
+
     /// Replace our configuration's restrictions and recompute the filtered
     /// and primary guards (§4.10: "whenever one of the configuration options
     /// that affects the filter is updated").
@@ -476,7 +487,17 @@ impl GuardSet {
         let max = self.max_sample();
         let mut usable = self.n_usable_filtered(now);
         let mut added = false;
-        while usable < self.params.min_filtered_sample && self.sampled.len() < max {
+        // The bound counts listed guards only: guards that left the
+        // consensus cannot be used and expire after
+        // REMOVE_UNLISTED_GUARDS_AFTER (§4.10), and a sample made only of
+        // vanished relays (a network that was replaced) must still be able
+        // to grow. Unlisted guards are bounded separately: beyond `max`,
+        // the one unlisted longest leaves to make room.
+        let mut listed = self.sampled.iter().filter(|g| g.listed).count();
+        while usable < self.params.min_filtered_sample && listed < max {
+            if self.sampled.len() >= max.saturating_mul(2) {
+                self.drop_longest_unlisted();
+            }
             let pool: Vec<(usize, u128)> = self
                 .candidates
                 .iter()
@@ -506,10 +527,27 @@ impl GuardSet {
                 usable += 1;
             }
             self.sampled.push(g);
+            listed += 1;
             added = true;
         }
         if added {
             self.recompute_primary();
+        }
+    }
+
+    /// Remove the guard unlisted for longest (to keep the sample bounded
+    /// when it grows past vanished guards).
+    fn drop_longest_unlisted(&mut self) {
+        let oldest = self
+            .sampled
+            .iter()
+            .filter(|g| !g.listed)
+            .min_by_key(|g| g.unlisted_since)
+            .map(|g| g.id);
+        if let Some(id) = oldest {
+            self.sampled.retain(|g| g.id != id);
+            self.confirmed.retain(|c| *c != id);
+            self.primary.retain(|p| *p != id);
         }
     }
 

@@ -25,6 +25,8 @@
 //!   signing it, and the upload schedule.
 //! - [`serve`]: a directory cache's server side: requests over BEGIN_DIR
 //!   answered from the documents the caller holds.
+//! - [`fetch`]: a client fetch: the HTTP request, compressed responses
+//!   and their cap, consensus diffs.
 //! - [`error`]: the error types.
 
 pub mod authority;
@@ -32,7 +34,11 @@ pub mod bootstrap;
 pub mod descriptor;
 pub mod documents;
 pub mod error;
+pub mod fetch;
 pub mod guard;
+mod guard_params;
+#[cfg(test)]
+mod guard_recovery_tests;
 pub mod netdir;
 pub mod path;
 pub mod relay;
@@ -41,7 +47,10 @@ pub mod serve;
 pub mod weights;
 
 pub use authority::{Authority, DirConfig, Fallback};
-pub use bootstrap::{DirBootstrap, DirEvent, DirRequest, Phase, Progress, RequestId};
+pub use bootstrap::{
+    DirBootstrap, DirEvent, DirRequest, DirSource, OneHopTarget, Phase, Progress, RequestId,
+    SourceKind,
+};
 pub use documents::{Lifetime, VerifiedConsensus};
 pub use error::{
     DocError, DocKind, Error, GuardError, IdParseError, NodeSpecError, PathError, PolicyParseError,

@@ -148,16 +148,28 @@ impl NetDir {
             .iter()
             .filter_map(|rs| {
                 let md = self.mds.get(rs.md_digest())?;
-                to_relay(rs, &md.md)
+                to_relay(rs, Some(&md.md))
             })
+            .collect()
+    }
+
+    /// Every relay listed with an IPv4 ORPort, with or without its
+    /// microdescriptor: those without have no ntor key, Ed25519 identity,
+    /// policy or family (`ntor_key` is `None`). For what needs only the
+    /// consensus: directory caches to ask, the share of paths usable.
+    pub fn listed(&self) -> Vec<Relay> {
+        self.md_consensus()
+            .relays()
+            .iter()
+            .filter_map(|rs| to_relay(rs, self.mds.get(rs.md_digest()).map(|m| &m.md)))
             .collect()
     }
 }
 
 /// One relay from its router status entry (consensus: identity, address,
-/// flags, weight, protocols) and its microdescriptor (ntor key, Ed25519
-/// identity, policy summary, family).
-fn to_relay(rs: &MdRouterStatus, md: &Microdesc) -> Option<Relay> {
+/// flags, weight, protocols) and its microdescriptor if we have it (ntor
+/// key, Ed25519 identity, policy summary, family).
+fn to_relay(rs: &MdRouterStatus, md: Option<&Microdesc>) -> Option<Relay> {
     let addr = rs.addrs().find_map(|a| match a {
         SocketAddr::V4(v4) => Some(v4),
         SocketAddr::V6(_) => None,
@@ -173,6 +185,9 @@ fn to_relay(rs: &MdRouterStatus, md: &Microdesc) -> Option<Relay> {
         _ => 0,
     };
     relay.protocols = rs.protovers().clone();
+    let Some(md) = md else {
+        return Some(relay);
+    };
     if rs.ed25519_id_is_usable() {
         relay.ed_id = Some(Ed25519Id::new((*md.ed25519_id()).into()));
     }

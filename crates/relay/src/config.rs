@@ -161,6 +161,10 @@ pub struct RelayConfig {
     /// give no V2Dir flag and C-tor clients neither fetch from the relay
     /// nor sample it as a guard.
     pub dir_cache: bool,
+    /// Live stream migration for Braid clients (Braid proposal 001 §4):
+    /// on when `proto` advertises `BraidMigrate=1`, which needs the exit
+    /// role.
+    pub migrate: bool,
 }
 
 impl RelayConfig {
@@ -283,6 +287,15 @@ impl RelayConfig {
                     .into(),
             ));
         }
+        // Braid proposal 001 §2.1: live stream migration, an exit's.
+        let migrate = protocols
+            .as_ref()
+            .is_some_and(|p| p.supports_subver("BraidMigrate", 1));
+        if migrate && !exit {
+            return Err(invalid(
+                "[braid_relay] proto advertises BraidMigrate=1, which only an exit answers".into(),
+            ));
+        }
         let scheduler = match relay.conflux_scheduler.as_deref() {
             None => None,
             Some(name) => Some(SchedulerKind::from_name(name).ok_or_else(|| {
@@ -336,6 +349,7 @@ impl RelayConfig {
             metrics: relay.metrics,
             conflux,
             dir_cache: relay.dir_cache.unwrap_or(true),
+            migrate,
         };
         // Every field the descriptor takes is checked now, not at the
         // first upload.
@@ -525,6 +539,11 @@ proto = "Link=4-5"
             Some(ResumeParams::default()),
             "BraidResume=1: resumption offered"
         );
+        let migrate = MINIMAL.replace("Link=4-5", "BraidMigrate=1 Link=4-5");
+        assert!(parse(&format!("{migrate}{exit}")).unwrap().migrate);
+        assert!(!parse(&format!("{cfx}{exit}")).unwrap().migrate);
+        let e = parse(&migrate).unwrap_err().to_string();
+        assert!(e.contains("BraidMigrate=1, which only an exit"), "{e}");
         let lone = MINIMAL.replace("Link=4-5", "BraidResume=1 Link=4-5");
         let e = parse(&format!("{lone}{exit}")).unwrap_err().to_string();
         assert!(e.contains("without Conflux=1"), "{e}");

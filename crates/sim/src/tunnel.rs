@@ -12,11 +12,14 @@
 //! - [`relay_circuit`]: the relay side of one circuit.
 //! - [`relays`]: the relays' keys and handshakes.
 //! - [`app`]: the client's application, checking every byte.
+//! - [`multi`]: [`MultiSim`], several tunnels of one client to the Braid
+//!   exit, with live stream migration between them.
 //!
 //! [`ClientTunnel`]: braid_core::tunnel::ClientTunnel
 
 pub mod app;
 pub mod exit;
+pub mod multi;
 pub mod node_exit;
 pub mod relay_circuit;
 pub mod relays;
@@ -24,5 +27,6 @@ pub mod world;
 
 pub use app::{App, AppStream, UPLOAD_BYTE, Want};
 pub use exit::{ExitConfig, LinkRecord, PathId, SimExit, content_byte};
+pub use multi::{AppStream as MultiApp, MultiSim, Transfer};
 pub use node_exit::{NodeExit, NodeExitConfig};
 pub use world::{ExitKind, LegLinks, SimConfig, SimLeg, TunnelSim};

@@ -57,12 +57,13 @@ pub const BRAID_PROTO: &str = "DirCache=1 FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay
 
 /// A Braid exit's `proto`: [`BRAID_PROTO`], `Conflux=1`, the Conflux exit
 /// (prop 329; C-tor clients pick a set's exit among relays that advertise
-/// it and FlowCtrl=2), and `BraidResume=1`, resumption for Braid clients
-/// (Braid proposal 001; C-tor authorities copy unknown names into `pr`,
-/// C-tor clients ignore them). The relay answers CONFLUX_LINK and
-/// RESUME_CAP because its `proto` says so.
+/// it and FlowCtrl=2), `BraidResume=1`, resumption for Braid clients, and
+/// `BraidMigrate=1`, live stream migration for Braid clients (Braid
+/// proposal 001 §3, §4; C-tor authorities copy unknown names into `pr`,
+/// C-tor clients ignore them). The relay answers CONFLUX_LINK, RESUME_CAP
+/// and STREAM_REGISTER because its `proto` says so.
 pub const BRAID_EXIT_PROTO: &str =
-    "BraidResume=1 Conflux=1 DirCache=1 FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
+    "BraidMigrate=1 BraidResume=1 Conflux=1 DirCache=1 FlowCtrl=1-2 Link=4-5 LinkAuth=3 Relay=2,4";
 
 /// A Braid relay's advertised bandwidth when none is configured: C-tor's
 /// default `BandwidthRate` (1 GByte/s), so that the relay is not slower
@@ -455,10 +456,12 @@ mod tests {
         assert!(supports(BRAID_EXIT_PROTO, "Conflux", 1));
         assert!(supports(BRAID_EXIT_PROTO, "BraidResume", 1));
         assert!(!supports(BRAID_PROTO, "BraidResume", 1));
+        assert!(supports(BRAID_EXIT_PROTO, "BraidMigrate", 1));
+        assert!(!supports(BRAID_PROTO, "BraidMigrate", 1));
         assert_eq!(
-            BRAID_EXIT_PROTO.replace("BraidResume=1 Conflux=1 ", ""),
+            BRAID_EXIT_PROTO.replace("BraidMigrate=1 BraidResume=1 Conflux=1 ", ""),
             BRAID_PROTO,
-            "exits advertise Conflux=1 besides what every Braid relay does"
+            "exits advertise Conflux=1 and Braid's extensions besides what every Braid relay does"
         );
     }
 }

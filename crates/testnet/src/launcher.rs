@@ -21,7 +21,8 @@ use crate::error::TestnetError;
 use crate::helper::{HelperPlan, ShaperEntry};
 use crate::keys::{self, NodeKeys};
 use crate::manifest::{
-    AuthorityEntry, ClientEntry, FileServerEntry, MANIFEST_FILE, Manifest, NetworkInfo, RelayEntry,
+    AuthorityEntry, ClientEntry, FallbackEntry, FileServerEntry, MANIFEST_FILE, Manifest,
+    NetworkInfo, RelayEntry,
 };
 use crate::plan::{NodePlan, Plan, Role, Software};
 use crate::process::{self, Spawned};
@@ -229,6 +230,27 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
     }
 
     let startup = start.elapsed();
+    let relays: Vec<RelayEntry> = plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.role, Role::Relay | Role::Exit))
+        .filter_map(|n| {
+            let (k, _) = keys.get(&n.nickname)?;
+            Some(RelayEntry {
+                nickname: n.nickname.clone(),
+                software: n.software,
+                fingerprint: k.fingerprint.clone(),
+                ed25519: k.ed25519.clone(),
+                address: Ipv4Addr::LOCALHOST,
+                or_port: n.or_port,
+                control_port: n.control_port,
+                guard: n.role == Role::Relay,
+                exit: n.role == Role::Exit,
+                shape: n.shape,
+                bandwidth_rate: n.bandwidth,
+            })
+        })
+        .collect();
     let manifest = Manifest {
         network: NetworkInfo {
             dir: dir.clone(),
@@ -256,27 +278,8 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
                 })
             })
             .collect(),
-        relays: plan
-            .nodes
-            .iter()
-            .filter(|n| matches!(n.role, Role::Relay | Role::Exit))
-            .filter_map(|n| {
-                let (k, _) = keys.get(&n.nickname)?;
-                Some(RelayEntry {
-                    nickname: n.nickname.clone(),
-                    software: n.software,
-                    fingerprint: k.fingerprint.clone(),
-                    ed25519: k.ed25519.clone(),
-                    address: Ipv4Addr::LOCALHOST,
-                    or_port: n.or_port,
-                    control_port: n.control_port,
-                    guard: n.role == Role::Relay,
-                    exit: n.role == Role::Exit,
-                    shape: n.shape,
-                    bandwidth_rate: n.bandwidth,
-                })
-            })
-            .collect(),
+        fallbacks: relays.iter().map(FallbackEntry::of).collect(),
+        relays,
         client: client_entry,
         fileserver: FileServerEntry {
             address: fileserver,

@@ -24,6 +24,12 @@ pub struct Manifest {
     /// Every relay that is not an authority.
     #[serde(rename = "relay")]
     pub relays: Vec<RelayEntry>,
+    /// The fallback directories a client asks over BEGIN_DIR before it
+    /// knows a consensus (the authorities' DirPorts only when none
+    /// answers): every relay that is not an authority, so a private network
+    /// bootstraps the way the public one does.
+    #[serde(rename = "fallback", default)]
+    pub fallbacks: Vec<FallbackEntry>,
     /// The C-tor client, when one was started.
     pub client: Option<ClientEntry>,
     /// The loopback HTTP file server.
@@ -94,6 +100,34 @@ pub struct RelayEntry {
     pub shape: Option<ShapeSpec>,
     /// tor's BandwidthRate, bytes per second.
     pub bandwidth_rate: Option<u64>,
+}
+
+/// A fallback directory: `[[fallback]]` in the network file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FallbackEntry {
+    /// Nickname.
+    pub nickname: String,
+    /// IPv4 address.
+    pub address: Ipv4Addr,
+    /// ORPort, where it answers BEGIN_DIR.
+    pub or_port: u16,
+    /// RSA identity fingerprint, hex: its channel must prove it.
+    pub fingerprint: String,
+    /// Ed25519 identity, base64: its channel must prove it too.
+    pub ed25519: String,
+}
+
+impl FallbackEntry {
+    /// The relay as a fallback.
+    pub fn of(relay: &RelayEntry) -> Self {
+        Self {
+            nickname: relay.nickname.clone(),
+            address: relay.address,
+            or_port: relay.or_port,
+            fingerprint: relay.fingerprint.clone(),
+            ed25519: relay.ed25519.clone(),
+        }
+    }
 }
 
 /// The C-tor client.
@@ -175,7 +209,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             network: NetworkInfo {
                 dir: "/tmp/net".into(),
                 tor_version: "0.4.9.11".into(),
@@ -211,6 +245,7 @@ mod tests {
                 }),
                 bandwidth_rate: None,
             }],
+            fallbacks: Vec::new(),
             client: Some(ClientEntry {
                 socks_port: 17114,
                 control_port: 17112,
@@ -220,6 +255,7 @@ mod tests {
                 address: "127.0.0.1:17120".parse().unwrap(),
             },
         };
+        manifest.fallbacks = manifest.relays.iter().map(FallbackEntry::of).collect();
         let dir = std::env::temp_dir().join(format!("braid-manifest-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         manifest.store(&dir).unwrap();
@@ -232,6 +268,12 @@ mod tests {
         assert_eq!(back.nickname_of(&"B".repeat(40)), Some("auth0"));
         let text = std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
         assert!(text.contains("software = \"tor\""), "{text}");
+        assert!(
+            text.contains(
+                "[[fallback]]\nnickname = \"exit0\"\naddress = \"127.0.0.1\"\nor_port = 17080\n"
+            ),
+            "{text}"
+        );
         // A file from before Braid relays: no `software` key means C-tor.
         std::fs::write(
             dir.join(MANIFEST_FILE),

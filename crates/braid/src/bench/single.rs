@@ -88,7 +88,8 @@ pub(crate) async fn single(args: BenchSingleArgs) -> Result<(), BenchError> {
         let result = async {
             let toml = dir.join("network.toml");
             let braid_socks: SocketAddr = ([127, 0, 0, 1], args.base_port + 600).into();
-            let proxy = start_proxy(&toml, braid_socks, &[])?;
+            // One circuit against one circuit: Conflux (the default) off.
+            let proxy = start_proxy(&toml, braid_socks, &["--conflux-legs".into(), "0".into()])?;
             let braid_pid = proxy.pid();
             let ctor_socks = manifest
                 .client_socks()

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use braid_core::channel::handshake::DEFAULT_HANDSHAKE_TIMEOUT;
+use braid_core::channel::padding::PaddingParams;
 use tor_cell::chancell::msg::DestroyReason;
 
 /// Limits and timeouts of one channel. Every queue is bounded.
@@ -63,6 +64,11 @@ pub struct ChannelConfig {
     /// second leg's DESTROY had not come after 30 s; with it, within
     /// milliseconds.
     pub destroy_probe: bool,
+    /// Connection padding (padding-spec §2): the consensus' `nf_*`
+    /// parameters ([`PaddingParams::from_consensus`]). Padding starts once
+    /// a full circuit uses the channel; a channel without circuits closes
+    /// after 180-270 s, as C-tor clients' do.
+    pub padding: PaddingParams,
 }
 
 /// Default inbound queue per circuit (arti's channel-to-circuit queue).
@@ -81,6 +87,7 @@ impl Default for ChannelConfig {
             shutdown_timeout: Duration::from_secs(5),
             handshake_nudge: None,
             destroy_probe: true,
+            padding: PaddingParams::default(),
         }
     }
 }

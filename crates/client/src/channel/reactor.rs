@@ -17,11 +17,16 @@
 //! stops while the encoded output exceeds
 //! [`ChannelConfig::write_buffer_limit`], so their senders wait.
 //!
+//! Connection padding and the idle close follow braid-core's
+//! [`ChannelTimers`] (padding-spec §2): the reactor tells it of every cell
+//! encoded and of the circuit count, sleeps until its timeout, and sends
+//! the CELL_PADDING or closes the channel it asks for.
+//!
 //! The reactor is one hand-written poll function rather than a `select!`,
 //! so that reading and writing share the stream without splitting it and no
 //! future is ever cancelled half-way.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -29,6 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
+use braid_core::channel::padding::{ChannelTimers, TimerAction};
 use braid_core::channel::{
     CellCodec, ChannelError, ChannelMux, IgnoreReason, Inbound, MuxConfig, MuxStats, Undelivered,
 };
@@ -37,7 +43,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tor_cell::chancell::msg::AnyChanMsg;
+use tor_cell::chancell::msg::{AnyChanMsg, Padding};
 use tor_cell::chancell::{AnyChanCell, ChanMsg};
 
 use super::config::ChannelConfig;
@@ -60,6 +66,8 @@ pub struct ChannelStats {
     pub cells_out: u64,
     /// PADDING and VPADDING cells read (and ignored).
     pub padding_in: u64,
+    /// CELL_PADDING cells sent on an idle channel (padding-spec §2.2).
+    pub padding_out: u64,
     /// Other cells dropped: for unknown circuits, unknown commands, late
     /// VERSIONS, CREATE* from the relay.
     pub cells_dropped: u64,
@@ -79,6 +87,8 @@ pub(crate) struct SharedStats {
     cells_out: AtomicU64,
     /// See [`ChannelStats::padding_in`].
     padding_in: AtomicU64,
+    /// See [`ChannelStats::padding_out`].
+    padding_out: AtomicU64,
     /// See [`ChannelStats::cells_dropped`].
     cells_dropped: AtomicU64,
     /// See [`ChannelStats::overflow_closes`].
@@ -94,6 +104,7 @@ impl SharedStats {
             cells_in: self.cells_in.load(Ordering::Relaxed),
             cells_out: self.cells_out.load(Ordering::Relaxed),
             padding_in: self.padding_in.load(Ordering::Relaxed),
+            padding_out: self.padding_out.load(Ordering::Relaxed),
             cells_dropped: self.cells_dropped.load(Ordering::Relaxed),
             overflow_closes: self.overflow_closes.load(Ordering::Relaxed),
             destroy_probes: self.destroy_probes.load(Ordering::Relaxed),
@@ -162,6 +173,19 @@ struct Reactor<S> {
     stats: Arc<SharedStats>,
     /// The mux's counters as last published.
     published: MuxStats,
+    /// Padding and idle close (padding-spec §2).
+    timers: ChannelTimers,
+    /// Sleeps until `timers`' next timeout...
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// ...which is this one.
+    sleep_until: Option<std::time::Instant>,
+    /// Cells were encoded since the timers last heard of it.
+    sent: bool,
+}
+
+/// Now, on tokio's clock (paused in tests).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// Start the reactor task for a channel whose link handshake is done:
@@ -194,6 +218,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let config = config.sanitized();
+    let link = codec.link_version().unwrap_or(0);
+    let timers = ChannelTimers::new(config.padding, link, now(), &mut rand::rng());
     let (control_tx, control_rx) = mpsc::channel(config.control_queue);
     let (closed_tx, closed_rx) = watch::channel(None);
     let stats = Arc::new(SharedStats::default());
@@ -225,6 +251,10 @@ where
         config,
         stats: stats.clone(),
         published: MuxStats::default(),
+        timers,
+        sleep: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
+        sleep_until: None,
+        sent: false,
     };
     let task = tokio::spawn(reactor.run(closed_tx));
     (link, task)
@@ -290,12 +320,68 @@ where
                 Poll::Ready(Err(reason)) => return Poll::Ready(reason),
                 Poll::Pending => {}
             }
+            match self.poll_timers(cx) {
+                Poll::Ready(Ok(())) => progress = true,
+                Poll::Ready(Err(reason)) => return Poll::Ready(reason),
+                Poll::Pending => {}
+            }
             if !progress {
                 return Poll::Pending;
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Run the padding and idle timers: `Ready(Ok)` when one fired (a
+    /// padding cell may be encoded), `Ready(Err)` when the channel has been
+    /// without circuits for its idle timeout.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CloseReason>> {
+        let round = now();
+        // Cells encoded in this round restart the padding timer once, from
+        // the round's time (padding-spec §2.2 allows the time a cell is
+        // queued as the time it is sent), not one clock read and draw per
+        // cell.
+        if std::mem::take(&mut self.sent) {
+            self.timers.note_sent(round, &mut rand::rng());
+        }
+        self.timers.note_circuits(self.mux.len(), round);
+        let Some(at) = self.timers.poll_timeout() else {
+            self.sleep_until = None;
+            return Poll::Pending;
+        };
+        if self.sleep_until != Some(at) {
+            self.sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(at));
+            self.sleep_until = Some(at);
+        }
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.sleep_until = None;
+        match self.timers.handle_timeout(now(), &mut rand::rng()) {
+            TimerAction::None => {}
+            TimerAction::SendPadding => {
+                if let Err(e) = self.encode(AnyChanCell::new(None, Padding::new().into())) {
+                    return Poll::Ready(Err(CloseReason::Internal(format!(
+                        "cannot encode a PADDING cell: {e}"
+                    ))));
+                }
+                bump(&self.stats.padding_out);
+                // handle_timeout restarted the timer for this cell.
+                self.sent = false;
+            }
+            TimerAction::CloseIdle => {
+                tracing::debug!(
+                    peer = %self.peer,
+                    "channel without circuits for {:?}: closing it",
+                    self.timers.idle_timeout()
+                );
+                return Poll::Ready(Err(CloseReason::Local));
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Bytes encoded but not written.
@@ -499,6 +585,11 @@ where
     /// closes the circuit).
     fn send_circuit_cell(&mut self, id: CircId, msg: AnyChanMsg) {
         let cmd = msg.cmd();
+        if matches!(msg, AnyChanMsg::Create2(_)) {
+            // A full circuit: padding starts (padding-spec §2.6,
+            // nf_pad_before_usage), unlike a one-hop CREATE_FAST one.
+            self.timers.note_full_circuit(now(), &mut rand::rng());
+        }
         match self.mux.check_outbound(id, msg) {
             // Closed earlier in this batch.
             Ok(None) => {}
@@ -555,6 +646,7 @@ where
         }
         self.codec.encode_cell(cell, &mut self.write_buf)?;
         bump(&self.stats.cells_out);
+        self.sent = true;
         Ok(())
     }
 

@@ -388,3 +388,110 @@ async fn shutdown_and_dropped_handles_close_locally() {
     let reason = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
     assert!(matches!(reason, CloseReason::Local), "{reason}");
 }
+
+/// The next cell from the reactor within `limit` (virtual time in paused
+/// tests), with when it came.
+async fn recv_within(
+    peer: &mut Peer,
+    limit: Duration,
+) -> Option<(tokio::time::Instant, AnyChanCell)> {
+    tokio::time::timeout(limit, async {
+        loop {
+            if let Some(c) = peer.codec.poll_cell().unwrap() {
+                return (tokio::time::Instant::now(), c);
+            }
+            let mut buf = [0_u8; 4096];
+            let n = peer.io.read(&mut buf).await.unwrap();
+            assert!(n > 0, "reactor closed the connection");
+            peer.codec.handle_bytes(&buf[..n]).unwrap();
+        }
+    })
+    .await
+    .ok()
+}
+
+/// padding-spec §2.2: once a full circuit uses the channel, an idle
+/// channel sends a CELL_PADDING every 1.5-9.5 s, never silent past the
+/// routers' 10 s inactive-flow timeout.
+#[tokio::test(start_paused = true)]
+async fn an_idle_channel_with_a_full_circuit_is_padded() {
+    use tor_cell::chancell::msg::{Create2, HandshakeType};
+    let (link, _task, mut peer) = start(ChannelConfig::default(), Vec::new());
+    let (_id, io) = link.open_circuit().await.unwrap();
+    io.tx
+        .send(Create2::new(HandshakeType::NTOR, vec![1; 84]).into())
+        .await
+        .unwrap();
+    let (mut last, first) = recv_within(&mut peer, WAIT).await.unwrap();
+    assert_eq!(first.msg().cmd(), ChanCmd::CREATE2);
+    for _ in 0..20 {
+        let (at, cell) = recv_within(&mut peer, Duration::from_secs(11))
+            .await
+            .expect("an idle padded channel was silent for 11 s");
+        assert_eq!(cell.msg().cmd(), ChanCmd::PADDING);
+        let gap = at - last;
+        assert!(
+            gap >= Duration::from_millis(1500) && gap <= Duration::from_millis(9500),
+            "{gap:?}"
+        );
+        last = at;
+    }
+    assert_eq!(link.stats().padding_out, 20);
+    drop(io);
+}
+
+/// A channel that only carried a one-hop (CREATE_FAST) circuit is not
+/// padded, as C-tor's CHANNEL_USED_NOT_USED_FOR_FULL_CIRCS.
+#[tokio::test(start_paused = true)]
+async fn a_one_hop_channel_is_not_padded() {
+    let (link, _task, mut peer) = start(ChannelConfig::default(), Vec::new());
+    let (_id, io) = link.open_circuit().await.unwrap();
+    io.tx
+        .send(CreateFast::new(vec![7; 20]).into())
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_within(&mut peer, WAIT).await.unwrap().1.msg().cmd(),
+        ChanCmd::CREATE_FAST
+    );
+    assert!(
+        recv_within(&mut peer, Duration::from_secs(60))
+            .await
+            .is_none()
+    );
+    assert_eq!(link.stats().padding_out, 0);
+    drop(io);
+}
+
+/// A client channel without circuits closes after 180-270 s
+/// (`channelpadding_get_channel_idle_timeout`), even while its handle is
+/// kept; one with a circuit stays open.
+#[tokio::test(start_paused = true)]
+async fn a_channel_without_circuits_closes_when_idle() {
+    let (link, _task, _peer) = start(ChannelConfig::default(), Vec::new());
+    let t0 = tokio::time::Instant::now();
+    let reason = tokio::time::timeout(Duration::from_secs(600), link.closed())
+        .await
+        .expect("an idle channel stayed open 10 minutes");
+    let idle = t0.elapsed();
+    assert!(matches!(reason, CloseReason::Local), "{reason}");
+    assert!(
+        idle >= Duration::from_secs(180) && idle <= Duration::from_secs(271),
+        "{idle:?}"
+    );
+
+    let (link, _task, _peer) = start(ChannelConfig::default(), Vec::new());
+    let (_id, io) = link.open_circuit().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(600), link.closed())
+            .await
+            .is_err()
+    );
+    // The circuit goes: the idle timer starts from then.
+    drop(io);
+    let t1 = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(600), link.closed())
+        .await
+        .expect("the channel stayed open after its last circuit");
+    assert!(t1.elapsed() >= Duration::from_secs(180));
+}

@@ -44,13 +44,15 @@ fn client(name: &str, n: u8) -> (TorClient, std::path::PathBuf) {
         ..ClientConfig::public()
     };
     let cache = DirCache::open(&dir).unwrap();
-    let client = TorClient::with_parts(config, netdir, guards, Some(cache));
+    let state = crate::state::StateDir::open(&dir.join("state"), "test").unwrap();
+    let client = TorClient::with_parts(config, netdir, guards, Some(cache), Some(state));
     (client, dir)
 }
 
 /// The confirmed guards of the saved guard state.
 fn saved_confirmed(dir: &std::path::Path) -> Vec<RelayId> {
-    let text = DirCache::open(dir).unwrap().load_guards().unwrap().unwrap();
+    // The state directory is locked by the client: read its file.
+    let text = std::fs::read_to_string(dir.join("state").join("guards.toml")).unwrap();
     let set = GuardSet::from_toml(&text, GuardParams::default()).unwrap();
     set.confirmed().to_vec()
 }
@@ -115,6 +117,7 @@ fn entry_nodes_guards_are_not_confirmed() {
         client.inner.netdir.clone(),
         client.inner.guards.lock().unwrap().clone(),
         None,
+        None,
     );
     LegSource::leg_built(&client, &[id(1), id(200), id(201)]);
     assert!(client.inner.guards.lock().unwrap().confirmed().is_empty());
@@ -159,5 +162,24 @@ async fn onion_and_exit_names_fail_before_any_circuit() {
     assert_eq!(err.reply, Socks5Reply::GeneralFailure);
     assert!(err.reason.contains("no directory"), "{}", err.reason);
     assert!(client.tunnels().is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A Conflux set's leg source does not keep the client alive (its tunnel
+/// task holds the source, and the client holds its spare tunnels: a
+/// strong reference was a cycle that leaked the client, its channels and
+/// its state directory's lock). Once the client is gone, no new legs.
+#[tokio::test]
+async fn a_sets_leg_source_holds_the_client_weakly() {
+    let (client, dir) = client("weak", 8);
+    let weak = Arc::downgrade(&client.inner);
+    let source = WeakClient(weak.clone());
+    drop(client);
+    assert!(
+        weak.upgrade().is_none(),
+        "the leg source kept the client alive"
+    );
+    let err = source.new_leg(id(1), Vec::new()).await.unwrap_err();
+    assert!(err.to_string().contains("the client is gone"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::error::BeginError;
 use crate::pipe::{Fill, Read, StreamPipe, TorStream, pipe};
+use crate::report::StreamReport;
 
 use super::handle::ResolveQuery;
 
@@ -25,15 +26,38 @@ type BeginReply = oneshot::Sender<Result<TorStream, BeginError>>;
 /// A caller waiting for RESOLVED.
 type ResolveReply = oneshot::Sender<Result<Vec<ResolvedAnswer>, BeginError>>;
 
-/// One connected stream, seen from the task.
+/// One connected stream, seen from the task. It moves to another tunnel's
+/// task with its stream (Braid live stream migration).
 #[derive(Debug)]
-struct App {
+pub(crate) struct App {
     pipe: StreamPipe,
     /// The stream's end is in the pipe.
     delivered_eof: bool,
     /// The application is done writing and the core was told (or takes
     /// no more).
     sent_eof: bool,
+    /// Its number, unique in this process, kept across tunnels.
+    app_id: u64,
+    /// Bytes into the pipe, over every tunnel.
+    bytes_read: u64,
+    /// Bytes out of the pipe, over every tunnel.
+    bytes_written: u64,
+    /// Times it moved.
+    moves: u32,
+}
+
+impl App {
+    /// The stream ended abnormally: the application reads an error after
+    /// its data.
+    pub(crate) fn fail(&self) {
+        self.pipe.set_failed();
+    }
+}
+
+/// The next application stream number.
+fn next_app_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The application side of a tunnel's streams.
@@ -42,6 +66,8 @@ pub(crate) struct Apps {
     apps: HashMap<StreamId, App>,
     begins: HashMap<StreamId, BeginReply>,
     resolves: HashMap<StreamId, ResolveReply>,
+    /// Streams whose application went away since the task last looked.
+    gone: Vec<StreamId>,
 }
 
 impl Apps {
@@ -93,6 +119,10 @@ impl Apps {
                         pipe: task_end,
                         delivered_eof: false,
                         sent_eof: false,
+                        app_id: next_app_id(),
+                        bytes_read: 0,
+                        bytes_written: 0,
+                        moves: 0,
                     };
                     self.apps.insert(id, app);
                 } else {
@@ -119,7 +149,11 @@ impl Apps {
                     let _ = w.send(Ok(answers));
                 }
             }
-            StreamEvent::Readable { .. } | StreamEvent::Writable { .. } => {}
+            // Migration is the task's (it involves the other tunnel).
+            StreamEvent::Readable { .. }
+            | StreamEvent::Writable { .. }
+            | StreamEvent::MigrateHandover { .. }
+            | StreamEvent::MigrateFailed { .. } => {}
         }
     }
 
@@ -139,15 +173,63 @@ impl Apps {
         self.apps.clear();
     }
 
+    /// Take stream `id`'s application end, to move it to another tunnel.
+    pub(crate) fn take(&mut self, id: StreamId) -> Option<App> {
+        self.apps.remove(&id)
+    }
+
+    /// Carry `app`'s stream on `id` from now on (it moved here).
+    pub(crate) fn adopt(&mut self, id: StreamId, mut app: App) {
+        app.moves += 1;
+        self.apps.insert(id, app);
+    }
+
+    /// Streams whose application went away (their stream was closed here)
+    /// since the last call.
+    pub(crate) fn take_gone(&mut self) -> Vec<StreamId> {
+        std::mem::take(&mut self.gone)
+    }
+
+    /// The connected streams, for reports.
+    pub(crate) fn list(&self, t: &ClientTunnel) -> Vec<StreamReport> {
+        let mut out: Vec<StreamReport> = self
+            .apps
+            .iter()
+            .map(|(id, a)| StreamReport {
+                app: a.app_id,
+                id: id.get(),
+                migratable: t.migratable(*id),
+                migrating: t.migrating(*id),
+                bytes_read: a.bytes_read,
+                bytes_written: a.bytes_written,
+                moves: a.moves,
+            })
+            .collect();
+        out.sort_by_key(|r| r.app);
+        out
+    }
+
+    /// The stream carrying application stream `app_id`, if it is here.
+    pub(crate) fn find(&self, app_id: u64) -> Option<StreamId> {
+        self.apps
+            .iter()
+            .find(|(_, a)| a.app_id == app_id)
+            .map(|(id, _)| *id)
+    }
+
     /// Move bytes between pipes and the core's streams as far as both
     /// allow. Ready when anything moved; Pending, with the task's waker in
     /// every pipe, when nothing did.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, t: &mut ClientTunnel) -> Poll<()> {
         let now = Instant::now();
         let mut progress = false;
+        let gone = &mut self.gone;
         self.apps.retain(|&id, app| {
             let (moved, keep) = app.pump(cx, t, id, now);
             progress |= moved;
+            if !keep && !app.delivered_eof {
+                gone.push(id);
+            }
             keep
         });
         if progress {
@@ -171,12 +253,17 @@ impl App {
         // Exit -> application: straight from the core's buffer into the
         // pipe's free room, so what the application has not taken waits
         // where flow control counts it (prop 324 §4).
+        let mut read = 0u64;
         let fill = self.pipe.fill(cx, |room| match t.read(id, room, now) {
             Ok(0) => Read::Eof,
-            Ok(n) => Read::Bytes(n),
+            Ok(n) => {
+                read += n as u64;
+                Read::Bytes(n)
+            }
             Err(StreamError::WouldBlock { .. }) => Read::Nothing,
             Err(_) => Read::Broken,
         });
+        self.bytes_read += read;
         let mut progress = matches!(fill, Fill::Moved | Fill::Ended);
         match fill {
             Fill::Ended => self.delivered_eof = true,
@@ -189,17 +276,22 @@ impl App {
         // Application -> exit, as far as the stream's send buffer takes.
         if !self.sent_eof {
             let mut refused = false;
+            let mut written = 0u64;
             let (moved, done) = self.pipe.drain(cx, |data| {
                 let room = t.send_space(id).unwrap_or(0).min(data.len());
                 if room == 0 {
                     return 0;
                 }
-                t.write(id, data.get(..room).unwrap_or_default(), now)
+                let n = t
+                    .write(id, data.get(..room).unwrap_or_default(), now)
                     .unwrap_or_else(|_| {
                         refused = true;
                         0
-                    })
+                    });
+                written += n as u64;
+                n
             });
+            self.bytes_written += written;
             progress |= moved;
             if refused || done {
                 if done && !refused {

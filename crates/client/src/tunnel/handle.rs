@@ -8,6 +8,10 @@ use braid_core::circuit::HopFigures;
 use braid_core::stream::{ResolvedAnswer, Target};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use braid_core::ids::StreamId;
+use braid_core::stream::{Handover, MigrateTicket};
+
+use super::apps::App;
 use crate::error::BeginError;
 use crate::pipe::TorStream;
 use crate::report::{LegReport, TunnelInfo, TunnelReport, TunnelStatus};
@@ -31,6 +35,42 @@ pub(crate) enum Cmd {
     },
     /// Close the circuit.
     Close,
+    /// Begin moving stream `id` away (Braid proposal 001 §4.2): its
+    /// ticket, for the new tunnel.
+    MigrateOut {
+        id: StreamId,
+        reply: oneshot::Sender<Result<MigrateTicket, String>>,
+    },
+    /// Open the new id of a migration from stream `from_id` of `from`.
+    MigrateIn {
+        ticket: MigrateTicket,
+        from: WeakTunnel,
+        from_id: StreamId,
+        reply: oneshot::Sender<Result<StreamId, String>>,
+    },
+    /// Where outgoing stream `id` goes: stream `to_id` of `to`.
+    MigrateTo {
+        id: StreamId,
+        to: TunnelHandle,
+        to_id: StreamId,
+    },
+    /// Incoming stream `id` takes over: what its old id left, and the
+    /// application's end.
+    MigrateJoin {
+        id: StreamId,
+        handover: Handover,
+        app: App,
+    },
+    /// The new id of outgoing stream `id` failed (`refused`: the exit said
+    /// no, the stream goes on here).
+    MigrateTargetFailed { id: StreamId, refused: bool },
+    /// End stream `id` (the other id of its migration ended).
+    CloseStream { id: StreamId },
+    /// Where application stream `app` is here, if it is.
+    FindApp {
+        app: u64,
+        reply: oneshot::Sender<Option<StreamId>>,
+    },
 }
 
 /// What a RESOLVE asks the exit (tor-spec §6.4).
@@ -179,6 +219,80 @@ impl TunnelHandle {
     /// Close the circuit (its streams end).
     pub async fn close(&self) {
         let _ = self.cmd.send(Cmd::Close).await;
+    }
+
+    /// Move stream `id` of this tunnel to `to`, another tunnel to the same
+    /// exit (Braid proposal 001 §4; the caller keeps to one isolation
+    /// key). Returns once the move has begun: the new tunnel takes the
+    /// stream over when the exit's MIGRATE_MARK comes; a refusal leaves it
+    /// here.
+    pub async fn migrate_to(&self, id: StreamId, to: &TunnelHandle) -> Result<StreamId, String> {
+        if to.info.exit != self.info.exit {
+            return Err("not a tunnel to the same exit".into());
+        }
+        let gone = || "the tunnel is gone".to_owned();
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::MigrateOut { id, reply })
+            .await
+            .map_err(|_| gone())?;
+        let ticket = rx.await.map_err(|_| gone())??;
+        let (reply, rx) = oneshot::channel();
+        let sent = to
+            .cmd
+            .send(Cmd::MigrateIn {
+                ticket,
+                from: self.downgrade(),
+                from_id: id,
+                reply,
+            })
+            .await;
+        let opened = match sent {
+            Ok(()) => rx.await.unwrap_or_else(|_| Err(gone())),
+            Err(_) => Err(gone()),
+        };
+        match opened {
+            Ok(to_id) => {
+                let _ = self
+                    .cmd
+                    .send(Cmd::MigrateTo {
+                        id,
+                        to: to.clone(),
+                        to_id,
+                    })
+                    .await;
+                Ok(to_id)
+            }
+            Err(e) => {
+                // Nothing went out: the stream goes on here.
+                let _ = self
+                    .cmd
+                    .send(Cmd::MigrateTargetFailed { id, refused: true })
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The stream carrying application stream `app` on this tunnel.
+    pub async fn find_app(&self, app: u64) -> Option<StreamId> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd.send(Cmd::FindApp { app, reply }).await.ok()?;
+        rx.await.ok()?
+    }
+
+    /// Send `cmd` to the task without waiting (from another task's loop):
+    /// at once if its queue has room, else from a spawned task.
+    pub(crate) fn send_now(&self, cmd: Cmd) {
+        match self.cmd.try_send(cmd) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                let tx = self.cmd.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(cmd).await;
+                });
+            }
+        }
     }
 }
 

@@ -11,14 +11,15 @@ use std::task::Poll;
 use std::time::Instant;
 
 use braid_core::circuit::HopTarget;
-use braid_core::ids::LegKey;
+use braid_core::ids::{LegKey, StreamId};
+use braid_core::stream::{EndReason, StreamEvent};
 use braid_core::tunnel::{ClientTunnel, LegSpec, TunnelConfig, TunnelEvent, TunnelKind};
 use braid_dir::RelayId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tor_cell::chancell::msg::AnyChanMsg;
 
 use super::apps::Apps;
-use super::handle::{Cmd, TunnelHandle, next_tunnel_id};
+use super::handle::{Cmd, TunnelHandle, WeakTunnel, next_tunnel_id};
 use crate::channel::{ChannelHandle, CircuitIo};
 use crate::error::TunnelError;
 use crate::hops::{LegPlan, LegSource, relay_id};
@@ -32,6 +33,11 @@ const INBOUND_CHUNK: usize = 16;
 /// Cells taken from all legs in one turn of the loop before the streams
 /// and the sending side get theirs.
 const INBOUND_BUDGET: usize = 512;
+/// Legs lost within [`FAILING_WINDOW`] that make a tunnel one that keeps
+/// failing: its streams leave it ([`LegSource::tunnel_failing`]).
+const FAILING_LOSSES: usize = 3;
+/// See [`FAILING_LOSSES`].
+const FAILING_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Build a circuit through `hops` (the first is the relay at the other end
 /// of `channel`) and start its task. Returns once the circuit is built.
@@ -99,6 +105,10 @@ async fn spawn(
         handles_gone: false,
         source,
         leg_tx,
+        outgoing: HashMap::new(),
+        incoming: HashMap::new(),
+        losses: Vec::new(),
+        failing_told: false,
     };
     // The core numbers the first legs in order.
     for (i, leg) in opened.into_iter().enumerate() {
@@ -171,6 +181,25 @@ struct Task {
     handles_gone: bool,
     source: Option<Arc<dyn LegSource>>,
     leg_tx: mpsc::Sender<NewLeg>,
+    /// Streams moving to another tunnel (Braid proposal 001 §4).
+    outgoing: HashMap<StreamId, Outgoing>,
+    /// Streams moving here: the old tunnel and id.
+    incoming: HashMap<StreamId, (WeakTunnel, StreamId)>,
+    /// When legs were lost lately (at most [`FAILING_LOSSES`]).
+    losses: Vec<Instant>,
+    /// The source was told the tunnel keeps failing.
+    failing_told: bool,
+}
+
+/// A stream moving away from this tunnel.
+#[derive(Debug, Default)]
+struct Outgoing {
+    /// The new tunnel and id, once known.
+    to: Option<(TunnelHandle, StreamId)>,
+    /// Its old id's bytes are all here (the handover waits for `to`).
+    handover: bool,
+    /// It ended here before the handover: the new id must go.
+    ended: bool,
 }
 
 impl Task {
@@ -186,7 +215,12 @@ impl Task {
             if self.events(now) {
                 break;
             }
-            if self.handles_gone && self.apps.is_idle() && !self.tunnel.is_closed() {
+            // What the events queued (a MIGRATE_MARK, an END) goes now.
+            self.transmit(now);
+            let moving = !self.outgoing.is_empty()
+                || !self.incoming.is_empty()
+                || self.tunnel.migrations_pending();
+            if self.handles_gone && self.apps.is_idle() && !moving && !self.tunnel.is_closed() {
                 self.tunnel.close(now);
                 continue;
             }
@@ -218,7 +252,7 @@ impl Task {
                     Some(cmd) => self.command(cmd, Instant::now()),
                     None => self.handles_gone = true,
                 },
-                () = std::future::poll_fn(|cx| apps.poll(cx, tunnel)) => {}
+                () = std::future::poll_fn(|cx| apps.poll(cx, tunnel)) => self.apps_gone(),
                 Some(leg) = leg_rx.recv() => self.new_leg(leg),
                 () = sleep_until(timer) => self.tunnel.handle_timeout(Instant::now()),
             }
@@ -317,6 +351,7 @@ impl Task {
                 TunnelEvent::LegFailed { leg, error, .. }
                 | TunnelEvent::LegLost { leg, error, .. } => {
                     tracing::info!("tunnel {}: {error}", self.id);
+                    self.note_loss(now);
                     if let (Some(s), Some(l), Some(i)) =
                         (&self.source, self.legs.get(&leg), error.suspect())
                     {
@@ -327,9 +362,15 @@ impl Task {
                 TunnelEvent::LegReleased { leg } => {
                     self.legs.remove(&leg);
                 }
-                TunnelEvent::Stream(ev) => self.apps.on_event(&mut self.tunnel, ev, now),
+                TunnelEvent::Stream(ev) => self.stream_event(ev, now),
                 TunnelEvent::Closed { error } => {
                     tracing::debug!("tunnel {} closed: {error}", self.id);
+                    // Streams that were moving and never handed over.
+                    for (_, o) in self.outgoing.drain() {
+                        if let Some((to, b)) = o.to {
+                            to.send_now(Cmd::CloseStream { id: b });
+                        }
+                    }
                     self.apps
                         .fail_all(&error.to_string(), error.retry_elsewhere());
                     let _ = self.status.send(TunnelStatus::Closed(error.to_string()));
@@ -379,10 +420,15 @@ impl Task {
             Cmd::Resolve { query, reply } => self.apps.resolve(&mut self.tunnel, query, reply),
             Cmd::Report { reply } => {
                 let streams = self.apps.count();
-                let report = TunnelReport::of(self.id, &self.tunnel, &self.names, streams);
+                let list = self.apps.list(&self.tunnel);
+                let report = TunnelReport::of(self.id, &self.tunnel, &self.names, streams, list);
                 let _ = reply.send(report);
             }
             Cmd::Close => self.tunnel.close(now),
+            Cmd::FindApp { app, reply } => {
+                let _ = reply.send(self.apps.find(app));
+            }
+            cmd => self.migrate_command(cmd, now),
         }
     }
 }
@@ -392,5 +438,183 @@ async fn sleep_until(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Live stream migration (Braid proposal 001 §4): the task carries what
+/// the core gives between its tunnel and the other one, nothing more.
+impl Task {
+    /// A stream event: the migration's, then the application's.
+    fn stream_event(&mut self, ev: StreamEvent, now: Instant) {
+        match &ev {
+            StreamEvent::MigrateHandover { id } => {
+                let id = *id;
+                if let Some(o) = self.outgoing.get_mut(&id) {
+                    o.handover = true;
+                    if o.to.is_some() {
+                        self.hand_over(id, now);
+                    }
+                }
+            }
+            StreamEvent::MigrateFailed { id, refused } => {
+                if let Some((from, a)) = self.incoming.remove(id)
+                    && let Some(from) = from.upgrade()
+                {
+                    from.send_now(Cmd::MigrateTargetFailed {
+                        id: a,
+                        refused: *refused,
+                    });
+                }
+            }
+            StreamEvent::Ended { id, .. } => {
+                // Ended here before its handover: the new id goes too.
+                if let Some(o) = self.outgoing.get_mut(id) {
+                    o.ended = true;
+                    if let Some((to, b)) = o.to.take() {
+                        to.send_now(Cmd::CloseStream { id: b });
+                        self.outgoing.remove(id);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.apps.on_event(&mut self.tunnel, ev, now);
+    }
+
+    /// Outgoing stream `id` has all its bytes and knows its new place:
+    /// what is left of it and the application's end go there.
+    fn hand_over(&mut self, id: StreamId, now: Instant) {
+        let Some(o) = self.outgoing.remove(&id) else {
+            return;
+        };
+        let Some((to, b)) = o.to else {
+            return;
+        };
+        let handover = self.tunnel.migrate_finish(id, now);
+        match (handover, self.apps.take(id)) {
+            (Ok(handover), Some(app)) => {
+                tracing::debug!(
+                    "tunnel {}: {id} moves to tunnel {} as {b}",
+                    self.id,
+                    to.id()
+                );
+                to.send_now(Cmd::MigrateJoin {
+                    id: b,
+                    handover,
+                    app,
+                });
+            }
+            (_, app) => {
+                if let Some(app) = app {
+                    app.fail();
+                }
+                to.send_now(Cmd::CloseStream { id: b });
+            }
+        }
+    }
+
+    /// The application ends of streams that went away: a stream moving
+    /// away takes its new id with it.
+    fn apps_gone(&mut self) {
+        for id in self.apps.take_gone() {
+            if let Some(o) = self.outgoing.remove(&id)
+                && let Some((to, b)) = o.to
+            {
+                to.send_now(Cmd::CloseStream { id: b });
+            }
+        }
+    }
+
+    /// A migration request from the client or the other tunnel.
+    fn migrate_command(&mut self, cmd: Cmd, now: Instant) {
+        match cmd {
+            Cmd::MigrateOut { id, reply } => {
+                let r = self.tunnel.migrate_out(id, now).map_err(|e| e.to_string());
+                if r.is_ok() {
+                    self.outgoing.insert(id, Outgoing::default());
+                }
+                let _ = reply.send(r);
+            }
+            Cmd::MigrateIn {
+                ticket,
+                from,
+                from_id,
+                reply,
+            } => {
+                let r = self
+                    .tunnel
+                    .migrate_in(&ticket, now)
+                    .map_err(|e| e.to_string());
+                if let Ok(b) = r {
+                    self.incoming.insert(b, (from, from_id));
+                }
+                let _ = reply.send(r);
+            }
+            Cmd::MigrateTo { id, to, to_id } => {
+                let Some(o) = self.outgoing.get_mut(&id) else {
+                    // It ended meanwhile.
+                    to.send_now(Cmd::CloseStream { id: to_id });
+                    return;
+                };
+                if o.ended {
+                    self.outgoing.remove(&id);
+                    to.send_now(Cmd::CloseStream { id: to_id });
+                    return;
+                }
+                o.to = Some((to, to_id));
+                if o.handover {
+                    self.hand_over(id, now);
+                }
+            }
+            Cmd::MigrateJoin { id, handover, app } => {
+                self.incoming.remove(&id);
+                match self.tunnel.migrate_join(id, handover, now) {
+                    Ok(()) => self.apps.adopt(id, app),
+                    Err(e) => {
+                        tracing::info!("tunnel {}: a stream could not take over: {e}", self.id);
+                        app.fail();
+                    }
+                }
+            }
+            Cmd::MigrateTargetFailed { id, refused } => {
+                self.outgoing.remove(&id);
+                if let Err(e) = self.tunnel.migrate_target_failed(id, refused, now) {
+                    tracing::debug!("tunnel {}: {e}", self.id);
+                }
+            }
+            Cmd::CloseStream { id } => {
+                self.incoming.remove(&id);
+                let _ = self.tunnel.close_stream(id, EndReason::MISC, now);
+            }
+            Cmd::Begin { .. }
+            | Cmd::Resolve { .. }
+            | Cmd::Report { .. }
+            | Cmd::Close
+            | Cmd::FindApp { .. } => {}
+        }
+    }
+
+    /// A leg was lost: past [`FAILING_LOSSES`] within [`FAILING_WINDOW`],
+    /// the source hears that the tunnel keeps failing (once), and moves
+    /// its streams elsewhere.
+    fn note_loss(&mut self, now: Instant) {
+        self.losses
+            .retain(|t| now.saturating_duration_since(*t) < FAILING_WINDOW);
+        self.losses.push(now);
+        if self.losses.len() >= FAILING_LOSSES
+            && !self.failing_told
+            && let Some(s) = &self.source
+        {
+            self.failing_told = true;
+            tracing::info!(
+                "tunnel {}: {} legs lost within {FAILING_WINDOW:?}: its streams leave it",
+                self.id,
+                self.losses.len()
+            );
+            s.tunnel_failing(self.id);
+        }
+        if self.losses.len() > FAILING_LOSSES {
+            self.losses.remove(0);
+        }
     }
 }

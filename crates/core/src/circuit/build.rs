@@ -25,6 +25,7 @@ use super::error::CircError;
 use crate::cc::{CcAlg, CcParams};
 use crate::crypto::Tor1Keys;
 use crate::crypto::extensions::{self, CircResponseExt};
+use crate::crypto::fast::FastClientState;
 use crate::crypto::ntor::{self, NtorClientState, NtorPublicKey};
 use crate::crypto::ntor_v3::{self, NtorV3ClientState, NtorV3PublicKey};
 use crate::ids::HopNum;
@@ -78,9 +79,12 @@ impl HopTarget {
     }
 }
 
-/// A handshake in flight, waiting for CREATED2 or EXTENDED2.
+/// A handshake in flight, waiting for CREATED2, CREATED_FAST or EXTENDED2.
 #[derive(Debug)]
 pub enum PendingHandshake {
+    /// CREATE_FAST (tor-spec §5.1.5), first hop only: for one-hop
+    /// directory circuits to a relay whose onion key we do not know.
+    Fast(FastClientState),
     /// ntor (tor-spec §5.1.4).
     Ntor(NtorClientState),
     /// ntor-v3 (proposal 332), and whether we asked for congestion control.
@@ -156,6 +160,14 @@ impl PendingHandshake {
     ) -> Result<HopKeys, CircError> {
         let handshake = |source| CircError::Handshake { hop, source };
         match self {
+            PendingHandshake::Fast(state) => {
+                let keygen = state.finish(reply).map_err(handshake)?;
+                let keys = Tor1Keys::derive(keygen).map_err(CircError::Crypto)?;
+                Ok(HopKeys {
+                    keys,
+                    cc_sendme_inc: None,
+                })
+            }
             PendingHandshake::Ntor(state) => {
                 let keygen = state.finish(reply).map_err(handshake)?;
                 let keys = Tor1Keys::derive(keygen).map_err(CircError::Crypto)?;

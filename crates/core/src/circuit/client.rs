@@ -46,7 +46,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{CryptoRng, SeedableRng as _};
-use tor_cell::chancell::msg::{AnyChanMsg, Create2, Destroy, DestroyReason, Relay};
+use tor_cell::chancell::msg::{AnyChanMsg, Create2, CreateFast, Destroy, DestroyReason, Relay};
 use tor_cell::relaycell::msg::{AnyRelayMsg, Sendme};
 use tor_cell::relaycell::{RelayCmd, RelayMsg as _};
 
@@ -57,7 +57,7 @@ use super::hop::{Hop, HopFigures, PlainCell};
 use super::params::{CONTROL_RESERVE_CELLS, CircParams};
 use super::relay_cell;
 use crate::cc::SendmeTag as CcSendmeTag;
-use crate::crypto::{ClientLayers, RelayCellBody, SendmeTag};
+use crate::crypto::{ClientLayers, RelayCellBody, SendmeTag, fast};
 use crate::ids::{CircId, HopNum, StreamId};
 
 /// RELAY_EARLY cells a circuit may send (tor-spec §5.6: a relay closes a
@@ -120,9 +120,37 @@ impl ClientCircuit {
     ) -> Result<Self, CircError> {
         let mut rng = StdRng::from_rng(rng);
         let (handshake, htype, onionskin) = build::start(&mut rng, HopNum(0), &first, &params.cc)?;
+        let create = AnyChanMsg::Create2(Create2::new(htype, onionskin));
+        Ok(Self::starting(circ_id, params, rng, handshake, create))
+    }
+
+    /// A one-hop circuit with id `circ_id` to the relay at the other end of
+    /// the channel, made with CREATE_FAST (tor-spec §5.1.5): for BEGIN_DIR
+    /// to a relay whose onion key we do not know (a fallback directory),
+    /// as C-tor does. Its channel's TLS already authenticated the relay.
+    pub fn new_fast<R: CryptoRng + ?Sized>(
+        circ_id: CircId,
+        params: CircParams,
+        rng: &mut R,
+        _now: Instant,
+    ) -> Self {
+        let mut rng = StdRng::from_rng(rng);
+        let (state, x) = fast::client_handshake(&mut rng);
+        let create = AnyChanMsg::CreateFast(CreateFast::new(x.to_vec()));
+        Self::starting(circ_id, params, rng, PendingHandshake::Fast(state), create)
+    }
+
+    /// A circuit whose first hop's `create` cell is queued.
+    fn starting(
+        circ_id: CircId,
+        params: CircParams,
+        rng: StdRng,
+        handshake: PendingHandshake,
+        create: AnyChanMsg,
+    ) -> Self {
         let mut ready = VecDeque::new();
-        ready.push_back(AnyChanMsg::Create2(Create2::new(htype, onionskin)));
-        Ok(Self {
+        ready.push_back(create);
+        Self {
             circ_id,
             params,
             rng,
@@ -139,7 +167,7 @@ impl ClientCircuit {
             events: VecDeque::new(),
             building: true,
             closed: false,
-        })
+        }
     }
 
     // ----- State -----
@@ -509,16 +537,8 @@ impl ClientCircuit {
             return Ok(());
         }
         let result = match msg {
-            AnyChanMsg::Created2(c) => {
-                if self.hops.is_empty() && self.pending.is_some() {
-                    self.finish_hop(&c.into_body(), now)
-                } else {
-                    Err(unexpected(
-                        "CREATED2",
-                        "tor-spec §5.1: CREATED2 answers our CREATE2, and only once",
-                    ))
-                }
-            }
+            AnyChanMsg::Created2(c) => self.first_hop_reply(false, &c.into_body(), now),
+            AnyChanMsg::CreatedFast(c) => self.first_hop_reply(true, &c.into_handshake(), now),
             AnyChanMsg::Relay(r) => self.handle_relay(now, r.into_relay_body()),
             AnyChanMsg::RelayEarly(_) => Err(unexpected(
                 "RELAY_EARLY",
@@ -534,6 +554,19 @@ impl ClientCircuit {
             }),
         };
         result.map_err(|e| if self.closed { e } else { self.fail(e) })
+    }
+
+    /// The first hop's CREATED2, or CREATED_FAST if `fast`.
+    fn first_hop_reply(&mut self, fast: bool, reply: &[u8], now: Instant) -> Result<(), CircError> {
+        let sent_fast =
+            matches!(&self.pending, Some(p) if matches!(p.handshake, PendingHandshake::Fast(_)));
+        if self.hops.is_empty() && self.pending.is_some() && fast == sent_fast {
+            return self.finish_hop(reply, now);
+        }
+        let cell = if fast { "CREATED_FAST" } else { "CREATED2" };
+        let rule =
+            "tor-spec §5.1: CREATED2 answers our CREATE2 and CREATED_FAST our CREATE_FAST, once";
+        Err(unexpected(cell, rule))
     }
 
     /// An inbound RELAY cell body: peel, recognize, dispatch.
@@ -599,7 +632,14 @@ impl ClientCircuit {
             // A LINKED with Braid's extensions is the Conflux layer's
             // (`conflux::ext`, Braid proposal 001 §2.2).
             (_, AnyRelayMsg::Drop(_)) => Ok(()),
-            (_, AnyRelayMsg::Unrecognized(u)) if u.cmd() != RelayCmd::CONFLUX_LINKED => Ok(()),
+            // Braid proposal 001 §4's stream messages are the stream
+            // layer's (which ignores them unless the exit offered them).
+            (_, AnyRelayMsg::Unrecognized(u))
+                if u.cmd() != RelayCmd::CONFLUX_LINKED
+                    && !crate::stream::migrate_wire::is_migrate_cmd(u.cmd()) =>
+            {
+                Ok(())
+            }
             (_, msg) if is_forward_only(cmd) => {
                 drop(msg);
                 Err(CircError::UnexpectedRelayMsg {

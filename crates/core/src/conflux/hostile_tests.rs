@@ -215,10 +215,17 @@ fn assert_violation(e: &ConfluxError, rule: &str) {
 
 /// LINKED whose nonce differs from the LINK's in one byte (first, middle,
 /// last; one bit or all of them) fails that leg only, with `WrongNonce`
-/// (prop 329 §4.2.1; C-tor once compared one byte, TROVE-2026-004). The
-/// leg is gone: an honest LINKED after it is for no leg of the set.
+/// (prop 329 §4.2.1). The leg is gone: an honest LINKED after it is for
+/// no leg of the set.
+///
+/// TROVE-2026-004, the client's side: C-tor's `conflux_process_linked`
+/// (conflux_pool.c, `syphyr/tor` main at 817b7105f2) compares the LINKED
+/// nonce with `tor_memneq(link->nonce, circ->conflux_pending_nonce,
+/// sizeof(*link->nonce))`, one byte of 32; the fix compares all of them.
+/// Braid compares in constant time over 32 bytes (`ConfluxNonce::ct_eq`).
+/// The exit's side: `relay::trove_tests`.
 #[test]
-fn linked_with_nonce_one_byte_off_fails_the_leg() {
+fn trove_2026_004_nonce_compared_in_full_client() {
     let by = Bystander::new();
     for pos in [0, 15, NONCE_LEN - 1] {
         for flip in [0x01_u8, 0x80, 0xff] {
@@ -404,7 +411,8 @@ fn no_leg_ever_links() {
 /// Exactly `MAX_EMPTY_SWITCHES` empty ones are tolerated (C-tor sends a
 /// few), the next closes the set (`SwitchRepeated` / `SwitchZero`,
 /// §4.2.3), every later one is refused as `Closed`, and the reorder queue
-/// (holding one cell for a gap) does not move.
+/// (holding one cell for a gap) does not move until the set closes and
+/// empties it.
 #[test]
 fn switch_flood_on_one_leg() {
     let by = Bystander::new();
@@ -421,8 +429,10 @@ fn switch_flood_on_one_leg() {
         let mut results = Vec::new();
         for _ in 0..100_000 {
             results.push(c.feed(b, switch(rel)));
-            assert_eq!(c.set.reorder_bytes(), bytes);
-            assert_eq!(c.set.reorder_waiting(), waiting);
+            // Unmoved while open; emptied once closed (TROVE-2026-010).
+            let open = !c.set.is_closed();
+            assert_eq!(c.set.reorder_bytes(), if open { bytes } else { 0 });
+            assert_eq!(c.set.reorder_waiting(), if open { waiting } else { 0 });
         }
         assert!(
             results[..passing]
@@ -847,7 +857,8 @@ fn sparse_gaps(config: ConfluxConfig) -> (Client, Vec<LegId>, u64, ConfluxError)
     };
     assert!(c.set.is_closed());
     assert!(c.set.reorder_peak_bytes() <= max_bytes);
-    assert_eq!(c.set.reorder_waiting() as u64, jumps);
+    assert_eq!(c.set.reorder_peak_cells() as u64, jumps);
+    assert_eq!(c.set.reorder_waiting(), 0, "emptied on close");
     (c, legs, jumps, err)
 }
 
@@ -1022,8 +1033,15 @@ fn data_too_far_ahead_is_refused_by_the_queue() {
 /// DATA, SWITCH, END, CONNECTED on a leg still linking fail that leg only
 /// (`NotLinkedLeg`, prop 329 §2.4); the set goes on with its linked legs
 /// (here: a set that links with them, and a linked set adding a leg).
+///
+/// TROVE-2026-025 (LINK after a stream), the client's side: a leg carries
+/// no stream before it is linked, in either direction. C-tor's exit took
+/// a LINK on a circuit that already had streams (`conflux_process_link`,
+/// conflux_pool.c at 817b7105f2, checks nothing; `validate_circ_has_no_streams`
+/// only logs a BUG and forgets the stream lists); the fix refuses it. The
+/// exit's side: `relay::trove_tests`, `conflux::trove_tests`.
 #[test]
-fn cells_on_a_leg_not_linked() {
+fn trove_2026_025_stream_cells_before_linked_client() {
     let by = Bystander::new();
     let msgs = || -> Vec<AnyRelayMsg> {
         vec![

@@ -558,6 +558,16 @@ impl<T> ReorderQueue<T> {
         Ok(())
     }
 
+    /// Drop every cell held, waiting or ready, and their charge: the
+    /// count goes to zero with them (C-tor's TROVE-2026-010 freed a set's
+    /// queue without taking its cost off the total). What was expected
+    /// and the peaks stay.
+    pub fn clear(&mut self) {
+        self.pending = Pending::new();
+        self.ready.clear();
+        self.bytes = 0;
+    }
+
     /// The next cell in order, if it has arrived.
     pub fn pop(&mut self) -> Option<(u64, T)> {
         let (seq, h) = self.ready.pop_front()?;

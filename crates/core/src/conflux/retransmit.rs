@@ -122,6 +122,14 @@ impl Retransmit {
         self.peak
     }
 
+    /// Forget everything held (the set closed: nothing will be resent),
+    /// its charge with it.
+    pub(crate) fn clear(&mut self) {
+        self.held.clear();
+        self.legs.clear();
+        self.bytes = 0;
+    }
+
     /// Messages held.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

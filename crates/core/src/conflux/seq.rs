@@ -30,7 +30,10 @@ use crate::ids::LegId;
 /// number (prop 329 §2.8; C-tor `conflux_should_multiplex`): BEGIN, DATA,
 /// END, CONNECTED, RESOLVE, RESOLVED, XON, XOFF. Everything else (SENDME,
 /// the CONFLUX_* commands, EXTEND*, BEGIN_DIR, padding, onion service
-/// commands) belongs to one circuit.
+/// commands) belongs to one circuit. Braid's five stream migration
+/// commands (Braid proposal 001 §4, sent only between Braid endpoints) are
+/// multiplexed too: a MIGRATE_MARK must follow the set's last DATA of its
+/// stream, whichever leg each went on.
 pub fn is_multiplexed(cmd: RelayCmd) -> bool {
     matches!(
         cmd,
@@ -42,7 +45,7 @@ pub fn is_multiplexed(cmd: RelayCmd) -> bool {
             | RelayCmd::RESOLVED
             | RelayCmd::XON
             | RelayCmd::XOFF
-    )
+    ) || crate::stream::migrate_wire::is_migrate_cmd(cmd)
 }
 
 /// No leg's relative sequence number may reach this: before a leg falls

@@ -881,12 +881,21 @@ impl ConfluxSet {
         });
     }
 
-    /// Close the set on `e`.
+    /// Close the set on `e`. Nothing more is sent, resent or delivered,
+    /// so the reorder queue and the retransmit buffer are emptied now:
+    /// their bytes (up to their limits) would otherwise stay held, and
+    /// counted, until the driver drops the set, which waits for every
+    /// leg's DESTROY to go out (TROVE-2026-010).
     fn fail(&mut self, e: ConfluxError) -> ConfluxError {
         if self.closed.is_none() {
             self.closed = Some(e.clone());
         }
         self.transmit.clear();
+        self.reorder.clear();
+        self.resend.clear();
+        if let Some(r) = self.resume.as_mut() {
+            r.clear();
+        }
         e
     }
 

@@ -94,6 +94,11 @@ pub struct ExitConfig {
     /// END TORPROTOCOL ("Don't let clients use us as a single-hop proxy").
     /// BEGIN_DIR and RESOLVE are still answered. Default off.
     pub client_first_hop: bool,
+    /// Take part in Braid's live stream migration (proposal 001 §4):
+    /// answer STREAM_REGISTER with a token and take MIGRATE. Advertise
+    /// `BraidMigrate=1` with it; without it those messages are ignored as
+    /// unknown commands (tor-spec §6.1). Default off.
+    pub migrate: bool,
 }
 
 impl Default for ExitConfig {
@@ -112,6 +117,7 @@ impl Default for ExitConfig {
             serves_directory: false,
             ipv6_exit: false,
             client_first_hop: false,
+            migrate: false,
         }
     }
 }

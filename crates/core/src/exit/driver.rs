@@ -213,10 +213,14 @@ impl ExitStreamMap {
         }
         s.touch(now);
         let n = s.to_dest.pop_into(buf);
+        // A migrated stream's old-id bytes were counted by that id's flow
+        // control (Braid proposal 001 §4.2 step 4).
+        let own = ExitStreamMap::read_own(s, n);
         if n > 0 {
             if s.phase == Phase::Open {
-                let written = u64::try_from(n).unwrap_or(u64::MAX);
-                let buffered = u64::try_from(s.to_dest.len()).unwrap_or(u64::MAX);
+                let written = u64::try_from(own).unwrap_or(u64::MAX);
+                let left = ExitStreamMap::own_buffered(s);
+                let buffered = u64::try_from(left).unwrap_or(u64::MAX);
                 match s.flow.on_drained(now, written, buffered) {
                     Drained::Sendmes(k) => s.sendmes = s.sendmes.saturating_add(k),
                     Drained::Signal(Some(sig)) => s.push_signal(sig),
@@ -432,6 +436,10 @@ impl ExitStreamMap {
         for _ in 0..self.ctrl_q.len() {
             let id = self.ctrl_q.pop_front()?;
             let Some(s) = self.streams.get_mut(&id) else {
+                // The old id of a migrated stream: its MARK or END.
+                if let Some(m) = self.tail_control(id) {
+                    return Some((id, m));
+                }
                 continue;
             };
             s.queued.ctrl = false;
@@ -457,6 +465,7 @@ impl ExitStreamMap {
             }
             let chunk = s.from_dest.pop_chunk(max);
             let len = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+            s.bytes_out = s.bytes_out.saturating_add(len);
             let sent = s.flow.on_data_sent(len).is_ok();
             let msg = Data::new(&chunk).ok().filter(|_| sent);
             self.refresh(id);

@@ -106,6 +106,18 @@ pub enum ExitError {
         limit: usize,
     },
 
+    /// A Braid live stream migration message out of place (proposal 001
+    /// §4.3: a MIGRATE_MARK without a migration, a MIGRATE where BEGIN is
+    /// not allowed, more bytes on an old id than it announced): END
+    /// TORPROTOCOL on that id.
+    #[error("protocol violation on {id}: {why} (Braid proposal 001 §4)")]
+    Migration {
+        /// The stream id.
+        id: StreamId,
+        /// The rule broken.
+        why: &'static str,
+    },
+
     // ----- our limits -----
     /// The circuit holds the most streams we allow: the BEGIN or RESOLVE
     /// was answered END RESOURCELIMIT.
@@ -129,6 +141,15 @@ pub enum ExitError {
         id: StreamId,
         /// The bound.
         limit: usize,
+    },
+
+    /// Too many migrations in progress on this tunnel, or begun in the last
+    /// second (proposal 001 §4.3): the MIGRATE was answered END
+    /// RESOURCELIMIT.
+    #[error("resource limit: too many stream migrations on this tunnel; {id} refused")]
+    TooManyMigrations {
+        /// The new id refused.
+        id: StreamId,
     },
 
     /// Too many refusals wait to be sent (the circuit does not take our
@@ -181,9 +202,9 @@ impl ExitError {
     /// Who is to blame.
     pub fn kind(&self) -> ExitErrorKind {
         match self {
-            ExitError::StreamInUse { .. } | ExitError::BufferOverflow { .. } => {
-                ExitErrorKind::ProtocolViolation
-            }
+            ExitError::StreamInUse { .. }
+            | ExitError::BufferOverflow { .. }
+            | ExitError::Migration { .. } => ExitErrorKind::ProtocolViolation,
             ExitError::Flow { source, .. } => {
                 if source.is_protocol_violation() {
                     ExitErrorKind::ProtocolViolation
@@ -193,7 +214,8 @@ impl ExitError {
             }
             ExitError::TooManyStreams { .. }
             | ExitError::ToDestTotal { .. }
-            | ExitError::RefusalsQueued { .. } => ExitErrorKind::ResourceLimit,
+            | ExitError::RefusalsQueued { .. }
+            | ExitError::TooManyMigrations { .. } => ExitErrorKind::ResourceLimit,
             ExitError::NoSuchStream { .. }
             | ExitError::InvalidState { .. }
             | ExitError::InvalidAnswer { .. } => ExitErrorKind::Misuse,
@@ -245,7 +267,9 @@ impl ExitError {
             | ExitError::RefusalsQueued { id, .. }
             | ExitError::NoSuchStream { id }
             | ExitError::InvalidState { id, .. }
-            | ExitError::InvalidAnswer { id, .. } => Some(*id),
+            | ExitError::InvalidAnswer { id, .. }
+            | ExitError::Migration { id, .. }
+            | ExitError::TooManyMigrations { id } => Some(*id),
             ExitError::Internal(_) => None,
         }
     }

@@ -3,7 +3,7 @@
 
 use tor_cell::relaycell::msg::{BeginFlags, EndReason};
 
-use crate::ids::StreamId;
+use crate::ids::{EdgeKey, StreamId};
 use crate::stream::Target;
 
 use super::request::ResolveQuery;
@@ -76,6 +76,19 @@ pub enum ExitEvent {
         /// True if the client ended it (or the circuit was destroyed).
         remote: bool,
     },
+    /// The stream moved to another circuit or Conflux set at this relay
+    /// (Braid live stream migration, proposal 001 §4): from now on it is
+    /// stream `to_id` of `to_edge` for every call and event; its
+    /// destination stays as it is. Events and bytes that were the stream's
+    /// go on there.
+    Moved {
+        /// The stream's old id.
+        id: StreamId,
+        /// Its circuit or set now.
+        to_edge: EdgeKey,
+        /// Its id there.
+        to_id: StreamId,
+    },
 }
 
 impl ExitEvent {
@@ -87,7 +100,8 @@ impl ExitEvent {
             | ExitEvent::DirStream { id }
             | ExitEvent::Readable { id }
             | ExitEvent::Writable { id }
-            | ExitEvent::Closed { id, .. } => *id,
+            | ExitEvent::Closed { id, .. }
+            | ExitEvent::Moved { id, .. } => *id,
         }
     }
 }

@@ -36,9 +36,17 @@ impl ExitStreamMap {
         }
         let (mut to_sum, mut from_sum) = (0usize, 0usize);
         for (id, s) in &self.streams {
-            let to = s.to_dest.len();
+            let held = ExitStreamMap::held_len(s);
+            let to = s.to_dest.len() + held;
             let from = s.from_dest.len();
-            if to > self.to_dest_limit || from > cfg.dest_buffer {
+            // A migrated stream's buffer also carries its old id's bytes
+            // (Braid proposal 001 §4.2): its own, raised bound applies.
+            let plain = held == 0 && s.to_dest.limit() == self.to_dest_limit;
+            if (plain && to > self.to_dest_limit)
+                || s.to_dest.len() > s.to_dest.limit()
+                || held > self.to_dest_limit
+                || from > s.from_dest.limit().max(cfg.dest_buffer)
+            {
                 return Err(format!("{id}: buffers {to} / {from} over their bounds"));
             }
             let Queued {
@@ -90,8 +98,19 @@ impl ExitStreamMap {
         ] {
             let mut seen = HashSet::new();
             for id in q {
-                if !self.streams.contains_key(id) || !seen.insert(*id) {
+                // A migrated stream's old id (its tail) sends its MARK or
+                // END from the control queue.
+                let tail = name == "ctrl" && self.tails.get(id).is_some_and(|t| t.queued);
+                if !(self.streams.contains_key(id) || tail) || !seen.insert(*id) {
                     return Err(format!("{name} queue holds {id} wrongly"));
+                }
+            }
+            for (id, t) in &self.tails {
+                if self.streams.contains_key(id) {
+                    return Err(format!("{id} is a stream and a migrated stream's tail"));
+                }
+                if t.received > t.expect || t.queued != self.ctrl_q.contains(id) {
+                    return Err(format!("tail {id}: {t:?}"));
                 }
             }
         }

@@ -51,8 +51,10 @@ use crate::stream::{Host, StreamFlowMode};
 use super::config::{ExitConfig, to_dest_limit};
 use super::error::ExitError;
 use super::event::ExitEvent;
+use super::migrate::{MigrateRequest, Tail};
 use super::request::{DEFAULT_DNS_TTL, ResolveParse, clip_dns_ttl, parse_begin, parse_resolve};
 use super::stream::{ExitStream, Kind, Pacer, Phase, Request};
+use crate::stream::migrate_wire::is_migrate_cmd;
 
 /// What the map has counted, for logs and metrics (and the vanguards-style
 /// accounting of dropped cells C-tor keeps).
@@ -115,6 +117,17 @@ pub struct ExitStreamMap {
     pub(crate) circuit_closed: bool,
     /// Counters.
     pub(crate) stats: ExitStats,
+    /// Old ids of streams migrated away, until both MIGRATE_MARKs
+    /// (Braid proposal 001 §4.2).
+    pub(crate) tails: HashMap<StreamId, Tail>,
+    /// What the owner of the maps must do across them
+    /// ([`ExitStreamMap::take_migrate_requests`]).
+    pub(crate) mig_requests: VecDeque<MigrateRequest>,
+    /// When the last migrations into this map began (at most
+    /// [`MAX_PER_SECOND`](super::migrate::MAX_PER_SECOND) kept).
+    pub(crate) mig_recent: VecDeque<Instant>,
+    /// The latest `now` given, for the tails' linger.
+    pub(crate) mig_now: Option<Instant>,
 }
 
 impl ExitStreamMap {
@@ -146,6 +159,10 @@ impl ExitStreamMap {
             rng: StdRng::seed_from_u64(seed),
             circuit_closed: false,
             stats: ExitStats::default(),
+            tails: HashMap::new(),
+            mig_requests: VecDeque::new(),
+            mig_recent: VecDeque::new(),
+            mig_now: None,
         }
     }
 
@@ -169,7 +186,16 @@ impl ExitStreamMap {
         if self.circuit_closed {
             return Ok(());
         }
+        self.mig_now = Some(self.mig_now.map_or(now, |t| t.max(now)));
         let cmd = msg.cmd();
+        if self.cfg.migrate && is_migrate_cmd(cmd) {
+            let result = self.on_migrate_msg(id, &msg, now);
+            if result.as_ref().is_err_and(ExitError::is_protocol_violation) {
+                self.stats.violations += 1;
+            }
+            self.wake_writers();
+            return result;
+        }
         let result = match msg {
             AnyRelayMsg::Drop(_) | AnyRelayMsg::Unrecognized(_) => Ok(()),
             AnyRelayMsg::Begin(b) => {
@@ -326,6 +352,16 @@ impl ExitStreamMap {
         Ok(())
     }
 
+    /// [`Self::answer_at_once`], for the migration module.
+    pub(crate) fn answer_at_once_migrate(
+        &mut self,
+        id: StreamId,
+        msg: AnyRelayMsg,
+        now: Instant,
+    ) -> Result<(), ExitError> {
+        self.answer_at_once(id, msg, now)
+    }
+
     /// Answer a request on `id` at once with `msg` (END or RESOLVED), and
     /// account for what the client may send before it sees it.
     fn answer_at_once(
@@ -353,6 +389,11 @@ impl ExitStreamMap {
         Ok(())
     }
 
+    /// [`Self::replace`], for the migration module.
+    pub(crate) fn replace_closed(&mut self, id: StreamId) {
+        self.replace(id);
+    }
+
     /// Forget the wire-closed stream on `id` for a new one: a `Closed` the
     /// driver has not had yet is kept for it.
     fn replace(&mut self, id: StreamId) {
@@ -375,6 +416,10 @@ impl ExitStreamMap {
         now: Instant,
     ) -> Result<(), ExitError> {
         let cmd = msg.cmd();
+        if self.tails.contains_key(&id) {
+            // The old id of a migrated stream (Braid proposal 001 §4.2).
+            return self.tail_msg(id, msg);
+        }
         let Some(s) = self.streams.get_mut(&id) else {
             if cmd == RelayCmd::END {
                 // The client ended the stream before our answer went: it
@@ -448,11 +493,19 @@ impl ExitStreamMap {
                 let bytes = d.as_ref();
                 let len = bytes.len();
                 let buffered = s.to_dest.len();
-                if len > s.to_dest.free() {
+                // What this id's flow control counts (Braid proposal 001
+                // §4.2: an old id's bytes ahead are not; held ones are).
+                let own = Self::own_buffered(s);
+                let holding = s.mig.as_ref().is_some_and(|m| m.join.is_some());
+                let free = match s.mig.as_ref().and_then(|m| m.join.as_ref()) {
+                    Some(j) => j.held.free(),
+                    None => s.to_dest.free(),
+                };
+                if len > free {
                     return Err(ExitError::BufferOverflow {
                         id,
                         len,
-                        buffered,
+                        buffered: own,
                         limit: s.to_dest.limit(),
                     });
                 }
@@ -463,16 +516,21 @@ impl ExitStreamMap {
                     });
                 }
                 let len64 = u64::try_from(len).unwrap_or(u64::MAX);
-                let after = u64::try_from(buffered + len).unwrap_or(u64::MAX);
+                let after = u64::try_from(own + len).unwrap_or(u64::MAX);
                 // C-tor takes DATA before the connection is open
                 // ("optimistic data", tor-spec §6.2) into the outbuf.
                 let signal = s
                     .flow
                     .on_data_received(now, len64, after)
                     .map_err(flow_err)?;
-                s.to_dest.push(bytes);
-                if buffered == 0 && s.phase == Phase::Open && s.visible() {
-                    s.events.readable = true;
+                s.bytes_in = s.bytes_in.saturating_add(len64);
+                if holding {
+                    Self::hold_joining(s, bytes);
+                } else {
+                    s.to_dest.push(bytes);
+                    if buffered == 0 && s.phase == Phase::Open && s.visible() {
+                        s.events.readable = true;
+                    }
                 }
                 if let Some(sig) = signal {
                     // proposal 324 §4.1.1: XOFF past `cc_xoff_exit`.
@@ -486,6 +544,10 @@ impl ExitStreamMap {
                 Ok(())
             }
             AnyRelayMsg::End(e) => {
+                if Self::defer_end(s, e.reason()) {
+                    // Braid proposal 001 §4.2: after the old id's bytes.
+                    return Ok(());
+                }
                 let flush_until = now.checked_add(flush_timeout);
                 s.client_end(e.reason(), flush_until);
                 Ok(())
@@ -529,6 +591,7 @@ impl ExitStreamMap {
     /// `Closed { reason: DESTROY, remote: true }`; nothing more is sent.
     pub fn handle_circuit_closed(&mut self) {
         self.circuit_closed = true;
+        self.tails_circuit_closed();
         self.refusals.clear();
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for id in ids {
@@ -618,12 +681,14 @@ impl ExitStreamMap {
         if s.dest_eof && s.phase == Phase::Open && s.from_dest.is_empty() && s.reply.is_none() {
             s.close_local(EndReason::DONE, end_msg(EndReason::DONE), linger_until);
         }
-        // Totals.
+        Self::migrate_refresh(&mut self.mig_requests, s);
+        // Totals (with a migrated stream's held bytes).
+        let to_dest = s.to_dest.len() + Self::held_len(s);
         self.to_dest_total = self
             .to_dest_total
             .saturating_sub(s.queued.to_dest)
-            .saturating_add(s.to_dest.len());
-        s.queued.to_dest = s.to_dest.len();
+            .saturating_add(to_dest);
+        s.queued.to_dest = to_dest;
         self.from_dest_total = self
             .from_dest_total
             .saturating_sub(s.queued.from_dest)
@@ -691,9 +756,17 @@ impl ExitStreamMap {
 
     /// Forget stream `id`, keeping its late-cell accounting if `keep_half`.
     pub(crate) fn remove(&mut self, id: StreamId, keep_half: bool) {
-        let Some(s) = self.streams.remove(&id) else {
+        let Some(s) = self.detach(id) else {
             return;
         };
+        if keep_half && let Some(hc) = s.after_close {
+            self.half.insert(id, hc);
+        }
+    }
+
+    /// Take stream `id` out of the map and its queues, totals and timers.
+    pub(crate) fn detach(&mut self, id: StreamId) -> Option<ExitStream> {
+        let s = self.streams.remove(&id)?;
         self.to_dest_total = self.to_dest_total.saturating_sub(s.queued.to_dest);
         self.from_dest_total = self.from_dest_total.saturating_sub(s.queued.from_dest);
         if s.queued.ctrl {
@@ -711,9 +784,7 @@ impl ExitStreamMap {
         if let Some(d) = s.queued.deadline {
             self.deadlines.remove(&(d, id));
         }
-        if keep_half && let Some(hc) = s.after_close {
-            self.half.insert(id, hc);
-        }
+        Some(s)
     }
 
     /// Give the streams waiting for room in the circuit's total their

@@ -158,6 +158,7 @@ fn small_map(cc: bool, flags: u8) -> ExitStreamMap {
         ipv6_exit: flags & 4 != 0,
         client_first_hop: flags & 8 != 0,
         exits: flags & 16 == 0,
+        migrate: false,
     };
     let mode = if cc {
         small_xon_xoff()

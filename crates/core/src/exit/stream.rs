@@ -17,6 +17,7 @@ use crate::ids::StreamId;
 use crate::stream::Target;
 use crate::stream::buffer::ByteQueue;
 use crate::stream::half_closed::HalfClosed;
+use crate::stream::migrate_wire::MigrateMsg;
 
 use super::error::ExitStreamState;
 use super::event::ExitEvent;
@@ -217,6 +218,12 @@ pub(crate) struct ExitStream {
     pub(crate) pacer: Option<Pacer>,
     /// Queue membership and counted bytes, kept by the map.
     pub(crate) queued: Queued,
+    /// Client bytes received in DATA on this id (Braid proposal 001 §4.2).
+    pub(crate) bytes_in: u64,
+    /// Bytes sent to the client in DATA on this id.
+    pub(crate) bytes_out: u64,
+    /// Live migration (Braid proposal 001 §4): token and join state.
+    pub(crate) mig: Option<Box<super::migrate::ExitMig>>,
 }
 
 impl ExitStream {
@@ -268,6 +275,9 @@ impl ExitStream {
             want_writable: false,
             pacer: None,
             queued: Queued::default(),
+            bytes_in: 0,
+            bytes_out: 0,
+            mig: None,
         }
     }
 
@@ -312,6 +322,12 @@ impl ExitStream {
             || self.end_to_send.is_some()
             || !self.signals.is_empty()
             || self.sendmes > 0
+            || self.token_due()
+    }
+
+    /// STREAM_TOKEN waits to go: after CONNECTED (Braid proposal 001 §4.1).
+    pub(crate) fn token_due(&self) -> bool {
+        self.phase == Phase::Open && self.mig.as_ref().is_some_and(|m| m.token_to_send)
     }
 
     /// True if a DATA cell could be sent now (the circuit permitting).
@@ -359,11 +375,19 @@ impl ExitStream {
         }
     }
 
-    /// The next control message, in the order: CONNECTED/RESOLVED, END,
-    /// XON/XOFF, SENDME.
+    /// The next control message, in the order: CONNECTED/RESOLVED (or
+    /// MIGRATED), STREAM_TOKEN, END, XON/XOFF, SENDME.
     pub(crate) fn take_control(&mut self) -> Option<AnyRelayMsg> {
         if let Some(m) = self.reply.take() {
             return Some(m);
+        }
+        if self.token_due()
+            && let Some(m) = self.mig.as_mut()
+        {
+            m.token_to_send = false;
+            if let Some(t) = &m.token {
+                return Some(MigrateMsg::Token(t.clone()).to_msg());
+            }
         }
         if let Some(e) = self.end_to_send.take() {
             return Some(AnyRelayMsg::End(e));

@@ -50,6 +50,7 @@ use super::ewma::{CellEwma, DEFAULT_HALFLIFE};
 mod conflux_role;
 mod exit_role;
 mod memory;
+mod migrate_role;
 
 use conflux_role::ExitSet;
 pub use conflux_role::{ConfluxExitConfig, LINKED_ACK_TIMEOUT, SetFigures, scheduler_for};
@@ -218,6 +219,12 @@ pub struct RelayNode {
     next_connect: u64,
     next_set: u64,
     stats: NodeStats,
+    /// Live stream migration's tokens (Braid proposal 001 §4.1).
+    tokens: crate::exit::MigrateTokens,
+    /// Maps with migration requests to carry out.
+    mig_dirty: BTreeSet<EdgeKey>,
+    /// Requests are being carried out (no reentry).
+    mig_running: bool,
 }
 
 impl RelayNode {
@@ -254,6 +261,9 @@ impl RelayNode {
             next_connect: 0,
             next_set: 0,
             stats: NodeStats::default(),
+            tokens: crate::exit::MigrateTokens::default(),
+            mig_dirty: BTreeSet::new(),
+            mig_running: false,
         }
     }
 
@@ -464,6 +474,7 @@ impl RelayNode {
             }
         }
         self.maybe_release(key);
+        self.run_migrations(now);
     }
 
     /// [`Self::settle`] without marking its channels ready or releasing
@@ -497,6 +508,7 @@ impl RelayNode {
         }
         self.refresh_timer(key);
         self.account(key);
+        self.note_migrate_requests(EdgeKey::Circuit(key));
     }
 
     /// As the edge of circuit `key`: the exit's streams, or a non-exit
@@ -714,6 +726,7 @@ impl RelayNode {
         };
         self.settle_quiet(key, now);
         self.maybe_release(key);
+        self.run_migrations(now);
         cell
     }
 

@@ -264,9 +264,14 @@ fn an_upload_over_both_legs_reaches_the_destination_in_order() {
     assert_eq!(f.reorder_bytes, 0);
 }
 
+/// TROVE-2026-025 (LINK after a stream), the exit's side: LINK must come
+/// before any stream on its circuit. C-tor's `conflux_process_link`
+/// (conflux_pool.c, `syphyr/tor` main at 817b7105f2) checked nothing and
+/// `validate_circ_has_no_streams` only logged a BUG and forgot the
+/// circuit's streams when it linked; the fix refuses the LINK. The
+/// client's side: `conflux::hostile_tests`, braid-sim `tests/trove.rs`.
 #[test]
-fn link_after_a_begin_on_the_circuit_is_refused() {
-    // TROVE-2026-025: LINK must come before any stream on its circuit.
+fn trove_2026_025_link_after_a_stream_exit() {
     let now = Instant::now();
     let mut w = world(ConfluxExitConfig::default());
     let a = w.circuit(&[0, 1, EXIT], now);
@@ -553,9 +558,11 @@ fn a_switch_flood_closes_the_set() {
 /// A LINK carrying an extension the exit never asked for (the shape of
 /// C-tor's TROVE-2026-032, an unrequested CC_RESPONSE): unknown types are
 /// skipped, the leg links as a plain one, nothing breaks; a malformed list
-/// closes that circuit alone.
+/// closes that circuit alone. The other half of the exit's side, a
+/// CC_RESPONSE in a CREATE2: `trove_2026_032_unrequested_cc_response_exit`
+/// (`relay::trove_tests`, with C-tor's function).
 #[test]
-fn unrequested_link_extensions_are_skipped_and_malformed_ones_refused() {
+fn trove_2026_032_unrequested_link_extension_exit() {
     use tor_cell::relaycell::RelayCmd;
     use tor_cell::relaycell::msg::Unrecognized;
     let now = Instant::now();
@@ -592,3 +599,7 @@ fn unrequested_link_extensions_are_skipped_and_malformed_ones_refused() {
     assert!(w.closed[b].is_some(), "closed");
     assert!(w.closed[a].is_none(), "the other leg goes on");
 }
+
+// Every 2026 Conflux TROVE, the exit's side.
+#[path = "trove_tests.rs"]
+mod trove_tests;

@@ -56,6 +56,9 @@ struct World {
     /// Every relay message the client circuits got from their last hop
     /// (stream and circuit level), by index.
     msgs: Vec<Vec<(Option<StreamId>, AnyRelayMsg)>>,
+    /// Channels (node, channel) whose writer takes nothing: their cells
+    /// stay queued at the node (a peer that does not read).
+    frozen: Vec<(usize, ChanKey)>,
 }
 
 const CLIENT_CIRC: u32 = 0x8000_0001;
@@ -97,6 +100,7 @@ impl World {
             connects: 0,
             exit_events: Vec::new(),
             msgs: Vec::new(),
+            frozen: Vec::new(),
         }
     }
 
@@ -197,6 +201,9 @@ impl World {
                     })
                     .collect();
                 for chan in chans {
+                    if self.frozen.contains(&(i, chan)) {
+                        continue;
+                    }
                     while let Some(cell) = self.nodes[i].poll_transmit(chan, now) {
                         moved = true;
                         let to = self.other(End::Node(i, chan)).unwrap();
@@ -396,3 +403,7 @@ mod exit_tests;
 // The Conflux exit role.
 #[path = "node_conflux_tests.rs"]
 mod conflux_tests;
+
+// Live stream migration (Braid proposal 001 §4).
+#[path = "node_migrate_tests.rs"]
+mod migrate_tests;

@@ -78,6 +78,29 @@ impl ByteQueue {
         chunk
     }
 
+    /// Put `front` before what is queued, raising the bound by its length
+    /// (a migrated stream's unread bytes ahead of the new id's, Braid
+    /// proposal 001 §4.2 step 4).
+    pub(crate) fn prepend(&mut self, front: &[u8]) {
+        let rest = std::mem::take(&mut self.buf);
+        let mut buf = VecDeque::with_capacity(front.len() + rest.len());
+        buf.extend(front);
+        buf.extend(rest);
+        self.buf = buf;
+        self.limit = self.limit.saturating_add(front.len());
+    }
+
+    /// Lower the bound by `n` (not below what is queued).
+    pub(crate) fn shrink_limit(&mut self, n: usize) {
+        self.limit = self.limit.saturating_sub(n).max(self.buf.len());
+    }
+
+    /// Take everything.
+    pub(crate) fn take_all(&mut self) -> Vec<u8> {
+        let v: Vec<u8> = std::mem::take(&mut self.buf).into();
+        v
+    }
+
     /// Drop everything.
     pub(crate) fn clear(&mut self) {
         self.buf = VecDeque::new();
@@ -118,6 +141,23 @@ mod tests {
         assert_eq!(q.limit(), 5);
         q.push(b"zz");
         q.clear();
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn prepend_goes_first_and_grows_the_bound_until_shrunk() {
+        let mut q = ByteQueue::new(4);
+        q.push(b"cdef");
+        q.prepend(b"ab");
+        assert_eq!((q.len(), q.limit(), q.free()), (6, 6, 0));
+        q.shrink_limit(1);
+        assert_eq!(q.limit(), 6, "never below what is queued");
+        let mut out = [0u8; 3];
+        q.pop_into(&mut out);
+        assert_eq!(&out, b"abc");
+        q.shrink_limit(2);
+        assert_eq!(q.limit(), 4);
+        assert_eq!(q.take_all(), b"def");
         assert!(q.is_empty());
     }
 

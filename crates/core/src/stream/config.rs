@@ -72,6 +72,12 @@ pub struct StreamMapConfig {
     /// DATA/XON/XOFF on the stream (C-tor: the larger of the circuit build
     /// timeout and the circuit's largest RTT). Default 60 s.
     pub half_closed_linger: Duration,
+    /// Make connect streams migratable (Braid proposal 001 §4.1: a
+    /// STREAM_REGISTER after each BEGIN) and accept migrated ones
+    /// ([`StreamMap::migrate_in`](super::StreamMap::migrate_in)). Only for
+    /// an exit whose consensus `pr` line lists `BraidMigrate=1` (§2.1):
+    /// never toward C-tor. Default off.
+    pub migratable: bool,
 }
 
 impl Default for StreamMapConfig {
@@ -85,6 +91,7 @@ impl Default for StreamMapConfig {
             informative_end_reasons: false,
             max_half_closed: 1024,
             half_closed_linger: Duration::from_secs(60),
+            migratable: false,
         }
     }
 }

@@ -56,6 +56,28 @@ pub enum StreamEvent {
         /// The answers, in the exit's order.
         answers: Vec<ResolvedAnswer>,
     },
+    /// A stream being migrated away from this circuit has every byte the
+    /// exit sent on it (its MIGRATE_MARK came, Braid proposal 001 §4.2):
+    /// take what is left of it with
+    /// [`StreamMap::migrate_finish`](super::StreamMap::migrate_finish) and
+    /// give it to the new stream
+    /// ([`StreamMap::migrate_join`](super::StreamMap::migrate_join)), which
+    /// carries the stream from then on.
+    MigrateHandover {
+        /// The old stream.
+        id: StreamId,
+    },
+    /// A migration's new stream ended before it took the stream over
+    /// (proposal 001 §4.2, §4.3): tell the old stream with
+    /// [`StreamMap::migrate_target_failed`](super::StreamMap::migrate_target_failed).
+    MigrateFailed {
+        /// The new stream.
+        id: StreamId,
+        /// The exit refused the migration (its END came before MIGRATED,
+        /// or no answer came): the old stream goes on. Otherwise the
+        /// stream is aborted.
+        refused: bool,
+    },
 }
 
 impl StreamEvent {
@@ -66,7 +88,9 @@ impl StreamEvent {
             | StreamEvent::Readable { id }
             | StreamEvent::Writable { id }
             | StreamEvent::Ended { id, .. }
-            | StreamEvent::Resolved { id, .. } => *id,
+            | StreamEvent::Resolved { id, .. }
+            | StreamEvent::MigrateHandover { id }
+            | StreamEvent::MigrateFailed { id, .. } => *id,
         }
     }
 }

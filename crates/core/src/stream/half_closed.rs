@@ -87,13 +87,31 @@ impl HalfClosed {
         }
     }
 
+    /// A migrated stream's old id after both MIGRATE_MARKs (Braid proposal
+    /// 001 §4.2): no END was sent and nothing but the peer's flow control
+    /// cells already in flight may come: XON and XOFF until `cc_until`
+    /// (congestion control), `sendmes_pending` stream SENDMEs (fixed
+    /// windows). DATA or END is a violation.
+    pub(crate) fn after_migration(cc_until: Option<Instant>, sendmes_pending: u32) -> Self {
+        HalfClosed {
+            connected_pending: false,
+            data_pending: 0,
+            sendmes_pending,
+            cc_until,
+            end_pending: false,
+        }
+    }
+
     /// A message with `cmd` arrived at `now`. Returns true if it was within
     /// what may still arrive (drop it quietly), false if the exit sent more
     /// than it could have. An acceptable END or RESOLVED ends the
     /// accounting: nothing more may arrive after it.
     pub(crate) fn accept(&mut self, now: Instant, cmd: RelayCmd) -> bool {
         let within_cc = self.cc_until.is_some_and(|t| now <= t);
-        let data_like = matches!(cmd, RelayCmd::DATA | RelayCmd::XON | RelayCmd::XOFF);
+        // After a migration (no END crossed) no DATA may come: only the
+        // flow control cells in flight.
+        let data_like = matches!(cmd, RelayCmd::XON | RelayCmd::XOFF)
+            || (cmd == RelayCmd::DATA && (self.end_pending || self.data_pending > 0));
         match cmd {
             RelayCmd::END | RelayCmd::RESOLVED if self.end_pending => {
                 *self = HalfClosed::nothing();

@@ -48,6 +48,8 @@ use super::config::{StreamFlowMode, StreamMapConfig};
 use super::error::StreamError;
 use super::event::StreamEvent;
 use super::half_closed::{HalfClosed, HalfClosedTable, UsedIds};
+use super::migrate::{MigState, Register, Role};
+use super::migrate_wire::is_migrate_cmd;
 use super::reasons::CloseReason;
 use super::state::{Kind, Phase, Stream, StreamEnd, StreamState};
 use super::target::{ResolvedAnswer, Target, connected_addr, resolve_msg};
@@ -132,7 +134,19 @@ impl StreamMap {
         now: Instant,
     ) -> Result<StreamId, StreamError> {
         let msg = AnyRelayMsg::Begin(target.begin_msg(flags)?);
-        self.open(Kind::Connect, msg, timeout, now)
+        let id = self.open(Kind::Connect, msg, timeout, now)?;
+        if self.cfg.migratable
+            && let Some(s) = self.streams.get_mut(&id)
+        {
+            // Braid proposal 001 §4.1: REGISTER right after the BEGIN.
+            s.mig = Some(Box::new(MigState {
+                register: Register::ToSend,
+                role: Role::Plain,
+                foreign: 0,
+            }));
+            self.refresh(id);
+        }
+        Ok(id)
     }
 
     /// Ask the exit to resolve `hostname` (tor-spec §6.4). The answer comes
@@ -217,10 +231,11 @@ impl StreamMap {
         id: StreamId,
         msg: AnyRelayMsg,
     ) -> Result<(), StreamError> {
-        if matches!(msg, AnyRelayMsg::Drop(_) | AnyRelayMsg::Unrecognized(_)) {
+        let cmd = msg.cmd();
+        let migrate = self.cfg.migratable && is_migrate_cmd(cmd);
+        if !migrate && matches!(msg, AnyRelayMsg::Drop(_) | AnyRelayMsg::Unrecognized(_)) {
             return Ok(());
         }
-        let cmd = msg.cmd();
         let wire = self.wire_reason(EndReason::TORPROTOCOL);
         let Some(stream) = self.streams.get_mut(&id) else {
             return self.handle_unheld(now, id, cmd);
@@ -244,7 +259,11 @@ impl StreamMap {
                 Err(StreamError::ClosedStream { id, cmd })
             }
         } else {
-            let r = handle_live(stream, now, id, msg, &self.mode);
+            let r = if migrate {
+                Self::handle_migrate_msg(stream, id, &msg, cmd)
+            } else {
+                handle_live(stream, now, id, msg, &self.mode)
+            };
             if r.as_ref().is_err_and(StreamError::is_protocol_violation) {
                 close_local(
                     stream,
@@ -282,6 +301,11 @@ impl StreamMap {
         let ids: Vec<StreamId> = self.streams.keys().copied().collect();
         for id in ids {
             if let Some(s) = self.streams.get_mut(&id) {
+                if Self::survives_circuit(s) {
+                    // Braid proposal 001 §4.3: every byte of this old id
+                    // came before it went; its new id carries on.
+                    continue;
+                }
                 s.opener = None;
                 s.end_to_send = None;
                 s.clear_outbound();
@@ -309,6 +333,10 @@ impl StreamMap {
     /// [`shutdown_write`](Self::shutdown_write) or END.
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, StreamError> {
         let s = held(&mut self.streams, id)?;
+        if Self::holds_shutdown(s) && s.phase == Phase::Open && !s.shutdown {
+            // Being migrated away: the bytes wait for the new id.
+            return Ok(0);
+        }
         let writable = matches!(s.phase, Phase::Connecting | Phase::Open) && !s.shutdown;
         if !writable {
             return Err(StreamError::InvalidState {
@@ -402,6 +430,7 @@ impl StreamMap {
             }
             let chunk = s.send.pop_chunk(max);
             let len = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+            s.sent_bytes = s.sent_bytes.saturating_add(len);
             let sent = s.flow.on_data_sent(len);
             let data = Data::new(&chunk);
             if s.want_writable && (s.send.free() >= max || s.send.is_empty()) {
@@ -465,11 +494,18 @@ impl StreamMap {
         if buf.is_empty() {
             return Ok(0);
         }
+        if Self::reads_held(s) {
+            // Braid proposal 001 §4.2 step 4: the old id's bytes first.
+            return Err(StreamError::WouldBlock { id });
+        }
         if !s.recv.is_empty() {
             let n = s.recv.pop_into(buf);
-            if s.phase != Phase::Closed {
-                let written = u64::try_from(n).unwrap_or(u64::MAX);
-                let buffered = u64::try_from(s.recv.len()).unwrap_or(u64::MAX);
+            // The old id's bytes were counted by its own flow control.
+            let own = n - Self::read_foreign(s, n);
+            if s.phase != Phase::Closed && own > 0 {
+                let written = u64::try_from(own).unwrap_or(u64::MAX);
+                let own_left = s.recv.len().saturating_sub(Self::foreign(s));
+                let buffered = u64::try_from(own_left).unwrap_or(u64::MAX);
                 match s.flow.on_drained(now, written, buffered) {
                     Drained::Sendmes(k) => s.sendmes = s.sendmes.saturating_add(k),
                     Drained::Signal(Some(sig)) => s.push_signal(sig),
@@ -618,6 +654,55 @@ impl StreamMap {
         }
     }
 
+    /// The ids of the streams held.
+    pub(crate) fn stream_ids(&self) -> impl Iterator<Item = StreamId> + '_ {
+        self.streams.keys().copied()
+    }
+
+    /// Stream `id`, if held.
+    pub(crate) fn stream(&self, id: StreamId) -> Option<&Stream> {
+        self.streams.get(&id)
+    }
+
+    /// Stream `id`, if held.
+    pub(crate) fn stream_mut(&mut self, id: StreamId) -> Option<&mut Stream> {
+        self.streams.get_mut(&id)
+    }
+
+    /// The flow mode.
+    pub(crate) fn mode(&self) -> &StreamFlowMode {
+        &self.mode
+    }
+
+    /// The END reason to put on the wire for a local `reason`.
+    pub(crate) fn end_reason_on_wire(&self, reason: EndReason) -> EndReason {
+        self.wire_reason(reason)
+    }
+
+    /// [`Self::open`], for the migration module.
+    pub(crate) fn open_stream(
+        &mut self,
+        kind: Kind,
+        opener: AnyRelayMsg,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<StreamId, StreamError> {
+        self.open(kind, opener, timeout, now)
+    }
+
+    /// [`Self::refresh`], for the migration module.
+    pub(crate) fn refresh_stream(&mut self, id: StreamId) {
+        self.refresh(id);
+    }
+
+    /// Close stream `id` from our side with `reason` (END `wire`).
+    pub(crate) fn close_with(&mut self, id: StreamId, reason: CloseReason, wire: EndReason) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            close_local(s, &self.mode, &self.cfg, reason, wire);
+        }
+        self.refresh(id);
+    }
+
     /// Bring the map's queues and timers in line with stream `id` after a
     /// change, finish a shutdown whose data has gone out, and drop the
     /// stream once nothing is left to do.
@@ -628,7 +713,12 @@ impl StreamMap {
         };
         // shutdown_write: END once the buffered data is out (C-tor
         // `connection_edge_reached_eof` waits for its inbuf to be packaged).
-        if s.shutdown && s.send.is_empty() && matches!(s.phase, Phase::Connecting | Phase::Open) {
+        if s.shutdown
+            && s.send.is_empty()
+            && matches!(s.phase, Phase::Connecting | Phase::Open)
+            && !Self::holds_shutdown(s)
+            && s.mig.as_ref().is_none_or(|m| m.may_send_data())
+        {
             close_local(
                 s,
                 &self.mode,
@@ -637,6 +727,7 @@ impl StreamMap {
                 wire_done,
             );
         }
+        Self::note_target_end(s);
         if s.queued.deadline != s.deadline {
             if let Some(old) = s.queued.deadline.take() {
                 self.deadlines.remove(&(old, id));
@@ -715,7 +806,7 @@ fn handle_live(
     let flow = |source| StreamError::Flow { id, source };
     match msg {
         AnyRelayMsg::Connected(c) => {
-            if s.phase != Phase::Connecting {
+            if s.phase != Phase::Connecting || StreamMap::is_target(s) {
                 return Err(unexpected(
                     s,
                     "CONNECTED answers a BEGIN, once (tor-spec §6.2)",
@@ -736,10 +827,11 @@ fn handle_live(
                 };
                 return Err(unexpected(s, rule));
             }
+            StreamMap::check_migrate_data(s, id)?;
             let bytes = d.as_ref();
             let len = bytes.len();
-            let buffered = s.recv.len();
             if len > s.recv.free() {
+                let buffered = s.recv.len();
                 return Err(StreamError::ReceiveBufferOverflow {
                     id,
                     len,
@@ -747,10 +839,15 @@ fn handle_live(
                     limit: s.recv.limit(),
                 });
             }
+            let buffered = s.recv.len();
+            // What this id's flow control counts: not an old id's bytes
+            // ahead of its own (Braid proposal 001 §4.2 step 4).
+            let own = buffered.saturating_sub(StreamMap::foreign(s));
             let len64 = u64::try_from(len).unwrap_or(u64::MAX);
-            let after = u64::try_from(buffered + len).unwrap_or(u64::MAX);
+            let after = u64::try_from(own + len).unwrap_or(u64::MAX);
             let signal = s.flow.on_data_received(now, len64, after).map_err(flow)?;
             s.recv.push(bytes);
+            s.recv_bytes = s.recv_bytes.saturating_add(len64);
             if buffered == 0 {
                 s.events.readable = true;
             }
@@ -768,6 +865,7 @@ fn handle_live(
             Ok(())
         }
         AnyRelayMsg::End(e) => {
+            StreamMap::check_migrate_end(s, id)?;
             // tor-spec §6.3: after END "sends nothing more along the
             // circuit for that stream"; buffered data stays readable.
             s.opener = None;

@@ -18,6 +18,7 @@ use crate::ids::StreamId;
 use super::buffer::ByteQueue;
 use super::event::StreamEvent;
 use super::half_closed::{HalfClosed, UsedIds};
+use super::migrate::MigState;
 use super::reasons::CloseReason;
 use super::target::ResolvedAnswer;
 
@@ -113,6 +114,11 @@ pub(crate) struct PendingEvents {
     pub(crate) writable: bool,
     /// The stream ended.
     pub(crate) ended: bool,
+    /// A migration's old stream has all its bytes (proposal 001 §4.2).
+    pub(crate) migrate_handover: bool,
+    /// A migration's new stream failed before it took over; whether the
+    /// exit refused it.
+    pub(crate) migrate_failed: Option<bool>,
 }
 
 /// Which of the map's queues hold this stream's id.
@@ -170,6 +176,12 @@ pub(crate) struct Stream {
     pub(crate) want_writable: bool,
     /// Queue membership, kept by the map.
     pub(crate) queued: Queued,
+    /// Stream bytes sent in DATA on this id (Braid proposal 001 §4.2).
+    pub(crate) sent_bytes: u64,
+    /// Stream bytes received in DATA on this id.
+    pub(crate) recv_bytes: u64,
+    /// Live migration (Braid proposal 001 §4), for a migratable stream.
+    pub(crate) mig: Option<Box<MigState>>,
 }
 
 impl Stream {
@@ -212,6 +224,9 @@ impl Stream {
             events: PendingEvents::default(),
             want_writable: false,
             queued: Queued::default(),
+            sent_bytes: 0,
+            recv_bytes: 0,
+            mig: None,
         }
     }
 
@@ -245,6 +260,7 @@ impl Stream {
             || self.end_to_send.is_some()
             || !self.signals.is_empty()
             || self.sendmes > 0
+            || self.mig.as_ref().is_some_and(|m| m.has_control())
     }
 
     /// True if a DATA cell could be sent now.
@@ -254,13 +270,23 @@ impl Stream {
             Phase::Connecting => optimistic && self.opener.is_none(),
             Phase::Resolving | Phase::Closed => false,
         };
-        phase_ok && !self.send.is_empty() && self.flow.can_send() && self.end_to_send.is_none()
+        phase_ok
+            && !self.send.is_empty()
+            && self.flow.can_send()
+            && self.end_to_send.is_none()
+            && self.mig.as_ref().is_none_or(|m| m.may_send_data())
     }
 
     /// True if an event waits for the application.
     pub(crate) fn has_events(&self) -> bool {
         let e = &self.events;
-        e.connected.is_some() || e.resolved.is_some() || e.readable || e.writable || e.ended
+        e.connected.is_some()
+            || e.resolved.is_some()
+            || e.readable
+            || e.writable
+            || e.ended
+            || e.migrate_handover
+            || e.migrate_failed.is_some()
     }
 
     /// Queue an XON or XOFF, folding what need not go out: an XON makes
@@ -281,12 +307,25 @@ impl Stream {
         }
     }
 
-    /// The next control message to send, in the order: BEGIN/RESOLVE, END,
-    /// XON/XOFF, SENDME. Sending the opener marks the id used.
+    /// The next control message to send, in the order: BEGIN/RESOLVE (or
+    /// MIGRATE), STREAM_REGISTER, MIGRATE_MARK, END, XON/XOFF, SENDME.
+    /// Sending the opener marks the id used.
     pub(crate) fn take_control(&mut self, id: StreamId, used: &mut UsedIds) -> Option<AnyRelayMsg> {
         if let Some(m) = self.opener.take() {
             used.set(id);
             return Some(m);
+        }
+        if let Some(mig) = self.mig.as_mut() {
+            if let Some(m) = mig.take_control() {
+                return Some(m);
+            }
+            if mig.quiet() {
+                // proposal 001 §4.2: after our MARK nothing more goes on
+                // the old id (its flow control is moot: no byte of ours
+                // or the exit's is left on it).
+                self.signals.clear();
+                self.sendmes = 0;
+            }
         }
         if let Some(r) = self.end_to_send.take() {
             return Some(AnyRelayMsg::End(End::new_with_reason(r)));
@@ -320,6 +359,12 @@ impl Stream {
         }
         if std::mem::take(&mut e.writable) {
             return Some(StreamEvent::Writable { id });
+        }
+        if std::mem::take(&mut e.migrate_handover) {
+            return Some(StreamEvent::MigrateHandover { id });
+        }
+        if let Some(refused) = e.migrate_failed.take() {
+            return Some(StreamEvent::MigrateFailed { id, refused });
         }
         if std::mem::take(&mut e.ended) {
             let end = self.end?;

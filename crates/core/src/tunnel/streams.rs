@@ -92,10 +92,10 @@ impl ClientTunnel {
         self.streams.as_ref()?.recv_buffered(id)
     }
 
-    /// Bytes stream `id` may still buffer for sending.
+    /// Bytes stream `id` may still buffer for sending (0 while it is being
+    /// migrated away: the bytes wait for its new tunnel).
     pub fn send_space(&self, id: StreamId) -> Option<usize> {
-        let s = self.streams.as_ref()?;
-        Some(s.config().send_buffer.saturating_sub(s.send_buffered(id)?))
+        self.streams.as_ref()?.send_space(id)
     }
 
     /// Bytes stream `id` has buffered for sending.
@@ -109,7 +109,9 @@ impl ClientTunnel {
     }
 
     /// The streams, if the tunnel is open.
-    fn open_streams_mut(&mut self) -> Result<&mut crate::stream::StreamMap, TunnelError> {
+    pub(crate) fn open_streams_mut(
+        &mut self,
+    ) -> Result<&mut crate::stream::StreamMap, TunnelError> {
         if !self.is_open() {
             return Err(TunnelError::NotOpen);
         }
@@ -117,7 +119,10 @@ impl ClientTunnel {
     }
 
     /// The streams, for an operation on stream `id`.
-    fn streams_mut(&mut self, id: StreamId) -> Result<&mut crate::stream::StreamMap, StreamError> {
+    pub(crate) fn streams_mut(
+        &mut self,
+        id: StreamId,
+    ) -> Result<&mut crate::stream::StreamMap, StreamError> {
         self.streams
             .as_mut()
             .ok_or(StreamError::NoSuchStream { id })

@@ -2,12 +2,13 @@
 //! events to act on or log.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use crate::documents::Lifetime;
 use crate::error::{DocError, DocKind};
+use crate::fetch::Encoding;
 
+use super::sources::DirSource;
 use super::timing::ClockSkew;
 
 /// Identifies a request handed out by
@@ -15,19 +16,25 @@ use super::timing::ClockSkew;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestId(pub(crate) u64);
 
-/// An HTTP GET the driver should perform.
+/// An HTTP GET the driver should perform: send `request` to `source`
+/// (over BEGIN_DIR on a one-hop circuit, or to a DirPort), read the answer
+/// until the stream ends, at most `max_bytes`, and hand it to
+/// [`DirBootstrap::handle_http`](super::DirBootstrap::handle_http).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirRequest {
     /// Answer with this id.
     pub id: RequestId,
-    /// The DirPort to ask.
-    pub source: SocketAddr,
+    /// Whom to ask, and how.
+    pub source: DirSource,
     /// The request path (dir-spec §4), e.g.
-    /// `/tor/status-vote/current/consensus-microdesc`.
+    /// `/tor/status-vote/current/consensus-microdesc/0232AF+14C131.z`.
     pub path: String,
+    /// The request's bytes (head and blank line).
+    pub request: Vec<u8>,
     /// What is being fetched.
     pub kind: DocKind,
-    /// The largest body to accept; a longer one is a failed fetch.
+    /// The most response bytes to read (head and compressed body); more is
+    /// a failed fetch.
     pub max_bytes: usize,
 }
 
@@ -97,12 +104,28 @@ pub enum DirEvent {
         /// Its new content.
         text: String,
     },
+    /// A response arrived and its body was decoded (before the documents in
+    /// it are checked): for figures of bytes and compression.
+    Fetched {
+        /// Who answered.
+        source: DirSource,
+        /// What was asked for.
+        kind: DocKind,
+        /// How the body came.
+        encoding: Encoding,
+        /// Response bytes read (head and body as sent).
+        wire_bytes: usize,
+        /// The decoded body's bytes.
+        body_bytes: usize,
+        /// The body is a consensus diff.
+        diff: bool,
+    },
     /// A document was refused. [`DocError::Outdated`] is a consensus no
     /// newer than the one in use: not a failure of its source, and the next
     /// fetch waits for the next consensus' time (dir-spec §5.1).
     Rejected {
         /// Where it came from (`None`: the cache).
-        source: Option<SocketAddr>,
+        source: Option<DirSource>,
         /// Why.
         error: DocError,
     },
@@ -111,7 +134,7 @@ pub enum DirEvent {
     /// schedule backs off (dir-spec §5.5).
     FetchFailed {
         /// The source.
-        source: SocketAddr,
+        source: DirSource,
         /// What the driver reported, or why the document was refused.
         error: String,
         /// The earliest time this kind of document is asked for again.
@@ -124,7 +147,7 @@ pub enum DirEvent {
     /// consensus").
     ClockSkew {
         /// Where the consensus came from (`None`: the cache).
-        source: Option<SocketAddr>,
+        source: Option<DirSource>,
         /// How far our clock lies outside the consensus' validity.
         skew: ClockSkew,
         /// The consensus' validity period.

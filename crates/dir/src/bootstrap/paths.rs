@@ -3,8 +3,33 @@
 use tor_netdoc::doc::authcert::AuthCertKeyIds;
 use tor_netdoc::doc::microdesc::MdDigest;
 
+use crate::relay::RelayId;
+
 /// The microdesc-flavoured consensus (dir-spec §4.3, §5.1).
 pub const CONSENSUS: &str = "/tor/status-vote/current/consensus-microdesc";
+
+/// Bytes of an authority's v3 identity named in a consensus URL (C-tor
+/// `CONDITIONAL_CONSENSUS_FPR_LEN`).
+const FPR_PREFIX: usize = 3;
+
+/// The consensus as C-tor asks for it (`directory_get_consensus_url`):
+/// signed by enough of our authorities, named by the first bytes of their
+/// v3 identities in sorted upper-case hex joined by `+`, deflated (`.z`):
+/// `/tor/status-vote/current/consensus-microdesc/0232AF+14C131.z`.
+/// A cache that holds no consensus signed by enough of them answers 404
+/// (dir-spec §4.3).
+pub fn consensus(authorities: &[RelayId]) -> String {
+    let mut fps: Vec<String> = authorities
+        .iter()
+        .map(|id| hex::encode_upper(id.as_bytes().get(..FPR_PREFIX).unwrap_or_default()))
+        .collect();
+    fps.sort_unstable();
+    if fps.is_empty() {
+        format!("{CONSENSUS}.z")
+    } else {
+        format!("{CONSENSUS}/{}.z", fps.join("+"))
+    }
+}
 
 /// Authority certificates by identity and signing key:
 /// `/tor/keys/fp-sk/<F>-<S>+<F>-<S>...`, upper-case hex.
@@ -22,11 +47,12 @@ pub fn certs(ids: &[AuthCertKeyIds]) -> String {
     format!("/tor/keys/fp-sk/{}", list.join("+"))
 }
 
-/// Microdescriptors by digest: `/tor/micro/d/<D1>-<D2>...`, base64
-/// without padding.
+/// Microdescriptors by digest, deflated as C-tor asks for them
+/// (`initiate_descriptor_downloads`): `/tor/micro/d/<D1>-<D2>....z`,
+/// base64 without padding.
 pub fn microdescs(digests: &[MdDigest]) -> String {
     let list: Vec<String> = digests.iter().map(|d| base64_nopad(d)).collect();
-    format!("/tor/micro/d/{}", list.join("-"))
+    format!("/tor/micro/d/{}.z", list.join("-"))
 }
 
 /// Base64 (standard alphabet) without padding, as microdescriptor digests
@@ -54,6 +80,8 @@ pub fn base64_nopad(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
     use super::*;
 
     #[test]
@@ -70,8 +98,18 @@ mod tests {
     fn paths_as_dir_spec_writes_them() {
         assert_eq!(
             microdescs(&[[0; 32], [0xff; 32]]),
-            format!("/tor/micro/d/{}-{}8", "A".repeat(43), "/".repeat(42))
+            format!("/tor/micro/d/{}-{}8.z", "A".repeat(43), "/".repeat(42))
         );
-        assert_eq!(CONSENSUS, "/tor/status-vote/current/consensus-microdesc");
+        let ids: Vec<RelayId> = [
+            "F533C81CEF0BC0267857C99B2F471ADF249FA232",
+            "0232AF901C31A04EE9848595AF9BB7620D4C5B2E",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(
+            consensus(&ids),
+            "/tor/status-vote/current/consensus-microdesc/0232AF+F533C8.z"
+        );
     }
 }

@@ -1,33 +1,30 @@
 //! The directory bootstrap state machine: which document to fetch from
-//! where and when, and what to make of each answer.
+//! where and when. What it makes of each answer is in `answers`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rand::SeedableRng as _;
 use rand::rngs::StdRng;
-use rand::{RngExt as _, SeedableRng as _};
 use tor_netdoc::doc::authcert::{AuthCert, AuthCertKeyIds};
 use tor_netdoc::doc::microdesc::MdDigest;
 
 use crate::authority::DirConfig;
-use crate::documents::{
-    CheckedCert, CheckedMicrodesc, PendingConsensus, VerifiedConsensus, parse_certs,
-    parse_consensus_within, parse_microdescs, signatures_needed,
-};
+use crate::documents::{PendingConsensus, parse_certs, parse_microdescs};
 use crate::error::{DocError, DocKind};
+use crate::fetch::Request;
+use crate::fetch::http::MAX_HEAD;
 use crate::netdir::NetDir;
 use crate::relay::RelayId;
 
+use super::enough::{PathsAvailable, paths_needed};
 use super::events::{DirEvent, DirRequest, Phase, Progress, RequestId};
 use super::paths;
+use super::requests::{self, Held};
 use super::schedule::{CERT_SCHEDULE, CONSENSUS_SCHEDULE, DownloadSchedule, MICRODESC_SCHEDULE};
-use super::sources::Sources;
-use super::timing::{self, CERT_WAIT, CLOCK_TOLERANCE, ClockSkew};
+use super::sources::{DirSource, OneHopTarget, SourceKind, Sources, choose_caches};
+use super::timing::{CERT_WAIT, CLOCK_TOLERANCE};
 
-/// Microdescriptors asked for in one request. C-tor asks for at most 92 per
-/// request to a DirPort; the URL stays under 4 kB.
-pub const MDS_PER_REQUEST: usize = 92;
 /// Microdescriptor requests in flight at once.
 pub const MAX_MD_REQUESTS_IN_FLIGHT: usize = 4;
 /// How often a microdescriptor is asked for before it is given up on until
@@ -35,51 +32,37 @@ pub const MAX_MD_REQUESTS_IN_FLIGHT: usize = 4;
 pub const MD_ATTEMPTS: u32 = 3;
 
 #[derive(Debug)]
-struct InFlight {
-    source: usize,
-    kind: DocKind,
+pub(super) struct InFlight {
+    pub(super) source: DirSource,
+    pub(super) kind: DocKind,
     /// Microdescriptors asked for.
-    digests: Vec<MdDigest>,
+    pub(super) digests: Vec<MdDigest>,
     /// Certificates asked for.
-    certs: Vec<AuthCertKeyIds>,
+    pub(super) certs: Vec<AuthCertKeyIds>,
 }
 
 /// A consensus that parsed and waits for the certificates that check it.
 #[derive(Debug)]
-struct Pending {
-    consensus: PendingConsensus,
-    text: String,
+pub(super) struct Pending {
+    pub(super) consensus: PendingConsensus,
+    pub(super) text: String,
     /// The source it came from (`None`: the cache).
-    source: Option<usize>,
-    since: SystemTime,
+    pub(super) source: Option<DirSource>,
+    pub(super) since: SystemTime,
     /// Write it to the cache once verified.
-    store: bool,
-}
-
-/// What became of a pending consensus when its signatures could be checked.
-#[derive(Debug)]
-enum Verdict {
-    /// Still waiting for certificates.
-    Waiting,
-    /// Verified and in use.
-    Adopted { source: Option<usize> },
-    /// Refused (the `Rejected` event is out), and why.
-    Refused {
-        source: Option<usize>,
-        reason: String,
-    },
+    pub(super) store: bool,
 }
 
 /// One download schedule per document (dir-spec §5.5).
 #[derive(Debug)]
-struct Schedules {
-    consensus: DownloadSchedule,
-    certs: DownloadSchedule,
-    mds: DownloadSchedule,
+pub(super) struct Schedules {
+    pub(super) consensus: DownloadSchedule,
+    pub(super) certs: DownloadSchedule,
+    pub(super) mds: DownloadSchedule,
 }
 
 impl Schedules {
-    fn of(&mut self, kind: DocKind) -> &mut DownloadSchedule {
+    pub(super) fn of(&mut self, kind: DocKind) -> &mut DownloadSchedule {
         match kind {
             DocKind::Consensus => &mut self.consensus,
             DocKind::AuthorityCert => &mut self.certs,
@@ -91,41 +74,69 @@ impl Schedules {
 /// The directory bootstrap state machine.
 #[derive(Debug)]
 pub struct DirBootstrap {
-    sources: Sources,
-    authority_ids: Vec<RelayId>,
-    certs: Vec<AuthCert>,
-    cert_texts: Vec<String>,
-    pending: Option<Pending>,
-    netdir: Option<NetDir>,
+    pub(super) sources: Sources,
+    pub(super) authority_ids: Vec<RelayId>,
+    /// The consensus path, naming our authorities.
+    consensus_path: String,
+    pub(super) certs: Vec<AuthCert>,
+    pub(super) cert_texts: Vec<String>,
+    pub(super) pending: Option<Pending>,
+    pub(super) netdir: Option<NetDir>,
     /// Cached microdescriptor text read before any consensus verified.
-    cached_md_text: Option<String>,
-    md_attempts: HashMap<MdDigest, u32>,
-    in_flight: HashMap<RequestId, InFlight>,
-    next_id: u64,
+    pub(super) cached_md_text: Option<String>,
+    pub(super) md_attempts: HashMap<MdDigest, u32>,
+    pub(super) in_flight: HashMap<RequestId, InFlight>,
+    pub(super) next_id: u64,
     /// When the consensus after the held one is due (dir-spec §5.1).
-    refresh_at: Option<SystemTime>,
-    schedules: Schedules,
-    events: VecDeque<DirEvent>,
+    pub(super) refresh_at: Option<SystemTime>,
+    pub(super) schedules: Schedules,
+    pub(super) events: VecDeque<DirEvent>,
     last_progress: Option<Progress>,
-    mds_dirty: bool,
-    rng: StdRng,
+    pub(super) mds_dirty: bool,
+    /// The valid-after of a held consensus a diff from which failed: the
+    /// next requests ask for the whole consensus.
+    pub(super) no_diff_from: Option<SystemTime>,
+    /// The client's guards, best first, to ask as directory caches.
+    dir_guards: Vec<RelayId>,
+    pub(super) rng: StdRng,
 }
 
 impl DirBootstrap {
-    /// A bootstrap that trusts `config`'s authorities and fetches from their
-    /// DirPorts. `seed` seeds every random choice (first source, retry
-    /// delays, refresh times), so a run is reproducible.
+    /// A bootstrap that trusts `config`'s authorities and fetches from its
+    /// fallbacks over BEGIN_DIR, then from directory caches among our
+    /// guards once a consensus is known, and from the authorities' DirPorts
+    /// only when none of those answers. `seed` seeds every random choice
+    /// (source order, retry delays, refresh times), so a run is
+    /// reproducible.
     pub fn new(config: &DirConfig, seed: u64) -> Self {
-        let addrs: Vec<SocketAddr> = config.authorities.iter().map(|a| a.dir_addr).collect();
         let mut rng = StdRng::seed_from_u64(seed);
-        let first = if addrs.is_empty() {
-            0
-        } else {
-            rng.random_range(0..addrs.len())
-        };
+        let fallbacks = config
+            .fallbacks
+            .iter()
+            .map(|f| DirSource::BeginDir {
+                kind: SourceKind::Fallback,
+                target: OneHopTarget {
+                    id: f.id,
+                    ed_id: f.ed_id,
+                    addr: f.or_addr,
+                    ntor_key: None,
+                    nickname: f.nickname.clone(),
+                },
+            })
+            .collect();
+        let authorities = config
+            .authorities
+            .iter()
+            .map(|a| DirSource::DirPort {
+                nickname: a.nickname.clone(),
+                addr: a.dir_addr,
+            })
+            .collect();
+        let authority_ids = config.authority_ids();
         let mut me = Self {
-            sources: Sources::new(addrs, first),
-            authority_ids: config.authority_ids(),
+            sources: Sources::new(fallbacks, authorities, &mut rng),
+            consensus_path: paths::consensus(&authority_ids),
+            authority_ids,
             certs: Vec::new(),
             cert_texts: Vec::new(),
             pending: None,
@@ -143,6 +154,8 @@ impl DirBootstrap {
             events: VecDeque::new(),
             last_progress: None,
             mds_dirty: false,
+            no_diff_from: None,
+            dir_guards: Vec::new(),
             rng,
         };
         me.note_progress();
@@ -168,6 +181,70 @@ impl DirBootstrap {
         self.refresh_at
     }
 
+    /// The directory caches asked once a consensus is known.
+    pub fn caches(&self) -> Vec<DirSource> {
+        self.sources.caches().to_vec()
+    }
+
+    /// Use the client's guards (best first, e.g. its primary guards) as
+    /// directory caches, those the consensus lists as caches (C-tor's
+    /// directory guards). With none, the bootstrap keeps three directory
+    /// guards of its own, drawn by their BEGIN_DIR weight.
+    pub fn set_dir_guards(&mut self, guards: Vec<RelayId>) {
+        if guards != self.dir_guards {
+            self.dir_guards = guards;
+            self.update_caches();
+        }
+    }
+
+    /// Choose the directory caches anew from the consensus held.
+    pub(super) fn update_caches(&mut self) {
+        let Some(dir) = &self.netdir else {
+            return;
+        };
+        let previous: Vec<RelayId> = self
+            .sources
+            .caches()
+            .iter()
+            .filter_map(|c| match c {
+                DirSource::BeginDir { target, .. } => Some(target.id),
+                DirSource::DirPort { .. } => None,
+            })
+            .collect();
+        let caches = choose_caches(
+            &dir.listed(),
+            dir.weights(),
+            &self.dir_guards,
+            &previous,
+            &mut self.rng,
+        );
+        self.sources.set_caches(
+            caches
+                .into_iter()
+                .map(|target| DirSource::BeginDir {
+                    kind: SourceKind::Cache,
+                    target,
+                })
+                .collect(),
+        );
+    }
+
+    /// The share of paths the microdescriptors held make usable.
+    pub fn paths_available(&self) -> Option<PathsAvailable> {
+        let dir = self.netdir.as_ref()?;
+        Some(PathsAvailable::of(&dir.listed(), dir.weights()))
+    }
+
+    /// True if the directory is enough to build circuits: a consensus, and
+    /// either every microdescriptor we will ask for or enough of them for
+    /// `min_paths_for_circs_pct` (60%) of paths (C-tor
+    /// `router_have_minimum_dir_info`).
+    fn enough(&self, dir: &NetDir) -> bool {
+        self.mds_outstanding(dir).is_empty()
+            || PathsAvailable::of(&dir.listed(), dir.weights()).paths()
+                >= paths_needed(dir.params())
+    }
+
     /// Current progress.
     pub fn progress(&self) -> Progress {
         let microdescs = self
@@ -175,7 +252,7 @@ impl DirBootstrap {
             .as_ref()
             .map_or((0, 0), |d| (d.n_with_md(), d.n_listed()));
         let phase = if let Some(dir) = &self.netdir {
-            if self.mds_outstanding(dir).is_empty() {
+            if self.enough(dir) {
                 Phase::Done
             } else {
                 Phase::Microdescriptors
@@ -205,12 +282,13 @@ impl DirBootstrap {
         }
     }
 
-    /// True once the directory is complete (phase [`Phase::Done`]).
+    /// True once the directory is enough to build circuits (phase
+    /// [`Phase::Done`]); missing microdescriptors are still fetched.
     pub fn is_done(&self) -> bool {
         self.progress().phase == Phase::Done
     }
 
-    fn note_progress(&mut self) {
+    pub(super) fn note_progress(&mut self) {
         let p = self.progress();
         if self.last_progress.as_ref() != Some(&p) {
             self.last_progress = Some(p.clone());
@@ -275,184 +353,14 @@ impl DirBootstrap {
         result
     }
 
-    /// Add certificates not yet held; returns the key ids of those added.
-    fn add_certs(&mut self, certs: Vec<CheckedCert>) -> Vec<AuthCertKeyIds> {
-        let mut added = Vec::new();
-        for checked in certs {
-            let ids = checked.cert.key_ids();
-            if self.certs.iter().any(|c| c.key_ids() == ids) {
-                continue;
-            }
-            self.certs.push(checked.cert);
-            self.cert_texts.push(checked.text);
-            added.push(ids);
-        }
-        added
-    }
-
-    /// Parse and check a consensus, and adopt it if its certificates are
-    /// here. Up to [`CLOCK_TOLERANCE`] outside its validity is accepted
-    /// (C-tor's reasonably live consensus); one no newer than the held one
-    /// is [`DocError::Outdated`] (C-tor checks this before the signatures
-    /// too: there is nothing to gain from checking them).
-    fn take_consensus(
-        &mut self,
-        text: &str,
-        source: Option<usize>,
-        now: SystemTime,
-        store: bool,
-    ) -> Result<Verdict, DocError> {
-        let consensus = parse_consensus_within(text, &self.authority_ids, now, CLOCK_TOLERANCE)?;
-        if let Some(dir) = &self.netdir
-            && consensus.lifetime().valid_after <= dir.lifetime().valid_after
-        {
-            return Err(DocError::Outdated);
-        }
-        self.pending = Some(Pending {
-            consensus,
-            text: text.to_owned(),
-            source,
-            since: now,
-            store,
-        });
-        Ok(self.try_verify(now))
-    }
-
-    /// Verify the pending consensus if enough certificates are here.
-    fn try_verify(&mut self, now: SystemTime) -> Verdict {
-        let Some(p) = self.pending.take() else {
-            return Verdict::Waiting;
-        };
-        if !p
-            .consensus
-            .missing_certs(&self.certs, &self.authority_ids)
-            .is_empty()
-        {
-            // Enough certificates may already be at hand for a majority
-            // (the same count verify() requires).
-            let usable = p.consensus.signers_with_certs(&self.certs);
-            if usable < signatures_needed(self.authority_ids.len()) {
-                self.pending = Some(p);
-                return Verdict::Waiting;
-            }
-        }
-        let source = p.source;
-        match p
-            .consensus
-            .verify(&p.text, &self.certs, &self.authority_ids)
-        {
-            Ok(verified) => {
-                self.adopt(verified, source, p.store, now);
-                Verdict::Adopted { source }
-            }
-            Err(error) => {
-                let source_addr = source.and_then(|s| self.sources.addr(s));
-                let reason = error.to_string();
-                self.events.push_back(DirEvent::Rejected {
-                    source: source_addr,
-                    error,
-                });
-                Verdict::Refused { source, reason }
-            }
-        }
-    }
-
-    fn adopt(
-        &mut self,
-        verified: VerifiedConsensus,
-        source: Option<usize>,
-        store: bool,
-        now: SystemTime,
-    ) {
-        let lifetime = verified.lifetime;
-        if let Some(skew) = ClockSkew::of(&lifetime, now) {
-            self.events.push_back(DirEvent::ClockSkew {
-                source: source.and_then(|s| self.sources.addr(s)),
-                skew,
-                lifetime,
-            });
-        }
-        let text = store.then(|| verified.text.clone());
-        let mut dir = NetDir::new(verified, self.netdir.as_ref());
-        if let Some(cached) = self.cached_md_text.take() {
-            let (good, _) = parse_microdescs(&cached, &dir.wanted_digests());
-            dir.add_microdescs(good);
-        }
-        self.netdir = Some(dir);
-        self.md_attempts.clear();
-        let refresh_at = timing::fetch_time(&lifetime, now, &mut self.rng);
-        self.refresh_at = Some(refresh_at);
-        self.events.push_back(DirEvent::NewConsensus {
-            valid_after: lifetime.valid_after,
-            refresh_at,
-        });
-        if let Some(text) = text {
-            self.events.push_back(DirEvent::Store {
-                kind: DocKind::Consensus,
-                text,
-            });
-        }
-        self.mds_dirty = true;
-        self.flush_mds_if_idle();
-    }
-
-    /// Count a verdict against (or for) the consensus' source and the
-    /// consensus schedule. A consensus from the cache counts for nothing.
-    fn settle(&mut self, verdict: Verdict, now: SystemTime) {
-        match verdict {
-            Verdict::Waiting => {}
-            Verdict::Adopted { source } => {
-                if let Some(s) = source {
-                    self.succeed(s, DocKind::Consensus);
-                }
-            }
-            Verdict::Refused { source, reason } => {
-                if let Some(s) = source {
-                    self.fail(s, DocKind::Consensus, reason, now);
-                }
-            }
-        }
-    }
-
-    /// A consensus that waited too long for its certificates (C-tor
-    /// `DELAY_WHILE_FETCHING_CERTS`), or that fell outside the clock
-    /// tolerance while waiting, is dropped: another is fetched.
-    fn expire_pending(&mut self, now: SystemTime) {
-        let Some(p) = &self.pending else {
-            return;
-        };
-        let waited_out = p.since.checked_add(CERT_WAIT).is_some_and(|t| t <= now);
-        let too_old = ClockSkew::of(&p.consensus.lifetime(), now)
-            .is_some_and(|s| matches!(s, ClockSkew::Ahead(_)) && !s.is_tolerated());
-        if !(waited_out || too_old) {
-            return;
-        }
-        let have = p.consensus.signers_with_certs(&self.certs);
-        let source = p.source;
-        self.pending = None;
-        self.events.push_back(DirEvent::Rejected {
-            source: source.and_then(|s| self.sources.addr(s)),
-            error: DocError::MissingCerts {
-                have,
-                needed: signatures_needed(self.authority_ids.len()),
-            },
-        });
-        match source {
-            Some(s) => self.fail(s, DocKind::Consensus, "certificates never came".into(), now),
-            None => {
-                self.schedules.consensus.note_failure(now, &mut self.rng);
-            }
-        }
-    }
-
-    fn mds_outstanding(&self, dir: &NetDir) -> Vec<MdDigest> {
+    pub(super) fn mds_outstanding(&self, dir: &NetDir) -> Vec<MdDigest> {
         dir.missing_digests()
             .into_iter()
             .filter(|d| self.md_attempts.get(d).copied().unwrap_or(0) < MD_ATTEMPTS)
             .collect()
     }
 
-    fn kind_in_flight(&self, kind: DocKind) -> usize {
+    pub(super) fn kind_in_flight(&self, kind: DocKind) -> usize {
         self.in_flight.values().filter(|f| f.kind == kind).count()
     }
 
@@ -485,9 +393,10 @@ impl DirBootstrap {
         (!missing.is_empty()).then_some(missing)
     }
 
-    /// The next batch of microdescriptors to ask for, if a request may be
-    /// added to those in flight.
-    fn mds_wanted(&self) -> Option<Vec<MdDigest>> {
+    /// The microdescriptors to ask for next, not already asked for, if a
+    /// request may be added to those in flight, and how many there are in
+    /// all (what the batch size is a share of).
+    fn mds_wanted(&self) -> Option<(Vec<MdDigest>, usize)> {
         let dir = self.netdir.as_ref()?;
         if self.sources.is_empty()
             || self.kind_in_flight(DocKind::Microdesc) >= MAX_MD_REQUESTS_IN_FLIGHT
@@ -499,30 +408,32 @@ impl DirBootstrap {
             .values()
             .flat_map(|f| f.digests.iter().copied())
             .collect();
-        let batch: Vec<MdDigest> = self
-            .mds_outstanding(dir)
+        let outstanding = self.mds_outstanding(dir);
+        let all = outstanding.len();
+        let left: Vec<MdDigest> = outstanding
             .into_iter()
             .filter(|d| !asked.contains(d))
-            .take(MDS_PER_REQUEST)
             .collect();
-        (!batch.is_empty()).then_some(batch)
+        (!left.is_empty()).then_some((left, all))
     }
 
+    /// Hand out a request to the next source: what to send there, with
+    /// `build` making the request for that source.
     fn issue(
         &mut self,
         kind: DocKind,
-        path: String,
-        digests: Vec<MdDigest>,
+        build: impl FnOnce(&mut Self, &DirSource) -> (Request, Vec<MdDigest>),
         certs: Vec<AuthCertKeyIds>,
     ) -> Option<DirRequest> {
         let source = self.sources.pick()?;
-        let addr = self.sources.addr(source)?;
+        let (request, digests) = build(self, &source);
         let id = RequestId(self.next_id);
         self.next_id += 1;
+        let bytes = request.encode(&source.addr().to_string());
         self.in_flight.insert(
             id,
             InFlight {
-                source,
+                source: source.clone(),
                 kind,
                 digests,
                 certs,
@@ -531,10 +442,23 @@ impl DirBootstrap {
         self.note_progress();
         Some(DirRequest {
             id,
-            source: addr,
-            path,
+            source,
+            path: request.path,
+            request: bytes,
             kind,
-            max_bytes: crate::documents::MAX_DOCUMENT_BYTES,
+            max_bytes: MAX_HEAD.saturating_add(crate::documents::MAX_DOCUMENT_BYTES),
+        })
+    }
+
+    /// The consensus held, for the next consensus request.
+    fn held(&self) -> Option<Held<'_>> {
+        let dir = self.netdir.as_ref()?;
+        let lifetime = dir.lifetime();
+        Some(Held {
+            text: &dir.consensus().text,
+            lifetime,
+            params: dir.params(),
+            diff: self.no_diff_from != Some(lifetime.valid_after),
         })
     }
 
@@ -545,8 +469,10 @@ impl DirBootstrap {
         if self.consensus_due().is_some_and(|t| t <= now) {
             return self.issue(
                 DocKind::Consensus,
-                paths::CONSENSUS.into(),
-                Vec::new(),
+                |me, _| {
+                    let (req, _) = requests::consensus(&me.consensus_path, me.held(), now);
+                    (req, Vec::new())
+                },
                 Vec::new(),
             );
         }
@@ -554,181 +480,32 @@ impl DirBootstrap {
         if self.schedules.certs.is_ready(now)
             && let Some(missing) = self.certs_wanted()
         {
+            let path = paths::certs(&missing);
             return self.issue(
                 DocKind::AuthorityCert,
-                paths::certs(&missing),
-                Vec::new(),
+                |_, _| (requests::plain(&path), Vec::new()),
                 missing,
             );
         }
-        // 3. Microdescriptors not yet here and not already asked for.
+        // 3. Microdescriptors not yet here and not already asked for, in
+        //    batches sized for the source.
         if self.schedules.mds.is_ready(now)
-            && let Some(batch) = self.mds_wanted()
+            && let Some((left, all)) = self.mds_wanted()
         {
-            for d in &batch {
-                *self.md_attempts.entry(*d).or_insert(0) += 1;
-            }
             return self.issue(
                 DocKind::Microdesc,
-                paths::microdescs(&batch),
-                batch,
+                |me, source| {
+                    let n = requests::md_batch_size(all, source.is_begin_dir());
+                    let batch: Vec<MdDigest> = left.into_iter().take(n).collect();
+                    for d in &batch {
+                        *me.md_attempts.entry(*d).or_insert(0) += 1;
+                    }
+                    (requests::plain(&paths::microdescs(&batch)), batch)
+                },
                 Vec::new(),
             );
         }
         None
-    }
-
-    /// The body of a request, or the reason it failed (connection refused,
-    /// HTTP status other than 200, body over `max_bytes`, timeout).
-    ///
-    /// Only an answer that brings something new counts as a success of its
-    /// source and resets the document's schedule: a consensus adopted, a
-    /// certificate or microdescriptor asked for. Anything refused (bad
-    /// signatures, other authorities, out of time, unparsable, nothing asked
-    /// for) is a failure of the source and of the schedule. A consensus no
-    /// newer than the held one is neither: the next fetch waits for the
-    /// next consensus' time (dir-spec §5.1).
-    pub fn handle_response(
-        &mut self,
-        id: RequestId,
-        result: Result<String, String>,
-        now: SystemTime,
-    ) {
-        let Some(req) = self.in_flight.remove(&id) else {
-            return;
-        };
-        match result {
-            Err(error) => {
-                // A failed md batch should not count against its digests.
-                for d in &req.digests {
-                    if let Some(n) = self.md_attempts.get_mut(d) {
-                        *n = n.saturating_sub(1);
-                    }
-                }
-                self.fail(req.source, req.kind, error, now);
-            }
-            Ok(text) => match req.kind {
-                DocKind::Consensus => self.consensus_answer(req.source, &text, now),
-                DocKind::AuthorityCert => self.certs_answer(req.source, &text, &req.certs, now),
-                DocKind::Microdesc => self.mds_answer(req.source, &text, &req.digests, now),
-            },
-        }
-        self.flush_mds_if_idle();
-        self.note_progress();
-    }
-
-    fn consensus_answer(&mut self, source: usize, text: &str, now: SystemTime) {
-        match self.take_consensus(text, Some(source), now, true) {
-            Ok(verdict) => self.settle(verdict, now),
-            Err(DocError::Outdated) => {
-                self.events.push_back(DirEvent::Rejected {
-                    source: self.sources.addr(source),
-                    error: DocError::Outdated,
-                });
-                if let Some(dir) = &self.netdir {
-                    let at = timing::fetch_time_not_newer(&dir.lifetime(), now, &mut self.rng);
-                    self.refresh_at = Some(at);
-                }
-            }
-            Err(error) => {
-                let reason = error.to_string();
-                self.events.push_back(DirEvent::Rejected {
-                    source: self.sources.addr(source),
-                    error,
-                });
-                self.fail(source, DocKind::Consensus, reason, now);
-            }
-        }
-    }
-
-    fn certs_answer(
-        &mut self,
-        source: usize,
-        text: &str,
-        asked: &[AuthCertKeyIds],
-        now: SystemTime,
-    ) {
-        let (good, bad) = parse_certs(text, &self.authority_ids, now);
-        let addr = self.sources.addr(source);
-        for error in bad {
-            self.events.push_back(DirEvent::Rejected {
-                source: addr,
-                error,
-            });
-        }
-        let added = self.add_certs(good);
-        if !added.is_empty() {
-            self.events.push_back(DirEvent::Store {
-                kind: DocKind::AuthorityCert,
-                text: self.cert_texts.concat(),
-            });
-        }
-        if added.iter().any(|k| asked.contains(k)) {
-            self.succeed(source, DocKind::AuthorityCert);
-        } else {
-            let error = "no certificate asked for in the answer".into();
-            self.fail(source, DocKind::AuthorityCert, error, now);
-        }
-        let verdict = self.try_verify(now);
-        self.settle(verdict, now);
-    }
-
-    fn mds_answer(&mut self, source: usize, text: &str, asked: &[MdDigest], now: SystemTime) {
-        let addr = self.sources.addr(source);
-        let Some(dir) = &mut self.netdir else {
-            return;
-        };
-        let wanted: HashSet<MdDigest> = asked.iter().copied().collect();
-        let (good, bad): (Vec<CheckedMicrodesc>, Vec<DocError>) = parse_microdescs(text, &wanted);
-        let added = dir.add_microdescs(good);
-        if added > 0 {
-            self.mds_dirty = true;
-        }
-        for error in bad {
-            self.events.push_back(DirEvent::Rejected {
-                source: addr,
-                error,
-            });
-        }
-        if added > 0 {
-            self.succeed(source, DocKind::Microdesc);
-        } else {
-            let error = "no microdescriptor asked for in the answer".into();
-            self.fail(source, DocKind::Microdesc, error, now);
-        }
-    }
-
-    fn flush_mds_if_idle(&mut self) {
-        if self.mds_dirty && self.kind_in_flight(DocKind::Microdesc) == 0 {
-            if let Some(dir) = &self.netdir {
-                let mut texts: Vec<&str> = dir.microdescs().map(|m| m.text.as_str()).collect();
-                texts.sort_unstable();
-                if !texts.is_empty() {
-                    self.events.push_back(DirEvent::Store {
-                        kind: DocKind::Microdesc,
-                        text: texts.concat(),
-                    });
-                }
-            }
-            self.mds_dirty = false;
-        }
-    }
-
-    fn succeed(&mut self, source: usize, kind: DocKind) {
-        self.sources.mark_up(source);
-        self.schedules.of(kind).note_success();
-    }
-
-    fn fail(&mut self, source: usize, kind: DocKind, error: String, now: SystemTime) {
-        self.sources.mark_down(source);
-        let retry_at = self.schedules.of(kind).note_failure(now, &mut self.rng);
-        if let Some(addr) = self.sources.addr(source) {
-            self.events.push_back(DirEvent::FetchFailed {
-                source: addr,
-                error,
-                retry_at,
-            });
-        }
     }
 
     /// The next event for the driver.

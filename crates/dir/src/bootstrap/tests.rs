@@ -45,6 +45,9 @@ fn public_config() -> DirConfig {
     }
 }
 
+/// Without fallbacks, an authority's DirPort; the consensus is asked for
+/// as C-tor asks (signed by our authorities, deflated) with the encodings
+/// we take.
 #[test]
 fn starts_by_asking_an_authority_for_the_consensus() {
     let cfg = public_config();
@@ -52,8 +55,27 @@ fn starts_by_asking_an_authority_for_the_consensus() {
     let now = SystemTime::now();
     let req = b.poll_request(now).expect("a request");
     assert_eq!(req.kind, DocKind::Consensus);
-    assert_eq!(req.path, "/tor/status-vote/current/consensus-microdesc");
-    assert!(cfg.authorities.iter().any(|a| a.dir_addr == req.source));
+    assert_eq!(
+        req.path,
+        "/tor/status-vote/current/consensus-microdesc/0232AF+23D15D+27102B+2F3DF9+49015F+70849B+E8A9C4+ED03BB+F533C8.z"
+    );
+    let text = String::from_utf8(req.request.clone()).unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "GET {} HTTP/1.0\r\nHost: {}\r\n",
+            req.path,
+            req.source.addr()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("\r\nAccept-Encoding: x-zstd, deflate, gzip, identity\r\n\r\n"));
+    assert!(!text.contains("X-Or-Diff"), "no consensus to diff from");
+    assert_eq!(req.source.kind(), SourceKind::Authority);
+    assert!(
+        cfg.authorities
+            .iter()
+            .any(|a| a.dir_addr == req.source.addr())
+    );
     // Only one consensus request at a time, and nothing to wake up for.
     assert_eq!(b.poll_request(now), None);
     assert_eq!(b.poll_timeout(), None);
@@ -187,7 +209,7 @@ fn bad_signature_found_after_certificates_fails_the_consensus_source() {
     let failed: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            DirEvent::FetchFailed { source, .. } => Some(*source),
+            DirEvent::FetchFailed { source, .. } => Some(source.clone()),
             _ => None,
         })
         .collect();

@@ -131,8 +131,12 @@ pub async fn run(
         node.set_exit(Some(ExitConfig {
             exits: config.exit,
             serves_directory: config.dir_cache,
+            migrate: config.exit && config.migrate,
             ..ExitConfig::default()
         }));
+        if config.exit && config.migrate {
+            tracing::info!("live stream migration for Braid clients (BraidMigrate=1)");
+        }
     }
     if config.dir_cache {
         tracing::info!(

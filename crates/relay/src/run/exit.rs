@@ -91,6 +91,9 @@ struct Dest {
     pending: Vec<u8>,
     /// The destination closed its side after `pending`.
     eof: bool,
+    /// Where its tasks report it: where it was opened (a stream keeps its
+    /// tasks when it migrates, Braid proposal 001 §4).
+    origin: (EdgeKey, StreamId),
 }
 
 /// The exit streams' destinations.
@@ -98,6 +101,9 @@ struct Dest {
 pub(crate) struct Exits {
     params: Arc<ExitParams>,
     dests: BTreeMap<(EdgeKey, StreamId), Dest>,
+    /// Streams that migrated: where their tasks report them, and where
+    /// they are now (one entry per live destination at most).
+    moved: BTreeMap<(EdgeKey, StreamId), (EdgeKey, StreamId)>,
     /// BEGIN_DIR streams, if we serve the directory.
     dirs: Option<DirStreams>,
 }
@@ -108,6 +114,7 @@ impl Exits {
         Self {
             params: Arc::new(params),
             dests: BTreeMap::new(),
+            moved: BTreeMap::new(),
             dirs,
         }
     }
@@ -167,7 +174,7 @@ impl Exits {
                     Reply::new(to_node, edge, id),
                 ));
                 self.dests
-                    .insert((edge, id), Dest::new(task.abort_handle()));
+                    .insert((edge, id), Dest::new(task.abort_handle(), (edge, id)));
             }
             ExitEvent::Resolve { query, .. } => {
                 let task = tokio::spawn(resolve(
@@ -176,7 +183,7 @@ impl Exits {
                     Reply::new(to_node, edge, id),
                 ));
                 self.dests
-                    .insert((edge, id), Dest::new(task.abort_handle()));
+                    .insert((edge, id), Dest::new(task.abort_handle(), (edge, id)));
             }
             // We serve no directory (the core answers NOTDIRECTORY unless
             // ExitConfig::serves_directory is on).
@@ -186,6 +193,22 @@ impl Exits {
             ExitEvent::Readable { .. } => self.feed(node, edge, id, now),
             ExitEvent::Writable { .. } => self.drain(node, edge, id, now),
             ExitEvent::Closed { .. } => self.forget(edge, id),
+            ExitEvent::Moved { to_edge, to_id, .. } => {
+                // The stream is now `to_id` of `to_edge` (Braid live
+                // stream migration); its socket and tasks stay.
+                let Some(d) = self.dests.remove(&(edge, id)) else {
+                    return;
+                };
+                let to = (to_edge, to_id);
+                if d.origin == to {
+                    self.moved.remove(&d.origin);
+                } else {
+                    self.moved.insert(d.origin, to);
+                }
+                self.dests.insert(to, d);
+                self.feed(node, to_edge, to_id, now);
+                self.drain(node, to_edge, to_id, now);
+            }
         }
     }
 
@@ -199,6 +222,8 @@ impl Exits {
         to_node: &mpsc::Sender<ToNode>,
         now: Instant,
     ) {
+        // Its tasks name it by where it was opened.
+        let (edge, id) = self.moved.get(&(edge, id)).copied().unwrap_or((edge, id));
         if !self.dests.contains_key(&(edge, id)) {
             return;
         }
@@ -214,7 +239,8 @@ impl Exits {
                     return;
                 };
                 let (tx, rx) = mpsc::channel(TO_DEST_CHUNKS);
-                let reply = Reply::new(to_node, edge, id);
+                let (oe, oid) = d.origin;
+                let reply = Reply::new(to_node, oe, oid);
                 tokio::spawn(write_dest(w, rx, Arc::clone(&d.full), reply.clone()));
                 d.task = tokio::spawn(read_dest(r, Arc::clone(&d.in_flight), reply)).abort_handle();
                 d.to_dest = Some(tx);
@@ -322,14 +348,16 @@ impl Exits {
     /// what it holds, then closes the socket).
     fn forget(&mut self, edge: EdgeKey, id: StreamId) {
         if let Some(d) = self.dests.remove(&(edge, id)) {
+            self.moved.remove(&d.origin);
             d.task.abort();
         }
     }
 }
 
 impl Dest {
-    fn new(task: AbortHandle) -> Self {
+    fn new(task: AbortHandle, origin: (EdgeKey, StreamId)) -> Self {
         Self {
+            origin,
             task,
             to_dest: None,
             full: Arc::new(AtomicBool::new(false)),

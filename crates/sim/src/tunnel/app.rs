@@ -68,6 +68,8 @@ impl AppStream {
 pub struct App {
     /// By id.
     pub streams: BTreeMap<StreamId, AppStream>,
+    /// `Ended` events each stream got (one, once it ended).
+    pub ends: BTreeMap<StreamId, u32>,
     /// Read buffer.
     buf: Vec<u8>,
 }
@@ -118,9 +120,13 @@ impl App {
                 if let Some(s) = self.streams.get_mut(&id) {
                     s.ended = Some((reason, remote));
                 }
+                *self.ends.entry(id).or_default() += 1;
                 self.read(tunnel, id, now);
             }
-            StreamEvent::Resolved { .. } => {}
+            // Migration is the test's driver's (crates/sim/tests).
+            StreamEvent::Resolved { .. }
+            | StreamEvent::MigrateHandover { .. }
+            | StreamEvent::MigrateFailed { .. } => {}
         }
     }
 

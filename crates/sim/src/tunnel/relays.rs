@@ -32,6 +32,9 @@ pub struct SimRelay {
     ntor_v3: NtorV3SecretKey,
     /// Accepts congestion control when asked (an exit with `FlowCtrl=2`).
     pub accepts_cc: bool,
+    /// Answers congestion control even when not asked (a hostile relay:
+    /// C-tor's TROVE-2026-032).
+    pub answers_cc_unasked: bool,
 }
 
 /// What a successful handshake gives the relay.
@@ -71,6 +74,7 @@ impl SimRelays {
                     ntor: NtorSecretKey::new(RsaIdentity::from(rsa), secret.clone()),
                     ntor_v3: NtorV3SecretKey::new(Ed25519Identity::new(ed), secret),
                     accepts_cc: true,
+                    answers_cc_unasked: false,
                 }
             })
             .collect();
@@ -149,6 +153,7 @@ impl SimRelays {
         }
         let mut cc = None;
         let accepts = r.accepts_cc && !refuse_cc;
+        let unasked = r.answers_cc_unasked;
         let (reply, kg) = ntor_v3::server_handshake_for_circuit(
             rng,
             std::slice::from_ref(&r.ntor_v3),
@@ -156,6 +161,8 @@ impl SimRelays {
             |exts| {
                 Some(if accepts && extensions::requests_cc(exts) {
                     cc = Some(SENDME_INC);
+                    vec![extensions::cc_response(SENDME_INC)]
+                } else if unasked {
                     vec![extensions::cc_response(SENDME_INC)]
                 } else {
                     vec![]

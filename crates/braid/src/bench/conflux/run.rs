@@ -268,8 +268,16 @@ fn braid_config(
     let mut t = network_toml.trim_end().to_string();
     t.push_str("\n\n[braid]\n");
     let _ = writeln!(t, "cache_dir = {}", quote(&cache.to_string_lossy()));
-    if let Some(n) = conflux_legs {
-        let _ = writeln!(t, "conflux = true\nlegs = {n}");
+    // Each proxy its own state (guards), as its own cache: they run at once.
+    let state = format!("{}-state", cache.to_string_lossy());
+    let _ = writeln!(t, "state_dir = {}", quote(&state));
+    match conflux_legs {
+        Some(n) => {
+            let _ = writeln!(t, "conflux = true\nlegs = {n}");
+        }
+        None => {
+            let _ = writeln!(t, "conflux = false");
+        }
     }
     let _ = writeln!(t, "scheduler = {}", quote(scheduler));
     let [entry, middle, exit] = nodes;
@@ -496,6 +504,7 @@ mod tests {
         let c = braid_client::ClientConfig::parse(&text, Path::new("/tmp/x.toml")).unwrap();
         assert_eq!(c.conflux_legs, Some(2));
         assert_eq!(c.cache_dir, PathBuf::from("/tmp/a \"b\"/cache"));
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/a \"b\"/cache-state"));
         assert_eq!(c.nodes.entry.len(), 2);
         assert_eq!(c.nodes.middle[1].to_string(), "relay3");
         assert_eq!(c.nodes.exit[0].to_string(), "exit0");

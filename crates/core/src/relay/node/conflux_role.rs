@@ -524,7 +524,9 @@ impl RelayNode {
         }
         self.refresh_set_timer(set);
         self.account_set(set, now);
+        self.note_migrate_requests(EdgeKey::Set(set));
         self.maybe_release_set(set);
+        self.run_migrations(now);
     }
 
     /// Set `set`'s streams onto its legs as its scheduler places them,

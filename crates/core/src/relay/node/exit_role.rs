@@ -159,7 +159,7 @@ impl RelayNode {
             }
             m => m,
         };
-        if self.conflux_misplaced(key, &msg) {
+        if self.conflux_misplaced(key, &msg) || self.migrate_misplaced(key, stream, &msg, now) {
             return;
         }
         let Some(cfg) = self.exit.as_ref() else {

@@ -40,6 +40,14 @@ pub enum Kind {
     Download(u64),
     /// `ul.sim`: the client's bytes, counted.
     Upload,
+    /// `ulo.sim`: the client's bytes, each checked against
+    /// [`upload_byte`] of its offset (the order of an upload).
+    OrderedUpload,
+}
+
+/// The byte at `offset` of an ordered upload (`ulo.sim`).
+pub fn upload_byte(offset: u64) -> u8 {
+    (offset.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 31) as u8
 }
 
 /// One destination.
@@ -47,6 +55,10 @@ pub enum Kind {
 pub struct Dest {
     /// What it is.
     pub kind: Kind,
+    /// The stream id it was opened on: its content is that stream's
+    /// ([`content_byte`]), wherever the stream moves (Braid live stream
+    /// migration).
+    pub content_id: StreamId,
     /// Bytes the map took from it.
     pub sent: u64,
     /// Bytes read from the map for it.
@@ -65,7 +77,7 @@ impl Dest {
     fn left(&self) -> u64 {
         match self.kind {
             Kind::Download(n) => n.saturating_sub(self.sent),
-            Kind::Upload => 0,
+            Kind::Upload | Kind::OrderedUpload => 0,
         }
     }
 }
@@ -92,6 +104,7 @@ impl Destinations {
             ExitEvent::Connect { target, .. } => {
                 let kind = match &target.host {
                     Host::Hostname(h) if h == "ul.sim" => Some(Kind::Upload),
+                    Host::Hostname(h) if h == "ulo.sim" => Some(Kind::OrderedUpload),
                     Host::Hostname(h) => h
                         .strip_prefix("dl-")
                         .and_then(|r| r.strip_suffix(".sim"))
@@ -108,6 +121,7 @@ impl Destinations {
                 };
                 let dest = Dest {
                     kind,
+                    content_id: id,
                     sent: 0,
                     received: 0,
                     upload_ok: true,
@@ -137,6 +151,17 @@ impl Destinations {
             ExitEvent::Closed { reason, remote, .. } => {
                 if let Some(d) = self.dests.get_mut(&(edge, id)) {
                     d.closed = Some((reason, remote));
+                }
+            }
+            ExitEvent::Moved { to_edge, to_id, .. } => {
+                // The stream is now `to_id` of `to_edge`; its destination
+                // stays (Braid proposal 001 §4).
+                if let Some(d) = self.dests.remove(&(edge, id)) {
+                    if let Some(old) = self.dests.insert((to_edge, to_id), d) {
+                        self.retired.push(old);
+                    }
+                    self.read(node, to_edge, to_id, now);
+                    self.write(node, to_edge, to_id, now);
                 }
             }
         }
@@ -187,10 +212,17 @@ impl Destinations {
             let Some(d) = self.dests.get_mut(&(edge, id)) else {
                 return;
             };
+            let ok = match d.kind {
+                Kind::Upload => buf.iter().take(n).all(|b| *b == UPLOAD_BYTE),
+                Kind::OrderedUpload => buf
+                    .iter()
+                    .take(n)
+                    .enumerate()
+                    .all(|(i, b)| *b == upload_byte(d.received + i as u64)),
+                Kind::Download(_) => false,
+            };
             d.received += n as u64;
-            if d.kind != Kind::Upload || buf.iter().take(n).any(|b| *b != UPLOAD_BYTE) {
-                d.upload_ok = false;
-            }
+            d.upload_ok &= ok;
         }
     }
 
@@ -204,7 +236,7 @@ impl Destinations {
             if !matches!(d.kind, Kind::Download(_)) || d.eof_sent {
                 return;
             }
-            let (left, from) = (d.left(), d.sent);
+            let (left, from, content) = (d.left(), d.sent, d.content_id);
             if left == 0 {
                 if self
                     .call(node, edge, now, "shutdown_write", |m| {
@@ -229,7 +261,7 @@ impl Destinations {
                 .min(room.max(1))
                 .min(DEST_CHUNK);
             let bytes: Vec<u8> = (0..len as u64)
-                .map(|i| content_byte(id, from + i))
+                .map(|i| content_byte(content, from + i))
                 .collect();
             let Some(n) = self.call(node, edge, now, "write", |m| m.write(id, &bytes, now)) else {
                 return;

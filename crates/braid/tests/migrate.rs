@@ -1,0 +1,241 @@
+//! Live stream migration (Braid proposal 001 §4) over a private network
+//! of C-tor relays with a Braid exit (`braidexit0`, which advertises
+//! `BraidMigrate=1`): a 40 MB download through `braid proxy` (single
+//! circuits pinned to the Braid exit) is moved mid-transfer to another
+//! tunnel with `braid streams migrate`, then back, and arrives
+//! byte-identical (SHA-256). `braid streams` shows the stream on its new
+//! tunnel each time.
+//!
+//! Every process is stopped by PID (the proxy on drop, the network by its
+//! records). Run alone: `flock /tmp/braid-net.lock cargo test --locked -p
+//! braid --test migrate`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stdout,
+    reason = "tests"
+)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use braid_testnet::process::{is_alive, read_records};
+use braid_testnet::{NetworkConfig, launcher, socks};
+use common::{test_dir, wait_for_exits};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BRAID: &str = env!("CARGO_BIN_EXE_braid");
+/// First port of this test's network (others use 21000 to 34999).
+const BASE: u16 = 35000;
+
+/// A `braid proxy` child process, killed (by its PID) on drop.
+struct Proxy(Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `braid proxy` on single circuits to braidexit0, with its metrics
+/// port, and wait for its "SOCKS5 proxy on" line.
+fn start_proxy(toml: &Path, socks: SocketAddr, metrics: SocketAddr) -> Proxy {
+    let mut child = Command::new(BRAID)
+        .args(["-v", "proxy", "--config"])
+        .arg(toml)
+        .args(["--socks", &socks.to_string()])
+        .args(["--metrics", &metrics.to_string()])
+        .args(["--conflux-legs", "0", "--exit-nodes", "braidexit0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("  proxy: {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("braid proxy did not become ready");
+        if line.starts_with("SOCKS5 proxy on") {
+            break;
+        }
+    }
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    Proxy(child)
+}
+
+/// `braid streams ARGS --metrics ADDR`: its stdout; panics if it fails.
+fn braid_streams(metrics: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new(BRAID)
+        .arg("streams")
+        .args(args)
+        .args(["--metrics", &metrics.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "braid streams {args:?}: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The stream that has read more than `at_least` bytes, as `braid
+/// streams --json` lists it.
+fn our_stream(metrics: SocketAddr, at_least: u64) -> serde_json::Value {
+    let json = braid_streams(metrics, &["--json"]);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    list.into_iter()
+        .find(|s| s["bytes_read"].as_u64().unwrap_or(0) >= at_least)
+        .unwrap_or_else(|| panic!("no stream past {at_least} bytes in {json}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
+    let mut config = NetworkConfig::new(test_dir("migrate"), BRAID);
+    config.base_port = BASE;
+    config.client = false;
+    config.relays = 6;
+    config.exits = 1;
+    config.braid_exits = 1;
+    config.timeout = Duration::from_secs(180);
+    let start = Instant::now();
+    let network = tokio::time::timeout(Duration::from_secs(240), launcher::up(&config))
+        .await
+        .expect("network start-up took more than 240 s")
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("network up in {:.1} s", start.elapsed().as_secs_f64());
+    let dir = network.dir().to_path_buf();
+    let files = network.manifest().fileserver.address;
+    let socks_addr: SocketAddr = format!("127.0.0.1:{}", BASE + 500).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", BASE + 502).parse().unwrap();
+    let proxy = start_proxy(&dir.join("network.toml"), socks_addr, metrics);
+    wait_for_exits(files, socks_addr).await;
+
+    let size: u64 = 40_000_000;
+    let seed = 31;
+    let mut stream = socks::connect(socks_addr, files, Some(("migrate", "x")))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {} HTTP/1.0\r\nHost: {files}\r\n\r\n",
+        braid_testnet::fileserver::file_path(size, seed)
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut got: Vec<u8> = Vec::with_capacity(usize::try_from(size).unwrap() + 4096);
+    let mut buf = vec![0_u8; 64 * 1024];
+    let started = Instant::now();
+    let mut moves = Vec::new();
+    for (k, at) in [5_000_000_usize, 20_000_000].into_iter().enumerate() {
+        while got.len() < at {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "ended early at {}", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+        let before = our_stream(metrics, 1_000_000);
+        assert_eq!(before["migratable"], true, "{before}");
+        assert_eq!(before["moves"].as_u64(), Some(k as u64), "{before}");
+        let app = before["app"].as_u64().unwrap();
+        let from = before["tunnel"].as_u64().unwrap();
+        println!("{}", braid_streams(metrics, &[]).trim_end());
+        let asked = Instant::now();
+        let said = braid_streams(metrics, &["migrate", &app.to_string()]);
+        println!("{}", said.trim_end());
+        assert!(
+            said.contains(&format!("from tunnel {from} to tunnel")),
+            "{said}"
+        );
+        // Read on while it moves; it shows on its new tunnel once the
+        // exit's MARK came.
+        let moved_at = got.len();
+        let after = loop {
+            let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+                .await
+                .expect("the download stalled during the move")
+                .unwrap();
+            assert!(n > 0, "ended during the move");
+            got.extend_from_slice(&buf[..n]);
+            let s = our_stream(metrics, 1_000_000);
+            if s["moves"].as_u64() == Some(k as u64 + 1) {
+                break s;
+            }
+            assert!(
+                asked.elapsed() < Duration::from_secs(30),
+                "never handed over: {s}"
+            );
+        };
+        assert_eq!(after["app"].as_u64(), Some(app));
+        assert_ne!(after["tunnel"].as_u64(), Some(from), "{after}");
+        moves.push((moved_at, asked.elapsed(), after["tunnel"].as_u64().unwrap()));
+    }
+    let rest = tokio::time::timeout(Duration::from_secs(180), async {
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the download hung after the moves");
+    rest.unwrap_or_else(|e| panic!("the stream broke after the moves: {e}"));
+    let took = started.elapsed();
+    let body_start = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap();
+    let body = &got[body_start..];
+    assert_eq!(body.len() as u64, size, "every byte");
+    let sha: [u8; 32] = Sha256::digest(body).into();
+    assert_eq!(
+        sha,
+        braid_testnet::fileserver::expected_sha256(size, seed),
+        "the file's SHA-256"
+    );
+    for (at, handover, to) in &moves {
+        println!(
+            "moved at {at} bytes to tunnel {to}: on its new tunnel {} ms after `braid streams migrate`",
+            handover.as_millis()
+        );
+    }
+    println!(
+        "{size} bytes in {:.1} s ({:.2} MB/s) with {} moves, SHA-256 checked",
+        took.as_secs_f64(),
+        size as f64 / took.as_secs_f64() / 1e6,
+        moves.len()
+    );
+    drop(stream);
+    drop(proxy);
+    let stopped = network.down().unwrap();
+    assert!(stopped > 0);
+    let alive: Vec<_> = read_records(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(is_alive)
+        .collect();
+    assert!(alive.is_empty(), "still running: {alive:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
