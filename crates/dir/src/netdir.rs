@@ -204,7 +204,15 @@ fn to_relay(rs: &MdRouterStatus, md: Option<&Microdesc>) -> Option<Relay> {
         .members()
         .map(|id| RelayId::new(id.to_bytes()))
         .collect();
+    // prop 321: family ids, compared as text (an id form this version does
+    // not know still groups the relays that share it).
+    relay.family_ids = family_ids_of(md);
     Some(relay)
+}
+
+/// A microdescriptor's family ids in text form (prop 321).
+fn family_ids_of(md: &Microdesc) -> Vec<String> {
+    md.family_ids().iter().map(|f| f.to_string()).collect()
 }
 
 fn flags_of(rs: &MdRouterStatus) -> RelayFlags {
@@ -228,4 +236,33 @@ fn flags_of(rs: &MdRouterStatus) -> RelayFlags {
         out.insert(ours);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::documents::parse_microdescs;
+
+    const MICRODESCS: &str = include_str!("../testdata/private-net/microdescs");
+
+    /// A recorded microdescriptor with `family-ids` lines added (prop
+    /// 321's form), parsed as the bootstrap parses it.
+    #[test]
+    fn family_ids_are_read_from_microdescriptors() {
+        let first = crate::documents::split_microdescs(MICRODESCS)[0];
+        let id = "ed25519:dsmgqtcQI7LE7OB9l8Cpxv7s33EOyX3c7OPnG3FlG6c";
+        let text = format!("{first}family-ids {id} unknownform:xyz\n");
+        let digest: MdDigest = Sha256::digest(text.as_bytes()).into();
+        let (good, bad) = parse_microdescs(&text, &HashSet::from([digest]));
+        assert!(bad.is_empty(), "{bad:?}");
+        let ids = family_ids_of(&good[0].md);
+        assert_eq!(ids, vec![id.to_owned(), "unknownform:xyz".to_owned()]);
+        let plain = parse_microdescs(
+            first,
+            &HashSet::from([Sha256::digest(first.as_bytes()).into()]),
+        );
+        assert!(family_ids_of(&plain.0[0].md).is_empty());
+    }
 }

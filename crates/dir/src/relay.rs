@@ -539,6 +539,10 @@ pub struct Relay {
     pub policy: PortPolicy,
     /// Declared family members by RSA identity (microdescriptor "family").
     pub family: Vec<RelayId>,
+    /// Family ids (microdescriptor "family-ids", prop 321's happy
+    /// families), in their text form (`ed25519:<base64>`, or a form this
+    /// version does not know): two relays sharing one are one family.
+    pub family_ids: Vec<String>,
     /// The curve25519 ntor onion key (microdescriptor "ntor-onion-key"),
     /// needed to extend a circuit to this relay.
     pub ntor_key: Option<[u8; 32]>,
@@ -558,6 +562,7 @@ impl Relay {
             protocols: Protocols::new(),
             policy: PortPolicy::reject_all(),
             family: Vec::new(),
+            family_ids: Vec::new(),
             ntor_key: None,
         }
     }
@@ -574,10 +579,14 @@ impl Relay {
     }
 
     /// True if the two relays are in one family: each lists the other
-    /// (path-spec §2.2), or they are the same relay.
+    /// (path-spec §2.2), they share a family id (prop 321: a relay proves
+    /// its membership by signing with the family key, so one shared id is
+    /// enough; C-tor 0.4.9 and arti treat it so), or they are the same
+    /// relay.
     pub fn same_family(&self, other: &Relay) -> bool {
         self.same_relay(other)
             || (self.family.contains(&other.id) && other.family.contains(&self.id))
+            || self.family_ids.iter().any(|f| other.family_ids.contains(f))
     }
 
     /// The first two octets of the OR address: the relay's /16 network.
@@ -768,6 +777,20 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_shared_family_id_makes_one_family() {
+        let addr = |a| SocketAddrV4::new(Ipv4Addr::new(a, 1, 1, 1), 9001);
+        let mut a = Relay::new(rid(1), "a", addr(10));
+        let mut b = Relay::new(rid(2), "b", addr(11));
+        a.family_ids = vec!["ed25519:AAAA".into(), "ed25519:BBBB".into()];
+        b.family_ids = vec!["ed25519:CCCC".into()];
+        assert!(!a.same_family(&b));
+        b.family_ids.push("ed25519:BBBB".into());
+        assert!(a.same_family(&b) && b.same_family(&a));
+        // No RSA declaration is needed once an id is shared.
+        assert!(a.family.is_empty() && b.family.is_empty());
     }
 
     #[test]
