@@ -37,7 +37,7 @@ use crate::socks::{Connector, IsolationKey, SocksCommand, SocksRequest, SocksTar
 use crate::state::{StateDir, network_key};
 use crate::tunnel::{
     BeginError, LegFuture, LegPlan, LegSource, TorStream, TunnelError, TunnelHandle, TunnelInfo,
-    WeakTunnel, build_conflux_tunnel, build_tunnel,
+    WeakTunnel, build_conflux_tunnel,
 };
 
 /// How long a channel may take to open.
@@ -101,6 +101,8 @@ struct Inner {
     failed_relays: Mutex<HashMap<RelayId, std::time::Instant>>,
     /// The primary guards, for the directory driver to ask as caches.
     dir_guards: watch::Sender<Vec<RelayId>>,
+    /// The learned circuit build timeout (path-spec §2.4).
+    build_times: Mutex<braid_dir::build_timeout::BuildTimes>,
 }
 
 impl TorClient {
@@ -180,6 +182,9 @@ impl TorClient {
                 refilling: std::sync::atomic::AtomicBool::new(false),
                 building: KeyedLock::new(),
                 failed_relays: Mutex::new(HashMap::new()),
+                build_times: Mutex::new(braid_dir::build_timeout::BuildTimes::new(
+                    braid_dir::build_timeout::BuildTimeParams::default(),
+                )),
                 dir_guards: watch::channel(Vec::new()).0,
             }),
         }
@@ -377,6 +382,7 @@ impl TorClient {
         let relays = dir.relays();
         let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
         guards.set_params(GuardParams::from_consensus(dir.params()));
+        self.update_build_time_params(dir.params());
         guards.update_consensus(&relays, dir.weights(), SystemTime::now(), &mut rand::rng());
         self.save_guards(&guards);
         self.inner
@@ -492,7 +498,7 @@ impl TorClient {
         // Braid proposal 001 §2.1: only with an exit that advertises it.
         config.streams.migratable = migrate;
         let result = match self.channel_to(path.guard).await {
-            Ok(ch) => build_tunnel(&ch, hops, info, config).await,
+            Ok(ch) => self.build_single(&ch, hops, info, config).await,
             Err(e) => Err(e),
         };
         if let Some(suspect) = result.as_ref().err().and_then(TunnelError::suspect) {
@@ -619,6 +625,9 @@ impl TorClient {
             config.resume = Some(braid_core::conflux::ResumeParams::default());
         }
         config.streams.migratable = exit.migrate;
+        // path-spec §2.4: the learned timeout (legs launched later take
+        // the value current then, from the source).
+        config.leg_build_timeout = self.build_timeout(3);
         // Legs the set's core asks for come from here, and their failures
         // are reported to `leg_failed` (so the culprit is avoided).
         // Weakly: the tunnel's task must not keep the client alive (a spare
@@ -862,10 +871,22 @@ impl LegSource for WeakClient {
         }
     }
 
-    fn leg_built(&self, ids: &[RelayId]) {
+    fn leg_built(&self, ids: &[RelayId], took: Duration) {
         if let Some(inner) = self.0.upgrade() {
-            TorClient { inner }.leg_built(ids);
+            TorClient { inner }.leg_built(ids, took);
         }
+    }
+
+    fn leg_timed_out(&self, ids: &[RelayId], hops_done: usize) {
+        if let Some(inner) = self.0.upgrade() {
+            TorClient { inner }.leg_timed_out(ids, hops_done);
+        }
+    }
+
+    fn build_timeout(&self, hops: usize) -> Option<Duration> {
+        self.0
+            .upgrade()
+            .map(|inner| TorClient { inner }.build_timeout(hops))
     }
 }
 
@@ -887,7 +908,16 @@ impl LegSource for TorClient {
         self.evacuate(tunnel);
     }
 
-    fn leg_built(&self, ids: &[RelayId]) {
+    fn leg_timed_out(&self, ids: &[RelayId], hops_done: usize) {
+        self.note_build_timed_out(ids.len(), hops_done);
+    }
+
+    fn build_timeout(&self, hops: usize) -> Option<Duration> {
+        Some(TorClient::build_timeout(self, hops))
+    }
+
+    fn leg_built(&self, ids: &[RelayId], took: Duration) {
+        self.note_build_time(ids.len(), took);
         let Some(guard) = ids.first() else {
             return;
         };
@@ -992,6 +1022,7 @@ impl Connector for TorClient {
     }
 }
 
+mod build_times;
 mod migrate;
 #[cfg(test)]
 mod tests;

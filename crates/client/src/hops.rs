@@ -70,8 +70,21 @@ pub trait LegSource: Send + Sync + std::fmt::Debug {
     /// the guard, whose reachability the guard set judges) is the likely
     /// culprit ([`braid_core::tunnel::TunnelError::suspect`]).
     fn leg_failed(&self, ids: &[RelayId], suspect: usize);
-    /// The leg along `ids` was built: its guard works (guard-spec §4.8).
-    fn leg_built(&self, ids: &[RelayId]);
+    /// The leg along `ids` was built in `took`: its guard works
+    /// (guard-spec §4.8), and the time counts for the learned build
+    /// timeout (path-spec §2.4).
+    fn leg_built(&self, ids: &[RelayId], took: std::time::Duration);
+    /// The leg along `ids` timed out after `hops_done` hops (path-spec
+    /// §2.4). Nothing by default.
+    fn leg_timed_out(&self, ids: &[RelayId], hops_done: usize) {
+        let _ = (ids, hops_done);
+    }
+    /// The build timeout for the next leg of `hops` hops; `None`: the
+    /// tunnel's own. `None` by default.
+    fn build_timeout(&self, hops: usize) -> Option<std::time::Duration> {
+        let _ = hops;
+        None
+    }
     /// Tunnel `tunnel` keeps losing legs: move its streams elsewhere if
     /// they can (Braid live stream migration). Nothing by default.
     fn tunnel_failing(&self, tunnel: u64) {

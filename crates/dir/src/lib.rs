@@ -13,6 +13,7 @@
 //! - [`restrict`]: node restrictions (entry, middle and exit node lists,
 //!   like C-tor's `EntryNodes`, `MiddleNodes`, `ExitNodes`).
 //! - [`guard`]: the guard state machine of guard-spec §4, with persistence.
+//! - [`build_timeout`]: the learned circuit build timeout (path-spec §2.4).
 //! - [`authority`]: authorities and fallback mirrors, built in for the
 //!   public network.
 //! - [`bootstrap`]: the sans-IO directory bootstrap: what to fetch, from
@@ -31,6 +32,7 @@
 
 pub mod authority;
 pub mod bootstrap;
+pub mod build_timeout;
 pub mod descriptor;
 pub mod documents;
 pub mod error;

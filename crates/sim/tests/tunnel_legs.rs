@@ -325,3 +325,55 @@ fn deterministic_by_seed() {
     assert_eq!(run(5), run(5));
     assert_ne!(run(5), run(6));
 }
+
+/// path-spec §2.4: a built leg reports its build time (what the client's
+/// learned timeout records), and a timeout set after the tunnel was made
+/// applies to the legs launched from then on.
+#[test]
+fn legs_report_their_build_time_and_take_a_new_timeout() {
+    let mut sim = TunnelSim::new(set_config(2, 21, SchedulerKind::Ecf)).unwrap();
+    assert!(sim.run_until_open(SECS(10)), "{:?}", sim.log);
+    let took: Vec<Duration> = sim
+        .log
+        .iter()
+        .filter_map(|(_, e)| match e {
+            TunnelEvent::LegBuilt { took, .. } => Some(*took),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(took.len(), 2);
+    // Three hops, each at least a round trip over 20 ms links.
+    for t in &took {
+        assert!(*t >= MS(120) && *t < SECS(2), "{took:?}");
+    }
+
+    let mut config = set_config(2, 22, SchedulerKind::Ecf);
+    config.tunnel.leg_build_timeout = SECS(2);
+    config.tunnel.open_timeout = SECS(600);
+    let mut sim = TunnelSim::new(config).unwrap();
+    sim.client.set_leg_build_timeout(MS(1500));
+    let exit = sim.relays.len() - 1;
+    sim.black_holes.push(exit);
+    for c in sim.exit.circuits.values_mut() {
+        c.relay.black_hole = Some(exit);
+    }
+    assert!(sim.run_until(SECS(60), |s| s.client.is_finished()));
+    let failed: Vec<(Duration, TunnelError)> = sim
+        .log
+        .iter()
+        .filter_map(|(t, e)| match e {
+            TunnelEvent::LegFailed { error, .. } => Some((*t, error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .all(|(_, e)| matches!(e, TunnelError::BuildTimeout { hops_done: 2, .. })),
+        "{failed:?}"
+    );
+    // The first two legs were launched with the tunnel (2 s); the first
+    // relaunch goes at once at 2 s and times out 1.5 s later.
+    assert_eq!(failed[0].0, SECS(2));
+    assert_eq!(failed[2].0, MS(3500), "{failed:?}");
+}

@@ -22,7 +22,7 @@ use braid_dir::RelayId;
 use super::TorClient;
 use crate::report::StreamReport;
 use crate::socks::IsolationKey;
-use crate::tunnel::{TunnelError, TunnelHandle, TunnelInfo, TunnelStatus, build_tunnel};
+use crate::tunnel::{TunnelError, TunnelHandle, TunnelInfo, TunnelStatus};
 
 /// How often, and how many times, the streams of a tunnel that was
 /// replaced are looked at for ones that became migratable (their exit's
@@ -184,7 +184,9 @@ impl TorClient {
             dir.params(),
         );
         config.streams.migratable = migrate;
-        let t = build_tunnel(&plan.channel, plan.hops, info, config).await?;
+        let t = self
+            .build_single(&plan.channel, plan.hops, info, config)
+            .await?;
         self.register(&t);
         Ok(t)
     }

@@ -66,7 +66,7 @@ fn conflux_leg_guards_are_confirmed_and_saved() {
     assert!(client.inner.guards.lock().unwrap().confirmed().is_empty());
     // The set reports each leg built (guard, middle, exit).
     for g in &picked {
-        LegSource::leg_built(&client, &[*g, id(200), id(201)]);
+        LegSource::leg_built(&client, &[*g, id(200), id(201)], Duration::from_millis(300));
     }
     let confirmed = client.inner.guards.lock().unwrap().confirmed().to_vec();
     assert_eq!(confirmed, picked);
@@ -75,7 +75,11 @@ fn conflux_leg_guards_are_confirmed_and_saved() {
     let relaunch = client.conflux_guards(1, &picked);
     assert_eq!(relaunch.len(), 1);
     assert!(!picked.contains(&relaunch[0]));
-    LegSource::leg_built(&client, &[relaunch[0], id(202), id(201)]);
+    LegSource::leg_built(
+        &client,
+        &[relaunch[0], id(202), id(201)],
+        Duration::from_millis(300),
+    );
     let mut expected = picked.clone();
     expected.push(relaunch[0]);
     assert_eq!(saved_confirmed(&dir), expected);
@@ -119,7 +123,11 @@ fn entry_nodes_guards_are_not_confirmed() {
         None,
         None,
     );
-    LegSource::leg_built(&client, &[id(1), id(200), id(201)]);
+    LegSource::leg_built(
+        &client,
+        &[id(1), id(200), id(201)],
+        Duration::from_millis(300),
+    );
     assert!(client.inner.guards.lock().unwrap().confirmed().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -182,4 +190,30 @@ async fn a_sets_leg_source_holds_the_client_weakly() {
     let err = source.new_leg(id(1), Vec::new()).await.unwrap_err();
     assert!(err.to_string().contains("the client is gone"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// path-spec §2.4 through the client: built legs' times teach the
+/// timeout the next legs get (3-hop circuits only); a timed-out leg after
+/// a hop counts; 1-hop times are not recorded.
+#[test]
+fn built_legs_teach_the_build_timeout() {
+    let (client, dir) = client("cbt", 3);
+    let source: &dyn LegSource = &client;
+    assert_eq!(source.build_timeout(3), Some(Duration::from_secs(60)));
+    for i in 0..100u64 {
+        source.leg_built(
+            &[id(1), id(200), id(201)],
+            Duration::from_millis(200 + i % 50),
+        );
+        source.leg_built(&[id(1)], Duration::from_secs(5));
+    }
+    let (timeout, recorded, learned) = client.build_timeout_state();
+    assert!(learned);
+    assert_eq!(recorded, 100);
+    assert!(timeout <= Duration::from_millis(250), "{timeout:?}");
+    assert_eq!(source.build_timeout(3), Some(timeout));
+    source.leg_timed_out(&[id(1), id(200), id(201)], 2);
+    assert_eq!(client.build_timeout_state().1, 101);
+    drop(client);
+    let _ = std::fs::remove_dir_all(dir);
 }

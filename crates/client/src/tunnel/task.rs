@@ -13,7 +13,9 @@ use std::time::Instant;
 use braid_core::circuit::HopTarget;
 use braid_core::ids::{LegKey, StreamId};
 use braid_core::stream::{EndReason, StreamEvent};
-use braid_core::tunnel::{ClientTunnel, LegSpec, TunnelConfig, TunnelEvent, TunnelKind};
+use braid_core::tunnel::{
+    ClientTunnel, LegSpec, TunnelConfig, TunnelError as CoreTunnelError, TunnelEvent, TunnelKind,
+};
 use braid_dir::RelayId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tor_cell::chancell::msg::AnyChanMsg;
@@ -343,9 +345,23 @@ impl Task {
                         let _ = b.send(Ok(()));
                     }
                 }
-                TunnelEvent::LegBuilt { leg, .. } => {
+                TunnelEvent::LegBuilt { leg, took, .. } => {
                     if let (Some(s), Some(l)) = (&self.source, self.legs.get(&leg)) {
-                        s.leg_built(&l.ids);
+                        s.leg_built(&l.ids, took);
+                    }
+                }
+                TunnelEvent::LegFailed {
+                    leg,
+                    error: error @ CoreTunnelError::BuildTimeout { hops_done, .. },
+                    ..
+                } => {
+                    tracing::info!("tunnel {}: {error}", self.id);
+                    self.note_loss(now);
+                    if let (Some(s), Some(l)) = (&self.source, self.legs.get(&leg)) {
+                        s.leg_timed_out(&l.ids, hops_done);
+                        if let Some(i) = error.suspect() {
+                            s.leg_failed(&l.ids, i);
+                        }
                     }
                 }
                 TunnelEvent::LegFailed { leg, error, .. }
@@ -406,10 +422,17 @@ impl Task {
     fn new_leg(&mut self, result: NewLeg) {
         let now = Instant::now();
         match result {
-            Ok(leg) => match self.tunnel.add_leg(leg.spec.clone(), now) {
-                Ok(key) => self.register(key, leg),
-                Err(e) => tracing::debug!("tunnel {}: a new leg refused: {e}", self.id),
-            },
+            Ok(leg) => {
+                // path-spec §2.4: the learned timeout as it is now.
+                let hops = leg.spec.hops.len();
+                if let Some(t) = self.source.as_ref().and_then(|s| s.build_timeout(hops)) {
+                    self.tunnel.set_leg_build_timeout(t);
+                }
+                match self.tunnel.add_leg(leg.spec.clone(), now) {
+                    Ok(key) => self.register(key, leg),
+                    Err(e) => tracing::debug!("tunnel {}: a new leg refused: {e}", self.id),
+                }
+            }
             Err(e) => self.tunnel.leg_unavailable(e.to_string(), now),
         }
     }

@@ -287,6 +287,13 @@ impl ClientTunnel {
         self.settle(now);
     }
 
+    /// The build timeout of the legs launched from now on (path-spec §2.4:
+    /// the driver keeps the learned estimate and passes it in; legs
+    /// already building keep theirs).
+    pub fn set_leg_build_timeout(&mut self, timeout: Duration) {
+        self.config.leg_build_timeout = timeout;
+    }
+
     /// Whether `leg`'s channel queue is full: while it is, its cells wait
     /// here and congestion control counts the leg as blocked (proposal 324
     /// §3.3).
@@ -503,12 +510,16 @@ impl ClientTunnel {
         let key = leg.key;
         let cc = leg.circuit.cc_enabled(leg.last_hop);
         let path = leg.path.clone();
+        let took = now.saturating_duration_since(leg.launched_at);
         self.timers.cancel(Timer::LegBuild(key));
         if closed {
             return;
         }
-        self.events
-            .push_back(TunnelEvent::LegBuilt { leg: key, path });
+        self.events.push_back(TunnelEvent::LegBuilt {
+            leg: key,
+            path,
+            took,
+        });
         if !conflux {
             self.open_streams(cc);
             return;

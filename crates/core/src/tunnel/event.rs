@@ -30,6 +30,9 @@ pub enum TunnelEvent {
         leg: LegKey,
         /// Its relays' identities, first hop first.
         path: Vec<RsaIdentity>,
+        /// From its launch to its last hop's CREATED2/EXTENDED2: what
+        /// path-spec §2.4's learned timeout records.
+        took: Duration,
     },
     /// A leg failed before it was part of the working tunnel (its circuit
     /// failed to build, timed out, or was refused as a Conflux leg). With

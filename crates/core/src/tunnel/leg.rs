@@ -54,6 +54,8 @@ pub(crate) struct Leg {
     pub(crate) replacement: bool,
     /// Why we closed it, when we did (the circuit only knows "locally").
     pub(crate) close_error: Option<TunnelError>,
+    /// When it was launched (its build time is measured from here).
+    pub(crate) launched_at: Instant,
     /// Its circuit SENDMEs are held back
     /// ([`crate::conflux::ConfluxSet::sendme_hold`]).
     pub(crate) sendme_hold: bool,
@@ -88,6 +90,7 @@ impl Leg {
             path,
             last_hop: HopNum(0),
             hops_done: 0,
+            launched_at: now,
             built: false,
             closed: false,
             conflux: None,
