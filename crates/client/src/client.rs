@@ -17,7 +17,7 @@ use braid_core::stream::{Host, ResolvedAnswer, Socks5Reply, Target};
 use braid_core::tunnel::{TunnelConfig, TunnelKind};
 use braid_dir::{
     DirEvent, GuardParams, GuardSet, GuardUsage, NetDir, Path, PathConfig, Relay, RelayId,
-    choose_conflux_legs, choose_path,
+    SuccessOutcome, choose_conflux_legs, choose_path,
 };
 use tokio::sync::watch;
 use tor_llcrypto::pk::ed25519::Ed25519Identity;
@@ -451,7 +451,24 @@ impl TorClient {
     }
 
     /// Build a 3-hop tunnel whose exit allows `port` (any port if `None`).
+    /// A circuit through a guard that is not primary while a primary may
+    /// still work is held (guard-spec §4.9, `<waiting_for_better_guard>`)
+    /// while a circuit through the better guard is tried
+    /// ([`Self::wait_for_better_guard`]).
     pub async fn build(&self, port: Option<u16>) -> Result<TunnelHandle, TunnelError> {
+        let (tunnel, outcome) = self.build_attempt(port).await?;
+        if outcome == Some(SuccessOutcome::WaitForBetterGuard) {
+            return Ok(self.wait_for_better_guard(tunnel, port).await);
+        }
+        Ok(tunnel)
+    }
+
+    /// One build: the tunnel, and what the guard set said of its guard's
+    /// success (`None` with `entry_nodes`).
+    async fn build_attempt(
+        &self,
+        port: Option<u16>,
+    ) -> Result<(TunnelHandle, Option<SuccessOutcome>), TunnelError> {
         let dir = self
             .netdir()
             .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
@@ -505,13 +522,14 @@ impl TorClient {
             self.avoid_hop(&path, suspect);
         }
         let Some(choice) = choice else {
-            return result;
+            return result.map(|t| (t, None));
         };
         let mut guards = self.inner.guards.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
+        let mut outcome = None;
         match &result {
             Ok(_) => {
-                let _ = guards.note_success(&choice.id, now, &mut rand::rng());
+                outcome = guards.note_success(&choice.id, now, &mut rand::rng()).ok();
             }
             // guard-spec §4.7: only a failure to reach the guard marks it.
             // A relay we cannot reach is likely down: it is not picked as
@@ -525,7 +543,7 @@ impl TorClient {
         if choice.usage == GuardUsage::Primary || result.is_ok() {
             self.save_guards(&guards);
         }
-        result
+        result.map(|t| (t, outcome))
     }
 
     /// Build a Conflux tunnel of `n` legs to one exit allowing `port`
@@ -1022,6 +1040,7 @@ impl Connector for TorClient {
     }
 }
 
+mod better_guard;
 mod build_times;
 mod migrate;
 #[cfg(test)]

@@ -52,6 +52,9 @@ pub struct GuardParams {
     pub remove_unlisted_after: Duration,
     /// INTERNET_LIKELY_DOWN_INTERVAL (10 minutes).
     pub internet_likely_down: Duration,
+    /// NONPRIMARY_GUARD_CONNECT_TIMEOUT (15 s): how long a better circuit
+    /// that has not completed blocks a held one (§4.9).
+    pub nonprimary_connect_timeout: Duration,
     /// The flags a relay needs to be in {GUARDS} (§4.0): Guard, Stable,
     /// Fast, V2Dir; we add Valid.
     pub required_flags: RelayFlags,
@@ -69,6 +72,7 @@ impl Default for GuardParams {
             confirmed_min_lifetime: 60 * DAY,
             remove_unlisted_after: 20 * DAY,
             internet_likely_down: Duration::from_secs(600),
+            nonprimary_connect_timeout: Duration::from_secs(15),
             required_flags: RelayFlags::GUARD
                 | RelayFlags::STABLE
                 | RelayFlags::FAST
@@ -349,6 +353,15 @@ impl GuardSet {
         self.primary
             .iter()
             .all(|id| self.reachability(id, now) == Some(Reachability::No))
+    }
+
+    /// guard-spec §4.9 [UPDATE_WAITING]: may a circuit held in
+    /// `<waiting_for_better_guard>` for `waited` be used at `now`? Yes once
+    /// every primary guard is unreachable, or once it has waited
+    /// NONPRIMARY_GUARD_CONNECT_TIMEOUT: a better circuit that has not
+    /// completed by then no longer blocks it.
+    pub fn waiting_circuit_usable(&self, waited: Duration, now: SystemTime) -> bool {
+        self.all_primary_unreachable(now) || waited >= self.params.nonprimary_connect_timeout
     }
 
     /// The usable guards (filtered, not known unreachable as of `now`) in
@@ -1179,6 +1192,36 @@ mod tests {
             set.note_failure(&id(999), now),
             Err(GuardError::UnknownGuard(id(999)))
         );
+    }
+
+    /// §4.9: a held circuit is used once every primary guard is down, or
+    /// once it has waited NONPRIMARY_GUARD_CONNECT_TIMEOUT for a better one.
+    #[test]
+    fn a_waiting_circuit_becomes_usable() {
+        let mut rng = rng();
+        let (mut set, _) = set_with(8, &mut rng);
+        let now = t0();
+        let g = set.sampled()[6];
+        assert_eq!(
+            set.note_success(&g, now, &mut rng).unwrap(),
+            SuccessOutcome::WaitForBetterGuard
+        );
+        assert!(!set.waiting_circuit_usable(Duration::from_secs(1), now));
+        assert!(set.waiting_circuit_usable(Duration::from_secs(15), now));
+        for p in set.primary().to_vec() {
+            if p != g {
+                set.note_failure(&p, now).unwrap();
+            }
+        }
+        // g joined the primaries when confirmed; fail it too.
+        set.note_failure(&g, now).unwrap();
+        assert!(set.waiting_circuit_usable(Duration::ZERO, now));
+        let short = GuardParams::from_consensus(
+            &[("guard-nonprimary-guard-connect-timeout".to_owned(), 2)]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(short.nonprimary_connect_timeout, Duration::from_secs(2));
     }
 
     #[test]

@@ -61,6 +61,16 @@ impl GuardParams {
             confirmed_min_lifetime: days(params, "guard-confirmed-min-lifetime-days", 60),
             remove_unlisted_after: days(params, "guard-remove-unlisted-guards-after-days", 20),
             internet_likely_down: Duration::from_secs(u64::try_from(down).unwrap_or(600)),
+            nonprimary_connect_timeout: Duration::from_secs(
+                u64::try_from(param(
+                    params,
+                    "guard-nonprimary-guard-connect-timeout",
+                    15,
+                    1,
+                    86_400,
+                ))
+                .unwrap_or(15),
+            ),
             ..Self::default()
         }
     }
