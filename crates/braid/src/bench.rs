@@ -7,6 +7,8 @@
 //!   way, per-leg time series and a plot.
 //! - [`relay`](mod@relay): a Braid exit against a C-tor exit, bulk
 //!   downloads and a load run with KIST on and off.
+//! - [`soak`](mod@soak): `braid proxy` under a long mixed load while leg
+//!   middles die: memory, descriptors and tunnels over time.
 //! - [`prom`]: a tolerant parser of Prometheus text (the proxy's
 //!   `/metrics`); [`scrape`]: scraping it into per-leg time series.
 //! - [`svg`]: hand-written SVG line charts.
@@ -22,8 +24,10 @@ mod proxy;
 mod relay;
 mod scrape;
 mod single;
+mod soak;
 mod svg;
 
 pub(crate) use conflux::conflux;
 pub(crate) use relay::relay;
 pub(crate) use single::single;
+pub(crate) use soak::soak;

@@ -102,6 +102,40 @@ pub(crate) enum BenchCmd {
     /// concurrent bulk and small streams through each exit, Braid with
     /// KIST on and off; a table with the targets and a JSON file.
     Relay(BenchRelayArgs),
+    /// Soak: `braid proxy` (Conflux sets) under a steady mix of uploads,
+    /// bulk downloads and small exchanges for many minutes while a live
+    /// leg's middle is killed (and restarted) every minute; samples the
+    /// proxy's RSS, open descriptors and tunnels every second and reports
+    /// their slopes, the streams completed and failed, and why.
+    Soak(BenchSoakArgs),
+}
+
+/// `braid bench soak`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchSoakArgs {
+    /// Working directory (the network and bench-soak.json go here).
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// How long the load runs.
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) minutes: f64,
+    /// Concurrent streams (a fifth upload, two fifths bulk downloads, two
+    /// fifths small exchanges).
+    #[arg(long, default_value_t = 50)]
+    pub(crate) streams: usize,
+    /// Bytes per bulk transfer.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub(crate) bulk_bytes: u64,
+    /// Seconds between kills of a live leg's middle (0: none).
+    #[arg(long, default_value_t = 60)]
+    pub(crate) kill_every: u64,
+    /// The proxy's exits: the Braid exit (resumption) or the C-tor exits.
+    #[arg(long, value_enum, default_value_t = BenchExit::Braid)]
+    pub(crate) exit: BenchExit,
+    /// First port of the network's port block; the proxy uses base+600
+    /// (SOCKS) and base+601 (metrics).
+    #[arg(long, default_value_t = 21000)]
+    pub(crate) base_port: u16,
 }
 
 /// `braid bench relay`.

@@ -51,6 +51,7 @@ fn main() -> std::process::ExitCode {
                 bench::conflux(args).await.map_err(Box::from)
             }
             Command::Bench(BenchCmd::Relay(args)) => bench::relay(args).await.map_err(Box::from),
+            Command::Bench(BenchCmd::Soak(args)) => bench::soak(args).await.map_err(Box::from),
             Command::Relay(cmd) => relay_cmd::run(cmd).await.map_err(Box::from),
         }
     });
