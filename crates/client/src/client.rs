@@ -138,6 +138,7 @@ impl TorClient {
             .and_then(|t| GuardSet::from_toml(&t, params.clone()).ok())
             .unwrap_or_else(|| GuardSet::new(params));
         let client = Self::with_parts(config, netdir, guards, cache, Some(state));
+        client.load_build_times();
         // Our primary guards are the directory's caches from now on.
         driver.follow_guards(client.inner.dir_guards.subscribe());
         tokio::spawn(async move {

@@ -30,6 +30,8 @@ const LOCK_FILE: &str = "lock";
 const NETWORK_FILE: &str = "network";
 /// The guard state (braid-dir's `GuardSet::to_toml`).
 const GUARDS_FILE: &str = "guards.toml";
+/// The learned circuit build times (path-spec §2.4).
+const BUILD_TIMES_FILE: &str = "build_times";
 
 /// The state directory cannot be used.
 #[derive(Debug, Error)]
@@ -190,6 +192,13 @@ impl StateDir {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io_err(&old)(e)),
                 }
+                // Another network's build times say nothing of this one.
+                let times = self.path().join(BUILD_TIMES_FILE);
+                match fs::remove_file(&times) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err(&times)(e)),
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&file)(e)),
@@ -210,6 +219,21 @@ impl StateDir {
     /// Replace the guard state, atomically (write, sync, rename).
     pub fn store_guards(&self, text: &str) -> Result<(), StateError> {
         self.store(GUARDS_FILE, text)
+    }
+
+    /// The saved circuit build times, if any.
+    pub fn load_build_times(&self) -> Result<Option<String>, StateError> {
+        let path = self.path().join(BUILD_TIMES_FILE);
+        match fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Replace the saved circuit build times, atomically.
+    pub fn store_build_times(&self, text: &str) -> Result<(), StateError> {
+        self.store(BUILD_TIMES_FILE, text)
     }
 
     fn store(&self, name: &str, text: &str) -> Result<(), StateError> {

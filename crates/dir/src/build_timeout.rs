@@ -147,6 +147,11 @@ impl BuildTimes {
         self.recompute();
     }
 
+    /// The parameters in force.
+    pub fn params(&self) -> BuildTimeParams {
+        self.params
+    }
+
     /// The usage timeout of a 3-hop circuit.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -207,6 +212,50 @@ impl BuildTimes {
             self.note_outcome(true);
         }
         self.recompute();
+    }
+
+    /// The recorded builds as text, oldest first, one per line: a build
+    /// time in milliseconds or `abandoned` (what a client saves in its
+    /// state directory, as C-tor saves its histogram in its state file, so
+    /// a restart does not start learning again).
+    pub fn to_text(&self) -> String {
+        let mut out = String::from(
+            "# Braid: circuit build times (path-spec 2.4), oldest first: milliseconds, or abandoned\n",
+        );
+        for r in &self.records {
+            match r {
+                Record::Built(ms) => out.push_str(&format!("{ms}\n")),
+                Record::Abandoned => out.push_str("abandoned\n"),
+            }
+        }
+        out
+    }
+
+    /// An estimator from [`Self::to_text`]'s text: lines that are neither
+    /// a number nor `abandoned` are skipped (a damaged file costs only its
+    /// bad lines), at most the last [`MAX_RECORDED`] are kept, and the
+    /// timeouts are computed from them. Returns the estimator and the
+    /// number of lines skipped.
+    pub fn from_text(text: &str, params: BuildTimeParams) -> (Self, usize) {
+        let mut b = Self::new(params);
+        let mut skipped = 0;
+        if params.disabled {
+            return (b, 0);
+        }
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line {
+                "abandoned" => b.push(Record::Abandoned),
+                _ => match line.parse::<u32>() {
+                    Ok(ms) => b.push(Record::Built(ms)),
+                    Err(_) => skipped += 1,
+                },
+            }
+        }
+        b.recompute();
+        (b, skipped)
     }
 
     fn push(&mut self, r: Record) {

@@ -158,6 +158,33 @@ fn the_mode_average_breaks_ties_towards_shorter_times() {
     assert_eq!(mode_average(&[], 3), 0.0);
 }
 
+#[test]
+fn the_records_survive_a_restart() {
+    let mut b = BuildTimes::new(BuildTimeParams::default());
+    for i in 0..150u64 {
+        b.note_built(ms(100 + i % 90));
+        if i % 10 == 0 {
+            b.note_timed_out(0);
+        }
+    }
+    let text = b.to_text();
+    let (again, skipped) = BuildTimes::from_text(&text, BuildTimeParams::default());
+    assert_eq!(skipped, 0);
+    assert_eq!(again.recorded(), b.recorded());
+    assert_eq!(again.timeout(), b.timeout());
+    assert!(again.is_learned());
+    // A damaged file loses only its bad lines.
+    let damaged = format!("{text}garbage\n-5\n\n120\n");
+    let (d, skipped) = BuildTimes::from_text(&damaged, BuildTimeParams::default());
+    assert_eq!(skipped, 2);
+    assert_eq!(d.recorded(), b.recorded() + 1);
+    // Never more than MAX_RECORDED, the newest kept.
+    let long: String = (0..1500).map(|i| format!("{}\n", 100 + i)).collect();
+    let (l, _) = BuildTimes::from_text(&long, BuildTimeParams::default());
+    assert_eq!(l.recorded(), MAX_RECORDED);
+    assert!(l.timeout() <= ms(1599));
+}
+
 proptest! {
     // Each case records up to 1,500 builds, each recomputing the fit over
     // up to 1,000 records: a few dozen cases cover it.
@@ -167,6 +194,16 @@ proptest! {
     /// timeout at least cbtmintimeout and, once learned, at most the
     /// longest build seen; the close timeout at least the initial one;
     /// never more than MAX_RECORDED records.
+    /// Any text: never a panic, at most MAX_RECORDED records, the
+    /// timeouts in their bounds.
+    #[test]
+    fn any_saved_text_loads(text in "[0-9a-z#\\n -]{0,400}") {
+        let (b, _) = BuildTimes::from_text(&text, BuildTimeParams::default());
+        prop_assert!(b.recorded() <= MAX_RECORDED);
+        prop_assert!(b.timeout() >= ms(10));
+        prop_assert!(b.close_timeout() >= ms(60_000));
+    }
+
     #[test]
     fn timeouts_stay_in_bounds(events in proptest::collection::vec((0u64..120_000, 0u8..4), 0..1100)) {
         let mut b = BuildTimes::new(BuildTimeParams::default());

@@ -10,12 +10,16 @@
 
 use std::time::Duration;
 
-use braid_dir::build_timeout::BuildTimeParams;
+use braid_dir::build_timeout::{BuildTimeParams, BuildTimes};
 
 use super::TorClient;
 
 /// Hops of the circuits whose times are recorded (path-spec §2.4.2).
 const RECORDED_HOPS: usize = 3;
+
+/// The build times are saved in the state directory every this many
+/// records (and at the first).
+const SAVE_EVERY: usize = 20;
 
 impl TorClient {
     /// The usage timeout for a circuit of `hops` hops now.
@@ -33,7 +37,43 @@ impl TorClient {
     /// A circuit of `hops` hops was built in `took`.
     pub(crate) fn note_build_time(&self, hops: usize, took: Duration) {
         if hops == RECORDED_HOPS {
-            self.build_times().note_built(took);
+            let mut b = self.build_times();
+            b.note_built(took);
+            self.save_build_times(&b);
+        }
+    }
+
+    /// The build times saved in the state directory, if any (path-spec
+    /// §2.4.2: a restart does not learn again from nothing).
+    pub(crate) fn load_build_times(&self) {
+        let Some(state) = &self.inner.state else {
+            return;
+        };
+        match state.load_build_times() {
+            Ok(Some(text)) => {
+                let mut b = self.build_times();
+                let params = b.params();
+                let (loaded, skipped) = BuildTimes::from_text(&text, params);
+                if skipped > 0 {
+                    tracing::warn!(
+                        "{skipped} damaged lines skipped in the saved circuit build times"
+                    );
+                }
+                *b = loaded;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot read the saved circuit build times: {e}"),
+        }
+    }
+
+    fn save_build_times(&self, b: &BuildTimes) {
+        if b.recorded() % SAVE_EVERY != 1 {
+            return;
+        }
+        if let Some(state) = &self.inner.state
+            && let Err(e) = state.store_build_times(&b.to_text())
+        {
+            tracing::warn!("cannot save the circuit build times: {e}");
         }
     }
 
@@ -42,6 +82,7 @@ impl TorClient {
         if hops == RECORDED_HOPS {
             let mut b = self.build_times();
             b.note_timed_out(hops_done);
+            self.save_build_times(&b);
             tracing::info!(
                 "circuit build timed out after {hops_done} of {hops} hops; timeout now {} ms ({} builds known)",
                 b.timeout().as_millis(),
@@ -59,7 +100,7 @@ impl TorClient {
         self.build_times().set_params(p);
     }
 
-    fn build_times(&self) -> std::sync::MutexGuard<'_, braid_dir::build_timeout::BuildTimes> {
+    fn build_times(&self) -> std::sync::MutexGuard<'_, BuildTimes> {
         self.inner
             .build_times
             .lock()

@@ -215,5 +215,25 @@ fn built_legs_teach_the_build_timeout() {
     source.leg_timed_out(&[id(1), id(200), id(201)], 2);
     assert_eq!(client.build_timeout_state().1, 101);
     drop(client);
+    // Saved in the state directory (every 20 records, the 101st among
+    // them), and taken back by the next client.
+    let text = std::fs::read_to_string(dir.join("state").join("build_times")).unwrap();
+    let (saved, skipped) = braid_dir::build_timeout::BuildTimes::from_text(
+        &text,
+        braid_dir::build_timeout::BuildTimeParams::default(),
+    );
+    assert_eq!((saved.recorded(), skipped), (101, 0));
+    let state = crate::state::StateDir::open(&dir.join("state"), "test").unwrap();
+    let (_, netdir) = watch::channel(None);
+    let again = TorClient::with_parts(
+        ClientConfig::public(),
+        netdir,
+        GuardSet::new(GuardParams::default()),
+        None,
+        Some(state),
+    );
+    again.load_build_times();
+    assert_eq!(again.build_timeout_state(), (saved.timeout(), 101, true));
+    drop(again);
     let _ = std::fs::remove_dir_all(dir);
 }
