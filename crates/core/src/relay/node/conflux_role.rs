@@ -519,7 +519,7 @@ impl RelayNode {
                 // Its Closed event: the set learns it lost the leg.
                 self.settle(c, now);
             } else {
-                self.account(c);
+                self.account(c, now);
             }
         }
         self.refresh_set_timer(set);
