@@ -49,6 +49,8 @@ use super::ewma::{CellEwma, DEFAULT_HALFLIFE};
 
 mod conflux_role;
 mod exit_role;
+#[cfg(feature = "hostile")]
+pub mod hostile;
 mod memory;
 mod migrate_role;
 
