@@ -117,14 +117,13 @@ impl Logs {
         logs
     }
 
-    /// Lines of tunnel `id` (`tunnel 7: ...`) and of its set's close.
-    fn of_tunnel(&self, id: u64) -> Vec<String> {
+    /// Lines naming one of `needles` (each behaviour's rules are its
+    /// own: no other set breaks them).
+    fn naming(&self, needles: &[&str]) -> Vec<String> {
         let text =
             String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-        let tag = format!("tunnel {id}:");
-        let closed = format!("tunnel {id} closed");
         text.lines()
-            .filter(|l| l.contains(&tag) || l.contains(&closed))
+            .filter(|l| needles.iter().any(|n| l.contains(n)))
             .map(str::to_owned)
             .collect()
     }
@@ -145,7 +144,7 @@ struct Run {
     /// off (the set closed, or a rule named in the log).
     turned: Option<Instant>,
     cut: Option<Instant>,
-    /// The set's close reason and the client's lines about it.
+    /// The set's close reason and the client's lines naming its rules.
     reason: Option<String>,
     lines: Vec<String>,
     /// The download ended in an error (not at its end).
@@ -204,10 +203,7 @@ async fn download(
                         "reorder queue over its limit: {r:?}"
                     );
                 }
-                let named = logs
-                    .of_tunnel(t.id())
-                    .iter()
-                    .any(|l| needles.iter().any(|n| l.contains(n)));
+                let named = !needles.is_empty() && !logs.naming(needles).is_empty();
                 if run.cut.is_none() && (t.is_closed() || named) {
                     run.cut = Some(Instant::now());
                 }
@@ -226,7 +222,9 @@ async fn download(
     if let TunnelStatus::Closed(why) = t.status() {
         run.reason = Some(why);
     }
-    run.lines = logs.of_tunnel(t.id());
+    if !needles.is_empty() {
+        run.lines = logs.naming(needles);
+    }
     let start = got
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
