@@ -556,6 +556,19 @@ impl TorClient {
         self.build_conflux_from(legs, &exit).await
     }
 
+    /// Build a Conflux tunnel of `n` legs to the exit `exit` (allowing
+    /// `port`, or any), whatever the exit restriction says: for tests and
+    /// tools that must reach one exit (prop 329 §2.2 otherwise).
+    pub async fn build_conflux_to(
+        &self,
+        exit: RelayId,
+        port: Option<u16>,
+        n: usize,
+    ) -> Result<TunnelHandle, TunnelError> {
+        let (legs, exit) = self.conflux_plans(port, n, Some(exit)).await?;
+        self.build_conflux_from(legs, &exit).await
+    }
+
     /// The legs of a Conflux set of `n` legs, channels to their guards
     /// open, to one exit allowing `port` (or any), or to `exit` (prop 329
     /// §2.2: distinct guards from the guard set or `entry_nodes`, distinct

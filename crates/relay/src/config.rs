@@ -29,6 +29,9 @@
 //! metrics = "127.0.0.1:9035"     # Prometheus text on GET /metrics (loopback only; default: none)
 //! conflux_scheduler = "ecf"      # Conflux exit (proto Conflux=1): place every set's downloads
 //!                                # with ecf, lowrtt or minrtt (default: as the client's UX asks)
+//! # hostile = "seq-gap"          # tests only: a Conflux exit that breaks the protocol on purpose
+//!                                # (seq-gap, switch-flood, junk); refused unless braid-relay is
+//!                                # built with the `hostile` feature
 //!
 //! [[authority]]
 //! nickname = "auth0"
@@ -83,6 +86,9 @@ struct RelaySection {
     metrics: Option<SocketAddr>,
     conflux_scheduler: Option<String>,
     dir_cache: Option<bool>,
+    /// Read in every build, so that a build without the feature refuses
+    /// it by name.
+    hostile: Option<String>,
 }
 
 /// Default bound on the bytes of all circuits' queues and exit buffers:
@@ -304,10 +310,18 @@ impl RelayConfig {
                 ))
             })?),
         };
+        let hostile = hostile(relay.hostile.as_deref()).map_err(invalid)?;
+        if hostile.is_some() && !(advertises_conflux && exit) {
+            return Err(invalid(
+                "[braid_relay] hostile is a Conflux exit's: proto must advertise Conflux=1".into(),
+            ));
+        }
         let conflux = match (advertises_conflux, exit) {
             (true, true) => Some(ConfluxExitConfig {
                 scheduler,
                 resume: advertises_resume.then(ResumeParams::default),
+                #[cfg(feature = "hostile")]
+                hostile,
                 ..ConfluxExitConfig::default()
             }),
             (true, false) => {
@@ -390,6 +404,46 @@ impl RelayConfig {
 }
 
 /// The OS as C-tor names it in its platform line (`uname` style).
+/// The `hostile` key: a behaviour of
+/// [`braid_core::relay::node::hostile::Hostile`], with the `hostile`
+/// feature only (tests).
+#[cfg(feature = "hostile")]
+fn hostile(
+    name: Option<&str>,
+) -> Result<Option<braid_core::relay::node::hostile::Hostile>, String> {
+    use braid_core::relay::node::hostile::Hostile;
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    match Hostile::from_name(name) {
+        Some(h) => {
+            tracing::warn!(
+                "[braid_relay] hostile = {name:?}: this exit breaks the protocol on purpose"
+            );
+            Ok(Some(h))
+        }
+        None => {
+            let names: Vec<_> = Hostile::ALL.iter().map(|h| h.name()).collect();
+            Err(format!(
+                "[braid_relay] hostile = {name:?}: not one of {}",
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+/// The `hostile` key without the `hostile` feature: refused.
+#[cfg(not(feature = "hostile"))]
+fn hostile(name: Option<&str>) -> Result<Option<()>, String> {
+    match name {
+        None => Ok(None),
+        Some(name) => Err(format!(
+            "[braid_relay] hostile = {name:?}: this build has no hostile mode (a test-only \
+             misbehaving exit: build braid-relay with the `hostile` feature)"
+        )),
+    }
+}
+
 fn os_name() -> &'static str {
     match std::env::consts::OS {
         "linux" => "Linux",
@@ -521,6 +575,34 @@ proto = "Link=4-5"
         ] {
             let e = parse(&format!("{MINIMAL}{extra}")).unwrap_err().to_string();
             assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    /// `hostile` is refused by name in a normal build, and taken only on
+    /// a Conflux exit with the feature.
+    #[test]
+    fn hostile_is_a_test_feature() {
+        let exit = "exit_policy = [\"accept 127.0.0.0/8:*\"]\n";
+        let cfx = MINIMAL.replace("Link=4-5", "Conflux=1 FlowCtrl=1-2 Link=4-5");
+        let text = format!("{cfx}{exit}hostile = \"seq-gap\"\n");
+        #[cfg(not(feature = "hostile"))]
+        {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains("no hostile mode"), "{e}");
+        }
+        #[cfg(feature = "hostile")]
+        {
+            use braid_core::relay::node::hostile::Hostile;
+            let c = parse(&text).unwrap();
+            assert_eq!(c.conflux.and_then(|x| x.hostile), Some(Hostile::SeqGap));
+            let e = parse(&format!("{cfx}{exit}hostile = \"rude\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not one of seq-gap"), "{e}");
+            let e = parse(&format!("{MINIMAL}{exit}hostile = \"junk\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("Conflux=1"), "{e}");
         }
     }
 

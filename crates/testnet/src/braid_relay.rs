@@ -379,6 +379,28 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_exit_gets_its_key() {
+        let mut config = NetworkConfig::new("/tmp/net", "braid");
+        config.relays = 4;
+        config.braid_exits = 2;
+        config.set_hostile_exit("braidexit1", "seq-gap");
+        config.validate().unwrap();
+        let plan = Plan::new(&config).unwrap();
+        let hostile = |name: &str| {
+            let text = render_relay_toml(
+                node(&plan, name),
+                &authorities(),
+                &["accept *:*".into()],
+                &options_for(&config, name),
+            )
+            .unwrap();
+            parse(&text)["braid_relay"].get("hostile").cloned()
+        };
+        assert_eq!(hostile("braidexit1"), Some("seq-gap".into()));
+        assert_eq!(hostile("braidexit0"), None);
+    }
+
+    #[test]
     fn extra_options_are_checked() {
         let mut config = NetworkConfig::new("/tmp/net", "braid");
         config.braid_exits = 1;

@@ -453,6 +453,15 @@ impl NetworkConfig {
             .insert(key.to_string(), value.into());
     }
 
+    /// Makes Braid exit `name` a hostile Conflux exit (`hostile =
+    /// "seq-gap"` in its relay.toml; behaviours: braid-core's
+    /// `relay::node::hostile`). Only a `braid` program built with the
+    /// `hostile` feature runs it (the integration tests' build); any other
+    /// refuses the file.
+    pub fn set_hostile_exit(&mut self, name: &str, behaviour: &str) {
+        self.set_braid_relay_option(name, "hostile", behaviour);
+    }
+
     /// The shape of Braid relay `nickname`: only its own entry (groups
     /// are for C-tor relays), of which only `bandwidth` is allowed.
     pub fn braid_shape_for(&self, nickname: &str) -> RelayShape {

@@ -49,6 +49,8 @@ use super::ewma::{CellEwma, DEFAULT_HALFLIFE};
 
 mod conflux_role;
 mod exit_role;
+#[cfg(feature = "hostile")]
+pub mod hostile;
 mod memory;
 mod migrate_role;
 
@@ -172,6 +174,10 @@ struct NodeCirc {
     ewma: [CellEwma; 2],
     /// Its bytes in [`RelayNode::queued_bytes`].
     accounted: usize,
+    /// Since when its exit streams have held bytes (for the destinations
+    /// or for the client): their age for the memory limit, which ranks
+    /// circuits by the oldest of this and their oldest queued cell.
+    streams_loaded_since: Option<Instant>,
 }
 
 /// Index of [`NodeCirc::ewma`] toward the previous hop.
@@ -458,6 +464,7 @@ impl RelayNode {
                 deadline: None,
                 ewma: [CellEwma::default(); 2],
                 accounted: 0,
+                streams_loaded_since: None,
             },
         );
         Some(key)
@@ -507,7 +514,7 @@ impl RelayNode {
             }
         }
         self.refresh_timer(key);
-        self.account(key);
+        self.account(key, now);
         self.note_migrate_requests(EdgeKey::Circuit(key));
     }
 

@@ -431,3 +431,51 @@ fn over_the_memory_limit_the_oldest_data_goes_first() {
         .sum();
     assert!(got > 0);
 }
+
+/// Bytes a circuit's exit stream holds for its destination are as old as
+/// when they arrived: a circuit with only such old stream bytes (no cell
+/// queued) closes before a newer circuit with queued cells.
+#[test]
+fn over_the_memory_limit_old_stream_bytes_go_before_newer_cells() {
+    let now = Instant::now();
+    let sid = StreamId::new(4);
+    let (mut w, [a, b], circs) = two_connected_downloads(sid, now);
+    let limit = 100_000;
+    w.nodes[2].set_memory_limit(Some(limit));
+    // t1: `a`'s client sends 60 KB its destination does not take yet.
+    let t1 = now + std::time::Duration::from_millis(10);
+    let chunk = vec![5_u8; 498];
+    for _ in 0..120 {
+        w.clients[a]
+            .send_relay(HopNum(2), sid, data(&chunk), t1)
+            .unwrap();
+    }
+    w.pump(t1);
+    let held = w.nodes[2]
+        .exit(circs[0], t1, |m| m.to_dest_buffered(sid.unwrap()))
+        .flatten()
+        .unwrap();
+    assert_eq!(held, 120 * 498);
+    assert_eq!(w.nodes[2].stats().oom_closed, 0);
+    // t2: `b`'s destination writes 10 KB, its cells wait (not pumped).
+    let t2 = t1 + std::time::Duration::from_millis(10);
+    let small = vec![7_u8; 10_000];
+    w.nodes[2]
+        .exit(circs[1], t2, |m| m.write(sid.unwrap(), &small, t2))
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.nodes[2].stats().oom_closed, 0);
+    // t3: 40 KB more on `b`: over the limit; `a`'s bytes (t1) are older
+    // than `b`'s first cell (t2).
+    let t3 = t2 + std::time::Duration::from_millis(10);
+    let more = vec![8_u8; 40_000];
+    w.nodes[2]
+        .exit(circs[1], t3, |m| m.write(sid.unwrap(), &more, t3))
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.nodes[2].stats().oom_closed, 1);
+    assert!(w.nodes[2].queued_bytes() <= limit / 4 * 3);
+    w.pump(t3);
+    assert!(w.closed[a].is_some(), "a (older stream bytes) closed");
+    assert!(w.closed[b].is_none(), "b goes on");
+}

@@ -614,6 +614,9 @@ impl ClientTunnel {
             // prop 329 §2.4.3: the set goes on only if no data was lost
             // with the leg.
             if let Err(e) = m.set.leg_closed(id, info, now) {
+                // The leg's own error (a protocol violation of the exit,
+                // say) is told here: the tunnel closes on the set's rule.
+                tracing::info!("{error}; the set cannot go on without it");
                 self.close_with(TunnelError::Conflux(e));
                 return;
             }

@@ -63,6 +63,9 @@ pub struct ConfluxExitConfig {
     /// (Braid proposal 001; advertise `BraidResume=1` with it). `None`:
     /// LINKs that ask get a plain LINKED, as from C-tor.
     pub resume: Option<ResumeParams>,
+    /// Misbehave on purpose in every set (tests only, [`super::hostile`]).
+    #[cfg(feature = "hostile")]
+    pub hostile: Option<super::hostile::Hostile>,
 }
 
 impl Default for ConfluxExitConfig {
@@ -72,6 +75,8 @@ impl Default for ConfluxExitConfig {
             max_legs: MAX_LEGS,
             linked_ack_timeout: LINKED_ACK_TIMEOUT,
             resume: None,
+            #[cfg(feature = "hostile")]
+            hostile: None,
         }
     }
 }
@@ -148,6 +153,9 @@ pub(in crate::relay) struct ExitSet {
     pub(super) loaded_since: Option<Instant>,
     /// Its streams were told it closed.
     streams_closed: bool,
+    /// Its progress toward its hostile turn ([`super::hostile`]).
+    #[cfg(feature = "hostile")]
+    hostile: super::hostile::HostileState,
 }
 
 impl ExitSet {
@@ -332,6 +340,8 @@ impl RelayNode {
             accounted: 0,
             loaded_since: None,
             streams_closed: false,
+            #[cfg(feature = "hostile")]
+            hostile: Default::default(),
         })
     }
 
@@ -519,7 +529,7 @@ impl RelayNode {
                 // Its Closed event: the set learns it lost the leg.
                 self.settle(c, now);
             } else {
-                self.account(c);
+                self.account(c, now);
             }
         }
         self.refresh_set_timer(set);
@@ -551,6 +561,8 @@ impl RelayNode {
             }
         }
         let target = PREV_QUEUE_TARGET - LEG_RESERVE;
+        #[cfg(feature = "hostile")]
+        let hostile = self.conflux.as_ref().and_then(|c| c.hostile);
         // A resumed leg's resends first, as its window allows.
         loop {
             let circuits = &self.circuits;
@@ -644,7 +656,14 @@ impl RelayNode {
                     let Some(nc) = es.legs.get(&leg).and_then(|c| self.circuits.get_mut(c)) else {
                         return;
                     };
-                    for (s, m) in out.into_msgs() {
+                    #[cfg(feature = "hostile")]
+                    let out = match hostile {
+                        Some(h) => h.rewrite(&mut es.hostile, out.into_msgs()),
+                        None => out.into_msgs().collect(),
+                    };
+                    #[cfg(not(feature = "hostile"))]
+                    let out = out.into_msgs();
+                    for (s, m) in out {
                         if let Err(e) = nc.circ.send(s, m, now) {
                             // Sequenced and lost: the circuit closed, and
                             // the set's leg-loss rules decide.

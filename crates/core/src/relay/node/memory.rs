@@ -30,8 +30,9 @@ impl RelayNode {
         self.queued_bytes
     }
 
-    /// Recount circuit `key`'s bytes into the node's total.
-    pub(super) fn account(&mut self, key: CircKey) {
+    /// Recount circuit `key`'s bytes into the node's total, and note since
+    /// when its exit streams hold bytes.
+    pub(super) fn account(&mut self, key: CircKey, now: Instant) {
         let Some(nc) = self.circuits.get_mut(&key) else {
             return;
         };
@@ -43,10 +44,18 @@ impl RelayNode {
         let bytes = (p + n) * CELL_MEM_BYTES + streams;
         self.queued_bytes = self.queued_bytes - nc.accounted + bytes;
         nc.accounted = bytes;
+        if streams == 0 {
+            nc.streams_loaded_since = None;
+        } else if nc.streams_loaded_since.is_none() {
+            nc.streams_loaded_since = Some(now);
+        }
     }
 
     /// Over the limit: close the circuits with the oldest queued data
-    /// first until under three quarters of it.
+    /// first until under three quarters of it. A circuit's age is that of
+    /// the oldest of its queued cells and its exit streams' bytes (C-tor
+    /// `circuit_max_queued_item_age` takes the oldest of the cell queues
+    /// and the edge connections' buffers).
     pub(super) fn check_memory(&mut self, now: Instant) {
         let Some(limit) = self.mem_limit else {
             return;
@@ -59,7 +68,16 @@ impl RelayNode {
             .circuits
             .iter()
             .filter(|(_, c)| c.accounted > 0 && !c.circ.is_closed() && c.leg.is_none())
-            .map(|(k, c)| (c.circ.oldest_queued().unwrap_or(now), EdgeKey::Circuit(*k)))
+            .map(|(k, c)| {
+                let oldest = c
+                    .circ
+                    .oldest_queued()
+                    .into_iter()
+                    .chain(c.streams_loaded_since)
+                    .min()
+                    .map_or(now, |t| t.min(now));
+                (oldest, EdgeKey::Circuit(*k))
+            })
             .chain(self.set_victims(now))
             .collect();
         victims.sort();
