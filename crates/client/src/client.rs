@@ -101,6 +101,9 @@ struct Inner {
     failed_relays: Mutex<HashMap<RelayId, std::time::Instant>>,
     /// The primary guards, for the directory driver to ask as caches.
     dir_guards: watch::Sender<Vec<RelayId>>,
+    /// Keys whose next tunnel waits and avoids middles (Braid proposal
+    /// 001 §5.3).
+    rebuild: Mutex<rebuild::RebuildGate<IsolationKey>>,
 }
 
 impl TorClient {
@@ -181,6 +184,7 @@ impl TorClient {
                 building: KeyedLock::new(),
                 failed_relays: Mutex::new(HashMap::new()),
                 dir_guards: watch::channel(Vec::new()).0,
+                rebuild: Mutex::new(rebuild::RebuildGate::new(MAX_POOL_KEYS)),
             }),
         }
     }
@@ -203,7 +207,7 @@ impl TorClient {
 
     /// One tunnel of the configured kind, for the spare pool.
     async fn build_spare(&self) -> Result<TunnelHandle, TunnelError> {
-        self.build_for(None, 443).await
+        self.build_for(None, 443, &[]).await
     }
 
     /// Conflux legs per tunnel now: the configured number while the
@@ -222,22 +226,30 @@ impl TorClient {
     /// (C-tor clients also fall back to a single circuit then). For an
     /// isolation `key` whose exit migrates streams, a circuit carries the
     /// first streams while the set builds (the migrate module).
+    /// Its middles are none of `avoid` where the directory allows (Braid
+    /// proposal 001 §5.3).
     async fn build_for(
         &self,
         key: Option<&IsolationKey>,
         port: u16,
+        avoid: &[RelayId],
     ) -> Result<TunnelHandle, TunnelError> {
         let Some(n) = self.conflux_legs() else {
-            return self.build(Some(port)).await;
+            return self.build_avoiding(Some(port), avoid).await;
         };
         let built = match key {
-            Some(key) if self.inner.config.migrate => self.conflux_meanwhile(key, port, n).await,
-            _ => self.build_conflux(port, n).await,
+            Some(key) if self.inner.config.migrate => {
+                self.conflux_meanwhile(key, port, n, avoid).await
+            }
+            _ => {
+                let (legs, exit) = self.conflux_plans(Some(port), n, None, avoid).await?;
+                self.build_conflux_from(legs, &exit).await
+            }
         };
         match built {
             Err(TunnelError::Path(why)) => {
                 tracing::info!("no Conflux set for port {port} ({why}); one circuit instead");
-                self.build(Some(port)).await
+                self.build_avoiding(Some(port), avoid).await
             }
             other => other,
         }
@@ -446,6 +458,16 @@ impl TorClient {
 
     /// Build a 3-hop tunnel whose exit allows `port` (any port if `None`).
     pub async fn build(&self, port: Option<u16>) -> Result<TunnelHandle, TunnelError> {
+        self.build_avoiding(port, &[]).await
+    }
+
+    /// [`Self::build`] with a middle none of `avoid` where the directory
+    /// allows.
+    async fn build_avoiding(
+        &self,
+        port: Option<u16>,
+        avoid: &[RelayId],
+    ) -> Result<TunnelHandle, TunnelError> {
         let dir = self
             .netdir()
             .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
@@ -478,7 +500,16 @@ impl TorClient {
             })?),
             None => None,
         };
-        let path = choose_path(&relays, dir.weights(), guard, &config, &mut rand::rng())
+        let keep = |r: &Relay| guard.is_some_and(|g| g.id == r.id);
+        let fewer = without(&relays, avoid, keep);
+        let path = choose_path(&fewer, dir.weights(), guard, &config, &mut rand::rng())
+            .or_else(|e| {
+                if avoid.is_empty() {
+                    return Err(e);
+                }
+                tracing::info!("no path on other middles ({e}); any middle");
+                choose_path(&relays, dir.weights(), guard, &config, &mut rand::rng())
+            })
             .map_err(|e| TunnelError::Path(e.to_string()))?;
         let hops = path_hops(&path)?;
         let migrate = self.migrates_with(path.exit);
@@ -527,19 +558,21 @@ impl TorClient {
     /// `entry_nodes`), distinct middles, an exit with Conflux=1 and
     /// FlowCtrl=2; every hop from its node list when one is configured.
     pub async fn build_conflux(&self, port: u16, n: usize) -> Result<TunnelHandle, TunnelError> {
-        let (legs, exit) = self.conflux_plans(Some(port), n, None).await?;
+        let (legs, exit) = self.conflux_plans(Some(port), n, None, &[]).await?;
         self.build_conflux_from(legs, &exit).await
     }
 
     /// The legs of a Conflux set of `n` legs, channels to their guards
     /// open, to one exit allowing `port` (or any), or to `exit` (prop 329
     /// §2.2: distinct guards from the guard set or `entry_nodes`, distinct
-    /// middles, an exit with Conflux=1 and FlowCtrl=2).
+    /// middles, an exit with Conflux=1 and FlowCtrl=2). No middle is one
+    /// of `avoid` where the directory allows (Braid proposal 001 §5.3).
     pub(crate) async fn conflux_plans(
         &self,
         port: Option<u16>,
         n: usize,
         exit: Option<RelayId>,
+        avoid: &[RelayId],
     ) -> Result<(Vec<LegPlan>, ExitFacts), TunnelError> {
         let dir = self
             .netdir()
@@ -561,14 +594,34 @@ impl TorClient {
             .iter()
             .filter_map(|id| relays.iter().find(|r| r.id == *id))
             .collect();
+        let keep = |r: &Relay| guard_ids.contains(&r.id);
+        let fewer = without(&relays, avoid, keep);
+        let fewer_guards: Vec<&Relay> = guard_ids
+            .iter()
+            .filter_map(|id| fewer.iter().find(|r| r.id == *id))
+            .collect();
         let paths = choose_conflux_legs(
-            &relays,
+            &fewer,
             dir.weights(),
             n,
             &config,
-            &guard_relays,
+            &fewer_guards,
             &mut rand::rng(),
         )
+        .or_else(|e| {
+            if avoid.is_empty() {
+                return Err(e);
+            }
+            tracing::info!("no Conflux legs on other middles ({e}); any middles");
+            choose_conflux_legs(
+                &relays,
+                dir.weights(),
+                n,
+                &config,
+                &guard_relays,
+                &mut rand::rng(),
+            )
+        })
         .map_err(|e| TunnelError::Path(e.to_string()))?;
         let exit = paths
             .first()
@@ -765,6 +818,7 @@ impl TorClient {
 
     pub(crate) fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {
         self.register(&tunnel);
+        self.watch_close(key, &tunnel);
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.insert(key.clone(), tunnel, std::time::Instant::now());
     }
@@ -786,7 +840,11 @@ impl TorClient {
         if let Some(t) = pick(self) {
             return Ok(t);
         }
-        if let Some(t) = self.claim_spare(port) {
+        // After a close that calls for it, the next tunnel is built fresh,
+        // after a random delay, on other middles (Braid proposal 001 §5.3).
+        if !self.rebuild_pending(key)
+            && let Some(t) = self.claim_spare(port)
+        {
             self.add_to_pool(key, t.clone());
             return Ok(t);
         }
@@ -794,7 +852,9 @@ impl TorClient {
         if let Some(t) = pick(self) {
             return Ok(t);
         }
-        let t = self.build_for(Some(key), port).await?;
+        let avoid = self.rebuild_wait(key).await;
+        let t = self.build_for(Some(key), port, &avoid).await?;
+        self.rebuilt(key);
         self.add_to_pool(key, t.clone());
         Ok(t)
     }
@@ -914,6 +974,16 @@ fn path_hops(path: &Path<'_>) -> Result<Vec<HopTarget>, TunnelError> {
         .ok_or_else(|| TunnelError::Path("a relay lacks its keys".into()))
 }
 
+/// `relays` but those in `avoid`, except the ones to `keep` (the guards:
+/// Braid proposal 001 §5.2, only the client's own guard set).
+fn without(relays: &[Relay], avoid: &[RelayId], keep: impl Fn(&Relay) -> bool) -> Vec<Relay> {
+    relays
+        .iter()
+        .filter(|r| keep(r) || !avoid.contains(&r.id))
+        .cloned()
+        .collect()
+}
+
 /// The nicknames along `path`, guard first.
 fn path_names(path: &Path<'_>) -> Vec<String> {
     path.hops().iter().map(|r| r.nickname.clone()).collect()
@@ -993,6 +1063,7 @@ impl Connector for TorClient {
 }
 
 mod migrate;
+mod rebuild;
 #[cfg(test)]
 mod tests;
 

@@ -337,7 +337,7 @@ pub fn status_view(tunnels: &[TunnelSnapshot]) -> Vec<TunnelStatusView> {
                 status: match &t.status {
                     TunnelStatus::Building => "building".into(),
                     TunnelStatus::Open => "open".into(),
-                    TunnelStatus::Closed(why) => format!("closed: {why}"),
+                    TunnelStatus::Closed(why) => format!("closed: {}", why.text),
                 },
                 streams: t.report.streams,
                 reorder_bytes: t.report.reorder.map(|r| r.bytes),

@@ -151,8 +151,9 @@ pub enum TunnelStatus {
     Building,
     /// Built; streams can be opened.
     Open,
-    /// Gone, and why.
-    Closed(String),
+    /// Gone, and why: the cause (what the client acts on, Braid proposal
+    /// 001 §5.3), its text for display, and the middles its legs used.
+    Closed(braid_core::tunnel::TunnelClose),
 }
 
 /// What is known about a tunnel from its creation.

@@ -44,10 +44,13 @@
 //! - `migrate`: live stream migration between tunnels (Braid proposal 001
 //!   §4).
 //! - [`claim`]: what a replacement leg's LINK claims.
+//! - [`close`]: why a tunnel closed, structured ([`CloseCause`]), and
+//!   the rule for the next one (Braid proposal 001 §5.3).
 //! - `timers`: the timer table.
 
 pub mod claim;
 pub mod client;
+pub mod close;
 pub mod config;
 pub mod error;
 pub mod event;
@@ -58,6 +61,7 @@ mod streams;
 mod timers;
 
 pub use client::ClientTunnel;
+pub use close::{CloseCause, Rebuild, TunnelClose};
 pub use config::{TunnelConfig, TunnelKind};
 pub use error::{TunnelError, TunnelErrorKind};
 pub use event::{LegSnapshot, ReorderSnapshot, TunnelEvent};

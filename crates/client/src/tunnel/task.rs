@@ -13,7 +13,9 @@ use std::time::Instant;
 use braid_core::circuit::HopTarget;
 use braid_core::ids::{LegKey, StreamId};
 use braid_core::stream::{EndReason, StreamEvent};
-use braid_core::tunnel::{ClientTunnel, LegSpec, TunnelConfig, TunnelEvent, TunnelKind};
+use braid_core::tunnel::{
+    ClientTunnel, LegSpec, TunnelClose, TunnelConfig, TunnelEvent, TunnelKind,
+};
 use braid_dir::RelayId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tor_cell::chancell::msg::AnyChanMsg;
@@ -373,7 +375,11 @@ impl Task {
                     }
                     self.apps
                         .fail_all(&error.to_string(), error.retry_elsewhere());
-                    let _ = self.status.send(TunnelStatus::Closed(error.to_string()));
+                    let close = self
+                        .tunnel
+                        .close_summary()
+                        .unwrap_or_else(|| TunnelClose::new(&error, &[]));
+                    let _ = self.status.send(TunnelStatus::Closed(close));
                     if let Some(b) = self.built.take() {
                         let _ = b.send(Err(TunnelError::Core(error)));
                     }
