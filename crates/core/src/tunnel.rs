@@ -40,6 +40,7 @@
 //! - [`error`]: its errors, [`TunnelError`].
 //! - `leg`: one leg, and the launch budget; [`LegSpec`].
 //! - `send`: stream messages into legs.
+//! - [`stats`]: resumption and migration figures, [`ResumeStats`].
 //! - `streams`: the stream calls.
 //! - `migrate`: live stream migration between tunnels (Braid proposal 001
 //!   §4).
@@ -57,6 +58,7 @@ pub mod event;
 mod leg;
 mod migrate;
 mod send;
+pub mod stats;
 mod streams;
 mod timers;
 
@@ -67,3 +69,4 @@ pub use error::{TunnelError, TunnelErrorKind};
 pub use event::{LegSnapshot, ReorderSnapshot, TunnelEvent};
 pub use leg::LegSpec;
 pub use send::LEG_RESERVE;
+pub use stats::ResumeStats;

@@ -96,6 +96,25 @@ fn a_download_survives_its_busy_leg_dying() {
         assert_eq!(f.resumptions, 1, "seed {seed}");
         assert!(f.resent > 0, "seed {seed}: the lost leg's data was resent");
         assert!(f.legs >= 2, "a replacement leg joined: {f:?}");
+        // The client's own figures (what braid-client's metrics show).
+        let st = sim.client.resume_stats();
+        println!(
+            "seed {seed}: client: {} resumption(s), {} cells resent by the exit, recovery {:?}, {} legs lost",
+            st.resumptions, st.cells_resent_by_peer, st.last_recovery, st.legs_lost
+        );
+        assert!(st.resumable, "{st:?}");
+        assert_eq!(st.resumptions, 1, "seed {seed}: {st:?}");
+        assert!(st.legs_lost >= 1, "{st:?}");
+        assert!(
+            st.cells_resent_by_peer == f.resent,
+            "seed {seed}: what the exit resent came: {st:?} {f:?}"
+        );
+        let rec = st.last_recovery.expect("data flowed again");
+        assert!(
+            rec > Duration::ZERO && rec < sim.elapsed() - killed_at,
+            "seed {seed}: {st:?}"
+        );
+        assert!(st.max_recovery >= st.last_recovery);
     }
 }
 
@@ -122,6 +141,15 @@ fn an_upload_survives_its_busy_leg_dying() {
         "every byte reached the destination once"
     );
     assert!(sim.client.conflux_set().unwrap().resent() > 0);
+    let st = sim.client.resume_stats();
+    println!("upload: {st:?}");
+    assert_eq!(st.resumptions, 1, "{st:?}");
+    assert_eq!(st.cells_resent, sim.client.conflux_set().unwrap().resent());
+    assert!(st.retransmit_peak_bytes > 0, "{st:?}");
+    assert!(
+        st.last_recovery.is_some_and(|d| d > Duration::ZERO),
+        "{st:?}"
+    );
 }
 
 /// Both legs die at once through different guards (each a different
