@@ -285,6 +285,42 @@ async fn resumed_download(dir: &Path) {
     assert_eq!(sha, want, "the file's SHA-256");
     assert!(replacements >= 1, "a replacement leg joined");
     assert!(!t.is_closed(), "the set lived through the loss");
+    // The metrics show the resumption (issue 15 item 4).
+    let st = r.resume;
+    println!(
+        "resumption metrics: {} resumption(s), {} cells resent by the exit, {} by us, \
+         retransmit peak {} B, recovery {:?} (max {:?}), {} leg(s) lost",
+        st.resumptions,
+        st.cells_resent_by_peer,
+        st.cells_resent,
+        st.retransmit_peak_bytes,
+        st.last_recovery,
+        st.max_recovery,
+        st.legs_lost
+    );
+    assert!(st.resumable, "{st:?}");
+    assert!(st.resumptions >= 1, "{st:?}");
+    assert!(
+        st.cells_resent_by_peer > 0,
+        "the exit resent the lost leg's cells: {st:?}"
+    );
+    let recovery = st.last_recovery.expect("a recovery time");
+    assert!(
+        recovery > Duration::ZERO && recovery < killed.elapsed(),
+        "{st:?}"
+    );
+    let text = braid_client::metrics::prometheus(&braid_client::metrics::snapshot(&client).await);
+    let sample = |name: &str| -> f64 {
+        let prefix = format!("{name}{{tunnel=\"{}\"", t.id());
+        text.lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} for tunnel {} in:\n{text}", t.id()))
+    };
+    assert!(sample("braid_tunnel_resumptions_total") >= 1.0);
+    assert!(sample("braid_tunnel_recovery_seconds") > 0.0);
+    assert!(text.contains("braid_resume_cells_resent_total{by=\"peer\"}"));
     let _ = stop.send(());
     let _ = serving.await;
 }

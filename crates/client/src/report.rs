@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use braid_core::circuit::HopFigures;
 use braid_core::conflux::LegStats;
 use braid_core::ids::LegKey;
-use braid_core::tunnel::ClientTunnel;
+use braid_core::tunnel::{ClientTunnel, ResumeStats};
 
 /// A snapshot of one tunnel, taken by its task.
 #[derive(Debug, Clone)]
@@ -24,6 +24,9 @@ pub struct TunnelReport {
     pub streams: usize,
     /// The connected streams the application holds.
     pub stream_list: Vec<StreamReport>,
+    /// Resumption and migration figures (Braid proposal 001; zero for a
+    /// tunnel without them).
+    pub resume: ResumeStats,
 }
 
 /// One connected stream of a tunnel, as `braid streams` lists it.
@@ -113,6 +116,7 @@ impl TunnelReport {
             }),
             streams,
             stream_list,
+            resume: tunnel.resume_stats(),
         }
     }
 
