@@ -378,7 +378,7 @@ impl Task {
                     let close = self
                         .tunnel
                         .close_summary()
-                        .unwrap_or_else(|| TunnelClose::new(&error, &[]));
+                        .unwrap_or_else(|| TunnelClose::new(&error, &[], 0));
                     let _ = self.status.send(TunnelStatus::Closed(close));
                     if let Some(b) = self.built.take() {
                         let _ = b.send(Err(TunnelError::Core(error)));

@@ -844,6 +844,16 @@ impl ClientTunnel {
         if self.is_closed() || self.multipath.is_none() {
             return;
         }
+        // Braid proposal 001 §5.3: past the resumptions §3.5 allows, the
+        // client stops resuming and closes the set (its next set waits and
+        // avoids its middles: `super::close`).
+        if let Some(m) = self.multipath.as_mut()
+            && !m.set.may_resume(now)
+        {
+            let e = m.set.stop_resuming();
+            self.close_with(TunnelError::Conflux(e));
+            return;
+        }
         if self.launches.can_launch() {
             if !self.timers.is_set(Timer::Relaunch) {
                 let at = self.launches.next_at(now);

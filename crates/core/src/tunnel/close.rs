@@ -2,9 +2,11 @@
 //! does next because of it (Braid proposal 001 §5.3, confirmation attacks,
 //! prop 329 §4.3).
 //!
-//! A set the client stopped resuming (3 resumptions in 60 s, §3.5), whose
-//! legs died together through one guard, or whose peer broke the protocol
-//! is not rebuilt at once: the next set for the same isolation key waits a
+//! A set the client stopped resuming (3 resumptions in 60 s, §3.5, or its
+//! leg launch budget spent on replacing lost legs, prop 329 §4.2.2, which
+//! with C-tor's default of 3 relaunches comes first), whose legs died
+//! together through one guard, or whose peer broke the protocol is not
+//! rebuilt at once: the next set for the same isolation key waits a
 //! uniformly random 1 to 5 s and uses other middles, so that an adversary
 //! who kills legs gets no faster or more regular a reaction than a fresh
 //! circuit would give. The rule is here; the driver only sleeps and passes
@@ -32,6 +34,10 @@ pub enum CloseCause {
     Local,
     /// A resumable set was resumed too often (Braid proposal 001 §3.5).
     TooManyResumptions,
+    /// A resumable set that was resumed lost legs until its launch budget
+    /// was spent (prop 329 §4.2.2): it stopped resuming as with
+    /// [`Self::TooManyResumptions`].
+    LegsKeptDying,
     /// Every leg died within a second through one guard (Braid proposal
     /// 001 §5.3).
     LegsKilledTogether,
@@ -48,6 +54,14 @@ pub enum CloseCause {
 }
 
 impl CloseCause {
+    /// The cause of `error`, on a tunnel resumed `resumptions` times.
+    pub fn of_tunnel(error: &TunnelError, resumptions: u64) -> Self {
+        match error {
+            TunnelError::LaunchBudgetSpent { .. } if resumptions > 0 => CloseCause::LegsKeptDying,
+            e => Self::of(e),
+        }
+    }
+
     /// The cause of `error`.
     pub fn of(error: &TunnelError) -> Self {
         match error {
@@ -74,6 +88,7 @@ impl CloseCause {
         matches!(
             self,
             CloseCause::TooManyResumptions
+                | CloseCause::LegsKeptDying
                 | CloseCause::LegsKilledTogether
                 | CloseCause::ProtocolViolation
         )
@@ -84,6 +99,7 @@ impl CloseCause {
         match self {
             CloseCause::Local => "local",
             CloseCause::TooManyResumptions => "too_many_resumptions",
+            CloseCause::LegsKeptDying => "legs_kept_dying",
             CloseCause::LegsKilledTogether => "legs_killed_together",
             CloseCause::ProtocolViolation => "protocol_violation",
             CloseCause::ResourceLimit => "resource_limit",
@@ -107,8 +123,9 @@ pub struct TunnelClose {
 }
 
 impl TunnelClose {
-    /// The close of a tunnel that ended with `error` and had `legs`.
-    pub fn new(error: &TunnelError, legs: &[LegSnapshot]) -> Self {
+    /// The close of a tunnel that ended with `error`, had `legs` and was
+    /// resumed `resumptions` times.
+    pub fn new(error: &TunnelError, legs: &[LegSnapshot], resumptions: u64) -> Self {
         let mut middles: Vec<RsaIdentity> = Vec::new();
         for l in legs {
             let inner = l.path.get(1..l.path.len().saturating_sub(1));
@@ -119,7 +136,7 @@ impl TunnelClose {
             }
         }
         TunnelClose {
-            cause: CloseCause::of(error),
+            cause: CloseCause::of_tunnel(error, resumptions),
             text: error.to_string(),
             middles,
         }
@@ -141,7 +158,8 @@ impl super::ClientTunnel {
     /// Why the tunnel closed, structured, once it has.
     pub fn close_summary(&self) -> Option<TunnelClose> {
         let error = self.close_error()?;
-        Some(TunnelClose::new(error, &self.leg_snapshots()))
+        let resumptions = self.resume_stats().resumptions;
+        Some(TunnelClose::new(error, &self.leg_snapshots(), resumptions))
     }
 }
 
@@ -234,7 +252,7 @@ mod tests {
             leg(2, &[1, 5, 9]),
             leg(3, &[6]),
         ];
-        let close = TunnelClose::new(&too_many(), &legs);
+        let close = TunnelClose::new(&too_many(), &legs, 3);
         assert_eq!(close.middles, vec![id(2), id(4), id(5)]);
         assert!(close.text.contains("§3.5"), "{}", close.text);
     }
@@ -247,8 +265,18 @@ mod tests {
             leg: LegKey(0),
             reason: CloseReason::ChannelClosed,
         };
-        assert_eq!(TunnelClose::new(&lost, &legs).rebuild(&mut rng), None);
-        let r = TunnelClose::new(&too_many(), &legs)
+        assert_eq!(TunnelClose::new(&lost, &legs, 1).rebuild(&mut rng), None);
+        let spent = TunnelError::LaunchBudgetSpent {
+            launches: 5,
+            budget: 5,
+        };
+        let never_resumed = TunnelClose::new(&spent, &legs, 0);
+        assert_eq!(never_resumed.cause, CloseCause::BuildFailed);
+        assert_eq!(never_resumed.rebuild(&mut rng), None);
+        let kept_dying = TunnelClose::new(&spent, &legs, 3);
+        assert_eq!(kept_dying.cause, CloseCause::LegsKeptDying);
+        assert!(kept_dying.rebuild(&mut rng).is_some());
+        let r = TunnelClose::new(&too_many(), &legs, 3)
             .rebuild(&mut rng)
             .expect("a rebuild rule");
         assert_eq!(r.avoid, vec![id(2)]);

@@ -197,6 +197,27 @@ impl ConfluxSet {
         }
     }
 
+    /// Whether a new leg may still resume the set at `now`: false once
+    /// legs were lost since the last resumption and one more would pass
+    /// the bounds of Braid proposal 001 §3.5. The client then stops
+    /// resuming (§5.3) rather than launch a leg the exit would refuse.
+    pub fn may_resume(&self, now: Instant) -> bool {
+        match &self.resume {
+            Some(r) if self.lost_legs && self.linked => r.allows_resumption(now),
+            _ => true,
+        }
+    }
+
+    /// Close the set because it resumes no more (Braid proposal 001 §3.5,
+    /// §5.3); the error it closed with.
+    pub fn stop_resuming(&mut self) -> ConfluxError {
+        let (per_minute, total) = self
+            .resume
+            .as_ref()
+            .map_or((0, 0), |r| (r.params().per_minute, r.params().total));
+        self.fail(ConfluxError::TooManyResumptions { per_minute, total })
+    }
+
     /// A linked leg of a resumable set closed: it leaves, whatever it
     /// carried; the set waits for a new leg if none is left.
     pub(super) fn resumable_leg_closed(&mut self, leg: LegId, now: Instant) {
