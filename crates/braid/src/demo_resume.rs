@@ -19,6 +19,8 @@ use crate::demo::{BRAID_CACHE, tunnel_table};
 /// SOCKS credentials of the run: its isolation key.
 const USER: &str = "resume";
 const PASS: &str = "demo";
+/// The longest the download may take, kill included.
+const FETCH_LIMIT: Duration = Duration::from_secs(300);
 
 /// The download through `exit` with the busy leg's middle killed once
 /// `size / 4` bytes have come. Returns the download (SHA-256 verified) and
@@ -53,9 +55,14 @@ pub(crate) async fn killed_middle_download(
             .map_err(|e| e.to_string())
     });
     let killed = kill_busy_middle(dir, &client, size / 4, &fetch).await;
-    let result = match fetch.await {
-        Ok(r) => r,
-        Err(e) => Err(format!("the download task: {e}")),
+    let abort = fetch.abort_handle();
+    let result = match tokio::time::timeout(FETCH_LIMIT, fetch).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(format!("the download task: {e}")),
+        Err(_) => {
+            abort.abort();
+            Err(format!("the download did not end within {FETCH_LIMIT:?}"))
+        }
     };
     let report = match &killed {
         Ok(k) => report(k).await,
