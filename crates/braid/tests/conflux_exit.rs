@@ -142,6 +142,9 @@ async fn braid_client_set(dir: &Path) {
     let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
     cfg.cache_dir = dir.join("braid-cache-conflux-exit");
     cfg.conflux_legs = Some(2);
+    // The stream on the set from the start: with migration on, a single
+    // circuit carries it while the set builds and it may stay there.
+    cfg.migrate = false;
     cfg.nodes = NodeRestrictions::parse(&[], &[], &["braidexit0"]).unwrap();
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
@@ -184,6 +187,10 @@ async fn braid_client_set(dir: &Path) {
     assert_eq!(t.info().legs.len(), 2, "{:?}", t.info().legs);
     assert!(t.info().legs.iter().all(|l| l[2] == "braidexit0"));
     assert_eq!(received.iter().sum::<u64>(), report.data_bytes_received());
+    assert!(
+        report.data_bytes_received() >= 20_000_000,
+        "the set carried the download: {received:?}"
+    );
     let _ = stop.send(());
     let _ = serving.await;
 }
@@ -197,6 +204,8 @@ async fn resumed_download(dir: &Path) {
     let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
     cfg.cache_dir = dir.join("braid-cache-resume");
     cfg.conflux_legs = Some(2);
+    // The stream on the set from the start (see `braid_client_set`).
+    cfg.migrate = false;
     assert!(cfg.resume, "on by default");
     cfg.nodes = NodeRestrictions::parse(&[], &[], &["braidexit0"]).unwrap();
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
@@ -236,6 +245,11 @@ async fn resumed_download(dir: &Path) {
     };
     let t = client.tunnels_for(&key)[0].clone();
     let r = t.report().await.unwrap();
+    assert!(
+        r.conflux && r.data_bytes_received() >= 4_000_000,
+        "the download is on the set: {} bytes",
+        r.data_bytes_received()
+    );
     let (i, leg) = r
         .legs
         .iter()
