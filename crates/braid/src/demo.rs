@@ -4,7 +4,9 @@
 //! a download through Braid's own client over one circuit, then, for the
 //! C-tor exit and for the Braid exit, the same download through Braid's
 //! 2-leg Conflux set and through the C-tor client's set, each with its
-//! per-leg report and checked by SHA-256.
+//! per-leg report and checked by SHA-256; last, the same set to the Braid
+//! exit with its busy leg's middle killed mid-download (resumption,
+//! [`crate::demo_resume`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +22,7 @@ use crate::cli::DemoArgs;
 use crate::testnet_cmd::{config_from, say, up_interruptible};
 
 /// The demo client's cache, in the network's directory.
-const BRAID_CACHE: &str = "braid-cache";
+pub(crate) const BRAID_CACHE: &str = "braid-cache";
 
 pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
     let dir = args
@@ -106,6 +108,31 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), TestnetError> {
             if let Err(e) = ctor_set_download(network.manifest(), size, exit).await {
                 say(&format!("C-tor download failed: {e}"));
                 failed.push(format!("the C-tor client's Conflux set to {exit}: {e}"));
+            }
+        }
+        // Last: the kill leaves a relay down for the rest of the run.
+        if exits.contains(&"braidexit0") {
+            say(&format!(
+                "downloading {size} bytes through Braid's client, a 2-leg Conflux set to \
+                 braidexit0 whose busy leg's middle is killed a quarter of the way in"
+            ));
+            match crate::demo_resume::killed_middle_download(network.dir(), files, size, "braidexit0")
+                .await
+            {
+                Ok((d, report)) => {
+                    say(&format!(
+                        "Braid: {} bytes in {:.2} s ({:.2} MB/s) through a killed middle, SHA-256 {} verified",
+                        d.bytes,
+                        d.elapsed.as_secs_f64(),
+                        d.mb_per_s(),
+                        d.sha256
+                    ));
+                    say(report.trim_end());
+                }
+                Err(e) => {
+                    say(&format!("the resumption run failed: {e}"));
+                    failed.push(format!("Braid's client, the resumption run: {e}"));
+                }
             }
         }
         if failed.is_empty() {
@@ -201,8 +228,20 @@ async fn braid_download(
     let result = fetch_file(files, Some((socks, None)), size, 1)
         .await
         .map_err(|e| e.to_string());
+    let report = match client.tunnels().first() {
+        Some(t) => tunnel_table(t).await,
+        None => String::new(),
+    };
+    let _ = stop.send(());
+    let _ = serving.await;
+    result.map(|d| (d, report))
+}
+
+/// A tunnel's legs (path, DATA cells, share, congestion control) and its
+/// reorder queue's peak.
+pub(crate) async fn tunnel_table(t: &braid_client::tunnel::TunnelHandle) -> String {
     let mut report = String::new();
-    if let Some(t) = client.tunnels().first() {
+    {
         let figures = t.leg_figures().await;
         let cells: Vec<u64> = figures
             .iter()
@@ -210,9 +249,10 @@ async fn braid_download(
             .collect();
         let total: u64 = cells.iter().sum::<u64>().max(1);
         report.push_str(
-            "leg  path (guard > middle > exit)       DATA cells  share  congestion control\n",
+            "leg  path (guard > middle > exit)       state    DATA cells  share  congestion control\n",
         );
-        for (i, (path, f)) in t.info().legs.iter().zip(&figures).enumerate() {
+        for (i, f) in figures.iter().enumerate() {
+            let path = &f.path;
             let n = cells.get(i).copied().unwrap_or(0);
             let cc = f
                 .figures
@@ -222,10 +262,16 @@ async fn braid_download(
                     || "fixed windows".to_owned(),
                     |inc| format!("TOR_VEGAS, sendme_inc {inc}"),
                 );
+            let state = match (f.open, f.replacement) {
+                (true, false) => "open",
+                (true, true) => "open*",
+                (false, _) => "closed",
+            };
             report.push_str(&format!(
-                "{:<4} {:<34} {:>10}  {:>4.1}%  {cc}\n",
+                "{:<4} {:<34} {:<7} {:>10}  {:>4.1}%  {cc}\n",
                 i + 1,
                 path.join(" > "),
+                state,
                 n,
                 n as f64 * 100.0 / total as f64
             ));
@@ -233,8 +279,9 @@ async fn braid_download(
         if let Some(peak) = t.reorder_peak().await {
             report.push_str(&format!("reorder queue peak: {peak} bytes\n"));
         }
+        if figures.iter().any(|f| f.replacement) {
+            report.push_str("(open*: a leg that replaced a lost one)\n");
+        }
     }
-    let _ = stop.send(());
-    let _ = serving.await;
-    result.map(|d| (d, report))
+    report
 }

@@ -9,6 +9,7 @@
 mod bench;
 mod cli;
 mod demo;
+mod demo_resume;
 mod dir_cmd;
 mod proxy_cmd;
 mod relay_cmd;

@@ -65,6 +65,10 @@ fn render(tunnels: &[TunnelStatusView]) -> String {
             );
         }
         out.push('\n');
+        let resume = t.resume.describe();
+        if !resume.is_empty() {
+            let _ = writeln!(out, "  {resume}");
+        }
         let _ = writeln!(
             out,
             "  {:>3}  {:<40} {:>6} {:>8} {:>8} {:>6} {:>8} {:>12} {:>10} {:>6} {:>9}",
@@ -107,6 +111,14 @@ fn render(tunnels: &[TunnelStatusView]) -> String {
             );
         }
     }
+    let mut total = braid_client::metrics::ResumeView::default();
+    for t in tunnels {
+        total.add(&t.resume);
+    }
+    let total = total.describe();
+    if tunnels.len() > 1 && !total.is_empty() {
+        let _ = writeln!(out, "all tunnels: {total}");
+    }
     out.push_str("(open*: a replacement leg; switches: sent/received)\n");
     out
 }
@@ -139,6 +151,33 @@ mod tests {
         assert!(text.contains("open*"));
         assert!(text.contains("75.0%"));
         assert!(text.contains("1/2"));
+        assert!(!text.contains("resumption"), "nothing to say: {text}");
         assert_eq!(render(&[]), "no tunnels\n");
+    }
+
+    #[test]
+    fn renders_resumption_figures_and_totals() {
+        let one = |id: u64, resumptions: u64, peak: u64, last: f64| {
+            format!(
+                r#"{{"id":{id},"kind":"conflux","status":"open","streams":1,
+                "reorder_bytes":null,"reorder_peak_bytes":null,"reorder_limit_bytes":null,"legs":[],
+                "resume":{{"resumable":true,"resumptions":{resumptions},"cells_resent":0,
+                "cells_resent_by_peer":359,"retransmit_bytes":0,"retransmit_peak_bytes":{peak},
+                "legs_lost":1,"last_recovery_ms":{last},"max_recovery_ms":{last},
+                "migrations_done":2,"migrations_refused":0,"migrations_aborted":0}}}}"#
+            )
+        };
+        let json = format!("[{},{}]", one(1, 1, 5000, 250.0), one(2, 2, 9000, 400.0));
+        let tunnels: Vec<TunnelStatusView> = serde_json::from_str(&json).unwrap();
+        let text = render(&tunnels);
+        assert!(
+            text.contains("1 resumption(s), cells resent 0 by us / 359 by the peer"),
+            "{text}"
+        );
+        assert!(text.contains("recovery last 250 ms max 250 ms"), "{text}");
+        assert!(
+            text.contains("all tunnels: resumable yes, 3 resumption(s), cells resent 0 by us / 718 by the peer, retransmit 0 B (peak 9000 B), 2 leg(s) lost, recovery last 400 ms max 400 ms, migrations 4 done"),
+            "{text}"
+        );
     }
 }

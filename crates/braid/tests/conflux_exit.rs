@@ -142,6 +142,9 @@ async fn braid_client_set(dir: &Path) {
     let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
     cfg.cache_dir = dir.join("braid-cache-conflux-exit");
     cfg.conflux_legs = Some(2);
+    // The stream on the set from the start: with migration on, a single
+    // circuit carries it while the set builds and it may stay there.
+    cfg.migrate = false;
     cfg.nodes = NodeRestrictions::parse(&[], &[], &["braidexit0"]).unwrap();
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
@@ -184,6 +187,10 @@ async fn braid_client_set(dir: &Path) {
     assert_eq!(t.info().legs.len(), 2, "{:?}", t.info().legs);
     assert!(t.info().legs.iter().all(|l| l[2] == "braidexit0"));
     assert_eq!(received.iter().sum::<u64>(), report.data_bytes_received());
+    assert!(
+        report.data_bytes_received() >= 20_000_000,
+        "the set carried the download: {received:?}"
+    );
     let _ = stop.send(());
     let _ = serving.await;
 }
@@ -197,6 +204,8 @@ async fn resumed_download(dir: &Path) {
     let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
     cfg.cache_dir = dir.join("braid-cache-resume");
     cfg.conflux_legs = Some(2);
+    // The stream on the set from the start (see `braid_client_set`).
+    cfg.migrate = false;
     assert!(cfg.resume, "on by default");
     cfg.nodes = NodeRestrictions::parse(&[], &[], &["braidexit0"]).unwrap();
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
@@ -236,6 +245,11 @@ async fn resumed_download(dir: &Path) {
     };
     let t = client.tunnels_for(&key)[0].clone();
     let r = t.report().await.unwrap();
+    assert!(
+        r.conflux && r.data_bytes_received() >= 4_000_000,
+        "the download is on the set: {} bytes",
+        r.data_bytes_received()
+    );
     let (i, leg) = r
         .legs
         .iter()
@@ -285,6 +299,42 @@ async fn resumed_download(dir: &Path) {
     assert_eq!(sha, want, "the file's SHA-256");
     assert!(replacements >= 1, "a replacement leg joined");
     assert!(!t.is_closed(), "the set lived through the loss");
+    // The metrics show the resumption (issue 15 item 4).
+    let st = r.resume;
+    println!(
+        "resumption metrics: {} resumption(s), {} cells resent by the exit, {} by us, \
+         retransmit peak {} B, recovery {:?} (max {:?}), {} leg(s) lost",
+        st.resumptions,
+        st.cells_resent_by_peer,
+        st.cells_resent,
+        st.retransmit_peak_bytes,
+        st.last_recovery,
+        st.max_recovery,
+        st.legs_lost
+    );
+    assert!(st.resumable, "{st:?}");
+    assert!(st.resumptions >= 1, "{st:?}");
+    assert!(
+        st.cells_resent_by_peer > 0,
+        "the exit resent the lost leg's cells: {st:?}"
+    );
+    let recovery = st.last_recovery.expect("a recovery time");
+    assert!(
+        recovery > Duration::ZERO && recovery < killed.elapsed(),
+        "{st:?}"
+    );
+    let text = braid_client::metrics::prometheus(&braid_client::metrics::snapshot(&client).await);
+    let sample = |name: &str| -> f64 {
+        let prefix = format!("{name}{{tunnel=\"{}\"", t.id());
+        text.lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} for tunnel {} in:\n{text}", t.id()))
+    };
+    assert!(sample("braid_tunnel_resumptions_total") >= 1.0);
+    assert!(sample("braid_tunnel_recovery_seconds") > 0.0);
+    assert!(text.contains("braid_resume_cells_resent_total{by=\"peer\"}"));
     let _ = stop.send(());
     let _ = serving.await;
 }

@@ -220,7 +220,7 @@ async fn download(
         );
     }
     if let TunnelStatus::Closed(why) = t.status() {
-        run.reason = Some(why);
+        run.reason = Some(why.text);
     }
     if !needles.is_empty() {
         run.lines = logs.naming(needles);

@@ -103,6 +103,9 @@ struct Inner {
     dir_guards: watch::Sender<Vec<RelayId>>,
     /// The learned circuit build timeout (path-spec §2.4).
     build_times: Mutex<braid_dir::build_timeout::BuildTimes>,
+    /// Keys whose next tunnel waits and avoids middles (Braid proposal
+    /// 001 §5.3).
+    rebuild: Mutex<rebuild::RebuildGate<IsolationKey>>,
 }
 
 impl TorClient {
@@ -187,6 +190,7 @@ impl TorClient {
                     braid_dir::build_timeout::BuildTimeParams::default(),
                 )),
                 dir_guards: watch::channel(Vec::new()).0,
+                rebuild: Mutex::new(rebuild::RebuildGate::new(MAX_POOL_KEYS)),
             }),
         }
     }
@@ -209,7 +213,7 @@ impl TorClient {
 
     /// One tunnel of the configured kind, for the spare pool.
     async fn build_spare(&self) -> Result<TunnelHandle, TunnelError> {
-        self.build_for(None, 443).await
+        self.build_for(None, 443, &[]).await
     }
 
     /// Conflux legs per tunnel now: the configured number while the
@@ -228,22 +232,30 @@ impl TorClient {
     /// (C-tor clients also fall back to a single circuit then). For an
     /// isolation `key` whose exit migrates streams, a circuit carries the
     /// first streams while the set builds (the migrate module).
+    /// Its middles are none of `avoid` where the directory allows (Braid
+    /// proposal 001 §5.3).
     async fn build_for(
         &self,
         key: Option<&IsolationKey>,
         port: u16,
+        avoid: &[RelayId],
     ) -> Result<TunnelHandle, TunnelError> {
         let Some(n) = self.conflux_legs() else {
-            return self.build(Some(port)).await;
+            return self.build_avoiding(Some(port), avoid).await;
         };
         let built = match key {
-            Some(key) if self.inner.config.migrate => self.conflux_meanwhile(key, port, n).await,
-            _ => self.build_conflux(port, n).await,
+            Some(key) if self.inner.config.migrate => {
+                self.conflux_meanwhile(key, port, n, avoid).await
+            }
+            _ => {
+                let (legs, exit) = self.conflux_plans(Some(port), n, None, avoid).await?;
+                self.build_conflux_from(legs, &exit).await
+            }
         };
         match built {
             Err(TunnelError::Path(why)) => {
                 tracing::info!("no Conflux set for port {port} ({why}); one circuit instead");
-                self.build(Some(port)).await
+                self.build_avoiding(Some(port), avoid).await
             }
             other => other,
         }
@@ -457,9 +469,19 @@ impl TorClient {
     /// while a circuit through the better guard is tried
     /// ([`Self::wait_for_better_guard`]).
     pub async fn build(&self, port: Option<u16>) -> Result<TunnelHandle, TunnelError> {
-        let (tunnel, outcome) = self.build_attempt(port).await?;
+        self.build_avoiding(port, &[]).await
+    }
+
+    /// [`Self::build`] with a middle none of `avoid` where the directory
+    /// allows.
+    async fn build_avoiding(
+        &self,
+        port: Option<u16>,
+        avoid: &[RelayId],
+    ) -> Result<TunnelHandle, TunnelError> {
+        let (tunnel, outcome) = self.build_attempt(port, avoid).await?;
         if outcome == Some(SuccessOutcome::WaitForBetterGuard) {
-            return Ok(self.wait_for_better_guard(tunnel, port).await);
+            return Ok(self.wait_for_better_guard(tunnel, port, avoid).await);
         }
         Ok(tunnel)
     }
@@ -469,6 +491,7 @@ impl TorClient {
     async fn build_attempt(
         &self,
         port: Option<u16>,
+        avoid: &[RelayId],
     ) -> Result<(TunnelHandle, Option<SuccessOutcome>), TunnelError> {
         let dir = self
             .netdir()
@@ -502,7 +525,16 @@ impl TorClient {
             })?),
             None => None,
         };
-        let path = choose_path(&relays, dir.weights(), guard, &config, &mut rand::rng())
+        let keep = |r: &Relay| guard.is_some_and(|g| g.id == r.id);
+        let fewer = without(&relays, avoid, keep);
+        let path = choose_path(&fewer, dir.weights(), guard, &config, &mut rand::rng())
+            .or_else(|e| {
+                if avoid.is_empty() {
+                    return Err(e);
+                }
+                tracing::info!("no path on other middles ({e}); any middle");
+                choose_path(&relays, dir.weights(), guard, &config, &mut rand::rng())
+            })
             .map_err(|e| TunnelError::Path(e.to_string()))?;
         let hops = path_hops(&path)?;
         let migrate = self.migrates_with(path.exit);
@@ -552,7 +584,7 @@ impl TorClient {
     /// `entry_nodes`), distinct middles, an exit with Conflux=1 and
     /// FlowCtrl=2; every hop from its node list when one is configured.
     pub async fn build_conflux(&self, port: u16, n: usize) -> Result<TunnelHandle, TunnelError> {
-        let (legs, exit) = self.conflux_plans(Some(port), n, None).await?;
+        let (legs, exit) = self.conflux_plans(Some(port), n, None, &[]).await?;
         self.build_conflux_from(legs, &exit).await
     }
 
@@ -565,19 +597,21 @@ impl TorClient {
         port: Option<u16>,
         n: usize,
     ) -> Result<TunnelHandle, TunnelError> {
-        let (legs, exit) = self.conflux_plans(port, n, Some(exit)).await?;
+        let (legs, exit) = self.conflux_plans(port, n, Some(exit), &[]).await?;
         self.build_conflux_from(legs, &exit).await
     }
 
     /// The legs of a Conflux set of `n` legs, channels to their guards
     /// open, to one exit allowing `port` (or any), or to `exit` (prop 329
     /// §2.2: distinct guards from the guard set or `entry_nodes`, distinct
-    /// middles, an exit with Conflux=1 and FlowCtrl=2).
+    /// middles, an exit with Conflux=1 and FlowCtrl=2). No middle is one
+    /// of `avoid` where the directory allows (Braid proposal 001 §5.3).
     pub(crate) async fn conflux_plans(
         &self,
         port: Option<u16>,
         n: usize,
         exit: Option<RelayId>,
+        avoid: &[RelayId],
     ) -> Result<(Vec<LegPlan>, ExitFacts), TunnelError> {
         let dir = self
             .netdir()
@@ -599,14 +633,34 @@ impl TorClient {
             .iter()
             .filter_map(|id| relays.iter().find(|r| r.id == *id))
             .collect();
+        let keep = |r: &Relay| guard_ids.contains(&r.id);
+        let fewer = without(&relays, avoid, keep);
+        let fewer_guards: Vec<&Relay> = guard_ids
+            .iter()
+            .filter_map(|id| fewer.iter().find(|r| r.id == *id))
+            .collect();
         let paths = choose_conflux_legs(
-            &relays,
+            &fewer,
             dir.weights(),
             n,
             &config,
-            &guard_relays,
+            &fewer_guards,
             &mut rand::rng(),
         )
+        .or_else(|e| {
+            if avoid.is_empty() {
+                return Err(e);
+            }
+            tracing::info!("no Conflux legs on other middles ({e}); any middles");
+            choose_conflux_legs(
+                &relays,
+                dir.weights(),
+                n,
+                &config,
+                &guard_relays,
+                &mut rand::rng(),
+            )
+        })
         .map_err(|e| TunnelError::Path(e.to_string()))?;
         let exit = paths
             .first()
@@ -806,6 +860,7 @@ impl TorClient {
 
     pub(crate) fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {
         self.register(&tunnel);
+        self.watch_close(key, &tunnel);
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.insert(key.clone(), tunnel, std::time::Instant::now());
     }
@@ -827,7 +882,11 @@ impl TorClient {
         if let Some(t) = pick(self) {
             return Ok(t);
         }
-        if let Some(t) = self.claim_spare(port) {
+        // After a close that calls for it, the next tunnel is built fresh,
+        // after a random delay, on other middles (Braid proposal 001 §5.3).
+        if !self.rebuild_pending(key)
+            && let Some(t) = self.claim_spare(port)
+        {
             self.add_to_pool(key, t.clone());
             return Ok(t);
         }
@@ -835,7 +894,9 @@ impl TorClient {
         if let Some(t) = pick(self) {
             return Ok(t);
         }
-        let t = self.build_for(Some(key), port).await?;
+        let avoid = self.rebuild_wait(key).await;
+        let t = self.build_for(Some(key), port, &avoid).await?;
+        self.rebuilt(key);
         self.add_to_pool(key, t.clone());
         Ok(t)
     }
@@ -976,6 +1037,16 @@ fn path_hops(path: &Path<'_>) -> Result<Vec<HopTarget>, TunnelError> {
         .ok_or_else(|| TunnelError::Path("a relay lacks its keys".into()))
 }
 
+/// `relays` but those in `avoid`, except the ones to `keep` (the guards:
+/// Braid proposal 001 §5.2, only the client's own guard set).
+fn without(relays: &[Relay], avoid: &[RelayId], keep: impl Fn(&Relay) -> bool) -> Vec<Relay> {
+    relays
+        .iter()
+        .filter(|r| keep(r) || !avoid.contains(&r.id))
+        .cloned()
+        .collect()
+}
+
 /// The nicknames along `path`, guard first.
 fn path_names(path: &Path<'_>) -> Vec<String> {
     path.hops().iter().map(|r| r.nickname.clone()).collect()
@@ -1057,6 +1128,7 @@ impl Connector for TorClient {
 mod better_guard;
 mod build_times;
 mod migrate;
+mod rebuild;
 #[cfg(test)]
 mod tests;
 

@@ -30,7 +30,7 @@
 //! | `braid_leg_share` | tunnel, leg | this leg's part of the tunnel's DATA bytes received |
 //!
 //! The share is a ratio of counters, given for convenience; the counters
-//! are the truth.
+//! are the truth. Resumption and migration figures: [`resume`].
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -39,6 +39,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+pub mod resume;
+
+pub use resume::{ResumeView, totals};
 
 use crate::client::TorClient;
 use crate::tunnel::{TunnelInfo, TunnelReport, TunnelStatus};
@@ -262,6 +266,9 @@ pub fn prometheus(tunnels: &[TunnelSnapshot]) -> String {
         "The leg's part of the tunnel's DATA bytes received.",
         share_rows,
     );
+    for (name, kind, help, rows) in resume::families(tunnels) {
+        family(name, kind, help, rows);
+    }
     out
 }
 
@@ -317,6 +324,9 @@ pub struct TunnelStatusView {
     pub reorder_limit_bytes: Option<usize>,
     /// The legs.
     pub legs: Vec<LegStatus>,
+    /// Resumption and migration figures (absent from older proxies).
+    #[serde(default)]
+    pub resume: ResumeView,
 }
 
 /// The snapshot as `/status` rows.
@@ -337,12 +347,13 @@ pub fn status_view(tunnels: &[TunnelSnapshot]) -> Vec<TunnelStatusView> {
                 status: match &t.status {
                     TunnelStatus::Building => "building".into(),
                     TunnelStatus::Open => "open".into(),
-                    TunnelStatus::Closed(why) => format!("closed: {why}"),
+                    TunnelStatus::Closed(why) => format!("closed: {}", why.text),
                 },
                 streams: t.report.streams,
                 reorder_bytes: t.report.reorder.map(|r| r.bytes),
                 reorder_peak_bytes: t.report.reorder.map(|r| r.peak_bytes),
                 reorder_limit_bytes: t.report.reorder.map(|r| r.limit_bytes),
+                resume: ResumeView::from(&t.report.resume),
                 legs: t
                     .report
                     .legs
@@ -558,6 +569,18 @@ mod tests {
                 }),
                 streams: 2,
                 stream_list: Vec::new(),
+                resume: braid_core::tunnel::ResumeStats {
+                    resumable: true,
+                    resumptions: 1,
+                    cells_resent_by_peer: 359,
+                    retransmit_peak_bytes: 4000,
+                    legs_lost: 1,
+                    recoveries: 1,
+                    last_recovery: Some(Duration::from_millis(250)),
+                    max_recovery: Some(Duration::from_millis(250)),
+                    migrations_refused: 1,
+                    ..Default::default()
+                },
             },
         }
     }
@@ -581,6 +604,16 @@ mod tests {
         assert!(text.contains("braid_leg_rtt_seconds{tunnel=\"7\",leg=\"0\"} 0.025\n"));
         assert!(text.contains("braid_leg_switches_received_total{tunnel=\"7\",leg=\"0\"} 4\n"));
         assert!(text.contains("braid_leg_link_rtt_seconds{tunnel=\"7\",leg=\"1\"} 0.012\n"));
+        assert!(text.contains("braid_tunnel_resumptions_total{tunnel=\"7\"} 1\n"));
+        assert!(text.contains("braid_tunnel_cells_resent_total{tunnel=\"7\",by=\"peer\"} 359\n"));
+        assert!(text.contains("braid_tunnel_recovery_seconds{tunnel=\"7\",which=\"last\"} 0.25\n"));
+        assert!(
+            text.contains("braid_tunnel_migrations_total{tunnel=\"7\",outcome=\"refused\"} 1\n")
+        );
+        // Totals over the live tunnels.
+        assert!(text.contains("braid_resume_resumptions_total 1\n"));
+        assert!(text.contains("braid_resume_cells_resent_total{by=\"peer\"} 359\n"));
+        assert!(text.contains("braid_resume_retransmit_peak_bytes 4000\n"));
         // Every sample line belongs to a declared family.
         let declared: Vec<&str> = text
             .lines()

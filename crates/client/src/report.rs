@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use braid_core::circuit::HopFigures;
 use braid_core::conflux::LegStats;
 use braid_core::ids::LegKey;
-use braid_core::tunnel::ClientTunnel;
+use braid_core::tunnel::{ClientTunnel, ResumeStats};
 
 /// A snapshot of one tunnel, taken by its task.
 #[derive(Debug, Clone)]
@@ -24,6 +24,9 @@ pub struct TunnelReport {
     pub streams: usize,
     /// The connected streams the application holds.
     pub stream_list: Vec<StreamReport>,
+    /// Resumption and migration figures (Braid proposal 001; zero for a
+    /// tunnel without them).
+    pub resume: ResumeStats,
 }
 
 /// One connected stream of a tunnel, as `braid streams` lists it.
@@ -113,6 +116,7 @@ impl TunnelReport {
             }),
             streams,
             stream_list,
+            resume: tunnel.resume_stats(),
         }
     }
 
@@ -151,8 +155,9 @@ pub enum TunnelStatus {
     Building,
     /// Built; streams can be opened.
     Open,
-    /// Gone, and why.
-    Closed(String),
+    /// Gone, and why: the cause (what the client acts on, Braid proposal
+    /// 001 §5.3), its text for display, and the middles its legs used.
+    Closed(braid_core::tunnel::TunnelClose),
 }
 
 /// What is known about a tunnel from its creation.

@@ -40,26 +40,33 @@
 //! - [`error`]: its errors, [`TunnelError`].
 //! - `leg`: one leg, and the launch budget; [`LegSpec`].
 //! - `send`: stream messages into legs.
+//! - [`stats`]: resumption and migration figures, [`ResumeStats`].
 //! - `streams`: the stream calls.
 //! - `migrate`: live stream migration between tunnels (Braid proposal 001
 //!   §4).
 //! - [`claim`]: what a replacement leg's LINK claims.
+//! - [`close`]: why a tunnel closed, structured ([`CloseCause`]), and
+//!   the rule for the next one (Braid proposal 001 §5.3).
 //! - `timers`: the timer table.
 
 pub mod claim;
 pub mod client;
+pub mod close;
 pub mod config;
 pub mod error;
 pub mod event;
 mod leg;
 mod migrate;
 mod send;
+pub mod stats;
 mod streams;
 mod timers;
 
 pub use client::ClientTunnel;
+pub use close::{CloseCause, Rebuild, TunnelClose};
 pub use config::{TunnelConfig, TunnelKind};
 pub use error::{TunnelError, TunnelErrorKind};
 pub use event::{LegSnapshot, ReorderSnapshot, TunnelEvent};
 pub use leg::LegSpec;
 pub use send::LEG_RESERVE;
+pub use stats::ResumeStats;

@@ -19,7 +19,7 @@ use braid_core::conflux::{ConfluxConfig, ResumeParams};
 use braid_core::conflux_sched::SchedulerKind;
 use braid_core::ids::SetKey;
 use braid_core::relay::{ConfluxExitConfig, SetFigures};
-use braid_core::tunnel::{TunnelConfig, TunnelEvent};
+use braid_core::tunnel::{CloseCause, TunnelConfig, TunnelEvent};
 use braid_sim::tunnel::{LegLinks, NodeExit, NodeExitConfig, SimConfig, TunnelSim, Want};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -96,6 +96,25 @@ fn a_download_survives_its_busy_leg_dying() {
         assert_eq!(f.resumptions, 1, "seed {seed}");
         assert!(f.resent > 0, "seed {seed}: the lost leg's data was resent");
         assert!(f.legs >= 2, "a replacement leg joined: {f:?}");
+        // The client's own figures (what braid-client's metrics show).
+        let st = sim.client.resume_stats();
+        println!(
+            "seed {seed}: client: {} resumption(s), {} cells resent by the exit, recovery {:?}, {} legs lost",
+            st.resumptions, st.cells_resent_by_peer, st.last_recovery, st.legs_lost
+        );
+        assert!(st.resumable, "{st:?}");
+        assert_eq!(st.resumptions, 1, "seed {seed}: {st:?}");
+        assert!(st.legs_lost >= 1, "{st:?}");
+        assert!(
+            st.cells_resent_by_peer == f.resent,
+            "seed {seed}: what the exit resent came: {st:?} {f:?}"
+        );
+        let rec = st.last_recovery.expect("data flowed again");
+        assert!(
+            rec > Duration::ZERO && rec < sim.elapsed() - killed_at,
+            "seed {seed}: {st:?}"
+        );
+        assert!(st.max_recovery >= st.last_recovery);
     }
 }
 
@@ -122,6 +141,15 @@ fn an_upload_survives_its_busy_leg_dying() {
         "every byte reached the destination once"
     );
     assert!(sim.client.conflux_set().unwrap().resent() > 0);
+    let st = sim.client.resume_stats();
+    println!("upload: {st:?}");
+    assert_eq!(st.resumptions, 1, "{st:?}");
+    assert_eq!(st.cells_resent, sim.client.conflux_set().unwrap().resent());
+    assert!(st.retransmit_peak_bytes > 0, "{st:?}");
+    assert!(
+        st.last_recovery.is_some_and(|d| d > Duration::ZERO),
+        "{st:?}"
+    );
 }
 
 /// Both legs die at once through different guards (each a different
@@ -147,4 +175,73 @@ fn every_leg_lost_at_once_through_different_guards_is_resumed() {
         !sim.logged(|e| matches!(e, TunnelEvent::LegLost { .. }))
             .is_empty()
     );
+}
+
+/// The busy leg killed again each time a new leg resumed the set: the
+/// fourth loss within a minute is one resumption too many (Braid proposal
+/// 001 §3.5); the set closes, and its close says why and which middles it
+/// used, so the client's next set waits 1 to 5 s and avoids them (§5.3).
+#[test]
+fn a_set_killed_too_often_closes_with_the_rebuild_rule() {
+    // The client stops at the fourth loss, before its launch budget (C-tor's
+    // 3 relaunches by default) or the exit's refusal would end the set.
+    for (retries, cause, kills) in [
+        (3, CloseCause::TooManyResumptions, 4),
+        (6, CloseCause::TooManyResumptions, 4),
+    ] {
+        killed_too_often(retries, cause, kills);
+    }
+}
+
+fn killed_too_often(retries: usize, cause: CloseCause, expect_kills: usize) {
+    use braid_core::tunnel::close::{REBUILD_DELAY_MAX, REBUILD_DELAY_MIN};
+    use rand::SeedableRng as _;
+
+    let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
+    let mut config = resumable(8, legs);
+    if let braid_core::tunnel::TunnelKind::Conflux { conflux, .. } = &mut config.tunnel.kind {
+        conflux.max_leg_retries = retries;
+    }
+    let mut sim = TunnelSim::new(config).unwrap();
+    assert!(sim.run_until_open(SECS(5)));
+    sim.open(Want::Download(200_000_000)).unwrap();
+    sim.run_for(MS(800));
+    let mut kills = 0;
+    while !sim.client.is_closed() && kills < 6 {
+        let done = sim.client.resume_stats().resumptions;
+        let live: Vec<u32> = sim
+            .legs
+            .iter()
+            .filter(|(_, l)| !l.dead)
+            .map(|(k, _)| *k)
+            .collect();
+        let busy = live
+            .iter()
+            .copied()
+            .max_by_key(|k| sim.legs[k].cells_down)
+            .unwrap();
+        sim.kill(busy);
+        kills += 1;
+        sim.run_until(SECS(20), |s| {
+            s.client.is_closed() || s.client.resume_stats().resumptions > done
+        });
+        sim.run_for(MS(300));
+    }
+    assert!(
+        sim.client.is_closed(),
+        "{kills} kills: {:?}",
+        sim.client.resume_stats()
+    );
+    let close = sim.client.close_summary().expect("closed");
+    println!("{kills} kills: {close:?}; {:?}", sim.client.resume_stats());
+    assert_eq!(close.cause, cause, "{}", close.text);
+    let st = sim.client.resume_stats();
+    assert_eq!(st.resumptions, 3, "{st:?}");
+    assert_eq!(kills, expect_kills, "{kills} kills: {st:?}");
+    assert!(close.middles.len() >= 4, "every leg's middle: {close:?}");
+    let rule = close
+        .rebuild(&mut rand::rngs::StdRng::seed_from_u64(1))
+        .expect("the rule applies");
+    assert!((REBUILD_DELAY_MIN..=REBUILD_DELAY_MAX).contains(&rule.delay));
+    assert_eq!(rule.avoid, close.middles);
 }

@@ -169,6 +169,18 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// Kills (SIGKILL) the recorded process named `name` if it is still
+/// alive, as a relay dying without a word. True if it was alive.
+pub fn kill_recorded(dir: &Path, name: &str) -> Result<bool, TestnetError> {
+    let records = read_records(dir)?;
+    let Some(r) = records.iter().find(|r| r.name == name && is_alive(r)) else {
+        return Ok(false);
+    };
+    tracing::debug!(name = %r.name, pid = r.pid, "SIGKILL");
+    signal(r.pid, libc::SIGKILL);
+    Ok(true)
+}
+
 /// Stops every recorded process that is still alive: SIGTERM, then SIGKILL
 /// after `grace`. Returns how many were alive and how many survived.
 pub fn stop_recorded(dir: &Path, grace: Duration) -> Result<(usize, usize), TestnetError> {

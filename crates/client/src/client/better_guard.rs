@@ -26,6 +26,7 @@ impl TorClient {
         &self,
         held: TunnelHandle,
         port: Option<u16>,
+        avoid: &[braid_dir::RelayId],
     ) -> TunnelHandle {
         let start = Instant::now();
         for _ in 0..BETTER_ATTEMPTS {
@@ -41,7 +42,7 @@ impl TorClient {
             };
             match tokio::time::timeout(
                 limit.max(Duration::from_millis(1)),
-                self.build_attempt(port),
+                self.build_attempt(port, avoid),
             )
             .await
             {

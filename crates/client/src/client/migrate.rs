@@ -150,7 +150,7 @@ impl TorClient {
     /// single circuit.
     pub async fn build_to_exit(&self, exit: RelayId) -> Result<TunnelHandle, TunnelError> {
         if let Some(n) = self.inner.config.conflux_legs {
-            let (legs, facts) = self.conflux_plans(None, n, Some(exit)).await?;
+            let (legs, facts) = self.conflux_plans(None, n, Some(exit), &[]).await?;
             return self.build_conflux_from(legs, &facts).await;
         }
         self.single_to(exit, Vec::new()).await
@@ -200,17 +200,19 @@ impl TorClient {
         key: &IsolationKey,
         port: u16,
         n: usize,
+        avoid: &[RelayId],
     ) -> Result<TunnelHandle, TunnelError> {
-        let (legs, facts) = self.conflux_plans(Some(port), n, None).await?;
+        let (legs, facts) = self.conflux_plans(Some(port), n, None, avoid).await?;
         if !facts.migrate {
             return self.build_conflux_from(legs, &facts).await;
         }
         // The circuit keeps clear of the set's guards and middles.
-        let used: Vec<RelayId> = legs
+        let mut used: Vec<RelayId> = legs
             .iter()
             .flat_map(|l| l.ids.iter().copied())
             .filter(|id| *id != facts.id)
             .collect();
+        used.extend(avoid.iter().copied().filter(|id| *id != facts.id));
         let exit = facts.id;
         let client = self.clone();
         let set_key = key.clone();

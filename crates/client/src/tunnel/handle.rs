@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use braid_core::ids::StreamId;
 use braid_core::stream::{Handover, MigrateTicket};
+use braid_core::tunnel::TunnelClose;
 
 use super::apps::App;
 use crate::error::BeginError;
@@ -134,6 +135,24 @@ impl TunnelHandle {
     /// True once the tunnel is gone.
     pub fn is_closed(&self) -> bool {
         matches!(*self.status.borrow(), TunnelStatus::Closed(_)) || self.cmd.is_closed()
+    }
+
+    /// Wait for the tunnel to close, without keeping it alive: why it
+    /// closed, or `None` if its task ended without saying.
+    pub fn closed(
+        &self,
+    ) -> impl std::future::Future<Output = Option<TunnelClose>> + Send + 'static {
+        let mut rx = self.status.clone();
+        async move {
+            let status = rx
+                .wait_for(|s| matches!(s, TunnelStatus::Closed(_)))
+                .await
+                .ok()?;
+            match &*status {
+                TunnelStatus::Closed(c) => Some(c.clone()),
+                _ => None,
+            }
+        }
     }
 
     fn gone() -> BeginError {

@@ -14,7 +14,8 @@ use braid_core::circuit::HopTarget;
 use braid_core::ids::{LegKey, StreamId};
 use braid_core::stream::{EndReason, StreamEvent};
 use braid_core::tunnel::{
-    ClientTunnel, LegSpec, TunnelConfig, TunnelError as CoreTunnelError, TunnelEvent, TunnelKind,
+    ClientTunnel, LegSpec, TunnelClose, TunnelConfig, TunnelError as CoreTunnelError, TunnelEvent,
+    TunnelKind,
 };
 use braid_dir::RelayId;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -389,7 +390,11 @@ impl Task {
                     }
                     self.apps
                         .fail_all(&error.to_string(), error.retry_elsewhere());
-                    let _ = self.status.send(TunnelStatus::Closed(error.to_string()));
+                    let close = self
+                        .tunnel
+                        .close_summary()
+                        .unwrap_or_else(|| TunnelClose::new(&error, &[], 0));
+                    let _ = self.status.send(TunnelStatus::Closed(close));
                     if let Some(b) = self.built.take() {
                         let _ = b.send(Err(TunnelError::Core(error)));
                     }

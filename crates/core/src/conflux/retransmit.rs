@@ -238,6 +238,16 @@ impl Retransmit {
         self.held.contains_key(&seq)
     }
 
+    /// Whether a resumption at `now` is within the limits (§3.5).
+    pub(crate) fn allows_resumption(&self, now: Instant) -> bool {
+        let recent = self
+            .recent
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) < Duration::from_secs(60))
+            .count();
+        recent < self.params.per_minute && self.total < self.params.total
+    }
+
     /// Count a resumption at `now`; false past the limits (§3.5).
     pub(crate) fn note_resumption(&mut self, now: Instant) -> bool {
         while self

@@ -375,6 +375,11 @@ pub struct ConfluxSet {
     resend: VecDeque<resume::Resend>,
     /// Messages resent.
     resent: u64,
+    /// Messages the peer resent to us (counted as they arrive).
+    peer_resent: u64,
+    /// Resumed legs whose peer resends are still arriving: up to which
+    /// number (the peer's last sent when it linked). At most one per leg.
+    resent_upto: Vec<(LegId, u64)>,
     /// A linked leg of the resumable set was lost since the last
     /// resumption.
     lost_legs: bool,
@@ -421,6 +426,8 @@ impl ConfluxSet {
             orphaned_since: None,
             resend: VecDeque::new(),
             resent: 0,
+            peer_resent: 0,
+            resent_upto: Vec::new(),
             lost_legs: false,
             gap_pending: false,
         }
@@ -857,6 +864,7 @@ impl ConfluxSet {
             .push_back(ConfluxEvent::LegLinked { leg, rtt: None });
         self.maybe_finalize();
         if resuming {
+            self.expect_resends(leg, &ours, &peer);
             // A failure closes the set (the caller sees it closed).
             let _ = self.resume_on(leg, peer.last_seqno_recv, now);
         }
@@ -1007,6 +1015,7 @@ impl ConfluxSet {
                             );
                             self.recv.add_leg(leg, ours.last_seqno_recv);
                             if resuming {
+                                self.expect_resends(leg, &ours, &out.peer);
                                 let _ = self.resume_on(leg, out.peer.last_seqno_recv, now);
                             }
                             self.peer_ux = Some(out.peer.desired_ux);
@@ -1083,6 +1092,7 @@ impl ConfluxSet {
         msg: AnyRelayMsg,
     ) -> Result<(), ConfluxError> {
         let seq = self.recv.on_cell(leg).map_err(|e| self.fail(e))?;
+        self.count_resend(leg, seq);
         let st = self.stats_mut(leg);
         st.msgs_received += 1;
         if let AnyRelayMsg::Data(d) = &msg {

@@ -88,6 +88,8 @@ pub struct ClientTunnel {
     records: VecDeque<LegSnapshot>,
     /// Where the next `poll_transmit` round starts.
     cursor: usize,
+    /// Leg losses, recoveries and migrations ([`super::stats`]).
+    pub(crate) counters: super::stats::Counters,
 }
 
 impl ClientTunnel {
@@ -156,6 +158,7 @@ impl ClientTunnel {
             events: VecDeque::new(),
             records: VecDeque::new(),
             cursor: 0,
+            counters: super::stats::Counters::default(),
         };
         for spec in legs {
             tunnel.launch(spec, false, now)?;
@@ -628,6 +631,9 @@ impl ClientTunnel {
             self.close_with(e);
             return;
         }
+        if linked {
+            self.counters.leg_lost(now);
+        }
         let ev = if linked {
             TunnelEvent::LegLost {
                 leg: key,
@@ -768,11 +774,18 @@ impl ClientTunnel {
                 ConfluxEvent::LegRtt { .. } => {}
             }
         }
+        let mut data = false;
         for d in delivered.drain(..) {
             moved = true;
+            data |= matches!(d.msg, AnyRelayMsg::Data(_));
             if let Some(stream) = d.stream {
                 self.stream_msg(stream, d.msg, now);
             }
+        }
+        // Data flows again once it is delivered with nothing held behind
+        // a gap (issue 15's recovery time).
+        if data && self.reorder_snapshot().is_some_and(|r| r.waiting == 0) {
+            self.counters.flowing(now);
         }
         if let Some(m) = self.multipath.as_mut() {
             m.delivered = delivered;
@@ -843,6 +856,16 @@ impl ClientTunnel {
     /// relaunched.
     fn relaunch_or_fail(&mut self, now: Instant, error: TunnelError) {
         if self.is_closed() || self.multipath.is_none() {
+            return;
+        }
+        // Braid proposal 001 §5.3: past the resumptions §3.5 allows, the
+        // client stops resuming and closes the set (its next set waits and
+        // avoids its middles: `super::close`).
+        if let Some(m) = self.multipath.as_mut()
+            && !m.set.may_resume(now)
+        {
+            let e = m.set.stop_resuming();
+            self.close_with(TunnelError::Conflux(e));
             return;
         }
         if self.launches.can_launch() {

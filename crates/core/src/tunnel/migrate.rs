@@ -81,6 +81,11 @@ impl ClientTunnel {
     ) -> Result<(), StreamError> {
         self.streams_mut(id)?
             .migrate_target_failed(id, refused, now)?;
+        if refused {
+            self.counters.migrations_refused += 1;
+        } else {
+            self.counters.migrations_aborted += 1;
+        }
         self.settle(now);
         Ok(())
     }
@@ -88,7 +93,12 @@ impl ClientTunnel {
     /// Take what is left of old stream `id`
     /// ([`StreamMap::migrate_finish`](crate::stream::StreamMap::migrate_finish)).
     pub fn migrate_finish(&mut self, id: StreamId, now: Instant) -> Result<Handover, StreamError> {
-        let h = self.streams_mut(id)?.migrate_finish(id, now)?;
+        let h = self.streams_mut(id)?.migrate_finish(id, now);
+        match &h {
+            Ok(_) => self.counters.migrations_done += 1,
+            Err(_) => self.counters.migrations_aborted += 1,
+        }
+        let h = h?;
         self.settle(now);
         Ok(h)
     }

@@ -155,6 +155,11 @@ impl ClientTunnel {
                     m.sent.record(now, m.set.last_seq_sent());
                     if is_data {
                         backlog = backlog.map(|b| b.saturating_sub(1));
+                        // New DATA with nothing left to resend: it flows
+                        // again (issue 15's recovery time).
+                        if !m.set.resend_pending() {
+                            self.counters.flowing(now);
+                        }
                     }
                     let Some(leg) = self.legs.iter_mut().find(|l| l.conflux == Some(out.leg))
                     else {

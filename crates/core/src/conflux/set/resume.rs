@@ -10,7 +10,9 @@ use std::time::Instant;
 use tor_cell::relaycell::msg::{AnyRelayMsg, ConfluxSwitch};
 
 use super::{ConfluxSet, Outgoing};
+use crate::conflux::MAX_LEGS;
 use crate::conflux::error::ConfluxError;
+use crate::conflux::link::LinkInfo;
 use crate::conflux::retransmit::{ResumeParams, Retransmit};
 use crate::ids::{LegId, StreamId};
 
@@ -91,6 +93,38 @@ impl ConfluxSet {
         self.resent
     }
 
+    /// Messages the peer resent to us on resumed legs: those that came
+    /// on a resumed leg numbered at most the peer's last sent when it
+    /// linked (its resends come first, Braid proposal 001 §3.3).
+    pub fn peer_resent(&self) -> u64 {
+        self.peer_resent
+    }
+
+    /// Resumed `leg` linked: the peer's resends on it are numbered after
+    /// what we said we have, up to what it says it sent.
+    pub(super) fn expect_resends(&mut self, leg: LegId, ours: &LinkInfo, peer: &LinkInfo) {
+        self.resent_upto.retain(|(l, _)| *l != leg);
+        if peer.last_seqno_sent > ours.last_seqno_recv && self.resent_upto.len() < MAX_LEGS {
+            self.resent_upto.push((leg, peer.last_seqno_sent));
+        }
+    }
+
+    /// Message `seq` came on `leg`: count it if it is a resend.
+    pub(super) fn count_resend(&mut self, leg: LegId, seq: u64) {
+        if self.resent_upto.is_empty() {
+            return;
+        }
+        if let Some(i) = self.resent_upto.iter().position(|(l, _)| *l == leg) {
+            let upto = self.resent_upto.get(i).map_or(0, |(_, u)| *u);
+            if seq <= upto {
+                self.peer_resent += 1;
+            }
+            if seq >= upto {
+                self.resent_upto.swap_remove(i);
+            }
+        }
+    }
+
     /// `data_acked` DATA cells sent on `leg` are acknowledged by the peer
     /// (cumulative: the leg's DATA sent minus its congestion control's
     /// cells in flight). Frees what the peer has.
@@ -117,6 +151,11 @@ impl ConfluxSet {
         if let Some(r) = self.resume.as_mut() {
             r.record(leg, seq, stream, msg);
         }
+    }
+
+    /// Whether any leg still has messages to resend.
+    pub fn resend_pending(&self) -> bool {
+        !self.resend.is_empty()
     }
 
     /// Whether `leg` still has messages to resend (the scheduler keeps new
@@ -158,6 +197,27 @@ impl ConfluxSet {
         }
     }
 
+    /// Whether a new leg may still resume the set at `now`: false once
+    /// legs were lost since the last resumption and one more would pass
+    /// the bounds of Braid proposal 001 §3.5. The client then stops
+    /// resuming (§5.3) rather than launch a leg the exit would refuse.
+    pub fn may_resume(&self, now: Instant) -> bool {
+        match &self.resume {
+            Some(r) if self.lost_legs && self.linked => r.allows_resumption(now),
+            _ => true,
+        }
+    }
+
+    /// Close the set because it resumes no more (Braid proposal 001 §3.5,
+    /// §5.3); the error it closed with.
+    pub fn stop_resuming(&mut self) -> ConfluxError {
+        let (per_minute, total) = self
+            .resume
+            .as_ref()
+            .map_or((0, 0), |r| (r.params().per_minute, r.params().total));
+        self.fail(ConfluxError::TooManyResumptions { per_minute, total })
+    }
+
     /// A linked leg of a resumable set closed: it leaves, whatever it
     /// carried; the set waits for a new leg if none is left.
     pub(super) fn resumable_leg_closed(&mut self, leg: LegId, now: Instant) {
@@ -173,6 +233,7 @@ impl ConfluxSet {
             self.gap_pending = true;
         }
         self.resend.retain(|(l, _, _)| *l != leg);
+        self.resent_upto.retain(|(l, _)| *l != leg);
         if self.gap_pending || self.linked_legs() == 0 {
             // The grace runs until a new leg resumes: without legs, or
             // with a gap only a new leg fills (new DATA waits meanwhile),
