@@ -266,9 +266,19 @@ fn record(outcomes: &Mutex<Outcomes>, kind: &str, result: Result<u64, String>) {
         }
         Err(why) => {
             *o.failed.entry(kind.into()).or_default() += 1;
-            *o.reasons.entry(format!("{kind}: {why}")).or_default() += 1;
+            *o.reasons
+                .entry(format!("{kind}: {}", reason(&why)))
+                .or_default() += 1;
         }
     }
+}
+
+/// A failure's reason without the URL (which names the seed, different for
+/// every transfer): "HTTP <url>: <detail>" gives "<detail>".
+fn reason(why: &str) -> &str {
+    why.strip_prefix("HTTP ")
+        .and_then(|rest| rest.split_once(": "))
+        .map_or(why, |(_, detail)| detail)
 }
 
 /// The proxy's Prometheus text.
@@ -451,6 +461,17 @@ mod tests {
         let flat: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), f64::from(i % 2))).collect();
         assert!(slope(&flat).abs() < 0.1);
         assert_eq!(slope(&[(1.0, 1.0)]), 0.0);
+    }
+
+    #[test]
+    fn reasons_lose_their_url() {
+        assert_eq!(
+            reason(
+                "HTTP http://127.0.0.1:21120/upload/2000000?seed=67: Connection reset by peer (os error 104)"
+            ),
+            "Connection reset by peer (os error 104)"
+        );
+        assert_eq!(reason("did not finish"), "did not finish");
     }
 
     #[test]

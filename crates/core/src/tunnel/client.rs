@@ -524,7 +524,7 @@ impl ClientTunnel {
             took,
         });
         if !conflux {
-            self.open_streams(cc);
+            self.open_streams(cc, now);
             return;
         }
         if !cc {
@@ -539,7 +539,7 @@ impl ClientTunnel {
 
     /// The tunnel is open: streams may start, with XON/XOFF when the exit
     /// hop runs congestion control, else fixed windows (proposal 324 §4).
-    fn open_streams(&mut self, congestion_controlled: bool) {
+    fn open_streams(&mut self, congestion_controlled: bool, now: Instant) {
         if self.phase != Phase::Building {
             return;
         }
@@ -560,6 +560,8 @@ impl ClientTunnel {
         self.phase = Phase::Open;
         self.timers.cancel(Timer::Open);
         self.events.push_back(TunnelEvent::Opened);
+        // The launch budget starts giving launches back from now.
+        self.launches.refill(now);
     }
 
     /// Leg `i`'s circuit closed before it was built.
@@ -759,7 +761,7 @@ impl ClientTunnel {
             match ev {
                 ConfluxEvent::SetLinked { legs } => {
                     tracing::debug!("conflux set linked with {legs} legs");
-                    self.open_streams(true);
+                    self.open_streams(true, now);
                 }
                 ConfluxEvent::LegFailed { leg, error } => {
                     if let Some(l) = self.legs.iter_mut().find(|l| l.conflux == Some(leg)) {
@@ -867,6 +869,9 @@ impl ClientTunnel {
             let e = m.set.stop_resuming();
             self.close_with(TunnelError::Conflux(e));
             return;
+        }
+        if self.phase == Phase::Open {
+            self.launches.refill(now);
         }
         if self.launches.can_launch() {
             if !self.timers.is_set(Timer::Relaunch) {

@@ -149,6 +149,9 @@ impl Leg {
     }
 }
 
+/// How often an open tunnel gets a launch back ([`Launches::refill`]).
+pub(crate) const REFILL_EVERY: Duration = Duration::from_secs(60);
+
 /// The one relaunch budget of a tunnel (prop 329 §4.2.2) and the backoff
 /// between relaunches.
 #[derive(Debug)]
@@ -158,6 +161,13 @@ pub(crate) struct Launches {
     /// Launches so far (first legs included; a relaunch counts when asked
     /// for).
     pub(crate) launched: usize,
+    /// Launches counted against the budget: `launched` less those given
+    /// back by [`Self::refill`].
+    used: usize,
+    /// The first legs' launches: `used` never goes below.
+    initial: usize,
+    /// When a launch was last given back (or the tunnel opened).
+    refilled_at: Option<Instant>,
     /// Relaunches asked of the driver and not answered yet.
     pub(crate) outstanding: usize,
     /// Relaunches so far (for the backoff).
@@ -172,6 +182,9 @@ impl Launches {
         Self {
             budget,
             launched: initial,
+            used: initial,
+            initial,
+            refilled_at: None,
             outstanding: 0,
             relaunches: 0,
             base,
@@ -180,7 +193,34 @@ impl Launches {
 
     /// True if another launch is allowed.
     pub(crate) fn can_launch(&self) -> bool {
-        self.launched < self.budget
+        self.used < self.budget
+    }
+
+    /// The tunnel is open at `now`: one launch comes back to the budget
+    /// (and one step of the backoff) per [`REFILL_EVERY`] since it opened
+    /// or last got one back. Braid's rule, beyond prop 329 §4.2.2's one
+    /// budget for building: a set that links keeps its legs over hours of
+    /// occasional losses, and a peer that kills its legs still gets at
+    /// most one relaunch a minute once the budget is spent (a resumable
+    /// set is bounded further by Braid proposal 001 §3.5).
+    pub(crate) fn refill(&mut self, now: Instant) {
+        let Some(at) = self.refilled_at else {
+            self.refilled_at = Some(now);
+            return;
+        };
+        let mut at = at;
+        while now.saturating_duration_since(at) >= REFILL_EVERY {
+            at = at.checked_add(REFILL_EVERY).unwrap_or(now);
+            if self.used > self.initial {
+                self.used -= 1;
+                self.relaunches = self.relaunches.saturating_sub(1);
+            } else {
+                // Nothing to give back: restart the count from now.
+                at = now;
+                break;
+            }
+        }
+        self.refilled_at = Some(at);
     }
 
     /// When the next relaunch may go if asked for at `now`: at once for
@@ -200,6 +240,7 @@ impl Launches {
     /// A relaunch is asked of the driver now.
     pub(crate) fn take(&mut self) {
         self.launched = self.launched.saturating_add(1);
+        self.used = self.used.saturating_add(1);
         self.outstanding = self.outstanding.saturating_add(1);
         self.relaunches = self.relaunches.saturating_add(1);
     }
@@ -234,5 +275,37 @@ mod tests {
             l.take();
         }
         assert_eq!(l.next_at(t0), t0 + MAX_RELAUNCH_BACKOFF);
+    }
+
+    /// An open tunnel gets one launch back a minute, never below its first
+    /// legs, and its backoff eases with it.
+    #[test]
+    fn an_open_tunnel_gets_launches_back() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut l = Launches::new(5, 2, ms(250));
+        for _ in 0..3 {
+            l.take();
+        }
+        assert!(!l.can_launch());
+        l.refill(t0); // opened
+        l.refill(t0 + ms(59_999));
+        assert!(!l.can_launch());
+        l.refill(t0 + REFILL_EVERY);
+        assert!(l.can_launch());
+        l.take();
+        assert!(!l.can_launch());
+        // Three minutes later: three back, but never the first legs'.
+        l.refill(t0 + REFILL_EVERY * 10);
+        assert_eq!(l.used, 2);
+        assert_eq!(l.launched, 6, "the lifetime count stays");
+        assert_eq!(l.next_at(t0), t0, "backoff eased");
+        // With nothing to give back the clock restarts: a minute after
+        // the next launch, not at once.
+        l.take();
+        l.refill(t0 + REFILL_EVERY * 10 + ms(1));
+        assert_eq!(l.used, 3);
+        l.refill(t0 + REFILL_EVERY * 11);
+        assert_eq!(l.used, 2);
     }
 }
