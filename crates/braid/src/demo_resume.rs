@@ -171,9 +171,9 @@ async fn report(k: &Killed) -> String {
     };
     out.push_str(&format!(
         "resumption: leg {} lost its middle {} after {} bytes; {} resumption(s), \
-         {} cells resent by the exit ({} by us), retransmit buffer peak {} bytes, \
-         data flowing again {} after the kill (max {}), {:.1} s from the kill to the last byte; \
-         the set {}\n",
+         {} cells resent by the exit ({} by us), our retransmit buffer's peak {} bytes, \
+         data flowing again {} after the client saw the loss (max {}), {:.1} s from the \
+         kill to the last byte; the set {}\n",
         k.leg,
         k.middle,
         k.after_bytes,

@@ -741,6 +741,7 @@ impl ClientTunnel {
             events.push(ev);
         }
         let closed = m.set.close_reason().cloned();
+        let (settled, resends) = (m.set.resume_settled(), m.set.resends_expected());
         let mut delivered = std::mem::take(&mut m.delivered);
         if closed.is_none() {
             while let Some(d) = m.set.poll_delivered() {
@@ -772,6 +773,9 @@ impl ClientTunnel {
                 }
                 ConfluxEvent::LegLinked { leg, rtt } => {
                     tracing::debug!("conflux {leg} linked, RTT {rtt:?}");
+                    if resends {
+                        self.counters.ahead_of_a_gap();
+                    }
                 }
                 ConfluxEvent::LegRtt { .. } => {}
             }
@@ -787,7 +791,7 @@ impl ClientTunnel {
         // Data flows again once it is delivered with nothing held behind
         // a gap (issue 15's recovery time).
         if data && self.reorder_snapshot().is_some_and(|r| r.waiting == 0) {
-            self.counters.flowing(now);
+            self.counters.flowing(now, settled);
         }
         if let Some(m) = self.multipath.as_mut() {
             m.delivered = delivered;

@@ -158,7 +158,7 @@ impl ClientTunnel {
                         // New DATA with nothing left to resend: it flows
                         // again (issue 15's recovery time).
                         if !m.set.resend_pending() {
-                            self.counters.flowing(now);
+                            self.counters.flowing(now, m.set.resume_settled());
                         }
                     }
                     let Some(leg) = self.legs.iter_mut().find(|l| l.conflux == Some(out.leg))

@@ -64,6 +64,10 @@ impl ResumeStats {
 pub(crate) struct Counters {
     /// Since when data has not flowed after a leg was lost.
     stalled_since: Option<Instant>,
+    /// The first data that flowed after the loss (or, once a resumed leg
+    /// brings resends, after that leg linked), taken as the end of the
+    /// stall once the set is settled.
+    early_flow: Option<Instant>,
     legs_lost: u64,
     recoveries: u64,
     last: Option<Duration>,
@@ -83,15 +87,31 @@ impl Counters {
 
     /// Data flows at `now`: DATA delivered in order with nothing left
     /// waiting behind a gap, or new DATA sent with nothing left to
-    /// resend.
-    pub(crate) fn flowing(&mut self, now: Instant) {
-        let Some(since) = self.stalled_since.take() else {
+    /// resend. `settled`: the set is past the loss (not resumable, or
+    /// resumed and every resend in); before that, the flow counts only if
+    /// the resumption brings nothing ([`Self::ahead_of_a_gap`]).
+    pub(crate) fn flowing(&mut self, now: Instant, settled: bool) {
+        let Some(since) = self.stalled_since else {
             return;
         };
-        let d = now.saturating_duration_since(since);
+        if !settled {
+            self.early_flow.get_or_insert(now);
+            return;
+        }
+        let end = self.early_flow.take().unwrap_or(now);
+        self.stalled_since = None;
+        let d = end.saturating_duration_since(since);
         self.recoveries += 1;
         self.last = Some(d);
         self.max = self.max.max(Some(d));
+    }
+}
+
+impl Counters {
+    /// A resumed leg brings resends: what flowed before it was data ahead
+    /// of the gap, not the end of the stall.
+    pub(crate) fn ahead_of_a_gap(&mut self) {
+        self.early_flow = None;
     }
 }
 
@@ -129,19 +149,40 @@ mod tests {
     fn recovery_from_the_first_loss_to_flow() {
         let t0 = Instant::now();
         let mut c = Counters::default();
-        c.flowing(t0);
+        c.flowing(t0, true);
         assert_eq!((c.recoveries, c.last), (0, None), "no loss, no recovery");
         c.leg_lost(t0);
         c.leg_lost(t0 + Duration::from_millis(100));
-        c.flowing(t0 + Duration::from_millis(700));
-        c.flowing(t0 + Duration::from_millis(900));
+        c.flowing(t0 + Duration::from_millis(700), true);
+        c.flowing(t0 + Duration::from_millis(900), true);
         assert_eq!(c.legs_lost, 2);
         assert_eq!(c.recoveries, 1);
         assert_eq!(c.last, Some(Duration::from_millis(700)));
         c.leg_lost(t0 + Duration::from_secs(2));
-        c.flowing(t0 + Duration::from_millis(2300));
+        c.flowing(t0 + Duration::from_millis(2300), true);
         assert_eq!(c.last, Some(Duration::from_millis(300)));
         assert_eq!(c.max, Some(Duration::from_millis(700)));
+    }
+
+    #[test]
+    fn data_ahead_of_a_gap_is_not_the_end_of_the_stall() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        // The busy leg: what came just after the loss was ahead of the
+        // gap; the stall ends when the resumed leg's resends flow.
+        let mut c = Counters::default();
+        c.leg_lost(t0);
+        c.flowing(at(40), false);
+        c.ahead_of_a_gap();
+        c.flowing(at(600), false);
+        c.flowing(at(900), true);
+        assert_eq!(c.last, Some(Duration::from_millis(600)));
+        // An idle leg: data went on; the resumption brought nothing.
+        let mut c = Counters::default();
+        c.leg_lost(t0);
+        c.flowing(at(40), false);
+        c.flowing(at(900), true);
+        assert_eq!(c.last, Some(Duration::from_millis(40)));
     }
 
     #[test]

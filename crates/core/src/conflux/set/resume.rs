@@ -153,6 +153,19 @@ impl ConfluxSet {
         }
     }
 
+    /// Whether the set is past its last leg loss: not resumable, or
+    /// resumed since and every resend the peer announced has come (Braid
+    /// proposal 001 §3.3). Data delivered before that may be data ahead
+    /// of a gap.
+    pub fn resume_settled(&self) -> bool {
+        self.resume.is_none() || (!self.lost_legs && self.resent_upto.is_empty())
+    }
+
+    /// Whether a resumed leg still brings resends from the peer.
+    pub fn resends_expected(&self) -> bool {
+        !self.resent_upto.is_empty()
+    }
+
     /// Whether any leg still has messages to resend.
     pub fn resend_pending(&self) -> bool {
         !self.resend.is_empty()
