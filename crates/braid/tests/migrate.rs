@@ -4,7 +4,10 @@
 //! circuits pinned to the Braid exit) is moved mid-transfer to another
 //! tunnel with `braid streams migrate`, then back, and arrives
 //! byte-identical (SHA-256). `braid streams` shows the stream on its new
-//! tunnel each time.
+//! tunnel each time. Then, through a second proxy with Conflux on (its
+//! own state directory), a new key's first download ends on the Conflux
+//! set, directly or moved there from a single circuit by policy (a)
+//! (20 MB, SHA-256 checked; the run prints which).
 //!
 //! Every process is stopped by PID (the proxy on drop, the network by its
 //! records). Run alone: `flock /tmp/braid-net.lock cargo test --locked -p
@@ -47,15 +50,21 @@ impl Drop for Proxy {
     }
 }
 
-/// Start `braid proxy` on single circuits to braidexit0, with its metrics
-/// port, and wait for its "SOCKS5 proxy on" line.
-fn start_proxy(toml: &Path, socks: SocketAddr, metrics: SocketAddr) -> Proxy {
+/// Start `braid proxy` with Conflux sets of `legs` legs ("0": single
+/// circuits) to braidexit0, with its metrics port, and wait for its
+/// "SOCKS5 proxy on" line.
+fn start_proxy(toml: &Path, socks: SocketAddr, metrics: SocketAddr, legs: &str) -> Proxy {
     let mut child = Command::new(BRAID)
         .args(["-v", "proxy", "--config"])
         .arg(toml)
         .args(["--socks", &socks.to_string()])
         .args(["--metrics", &metrics.to_string()])
-        .args(["--conflux-legs", "0", "--exit-nodes", "braidexit0"])
+        .args(["--conflux-legs", legs, "--exit-nodes", "braidexit0"])
+        // Each proxy its own state (guards) and cache.
+        .arg("--state")
+        .arg(toml.with_file_name(format!("state-{}", socks.port())))
+        .arg("--cache")
+        .arg(toml.with_file_name(format!("cache-{}", socks.port())))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -130,7 +139,7 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
     let files = network.manifest().fileserver.address;
     let socks_addr: SocketAddr = format!("127.0.0.1:{}", BASE + 500).parse().unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", BASE + 502).parse().unwrap();
-    let proxy = start_proxy(&dir.join("network.toml"), socks_addr, metrics);
+    let proxy = start_proxy(&dir.join("network.toml"), socks_addr, metrics, "0");
     wait_for_exits(files, socks_addr).await;
 
     let size: u64 = 40_000_000;
@@ -229,6 +238,61 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
     );
     drop(stream);
     drop(proxy);
+
+    // A proxy with Conflux on: a new key's first stream ends on the set,
+    // directly or, by policy (a) (Braid proposal 001 §4), after starting
+    // on a single circuit to the set's exit while the set builds.
+    let socks2: SocketAddr = format!("127.0.0.1:{}", BASE + 510).parse().unwrap();
+    let metrics2: SocketAddr = format!("127.0.0.1:{}", BASE + 512).parse().unwrap();
+    let proxy2 = start_proxy(&dir.join("network.toml"), socks2, metrics2, "2");
+    let size2: u64 = 20_000_000;
+    let mut s2 = socks::connect(socks2, files, Some(("meanwhile", "x")))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {} HTTP/1.0\r\nHost: {files}\r\n\r\n",
+        braid_testnet::fileserver::file_path(size2, 32)
+    );
+    s2.write_all(req.as_bytes()).await.unwrap();
+    let mut got2: Vec<u8> = Vec::new();
+    let mut on_set = None;
+    let t2 = Instant::now();
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(60), s2.read(&mut buf))
+            .await
+            .expect("the second download stalled")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        got2.extend_from_slice(&buf[..n]);
+        if on_set.is_none() && got2.len() > 1_000_000 {
+            let s = our_stream(metrics2, 1_000_000);
+            if s["kind"] == "conflux" {
+                on_set = Some((t2.elapsed(), got2.len(), s["moves"].as_u64()));
+            }
+        }
+    }
+    let body_start = got2
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap();
+    let body2 = &got2[body_start..];
+    assert_eq!(
+        body2.len() as u64,
+        size2,
+        "every byte of the second download"
+    );
+    let sha: [u8; 32] = Sha256::digest(body2).into();
+    assert_eq!(sha, braid_testnet::fileserver::expected_sha256(size2, 32));
+    let (when, at, moves) = on_set.expect("the stream never reached the Conflux set");
+    println!(
+        "policy (a): the stream on the Conflux set {} ms after its request, {at} bytes in, moves {moves:?}; {size2} bytes, SHA-256 checked",
+        when.as_millis()
+    );
+    drop(s2);
+    drop(proxy2);
     let stopped = network.down().unwrap();
     assert!(stopped > 0);
     let alive: Vec<_> = read_records(&dir)

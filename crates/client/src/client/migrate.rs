@@ -263,7 +263,9 @@ impl TorClient {
             let Some(report) = from.report().await else {
                 return moved;
             };
-            let mut waiting = false;
+            // The circuit was handed out for a stream that may not be
+            // open on it yet (the set can be ready first): wait for it.
+            let mut waiting = moved == 0 && report.stream_list.is_empty();
             for s in report.stream_list {
                 if s.migrating {
                     continue;
