@@ -123,10 +123,10 @@ async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
     // 2. Braid's client links a set with it.
     braid_client_set(&dir).await;
 
-    // 3. Resumption: the busy leg's middle dies mid-download, then
-    // (another middle) mid-upload.
-    resumed_download(&dir).await;
+    // 3. Resumption: the busy leg's middle dies mid-upload, then
+    // (another middle) mid-download.
     resumed_upload(&dir).await;
+    resumed_download(&dir).await;
 
     let stopped = network.down().unwrap();
     assert!(stopped > 0);
