@@ -1,15 +1,21 @@
-//! The Braid exit as a Conflux exit (issue 14): `braidexit0` advertises
-//! `Conflux=1`, and
+//! The Braid exit as a Conflux exit (issues 14, 15): `braidexit0`
+//! advertises `Conflux=1` and `BraidResume=1`, and on one network
 //! - the C-tor client's Conflux set (ConfluxEnabled, ExitNodes=braidexit0,
 //!   three legs: the authorities vote `cfx_num_legs_set=3`) links with it:
 //!   its control port shows three CONFLUX_LINKED legs ending at
 //!   braidexit0, a 50 MB download and a 20 MB upload through the set are
 //!   byte-identical (SHA-256) with every leg carrying data;
-//! - Braid's client links a two-leg set with it and downloads 20 MB;
-//! - resumption (Braid proposal 001): the C-tor middle of the busy leg of
-//!   a Braid client's set is killed mid-download, and the 50 MB download
-//!   completes byte-identical over a replacement leg (through a C-tor exit
-//!   the stream is reset: `conflux.rs`).
+//! - Braid's client links a two-leg set with it: 20 MB down and 20 MB up
+//!   (the file server's SHA-256) with DATA on every leg in each
+//!   direction, then 8 concurrent 5 MB downloads (distinct files, each
+//!   SHA-256 checked) on the same set, the key still with one tunnel;
+//! - resumption (Braid proposal 001), twice, killing a different C-tor
+//!   middle each time: 5 MB into a 20 MB upload the middle of the leg
+//!   that sent the most is killed, and the upload completes with the
+//!   server's SHA-256 the file's (we resend the lost leg's cells); 5 MB
+//!   into a 50 MB download the busy leg's middle is killed, and the
+//!   download completes byte-identical over a replacement leg (through a
+//!   C-tor exit the stream is reset: `conflux.rs`).
 //!
 //! Every process is stopped by PID.
 
@@ -507,6 +513,10 @@ async fn resumed_upload(dir: &Path) {
         sent_per_leg(&r),
         leg.path.join(" > "),
     );
+    assert!(
+        sent_per_leg(&r).iter().sum::<u64>() < size,
+        "the kill comes mid-transfer"
+    );
     let killed = Instant::now();
     kill_relay(dir, &middle);
     let answer = tokio::time::timeout(Duration::from_secs(120), async {
@@ -570,6 +580,10 @@ async fn resumed_upload(dir: &Path) {
     assert!(st.resumable, "{st:?}");
     assert!(st.legs_lost >= 1, "{st:?}");
     assert!(st.resumptions >= 1, "{st:?}");
+    assert!(
+        st.cells_resent > 0,
+        "we resent the lost leg's cells: {st:?}"
+    );
     assert!(
         r.legs.iter().any(|l| l.replacement),
         "a replacement leg joined"
