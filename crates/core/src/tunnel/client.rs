@@ -613,6 +613,14 @@ impl ClientTunnel {
             return;
         };
         let linked = id.is_some_and(|id| m.set.legs().any(|(l, linked)| l == id && linked));
+        // The highest sequence number received on any leg, the lost one
+        // too: issue 15's recovery time counts data past it.
+        let seen = m
+            .set
+            .legs()
+            .filter_map(|(l, _)| m.set.leg_stats(l))
+            .map(|s| s.last_seq_recv)
+            .fold(m.set.last_seq_delivered(), u64::max);
         if let Some(id) = id {
             // prop 329 §2.4.3: the set goes on only if no data was lost
             // with the leg.
@@ -632,7 +640,7 @@ impl ClientTunnel {
             return;
         }
         if linked {
-            self.counters.leg_lost(now);
+            self.counters.leg_lost(now, seen);
         }
         let ev = if linked {
             TunnelEvent::LegLost {
@@ -782,10 +790,14 @@ impl ClientTunnel {
                 self.stream_msg(stream, d.msg, now);
             }
         }
-        // Data flows again once it is delivered with nothing held behind
-        // a gap (issue 15's recovery time).
+        // Data flows again once data past the loss is delivered with
+        // nothing held behind a gap (issue 15's recovery time).
         if data && self.reorder_snapshot().is_some_and(|r| r.waiting == 0) {
-            self.counters.flowing(now);
+            let seq = self
+                .multipath
+                .as_ref()
+                .map_or(0, |m| m.set.last_seq_delivered());
+            self.counters.delivered(now, seq);
         }
         if let Some(m) = self.multipath.as_mut() {
             m.delivered = delivered;

@@ -64,6 +64,10 @@ impl ResumeStats {
 pub(crate) struct Counters {
     /// Since when data has not flowed after a leg was lost.
     stalled_since: Option<Instant>,
+    /// The highest sequence number received when that leg was lost: data
+    /// up to it was on its way before the loss, so its delivery is no
+    /// recovery (the gap the lost leg leaves comes after it).
+    stalled_after_seq: u64,
     legs_lost: u64,
     recoveries: u64,
     last: Option<Duration>,
@@ -76,9 +80,22 @@ pub(crate) struct Counters {
 impl Counters {
     /// A linked leg was lost at `now` (a loss while already waiting
     /// keeps the first one's time).
-    pub(crate) fn leg_lost(&mut self, now: Instant) {
+    /// `seen` is the highest sequence number received on any leg then.
+    pub(crate) fn leg_lost(&mut self, now: Instant, seen: u64) {
         self.legs_lost += 1;
-        self.stalled_since.get_or_insert(now);
+        if self.stalled_since.is_none() {
+            self.stalled_since = Some(now);
+            self.stalled_after_seq = seen;
+        }
+    }
+
+    /// DATA was delivered in order up to `seq` at `now` with nothing left
+    /// waiting behind a gap: data flows again if `seq` is past what had
+    /// been received when the leg was lost.
+    pub(crate) fn delivered(&mut self, now: Instant, seq: u64) {
+        if seq > self.stalled_after_seq {
+            self.flowing(now);
+        }
     }
 
     /// Data flows at `now`: DATA delivered in order with nothing left
@@ -88,6 +105,7 @@ impl Counters {
         let Some(since) = self.stalled_since.take() else {
             return;
         };
+        self.stalled_after_seq = 0;
         let d = now.saturating_duration_since(since);
         self.recoveries += 1;
         self.last = Some(d);
@@ -131,17 +149,38 @@ mod tests {
         let mut c = Counters::default();
         c.flowing(t0);
         assert_eq!((c.recoveries, c.last), (0, None), "no loss, no recovery");
-        c.leg_lost(t0);
-        c.leg_lost(t0 + Duration::from_millis(100));
+        c.leg_lost(t0, 0);
+        c.leg_lost(t0 + Duration::from_millis(100), 0);
         c.flowing(t0 + Duration::from_millis(700));
         c.flowing(t0 + Duration::from_millis(900));
         assert_eq!(c.legs_lost, 2);
         assert_eq!(c.recoveries, 1);
         assert_eq!(c.last, Some(Duration::from_millis(700)));
-        c.leg_lost(t0 + Duration::from_secs(2));
+        c.leg_lost(t0 + Duration::from_secs(2), 0);
         c.flowing(t0 + Duration::from_millis(2300));
         assert_eq!(c.last, Some(Duration::from_millis(300)));
         assert_eq!(c.max, Some(Duration::from_millis(700)));
+    }
+
+    /// Data received before the loss and delivered after it (the other
+    /// leg's cells ahead of the lost leg's gap) is no recovery: seen in
+    /// the conflux_exit test, a 0 ns recovery with 23 cells resent.
+    #[test]
+    fn recovery_counts_only_data_past_the_loss() {
+        let t0 = Instant::now();
+        let mut c = Counters::default();
+        c.leg_lost(t0, 1000);
+        c.delivered(t0, 990);
+        c.delivered(t0 + Duration::from_millis(5), 1000);
+        assert_eq!((c.recoveries, c.last), (0, None));
+        // A second loss keeps the first one's time and mark.
+        c.leg_lost(t0 + Duration::from_millis(10), 2000);
+        c.delivered(t0 + Duration::from_millis(250), 1001);
+        assert_eq!(c.recoveries, 1);
+        assert_eq!(c.last, Some(Duration::from_millis(250)));
+        // Once flowing, further deliveries change nothing.
+        c.delivered(t0 + Duration::from_millis(400), 3000);
+        assert_eq!(c.recoveries, 1);
     }
 
     #[test]
