@@ -1,15 +1,21 @@
-//! The Braid exit as a Conflux exit (issue 14): `braidexit0` advertises
-//! `Conflux=1`, and
+//! The Braid exit as a Conflux exit (issues 14, 15): `braidexit0`
+//! advertises `Conflux=1` and `BraidResume=1`, and on one network
 //! - the C-tor client's Conflux set (ConfluxEnabled, ExitNodes=braidexit0,
 //!   three legs: the authorities vote `cfx_num_legs_set=3`) links with it:
 //!   its control port shows three CONFLUX_LINKED legs ending at
 //!   braidexit0, a 50 MB download and a 20 MB upload through the set are
 //!   byte-identical (SHA-256) with every leg carrying data;
-//! - Braid's client links a two-leg set with it and downloads 20 MB;
-//! - resumption (Braid proposal 001): the C-tor middle of the busy leg of
-//!   a Braid client's set is killed mid-download, and the 50 MB download
-//!   completes byte-identical over a replacement leg (through a C-tor exit
-//!   the stream is reset: `conflux.rs`).
+//! - Braid's client links a two-leg set with it: 20 MB down and 20 MB up
+//!   (the file server's SHA-256) with DATA on every leg in each
+//!   direction, then 8 concurrent 5 MB downloads (distinct files, each
+//!   SHA-256 checked) on the same set, the key still with one tunnel;
+//! - resumption (Braid proposal 001), twice, killing a different C-tor
+//!   middle each time: 5 MB into a 20 MB upload the middle of the leg
+//!   that sent the most is killed, and the upload completes with the
+//!   server's SHA-256 the file's (we resend the lost leg's cells); 5 MB
+//!   into a 50 MB download the busy leg's middle is killed, and the
+//!   download completes byte-identical over a replacement leg (through a
+//!   C-tor exit the stream is reset: `conflux.rs`).
 //!
 //! Every process is stopped by PID.
 
@@ -28,11 +34,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use braid_client::report::{LegReport, TunnelReport};
 use braid_client::socks::{IsolationKey, SocksServer};
 use braid_client::{ClientConfig, TorClient};
 use braid_dir::restrict::NodeRestrictions;
 use braid_testnet::ctor_conflux;
-use braid_testnet::download::fetch_file;
+use braid_testnet::download::{fetch_file, upload_file};
 use braid_testnet::launcher;
 use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::socks;
@@ -122,7 +129,9 @@ async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
     // 2. Braid's client links a set with it.
     braid_client_set(&dir).await;
 
-    // 3. Resumption: the busy leg's middle dies mid-download.
+    // 3. Resumption: the busy leg's middle dies mid-upload, then
+    // (another middle) mid-download.
+    resumed_upload(&dir).await;
     resumed_download(&dir).await;
 
     let stopped = network.down().unwrap();
@@ -191,8 +200,88 @@ async fn braid_client_set(dir: &Path) {
         report.data_bytes_received() >= 20_000_000,
         "the set carried the download: {received:?}"
     );
+
+    // A 20 MB upload on the same set: Braid's scheduler splits it, the
+    // Braid exit puts it back in order (the file server checks the
+    // SHA-256).
+    let before = sent_per_leg(&report);
+    let u = tokio::time::timeout(
+        Duration::from_secs(120),
+        upload_file(files, Some((socks, Some(("cfxexit", "x")))), 20_000_000, 14),
+    )
+    .await
+    .expect("the Braid client's upload took more than 120 s")
+    .unwrap_or_else(|e| panic!("Braid client upload through the Braid exit: {e}"));
+    let after = t.report().await.unwrap();
+    assert_eq!(after.id, report.id, "the upload used the same set");
+    let up: Vec<u64> = sent_per_leg(&after)
+        .iter()
+        .zip(before.iter().chain(std::iter::repeat(&0)))
+        .map(|(a, b)| a - b)
+        .collect();
+    println!(
+        "Braid client, Braid exit: 20 MB upload {:.2} MB/s (server side {:.2}), DATA bytes sent per leg {up:?}",
+        u.mb_per_s(),
+        u.server_mb_per_s()
+    );
+    assert!(
+        up.iter().all(|b| *b > 0),
+        "every leg carried part of the upload: {up:?}"
+    );
+    assert!(up.iter().sum::<u64>() >= 20_000_000, "{up:?}");
+
+    // 8 downloads at once on the same set (same isolation key), each
+    // checked against its file's SHA-256 by `fetch_file`.
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..8u64)
+        .map(|i| {
+            tokio::spawn(async move {
+                fetch_file(
+                    files,
+                    Some((socks, Some(("cfxexit", "x")))),
+                    5_000_000,
+                    40 + i,
+                )
+                .await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("a concurrent download took more than 120 s")
+            .unwrap()
+            .unwrap_or_else(|e| panic!("concurrent download {i}: {e}"));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let tunnels = client.tunnels_for(&key);
+    assert_eq!(tunnels.len(), 1, "one set for the key");
+    assert_eq!(tunnels[0].id(), t.id(), "the same set carried them");
+    let r = t.report().await.unwrap();
+    let received: Vec<u64> = r
+        .legs
+        .iter()
+        .zip(
+            report
+                .legs
+                .iter()
+                .map(|l| l.data_bytes_received())
+                .chain(std::iter::repeat(0)),
+        )
+        .map(|(l, b)| l.data_bytes_received().saturating_sub(b))
+        .collect();
+    println!(
+        "Braid client, Braid exit: 8 concurrent 5 MB downloads in {secs:.2} s ({:.2} MB/s), DATA bytes per leg {received:?}",
+        40.0 / secs
+    );
+    assert!(received.iter().sum::<u64>() >= 40_000_000, "{received:?}");
     let _ = stop.send(());
     let _ = serving.await;
+}
+
+/// DATA payload bytes sent on each leg of a set.
+fn sent_per_leg(r: &TunnelReport) -> Vec<u64> {
+    r.legs.iter().map(LegReport::data_bytes_sent).collect()
 }
 
 /// A Braid client's two-leg set to braidexit0 (resumption agreed: the
@@ -335,6 +424,170 @@ async fn resumed_download(dir: &Path) {
     assert!(sample("braid_tunnel_resumptions_total") >= 1.0);
     assert!(sample("braid_tunnel_recovery_seconds") > 0.0);
     assert!(text.contains("braid_resume_cells_resent_total{by=\"peer\"}"));
+    let _ = stop.send(());
+    let _ = serving.await;
+}
+
+/// A Braid client's two-leg set to braidexit0 (resumption agreed); 5 MB
+/// into a 20 MB upload (counted in DATA bytes the set sent, not bytes
+/// written to the SOCKS socket), the C-tor middle of the leg that sent
+/// the most is killed (SIGKILL by PID); the upload completes and the file
+/// server's SHA-256 is the file's.
+async fn resumed_upload(dir: &Path) {
+    init_test_log();
+    let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
+    cfg.cache_dir = dir.join("braid-cache-resume-up");
+    cfg.conflux_legs = Some(2);
+    // The stream on the set from the start (see `braid_client_set`).
+    cfg.migrate = false;
+    assert!(cfg.resume, "on by default");
+    cfg.nodes = NodeRestrictions::parse(&[], &[], &["braidexit0"]).unwrap();
+    let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let socks_addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
+        let _ = stopped.await;
+    }));
+    let files = Manifest::load(dir).unwrap().fileserver.address;
+    let size: u64 = 20_000_000;
+    let seed = 22;
+    let stream = socks::connect(socks_addr, files, Some(("resumeup", "x")))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let started = Instant::now();
+    let sending = tokio::spawn(async move {
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: {files}\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: {size}\r\nConnection: close\r\n\r\n",
+            braid_testnet::fileserver::upload_path(size, seed)
+        );
+        writer.write_all(head.as_bytes()).await?;
+        let mut buf = vec![0_u8; 64 * 1024];
+        let mut offset = 0;
+        while offset < size {
+            let n = usize::try_from(size - offset).unwrap().min(buf.len());
+            braid_testnet::fileserver::fill(seed, offset, &mut buf[..n]);
+            writer.write_all(&buf[..n]).await?;
+            offset += n as u64;
+        }
+        writer.flush().await?;
+        Ok::<_, std::io::Error>(writer)
+    });
+    let key = IsolationKey {
+        username: b"resumeup".to_vec(),
+        password: b"x".to_vec(),
+    };
+    // 5 MB on the set first.
+    let r = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the set sent less than 5 MB in 60 s"
+        );
+        if let Some(t) = client.tunnels_for(&key).first() {
+            let r = t.report().await.unwrap();
+            if sent_per_leg(&r).iter().sum::<u64>() >= 5_000_000 {
+                break r;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let t = client.tunnels_for(&key)[0].clone();
+    assert!(r.conflux, "the upload is on the set");
+    let (i, leg) = r
+        .legs
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.open)
+        .max_by_key(|(_, l)| l.data_bytes_sent())
+        .unwrap();
+    let middle = leg.path[1].clone();
+    println!(
+        "upload resumption: {} bytes sent per leg {:?}; busy leg {i} ({}); killing {middle}",
+        sent_per_leg(&r).iter().sum::<u64>(),
+        sent_per_leg(&r),
+        leg.path.join(" > "),
+    );
+    assert!(
+        sent_per_leg(&r).iter().sum::<u64>() < size,
+        "the kill comes mid-transfer"
+    );
+    let killed = Instant::now();
+    kill_relay(dir, &middle);
+    let answer = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut answer = Vec::new();
+        reader.read_to_end(&mut answer).await.map(|_| answer)
+    })
+    .await
+    .expect("the upload hung after the kill")
+    .unwrap_or_else(|e| panic!("the stream broke after the kill: {e}"));
+    let done = killed.elapsed();
+    let _writer = sending
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("sending the body failed after the kill: {e}"));
+    let text = String::from_utf8_lossy(&answer);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(head, body)| {
+            assert!(head.starts_with("HTTP/1.1 200"), "{text}");
+            body
+        })
+        .unwrap_or_else(|| panic!("no answer head: {text:?}"));
+    let fields: Vec<&str> = body.trim_end().split(' ').collect();
+    let want =
+        braid_testnet::fileserver::hex(&braid_testnet::fileserver::expected_sha256(size, seed));
+    let r = t.report().await.unwrap();
+    println!(
+        "upload resumption: {size} bytes in {:.1} s ({:.2} MB/s), done {:.1} s after the kill; \
+         DATA bytes sent per leg {:?}; legs {:?}",
+        started.elapsed().as_secs_f64(),
+        size as f64 / 1e6 / started.elapsed().as_secs_f64(),
+        done.as_secs_f64(),
+        sent_per_leg(&r),
+        r.legs
+            .iter()
+            .map(|l| (l.path.join(">"), l.open, l.replacement))
+            .collect::<Vec<_>>()
+    );
+    let st = r.resume;
+    println!(
+        "upload resumption metrics: {} resumption(s), {} cells resent by us, {} by the exit, \
+         retransmit peak {} B, recovery {:?}, {} leg(s) lost",
+        st.resumptions,
+        st.cells_resent,
+        st.cells_resent_by_peer,
+        st.retransmit_peak_bytes,
+        st.last_recovery,
+        st.legs_lost
+    );
+    assert_eq!(
+        fields.get(1).copied(),
+        Some(size.to_string().as_str()),
+        "{body:?}"
+    );
+    assert_eq!(
+        fields.first().copied(),
+        Some(want.as_str()),
+        "the server's SHA-256"
+    );
+    assert!(!t.is_closed(), "the set lived through the loss");
+    assert!(st.resumable, "{st:?}");
+    assert!(st.legs_lost >= 1, "{st:?}");
+    assert!(st.resumptions >= 1, "{st:?}");
+    assert!(
+        st.cells_resent > 0,
+        "we resent the lost leg's cells: {st:?}"
+    );
+    assert!(
+        r.legs.iter().any(|l| l.replacement),
+        "a replacement leg joined"
+    );
     let _ = stop.send(());
     let _ = serving.await;
 }
