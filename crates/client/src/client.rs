@@ -467,7 +467,7 @@ impl TorClient {
     /// A circuit through a guard that is not primary while a primary may
     /// still work is held (guard-spec §4.9, `<waiting_for_better_guard>`)
     /// while a circuit through the better guard is tried
-    /// ([`Self::wait_for_better_guard`]).
+    /// (`wait_for_better_guard`).
     pub async fn build(&self, port: Option<u16>) -> Result<TunnelHandle, TunnelError> {
         self.build_avoiding(port, &[]).await
     }

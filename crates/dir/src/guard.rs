@@ -355,7 +355,7 @@ impl GuardSet {
             .all(|id| self.reachability(id, now) == Some(Reachability::No))
     }
 
-    /// guard-spec §4.9 [UPDATE_WAITING]: may a circuit held in
+    /// guard-spec §4.9 (UPDATE_WAITING): may a circuit held in
     /// `<waiting_for_better_guard>` for `waited` be used at `now`? Yes once
     /// every primary guard is unreachable, or once it has waited
     /// NONPRIMARY_GUARD_CONNECT_TIMEOUT: a better circuit that has not

@@ -274,7 +274,7 @@ fn record(outcomes: &Mutex<Outcomes>, kind: &str, result: Result<u64, String>) {
 }
 
 /// A failure's reason without the URL (which names the seed, different for
-/// every transfer): "HTTP <url>: <detail>" gives "<detail>".
+/// every transfer): `HTTP URL: DETAIL` gives `DETAIL`.
 fn reason(why: &str) -> &str {
     why.strip_prefix("HTTP ")
         .and_then(|rest| rest.split_once(": "))
