@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use braid_dir::{BandwidthWeights, RelayFlags};
 
+use super::conflux::WeakClient;
 use super::*;
 
 fn id(n: u8) -> RelayId {
