@@ -108,6 +108,10 @@ struct RelaySection<'a> {
     /// exits' `OutboundBindAddressExit 127.0.0.1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_connect_loopback_only: Option<bool>,
+    /// The Prometheus listener the launcher reads, unless the network's
+    /// options set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<String>,
     /// The network's extra options for this relay
     /// ([`NetworkConfig::braid_relay_options`]).
     #[serde(flatten)]
@@ -196,6 +200,11 @@ pub fn render_relay_toml(
             contact: "braid-testnet",
             exit: is_exit.then_some(true),
             exit_connect_loopback_only: is_exit.then_some(true),
+            metrics: if extra.contains_key("metrics") {
+                None
+            } else {
+                node.metrics_port.map(|p| format!("127.0.0.1:{p}"))
+            },
             extra,
         },
         authority: authorities,
@@ -207,6 +216,26 @@ pub fn render_relay_toml(
         "# {} ({:?}), a Braid relay, written by braid testnet\n\n{text}",
         node.nickname, node.role
     ))
+}
+
+/// Where Braid relay `node` serves its metrics: the network's `metrics`
+/// option for it, else its planned metrics port.
+pub fn metrics_addr(node: &NodePlan, extra: &toml::Table) -> Option<std::net::SocketAddr> {
+    match extra.get("metrics") {
+        Some(v) => v.as_str().and_then(|a| a.parse().ok()),
+        None => node
+            .metrics_port
+            .map(|p| std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, p))),
+    }
+}
+
+/// Whether a Braid relay with the options `extra` runs a directory cache
+/// (`dir_cache`, on unless the options turn it off).
+pub fn is_dir_cache(extra: &toml::Table) -> bool {
+    extra
+        .get("dir_cache")
+        .and_then(toml::Value::as_bool)
+        .unwrap_or(true)
 }
 
 /// The relay's bandwidth rate and burst in bytes per second: its
@@ -308,6 +337,29 @@ mod tests {
         assert_eq!(auths[1]["v3ident"].as_str(), Some("B".repeat(40).as_str()));
         assert_eq!(auths[0]["address"].as_str(), Some("127.0.0.1"));
         assert!(text.starts_with("# braidexit0 (Exit), a Braid relay"));
+        // Metrics in the ControlPort's slot, which the launcher reads.
+        assert_eq!(r["metrics"].as_str(), Some("127.0.0.1:17092"));
+        assert_eq!(
+            metrics_addr(exit, &toml::Table::new()),
+            Some("127.0.0.1:17092".parse().unwrap())
+        );
+        assert!(is_dir_cache(&toml::Table::new()));
+    }
+
+    #[test]
+    fn the_networks_metrics_option_wins() {
+        let plan = plan();
+        let exit = node(&plan, "braidexit0");
+        let extra: toml::Table =
+            toml::from_str("metrics = \"127.0.0.1:36900\"\ndir_cache = false").unwrap();
+        let text = render_relay_toml(exit, &authorities(), &[], &extra).unwrap();
+        let r = parse(&text)["braid_relay"].as_table().unwrap().clone();
+        assert_eq!(r["metrics"].as_str(), Some("127.0.0.1:36900"));
+        assert_eq!(
+            metrics_addr(exit, &extra),
+            Some("127.0.0.1:36900".parse().unwrap())
+        );
+        assert!(!is_dir_cache(&extra));
     }
 
     #[test]

@@ -165,19 +165,29 @@ pub fn missing(entries: &[RouterEntry], expected: &[Expected]) -> Vec<String> {
 
 /// Fetches the current consensus from an authority's DirPort.
 pub async fn fetch(dir_port: SocketAddr, timeout: Duration) -> Result<String, TestnetError> {
-    let path = "/tor/status-vote/current/consensus";
-    let url = format!("http://{dir_port}{path}");
+    http_text(dir_port, "/tor/status-vote/current/consensus", timeout).await
+}
+
+/// GETs `path` from `addr` (one HTTP/1.0 request) and returns the body of
+/// a 200 answer as text.
+pub(crate) async fn http_text(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<String, TestnetError> {
+    let url = format!("http://{addr}{path}");
     let fut = async {
-        let stream = tokio::net::TcpStream::connect(dir_port)
-            .await
-            .map_err(|e| TestnetError::Http {
-                url: url.clone(),
-                detail: e.to_string(),
-            })?;
+        let stream =
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| TestnetError::Http {
+                    url: url.clone(),
+                    detail: e.to_string(),
+                })?;
         let mut body = Vec::new();
-        let head = http_get(stream, &dir_port.to_string(), path, |chunk| {
+        let head = http_get(stream, &addr.to_string(), path, |chunk| {
             body.extend_from_slice(chunk);
-            // A test network's consensus is small; refuse absurd bodies.
+            // A test network's documents are small; refuse absurd bodies.
             body.len() < 64 << 20
         })
         .await?;
@@ -195,6 +205,37 @@ pub async fn fetch(dir_port: SocketAddr, timeout: Duration) -> Result<String, Te
             url: url.clone(),
             detail: "timed out".into(),
         })?
+}
+
+/// The `valid-after` of a consensus (dir-spec §3.4.1, any flavour) as Unix
+/// seconds; `None` when the line is missing or malformed.
+pub fn valid_after_unix(text: &str) -> Option<u64> {
+    let line = text.lines().find_map(|l| l.strip_prefix("valid-after "))?;
+    let (date, time) = line.trim().split_once(' ')?;
+    let mut d = date.split('-').map(str::parse::<i64>);
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':').map(str::parse::<i64>);
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// The value of an unlabelled Prometheus gauge `name` in `text`.
+pub fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
 }
 
 /// Upper-case hex, as tor writes fingerprints and control cookies.
@@ -228,6 +269,40 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn valid_after_in_unix_seconds() {
+        let doc = "network-status-version 3 microdesc\nvalid-after 2026-12-07 12:00:10\n";
+        assert_eq!(super::valid_after_unix(doc), Some(1_796_644_810));
+        assert_eq!(
+            super::valid_after_unix("valid-after 1970-01-01 00:00:00\n"),
+            Some(0)
+        );
+        assert_eq!(
+            super::valid_after_unix("valid-after 2000-03-01 00:00:01"),
+            Some(951_868_801)
+        );
+        assert_eq!(
+            super::valid_after_unix("valid-after 2026-13-01 00:00:00"),
+            None
+        );
+        assert_eq!(super::valid_after_unix("valid-after soon"), None);
+        assert_eq!(
+            super::valid_after_unix("fresh-until 2026-12-07 12:00:10"),
+            None
+        );
+    }
+
+    #[test]
+    fn gauges_from_prometheus_text() {
+        let text = "# HELP x y\nbraid_relay_dir_consensus_valid_after_seconds 1796644810\n\
+                    braid_relay_dir_consensus_valid_after_seconds_total 3\n";
+        assert_eq!(
+            super::gauge(text, "braid_relay_dir_consensus_valid_after_seconds"),
+            Some(1_796_644_810.0)
+        );
+        assert_eq!(super::gauge(text, "braid_relay_dir"), None);
+    }
+
     use super::*;
 
     const SAMPLE: &str = "network-status-version 3\n\

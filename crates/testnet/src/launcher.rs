@@ -26,7 +26,9 @@ use crate::manifest::{
 };
 use crate::plan::{NodePlan, Plan, Role, Software};
 use crate::process::{self, Spawned};
-use crate::ready::{Progress, died, wait_for_client, wait_for_consensus, wait_for_dir_ports};
+use crate::ready::{
+    Progress, died, wait_for_caches, wait_for_client, wait_for_consensus, wait_for_dir_ports,
+};
 use crate::shaper::ShaperConfig;
 use crate::torrc::{self, AuthorityLine, TorrcContext};
 
@@ -207,12 +209,23 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
             })
         })
         .collect();
-    wait_for_consensus(
+    let valid_after = wait_for_consensus(
         &plan,
         &expected,
         &mut children,
         deadline,
         config,
+        &mut progress,
+    )
+    .await?;
+    // A client bootstraps from a fallback (a relay), not an authority: the
+    // network is ready when none of them serves an older consensus.
+    wait_for_caches(
+        &plan,
+        config,
+        valid_after,
+        &mut children,
+        deadline,
         &mut progress,
     )
     .await?;

@@ -58,6 +58,9 @@ pub struct NodePlan {
     pub dir_port: Option<u16>,
     /// The ControlPort (0 for a Braid relay, which has none).
     pub control_port: u16,
+    /// A Braid relay's Prometheus listener (in the ControlPort's slot),
+    /// which the launcher reads to see the consensus the relay serves.
+    pub metrics_port: Option<u16>,
     /// The SocksPort (client only).
     pub socks_port: Option<u16>,
     /// Link emulation in front of the ORPort.
@@ -115,6 +118,9 @@ impl NodePlan {
         }
         if let Some(p) = self.dir_port {
             ports.push((p, format!("{n} DirPort")));
+        }
+        if let Some(p) = self.metrics_port {
+            ports.push((p, format!("{n} metrics")));
         }
         if let Some(p) = self.socks_port {
             ports.push((p, format!("{n} SocksPort")));
@@ -187,6 +193,8 @@ impl Plan {
                 } else {
                     base + 2
                 },
+                metrics_port: (software == Software::Braid && role != Role::Client)
+                    .then_some(base + 2),
                 socks_port: (role == Role::Client).then_some(base + 4),
                 shape,
                 bandwidth,
@@ -301,11 +309,18 @@ mod tests {
             (r0.role, r1.role, e0.role),
             (Role::Relay, Role::Relay, Role::Exit)
         );
-        // Node 8 of the block: its ORPort, no ControlPort, no shaper.
+        // Node 8 of the block: its ORPort, metrics in the ControlPort's
+        // slot, no shaper.
         assert_eq!(r0.or_port, 17080);
-        assert_eq!(r0.control_port, 0);
+        assert_eq!((r0.control_port, r0.metrics_port), (0, Some(17082)));
         assert!(r0.shape.is_none() && r0.real_or_port.is_none());
-        assert_eq!(r0.ports(), vec![(17080, "braidrelay0 ORPort".to_string())]);
+        assert_eq!(
+            r0.ports(),
+            vec![
+                (17080, "braidrelay0 ORPort".to_string()),
+                (17082, "braidrelay0 metrics".to_string())
+            ]
+        );
         assert_eq!(e0.bandwidth, Some(2_000_000));
         assert!(r0.log_path().ends_with("nodes/braidrelay0/braid.log"));
         assert!(e0.keys_dir().ends_with("nodes/braidexit0/data/keys"));

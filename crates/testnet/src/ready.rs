@@ -5,6 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::braid_relay;
 use crate::config::NetworkConfig;
 use crate::consensus::{self, Expected};
 use crate::control::{ControlConn, keyword, keywords};
@@ -82,8 +83,9 @@ pub(crate) fn check_alive(children: &mut [Spawned]) -> Result<(), TestnetError> 
 }
 
 /// Waits until every authority's consensus lists `expected` as
-/// [`consensus::missing`] wants; the timeout names what is missing and
-/// the log of each relay it concerns.
+/// [`consensus::missing`] wants, and returns the oldest `valid-after` of
+/// those complete consensuses (Unix seconds); the timeout names what is
+/// missing and the log of each relay it concerns.
 pub(crate) async fn wait_for_consensus(
     plan: &Plan,
     expected: &[Expected],
@@ -91,19 +93,24 @@ pub(crate) async fn wait_for_consensus(
     deadline: Instant,
     config: &NetworkConfig,
     progress: &mut Progress,
-) -> Result<(), TestnetError> {
+) -> Result<u64, TestnetError> {
     let authorities: Vec<&NodePlan> = plan.with_role(Role::Authority).collect();
     loop {
         check_alive(children)?;
         let mut worst: Option<Vec<String>> = None;
         let mut all_ready = true;
+        let mut oldest: Option<u64> = None;
         for auth in &authorities {
             let Some(dir_port) = auth.dir_port else {
                 continue;
             };
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, dir_port));
             let problems = match consensus::fetch(addr, Duration::from_secs(5)).await {
-                Ok(text) => consensus::missing(&consensus::parse_entries(&text), expected),
+                Ok(text) => {
+                    let va = consensus::valid_after_unix(&text).unwrap_or(0);
+                    oldest = Some(oldest.map_or(va, |o| o.min(va)));
+                    consensus::missing(&consensus::parse_entries(&text), expected)
+                }
                 Err(_) => vec![format!("{} has no consensus yet", auth.nickname)],
             };
             if !problems.is_empty() {
@@ -114,7 +121,7 @@ pub(crate) async fn wait_for_consensus(
             }
         }
         if all_ready {
-            return Ok(());
+            return Ok(oldest.unwrap_or(0));
         }
         let problems = worst.unwrap_or_default();
         let shown: Vec<&str> = problems.iter().take(4).map(String::as_str).collect();
@@ -151,6 +158,110 @@ pub(crate) async fn wait_for_consensus(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Waits until every relay that is a directory cache serves a consensus at
+/// least as new as `valid_after` (the authorities' first complete one), so
+/// that a client bootstrapping from any fallback sees every relay: a C-tor
+/// relay's microdesc consensus read over its ControlPort, a Braid relay's
+/// `braid_relay_dir_consensus_valid_after_seconds` from its metrics.
+pub(crate) async fn wait_for_caches(
+    plan: &Plan,
+    config: &NetworkConfig,
+    valid_after: u64,
+    children: &mut [Spawned],
+    deadline: Instant,
+    progress: &mut Progress,
+) -> Result<(), TestnetError> {
+    let caches: Vec<&NodePlan> = plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.role, Role::Relay | Role::Exit))
+        .filter(|n| {
+            n.software == Software::Tor
+                || braid_relay::is_dir_cache(&braid_relay::options_for(config, &n.nickname))
+        })
+        .collect();
+    // Each cache, its control connection (C-tor) and whether it is fresh.
+    let mut state: Vec<(&NodePlan, Option<ControlConn>, bool)> =
+        caches.into_iter().map(|n| (n, None, false)).collect();
+    loop {
+        check_alive(children)?;
+        for (node, conn, fresh) in &mut state {
+            if *fresh {
+                continue;
+            }
+            let served = match node.software {
+                Software::Tor => ctor_consensus_valid_after(node, conn).await,
+                Software::Braid => braid_consensus_valid_after(node, config).await,
+            };
+            *fresh = served.is_some_and(|va| va >= valid_after);
+        }
+        let stale: Vec<&NodePlan> = state
+            .iter()
+            .filter(|(_, _, fresh)| !fresh)
+            .map(|(n, _, _)| *n)
+            .collect();
+        let Some(first) = stale.first() else {
+            return Ok(());
+        };
+        let names: Vec<&str> = stale.iter().map(|n| n.nickname.as_str()).collect();
+        progress.say(&format!(
+            "waiting for the directory caches to fetch the complete consensus: {}",
+            names.join(", ")
+        ));
+        if Instant::now() > deadline {
+            let log = first.log_path();
+            return Err(TestnetError::Timeout {
+                what: format!(
+                    "the directory caches to serve the complete consensus ({} still serve an older one)",
+                    names.join(", ")
+                ),
+                secs: config.timeout.as_secs(),
+                tail: process::log_tail(&log, 20),
+                log,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The `valid-after` of the microdesc consensus C-tor relay `node` holds.
+async fn ctor_consensus_valid_after(
+    node: &NodePlan,
+    conn: &mut Option<ControlConn>,
+) -> Option<u64> {
+    if conn.is_none() {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, node.control_port));
+        *conn = ControlConn::connect(addr, &node.cookie_path()).await.ok();
+    }
+    let c = conn.as_mut()?;
+    match c
+        .getinfo("dir/status-vote/current/consensus-microdesc")
+        .await
+    {
+        Ok(text) => consensus::valid_after_unix(&text),
+        Err(_) => {
+            *conn = None;
+            None
+        }
+    }
+}
+
+/// The `valid-after` of the consensus Braid relay `node`'s cache serves.
+async fn braid_consensus_valid_after(node: &NodePlan, config: &NetworkConfig) -> Option<u64> {
+    let addr = braid_relay::metrics_addr(node, &braid_relay::options_for(config, &node.nickname))?;
+    let text = consensus::http_text(addr, "/metrics", Duration::from_secs(5))
+        .await
+        .ok()?;
+    let secs = consensus::gauge(&text, "braid_relay_dir_consensus_valid_after_seconds")?;
+    // Unix seconds fit a u64 and an f64 exactly.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "whole seconds"
+    )]
+    Some(secs as u64)
 }
 
 /// Whether a problem line from [`consensus::missing`] is about `nickname`.
