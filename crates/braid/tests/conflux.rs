@@ -383,7 +383,24 @@ async fn idle_leg_lost(dir: &Path, proxy: &Proxy, files: SocketAddr) {
     );
     let killed = Instant::now();
     kill_relay(dir, &middle);
-    let after = wait_report(&t, Duration::from_secs(10), |r| !r.legs[i].open).await;
+    // The guard learns at once (its channel to the middle closes) and
+    // sends DESTROY; a CI run once waited more than 10 s, so the limit is
+    // 30 s and a miss shows the guard's log.
+    let guard = before.legs[i].path[0].clone();
+    let after = tokio::time::timeout(
+        Duration::from_secs(30),
+        wait_report(&t, Duration::from_secs(31), |r| !r.legs[i].open),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        let log = dir.join("nodes").join(&guard).join("tor.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        panic!(
+            "leg {i} still open 30 s after {middle} was killed; {guard}'s log ends: {:#?}",
+            tail.into_iter().rev().collect::<Vec<_>>()
+        )
+    });
     println!("leg {i} closed after {} ms", killed.elapsed().as_millis());
     assert_eq!(after.id, before.id);
 
