@@ -78,6 +78,9 @@ pub struct RelayKeys {
     signing_cert_expiry: SystemTime,
     ntor: curve25519::StaticKeypair,
     ntor_previous: Option<curve25519::StaticKeypair>,
+    /// When the current onion keys were made: the ntor key file's
+    /// modification time when loaded (C-tor's `onion_key_set_at`).
+    onion_set_at: SystemTime,
 }
 
 impl std::fmt::Debug for RelayKeys {
@@ -115,6 +118,7 @@ impl RelayKeys {
             signing_cert_expiry,
             ntor: generate_ntor(rng),
             ntor_previous: None,
+            onion_set_at: now,
         })
     }
 
@@ -163,6 +167,12 @@ impl RelayKeys {
         let identity = read_rsa(&dir.join(ID_KEY))?;
         let tap_onion = read_rsa(&dir.join(TAP_KEY))?;
         let ntor = read_ntor(&dir.join(NTOR_KEY))?;
+        let onion_set_at = std::fs::metadata(dir.join(NTOR_KEY))
+            .and_then(|m| m.modified())
+            .map_err(|source| KeyError::Io {
+                path: dir.join(NTOR_KEY),
+                source,
+            })?;
         let old = dir.join(NTOR_KEY_OLD);
         let ntor_previous = if exists(&old) {
             Some(read_ntor(&old)?)
@@ -203,6 +213,7 @@ impl RelayKeys {
             signing_cert_expiry,
             ntor,
             ntor_previous,
+            onion_set_at,
         })
     }
 
@@ -240,6 +251,57 @@ impl RelayKeys {
             &encode_tagged("ed25519v1-cert", "type4", &self.signing_cert),
         )?;
         write_private(&dir.join(SIGNING_SECRET), &secret)
+    }
+
+    /// New onion keys (C-tor's `rotate_onion_key`): a new TAP key and a new ntor key, the current
+    /// ntor key kept as the previous one (clients holding the old
+    /// descriptor still extend with it until
+    /// [`Self::expire_previous_onion_key`]).
+    pub fn rotate_onion_keys<R: Rng + CryptoRng>(
+        &mut self,
+        rng: &mut R,
+        now: SystemTime,
+    ) -> Result<(), KeyError> {
+        let tap =
+            rsa::KeyPair::generate(rng).map_err(|e| KeyError::Generate(format!("RSA key: {e}")))?;
+        self.tap_onion = tap;
+        self.ntor_previous = Some(std::mem::replace(&mut self.ntor, generate_ntor(rng)));
+        self.onion_set_at = now;
+        Ok(())
+    }
+
+    /// Forget the previous ntor key (its grace period is over).
+    pub fn expire_previous_onion_key(&mut self) {
+        self.ntor_previous = None;
+    }
+
+    /// When the current onion keys were made.
+    pub fn onion_set_at(&self) -> SystemTime {
+        self.onion_set_at
+    }
+
+    /// Write the onion keys to `dir`: the previous ntor key (or its file
+    /// removed), the TAP key, then the current ntor key, whose
+    /// modification time [`Self::load`] reads as [`Self::onion_set_at`].
+    pub fn store_onion_keys(&self, dir: &Path) -> Result<(), KeyError> {
+        private_dir(dir)?;
+        let old = dir.join(NTOR_KEY_OLD);
+        match &self.ntor_previous {
+            Some(k) => write_private(&old, &ntor_file(k))?,
+            None => match std::fs::remove_file(&old) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(KeyError::Io { path: old, source }),
+            },
+        }
+        write_private(&dir.join(TAP_KEY), rsa_pem(&self.tap_onion)?.as_bytes())?;
+        write_private(&dir.join(NTOR_KEY), &ntor_file(&self.ntor))
+    }
+
+    /// Store the signing key and its certificate (after
+    /// [`Self::renew_signing_key`]).
+    pub fn store_signing(&self, dir: &Path) -> Result<(), KeyError> {
+        self.store_signing_key(dir)
     }
 
     /// Replace the signing key by a new one certified from `now`; needs

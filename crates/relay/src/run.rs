@@ -13,6 +13,7 @@
 //! - `exit`: exit streams' destinations (policy, lookups, sockets).
 //! - `dircache`: the directory cache, its fetches and its BEGIN_DIR streams.
 //! - `link`: link keys and TLS configurations, rebuilt before expiry.
+//! - `rekey`: onion keys rotated and the signing key renewed while running.
 //! - `metrics`: Prometheus text on `GET /metrics`.
 //! - `tls`: rustls configurations for both sides.
 //! - `bandwidth`: the observed bandwidth the descriptor reports.
@@ -31,6 +32,7 @@ mod link;
 mod metrics;
 mod msg;
 mod node_task;
+mod rekey;
 mod sockinfo;
 mod tls;
 

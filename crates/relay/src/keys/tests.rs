@@ -177,6 +177,45 @@ fn a_previous_ntor_key_is_kept() {
 }
 
 #[test]
+fn onion_keys_rotate_are_stored_and_expire() {
+    let dir = temp("rotate");
+    let (mut keys, _) = RelayKeys::open(&dir, &mut rand::rng(), t0()).unwrap();
+    let set_at = RelayKeys::load(&dir).unwrap().onion_set_at();
+    assert!(set_at > UNIX_EPOCH, "the key file's time is read");
+    let (ntor, tap) = (keys.ntor().public, keys.tap_onion().to_public_key());
+    let later = t0() + Duration::from_secs(28 * 86_400);
+    keys.rotate_onion_keys(&mut rand::rng(), later).unwrap();
+    assert_eq!(keys.onion_set_at(), later);
+    assert_ne!(keys.ntor().public, ntor);
+    assert_eq!(keys.ntor_previous().unwrap().public, ntor);
+    assert_ne!(keys.tap_onion().to_public_key(), tap);
+    // Both ntor keys answer CREATE2; the descriptor names the new one.
+    assert_eq!(keys.onion_keys().ntor.len(), 2);
+    keys.store_onion_keys(&dir).unwrap();
+    for f in [NTOR_KEY, NTOR_KEY_OLD, TAP_KEY] {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+    let back = RelayKeys::load(&dir).unwrap();
+    assert_eq!(back.ntor().public, keys.ntor().public);
+    assert_eq!(back.ntor_previous().unwrap().public, ntor);
+    assert_eq!(
+        back.tap_onion().to_public_key(),
+        keys.tap_onion().to_public_key()
+    );
+    assert_eq!(back.rsa_identity(), keys.rsa_identity(), "same identity");
+
+    keys.expire_previous_onion_key();
+    assert!(keys.ntor_previous().is_none());
+    assert_eq!(keys.onion_keys().ntor.len(), 1);
+    keys.store_onion_keys(&dir).unwrap();
+    assert!(!dir.join(NTOR_KEY_OLD).exists());
+    assert!(RelayKeys::load(&dir).unwrap().ntor_previous().is_none());
+    // Expiring twice (no file left) is fine.
+    keys.store_onion_keys(&dir).unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn the_keys_make_a_descriptor() {
     let keys = RelayKeys::generate(&mut rand::rng(), t0()).unwrap();
     let info = DescriptorInfo {

@@ -25,10 +25,11 @@ use braid_core::relay::ewma::halflife_from_param;
 use braid_dir::documents::{CheckedCert, MAX_DOCUMENT_BYTES, parse_certs, parse_consensus};
 use braid_dir::serve::next_consensus_fetch;
 use braid_dir::{Authority, NetDir, RelayId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::dircache::{DirShared, refresh};
 use super::msg::ToNode;
+use super::rekey::KeySchedule;
 use crate::error::FetchError;
 use crate::http::request;
 
@@ -47,7 +48,12 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 const SAME_CONSENSUS_WAIT: Duration = Duration::from_secs(5);
 
 /// The parameters of names the relay applies (for the log).
-const APPLIED: [&str; 2] = ["CircuitPriorityHalflifeMsec", "KISTSchedRunInterval"];
+const APPLIED: [&str; 4] = [
+    "CircuitPriorityHalflifeMsec",
+    "KISTSchedRunInterval",
+    "onion-key-rotation-days",
+    "onion-key-grace-period-days",
+];
 
 /// What the node applies from one consensus.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +66,8 @@ pub(crate) struct NetParams {
     pub(crate) halflife: Duration,
     /// `KISTSchedRunInterval`, milliseconds, if present.
     pub(crate) kist_interval: Option<i32>,
+    /// When onion keys rotate.
+    pub(crate) keys: KeySchedule,
     /// The parameters of those names the consensus sets, `name=value`.
     pub(crate) summary: String,
     /// The consensus' `valid-after`.
@@ -79,6 +87,7 @@ impl NetParams {
             flow: FlowParams::from_consensus(params),
             halflife: halflife_from_param(params.get("CircuitPriorityHalflifeMsec").copied()),
             kist_interval: params.get("KISTSchedRunInterval").copied(),
+            keys: KeySchedule::from_params(params),
             summary: if set.is_empty() {
                 "none set, defaults".to_owned()
             } else {
@@ -103,6 +112,7 @@ pub(crate) struct FetchStats {
 pub(crate) async fn fetch_loop(
     authorities: Vec<Authority>,
     to_node: mpsc::Sender<ToNode>,
+    key_schedule: watch::Sender<KeySchedule>,
     stats: Arc<FetchStats>,
     dir: Option<Arc<DirShared>>,
 ) {
@@ -122,6 +132,7 @@ pub(crate) async fn fetch_loop(
                 stats.fetched.fetch_add(1, Ordering::Relaxed);
                 retry = RETRY_MIN;
                 let valid_after = params.valid_after;
+                key_schedule.send_if_modified(|s| std::mem::replace(s, params.keys) != params.keys);
                 if to_node
                     .send(ToNode::Params(Box::new(params)))
                     .await

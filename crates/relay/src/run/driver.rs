@@ -11,6 +11,8 @@
 //!   channel writers ◄──── bounded per-channel queues ─────────┘ the queue has room
 //!   publisher: descriptor at start, every 18 h, when the observed bandwidth moves
 //!   link keys: rebuilt before the link certificates expire
+//!   rekey: onion keys rotated, the previous expired, the signing key
+//!     renewed (stored; the node, link keys and publisher told)
 //!   consensus: fetched at start and hourly (as a directory cache when a
 //!     cache should, with the microdescriptors), parameters to the node task
 //!   metrics (optional): GET /metrics asks the node task for its figures
@@ -19,7 +21,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use braid_core::cc::CcParams;
@@ -39,6 +41,7 @@ use super::exit::{ExitParams, Exits};
 use super::link::{Link, rotate};
 use super::metrics::{Sources, serve as serve_metrics};
 use super::node_task::{NodeParams, NodeTask};
+use super::rekey::{KeySchedule, Rekey, read as read_keys, rekey_loop};
 use crate::config::RelayConfig;
 use crate::error::RunError;
 use crate::keys::RelayKeys;
@@ -69,10 +72,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let started = Instant::now();
-    let keys = Arc::new(keys);
+    let keys = Arc::new(RwLock::new(keys));
     let ids = {
         let keys = Arc::clone(&keys);
-        move || keys.identity_keys()
+        move || read_keys(&keys).identity_keys()
     };
     let first = tokio::task::spawn_blocking({
         let ids = ids.clone();
@@ -96,23 +99,25 @@ pub async fn run(
         ),
         None => None,
     };
-    tracing::info!(
-        "relay {} ({}, ed25519 {}) listening on {}, advertised {}:{}",
-        config.nickname,
-        keys.rsa_identity().as_hex_upper(),
-        keys.ed_identity(),
-        config.listen,
-        config.address,
-        config.or_port
-    );
-
+    let mut node = {
+        let k = read_keys(&keys);
+        tracing::info!(
+            "relay {} ({}, ed25519 {}) listening on {}, advertised {}:{}",
+            config.nickname,
+            k.rsa_identity().as_hex_upper(),
+            k.ed_identity(),
+            config.listen,
+            config.address,
+            config.or_port
+        );
+        RelayNode::new(
+            k.rsa_identity(),
+            k.onion_keys(),
+            CcParams::default(),
+            &mut rand::rng(),
+        )
+    };
     let my_addrs = vec![IpAddr::V4(config.address)];
-    let mut node = RelayNode::new(
-        keys.rsa_identity(),
-        keys.onion_keys(),
-        CcParams::default(),
-        &mut rand::rng(),
-    );
     node.set_memory_limit(Some(config.max_mem_in_queues));
     if let Some(cfx) = &config.conflux {
         tracing::info!(
@@ -216,10 +221,20 @@ pub async fn run(
         });
     }
     let (authorities, to) = (config.authorities.clone(), to_node.clone());
+    let (key_schedule, schedule) = watch::channel(KeySchedule::default());
     tasks.spawn(async move {
-        fetch_loop(authorities, to, fetches, dir).await;
+        fetch_loop(authorities, to, key_schedule, fetches, dir).await;
         Ok(())
     });
+    let (republish, relink) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    tasks.spawn(rekey_task(Rekey {
+        keys: Arc::clone(&keys),
+        dir: config.keys_dir.clone(),
+        schedule,
+        to_node: to_node.clone(),
+        republish: Arc::clone(&republish),
+        relink: Arc::clone(&relink),
+    }));
     tasks.spawn(async move {
         node_task.run().await;
         Err(RunError::Internal("the node task ended".into()))
@@ -234,10 +249,10 @@ pub async fn run(
         Err(RunError::Internal("the accept loop ended".into()))
     });
     tasks.spawn(async move {
-        rotate(ids, link_tx).await;
+        rotate(ids, link_tx, relink).await;
         Ok(())
     });
-    tasks.spawn(publish(config, keys, traffic, started));
+    tasks.spawn(publish(config, keys, traffic, started, republish));
 
     tokio::select! {
         () = shutdown => {
@@ -261,15 +276,22 @@ async fn next_error(tasks: &mut JoinSet<Result<(), RunError>>) -> Option<Result<
     std::future::pending().await
 }
 
+/// The renewal task, as a task of [`run`].
+async fn rekey_task(r: Rekey) -> Result<(), RunError> {
+    rekey_loop(r).await;
+    Ok(())
+}
+
 /// Publish the descriptor (see [`Publisher`]) with the observed bandwidth
-/// measured here, and again when it moves enough.
+/// measured here, and again when it moves enough or `changed` is notified
+/// (new keys).
 async fn publish(
     config: RelayConfig,
-    keys: Arc<RelayKeys>,
+    keys: Arc<RwLock<RelayKeys>>,
     traffic: Arc<Traffic>,
     started: Instant,
+    changed: Arc<Notify>,
 ) -> Result<(), RunError> {
-    let changed = Arc::new(Notify::new());
     // The observed bandwidth now, and what the last descriptor said when.
     let observed = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let published: Arc<Mutex<(u32, Instant)>> = Arc::new(Mutex::new((0, Instant::now())));
@@ -302,7 +324,10 @@ async fn publish(
         let bw = observed.load(Ordering::Relaxed);
         *published.lock().unwrap_or_else(|e| e.into_inner()) = (bw, Instant::now());
         let info = config.descriptor_info(t, started.elapsed().as_secs(), bw);
-        Ok(build_descriptor(&keys.descriptor_keys(), &info)?)
+        Ok(build_descriptor(
+            &read_keys(&keys).descriptor_keys(),
+            &info,
+        )?)
     };
     let mut publisher = Publisher::new(
         config.authorities.clone(),

@@ -58,16 +58,19 @@ impl Link {
 }
 
 /// Build [`Link`]s from `ids` (a fresh copy each time) for as long as the
-/// receivers live, publishing each on `tx`.
+/// receivers live, publishing each on `tx`; at once when `now` is
+/// notified (a new signing key must certify new link keys).
 pub(crate) async fn rotate(
     ids: impl Fn() -> Result<RelayIdentityKeys, KeyError> + Send + Sync + 'static,
     tx: watch::Sender<Arc<Link>>,
+    now: Arc<tokio::sync::Notify>,
 ) {
     let ids = Arc::new(ids);
     loop {
         let wait = tx.borrow().rotate_in();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = now.notified() => {}
             () = tx.closed() => return,
         }
         let ids = Arc::clone(&ids);

@@ -74,6 +74,8 @@ pub(crate) enum ToNode {
     },
     /// The parameters of a new consensus, for new circuits.
     Params(Box<NetParams>),
+    /// New onion keys (rotated, or the previous one expired).
+    OnionKeys(Box<braid_core::relay::OnionKeys>),
     /// The node task's figures, for the metrics.
     Figures(oneshot::Sender<NodeFigures>),
     /// What an exit stream's tasks report.

@@ -169,6 +169,7 @@ impl NodeTask {
                     .message(&mut self.node, edge, id, what, &self.to_node, now);
             }
             ToNode::Params(p) => self.apply(*p),
+            ToNode::OnionKeys(k) => self.node.set_onion_keys(*k),
             ToNode::Figures(tx) => {
                 let _ = tx.send(self.figures());
             }
