@@ -229,6 +229,22 @@ def seeds():
         b'[braid_relay]\nnickname = "braidrelay0"\naddress = "127.0.0.1"\nor_port = 9001\n'
     )
     s["relay_keys"] = {f"sel{i}": bytes([i]) + b"\x00\x01" for i in range(0, 40, 3)}
+    # (structured, status selector u16, declare, send, max_body u16, rest):
+    # whole responses as a cache sends them, and made ones of each kind.
+    head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+    s["dir_http_response"] = {
+        "consensus-200": b"\x00" + struct.pack("<HBBH", 0, 0, 0, 65535) + head + CONSENSUS[:60000],
+        "not-modified": b"\x00" + struct.pack("<HBBH", 0, 0, 0, 100)
+        + b"HTTP/1.0 304 Not modified\r\n\r\n",
+        "busy": b"\x00" + struct.pack("<HBBH", 0, 0, 0, 100)
+        + b"HTTP/1.0 503 Directory busy, try again later\r\n\r\n",
+    }
+    for status in range(6):
+        for declare in range(3):
+            for send in range(3):
+                s["dir_http_response"][f"made-{status}-{declare}-{send}"] = (
+                    b"\x01" + struct.pack("<HBBH", status, declare, send, 4096) + MICRODESCS[:2000]
+                )
     return s
 
 
