@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use braid_core::channel::CellCodec;
 use braid_core::ids::ChanKey;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tor_cell::chancell::AnyChanCell;
@@ -27,6 +27,11 @@ const WRITE_BATCH_BYTES: usize = 32 * 1024;
 const READ_BUF: usize = 16 * 1024;
 /// How long a closing channel's writer may take to say goodbye.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A channel whose socket takes no byte for this long is closed: a peer
+/// that stopped reading must not hold its circuits' memory and the
+/// channel's buffers forever (the memory limit would close its circuits
+/// one by one, never the channel).
+pub(crate) const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Bytes moved by every channel, for the observed bandwidth.
 #[derive(Debug, Default)]
@@ -174,7 +179,7 @@ impl Writer {
         let mut cells = 0;
         loop {
             if !buf.is_empty() {
-                let written = w.write_all(&buf).await.and(w.flush().await);
+                let written = write_all_or_stall(&mut w, &buf, WRITE_STALL_TIMEOUT).await;
                 if let Err(e) = written {
                     let why = format!("write: {e}");
                     let _ = self
@@ -225,5 +230,68 @@ impl Writer {
             // A cell the node built wrongly: a bug, not the peer's doing.
             tracing::warn!("{}: cannot encode a cell: {e}", self.chan);
         }
+    }
+}
+
+/// Write all of `buf` and flush, failing with `TimedOut` when the socket
+/// takes no byte for `stall`.
+async fn write_all_or_stall<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    buf: &[u8],
+    stall: Duration,
+) -> std::io::Result<()> {
+    let stalled = || {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the peer took no byte for {} s", stall.as_secs()),
+        )
+    };
+    let mut off = 0;
+    while let Some(rest) = buf.get(off..).filter(|r| !r.is_empty()) {
+        match tokio::time::timeout(stall, w.write(rest)).await {
+            Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => off += n,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(stalled()),
+        }
+    }
+    tokio::time::timeout(stall, w.flush())
+        .await
+        .map_err(|_| stalled())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that never reads: the write fails after the stall time, not
+    /// before; one that reads gets everything.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_timed_out() {
+        let (mut ours, mut theirs) = tokio::io::duplex(4096);
+        let data = vec![7_u8; 64 * 1024];
+        let start = tokio::time::Instant::now();
+        let e = write_all_or_stall(&mut ours, &data, WRITE_STALL_TIMEOUT)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("took no byte for 120 s"), "{e}");
+        assert_eq!(start.elapsed(), WRITE_STALL_TIMEOUT);
+
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0_u8; 1000];
+            while got.len() < 4096 + 64 * 1024 {
+                let n = theirs.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+                // A slow reader: a pause shorter than the stall time.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            got.len()
+        });
+        write_all_or_stall(&mut ours, &data, WRITE_STALL_TIMEOUT)
+            .await
+            .unwrap();
+        assert_eq!(reader.await.unwrap(), 4096 + 64 * 1024);
     }
 }
