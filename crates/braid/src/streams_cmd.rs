@@ -161,6 +161,8 @@ mod tests {
                 bytes_read: 1000,
                 bytes_written: 20,
                 moves: 1,
+                buffered: 0,
+                buffer_limit: 0,
             },
         };
         let t = render(&[row(3, 11, true, false), row(4, 12, false, true)]);

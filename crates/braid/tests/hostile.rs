@@ -1,5 +1,5 @@
 //! Hostile peers over real sockets (issue 17 item 4): a private network
-//! with three hostile Braid Conflux exits (braid-core's
+//! with four hostile Braid Conflux exits (braid-core's
 //! `relay::node::hostile`, in this test build only: `braid-relay`'s
 //! `hostile` feature comes from this crate's dev-dependencies) and a normal
 //! C-tor exit. Braid's client (in process, Conflux on, two legs) downloads
@@ -10,12 +10,16 @@
 //! - `braidexit0`, `seq-gap`: its SWITCHes skip sequence numbers;
 //! - `braidexit1`, `switch-flood`: 40 empty SWITCHes in a row;
 //! - `braidexit2`, `junk`: 16 cells of unknown commands (to be dropped),
-//!   then a BEGIN toward the client (forward-only: a violation).
+//!   then a BEGIN toward the client (forward-only: a violation);
+//! - `braidexit3`, `ignore-xoff`: its streams ignore the client's XOFF
+//!   (proposal 324 §4.1.3), while this download's reader stops after
+//!   300 kB.
 //!
 //! For each, the client cuts off the offender with the rule named (the
 //! set's close reason, or the client's log of the lost leg), its reorder
-//! queue sampled every 5 ms stays within the configured limit, and the
-//! bystander's download is byte-identical (SHA-256).
+//! queue and the stream's receive buffer, sampled every 5 ms, stay within
+//! their configured limits, and the bystander's download is
+//! byte-identical (SHA-256).
 //!
 //! Every process is stopped by PID. Run alone: `flock /tmp/braid-net.lock
 //! cargo test -p braid --test hostile -- --nocapture`.
@@ -58,7 +62,7 @@ const BYSTANDER_SIZE: u64 = 20_000_000;
 
 /// The hostile exits: nickname, behaviour, and the rules the client may
 /// name when it cuts the offender off (any one of them).
-const HOSTILE: [(&str, &str, &[&str]); 3] = [
+const HOSTILE: [(&str, &str, &[&str]); 4] = [
     (
         "braidexit0",
         "seq-gap",
@@ -83,7 +87,16 @@ const HOSTILE: [(&str, &str, &[&str]); 3] = [
         "junk",
         &["unexpected BEGIN message: tor-spec §6.1: commands labelled \"forward\""],
     ),
+    (
+        "braidexit3",
+        "ignore-xoff",
+        // The grace after XOFF spent (prop 324 §4.1.3), or the receive
+        // buffer's limit reached first.
+        &["after our XOFF", "that stream flow control allows"],
+    ),
 ];
+/// The `ignore-xoff` download's reader stops after this many bytes.
+const PAUSE_AT: usize = 300_000;
 
 /// The client's log, kept to find the rules it names.
 #[derive(Clone, Default)]
@@ -137,6 +150,9 @@ struct Run {
     reorder_peak: usize,
     limit: usize,
     samples: usize,
+    /// The most bytes the stream had waiting for us, and its limit.
+    buffered_max: u64,
+    buffer_limit: u64,
     /// When the first bytes came, and when the offender was cut off (the
     /// set closed, or a rule named in the log). The exit turns after 200
     /// DATA cells (about 100 kB), a few milliseconds after the first on
@@ -152,7 +168,8 @@ struct Run {
 }
 
 /// Download `size` bytes (seed `seed`) from the file server `files`
-/// through tunnel `t`, sampling its reorder queue every 20 ms; `needles`:
+/// through tunnel `t`, sampling its reorder queue and receive buffer every
+/// 5 ms, and stop reading after `pause_at` bytes if given; `needles`:
 /// rules whose naming in the log cuts the offender off.
 async fn download(
     t: TunnelHandle,
@@ -161,6 +178,7 @@ async fn download(
     seed: u64,
     needles: &'static [&'static str],
     logs: Logs,
+    pause_at: Option<usize>,
 ) -> Run {
     let mut run = Run::default();
     let mut s = t
@@ -186,6 +204,9 @@ async fn download(
                     if run.first.is_none() {
                         run.first = Some(Instant::now());
                     }
+                    if pause_at.is_some_and(|p| got.len() >= p) {
+                        reading = false;
+                    }
                 }
                 Err(e) => {
                     run.error = Some(e.to_string());
@@ -193,7 +214,16 @@ async fn download(
                 }
             },
             _ = tick.tick() => {
-                if let Some(r) = t.report().await.and_then(|r| r.reorder) {
+                let report = t.report().await;
+                for st in report.iter().flat_map(|r| &r.stream_list) {
+                    run.buffered_max = run.buffered_max.max(st.buffered);
+                    run.buffer_limit = st.buffer_limit;
+                    assert!(
+                        st.buffered <= st.buffer_limit,
+                        "receive buffer over its limit: {st:?}"
+                    );
+                }
+                if let Some(r) = report.and_then(|r| r.reorder) {
                     run.samples += 1;
                     run.reorder_max = run.reorder_max.max(r.bytes);
                     run.reorder_peak = run.reorder_peak.max(r.peak_bytes);
@@ -255,7 +285,7 @@ async fn hostile_conflux_exits_are_cut_off_and_a_bystander_is_untouched() {
     // not needed.
     config.relays = 4;
     config.exits = 1;
-    config.braid_exits = 3;
+    config.braid_exits = 4;
     for (name, behaviour, _) in HOSTILE {
         config.set_hostile_exit(name, behaviour);
     }
@@ -316,9 +346,10 @@ async fn hostile_conflux_exits_are_cut_off_and_a_bystander_is_untouched() {
         41,
         &[],
         logs.clone(),
+        None,
     ));
     let mut runs = Vec::new();
-    for (t, (_, _, needles)) in hostile_t.iter().zip(HOSTILE) {
+    for (t, (_, behaviour, needles)) in hostile_t.iter().zip(HOSTILE) {
         runs.push(tokio::spawn(download(
             t.clone(),
             files,
@@ -326,6 +357,7 @@ async fn hostile_conflux_exits_are_cut_off_and_a_bystander_is_untouched() {
             42,
             needles,
             logs.clone(),
+            (behaviour == "ignore-xoff").then_some(PAUSE_AT),
         )));
     }
     let mut results = Vec::new();
@@ -347,13 +379,15 @@ async fn hostile_conflux_exits_are_cut_off_and_a_bystander_is_untouched() {
             _ => "n/a".into(),
         };
         println!(
-            "{name} ({behaviour}): {} body bytes, {}; cut off {to_cut} after the first byte; reorder max {} / peak {} bytes, limit {} ({} samples); set {}\n  rule: {}",
+            "{name} ({behaviour}): {} body bytes, {}; cut off {to_cut} after the first byte; reorder max {} / peak {} bytes, limit {} ({} samples); receive buffer max {} of {} bytes; set {}\n  rule: {}",
             run.body.len(),
             run.error.as_deref().unwrap_or("ended"),
             run.reorder_max,
             run.reorder_peak,
             run.limit,
             run.samples,
+            run.buffered_max,
+            run.buffer_limit,
             if t.is_closed() { "closed" } else { "open" },
             told.first().map_or("NONE", |s| s.as_str()),
         );

@@ -48,6 +48,13 @@ pub struct StreamReport {
     pub bytes_written: u64,
     /// Times it moved.
     pub moves: u32,
+    /// Bytes received and waiting for the application now.
+    #[serde(default)]
+    pub buffered: u64,
+    /// The most that may wait (more closes the stream: the exit broke flow
+    /// control).
+    #[serde(default)]
+    pub buffer_limit: u64,
 }
 
 /// One leg of a tunnel.

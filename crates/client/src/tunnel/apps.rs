@@ -203,6 +203,8 @@ impl Apps {
                 bytes_read: a.bytes_read,
                 bytes_written: a.bytes_written,
                 moves: a.moves,
+                buffered: t.recv_buffered(*id).unwrap_or(0) as u64,
+                buffer_limit: t.recv_limit().unwrap_or(0) as u64,
             })
             .collect();
         out.sort_by_key(|r| r.app);

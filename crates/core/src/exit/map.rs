@@ -128,6 +128,9 @@ pub struct ExitStreamMap {
     pub(crate) mig_recent: VecDeque<Instant>,
     /// The latest `now` given, for the tails' linger.
     pub(crate) mig_now: Option<Instant>,
+    /// Tests only: XOFF is ignored ([`Self::ignore_xoff`]).
+    #[cfg(feature = "hostile")]
+    pub(crate) ignore_xoff: bool,
 }
 
 impl ExitStreamMap {
@@ -163,7 +166,16 @@ impl ExitStreamMap {
             mig_requests: VecDeque::new(),
             mig_recent: VecDeque::new(),
             mig_now: None,
+            #[cfg(feature = "hostile")]
+            ignore_xoff: false,
         }
+    }
+
+    /// Tests only ([`crate::relay::node::hostile`]): ignore the client's
+    /// XOFF on every stream.
+    #[cfg(feature = "hostile")]
+    pub fn ignore_xoff(&mut self) {
+        self.ignore_xoff = true;
     }
 
     // ------------------------------------------------------------------
@@ -573,6 +585,10 @@ impl ExitStreamMap {
                 Ok(())
             }
             AnyRelayMsg::Xoff(_) => {
+                #[cfg(feature = "hostile")]
+                if self.ignore_xoff {
+                    return Ok(());
+                }
                 if s.kind == Kind::Resolve || s.flow.on_xoff().is_err() {
                     self.stats.dropped_invalid += 1;
                 }

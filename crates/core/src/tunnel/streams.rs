@@ -92,6 +92,14 @@ impl ClientTunnel {
         self.streams.as_ref()?.recv_buffered(id)
     }
 
+    /// The most bytes a stream may have waiting to be read: more is a
+    /// protocol violation of the exit's (tor-spec §7.4, proposal 324 §4).
+    pub fn recv_limit(&self) -> Option<usize> {
+        self.streams
+            .as_ref()
+            .map(crate::stream::StreamMap::recv_limit)
+    }
+
     /// Bytes stream `id` may still buffer for sending (0 while it is being
     /// migrated away: the bytes wait for its new tunnel).
     pub fn send_space(&self, id: StreamId) -> Option<usize> {

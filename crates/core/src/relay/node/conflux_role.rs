@@ -328,12 +328,18 @@ impl RelayNode {
         if let Some(params) = cfg.resume {
             set.offer_resumption(params);
         }
+        #[cfg_attr(not(feature = "hostile"), allow(unused_mut))]
+        let mut streams = ExitStreamMap::with_seed(exit, mode, seed);
+        #[cfg(feature = "hostile")]
+        if cfg.hostile == Some(super::hostile::Hostile::IgnoreXoff) {
+            streams.ignore_xoff();
+        }
         Some(ExitSet {
             set,
             chooser: SchedulerChooser::new(kind.build()),
             kind,
             fixed: cfg.scheduler.is_some(),
-            streams: ExitStreamMap::with_seed(exit, mode, seed),
+            streams,
             held: None,
             legs: BTreeMap::new(),
             deadline: None,

@@ -18,8 +18,12 @@
 //!   client on the download's stream (tor-spec §6.1: a forward-only
 //!   command, a protocol violation).
 //!
-//! Not yet: DATA past the congestion window or a client's XOFF, and slow
-//! answers (the sender's window checks and timers are the circuit's).
+//! - [`Hostile::IgnoreXoff`]: the set's streams keep sending after the
+//!   client's XOFF (proposal 324 §4.1.3): the client's receive buffer
+//!   fills while its application does not read.
+//!
+//! Not yet: DATA past the congestion window, and slow answers (the
+//! sender's window checks and timers are the circuit's).
 //!
 //! [`RelayNode`]: super::RelayNode
 //! [`ConfluxExitConfig::hostile`]: super::ConfluxExitConfig::hostile
@@ -54,11 +58,18 @@ pub enum Hostile {
     SwitchFlood,
     /// Unknown commands, then a forward-only command toward the client.
     Junk,
+    /// XOFF from the client is ignored.
+    IgnoreXoff,
 }
 
 impl Hostile {
     /// Every behaviour.
-    pub const ALL: [Self; 3] = [Self::SeqGap, Self::SwitchFlood, Self::Junk];
+    pub const ALL: [Self; 4] = [
+        Self::SeqGap,
+        Self::SwitchFlood,
+        Self::Junk,
+        Self::IgnoreXoff,
+    ];
 
     /// Its name in `relay.toml` (`hostile = "seq-gap"`).
     pub fn name(self) -> &'static str {
@@ -66,6 +77,7 @@ impl Hostile {
             Self::SeqGap => "seq-gap",
             Self::SwitchFlood => "switch-flood",
             Self::Junk => "junk",
+            Self::IgnoreXoff => "ignore-xoff",
         }
     }
 
