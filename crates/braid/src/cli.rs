@@ -177,7 +177,7 @@ pub(crate) struct BenchRelayArgs {
     #[arg(long, default_value_t = 500)]
     pub(crate) small_gap_ms: u64,
     /// First port of the network's port block.
-    #[arg(long, default_value_t = 36000)]
+    #[arg(long, default_value_t = 26000)]
     pub(crate) base_port: u16,
     /// The JSON file (default DIR/bench-relay.json).
     #[arg(long)]

@@ -49,8 +49,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
-/// First port of this test's network (others use 21000 to 33999).
-const BASE: u16 = 34000;
+/// First port of this test's network (each test has its own block,
+/// all below 32768, where Linux's ephemeral ports begin).
+const BASE: u16 = 18000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {

@@ -42,7 +42,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
-const BASE: u16 = 35000;
+const BASE: u16 = 15000;
 
 /// A DirPort that answers every request 503 and counts them.
 struct Busy {

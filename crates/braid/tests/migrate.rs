@@ -37,8 +37,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
-/// First port of this test's network (others use 21000 to 34999).
-const BASE: u16 = 35000;
+/// First port of this test's network (each test has its own block,
+/// all below 32768, where Linux's ephemeral ports begin).
+const BASE: u16 = 16000;
 
 /// A `braid proxy` child process, killed (by its PID) on drop.
 struct Proxy(Child);

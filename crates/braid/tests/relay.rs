@@ -29,7 +29,8 @@ use braid_testnet::{NetworkConfig, launcher};
 use common::test_dir;
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
-/// First port of this test's network (others use 21000 to 30999).
+/// First port of this test's network (each test has its own block,
+/// all below 32768, where Linux's ephemeral ports begin).
 const BASE: u16 = 31000;
 
 fn relay_toml(network_toml: &str, nickname: &str, or_port: u16) -> String {

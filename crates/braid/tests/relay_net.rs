@@ -60,11 +60,11 @@ use tor_cell::relaycell::msg::{AnyRelayMsg, BeginDir, Data, Sendme};
 static NETWORK_LOCK: Mutex<()> = Mutex::new(());
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
-/// First port of the listing test's network (other tests use 21000 to
-/// 32999).
-const BASE_LISTING: u16 = 33000;
+/// First port of the listing test's network (each test has its own block,
+/// all below 32768, where Linux's ephemeral ports begin).
+const BASE_LISTING: u16 = 19000;
 /// First port of the exit test's network.
-const BASE_EXIT: u16 = 33500;
+const BASE_EXIT: u16 = 19500;
 /// braidrelay0's metrics in the listing test (past the network's ports).
 const LISTING_METRICS: u16 = BASE_LISTING + 400;
 /// Bytes of each download (the acceptance's 50 MB).

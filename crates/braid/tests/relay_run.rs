@@ -34,8 +34,9 @@ use braid_testnet::{NetworkConfig, launcher};
 use common::test_dir;
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
-/// First port of this test's network (others use 21000 to 31999).
-const BASE: u16 = 32000;
+/// First port of this test's network (each test has its own block,
+/// all below 32768, where Linux's ephemeral ports begin).
+const BASE: u16 = 20000;
 
 /// A child process, killed (by PID) when dropped.
 struct Process(Child);

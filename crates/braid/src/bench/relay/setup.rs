@@ -301,10 +301,10 @@ mod tests {
                 .get("metrics")
                 .and_then(|v| v.as_str().map(str::to_string))
         };
-        assert_eq!(metrics("braidexit0").as_deref(), Some("127.0.0.1:36900"));
-        assert_eq!(metrics("braidexit1").as_deref(), Some("127.0.0.1:36901"));
+        assert_eq!(metrics("braidexit0").as_deref(), Some("127.0.0.1:26900"));
+        assert_eq!(metrics("braidexit1").as_deref(), Some("127.0.0.1:26901"));
         assert_eq!(metrics("exit0"), None);
-        assert_eq!(Exit::Ctor.metrics(36000), None);
+        assert_eq!(Exit::Ctor.metrics(26000), None);
         for exit in LOAD_EXITS {
             assert_eq!(kist(exit.nickname()), exit.kist());
         }

@@ -198,7 +198,7 @@ mod tests {
             load_bulk_size: 10_000_000,
             load_small_size: 20_000,
             small_gap: Duration::from_millis(500),
-            base_port: 36000,
+            base_port: 26000,
         };
         let bulk_row = |exit: Exit, mbs: &[f64], cpu: &[f64]| BulkRow {
             exit,
