@@ -120,6 +120,11 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
     })?;
     prepare_dir(&dir)?;
     check_ports(&plan)?;
+    if let Some(range) = ephemeral_overlap(&plan, &read_ephemeral_range()) {
+        progress.say(&format!(
+            "warning: ports {range} are in the kernel's ephemeral range: an outgoing connection may take one of them while the network runs (pick a --base-port below it)"
+        ));
+    }
     let mut cleanup = Cleanup {
         dir: dir.clone(),
         armed: true,
@@ -261,6 +266,11 @@ pub async fn up(config: &NetworkConfig) -> Result<Network, TestnetError> {
                 exit: n.role == Role::Exit,
                 shape: n.shape,
                 bandwidth_rate: n.bandwidth,
+                metrics: (n.software == Software::Braid)
+                    .then(|| {
+                        braid_relay::metrics_addr(n, &braid_relay::options_for(config, &n.nickname))
+                    })
+                    .flatten(),
             })
         })
         .collect();
@@ -366,6 +376,29 @@ fn prepare_dir(dir: &Path) -> Result<(), TestnetError> {
     }
     std::fs::create_dir_all(dir).map_err(|e| TestnetError::io("creating", dir, e))?;
     write(&dir.join(MARKER), "made by braid testnet\n")
+}
+
+/// The kernel's ephemeral port range (`ip_local_port_range`), Linux's
+/// default when it cannot be read.
+fn read_ephemeral_range() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .unwrap_or_else(|_| "32768 60999".into())
+}
+
+/// The planned ports that fall in the ephemeral range `range` ("low
+/// high"), as "first-last", if any.
+fn ephemeral_overlap(plan: &Plan, range: &str) -> Option<String> {
+    let mut bounds = range.split_ascii_whitespace().map(str::parse::<u16>);
+    let (Some(Ok(low)), Some(Ok(high))) = (bounds.next(), bounds.next()) else {
+        return None;
+    };
+    let inside: Vec<u16> = plan
+        .ports()
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| (low..=high).contains(p))
+        .collect();
+    Some(format!("{}-{}", inside.iter().min()?, inside.iter().max()?))
 }
 
 fn check_ports(plan: &Plan) -> Result<(), TestnetError> {
@@ -626,4 +659,25 @@ pub fn down(dir: &Path) -> Result<usize, TestnetError> {
     }
     process::clear_records(dir)?;
     Ok(alive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_in_the_ephemeral_range_are_named() {
+        let plan = |base| {
+            let mut c = NetworkConfig::new("/tmp/net", "braid");
+            c.base_port = base;
+            Plan::new(&c).unwrap()
+        };
+        assert_eq!(ephemeral_overlap(&plan(17000), "32768\t60999\n"), None);
+        let inside = ephemeral_overlap(&plan(36000), "32768\t60999\n").unwrap();
+        assert!(inside.starts_with("36000-"), "{inside}");
+        let straddling = ephemeral_overlap(&plan(32700), "32768 60999").unwrap();
+        let first: u16 = straddling.split('-').next().unwrap().parse().unwrap();
+        assert!((32768..32800).contains(&first), "{straddling}");
+        assert_eq!(ephemeral_overlap(&plan(36000), "garbage"), None);
+    }
 }
