@@ -170,7 +170,7 @@ pub async fn fetch(dir_port: SocketAddr, timeout: Duration) -> Result<String, Te
 
 /// GETs `path` from `addr` (one HTTP/1.0 request) and returns the body of
 /// a 200 answer as text.
-pub(crate) async fn http_text(
+pub async fn http_text(
     addr: SocketAddr,
     path: &str,
     timeout: Duration,

@@ -100,6 +100,9 @@ pub struct RelayEntry {
     pub shape: Option<ShapeSpec>,
     /// tor's BandwidthRate, bytes per second.
     pub bandwidth_rate: Option<u64>,
+    /// Where a Braid relay serves its Prometheus metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// A fallback directory: `[[fallback]]` in the network file.
@@ -244,6 +247,7 @@ mod tests {
                     delay_out_us: 0,
                 }),
                 bandwidth_rate: None,
+                metrics: None,
             }],
             fallbacks: Vec::new(),
             client: Some(ClientEntry {
