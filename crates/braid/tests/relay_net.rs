@@ -500,7 +500,18 @@ async fn begin_dir_get(relay: &Relay, path: &str) -> (String, Vec<u8>) {
     let (head, _) = text.split_once("\r\n\r\n").expect("an HTTP answer");
     let head_len = head.len() + 4;
     let status = head.lines().next().unwrap_or_default().to_string();
-    (status, answer[head_len..].to_vec())
+    // The body as its Content-Encoding says (deflate for `.z` URLs).
+    let encoding = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Encoding: "))
+        .and_then(braid_dir::fetch::Encoding::from_name)
+        .unwrap_or(braid_dir::fetch::Encoding::Identity);
+    let body = braid_dir::fetch::compress::decode(encoding, &answer[head_len..], 64 << 20)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    if path.ends_with(".z") && status.contains(" 200 ") {
+        assert_eq!(encoding, braid_dir::fetch::Encoding::Deflate, "{head}");
+    }
+    (status, body)
 }
 
 /// The C-tor client's view: its control connection (STREAM events on) and

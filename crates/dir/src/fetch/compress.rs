@@ -152,6 +152,28 @@ pub fn decode(encoding: Encoding, body: &[u8], max_output: usize) -> Result<Vec<
     out.ok_or_else(bomb)
 }
 
+/// `data` encoded as `encoding`, for a directory cache's answers; `None`
+/// for zstd, which we decode but do not make.
+pub fn encode(encoding: Encoding, data: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write as _;
+    // Fast levels: a cache compresses answers as it serves them.
+    let level = flate2::Compression::fast();
+    match encoding {
+        Encoding::Identity => Some(data.to_vec()),
+        Encoding::Deflate => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            e.write_all(data).ok()?;
+            e.finish().ok()
+        }
+        Encoding::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+            e.write_all(data).ok()?;
+            e.finish().ok()
+        }
+        Encoding::Zstd => None,
+    }
+}
+
 /// Read `r` to its end: `Some(bytes)` if they were at most `limit`,
 /// `None` as soon as there are more (never holding more than `limit` plus
 /// one chunk).
@@ -240,6 +262,29 @@ mod tests {
         let mut two = zstd(b"first ");
         two.extend(zstd(b"second"));
         assert_eq!(decode(Encoding::Zstd, &two, 100).unwrap(), b"first second");
+    }
+
+    #[test]
+    fn what_a_cache_encodes_decodes_to_the_same() {
+        let data = text(300_000);
+        for enc in [Encoding::Identity, Encoding::Deflate, Encoding::Gzip] {
+            let body = encode(enc, &data).unwrap();
+            if enc != Encoding::Identity {
+                assert_eq!(Encoding::sniff(&body), Some(enc));
+                assert!(body.len() < data.len() / 2, "{enc}: {}", body.len());
+            }
+            assert_eq!(decode(enc, &body, 1 << 20).unwrap(), data, "{enc}");
+        }
+        assert_eq!(encode(Encoding::Zstd, &data), None);
+        assert_eq!(
+            decode(
+                Encoding::Deflate,
+                &encode(Encoding::Deflate, b"").unwrap(),
+                10
+            )
+            .unwrap(),
+            b""
+        );
     }
 
     /// 64 MiB of zeros compress to a few KiB: every encoding stops at the

@@ -1,8 +1,8 @@
 //! C-tor's URL table for GET (`dircache.c`, `directory_handle_command_get`
 //! and its handlers), for what a cache that is not an authority holds: the
 //! microdesc consensus, microdescriptors and authority certificates
-//! (dir-spec §4.2, §4.3, §6.2). A trailing `.z` is dropped from the URL and
-//! the answer is `identity`, which C-tor's clients always accept. No
+//! (dir-spec §4.2, §4.3, §6.2). A trailing `.z` is dropped from the URL
+//! after it chose the answer's encoding ([`choose_encoding`]). No
 //! consensus diffs are kept: a diff asked in the URL is 404, one asked in
 //! `X-Or-Diff-From-Consensus` gets the full consensus (prop 140 §3 allows
 //! it), or 304 if the client already has the one held. Documents a cache
@@ -20,6 +20,7 @@ use super::cache::{CachedCert, DirCache};
 use super::date::parse_http_date;
 use super::request::{Method, Request};
 use super::response::{CacheLifetime, DocType, Response};
+use crate::fetch::{Encoding, compress};
 
 /// How long past `valid-until` a consensus is still served, and how long
 /// before `valid-after` it already is (C-tor `REASONABLY_LIVE_TIME`).
@@ -35,6 +36,7 @@ pub const ROBOTS_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// none (`/tor/networkstatus-bridges` at a relay that is no bridge
 /// authority): end the stream.
 pub fn answer(cache: &DirCache, req: &Request, now: SystemTime) -> Option<Response> {
+    let enc = choose_encoding(req);
     let url = req.url.strip_suffix(".z").unwrap_or(&req.url);
     if req.method == Method::Post {
         return Some(post(url, now));
@@ -46,19 +48,19 @@ pub fn answer(cache: &DirCache, req: &Request, now: SystemTime) -> Option<Respon
         return not_found(DocType::Other);
     }
     if url.starts_with("/tor/status-vote/current/consensus") {
-        return Some(consensus(cache, req, url, ims, now));
+        return Some(consensus(cache, req, url, ims, enc, now));
     }
     if let Some(list) = url.strip_prefix("/tor/micro/d/") {
-        return Some(microdescs(cache, list, now));
+        return Some(microdescs(cache, list, enc, now));
     }
     if url.starts_with("/tor/keys/") {
-        return Some(keys(cache, url, ims, now));
+        return Some(keys(cache, url, ims, enc, now));
     }
     if url == "/tor/robots.txt" {
         let body: Arc<[u8]> = Arc::from(&b"User-agent: *\r\nDisallow: /\r\n"[..]);
         return Some(Response::ok(
             DocType::Robots,
-            vec![body],
+            encoded(vec![body], enc),
             true,
             CacheLifetime::Expires(ROBOTS_LIFETIME),
             "",
@@ -71,6 +73,39 @@ pub fn answer(cache: &DirCache, req: &Request, now: SystemTime) -> Option<Respon
     // Votes, the bandwidth file, server and extra-info descriptors,
     // onion-service descriptors, anything else: none held.
     not_found(DocType::Other)
+}
+
+/// How an answer to `req` is encoded (C-tor `parse_accept_encoding_header`
+/// and `srv_meth_pref_streaming_compression`, dir-spec §4): deflate when
+/// the URL ends in `.z` or `Accept-Encoding` names it, else gzip when
+/// named, else identity. zstd, C-tor's first choice, we decode but do not
+/// make.
+pub fn choose_encoding(req: &Request) -> Encoding {
+    let named: Vec<Option<Encoding>> = req
+        .header("Accept-Encoding")
+        .unwrap_or_default()
+        .split(',')
+        .map(Encoding::from_name)
+        .collect();
+    if req.url.ends_with(".z") || named.contains(&Some(Encoding::Deflate)) {
+        Encoding::Deflate
+    } else if named.contains(&Some(Encoding::Gzip)) {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    }
+}
+
+/// `parts` as one body in `enc` (as they are for identity).
+fn encoded(parts: Vec<Arc<[u8]>>, enc: Encoding) -> (Vec<Arc<[u8]>>, Encoding) {
+    if enc == Encoding::Identity {
+        return (parts, enc);
+    }
+    let whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+    match compress::encode(enc, &whole) {
+        Some(body) => (vec![Arc::from(body)], enc),
+        None => (parts, Encoding::Identity),
+    }
 }
 
 /// The answer when too many answers are under way (C-tor's, when its
@@ -167,6 +202,7 @@ fn consensus(
     req: &Request,
     url: &str,
     ims: Option<SystemTime>,
+    enc: Encoding,
     now: SystemTime,
 ) -> Response {
     let short = |status, reason| Response::short(DocType::Consensus, status, reason, now);
@@ -215,9 +251,13 @@ fn consensus(
         Ok(d) if !d.is_zero() => CacheLifetime::Expires(d),
         _ => CacheLifetime::NoCache,
     };
+    let body = match enc {
+        Encoding::Deflate => (vec![Arc::clone(c.deflated())], enc),
+        _ => encoded(vec![Arc::clone(c.body())], enc),
+    };
     Response::ok(
         DocType::Consensus,
-        vec![Arc::clone(c.body())],
+        body,
         false,
         expires,
         "Vary: X-Or-Diff-From-Consensus\r\n",
@@ -247,7 +287,7 @@ fn enough_signers(signers: &[[u8; 20]], want: &str) -> bool {
 /// GET `/tor/micro/d/<D1>-<D2>...` (C-tor `handle_get_microdesc`;
 /// dir-spec §4.3): the microdescriptors held of those named (base64
 /// SHA-256 digests, 43 characters; others skipped), in digest order.
-fn microdescs(cache: &DirCache, list: &str, now: SystemTime) -> Response {
+fn microdescs(cache: &DirCache, list: &str, enc: Encoding, now: SystemTime) -> Response {
     let mut digests: Vec<[u8; 32]> = list
         .split('-')
         .filter(|d| d.len() == 43)
@@ -267,7 +307,7 @@ fn microdescs(cache: &DirCache, list: &str, now: SystemTime) -> Response {
     }
     Response::ok(
         DocType::Microdescs,
-        body,
+        encoded(body, enc),
         false,
         CacheLifetime::Expires(MICRODESC_LIFETIME),
         "",
@@ -278,7 +318,13 @@ fn microdescs(cache: &DirCache, list: &str, now: SystemTime) -> Response {
 /// GET `/tor/keys/...` (C-tor `handle_get_keys`; dir-spec §4.3): `all`,
 /// `authority` (ours: we are none), `fp/<F>+...` (the newest of each
 /// authority), `sk/<S>+...`, `fp-sk/<F>-<S>+...`; 400 for anything else.
-fn keys(cache: &DirCache, url: &str, ims: Option<SystemTime>, now: SystemTime) -> Response {
+fn keys(
+    cache: &DirCache,
+    url: &str,
+    ims: Option<SystemTime>,
+    enc: Encoding,
+    now: SystemTime,
+) -> Response {
     let short = |status, reason| Response::short(DocType::Certificates, status, reason, now);
     let all = cache.certs();
     let mut certs: Vec<&CachedCert> = if url == "/tor/keys/all" {
@@ -328,7 +374,7 @@ fn keys(cache: &DirCache, url: &str, ims: Option<SystemTime>, now: SystemTime) -
     }
     Response::ok(
         DocType::Certificates,
-        certs.iter().map(|c| Arc::clone(c.body())).collect(),
+        encoded(certs.iter().map(|c| Arc::clone(c.body())).collect(), enc),
         true,
         CacheLifetime::Expires(CERT_LIFETIME),
         "",

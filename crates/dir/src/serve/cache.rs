@@ -34,12 +34,25 @@ pub struct CachedConsensus {
     lifetime: Lifetime,
     signers: Vec<[u8; 20]>,
     digest_as_signed: [u8; 32],
+    /// The body deflated, made at the first request that wants it.
+    deflated: std::sync::OnceLock<Arc<[u8]>>,
 }
 
 impl CachedConsensus {
     /// The text, as the authority served it.
     pub fn body(&self) -> &Arc<[u8]> {
         &self.body
+    }
+
+    /// The text deflated (zlib), compressed once and kept (C-tor keeps
+    /// its consensuses precompressed too).
+    pub fn deflated(&self) -> &Arc<[u8]> {
+        self.deflated.get_or_init(|| {
+            Arc::from(
+                crate::fetch::compress::encode(crate::fetch::Encoding::Deflate, &self.body)
+                    .unwrap_or_default(),
+            )
+        })
     }
 
     /// Its validity period.
@@ -177,6 +190,7 @@ impl DirCache {
             lifetime,
             signers: signers(text),
             digest_as_signed: digest_as_signed(text),
+            deflated: std::sync::OnceLock::new(),
         });
         Ok(())
     }

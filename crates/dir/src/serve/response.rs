@@ -1,9 +1,8 @@
 //! Answers as C-tor's directory server writes them (`dircache.c`,
 //! `write_short_http_response`, `write_http_response_header_impl`): HTTP/1.0,
 //! a `Date`, and for documents `Content-Type: text/plain`, the
-//! `Content-Encoding` (always `identity` here: C-tor clients accept it for
-//! every request, `.z` URLs included, and check the body's first bytes
-//! before they decompress), `Content-Length` where C-tor gives one,
+//! `Content-Encoding` (deflate, gzip or identity, as
+//! [`choose_encoding`](super::answer::choose_encoding) picks), `Content-Length` where C-tor gives one,
 //! `Expires` or `Pragma: no-cache`. No `X-Your-Address-Is`: a tunnelled
 //! request comes from the previous hop, which need not learn its address
 //! from us. The body is a list of shared parts (the cached documents), so
@@ -15,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::date::format_http_date;
+use crate::fetch::Encoding;
 
 /// What a document answer lets caches do with it (C-tor's
 /// `cache_lifetime` argument).
@@ -81,13 +81,13 @@ impl Response {
         }
     }
 
-    /// `200 OK` with `body` (C-tor `write_http_response_header_impl` with
-    /// type `text/plain` and encoding `identity`): `Content-Length` if
-    /// `with_length`, then `Expires` or `Pragma`, then `extra` header
-    /// lines (each ending in CRLF).
+    /// `200 OK` with `body`, already in `encoding` (C-tor
+    /// `write_http_response_header_impl` with type `text/plain`):
+    /// `Content-Length` if `with_length`, then `Expires` or `Pragma`, then
+    /// `extra` header lines (each ending in CRLF).
     pub fn ok(
         doc: DocType,
-        body: Vec<Arc<[u8]>>,
+        (body, encoding): (Vec<Arc<[u8]>>, Encoding),
         with_length: bool,
         lifetime: CacheLifetime,
         extra: &str,
@@ -95,8 +95,9 @@ impl Response {
     ) -> Response {
         let mut head = format!(
             "HTTP/1.0 200 OK\r\nDate: {}\r\nContent-Type: text/plain\r\n\
-             Content-Encoding: identity\r\n",
-            format_http_date(now)
+             Content-Encoding: {}\r\n",
+            format_http_date(now),
+            encoding.name()
         );
         if with_length {
             let len: usize = body.iter().map(|b| b.len()).sum();
@@ -223,7 +224,7 @@ mod tests {
         let body: Vec<Arc<[u8]>> = vec![Arc::from(&b"abc"[..]), Arc::from(&b"de"[..])];
         let r = Response::ok(
             DocType::Certificates,
-            body.clone(),
+            (body.clone(), Encoding::Identity),
             true,
             CacheLifetime::Expires(Duration::from_secs(3600)),
             "",
@@ -237,7 +238,7 @@ mod tests {
         );
         let r = Response::ok(
             DocType::Consensus,
-            body,
+            (body, Encoding::Identity),
             false,
             CacheLifetime::NoCache,
             "Vary: X-Or-Diff-From-Consensus\r\n",
@@ -258,7 +259,7 @@ mod tests {
             takes in proptest::collection::vec(0_usize..80, 1..100),
         ) {
             let body: Vec<Arc<[u8]>> = parts.iter().map(|p| Arc::from(p.as_slice())).collect();
-            let r = Response::ok(DocType::Other, body, true, CacheLifetime::NoCache, "", at(0));
+            let r = Response::ok(DocType::Other, (body, Encoding::Identity), true, CacheLifetime::NoCache, "", at(0));
             let want = r.to_bytes();
             let mut spool = r.into_spool();
             prop_assert_eq!(spool.remaining(), want.len());

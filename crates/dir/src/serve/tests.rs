@@ -18,6 +18,8 @@ use tor_llcrypto::d::Sha3_256;
 use super::*;
 use crate::documents::Lifetime;
 use crate::error::ServeError;
+use crate::fetch::{Encoding, compress};
+use answer::choose_encoding;
 
 const A: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
 const B: &str = "89ABCDEF0123456789ABCDEF0123456789ABCDEF";
@@ -78,16 +80,90 @@ fn get_at(cache: &DirCache, head: &str, now: SystemTime) -> (u16, String, String
         .unwrap()
         .unwrap();
     let r = answer(cache, &req, now).expect("an answer");
-    let text = String::from_utf8(r.to_bytes()).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let bytes = r.to_bytes();
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(bytes[..end].to_vec()).unwrap();
     let status_line = head.lines().next().unwrap();
     let reason = status_line.splitn(3, ' ').nth(2).unwrap().to_owned();
     assert_eq!(r.status.to_string(), status_line.split(' ').nth(1).unwrap());
     assert!(head.contains("\r\nDate: "), "{head}");
+    let mut body = bytes[end + 4..].to_vec();
     if r.status == 200 {
-        assert!(head.contains("Content-Encoding: identity\r\n"), "{head}");
+        // The encoding C-tor would pick: deflate for `.z` (every such
+        // request here), identity otherwise.
+        let want = if req.url.ends_with(".z") {
+            Encoding::Deflate
+        } else {
+            Encoding::Identity
+        };
+        assert!(
+            head.contains(&format!("Content-Encoding: {}\r\n", want.name())),
+            "{head}"
+        );
+        assert_eq!(choose_encoding(&req), want);
+        body = compress::decode(want, &body, 1 << 20).unwrap();
+        if let Some(len) = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+        {
+            assert_eq!(len.parse::<usize>().unwrap(), bytes.len() - end - 4);
+        }
     }
-    (r.status, reason, body.to_owned())
+    (r.status, reason, String::from_utf8(body).unwrap())
+}
+
+/// The answer's encoding follows the URL's `.z` and `Accept-Encoding`,
+/// as C-tor's does (deflate first; gzip; identity), and a deflated
+/// consensus is made once.
+#[test]
+fn encodings_as_c_tor_picks_them() {
+    let c = cache();
+    let pick = |head: &str| {
+        let req = RequestParser::new()
+            .push(format!("{head}\r\n\r\n").as_bytes())
+            .unwrap()
+            .unwrap();
+        choose_encoding(&req)
+    };
+    let url = "/tor/status-vote/current/consensus-microdesc";
+    assert_eq!(pick(&format!("GET {url} HTTP/1.0")), Encoding::Identity);
+    assert_eq!(pick(&format!("GET {url}.z HTTP/1.0")), Encoding::Deflate);
+    assert_eq!(
+        pick(&format!(
+            "GET {url} HTTP/1.0\r\nAccept-Encoding: x-zstd, gzip"
+        )),
+        Encoding::Gzip
+    );
+    assert_eq!(
+        pick(&format!(
+            "GET {url} HTTP/1.0\r\nAccept-Encoding: x-zstd, deflate, gzip, identity"
+        )),
+        Encoding::Deflate
+    );
+    assert_eq!(
+        pick(&format!(
+            "GET {url} HTTP/1.0\r\nAccept-Encoding: x-tor-lzma"
+        )),
+        Encoding::Identity
+    );
+    let held = c.consensus().unwrap();
+    assert!(std::ptr::eq(held.deflated(), held.deflated()), "made once");
+    assert_eq!(
+        compress::decode(Encoding::Deflate, held.deflated(), 1 << 20).unwrap(),
+        &held.body()[..]
+    );
+    // A gzip answer decodes to the same consensus.
+    let req = RequestParser::new()
+        .push(format!("GET {url} HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n").as_bytes())
+        .unwrap()
+        .unwrap();
+    let bytes = answer(&c, &req, t(101_000)).unwrap().to_bytes();
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(String::from_utf8_lossy(&bytes[..end]).contains("Content-Encoding: gzip\r\n"));
+    assert_eq!(
+        compress::decode(Encoding::Gzip, &bytes[end + 4..], 1 << 20).unwrap(),
+        &held.body()[..]
+    );
 }
 
 fn get(cache: &DirCache, head: &str) -> (u16, String, String) {
