@@ -45,6 +45,9 @@ pub struct PaddingParams {
     /// `nf_pad_before_usage` (1): pad a channel that has carried a full
     /// circuit before any application data.
     pub pad_before_usage: bool,
+    /// `nf_pad_relays` (0): a relay pads its channels to relays too, not
+    /// only those to clients.
+    pub pad_relays: bool,
 }
 
 impl Default for PaddingParams {
@@ -53,6 +56,7 @@ impl Default for PaddingParams {
             ito_low_ms: 1500,
             ito_high_ms: 9500,
             pad_before_usage: true,
+            pad_relays: false,
         }
     }
 }
@@ -69,10 +73,12 @@ impl PaddingParams {
             .unwrap_or(9500)
             .clamp(low, ITO_MAX_MS);
         let before = params.param("nf_pad_before_usage").unwrap_or(1).clamp(0, 1);
+        let relays = params.param("nf_pad_relays").unwrap_or(0).clamp(0, 1);
         Self {
             ito_low_ms: u32::try_from(low).unwrap_or(1500),
             ito_high_ms: u32::try_from(high).unwrap_or(9500),
             pad_before_usage: before == 1,
+            pad_relays: relays == 1,
         }
     }
 

@@ -53,6 +53,7 @@ mod exit_role;
 pub mod hostile;
 mod memory;
 mod migrate_role;
+pub mod padding;
 
 use conflux_role::ExitSet;
 pub use conflux_role::{ConfluxExitConfig, LINKED_ACK_TIMEOUT, SetFigures, scheduler_for};
@@ -138,6 +139,8 @@ pub struct NodeStats {
     pub links_refused: u64,
     /// Sets closed to stay under the memory limit.
     pub oom_sets_closed: u64,
+    /// PADDING cells sent on quiet channels ([`padding`]).
+    pub padding_sent: u64,
 }
 
 /// One open channel.
@@ -145,9 +148,11 @@ pub struct NodeStats {
 struct Chan {
     mux: ChannelMux<CircKey>,
     peer: Peer,
-    /// Cells the node itself sends on it (CREATE2s for extensions), in
-    /// order; at most one per circuit extending through it.
+    /// Cells the node itself sends on it (CREATE2s for extensions,
+    /// padding), in order; at most one per circuit extending through it.
     out: VecDeque<AnyChanCell>,
+    /// Its channel padding ([`padding`]).
+    pad: padding::ChanPadding,
 }
 
 /// One circuit and where it runs.
@@ -231,6 +236,12 @@ pub struct RelayNode {
     mig_dirty: BTreeSet<EdgeKey>,
     /// Requests are being carried out (no reentry).
     mig_running: bool,
+    /// The consensus' channel padding parameters.
+    padding: crate::channel::padding::PaddingParams,
+    /// The next look for channels to pad.
+    pad_check: Option<Instant>,
+    /// Channels whose padding falls due soon, by time.
+    pad_due: BTreeSet<(Instant, ChanKey)>,
 }
 
 impl RelayNode {
@@ -270,6 +281,9 @@ impl RelayNode {
             tokens: crate::exit::MigrateTokens::default(),
             mig_dirty: BTreeSet::new(),
             mig_running: false,
+            padding: crate::channel::padding::PaddingParams::default(),
+            pad_check: None,
+            pad_due: BTreeSet::new(),
         }
     }
 
@@ -322,6 +336,7 @@ impl RelayNode {
                 mux: ChannelMux::new(config),
                 peer,
                 out: VecDeque::new(),
+                pad: padding::ChanPadding::default(),
             },
         );
         key
@@ -346,6 +361,11 @@ impl RelayNode {
         let Some(c) = self.channels.get_mut(&chan) else {
             return Ok(());
         };
+        c.pad.note_xfer(now);
+        if let AnyChanMsg::PaddingNegotiate(p) = cell.msg() {
+            self.padding_negotiate(chan, p, now);
+            return Ok(());
+        }
         // The multiplexer may answer on its own (a DESTROY).
         self.ready.insert(chan);
         let touched = match c.mux.handle_cell(cell, &mut self.rng)? {
@@ -394,7 +414,7 @@ impl RelayNode {
         chan: ChanKey,
         id: CircId,
         msg: AnyChanMsg,
-        _now: Instant,
+        now: Instant,
     ) -> Option<CircKey> {
         let on_channel = self.opened_on.get(&chan).copied().unwrap_or(0);
         let refuse = |node: &mut Self, reason| {
@@ -444,6 +464,10 @@ impl RelayNode {
         self.next_circ += 1;
         self.stats.circuits_created += 1;
         *self.opened_on.entry(chan).or_default() += 1;
+        if let Some(c) = self.channels.get_mut(&chan) {
+            c.pad.used = true;
+            self.pad_check.get_or_insert(now + padding::PADDING_CHECK);
+        }
         let circ = RelayCircuit::new(
             answered,
             self.cc.clone(),
@@ -705,9 +729,11 @@ impl RelayNode {
     pub fn poll_transmit(&mut self, chan: ChanKey, now: Instant) -> Option<AnyChanCell> {
         let c = self.channels.get_mut(&chan)?;
         if let Some(cell) = c.mux.poll_transmit() {
+            c.pad.note_xfer(now);
             return Some(cell);
         }
         if let Some(cell) = c.out.pop_front() {
+            c.pad.note_xfer(now);
             return Some(cell);
         }
         let circuits = &mut self.circuits;
@@ -734,6 +760,11 @@ impl RelayNode {
         self.settle_quiet(key, now);
         self.maybe_release(key);
         self.run_migrations(now);
+        if cell.is_some()
+            && let Some(c) = self.channels.get_mut(&chan)
+        {
+            c.pad.note_xfer(now);
+        }
         cell
     }
 

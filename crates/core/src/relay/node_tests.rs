@@ -396,6 +396,93 @@ fn create_fast_from_a_client_and_create_limits() {
     assert!(w.nodes[0].stats().creates_refused >= 20);
 }
 
+/// Channel padding (padding-spec §2): the client's channel is padded
+/// after 1.5-9.5 s of quiet, not while cells flow, not after
+/// PADDING_NEGOTIATE STOP; the channel between two relays is not padded.
+#[test]
+fn quiet_client_channels_are_padded() {
+    use std::time::Duration;
+    use tor_cell::chancell::msg::{Padding, PaddingNegotiate};
+
+    let t0 = Instant::now();
+    let mut w = World::new(2);
+    let n = w.circuit(&[0, 1], t0);
+    w.pump(t0);
+    assert!(w.closed[n].is_none(), "built");
+    let chan = w.client_chan;
+    // Step the clock by 100 ms for `secs`, with a cell from the client
+    // every `client_every` steps; the times node 0 padded the client's
+    // channel, and how many padding cells node 1 sent anywhere.
+    let run = |w: &mut World, from: Instant, secs: u64, client_every: Option<u64>| {
+        let mut padded = Vec::new();
+        for step in 1..=secs * 10 {
+            let now = from + Duration::from_millis(100 * step);
+            if client_every.is_some_and(|k| step % k == 0) {
+                w.nodes[0]
+                    .handle_cell(chan, ChanCell::new(None, Padding::new().into()), now)
+                    .unwrap();
+            }
+            for node in &mut w.nodes {
+                if node.poll_timeout().is_some_and(|t| t <= now) {
+                    node.handle_timeout(now);
+                }
+            }
+            while let Some(cell) = w.nodes[0].poll_transmit(chan, now) {
+                if matches!(cell.msg(), AnyChanMsg::Padding(_)) {
+                    padded.push(now);
+                }
+            }
+        }
+        padded
+    };
+    let padded = run(&mut w, t0, 40, None);
+    assert!(padded.len() >= 4, "{} padding cells in 40 s", padded.len());
+    let mut last = t0;
+    for t in &padded {
+        let gap = t.duration_since(last);
+        assert!(
+            gap >= Duration::from_millis(1500) && gap <= Duration::from_millis(9600),
+            "gap {gap:?}"
+        );
+        last = *t;
+    }
+    assert_eq!(w.nodes[0].stats().padding_sent, padded.len() as u64);
+    assert_eq!(
+        w.nodes[1].stats().padding_sent,
+        0,
+        "relay channels are not padded"
+    );
+
+    // A cell from the client every second: no padding.
+    let t1 = t0 + Duration::from_secs(40);
+    assert!(run(&mut w, t1, 20, Some(10)).is_empty());
+
+    // PADDING_NEGOTIATE STOP: none; START again: padding resumes.
+    let t2 = t1 + Duration::from_secs(20);
+    w.nodes[0]
+        .handle_cell(
+            chan,
+            ChanCell::new(None, PaddingNegotiate::stop().into()),
+            t2,
+        )
+        .unwrap();
+    assert!(run(&mut w, t2, 30, None).is_empty());
+    let t3 = t2 + Duration::from_secs(30);
+    w.nodes[0]
+        .handle_cell(
+            chan,
+            ChanCell::new(None, PaddingNegotiate::start_default().into()),
+            t3,
+        )
+        .unwrap();
+    assert!(!run(&mut w, t3, 20, None).is_empty());
+
+    // Link protocol 4: none.
+    w.nodes[0].set_link_version(chan, 4);
+    let t4 = t3 + Duration::from_secs(20);
+    assert!(run(&mut w, t4, 20, None).is_empty());
+}
+
 // The exit role, circuit priority and the memory limit.
 #[path = "node_exit_tests.rs"]
 mod exit_tests;

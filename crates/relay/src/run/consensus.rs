@@ -48,11 +48,15 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 const SAME_CONSENSUS_WAIT: Duration = Duration::from_secs(5);
 
 /// The parameters of names the relay applies (for the log).
-const APPLIED: [&str; 4] = [
+const APPLIED: [&str; 8] = [
     "CircuitPriorityHalflifeMsec",
     "KISTSchedRunInterval",
     "onion-key-rotation-days",
     "onion-key-grace-period-days",
+    "nf_ito_low",
+    "nf_ito_high",
+    "nf_pad_before_usage",
+    "nf_pad_relays",
 ];
 
 /// What the node applies from one consensus.
@@ -68,6 +72,8 @@ pub(crate) struct NetParams {
     pub(crate) kist_interval: Option<i32>,
     /// When onion keys rotate.
     pub(crate) keys: KeySchedule,
+    /// Channel padding (padding-spec §2.6).
+    pub(crate) padding: braid_core::channel::padding::PaddingParams,
     /// The parameters of those names the consensus sets, `name=value`.
     pub(crate) summary: String,
     /// The consensus' `valid-after`.
@@ -88,6 +94,7 @@ impl NetParams {
             halflife: halflife_from_param(params.get("CircuitPriorityHalflifeMsec").copied()),
             kist_interval: params.get("KISTSchedRunInterval").copied(),
             keys: KeySchedule::from_params(params),
+            padding: braid_core::channel::padding::PaddingParams::from_consensus(params),
             summary: if set.is_empty() {
                 "none set, defaults".to_owned()
             } else {

@@ -19,6 +19,7 @@
 //! | `braid_relay_extends_total` | | circuits extended |
 //! | `braid_relay_circuits_closed_total` | | circuits closed |
 //! | `braid_relay_oom_closed_total` | | circuits closed over the memory limit |
+//! | `braid_relay_padding_cells_total` | | PADDING cells sent on quiet client channels |
 //! | `braid_relay_kist_enabled` | | 1 if KIST limits the writers |
 //! | `braid_relay_kist_run_interval_seconds` | | its run interval |
 //! | `braid_relay_kist_runs_total` | | KIST runs (for channels their limit held back) |
@@ -311,6 +312,11 @@ pub(crate) fn prometheus(s: &Snapshot) -> String {
             "braid_relay_oom_closed_total",
             "Circuits closed to stay under the memory limit.",
             st.oom_closed,
+        ),
+        (
+            "braid_relay_padding_cells_total",
+            "PADDING cells sent on quiet channels (padding-spec 2).",
+            st.padding_sent,
         ),
         (
             "braid_relay_conflux_sets_created_total",

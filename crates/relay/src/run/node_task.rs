@@ -188,6 +188,7 @@ impl NodeTask {
     /// Apply a consensus' parameters: congestion control and XON/XOFF of
     /// new circuits, circuit priority's half-life, KIST's run interval.
     fn apply(&mut self, p: NetParams) {
+        self.node.set_padding_params(p.padding);
         self.node.set_cc_params(p.cc.clone());
         self.node.set_flow_params(p.flow.clone());
         self.node.set_ewma_halflife(p.halflife);
@@ -250,6 +251,9 @@ impl NodeTask {
     fn opened(&mut self, link: OpenedLink, now: Instant) {
         let (peer, connect, addr) = (link.peer, link.connect, link.addr);
         let chan = self.node.add_channel(peer, link.initiator);
+        if let Some(v) = link.codec.link_version() {
+            self.node.set_link_version(chan, v);
+        }
         let io = ChanIo::spawn(chan, link, &self.to_node, &self.traffic);
         tracing::info!(
             "{chan} open with {} at {addr}{}",

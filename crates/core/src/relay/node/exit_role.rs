@@ -88,11 +88,15 @@ impl RelayNode {
     /// The earliest deadline of any circuit (its streams' connect and
     /// flush deadlines).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(t, _)| *t)
+        [self.timers.first().map(|(t, _)| *t), self.padding_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Run what is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_padding(now);
         while let Some(&(t, edge)) = self.timers.first() {
             if t > now {
                 break;

@@ -24,6 +24,7 @@ fn snapshot() -> Snapshot {
                 legs_linked: 7,
                 links_refused: 1,
                 oom_sets_closed: 0,
+                padding_sent: 13,
             },
             kist_interval: Some(Duration::from_millis(10)),
             kist: KistStats {
@@ -95,6 +96,7 @@ fn every_figure_is_in_the_text() {
         "braid_relay_extends_total 6",
         "braid_relay_circuits_closed_total 4",
         "braid_relay_oom_closed_total 2",
+        "braid_relay_padding_cells_total 13",
         "braid_relay_conflux_sets{scheduler=\"ecf\"} 1",
         "braid_relay_conflux_sets{scheduler=\"minrtt\"} 0",
         "braid_relay_conflux_legs 2",
