@@ -421,10 +421,13 @@ async fn resumed_download(dir: &Path) {
     );
     assert!(st.resumable, "{st:?}");
     assert!(st.resumptions >= 1, "{st:?}");
-    assert!(
-        st.cells_resent_by_peer > 0,
-        "the exit resent the lost leg's cells: {st:?}"
-    );
+    // What the exit resends is what the lost leg had in flight at the
+    // kill: usually hundreds of cells, none when the exit's scheduler had
+    // just moved off the leg (a CI run under load saw 0). The resend path
+    // itself is checked on a virtual clock (braid-sim's tunnel_resume).
+    if st.cells_resent_by_peer == 0 {
+        println!("resumption: the exit had nothing in flight on the lost leg");
+    }
     let recovery = st.last_recovery.expect("a recovery time");
     assert!(
         recovery > Duration::ZERO && recovery < killed.elapsed(),
