@@ -84,6 +84,26 @@ async fn channel(addr: SocketAddr, target: &HopTarget) -> braid_client::channel:
         .0
 }
 
+/// A circuit on `chan` to `target`, its CREATE2 sent (valid ntor).
+async fn start_circuit(
+    chan: &braid_client::channel::ChannelHandle,
+    target: &HopTarget,
+) -> (ClientCircuit, braid_client::channel::CircuitIo) {
+    let (id, io) = chan.open_circuit().await.unwrap();
+    let mut circ = ClientCircuit::new(
+        id,
+        target.clone(),
+        CircParams::default(),
+        &mut rand::rng(),
+        Instant::now(),
+    )
+    .unwrap();
+    while let Some(cell) = circ.poll_transmit() {
+        io.tx.send(cell).await.unwrap();
+    }
+    (circ, io)
+}
+
 /// The flood: [`FLOOD`] CREATE2s on one channel, then every answer.
 /// Returns (CREATED2, DESTROY) counts and the channel (still open).
 async fn create2_flood(
@@ -94,19 +114,7 @@ async fn create2_flood(
     let mut ios = Vec::with_capacity(FLOOD);
     let start = Instant::now();
     for _ in 0..FLOOD {
-        let (id, io) = chan.open_circuit().await.unwrap();
-        let mut circ = ClientCircuit::new(
-            id,
-            target.clone(),
-            CircParams::default(),
-            &mut rand::rng(),
-            Instant::now(),
-        )
-        .unwrap();
-        while let Some(cell) = circ.poll_transmit() {
-            io.tx.send(cell).await.unwrap();
-        }
-        ios.push(io);
+        ios.push(start_circuit(&chan, target).await.1);
     }
     let sent = start.elapsed();
     let (mut created, mut destroyed) = (0, 0);
@@ -131,18 +139,7 @@ async fn create2_flood(
 /// circuit. Returns how long the DESTROY took after the 9th.
 async fn relay_early_abuse(addr: SocketAddr, target: &HopTarget) -> Duration {
     let chan = channel(addr, target).await;
-    let (id, mut io) = chan.open_circuit().await.unwrap();
-    let mut circ = ClientCircuit::new(
-        id,
-        target.clone(),
-        CircParams::default(),
-        &mut rand::rng(),
-        Instant::now(),
-    )
-    .unwrap();
-    while let Some(cell) = circ.poll_transmit() {
-        io.tx.send(cell).await.unwrap();
-    }
+    let (mut circ, mut io) = start_circuit(&chan, target).await;
     let created = tokio::time::timeout(Duration::from_secs(10), io.rx.recv())
         .await
         .unwrap()
