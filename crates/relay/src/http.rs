@@ -213,9 +213,9 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, PublishError::Timeout { .. }), "{e}");
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let dead = closed.local_addr().unwrap();
-        drop(closed);
+        // Port 1: no test server can be there (a port freed here could be
+        // taken by a test running beside this one).
+        let dead: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
         let e = request(dead, "GET", "/x", None, 100, t).await.unwrap_err();
         assert!(matches!(e, PublishError::Io { .. }), "{e}");
     }

@@ -146,9 +146,10 @@ async fn bad_consensuses_and_answers_are_errors() {
         .await
         .unwrap_err();
     assert!(matches!(e, FetchError::Document(_)), "{e}");
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead = closed.local_addr().unwrap();
-    drop(closed);
+    // Port 1: privileged, so no other test's server can be there (a port
+    // freed here could be taken by a test running beside this one, which
+    // would then see this request).
+    let dead: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
     let e = fetch(dead, &ids(), &mut Vec::new(), during())
         .await
         .unwrap_err();
