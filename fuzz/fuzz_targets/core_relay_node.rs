@@ -128,14 +128,15 @@ fuzz_target!(|data: &[u8]| {
         ..ExitConfig::default()
     }));
     node.set_conflux(Some(ConfluxExitConfig::default()));
-    let client_chan = node.add_channel(Peer::Client, false);
-    let raw_client = node.add_channel(Peer::Client, false);
+    let client_chan = node.add_channel(Peer::Client, false, now);
+    let raw_client = node.add_channel(Peer::Client, false, now);
     let relay = node.add_channel(
         Peer::Relay {
             rsa: RsaIdentity::from([3; 20]),
             ed: Some(Ed25519Identity::new([4; 32])),
         },
         false,
+        now,
     );
     let mut chans: Vec<ChanKey> = vec![client_chan, raw_client, relay];
     let mut client = ClientCircuit::new(
@@ -224,7 +225,7 @@ fuzz_target!(|data: &[u8]| {
                             rsa: RsaIdentity::from([inp.u8(); 20]),
                             ed: None,
                         };
-                        let c = node.add_channel(peer, true);
+                        let c = node.add_channel(peer, true, now);
                         chans.push(c);
                         node.connect_done(cid, c, now);
                     }
@@ -267,7 +268,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
                 NodeEvent::Connect { id, .. } => connects.push(id),
-                NodeEvent::ChannelIdle { .. } => {}
+                NodeEvent::CloseChannel { .. } => {}
             }
         }
         while node.poll_ready().is_some() {}

@@ -36,4 +36,4 @@ mod rekey;
 mod sockinfo;
 mod tls;
 
-pub use driver::{HANDSHAKE_TIMEOUT, IDLE_CHANNEL_TIMEOUT, MAX_CONNECTS, run};
+pub use driver::{HANDSHAKE_TIMEOUT, MAX_CONNECTS, run};

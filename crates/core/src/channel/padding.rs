@@ -48,6 +48,9 @@ pub struct PaddingParams {
     /// `nf_pad_relays` (0): a relay pads its channels to relays too, not
     /// only those to clients.
     pub pad_relays: bool,
+    /// `nf_conntimeout_relays`, seconds (3600): a relay closes a channel to
+    /// another relay after 3/4 to 5/4 of this without circuits.
+    pub conntimeout_relays_secs: u32,
 }
 
 impl Default for PaddingParams {
@@ -57,6 +60,7 @@ impl Default for PaddingParams {
             ito_high_ms: 9500,
             pad_before_usage: true,
             pad_relays: false,
+            conntimeout_relays_secs: 3600,
         }
     }
 }
@@ -74,11 +78,16 @@ impl PaddingParams {
             .clamp(low, ITO_MAX_MS);
         let before = params.param("nf_pad_before_usage").unwrap_or(1).clamp(0, 1);
         let relays = params.param("nf_pad_relays").unwrap_or(0).clamp(0, 1);
+        let conntimeout = params
+            .param("nf_conntimeout_relays")
+            .unwrap_or(3600)
+            .clamp(60, 604_800);
         Self {
             ito_low_ms: u32::try_from(low).unwrap_or(1500),
             ito_high_ms: u32::try_from(high).unwrap_or(9500),
             pad_before_usage: before == 1,
             pad_relays: relays == 1,
+            conntimeout_relays_secs: u32::try_from(conntimeout).unwrap_or(3600),
         }
     }
 

@@ -51,6 +51,7 @@ mod conflux_role;
 mod exit_role;
 #[cfg(feature = "hostile")]
 pub mod hostile;
+pub mod idle;
 mod memory;
 mod migrate_role;
 pub mod padding;
@@ -101,11 +102,13 @@ pub enum NodeEvent {
         /// Where, IPv4 first.
         addrs: Vec<SocketAddr>,
     },
-    /// The channel carries no circuit any more (the driver may close it
-    /// after a while).
-    ChannelIdle {
+    /// Close this channel (it carried no circuit for its idle timeout:
+    /// [`idle`]); then [`RelayNode::channel_closed`].
+    CloseChannel {
         /// The channel.
         chan: ChanKey,
+        /// Why, for the log.
+        why: String,
     },
     /// A request or signal of an exit stream of `edge`, a circuit or a
     /// Conflux set (exit role only): answer through [`RelayNode::exit`].
@@ -153,6 +156,11 @@ struct Chan {
     out: VecDeque<AnyChanCell>,
     /// Its channel padding ([`padding`]).
     pad: padding::ChanPadding,
+    /// When it closes for carrying no circuit ([`idle`]), while it
+    /// carries none.
+    idle_deadline: Option<Instant>,
+    /// Its idle timeout, drawn at opening.
+    idle_timeout: Duration,
 }
 
 /// One circuit and where it runs.
@@ -242,6 +250,8 @@ pub struct RelayNode {
     pad_check: Option<Instant>,
     /// Channels whose padding falls due soon, by time.
     pad_due: BTreeSet<(Instant, ChanKey)>,
+    /// Channels without circuits, by the time they close ([`idle`]).
+    idle_timers: BTreeSet<(Instant, ChanKey)>,
 }
 
 impl RelayNode {
@@ -284,6 +294,7 @@ impl RelayNode {
             padding: crate::channel::padding::PaddingParams::default(),
             pad_check: None,
             pad_due: BTreeSet::new(),
+            idle_timers: BTreeSet::new(),
         }
     }
 
@@ -319,11 +330,13 @@ impl RelayNode {
         self.channels.len()
     }
 
-    /// A channel whose link handshake is done: `peer` as it proved itself,
-    /// `initiator` if we opened it.
-    pub fn add_channel(&mut self, peer: Peer, initiator: bool) -> ChanKey {
+    /// A channel whose link handshake is done at `now`: `peer` as it
+    /// proved itself, `initiator` if we opened it. Its idle time runs until
+    /// it carries a circuit ([`idle`]).
+    pub fn add_channel(&mut self, peer: Peer, initiator: bool, now: Instant) -> ChanKey {
         let key = ChanKey(self.next_chan);
         self.next_chan += 1;
+        let idle_timeout = self.draw_idle_timeout(peer);
         let config = MuxConfig {
             initiator,
             ignore_create: false,
@@ -337,8 +350,11 @@ impl RelayNode {
                 peer,
                 out: VecDeque::new(),
                 pad: padding::ChanPadding::default(),
+                idle_deadline: None,
+                idle_timeout,
             },
         );
+        self.start_idle(key, now);
         key
     }
 
@@ -385,6 +401,8 @@ impl RelayNode {
             self.settle(key, now);
             self.check_memory(now);
         }
+        // A DESTROY from the peer may have ended its last circuit.
+        self.check_idle(chan, now);
         Ok(())
     }
 
@@ -468,6 +486,7 @@ impl RelayNode {
             c.pad.used = true;
             self.pad_check.get_or_insert(now + padding::PADDING_CHECK);
         }
+        self.stop_idle(chan);
         let circ = RelayCircuit::new(
             answered,
             self.cc.clone(),
@@ -504,7 +523,7 @@ impl RelayNode {
                 self.ready.insert(chan);
             }
         }
-        self.maybe_release(key);
+        self.maybe_release(key, now);
         self.run_migrations(now);
     }
 
@@ -625,6 +644,7 @@ impl RelayNode {
             self.ready.insert(chan);
         }
         self.stats.extends += 1;
+        self.stop_idle(chan);
         if let Some(nc) = self.circuits.get_mut(&key) {
             nc.next = Some((chan, id));
             nc.waiting = None;
@@ -665,6 +685,7 @@ impl RelayNode {
     /// the circuits of a closed channel are closed, and DESTROY goes to
     /// their other side).
     pub fn channel_closed(&mut self, chan: ChanKey, now: Instant) {
+        self.stop_idle(chan);
         if let Some(mut c) = self.channels.remove(&chan) {
             c.mux.clear();
         }
@@ -687,7 +708,7 @@ impl RelayNode {
     }
 
     /// Forget circuit `key` once closed with nothing left to send.
-    fn maybe_release(&mut self, key: CircKey) {
+    fn maybe_release(&mut self, key: CircKey, now: Instant) {
         let Some(nc) = self.circuits.get(&key) else {
             return;
         };
@@ -713,7 +734,7 @@ impl RelayNode {
                 // never heard of it: forget it without a word.
                 c.mux.cancel_circuit(id);
                 if c.mux.is_empty() {
-                    self.events.push_back(NodeEvent::ChannelIdle { chan });
+                    self.start_idle(chan, now);
                 }
             }
         }
@@ -730,6 +751,7 @@ impl RelayNode {
         let c = self.channels.get_mut(&chan)?;
         if let Some(cell) = c.mux.poll_transmit() {
             c.pad.note_xfer(now);
+            self.check_idle(chan, now);
             return Some(cell);
         }
         if let Some(cell) = c.out.pop_front() {
@@ -758,7 +780,7 @@ impl RelayNode {
             }
         };
         self.settle_quiet(key, now);
-        self.maybe_release(key);
+        self.maybe_release(key, now);
         self.run_migrations(now);
         if cell.is_some()
             && let Some(c) = self.channels.get_mut(&chan)

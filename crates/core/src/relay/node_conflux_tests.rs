@@ -432,7 +432,7 @@ fn a_leg_whose_linked_ack_never_comes_is_closed() {
     w.pump(now);
     // We never take the LINKED (so no LINKED_ACK goes).
     assert_eq!(
-        w.nodes[EXIT].poll_timeout(),
+        w.nodes[EXIT].edge_timeout(),
         Some(now + Duration::from_secs(5))
     );
     let later = now + Duration::from_secs(5);
@@ -444,7 +444,7 @@ fn a_leg_whose_linked_ack_never_comes_is_closed() {
         w.closed[a]
     );
     assert_eq!(w.nodes[EXIT].sets().count(), 0);
-    assert_eq!(w.nodes[EXIT].poll_timeout(), None);
+    assert_eq!(w.nodes[EXIT].edge_timeout(), None);
 }
 
 #[test]

@@ -100,7 +100,7 @@ fn an_exit_node_carries_a_stream_both_ways() {
     let circ = *circ;
     // The driver has not answered: a connect deadline is filed.
     assert_eq!(
-        w.nodes[2].poll_timeout(),
+        w.nodes[2].edge_timeout(),
         Some(now + crate::exit::EXIT_CONNECT_TIMEOUT)
     );
     while w.nodes[2].poll_ready().is_some() {}
@@ -113,7 +113,7 @@ fn an_exit_node_carries_a_stream_both_ways() {
         w.nodes[2].poll_ready().is_some(),
         "CONNECTED waits on a channel"
     );
-    assert_eq!(w.nodes[2].poll_timeout(), None);
+    assert_eq!(w.nodes[2].edge_timeout(), None);
     w.pump(now);
     assert!(
         matches!(w.stream_msgs[a].as_slice(), [AnyRelayMsg::Connected(_)]),
@@ -214,7 +214,7 @@ fn exit_deadlines_and_destroyed_circuits() {
     }
     w.pump(later);
     assert_eq!(take_exit_events(&mut w, 2).len(), 2);
-    assert!(w.nodes[2].poll_timeout().is_some());
+    assert!(w.nodes[2].edge_timeout().is_some());
     w.clients[a].close();
     w.pump(later);
     let evs = take_exit_events(&mut w, 2);
@@ -223,7 +223,7 @@ fn exit_deadlines_and_destroyed_circuits() {
         |(_, e)| matches!(e, ExitEvent::Closed { reason, remote: true, .. } if *reason == EndReason::DESTROY)
     ));
     assert_eq!(w.nodes[2].circuit_count(), 0);
-    assert_eq!(w.nodes[2].poll_timeout(), None);
+    assert_eq!(w.nodes[2].edge_timeout(), None);
 }
 
 /// As the client's first hop an exit refuses BEGIN (C-tor: no single-hop

@@ -87,7 +87,7 @@ impl World {
             };
             nodes.push(RelayNode::new(id, keys, CcParams::default(), &mut rng));
         }
-        let client_chan = nodes[0].add_channel(Peer::Client, false);
+        let client_chan = nodes[0].add_channel(Peer::Client, false, Instant::now());
         World {
             nodes,
             targets,
@@ -145,7 +145,11 @@ impl World {
         match end {
             End::Client => {
                 let (id, msg) = cell.into_circid_and_msg();
-                let n = (WireId::get_or_zero(id) - CLIENT_CIRC) as usize;
+                // Channel-level cells (PADDING) are for no circuit.
+                let Some(n) = WireId::get_or_zero(id).checked_sub(CLIENT_CIRC) else {
+                    return;
+                };
+                let n = n as usize;
                 let _ = self.clients[n].handle_cell(now, msg);
             }
             End::Node(i, chan) => {
@@ -185,8 +189,8 @@ impl World {
                             rsa: self.targets[i].rsa_id,
                             ed: Some(self.targets[i].ed_id),
                         };
-                        let ci = self.nodes[i].add_channel(peer_j, true);
-                        let cj = self.nodes[j].add_channel(peer_i, false);
+                        let ci = self.nodes[i].add_channel(peer_j, true, now);
+                        let cj = self.nodes[j].add_channel(peer_i, false, now);
                         self.links.push((End::Node(i, ci), End::Node(j, cj)));
                         self.nodes[i].connect_done(id, ci, now);
                     }
@@ -481,6 +485,70 @@ fn quiet_client_channels_are_padded() {
     w.nodes[0].set_link_version(chan, 4);
     let t4 = t3 + Duration::from_secs(20);
     assert!(run(&mut w, t4, 20, None).is_empty());
+}
+
+/// Channels without circuits close after their idle timeout (C-tor
+/// `channelpadding_get_channel_idle_timeout`): the client's after 3 to 4.5
+/// minutes, the ones between relays after 45 to 75 minutes; a circuit
+/// stops the clock.
+#[test]
+fn channels_without_circuits_close_after_their_idle_timeout() {
+    use std::time::Duration;
+
+    let t0 = Instant::now();
+    let mut w = World::new(2);
+    let n = w.circuit(&[0, 1], t0);
+    w.pump(t0);
+    assert!(w.closed[n].is_none(), "built");
+    let step = |w: &mut World, now: Instant, closes: &mut Vec<(usize, bool, Duration)>| {
+        for i in 0..w.nodes.len() {
+            if w.nodes[i].poll_timeout().is_some_and(|t| t <= now) {
+                w.nodes[i].handle_timeout(now);
+            }
+            while let Some(ev) = w.nodes[i].poll_event() {
+                if let NodeEvent::CloseChannel { chan, why } = ev {
+                    assert!(why.contains("idle"), "{why}");
+                    closes.push((i, chan == w.client_chan && i == 0, now.duration_since(t0)));
+                    w.nodes[i].channel_closed(chan, now);
+                }
+            }
+        }
+    };
+    // With the circuit open, nothing closes in 80 minutes.
+    let mut closes = Vec::new();
+    for s in 1..=80 * 60 {
+        step(&mut w, t0 + Duration::from_secs(s), &mut closes);
+    }
+    assert!(closes.is_empty(), "{closes:?}");
+
+    // The client ends its circuit: every channel is idle from then.
+    let t1 = t0 + Duration::from_secs(80 * 60);
+    w.clients[n].close();
+    w.pump(t1);
+    for s in 1..=80 * 60 {
+        step(&mut w, t1 + Duration::from_secs(s), &mut closes);
+    }
+    let after = |d: Duration| d - Duration::from_secs(80 * 60);
+    let client: Vec<_> = closes.iter().filter(|c| c.1).collect();
+    assert_eq!(client.len(), 1, "{closes:?}");
+    let d = after(client[0].2);
+    assert!(
+        d >= Duration::from_secs(180) && d <= Duration::from_secs(271),
+        "{d:?}"
+    );
+    let relays: Vec<_> = closes.iter().filter(|c| !c.1).collect();
+    assert_eq!(
+        relays.len(),
+        2,
+        "both ends of the relay channel: {closes:?}"
+    );
+    for r in relays {
+        let d = after(r.2);
+        assert!(
+            d >= Duration::from_secs(45 * 60) && d <= Duration::from_secs(75 * 60 + 1),
+            "{d:?}"
+        );
+    }
 }
 
 // The exit role, circuit priority and the memory limit.

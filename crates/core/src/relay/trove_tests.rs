@@ -358,7 +358,7 @@ fn trove_2026_016_026_streams_freed_once_whatever_leg_goes_first_exit() {
         assert!(w.nodes[EXIT].set_figures(set).is_none(), "case {case}");
         assert_eq!(w.nodes[EXIT].exit_stream_count(), 0);
         assert_eq!(w.nodes[EXIT].queued_bytes(), 0);
-        assert_eq!(w.nodes[EXIT].poll_timeout(), None);
+        assert_eq!(w.nodes[EXIT].edge_timeout(), None);
         for &s in &streams {
             assert!(
                 w.nodes[EXIT]

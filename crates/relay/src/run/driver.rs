@@ -50,9 +50,6 @@ use crate::publish::Publisher;
 /// How long a connection may take from TCP accept to an open channel
 /// (C-tor and arti allow a few tens of seconds).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A channel without circuits is closed after this long (C-tor: 3 to 4.5
-/// minutes, `channelpadding_get_channel_idle_timeout`).
-pub const IDLE_CHANNEL_TIMEOUT: Duration = Duration::from_secs(180);
 /// Most channels being opened to extend circuits at once.
 pub const MAX_CONNECTS: usize = 64;
 /// Messages the node task's inbox holds.
@@ -186,7 +183,6 @@ pub async fn run(
         node,
         NodeParams {
             my_addrs: my_addrs.clone(),
-            idle_timeout: IDLE_CHANNEL_TIMEOUT,
             max_connects: MAX_CONNECTS,
             kist: config.kist,
             kist_interval: config.kist_interval,

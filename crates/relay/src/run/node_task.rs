@@ -21,7 +21,6 @@ use braid_core::relay::kist::CELL_WIRE_BYTES;
 use braid_core::relay::{NodeEvent, Peer, RelayNode};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tor_cell::chancell::{AnyChanCell, ChanCmd, ChanMsg as _};
 
 use super::chan_io::{ChanIo, Traffic};
 use super::connect::connect;
@@ -44,8 +43,6 @@ const BLOCKED_RECHECK: Duration = Duration::from_secs(1);
 pub(crate) struct NodeParams {
     /// Our addresses, for NETINFO when we open channels.
     pub(crate) my_addrs: Vec<IpAddr>,
-    /// Close a channel without circuits after this long.
-    pub(crate) idle_timeout: Duration,
     /// Most channels being opened at once.
     pub(crate) max_connects: usize,
     /// `[braid_relay] kist`.
@@ -60,10 +57,6 @@ struct Chan {
     io: ChanIo,
     /// The writer's queue was full; the node was told.
     blocked: bool,
-    /// Since when the channel carries no circuit, as far as the driver
-    /// knows (set at open and on `ChannelIdle`, cleared by a CREATE cell
-    /// either way).
-    idle_since: Option<Instant>,
     peer: Peer,
 }
 
@@ -150,11 +143,7 @@ impl NodeTask {
             }
             ToNode::Cells { chan, cells } => {
                 for cell in cells {
-                    if let Some(c) = self.chans.get_mut(&chan) {
-                        if is_create(&cell) {
-                            c.idle_since = None;
-                        }
-                    } else {
+                    if !self.chans.contains_key(&chan) {
                         return;
                     }
                     if let Err(e) = self.node.handle_cell(chan, cell, now) {
@@ -250,7 +239,7 @@ impl NodeTask {
 
     fn opened(&mut self, link: OpenedLink, now: Instant) {
         let (peer, connect, addr) = (link.peer, link.connect, link.addr);
-        let chan = self.node.add_channel(peer, link.initiator);
+        let chan = self.node.add_channel(peer, link.initiator, now);
         if let Some(v) = link.codec.link_version() {
             self.node.set_link_version(chan, v);
         }
@@ -269,7 +258,6 @@ impl NodeTask {
             Chan {
                 io,
                 blocked: false,
-                idle_since: Some(now),
                 peer,
             },
         );
@@ -322,11 +310,7 @@ impl NodeTask {
                     self.exits
                         .event(&mut self.node, edge, event, &self.to_node, now);
                 }
-                NodeEvent::ChannelIdle { chan } => {
-                    if let Some(c) = self.chans.get_mut(&chan) {
-                        c.idle_since.get_or_insert(now);
-                    }
-                }
+                NodeEvent::CloseChannel { chan, why } => self.close(chan, &why, now),
             }
         }
     }
@@ -355,16 +339,10 @@ impl NodeTask {
 
     /// When the task must wake without a message.
     fn next_wake(&self) -> Option<Instant> {
-        let idle = self
-            .chans
-            .values()
-            .filter_map(|c| c.idle_since)
-            .min()
-            .map(|t| t + self.params.idle_timeout);
         let blocked = (self.chans.values().any(|c| c.blocked) || self.exits.any_blocked())
             .then(|| Instant::now() + BLOCKED_RECHECK);
         let kist = self.kist.next_run(Instant::now());
-        [idle, blocked, kist, self.node.poll_timeout()]
+        [blocked, kist, self.node.poll_timeout()]
             .into_iter()
             .flatten()
             .min()
@@ -375,18 +353,6 @@ impl NodeTask {
             self.node.handle_timeout(now);
         }
         self.exits.recheck(&mut self.node, now);
-        let idle: Vec<ChanKey> = self
-            .chans
-            .iter()
-            .filter(|(_, c)| {
-                c.idle_since
-                    .is_some_and(|t| t + self.params.idle_timeout <= now)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for chan in idle {
-            self.close(chan, "idle", now);
-        }
         for (&chan, c) in &mut self.chans {
             if c.blocked && c.io.tx.capacity() > 0 {
                 c.blocked = false;
@@ -437,9 +403,6 @@ impl Outlet for Writers<'_> {
         let Some(cell) = self.node.poll_transmit(chan, now) else {
             return Sent::Empty;
         };
-        if is_create(&cell) {
-            c.idle_since = None;
-        }
         // Counted before the writer can see it (it subtracts once written).
         c.io.unwritten.fetch_add(1, Ordering::Relaxed);
         permit.send(cell);
@@ -463,14 +426,6 @@ impl Outlet for Writers<'_> {
             room: c.io.tx.capacity(),
         })
     }
-}
-
-/// Whether `cell` opens a circuit (the channel is not idle).
-fn is_create(cell: &AnyChanCell) -> bool {
-    matches!(
-        cell.msg().cmd(),
-        ChanCmd::CREATE | ChanCmd::CREATE2 | ChanCmd::CREATE_FAST
-    )
 }
 
 fn describe(peer: &Peer) -> String {

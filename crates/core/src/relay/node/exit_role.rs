@@ -85,18 +85,29 @@ impl RelayNode {
         on_circuits + self.sets.values().map(|s| s.streams.len()).sum::<usize>()
     }
 
-    /// The earliest deadline of any circuit (its streams' connect and
-    /// flush deadlines).
+    /// The earliest deadline: a circuit's (its streams' connect and flush
+    /// deadlines), a channel's padding or idle time.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.timers.first().map(|(t, _)| *t), self.padding_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.timers.first().map(|(t, _)| *t),
+            self.padding_timeout(),
+            self.idle_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The earliest deadline of a circuit or a Conflux set alone (not the
+    /// channels' padding and idle times).
+    pub fn edge_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(t, _)| *t)
     }
 
     /// Run what is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.handle_padding(now);
+        self.handle_idle(now);
         while let Some(&(t, edge)) = self.timers.first() {
             if t > now {
                 break;

@@ -195,7 +195,7 @@ impl NodeExit {
                     rsa: t.rsa_id,
                     ed: Some(t.ed_id),
                 };
-                let chan = self.node.add_channel(peer, false);
+                let chan = self.node.add_channel(peer, false, now);
                 self.chans.insert(middle, chan);
                 chan
             }
@@ -317,7 +317,7 @@ impl NodeExit {
                 }
                 // Every circuit ends at the node: nothing extends from it.
                 NodeEvent::Connect { id, .. } => self.node.connect_failed(id, now),
-                NodeEvent::ChannelIdle { .. } => {}
+                NodeEvent::CloseChannel { .. } => {}
             }
         }
         let linked = self.node.stats().legs_linked;
