@@ -689,6 +689,7 @@ impl RelayNode {
         if let Some(mut c) = self.channels.remove(&chan) {
             c.mux.clear();
         }
+        self.forget_padding(chan);
         self.ready.remove(&chan);
         self.opened_on.remove(&chan);
         let keys: Vec<CircKey> = self.circuits.keys().copied().collect();

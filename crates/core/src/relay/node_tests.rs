@@ -551,6 +551,34 @@ fn channels_without_circuits_close_after_their_idle_timeout() {
     }
 }
 
+/// A node whose channels all closed has nothing to wake for, padding
+/// checks and idle timers included (the `core_relay_node` fuzz target
+/// found a padding check left behind).
+#[test]
+fn a_node_without_channels_does_not_wake() {
+    let t0 = Instant::now();
+    let mut w = World::new(2);
+    let n = w.circuit(&[0, 1], t0);
+    w.pump(t0);
+    assert!(w.closed[n].is_none(), "built");
+    for node in &mut w.nodes {
+        assert!(node.poll_timeout().is_some(), "padding and idle timers run");
+    }
+    let links = w.links.clone();
+    for (a, b) in links {
+        for end in [a, b] {
+            if let End::Node(i, chan) = end {
+                w.nodes[i].channel_closed(chan, t0);
+            }
+        }
+    }
+    for node in &mut w.nodes {
+        while node.poll_event().is_some() {}
+        assert_eq!(node.circuit_count(), 0);
+        assert_eq!(node.poll_timeout(), None);
+    }
+}
+
 // The exit role, circuit priority and the memory limit.
 #[path = "node_exit_tests.rs"]
 mod exit_tests;
