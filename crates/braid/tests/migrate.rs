@@ -114,11 +114,20 @@ fn braid_streams(metrics: SocketAddr, args: &[&str]) -> String {
 /// The stream that has read more than `at_least` bytes, as `braid
 /// streams --json` lists it.
 fn our_stream(metrics: SocketAddr, at_least: u64) -> serde_json::Value {
+    find_stream(metrics, at_least)
+        .unwrap_or_else(|json| panic!("no stream past {at_least} bytes in {json}"))
+}
+
+/// [`our_stream`], or the listing without it. In the instant of its
+/// handover (the application's end travelling from one tunnel's task to
+/// the other's) a moving stream is on neither tunnel's list: a CI run
+/// listed `[]` then.
+fn find_stream(metrics: SocketAddr, at_least: u64) -> Result<serde_json::Value, String> {
     let json = braid_streams(metrics, &["--json"]);
     let list: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     list.into_iter()
         .find(|s| s["bytes_read"].as_u64().unwrap_or(0) >= at_least)
-        .unwrap_or_else(|| panic!("no stream past {at_least} bytes in {json}"))
+        .ok_or(json)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,13 +195,15 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
                 .unwrap();
             assert!(n > 0, "ended during the move");
             got.extend_from_slice(&buf[..n]);
-            let s = our_stream(metrics, 1_000_000);
-            if s["moves"].as_u64() == Some(k as u64 + 1) {
-                break s;
+            let s = find_stream(metrics, 1_000_000);
+            if let Ok(s) = &s
+                && s["moves"].as_u64() == Some(k as u64 + 1)
+            {
+                break s.clone();
             }
             assert!(
                 asked.elapsed() < Duration::from_secs(30),
-                "never handed over: {s}"
+                "never handed over: {s:?}"
             );
         };
         assert_eq!(after["app"].as_u64(), Some(app));
@@ -268,8 +279,10 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
         }
         got2.extend_from_slice(&buf[..n]);
         if on_set.is_none() && got2.len() > 1_000_000 {
-            let s = our_stream(metrics2, 1_000_000);
-            if s["kind"] == "conflux" {
+            // (Absent in the instant of a policy (a) handover.)
+            if let Ok(s) = find_stream(metrics2, 1_000_000)
+                && s["kind"] == "conflux"
+            {
                 on_set = Some((t2.elapsed(), got2.len(), s["moves"].as_u64()));
             }
         }
