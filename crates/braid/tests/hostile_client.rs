@@ -329,7 +329,10 @@ async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
     }
     // The bystander's channel to braidrelay0 (link protocol 5, a circuit
     // open, quiet now) gets PADDING cells (padding-spec §2: after 1.5-9.5 s
-    // of quiet).
+    // of quiet). The client pads too and each cell restarts both ends'
+    // timers: the relay's comes first about every other time, every 4.5 s
+    // or so (a CI run waited 15 s in vain when the relay kept its drawn
+    // timeout across the client's padding: a bug, fixed).
     let before = metric(metrics, "braid_relay_padding_cells_total").await;
     let quiet = Instant::now();
     loop {
@@ -343,8 +346,8 @@ async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
             break;
         }
         assert!(
-            quiet.elapsed() < Duration::from_secs(15),
-            "no padding on a quiet client channel in 15 s"
+            quiet.elapsed() < Duration::from_secs(60),
+            "no padding on a quiet client channel in 60 s"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

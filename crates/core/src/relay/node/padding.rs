@@ -50,7 +50,7 @@ pub(super) struct ChanPadding {
     /// The last cell in or out.
     last_xfer: Option<Instant>,
     /// The quiet time after which it is padded (drawn again after each
-    /// padding cell).
+    /// cell in or out).
     timeout: Option<Duration>,
 }
 
@@ -68,9 +68,13 @@ impl Default for ChanPadding {
 }
 
 impl ChanPadding {
-    /// A cell went in or out at `now`.
+    /// A cell went in or out at `now`: the timeout is drawn anew (C-tor's
+    /// `channel_timestamp_xmit`/`_recv` clear `next_padding_time`). With
+    /// both ends padding, each draw races the other end's: a timeout kept
+    /// across the peer's padding would almost never win.
     pub(super) fn note_xfer(&mut self, now: Instant) {
         self.last_xfer = Some(now);
+        self.timeout = None;
     }
 
     /// The link protocol the channel speaks.
@@ -290,12 +294,21 @@ mod tests {
         c.note_xfer(t0);
         let d = c.deadline(&p, &mut rng).unwrap();
         assert!(d >= t0 + Duration::from_millis(1500) && d < t0 + Duration::from_millis(9500));
-        // A later cell moves it by as much; the drawn timeout stays.
+        // Asked again, the same; a later cell draws anew from there.
+        assert_eq!(c.deadline(&p, &mut rng), Some(d));
         c.note_xfer(t0 + Duration::from_secs(2));
-        assert_eq!(
-            c.deadline(&p, &mut rng).unwrap(),
-            d + Duration::from_secs(2)
+        let d2 = c.deadline(&p, &mut rng).unwrap();
+        assert!(
+            d2 >= t0 + Duration::from_millis(3500) && d2 < t0 + Duration::from_millis(11_500),
+            "{d2:?}"
         );
+        let draws: std::collections::BTreeSet<Instant> = (0..20)
+            .map(|_| {
+                c.note_xfer(t0 + Duration::from_secs(2));
+                c.deadline(&p, &mut rng).unwrap()
+            })
+            .collect();
+        assert!(draws.len() > 10, "a new draw after each cell");
         // A client asking for 20-30 s gets them; one asking for less than
         // the consensus gets the consensus.
         c.negotiate(true, 20_000, 30_000, &p);
