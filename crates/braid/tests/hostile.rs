@@ -398,7 +398,9 @@ async fn hostile_conflux_exits_are_cut_off_and_a_bystander_is_untouched() {
             run.reason,
             run.lines
         );
-        assert!(run.first.is_some(), "{name}: the download began");
+        // The first bytes may never reach the application: a set closed
+        // within milliseconds of the turn ends its streams with what was
+        // still in flight or in order (a CI run: switch-flood, 0 bytes).
         assert!(run.cut.is_some(), "{name}: cut off");
         assert!(run.samples > 0, "{name}: the reorder queue was sampled");
         assert!(run.reorder_peak <= REORDER_LIMIT && run.limit <= REORDER_LIMIT);
