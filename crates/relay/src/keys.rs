@@ -235,8 +235,9 @@ impl RelayKeys {
         self.store_signing_key(dir)
     }
 
-    /// Write the signing key and its certificate to `dir`.
-    fn store_signing_key(&self, dir: &Path) -> Result<(), KeyError> {
+    /// Write the signing key and its certificate to `dir` (after
+    /// [`Self::renew_signing_key`]).
+    pub fn store_signing_key(&self, dir: &Path) -> Result<(), KeyError> {
         private_dir(dir)?;
         let secret = encode_tagged(
             "ed25519v1-secret",
@@ -296,12 +297,6 @@ impl RelayKeys {
         }
         write_private(&dir.join(TAP_KEY), rsa_pem(&self.tap_onion)?.as_bytes())?;
         write_private(&dir.join(NTOR_KEY), &ntor_file(&self.ntor))
-    }
-
-    /// Store the signing key and its certificate (after
-    /// [`Self::renew_signing_key`]).
-    pub fn store_signing(&self, dir: &Path) -> Result<(), KeyError> {
-        self.store_signing_key(dir)
     }
 
     /// Replace the signing key by a new one certified from `now`; needs

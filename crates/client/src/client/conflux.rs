@@ -55,16 +55,10 @@ impl TorClient {
         // With `entry_nodes`, path selection picks distinct guards from
         // that list instead of the guard set.
         let guard_ids = self.conflux_guards(n, &[]);
-        let guard_relays: Vec<&Relay> = guard_ids
-            .iter()
-            .filter_map(|id| relays.iter().find(|r| r.id == *id))
-            .collect();
+        let guard_relays = by_id(&guard_ids, &relays);
         let keep = |r: &Relay| guard_ids.contains(&r.id);
         let fewer = without(&relays, avoid, keep);
-        let fewer_guards: Vec<&Relay> = guard_ids
-            .iter()
-            .filter_map(|id| fewer.iter().find(|r| r.id == *id))
-            .collect();
+        let fewer_guards = by_id(&guard_ids, &fewer);
         let paths = choose_conflux_legs(
             &fewer,
             dir.weights(),
@@ -221,10 +215,7 @@ impl TorClient {
             ..PathConfig::conflux(None)
         };
         let guard_ids = self.conflux_guards(1, &used);
-        let guard_relays: Vec<&Relay> = guard_ids
-            .iter()
-            .filter_map(|id| relays.iter().find(|r| r.id == *id))
-            .collect();
+        let guard_relays = by_id(&guard_ids, &relays);
         let paths = choose_conflux_legs(
             &relays,
             dir.weights(),
@@ -320,4 +311,12 @@ impl LegSource for TorClient {
             Err(e) => tracing::debug!("conflux leg built: {e}"),
         }
     }
+}
+
+/// The relays of `relays` with the ids `ids`, in the order of `ids` (those
+/// missing skipped).
+fn by_id<'a>(ids: &[RelayId], relays: &'a [Relay]) -> Vec<&'a Relay> {
+    ids.iter()
+        .filter_map(|id| relays.iter().find(|r| r.id == *id))
+        .collect()
 }

@@ -119,7 +119,7 @@ pub(crate) fn apply(
         }
         KeyAction::RenewSigning => {
             keys.renew_signing_key(rng, now)?;
-            keys.store_signing(dir)
+            keys.store_signing_key(dir)
         }
     }
 }
