@@ -218,6 +218,17 @@ impl Retransmit {
             .is_some_and(|log| !log.sent.is_empty())
     }
 
+    /// The peer has everything up to `seq` in order (its LINK or LINKED
+    /// said so): drop what is held up to there. A lost leg's messages the
+    /// peer had are freed here, as no acknowledgement will free them.
+    pub(crate) fn forget_through(&mut self, seq: u64) {
+        let keep = self.held.split_off(&(seq.saturating_add(1)));
+        let gone = std::mem::replace(&mut self.held, keep);
+        for h in gone.values() {
+            self.bytes -= h.cost;
+        }
+    }
+
     /// The messages held among `after + 1 ..= upto`, in order: what a peer
     /// that has everything up to `after` in order may lack. The others were
     /// acknowledged: the peer has them, out of order (its reorder queue

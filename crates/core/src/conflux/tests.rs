@@ -115,6 +115,10 @@ struct Pair {
     switches_down: usize,
     events_client: Vec<ConfluxEvent>,
     events_exit: Vec<ConfluxEvent>,
+    /// DATA cells that arrived at the exit / at the client, per client
+    /// leg: what a leg's congestion control acknowledges.
+    data_up: BTreeMap<LegId, u64>,
+    data_down: BTreeMap<LegId, u64>,
 }
 
 impl Pair {
@@ -135,6 +139,8 @@ impl Pair {
             switches_down: 0,
             events_client: Vec::new(),
             events_exit: Vec::new(),
+            data_up: BTreeMap::new(),
+            data_down: BTreeMap::new(),
         }
     }
 
@@ -241,6 +247,14 @@ impl Pair {
         self.now = self.now.max(t);
         let pipes = if up { &mut self.up } else { &mut self.down };
         let (_, s, m) = pipes.get_mut(&leg).unwrap().q.pop_front().unwrap();
+        if m.cmd() == RelayCmd::DATA {
+            let counts = if up {
+                &mut self.data_up
+            } else {
+                &mut self.data_down
+            };
+            *counts.entry(leg).or_default() += 1;
+        }
         if up {
             match (self.map.get(&leg).copied(), m) {
                 (None, AnyRelayMsg::ConfluxLink(link)) => {

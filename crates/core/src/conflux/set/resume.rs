@@ -188,6 +188,10 @@ impl ConfluxSet {
         let (leg, seq, held) = self.resend.pop_front()?;
         match self.send.on_resend(leg, seq) {
             Ok(switch) => {
+                // Kept again as sent on its new leg: that leg's
+                // acknowledgements count it (its circuit counts every DATA
+                // cell it sends, resends included) and free it.
+                self.keep_sent(leg, seq, held.stream, &held.msg);
                 self.resent += 1;
                 let st = self.stats_mut(leg);
                 st.msgs_sent += 1;
@@ -274,6 +278,9 @@ impl ConfluxSet {
             let (per_minute, total) = (r.params().per_minute, r.params().total);
             return Err(self.fail(ConfluxError::TooManyResumptions { per_minute, total }));
         }
+        // What the peer has in order no leg will acknowledge any more if
+        // it went on a lost leg: drop it all.
+        r.forget_through(peer_recv);
         for (seq, held) in r.held_in(peer_recv, sent) {
             self.resend.push_back((leg, seq, held));
         }
