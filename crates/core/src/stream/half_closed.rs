@@ -40,6 +40,9 @@ pub(crate) struct HalfClosed {
     cc_until: Option<Instant>,
     /// The exit may still send its own END (or RESOLVED) crossing ours.
     end_pending: bool,
+    /// The exit's STREAM_TOKEN may still come (we sent STREAM_REGISTER
+    /// and closed before it came, Braid proposal 001 §4.1).
+    token_pending: bool,
 }
 
 impl HalfClosed {
@@ -52,6 +55,7 @@ impl HalfClosed {
             sendmes_pending: 0,
             cc_until: None,
             end_pending: false,
+            token_pending: false,
         }
     }
 
@@ -71,6 +75,7 @@ impl HalfClosed {
             sendmes_pending,
             cc_until: None,
             end_pending: true,
+            token_pending: false,
         }
     }
 
@@ -84,6 +89,7 @@ impl HalfClosed {
             sendmes_pending: 0,
             cc_until: Some(until),
             end_pending: true,
+            token_pending: false,
         }
     }
 
@@ -99,6 +105,7 @@ impl HalfClosed {
             sendmes_pending,
             cc_until,
             end_pending: false,
+            token_pending: false,
         }
     }
 
@@ -106,6 +113,13 @@ impl HalfClosed {
     /// what may still arrive (drop it quietly), false if the exit sent more
     /// than it could have. An acceptable END or RESOLVED ends the
     /// accounting: nothing more may arrive after it.
+    /// The same, where the exit may still send the STREAM_TOKEN that
+    /// answers our STREAM_REGISTER (once).
+    pub(crate) fn with_token_pending(mut self) -> Self {
+        self.token_pending = true;
+        self
+    }
+
     pub(crate) fn accept(&mut self, now: Instant, cmd: RelayCmd) -> bool {
         let within_cc = self.cc_until.is_some_and(|t| now <= t);
         // After a migration (no END crossed) no DATA may come: only the
@@ -119,6 +133,10 @@ impl HalfClosed {
             }
             RelayCmd::CONNECTED if self.connected_pending => {
                 self.connected_pending = false;
+                true
+            }
+            c if self.token_pending && u8::from(c) == crate::stream::migrate_wire::CMD_TOKEN => {
+                self.token_pending = false;
                 true
             }
             _ if data_like && within_cc => true,

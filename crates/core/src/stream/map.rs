@@ -961,6 +961,13 @@ fn close_local(
                 HalfClosed::after_end_cc(connecting, until)
             }
         });
+        let token_due = s
+            .mig
+            .as_ref()
+            .is_some_and(|m| m.register == crate::stream::migrate::Register::Sent);
+        if token_due {
+            s.after_close = s.after_close.take().map(HalfClosed::with_token_pending);
+        }
     }
     s.phase = Phase::Closed;
     s.end = Some(StreamEnd {

@@ -119,6 +119,33 @@ fn a_token_comes_once_after_register_and_connected() {
     assert!(cmds(&sent(&mut m)).contains(&3), "END on that stream");
 }
 
+/// We gave up on a stream before its CONNECTED (a BEGIN timeout): the
+/// exit's CONNECTED and the STREAM_TOKEN that answers our REGISTER may
+/// still come, once each, and are no violation; a second TOKEN is (the
+/// soak's BEGIN timeouts met it as a protocol violation).
+#[test]
+fn a_token_in_flight_when_we_close_is_accepted_once() {
+    let now = Instant::now();
+    let mut m = StreamMap::with_first_id(cfg(true), cc(), 1);
+    let id = m
+        .begin(
+            &Target::hostname("example.com", 80),
+            BeginFlags::empty(),
+            now,
+        )
+        .unwrap();
+    assert_eq!(cmds(&sent(&mut m)), [1, CMD_REGISTER]);
+    m.close(id, EndReason::TIMEOUT, now).unwrap();
+    assert!(cmds(&sent(&mut m)).contains(&3), "our END");
+    m.handle_msg(now, id, connected()).unwrap();
+    m.handle_msg(now, id, MigrateMsg::Token(token()).to_msg())
+        .unwrap();
+    let e = m
+        .handle_msg(now, id, MigrateMsg::Token(token()).to_msg())
+        .unwrap_err();
+    assert!(matches!(e, StreamError::ClosedStream { .. }), "{e}");
+}
+
 #[test]
 fn a_mark_without_a_migration_ends_the_stream_with_torprotocol() {
     let now = Instant::now();
