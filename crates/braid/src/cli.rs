@@ -136,6 +136,11 @@ pub(crate) struct BenchSoakArgs {
     /// (SOCKS) and base+601 (metrics).
     #[arg(long, default_value_t = 21000)]
     pub(crate) base_port: u16,
+    /// The proxy and the Braid relays log at debug level (their logs:
+    /// `net/network.log`, `net/nodes/<name>/braid.log`), to explain a
+    /// failure afterwards.
+    #[arg(long)]
+    pub(crate) debug_logs: bool,
 }
 
 /// `braid bench relay`.

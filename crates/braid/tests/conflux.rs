@@ -126,6 +126,7 @@ async fn braid_conflux_sets_link_with_c_tor_exits_and_survive_leg_loss() {
     proxy.stop().await;
 
     network.down().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// 50 MB byte for byte through one set, every leg used, the exit's log

@@ -218,6 +218,7 @@ async fn braid_bootstraps_the_directory_of_a_private_network() {
     assert_eq!(paths.len(), 3, "{stdout}");
 
     network.down().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 async fn fetch(addr: std::net::SocketAddr, path: &str) -> String {

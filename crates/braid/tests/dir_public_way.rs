@@ -287,6 +287,7 @@ async fn a_private_network_bootstraps_the_public_way() {
     lying_fallbacks_are_refused(&text, &dir).await;
 
     network.down().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 async fn lying_fallbacks_are_refused(text: &str, dir: &Path) {

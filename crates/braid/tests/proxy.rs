@@ -201,6 +201,7 @@ async fn braid_proxy_carries_streams_through_c_tor_relays() {
     middle_killed_mid_stream(&dir, &manifest, &toml).await;
 
     network.down().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// In-process client: open a stream on its own circuit (isolation key),

@@ -251,4 +251,5 @@ async fn ctor_authorities_accept_and_serve_braids_descriptor() {
 
     let stopped = network.down().unwrap();
     println!("stopped {stopped} processes");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

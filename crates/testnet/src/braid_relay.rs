@@ -246,8 +246,8 @@ fn bandwidth(node: &NodePlan) -> u32 {
 }
 
 /// The command that runs Braid relay `node` with the program `braid_bin`,
-/// logging at info level (`-v`; `-vv`, debug, when the network's tor log
-/// level is `debug`), as the C-tor relays log at notice.
+/// logging at info level (`-v`; `-vv` when `log_level` is `debug`), as
+/// the C-tor relays log at notice.
 pub fn command(braid_bin: &Path, node: &NodePlan, log_level: &str) -> Command {
     let mut cmd = Command::new(braid_bin);
     cmd.arg(if log_level == "debug" { "-vv" } else { "-v" })

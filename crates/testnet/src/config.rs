@@ -205,6 +205,9 @@ pub struct NetworkConfig {
     pub braid_bin: PathBuf,
     /// tor's log level for every node ("notice" or "info").
     pub log_level: String,
+    /// The Braid relays' log level ("info", or "debug"); tor's `debug`
+    /// also turns it to debug.
+    pub braid_log_level: String,
     /// Print progress lines to standard error.
     pub progress: bool,
 }
@@ -254,6 +257,7 @@ impl NetworkConfig {
             braid_bin: helper_exe.clone(),
             helper_exe,
             log_level: "notice".to_string(),
+            braid_log_level: "info".to_string(),
             progress: false,
         }
     }

@@ -577,7 +577,12 @@ fn start_braid(
     dir: &Path,
     node: &NodePlan,
 ) -> Result<Spawned, TestnetError> {
-    let cmd = braid_relay::command(&config.braid_bin, node, &config.log_level);
+    let level = if config.log_level == "debug" {
+        "debug"
+    } else {
+        &config.braid_log_level
+    };
+    let cmd = braid_relay::command(&config.braid_bin, node, level);
     process::spawn_recorded(dir, &node.nickname, cmd, &node.log_path())
 }
 

@@ -96,6 +96,9 @@ pub(crate) async fn soak(args: BenchSoakArgs) -> Result<(), BenchError> {
     config.base_port = args.base_port;
     config.client = false;
     config.braid_exits = 1;
+    if args.debug_logs {
+        config.braid_log_level = "debug".into();
+    }
     say(&format!("starting the network in {}", dir.display()));
     let network = up_interruptible(&config).await?;
     let manifest = network.manifest().clone();
@@ -114,16 +117,17 @@ pub(crate) async fn soak(args: BenchSoakArgs) -> Result<(), BenchError> {
         if exits.is_empty() {
             return Err(BenchError::Missing("exit of the asked kind"));
         }
-        let proxy = start_proxy(
-            &toml,
-            socks,
-            &[
-                "--metrics".into(),
-                metrics.to_string(),
-                "--exit-nodes".into(),
-                exits.join(","),
-            ],
-        )?;
+        let mut extra = vec![
+            "--metrics".into(),
+            metrics.to_string(),
+            "--exit-nodes".into(),
+            exits.join(","),
+        ];
+        if args.debug_logs {
+            // With start_proxy's -v: -vv, debug.
+            extra.push("-v".into());
+        }
+        let proxy = start_proxy(&toml, socks, &extra)?;
         let pid = proxy.pid();
         let files = manifest.fileserver.address;
         let run_for = Duration::from_secs_f64(args.minutes * 60.0);
@@ -157,7 +161,8 @@ pub(crate) async fn soak(args: BenchSoakArgs) -> Result<(), BenchError> {
                 fds: fd_count(pid).unwrap_or(0),
                 tunnels,
             });
-            if args.kill_every > 0 && now >= next_kill {
+            // No kill so late that the run ends before the relay is back.
+            if args.kill_every > 0 && now >= next_kill && now + DOWN_FOR < end {
                 next_kill = now + Duration::from_secs(args.kill_every);
                 if let Some(middle) = pick_middle(&raw, &restarts) {
                     kill(&dir, &middle)?;
@@ -190,8 +195,32 @@ pub(crate) async fn soak(args: BenchSoakArgs) -> Result<(), BenchError> {
                 ));
             }
         }
-        for w in workers {
-            let _ = w.await;
+        // The transfers still running finish; killed relays come back on
+        // time meanwhile.
+        let mut finishing = Box::pin(async {
+            for w in workers {
+                let _ = w.await;
+            }
+        });
+        let mut finished = false;
+        while !restarts.is_empty() {
+            tokio::select! {
+                () = &mut finishing => {
+                    finished = true;
+                    break;
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) =
+                restarts.into_iter().partition(|(at, _)| *at <= now);
+            restarts = later;
+            for (_, name) in due {
+                restart(&dir, &name)?;
+            }
+        }
+        if !finished {
+            finishing.await;
         }
         for (_, name) in restarts {
             restart(&dir, &name)?;
