@@ -16,6 +16,7 @@
 pub mod answer;
 pub mod cache;
 pub mod date;
+pub mod diffs;
 pub mod request;
 pub mod response;
 pub mod schedule;

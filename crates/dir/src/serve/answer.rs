@@ -2,10 +2,11 @@
 //! and its handlers), for what a cache that is not an authority holds: the
 //! microdesc consensus, microdescriptors and authority certificates
 //! (dir-spec §4.2, §4.3, §6.2). A trailing `.z` is dropped from the URL
-//! after it chose the answer's encoding ([`choose_encoding`]). No
-//! consensus diffs are kept: a diff asked in the URL is 404, one asked in
-//! `X-Or-Diff-From-Consensus` gets the full consensus (prop 140 §3 allows
-//! it), or 304 if the client already has the one held. Documents a cache
+//! after it chose the answer's encoding ([`choose_encoding`]). A client
+//! that names in `X-Or-Diff-From-Consensus` (or in a `/diff/` URL) a
+//! consensus we served before gets a diff from it ([`super::diffs`]), one
+//! that names the one held gets 304; without a diff, the full consensus
+//! (prop 140 §3 allows it), or 404 for a `/diff/` URL. Documents a cache
 //! does not serve (votes, server descriptors, onion-service descriptors,
 //! the front page, the bandwidth file) are 404 as at a C-tor relay that
 //! holds none; uploads are 400 (`directory_handle_command_post`: a
@@ -215,7 +216,13 @@ fn consensus(
     {
         return short(304, "Not modified");
     }
-    if parsed.diff_only {
+    // C-tor `find_best_diff`: the first digest named that we hold a diff
+    // from.
+    let diff = match (held, &parsed.diff_from) {
+        (Some(c), Some(from)) => from.iter().find_map(|d| c.diff_from(d)),
+        _ => None,
+    };
+    if parsed.diff_only && diff.is_none() {
         return short(404, "No such diff available");
     }
     let Some(c) = held else {
@@ -251,12 +258,20 @@ fn consensus(
         Ok(d) if !d.is_zero() => CacheLifetime::Expires(d),
         _ => CacheLifetime::NoCache,
     };
-    let body = match enc {
-        Encoding::Deflate => (vec![Arc::clone(c.deflated())], enc),
-        _ => encoded(vec![Arc::clone(c.body())], enc),
+    let (doc, body) = match (diff, enc) {
+        (Some(d), Encoding::Deflate) => (
+            DocType::ConsensusDiff,
+            (vec![Arc::clone(d.deflated())], enc),
+        ),
+        (Some(d), _) => (
+            DocType::ConsensusDiff,
+            encoded(vec![Arc::clone(d.body())], enc),
+        ),
+        (None, Encoding::Deflate) => (DocType::Consensus, (vec![Arc::clone(c.deflated())], enc)),
+        (None, _) => (DocType::Consensus, encoded(vec![Arc::clone(c.body())], enc)),
     };
     Response::ok(
-        DocType::Consensus,
+        doc,
         body,
         false,
         expires,

@@ -8,7 +8,7 @@
 //! [`MAX_CERTS`] certificates (the newest kept), microdescriptors up to a
 //! byte budget.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use tor_llcrypto::d::Sha3_256;
 use tor_netdoc::doc::microdesc::MdDigest;
 
+use super::diffs::{self, CachedDiff, OldConsensus};
 use crate::documents::{CheckedCert, Lifetime, MAX_DOCUMENT_BYTES};
 use crate::error::ServeError;
 
@@ -36,9 +37,52 @@ pub struct CachedConsensus {
     digest_as_signed: [u8; 32],
     /// The body deflated, made at the first request that wants it.
     deflated: std::sync::OnceLock<Arc<[u8]>>,
+    /// Diffs to it from the consensuses served before, by their digest.
+    diffs: HashMap<[u8; 32], Arc<CachedDiff>>,
 }
 
 impl CachedConsensus {
+    /// `text`, a microdesc-flavoured consensus valid for `lifetime`, ready
+    /// to serve, with diffs to it from each of `sources` (see
+    /// [`DirCache::diff_sources`]; making them takes a while for the public
+    /// network's consensus: call this off the async runtime). Refused:
+    /// another flavour, or over [`MAX_DOCUMENT_BYTES`].
+    pub fn build(
+        text: &str,
+        lifetime: Lifetime,
+        sources: &[OldConsensus],
+    ) -> Result<Self, ServeError> {
+        if text.len() > MAX_DOCUMENT_BYTES {
+            return Err(ServeError::DocumentTooLarge {
+                size: text.len(),
+                limit: MAX_DOCUMENT_BYTES,
+            });
+        }
+        if !text.starts_with("network-status-version 3 microdesc\n") {
+            return Err(ServeError::NotMicrodescConsensus);
+        }
+        let digest = digest_as_signed(text);
+        Ok(CachedConsensus {
+            body: Arc::from(text.as_bytes()),
+            lifetime,
+            signers: signers(text),
+            digest_as_signed: digest,
+            deflated: std::sync::OnceLock::new(),
+            diffs: diffs::make_diffs(sources, text, &digest),
+        })
+    }
+
+    /// The diff to it from the consensus whose signed part hashes to
+    /// `from`, if one is held.
+    pub fn diff_from(&self, from: &[u8; 32]) -> Option<&CachedDiff> {
+        self.diffs.get(from).map(|d| &**d)
+    }
+
+    /// How many diffs to it are held.
+    pub fn n_diffs(&self) -> usize {
+        self.diffs.len()
+    }
+
     /// The text, as the authority served it.
     pub fn body(&self) -> &Arc<[u8]> {
         &self.body
@@ -148,6 +192,8 @@ impl From<&CheckedCert> for CachedCert {
 #[derive(Debug)]
 pub struct DirCache {
     consensus: Option<CachedConsensus>,
+    /// The consensuses served before, oldest first, to make diffs from.
+    history: VecDeque<OldConsensus>,
     certs: Vec<CachedCert>,
     mds: HashMap<MdDigest, Arc<[u8]>>,
     md_bytes: usize,
@@ -165,6 +211,7 @@ impl DirCache {
     pub fn new(max_md_bytes: usize) -> Self {
         Self {
             consensus: None,
+            history: VecDeque::new(),
             certs: Vec::new(),
             mds: HashMap::new(),
             md_bytes: 0,
@@ -175,24 +222,40 @@ impl DirCache {
     /// Serve `text`, a microdesc-flavoured consensus valid for `lifetime`,
     /// in place of the one held. Refused (the old one kept): another
     /// flavour, or over [`MAX_DOCUMENT_BYTES`].
+    ///
+    /// [`CachedConsensus::build`] then [`Self::install_consensus`], in one.
     pub fn set_consensus(&mut self, text: &str, lifetime: Lifetime) -> Result<(), ServeError> {
-        if text.len() > MAX_DOCUMENT_BYTES {
-            return Err(ServeError::DocumentTooLarge {
-                size: text.len(),
-                limit: MAX_DOCUMENT_BYTES,
-            });
-        }
-        if !text.starts_with("network-status-version 3 microdesc\n") {
-            return Err(ServeError::NotMicrodescConsensus);
-        }
-        self.consensus = Some(CachedConsensus {
-            body: Arc::from(text.as_bytes()),
-            lifetime,
-            signers: signers(text),
-            digest_as_signed: digest_as_signed(text),
-            deflated: std::sync::OnceLock::new(),
-        });
+        let c = CachedConsensus::build(text, lifetime, &self.diff_sources())?;
+        self.install_consensus(c);
         Ok(())
+    }
+
+    /// What a new consensus' diffs are made from: the consensuses served
+    /// before and the one held.
+    pub fn diff_sources(&self) -> Vec<OldConsensus> {
+        let mut out: Vec<OldConsensus> = self.history.iter().cloned().collect();
+        out.extend(self.consensus.as_ref().map(old_of));
+        // What the history keeps once the held one joins it.
+        let extra = out.len().saturating_sub(diffs::MAX_HISTORY);
+        out.split_off(extra)
+    }
+
+    /// Serve `c` in place of the consensus held, which is kept to make
+    /// diffs from (within [`diffs::MAX_HISTORY`], [`diffs::MAX_HISTORY_BYTES`]
+    /// and [`diffs::MAX_AGE`]).
+    pub fn install_consensus(&mut self, c: CachedConsensus) {
+        let newest = c.lifetime.valid_after;
+        if let Some(old) = self.consensus.take()
+            && old.digest_as_signed != c.digest_as_signed
+        {
+            diffs::keep(&mut self.history, old_of(&old), newest);
+        }
+        self.consensus = Some(c);
+    }
+
+    /// Consensuses kept to make diffs from.
+    pub fn n_old_consensuses(&self) -> usize {
+        self.history.len()
     }
 
     /// The consensus held.
@@ -281,6 +344,15 @@ impl DirCache {
     /// Their bytes.
     pub fn microdesc_bytes(&self) -> usize {
         self.md_bytes
+    }
+}
+
+/// `c` as a source of diffs.
+fn old_of(c: &CachedConsensus) -> OldConsensus {
+    OldConsensus {
+        digest: c.digest_as_signed,
+        text: Arc::from(String::from_utf8_lossy(&c.body).as_ref()),
+        valid_after: c.lifetime.valid_after,
     }
 }
 

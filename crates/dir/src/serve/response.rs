@@ -31,6 +31,8 @@ pub enum CacheLifetime {
 pub enum DocType {
     /// A consensus (`/tor/status-vote/current/consensus*`).
     Consensus,
+    /// A consensus diff answering a consensus request (dir-spec §4.5).
+    ConsensusDiff,
     /// Microdescriptors (`/tor/micro/d/`).
     Microdescs,
     /// Authority key certificates (`/tor/keys/`).
@@ -46,6 +48,7 @@ impl DocType {
     pub fn name(self) -> &'static str {
         match self {
             DocType::Consensus => "consensus",
+            DocType::ConsensusDiff => "consensus-diff",
             DocType::Microdescs => "microdescs",
             DocType::Certificates => "certificates",
             DocType::Robots => "robots",

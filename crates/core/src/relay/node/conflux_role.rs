@@ -328,7 +328,10 @@ impl RelayNode {
         if let Some(params) = cfg.resume {
             set.offer_resumption(params);
         }
-        #[cfg_attr(not(feature = "hostile"), allow(unused_mut))]
+        #[cfg_attr(
+            not(feature = "hostile"),
+            allow(unused_mut, reason = "mutated only by the hostile build")
+        )]
         let mut streams = ExitStreamMap::with_seed(exit, mode, seed);
         #[cfg(feature = "hostile")]
         if cfg.hostile == Some(super::hostile::Hostile::IgnoreXoff) {

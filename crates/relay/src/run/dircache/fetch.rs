@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use braid_dir::documents::{CheckedCert, MAX_DOCUMENT_BYTES, parse_microdescs};
 use braid_dir::serve::date::format_http_date;
-use braid_dir::serve::{CachedCert, MDS_PER_REQUEST, microdesc_paths};
+use braid_dir::serve::{CachedCert, CachedConsensus, MDS_PER_REQUEST, microdesc_paths};
 use braid_dir::{Authority, NetDir};
 
 use super::DirShared;
@@ -51,9 +51,21 @@ pub(crate) async fn refresh(
         fetched += fetch_batch(shared, authorities, first, batch, &path).await;
     }
     let lifetime = dir.lifetime();
+    // Diffs from the consensuses served before (dir-spec §4.5) are made
+    // off the runtime: for the public network's that takes a while.
+    let sources = {
+        let cache = shared.cache.read().unwrap_or_else(|e| e.into_inner());
+        cache.diff_sources()
+    };
+    let text = dir.consensus().text.clone();
+    let built =
+        tokio::task::spawn_blocking(move || CachedConsensus::build(&text, lifetime, &sources))
+            .await;
     let mut cache = shared.cache.write().unwrap_or_else(|e| e.into_inner());
-    if let Err(e) = cache.set_consensus(&dir.consensus().text, lifetime) {
-        tracing::warn!("directory cache: the consensus is not served: {e}");
+    match built {
+        Ok(Ok(c)) => cache.install_consensus(c),
+        Ok(Err(e)) => tracing::warn!("directory cache: the consensus is not served: {e}"),
+        Err(e) => tracing::warn!("directory cache: making the consensus' diffs failed: {e}"),
     }
     cache.set_certs(certs.iter().map(CachedCert::from));
     let held = in_order
@@ -62,10 +74,11 @@ pub(crate) async fn refresh(
         .count();
     tracing::info!(
         "directory cache: consensus valid after {}, {held} of {} microdescriptors ({fetched} fetched), \
-         {} certificates",
+         {} certificates, diffs from {} older consensuses",
         format_http_date(lifetime.valid_after),
         in_order.len(),
-        cache.certs().len()
+        cache.certs().len(),
+        cache.consensus().map_or(0, CachedConsensus::n_diffs)
     );
 }
 
