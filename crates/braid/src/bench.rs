@@ -9,6 +9,8 @@
 //!   downloads and a load run with KIST on and off.
 //! - [`soak`](mod@soak): `braid proxy` under a long mixed load while leg
 //!   middles die: memory, descriptors and tunnels over time.
+//! - [`resume`](mod@resume): the busy leg's middle killed under a transfer,
+//!   through the Braid exit (resumption) and a C-tor exit.
 //! - [`prom`]: a tolerant parser of Prometheus text (the proxy's
 //!   `/metrics`); [`scrape`]: scraping it into per-leg time series.
 //! - [`svg`]: hand-written SVG line charts.
@@ -22,6 +24,7 @@ mod proc;
 mod prom;
 mod proxy;
 mod relay;
+mod resume;
 mod scrape;
 mod single;
 mod soak;
@@ -29,5 +32,6 @@ mod svg;
 
 pub(crate) use conflux::conflux;
 pub(crate) use relay::relay;
+pub(crate) use resume::resume;
 pub(crate) use single::single;
 pub(crate) use soak::soak;

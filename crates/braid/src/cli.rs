@@ -108,6 +108,37 @@ pub(crate) enum BenchCmd {
     /// proxy's RSS, open descriptors and tunnels every second and reports
     /// their slopes, the streams completed and failed, and why.
     Soak(BenchSoakArgs),
+    /// Resumption: the busy leg's middle killed at a random point of a
+    /// download and of an upload, many times, through the Braid exit
+    /// (resumption) and a C-tor exit (the stream resets): completion,
+    /// time against the usual, the client's stall, cells resent and the
+    /// retransmit peak; a table and a JSON file.
+    Resume(BenchResumeArgs),
+}
+
+/// `braid bench resume`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchResumeArgs {
+    /// Working directory (the network and bench-resume.json go here).
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// Bytes per transfer (suffixes as in 20MB).
+    #[arg(long, default_value = "20MB")]
+    pub(crate) size: String,
+    /// Runs each way per exit kind.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) runs: usize,
+    /// The exits: the Braid exit, the C-tor exits, or both in turn.
+    #[arg(long, value_enum, default_value_t = BenchExit::Both)]
+    pub(crate) exit: BenchExit,
+    /// The relays' links, `NAME:RATE[:DELAY]` (`relays`: every relay that
+    /// is no exit).
+    #[arg(long, default_value = "relays:4MiB:10ms")]
+    pub(crate) shape: String,
+    /// First port of the network's port block; the proxies use base+600
+    /// and up.
+    #[arg(long, default_value_t = 22000)]
+    pub(crate) base_port: u16,
 }
 
 /// `braid bench soak`.

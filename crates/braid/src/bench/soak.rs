@@ -311,7 +311,7 @@ fn reason(why: &str) -> &str {
 }
 
 /// The proxy's Prometheus text.
-async fn scrape_raw(addr: SocketAddr) -> Option<String> {
+pub(super) async fn scrape_raw(addr: SocketAddr) -> Option<String> {
     let get = async {
         let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let mut body = Vec::new();
@@ -349,7 +349,7 @@ fn pick_middle(raw: &str, down: &[(Instant, String)]) -> Option<String> {
 }
 
 /// SIGKILL the network's process `name` (by its recorded pid).
-fn kill(dir: &std::path::Path, name: &str) -> Result<(), BenchError> {
+pub(super) fn kill(dir: &std::path::Path, name: &str) -> Result<(), BenchError> {
     let record = read_records(dir)?
         .into_iter()
         .rev()
@@ -368,7 +368,7 @@ fn kill(dir: &std::path::Path, name: &str) -> Result<(), BenchError> {
 
 /// Start the C-tor relay `name` again from its torrc (same keys, same
 /// ports); recorded, so the network's `down` stops it.
-fn restart(dir: &std::path::Path, name: &str) -> Result<(), BenchError> {
+pub(super) fn restart(dir: &std::path::Path, name: &str) -> Result<(), BenchError> {
     let node = dir.join("nodes").join(name);
     let mut cmd = std::process::Command::new("tor");
     cmd.arg("-f").arg(node.join("torrc"));

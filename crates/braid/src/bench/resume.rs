@@ -1,0 +1,479 @@
+//! `braid bench resume`: the busy leg's middle killed under a transfer,
+//! many times, through the Braid exit (resumption, Braid proposal 001 §3,
+//! prop 329 §2.7) and through a C-tor exit (prop 329's rules: the stream
+//! resets), on one network.
+//!
+//! `braid proxy` (Conflux on, metrics on) runs as a child. For each exit
+//! kind, one transfer each way without a kill gives the usual time T; then
+//! each run opens a new set (its own SOCKS credentials), starts a download
+//! or an upload of `--size`, and at a random point (between 20% and 70% of
+//! T) kills with SIGKILL the middle of the leg that carried the most bytes
+//! in the last 300 ms (from the proxy's per-leg metrics); the relay is
+//! restarted once the transfer ends. Per run: completed (SHA-256 checked)
+//! or why not, time against T, the client's stall (leg loss to data
+//! flowing again, `braid_tunnel_recovery_seconds`), cells resent both ways
+//! and the retransmit buffer's peak. A table per exit kind and a JSON file.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use braid_testnet::config::parse_rate;
+use braid_testnet::download::{fetch_file, upload_file};
+use braid_testnet::plan::Software;
+use braid_testnet::{NetworkConfig, RelayShape, TestnetError};
+use rand::RngExt;
+use serde::Serialize;
+
+use super::error::BenchError;
+use super::output::write_json;
+use super::prom::{PromSample, parse};
+use super::proxy::start_proxy;
+use super::soak::{kill, restart, scrape_raw};
+use crate::cli::{BenchExit, BenchResumeArgs};
+use crate::testnet_cmd::{say, up_interruptible};
+
+/// How long a transfer with a kill may take, past its usual time.
+const GRACE: Duration = Duration::from_secs(120);
+
+/// One run.
+#[derive(Debug, Clone, Serialize)]
+struct Run {
+    exit: String,
+    direction: &'static str,
+    /// When the middle was killed, seconds after the transfer began.
+    killed_at_s: f64,
+    middle: String,
+    /// Completed with the right SHA-256.
+    completed: bool,
+    /// Why not.
+    error: Option<String>,
+    /// Its time over the usual time.
+    slowdown: Option<f64>,
+    /// Leg loss to data flowing again, as the client measured it.
+    stall_s: Option<f64>,
+    cells_resent_by_us: f64,
+    cells_resent_by_peer: f64,
+    retransmit_peak_bytes: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    size_bytes: u64,
+    runs_per_direction: usize,
+    shape: String,
+    usual_s: Vec<(String, &'static str, f64)>,
+    runs: Vec<Run>,
+}
+
+pub(crate) async fn resume(args: BenchResumeArgs) -> Result<(), BenchError> {
+    let size = parse_rate(&args.size)?;
+    if args.runs == 0 || size == 0 {
+        return Err(BenchError::Usage(
+            "--runs and --size must be positive".into(),
+        ));
+    }
+    let exe = std::env::current_exe().map_err(|e| TestnetError::io("locating", "braid", e))?;
+    let dir = args.dir.join("net");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = NetworkConfig::new(&dir, &exe);
+    config.base_port = args.base_port;
+    config.client = false;
+    config.braid_exits = 1;
+    let (name, shape) = RelayShape::parse_flag(&args.shape)?;
+    config.shapes.insert(name, shape);
+    say(&format!("starting the network in {}", dir.display()));
+    let network = up_interruptible(&config).await?;
+    let manifest = network.manifest().clone();
+    let kinds: Vec<bool> = match args.exit {
+        BenchExit::Braid => vec![true],
+        BenchExit::Tor => vec![false],
+        BenchExit::Both => vec![true, false],
+    };
+    let result = async {
+        let mut report = Report {
+            size_bytes: size,
+            runs_per_direction: args.runs,
+            shape: args.shape.clone(),
+            usual_s: Vec::new(),
+            runs: Vec::new(),
+        };
+        for (k, braid) in kinds.into_iter().enumerate() {
+            let exit_name = if braid { "braid" } else { "C-tor" };
+            let exits: Vec<String> = manifest
+                .relays
+                .iter()
+                .filter(|r| r.exit && r.nickname.starts_with("braid") == braid)
+                .map(|r| r.nickname.clone())
+                .collect();
+            // Middles: the C-tor relays that are neither exits nor
+            // authorities (so that a killed one is restarted as it ran),
+            // for both kinds of exit alike.
+            let middles: Vec<String> = manifest
+                .relays
+                .iter()
+                .filter(|r| {
+                    !r.exit && r.software == Software::Tor && !r.nickname.starts_with("auth")
+                })
+                .map(|r| r.nickname.clone())
+                .collect();
+            let port = args.base_port + 600 + 2 * k as u16;
+            let socks: SocketAddr = ([127, 0, 0, 1], port).into();
+            let metrics: SocketAddr = ([127, 0, 0, 1], port + 1).into();
+            let toml = dir.join("network.toml");
+            let proxy = start_proxy(
+                &toml,
+                socks,
+                &[
+                    "--metrics".into(),
+                    metrics.to_string(),
+                    "--exit-nodes".into(),
+                    exits.join(","),
+                    "--middle-nodes".into(),
+                    middles.join(","),
+                ],
+            )?;
+            let files = manifest.fileserver.address;
+            let bench = Bench {
+                dir: &dir,
+                socks,
+                metrics,
+                files,
+                size,
+            };
+            for (d, direction) in ["download", "upload"].into_iter().enumerate() {
+                let key = format!("usual-{k}-{d}");
+                let t0 = Instant::now();
+                bench.transfer(direction, &key, 0).await?;
+                let usual = t0.elapsed();
+                say(&format!(
+                    "[{exit_name}] {direction} of {size} bytes without a kill: {:.2} s",
+                    usual.as_secs_f64()
+                ));
+                report
+                    .usual_s
+                    .push((exit_name.to_owned(), direction, usual.as_secs_f64()));
+                for i in 0..args.runs {
+                    let run = bench
+                        .run(
+                            exit_name,
+                            direction,
+                            &format!("run-{k}-{d}-{i}"),
+                            usual,
+                            i as u64,
+                        )
+                        .await?;
+                    say(&format!(
+                        "[{exit_name}] {direction} {i}: killed {} at {:.2} s: {}",
+                        run.middle,
+                        run.killed_at_s,
+                        match (&run.error, run.slowdown, run.stall_s) {
+                            (Some(e), _, _) => format!("failed ({e})"),
+                            (None, s, st) => format!(
+                                "completed, x{:.2} the usual time, stall {}",
+                                s.unwrap_or(0.0),
+                                st.map_or("-".into(), |v| format!("{:.0} ms", v * 1000.0))
+                            ),
+                        }
+                    ));
+                    report.runs.push(run);
+                }
+            }
+            drop(proxy);
+        }
+        Ok::<_, BenchError>(report)
+    }
+    .await;
+    let stopped = network.down();
+    let report = result?;
+    stopped?;
+    say(&table(&report));
+    let json_path = args.dir.join("bench-resume.json");
+    write_json(&json_path, &report)?;
+    say(&format!("wrote {}", json_path.display()));
+    Ok(())
+}
+
+struct Bench<'a> {
+    dir: &'a std::path::Path,
+    socks: SocketAddr,
+    metrics: SocketAddr,
+    files: SocketAddr,
+    size: u64,
+}
+
+impl Bench<'_> {
+    /// One checked transfer on the set of SOCKS user `key`.
+    async fn transfer(&self, direction: &str, key: &str, seed: u64) -> Result<(), BenchError> {
+        let proxy = Some((self.socks, Some((key, "x"))));
+        if direction == "upload" {
+            upload_file(self.files, proxy, self.size, seed).await?;
+        } else {
+            fetch_file(self.files, proxy, self.size, seed).await?;
+        }
+        Ok(())
+    }
+
+    /// A transfer whose busy leg's middle dies at a random point.
+    async fn run(
+        &self,
+        exit: &str,
+        direction: &'static str,
+        key: &str,
+        usual: Duration,
+        seed: u64,
+    ) -> Result<Run, BenchError> {
+        let before = totals(&parse(&scrape_raw(self.metrics).await.unwrap_or_default()));
+        let start = Instant::now();
+        let transfer = self.transfer(direction, key, seed + 1);
+        tokio::pin!(transfer);
+        let wait = usual.mul_f64(rand::rng().random_range(0.2..0.7));
+        let mut early = None;
+        tokio::select! {
+            r = &mut transfer => early = Some(r),
+            () = tokio::time::sleep(wait) => {}
+        }
+        if let Some(r) = early {
+            return Err(BenchError::Failed(format!(
+                "the transfer ended before the kill ({r:?}): use a larger --size"
+            )));
+        }
+        let middle = busy_middle(self.metrics, direction == "upload")
+            .await
+            .ok_or(BenchError::Missing("a leg carrying the transfer"))?;
+        kill(self.dir, &middle)?;
+        let killed_at_s = start.elapsed().as_secs_f64();
+        let outcome = tokio::time::timeout(usual + GRACE, &mut transfer).await;
+        let elapsed = start.elapsed();
+        let after_raw = scrape_raw(self.metrics).await.unwrap_or_default();
+        restart(self.dir, &middle)?;
+        let after = parse(&after_raw);
+        let now = totals(&after);
+        let error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "not done {} s after the usual time",
+                GRACE.as_secs()
+            )),
+        };
+        // The newest tunnel is this run's (its own credentials).
+        let tunnel = after
+            .iter()
+            .filter_map(|s| s.label("tunnel").and_then(|t| t.parse::<u64>().ok()))
+            .max();
+        let stall_s = tunnel.and_then(|t| {
+            after
+                .iter()
+                .find(|s| {
+                    s.name == "braid_tunnel_recovery_seconds"
+                        && s.label("which") == Some("last")
+                        && s.label("tunnel") == Some(&t.to_string())
+                })
+                .map(|s| s.value)
+        });
+        let peak = tunnel
+            .and_then(|t| {
+                after
+                    .iter()
+                    .find(|s| {
+                        s.name == "braid_tunnel_retransmit_peak_bytes"
+                            && s.label("tunnel") == Some(&t.to_string())
+                    })
+                    .map(|s| s.value)
+            })
+            .unwrap_or(0.0);
+        // Let the relay come back before the next run picks its legs.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(Run {
+            exit: exit.to_owned(),
+            direction,
+            killed_at_s,
+            middle,
+            completed: error.is_none(),
+            slowdown: error
+                .is_none()
+                .then(|| elapsed.as_secs_f64() / usual.as_secs_f64().max(1e-3)),
+            error,
+            stall_s,
+            cells_resent_by_us: now.0 - before.0,
+            cells_resent_by_peer: now.1 - before.1,
+            retransmit_peak_bytes: peak,
+        })
+    }
+}
+
+/// Cells resent by us and by the peer, over the live tunnels.
+fn totals(samples: &[PromSample]) -> (f64, f64) {
+    let by = |who| {
+        samples
+            .iter()
+            .find(|s| s.name == "braid_resume_cells_resent_total" && s.label("by") == Some(who))
+            .map_or(0.0, |s| s.value)
+    };
+    (by("us"), by("peer"))
+}
+
+/// The middle of the open leg that moved the most DATA bytes (received,
+/// or sent for an upload) over 300 ms.
+async fn busy_middle(metrics: SocketAddr, upload: bool) -> Option<String> {
+    let name = if upload {
+        "braid_leg_data_bytes_sent_total"
+    } else {
+        "braid_leg_data_bytes_received_total"
+    };
+    let bytes = |samples: &[PromSample]| -> Vec<((String, String), f64)> {
+        samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter_map(|s| {
+                Some((
+                    (s.label("tunnel")?.to_owned(), s.label("leg")?.to_owned()),
+                    s.value,
+                ))
+            })
+            .collect()
+    };
+    let first = bytes(&parse(&scrape_raw(metrics).await?));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let raw = scrape_raw(metrics).await?;
+    let samples = parse(&raw);
+    let (busiest, _) = bytes(&samples)
+        .into_iter()
+        .map(|(k, v)| {
+            let was = first.iter().find(|(f, _)| *f == k).map_or(0.0, |(_, v)| *v);
+            (k, v - was)
+        })
+        .filter(|(_, moved)| *moved > 0.0)
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    samples
+        .iter()
+        .filter(|s| s.name == "braid_leg_open" && s.value > 0.0)
+        .find(|s| {
+            s.label("tunnel") == Some(busiest.0.as_str())
+                && s.label("leg") == Some(busiest.1.as_str())
+        })
+        .and_then(|s| s.label("path"))
+        .and_then(|p| p.split('>').nth(1))
+        .map(str::to_owned)
+}
+
+/// Per exit kind and direction: runs, completed, time against the usual,
+/// stall (median, max), cells resent, retransmit peak.
+fn table(r: &Report) -> String {
+    let mut out = format!(
+        "resume: {} bytes, {} runs each way per exit, links {}\n\
+         | exit | direction | usual s | completed | time / usual (median) | stall ms (median, max) | cells resent us/peer (mean) | retransmit peak KiB (max) |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        r.size_bytes, r.runs_per_direction, r.shape
+    );
+    for (exit, direction, usual) in &r.usual_s {
+        let runs: Vec<&Run> = r
+            .runs
+            .iter()
+            .filter(|x| &x.exit == exit && x.direction == *direction)
+            .collect();
+        let done = runs.iter().filter(|x| x.completed).count();
+        let slow: Vec<f64> = runs.iter().filter_map(|x| x.slowdown).collect();
+        let stall: Vec<f64> = runs
+            .iter()
+            .filter(|x| x.completed)
+            .filter_map(|x| x.stall_s)
+            .map(|s| s * 1000.0)
+            .collect();
+        let n = runs.len().max(1) as f64;
+        let us: f64 = runs.iter().map(|x| x.cells_resent_by_us).sum::<f64>() / n;
+        let peer: f64 = runs.iter().map(|x| x.cells_resent_by_peer).sum::<f64>() / n;
+        let peak = runs
+            .iter()
+            .map(|x| x.retransmit_peak_bytes)
+            .fold(0.0, f64::max)
+            / 1024.0;
+        out.push_str(&format!(
+            "| {exit} | {direction} | {usual:.2} | {done}/{} | {} | {} | {us:.0}/{peer:.0} | {peak:.0} |\n",
+            runs.len(),
+            median(&slow).map_or("-".into(), |m| format!("{m:.2}")),
+            median(&stall).map_or("-".into(), |m| format!(
+                "{m:.0}, {:.0}",
+                stall.iter().copied().fold(0.0, f64::max)
+            )),
+        ));
+    }
+    let failures: Vec<String> = r
+        .runs
+        .iter()
+        .filter_map(|x| {
+            x.error
+                .as_ref()
+                .map(|e| format!("  {} {}: {e}", x.exit, x.direction))
+        })
+        .collect();
+    if !failures.is_empty() {
+        out.push_str("failures:\n");
+        out.push_str(&failures.join("\n"));
+        out.push('\n');
+    }
+    out
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn run(exit: &str, error: Option<&str>, stall: Option<f64>) -> Run {
+        Run {
+            exit: exit.into(),
+            direction: "download",
+            killed_at_s: 1.0,
+            middle: "relay1".into(),
+            completed: error.is_none(),
+            error: error.map(Into::into),
+            slowdown: error.is_none().then_some(1.5),
+            stall_s: stall,
+            cells_resent_by_us: 0.0,
+            cells_resent_by_peer: 120.0,
+            retransmit_peak_bytes: 2048.0,
+        }
+    }
+
+    #[test]
+    fn the_table_counts_completions_and_names_failures() {
+        let r = Report {
+            size_bytes: 1000,
+            runs_per_direction: 3,
+            shape: "relays:4MiB:10ms".into(),
+            usual_s: vec![
+                ("braid".into(), "download", 2.0),
+                ("C-tor".into(), "download", 2.0),
+            ],
+            runs: vec![
+                run("braid", None, Some(0.2)),
+                run("braid", None, Some(0.4)),
+                run("braid", None, Some(0.3)),
+                run("C-tor", Some("connection reset"), None),
+            ],
+        };
+        let t = table(&r);
+        assert!(
+            t.contains("| braid | download | 2.00 | 3/3 | 1.50 | 300, 400 | 0/120 | 2 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| C-tor | download | 2.00 | 0/1 | - | - |"),
+            "{t}"
+        );
+        assert!(t.contains("  C-tor download: connection reset"), "{t}");
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[]), None);
+    }
+}
