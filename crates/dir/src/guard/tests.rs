@@ -1,9 +1,13 @@
 //! Tests of [`super`]: guard sampling, selection, retries, expiry and the TOML state file.
 
 use super::*;
+use crate::error::GuardError;
+use crate::relay::Relay;
+use crate::weights::BandwidthWeights;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::net::Ipv4Addr;
+use std::time::UNIX_EPOCH;
 
 fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000)
