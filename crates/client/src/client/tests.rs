@@ -10,6 +10,7 @@ use braid_dir::{BandwidthWeights, RelayFlags};
 
 use super::conflux::WeakClient;
 use super::*;
+use crate::socks::{Connector, SocksCommand, SocksRequest, SocksTarget};
 
 fn id(n: u8) -> RelayId {
     RelayId::new([n; 20])
