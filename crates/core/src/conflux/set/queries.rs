@@ -168,9 +168,10 @@ impl ConfluxSet {
     }
 
     /// With `reorder_auto`, raise the reorder byte limit to what the legs
-    /// measured so far call for ([`ReorderSizer`]); `cc` gives congestion
-    /// control's RTTs where the caller has them (legs we send on), the
-    /// LINK RTT stands in otherwise. Never lowers it.
+    /// measured so far call for
+    /// ([`ReorderSizer`](crate::conflux::ReorderSizer)); `cc` gives
+    /// congestion control's RTTs where the caller has them (legs we send
+    /// on), the LINK RTT stands in otherwise. Never lowers it.
     pub(super) fn resize_reorder(&mut self, now: Instant, cc: &[(LegId, LegCc)]) {
         if !self.sizer.as_ref().is_some_and(|s| s.due(now)) {
             return;
