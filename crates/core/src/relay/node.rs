@@ -49,12 +49,14 @@ use super::ewma::{CellEwma, DEFAULT_HALFLIFE};
 
 mod conflux_role;
 mod exit_role;
+mod extend;
 #[cfg(feature = "hostile")]
 pub mod hostile;
 pub mod idle;
 mod memory;
 mod migrate_role;
 pub mod padding;
+mod transmit;
 
 use conflux_role::ExitSet;
 pub use conflux_role::{ConfluxExitConfig, LINKED_ACK_TIMEOUT, SetFigures, scheduler_for};
@@ -588,99 +590,6 @@ impl RelayNode {
         }
     }
 
-    /// Circuit `key` asks to extend: over a channel the relay
-    /// authenticated on, or a new one.
-    fn extend(&mut self, key: CircKey, req: ExtendRequest) {
-        let existing = self
-            .channels
-            .iter()
-            .find(|(_, c)| match c.peer {
-                Peer::Relay { rsa, ed } => {
-                    rsa == req.rsa_id && (req.ed_id.is_none() || ed == req.ed_id)
-                }
-                Peer::Client => false,
-            })
-            .map(|(k, _)| *k);
-        match existing {
-            Some(chan) => self.start_extend(key, chan, req),
-            None => {
-                let pending = self
-                    .connects
-                    .iter_mut()
-                    .find(|(_, (rsa, _))| *rsa == req.rsa_id);
-                if let Some((_, (_, waiting))) = pending {
-                    waiting.push(key);
-                } else {
-                    let id = ConnectId(self.next_connect);
-                    self.next_connect += 1;
-                    self.connects.insert(id, (req.rsa_id, vec![key]));
-                    self.events.push_back(NodeEvent::Connect {
-                        id,
-                        rsa: req.rsa_id,
-                        ed: req.ed_id,
-                        addrs: req.addrs.clone(),
-                    });
-                }
-                if let Some(nc) = self.circuits.get_mut(&key) {
-                    nc.waiting = Some(req);
-                }
-            }
-        }
-    }
-
-    /// Send circuit `key`'s CREATE2 on `chan`.
-    fn start_extend(&mut self, key: CircKey, chan: ChanKey, req: ExtendRequest) {
-        let Some(c) = self.channels.get_mut(&chan) else {
-            return;
-        };
-        let Ok(id) = c.mux.open_circuit(&mut self.rng, key) else {
-            if let Some(nc) = self.circuits.get_mut(&key) {
-                nc.circ.extend_failed(DestroyReason::RESOURCELIMIT);
-            }
-            return;
-        };
-        if let Ok(Some(cell)) = c.mux.check_outbound(id, req.create.into()) {
-            c.out.push_back(cell);
-            self.ready.insert(chan);
-        }
-        self.stats.extends += 1;
-        self.stop_idle(chan);
-        if let Some(nc) = self.circuits.get_mut(&key) {
-            nc.next = Some((chan, id));
-            nc.waiting = None;
-        }
-    }
-
-    /// A channel asked for with [`NodeEvent::Connect`] is open (added with
-    /// [`Self::add_channel`]): the circuits waiting for it extend.
-    pub fn connect_done(&mut self, id: ConnectId, chan: ChanKey, now: Instant) {
-        let Some((_, waiting)) = self.connects.remove(&id) else {
-            return;
-        };
-        for key in waiting {
-            let req = self.circuits.get_mut(&key).and_then(|nc| nc.waiting.take());
-            if let Some(req) = req {
-                self.start_extend(key, chan, req);
-            }
-            self.settle(key, now);
-        }
-    }
-
-    /// The channel asked for could not be opened: the circuits waiting for
-    /// it close with CONNECTFAILED (C-tor: `circuit_n_chan_done` failing).
-    pub fn connect_failed(&mut self, id: ConnectId, now: Instant) {
-        let Some((_, waiting)) = self.connects.remove(&id) else {
-            return;
-        };
-        for key in waiting {
-            if let Some(nc) = self.circuits.get_mut(&key) {
-                nc.waiting = None;
-                nc.circ.extend_failed(DestroyReason::CONNECTFAILED);
-            }
-            self.settle(key, now);
-        }
-    }
-
     /// Channel `chan` is gone: its circuits lose that side (tor-spec §5.4:
     /// the circuits of a closed channel are closed, and DESTROY goes to
     /// their other side).
@@ -740,111 +649,4 @@ impl RelayNode {
             }
         }
     }
-
-    // ----- Cells out -----
-
-    /// The next cell for channel `chan`: the multiplexer's own (DESTROYs),
-    /// the node's (CREATE2 for extensions), then the circuits', the one
-    /// with the fewest recent cells first ([`super::ewma`]). An
-    /// exit circuit's streams refill its queue as it drains (so `now`: the
-    /// send times of DATA feed congestion control).
-    pub fn poll_transmit(&mut self, chan: ChanKey, now: Instant) -> Option<AnyChanCell> {
-        let c = self.channels.get_mut(&chan)?;
-        if let Some(cell) = c.mux.poll_transmit() {
-            c.pad.note_xfer(now);
-            self.check_idle(chan, now);
-            return Some(cell);
-        }
-        if let Some(cell) = c.out.pop_front() {
-            c.pad.note_xfer(now);
-            return Some(cell);
-        }
-        let circuits = &mut self.circuits;
-        let halflife = self.halflife;
-        let (_, key, id, dir) = best_circuit(circuits, &mut c.mux, chan, now, halflife)?;
-        let nc = circuits.get_mut(&key)?;
-        let msg = if dir == DIR_PREV {
-            nc.circ.poll_to_prev()
-        } else {
-            nc.circ.poll_to_next()
-        };
-        if let Some(e) = nc.ewma.get_mut(dir) {
-            e.note_sent(1, now, halflife);
-        }
-        let found = msg.map(|m| (key, id, m));
-        let (key, id, msg) = found?;
-        let cell = match c.mux.check_outbound(id, msg) {
-            Ok(cell) => cell,
-            Err(e) => {
-                tracing::warn!("{key}: {e}");
-                None
-            }
-        };
-        self.settle_quiet(key, now);
-        self.maybe_release(key, now);
-        self.run_migrations(now);
-        if cell.is_some()
-            && let Some(c) = self.channels.get_mut(&chan)
-        {
-            c.pad.note_xfer(now);
-        }
-        cell
-    }
-
-    /// The priority of channel `chan` for a scheduler that serves
-    /// channels in turn, lowest first (C-tor `scheduler_compare_channels`,
-    /// which compares the channels' circuit muxes): the decayed cell count
-    /// of its best circuit with cells toward it, 0 when the node's own cells
-    /// (CREATE2s) wait. `None` when no circuit has cells for it (its
-    /// multiplexer may still hold a DESTROY: [`Self::poll_transmit`] says).
-    pub fn channel_priority(&mut self, chan: ChanKey, now: Instant) -> Option<f64> {
-        let c = self.channels.get_mut(&chan)?;
-        if !c.out.is_empty() {
-            return Some(0.0);
-        }
-        best_circuit(&self.circuits, &mut c.mux, chan, now, self.halflife).map(|b| b.0)
-    }
-
-    /// Tell circuit owners whether `chan` is blocked (its writer cannot
-    /// take cells now): a congestion signal for the circuits we send as
-    /// an edge on (proposal 324 §3.3).
-    pub fn set_channel_blocked(&mut self, chan: ChanKey, blocked: bool) {
-        for nc in self.circuits.values_mut() {
-            if nc.prev.is_some_and(|(k, _)| k == chan) {
-                nc.circ.set_blocked_on_channel(blocked);
-            }
-        }
-    }
-}
-
-/// The circuit whose cell channel `chan` (multiplexer `mux`) sends next,
-/// with its decayed cell count and direction. tor-spec leaves the order to
-/// us: the circuit with the fewest recent cells goes first (C-tor's EWMA
-/// circuit mux), ties in round-robin order.
-fn best_circuit(
-    circuits: &BTreeMap<CircKey, NodeCirc>,
-    mux: &mut ChannelMux<CircKey>,
-    chan: ChanKey,
-    now: Instant,
-    halflife: Duration,
-) -> Option<(f64, CircKey, CircId, usize)> {
-    let mut best: Option<(f64, CircKey, CircId, usize)> = None;
-    mux.for_each_in_turn(|id, key| {
-        let Some(nc) = circuits.get(key) else {
-            return;
-        };
-        let (to_prev, to_next) = nc.circ.queued();
-        let dir = if to_prev > 0 && nc.prev == Some((chan, id)) {
-            DIR_PREV
-        } else if to_next > 0 && nc.next == Some((chan, id)) {
-            DIR_NEXT
-        } else {
-            return;
-        };
-        let v = nc.ewma.get(dir).map_or(0.0, |e| e.value(now, halflife));
-        if best.is_none_or(|(b, ..)| v < b) {
-            best = Some((v, *key, id, dir));
-        }
-    });
-    best
 }
