@@ -34,6 +34,10 @@ pub mod choose;
 pub mod error;
 pub mod ext;
 #[cfg(test)]
+mod hostile_gap_tests;
+#[cfg(test)]
+mod hostile_switch_tests;
+#[cfg(test)]
 mod hostile_tests;
 pub mod link;
 pub mod reorder;
