@@ -225,10 +225,22 @@ async fn authorities_list_braid_relays_and_ctor_circuits_cross_them() {
     assert_eq!(path.first(), Some(&braid_relay), "{path:?}");
     // It fetched its directory from braidrelay0 over BEGIN_DIR: the
     // microdescriptors at bootstrap, the consensus as each one expires
-    // (10 s votes). Nothing else asks braidrelay0 for them (the C-tor
-    // relays are caches that fetch from the authorities).
-    let answers = wait_for_dir_answers(metrics, &["consensus", "microdescs"]).await;
+    // (10 s votes), as a diff from the one it holds (dir-spec §4.5: it
+    // names it in X-Or-Diff-From-Consensus). Nothing else asks braidrelay0
+    // for them (the C-tor relays are caches that fetch from the
+    // authorities).
+    let answers = wait_for_dir_answers(metrics, &["consensus-diff", "microdescs"]).await;
     println!("braidrelay0 answered over BEGIN_DIR: {answers:?}");
+    let client_log = std::fs::read_to_string(dir.join("nodes/client/tor.log")).unwrap_or_default();
+    assert!(
+        !client_log.contains("Could not apply consensus diff"),
+        "the C-tor client refused a diff of braidrelay0's:\n{}",
+        client_log
+            .lines()
+            .filter(|l| l.contains("diff"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // Over BEGIN_DIR ourselves: the consensus is the authority's.
     let auth0_dir = SocketAddr::from((auth0.address, auth0.dir_port));
@@ -393,6 +405,47 @@ async fn begin_dir_serves_the_authoritys_documents(dir: &Path, auth0: SocketAddr
         "braidrelay0 over BEGIN_DIR: the consensus ({} bytes) is auth0's, byte for byte",
         consensus.len()
     );
+    // A diff from that consensus to the next (`/diff/<HASH>/` URL, dir-spec
+    // §4.5.2), once braidrelay0 has the next: it applies to the old one
+    // (arti's applier, with the digest check) and gives auth0's.
+    let from: String = braid_dir::fetch::diff::digest_as_signed(&consensus)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let diff_url = format!(
+        "/tor/status-vote/current/consensus-microdesc/diff/{from}/{}.z",
+        fps.join("+")
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = begin_dir_get(&relay, &diff_url).await;
+        if status.starts_with("HTTP/1.0 304 ") {
+            assert!(Instant::now() < deadline, "no newer consensus in 60 s");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        assert!(status.starts_with("HTTP/1.0 200 OK"), "{status}");
+        let diff = String::from_utf8(body).unwrap();
+        let next = braid_dir::fetch::diff::apply(&consensus, &diff).unwrap();
+        let now_auth = fetch_auth().await;
+        // valid-after, the 4th line.
+        let va = |c: &str| c.lines().nth(3).unwrap_or_default().to_owned();
+        assert!(
+            va(&next) > va(&consensus),
+            "the diff gives no newer consensus"
+        );
+        assert!(
+            next == now_auth || va(&next) < va(&now_auth),
+            "the diff gives neither auth0's consensus nor an older one"
+        );
+        println!(
+            "braidrelay0 over BEGIN_DIR: a diff of {} bytes to the next consensus ({} bytes)",
+            diff.len(),
+            next.len()
+        );
+        break;
+    }
     let md = consensus
         .lines()
         .find_map(|l| l.strip_prefix("m "))
