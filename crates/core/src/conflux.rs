@@ -39,6 +39,8 @@ mod hostile_gap_tests;
 mod hostile_switch_tests;
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod leg_loss_tests;
 pub mod link;
 pub mod reorder;
 pub(crate) mod retransmit;
@@ -49,6 +51,8 @@ pub mod sizer;
 mod tests;
 #[cfg(test)]
 mod trove_tests;
+#[cfg(test)]
+mod violation_tests;
 
 pub use choose::{LegCc, LegChooser, LegInfo, StickyLowestRtt};
 pub use error::{ConfluxError, ConfluxErrorKind, LegLossRule};
