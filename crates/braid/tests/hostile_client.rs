@@ -11,6 +11,10 @@
 //! - **RELAY_EARLY abuse** (tor-spec §5.6): a one-hop circuit carries 8
 //!   RELAY_EARLY cells (DROP inside) and stays; the 9th closes it with
 //!   DESTROY.
+//! - **BEGIN_DIR flood**: 1,100 directory streams on one circuit, none
+//!   with a request: CONNECTED up to the per-circuit stream bound, END
+//!   RESOURCELIMIT past it, and the circuit closed (DESTROY) once the
+//!   refusals waiting to go pass theirs; the relay stays up.
 //!
 //! Meanwhile a bystander, Braid's client pinned to braidrelay0 as its
 //! guard, downloads 10 MB through exit0, byte-identical; the relay's queued
@@ -48,7 +52,7 @@ use common::test_dir;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tor_cell::chancell::msg::AnyChanMsg;
-use tor_cell::relaycell::msg::Drop;
+use tor_cell::relaycell::msg::{AnyRelayMsg, BeginDir, Drop};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 /// First port of this test's network (each test has its own block, all
@@ -61,6 +65,9 @@ const FLOOD: usize = 2_300;
 /// The relay's per-channel circuit bound (braid-core
 /// `relay::node::MAX_CIRCUITS_PER_CHANNEL`).
 const PER_CHANNEL: usize = braid_core::relay::node::MAX_CIRCUITS_PER_CHANNEL;
+/// BEGIN_DIR streams the directory flood opens on one circuit: past both
+/// the per-circuit stream bound and the relay's directory stream bound.
+const DIR_FLOOD: usize = 1_100;
 /// The bystander's download.
 const BYSTANDER_SIZE: u64 = 10_000_000;
 
@@ -167,6 +174,80 @@ async fn relay_early_abuse(addr: SocketAddr, target: &HopTarget) -> Duration {
         other => panic!("the 9th RELAY_EARLY: {other:?}"),
     }
     ninth.elapsed()
+}
+
+/// BEGIN_DIR flood: [`DIR_FLOOD`] BEGIN_DIRs on one one-hop circuit,
+/// none followed by a request. Returns the CONNECTED and END counts once
+/// every stream has its answer or the relay closed the circuit, and why
+/// it closed.
+async fn begin_dir_flood(
+    addr: SocketAddr,
+    target: &HopTarget,
+) -> (usize, usize, Option<braid_core::circuit::CloseReason>) {
+    let chan = channel(addr, target).await;
+    let (mut circ, mut io) = start_circuit(&chan, target).await;
+    let created = tokio::time::timeout(Duration::from_secs(10), io.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    circ.handle_cell(Instant::now(), created).unwrap();
+    assert!(
+        std::iter::from_fn(|| circ.poll_event()).any(|e| matches!(e, CircEvent::Built { .. })),
+        "the one-hop circuit was built"
+    );
+    let start = Instant::now();
+    // In batches of 100, each answered before the next goes: our own
+    // circuit queue (128 cells) must not overflow while this task waits
+    // for a thread (the bystander's download shares them).
+    let (mut connected, mut ended, mut next) = (0, 0, 1);
+    let mut closed = None;
+    while connected + ended < DIR_FLOOD {
+        tokio::select! {
+            biased;
+            cell = io.rx.recv() => {
+                let Some(cell) = cell else {
+                    panic!("BEGIN_DIR flood: the circuit went after {connected} CONNECTED, {ended} END, without a DESTROY");
+                };
+                let _ = circ.handle_cell(Instant::now(), cell);
+                while let Some(ev) = circ.poll_event() {
+                    match ev {
+                        CircEvent::StreamMsg { msg, .. } => match msg {
+                            AnyRelayMsg::Connected(_) => connected += 1,
+                            AnyRelayMsg::End(_) => ended += 1,
+                            other => panic!("BEGIN_DIR flood: {other:?}"),
+                        },
+                        CircEvent::Closed { reason } => closed = Some(reason),
+                        _ => {}
+                    }
+                }
+                if closed.is_some() {
+                    break;
+                }
+            }
+            permit = io.tx.reserve(), if next <= DIR_FLOOD && next - 1 < connected + ended + 100 => {
+                let sid = braid_core::ids::StreamId::new(u16::try_from(next).unwrap());
+                next += 1;
+                circ.send_relay(HopNum(0), sid, BeginDir::default().into(), Instant::now())
+                    .unwrap();
+                let cell = circ.poll_transmit().expect("a BEGIN_DIR cell");
+                permit.unwrap().send(cell);
+            }
+            () = tokio::time::sleep(Duration::from_secs(30)) => {
+                panic!("BEGIN_DIR flood: {connected} CONNECTED, {ended} END, then 30 s of nothing");
+            }
+        }
+    }
+    println!(
+        "BEGIN_DIR flood: {} of {DIR_FLOOD} sent on one circuit in {:.2} s: {connected} CONNECTED, {ended} END, {}",
+        next - 1,
+        start.elapsed().as_secs_f64(),
+        closed.as_ref().map_or_else(
+            || "the circuit open".to_owned(),
+            |r| format!("then the circuit closed: {r}")
+        )
+    );
+    std::mem::forget(io);
+    (connected, ended, closed)
 }
 
 /// A DROP (long-range padding, consumed by the hop) in a RELAY_EARLY
@@ -295,6 +376,23 @@ async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
 
     let took = relay_early_abuse(addr, &target).await;
     assert!(took < Duration::from_secs(5));
+
+    // Streams past the per-circuit bound are refused (END RESOURCELIMIT);
+    // refusals past theirs close the offending circuit (DESTROY); the
+    // relay stays up and serves the bystander.
+    let (connected, ended, closed) = begin_dir_flood(addr, &target).await;
+    assert!(
+        connected <= braid_core::exit::DEFAULT_MAX_STREAMS,
+        "{connected} streams open on one circuit"
+    );
+    assert!(
+        connected + ended == DIR_FLOOD
+            || matches!(
+                closed,
+                Some(braid_core::circuit::CloseReason::Destroyed { .. })
+            ),
+        "{connected} CONNECTED, {ended} END, closed: {closed:?}"
+    );
 
     let body = tokio::time::timeout(Duration::from_secs(120), bystander)
         .await
