@@ -33,6 +33,8 @@ pub(crate) mod buffer;
 pub mod config;
 pub mod error;
 pub mod event;
+#[cfg(test)]
+mod flow_tests;
 pub(crate) mod half_closed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod invariants;
@@ -41,6 +43,8 @@ pub mod migrate;
 #[cfg(test)]
 mod migrate_tests;
 pub mod migrate_wire;
+#[cfg(test)]
+mod misuse_tests;
 #[cfg(test)]
 mod proptests;
 pub mod reasons;
