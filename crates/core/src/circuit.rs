@@ -25,8 +25,12 @@
 //!   [`HopFigures`].
 
 pub mod begin_dir;
+#[cfg(test)]
+mod bound_tests;
 pub mod build;
 pub mod client;
+#[cfg(test)]
+mod close_tests;
 pub mod error;
 pub mod event;
 mod hop;

@@ -1,6 +1,10 @@
 //! Tests of [`ClientCircuit`]: builds, relay traffic, SENDMEs and
 //! congestion control, closes, protocol violations and queue bounds,
 //! against the mock relays of [`test_network`](super::test_network).
+//!
+//! Here: the helpers (`pub(super)`, shared with `close_tests` and
+//! `bound_tests`, which hold the closes and violations, and the bounds),
+//! builds, relay traffic, SENDMEs and congestion control.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,34 +15,32 @@
 
 use std::time::{Duration, Instant};
 
-use proptest::prelude::*;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tor_cell::chancell::msg::{AnyChanMsg, Destroy, DestroyReason};
-use tor_cell::relaycell::msg::{AnyRelayMsg, Begin, Data, End, Sendme, Truncated};
+use tor_cell::relaycell::msg::{AnyRelayMsg, Begin, Data, End, Sendme};
 use tor_cell::relaycell::{RelayCmd, RelayMsg as _};
 
-use super::error::{CircErrorKind, RelayCellError};
 use super::test_network::{MockNet, build, pump};
 use super::*;
 use crate::cc::CcError;
 use crate::ids::{CircId, HopNum, StreamId};
 
-fn sid(n: u16) -> Option<StreamId> {
+pub(super) fn sid(n: u16) -> Option<StreamId> {
     StreamId::new(n)
 }
 
-fn data(bytes: &[u8]) -> AnyRelayMsg {
+pub(super) fn data(bytes: &[u8]) -> AnyRelayMsg {
     Data::new(bytes).unwrap().into()
 }
 
 /// All events queued now.
-fn events(c: &mut ClientCircuit) -> Vec<CircEvent> {
+pub(super) fn events(c: &mut ClientCircuit) -> Vec<CircEvent> {
     std::iter::from_fn(|| c.poll_event()).collect()
 }
 
 /// The DATA payloads of the stream events.
-fn stream_data(evs: &[CircEvent]) -> Vec<(HopNum, u16, Vec<u8>)> {
+pub(super) fn stream_data(evs: &[CircEvent]) -> Vec<(HopNum, u16, Vec<u8>)> {
     evs.iter()
         .filter_map(|e| match e {
             CircEvent::StreamMsg {
@@ -51,7 +53,7 @@ fn stream_data(evs: &[CircEvent]) -> Vec<(HopNum, u16, Vec<u8>)> {
         .collect()
 }
 
-fn terminal(evs: &[CircEvent]) -> Option<&CloseReason> {
+pub(super) fn terminal(evs: &[CircEvent]) -> Option<&CloseReason> {
     evs.iter().find_map(|e| match e {
         CircEvent::Closed { reason } | CircEvent::BuildFailed { reason } => Some(reason),
         _ => None,
@@ -59,7 +61,7 @@ fn terminal(evs: &[CircEvent]) -> Option<&CloseReason> {
 }
 
 /// A built 3-hop circuit: ntor, ntor, ntor-v3 + CC.
-fn three_hop() -> (ClientCircuit, MockNet, Instant) {
+pub(super) fn three_hop() -> (ClientCircuit, MockNet, Instant) {
     let now = Instant::now();
     let mut net = MockNet::three_hops();
     let mut c = build(&mut net, &[0, 1, 2], CircParams::default(), now);
@@ -392,156 +394,6 @@ fn data_waits_for_the_congestion_window() {
     assert!(f.min_rtt.is_some() && f.ewma_rtt.is_some(), "{f:?}");
 }
 
-#[test]
-fn destroy_closes() {
-    let (mut c, _net, now) = three_hop();
-    let d = AnyChanMsg::Destroy(Destroy::new(DestroyReason::CHANNEL_CLOSED));
-    c.handle_cell(now, d).unwrap();
-    assert!(c.is_closed());
-    assert!(!c.is_built());
-    let evs = events(&mut c);
-    assert!(matches!(
-        evs[..],
-        [CircEvent::Closed {
-            reason: CloseReason::Destroyed {
-                reason: DestroyReason::CHANNEL_CLOSED
-            }
-        }]
-    ));
-    // No DESTROY in answer to a DESTROY.
-    assert!(c.poll_transmit().is_none());
-}
-
-#[test]
-fn truncated_closes_and_destroys() {
-    let (mut c, mut net, now) = three_hop();
-    let t = net.originate(1, 0, Truncated::new(DestroyReason::CONNECTFAILED).into());
-    c.handle_cell(now, t).unwrap();
-    let evs = events(&mut c);
-    assert_eq!(
-        terminal(&evs),
-        Some(&CloseReason::Truncated {
-            hop: HopNum(1),
-            reason: DestroyReason::CONNECTFAILED
-        })
-    );
-    assert!(
-        matches!(c.poll_transmit(), Some(AnyChanMsg::Destroy(d)) if d.reason() == DestroyReason::NONE)
-    );
-}
-
-#[test]
-fn local_close() {
-    let (mut c, mut net, now) = three_hop();
-    net.auto_sendme = false;
-    c.send_relay(HopNum(2), sid(1), data(b"dropped"), now)
-        .unwrap();
-    c.close();
-    c.close();
-    assert!(matches!(c.poll_transmit(), Some(AnyChanMsg::Destroy(_))));
-    assert!(c.poll_transmit().is_none());
-    let evs = events(&mut c);
-    assert!(matches!(
-        evs[..],
-        [CircEvent::Closed {
-            reason: CloseReason::Local
-        }]
-    ));
-    assert_eq!(c.extend(net.target(0), now), Err(CircError::Closed));
-}
-
-/// tor-spec §5.5.3: an inbound cell no hop recognizes is an error.
-#[test]
-fn unrecognized_cell_is_a_violation() {
-    let (mut c, mut net, now) = three_hop();
-    let g = net.garbage();
-    let err = c.handle_cell(now, g).unwrap_err();
-    assert_eq!(err, CircError::UnrecognizedCell { n_hops: 3 });
-    assert!(err.is_protocol_violation());
-    assert!(err.to_string().contains("tor-spec §5.5.3"));
-    assert!(matches!(c.poll_transmit(), Some(AnyChanMsg::Destroy(_))));
-}
-
-#[test]
-fn inbound_relay_early_and_stray_cells_are_violations() {
-    let (mut c, mut net, now) = three_hop();
-    let AnyChanMsg::Relay(r) = net.originate(2, 1, data(b"x")) else {
-        panic!()
-    };
-    let err = c.handle_cell(now, r.into_early()).unwrap_err();
-    assert!(matches!(err, CircError::UnexpectedCell { .. }));
-    assert!(err.to_string().contains("§5.6"));
-
-    let (mut c, _net, now) = three_hop();
-    let stray = AnyChanMsg::Created2(tor_cell::chancell::msg::Created2::new(vec![0; 64]));
-    assert!(
-        c.handle_cell(now, stray)
-            .unwrap_err()
-            .is_protocol_violation()
-    );
-
-    // A forward-only command from a relay.
-    let (mut c, mut net, now) = three_hop();
-    let begin = Begin::new("example.com", 80, 0).unwrap();
-    let cell = net.originate(2, 4, begin.into());
-    assert!(matches!(
-        c.handle_cell(now, cell),
-        Err(CircError::UnexpectedRelayMsg {
-            hop: HopNum(2),
-            cmd: RelayCmd::BEGIN,
-            ..
-        })
-    ));
-    // EXTENDED2 nobody asked for.
-    let (mut c, mut net, now) = three_hop();
-    let cell = net.originate(
-        2,
-        0,
-        tor_cell::relaycell::msg::Extended2::new(vec![1]).into(),
-    );
-    assert!(
-        c.handle_cell(now, cell)
-            .unwrap_err()
-            .is_protocol_violation()
-    );
-}
-
-/// Cells the client tolerates: padding, unknown commands, stream
-/// messages from a middle hop (leaky pipe), circuit messages for the
-/// layer above.
-#[test]
-fn tolerated_inbound_cells() {
-    let (mut c, mut net, now) = three_hop();
-    let drop_cell = net.originate(1, 0, tor_cell::relaycell::msg::Drop::default().into());
-    c.handle_cell(now, drop_cell).unwrap();
-    let unknown = tor_cell::relaycell::msg::Unrecognized::new(RelayCmd::from(250), vec![1, 2]);
-    let cell = net.originate(2, 0, unknown.into());
-    c.handle_cell(now, cell).unwrap();
-    let cell = net.originate(0, 3, End::new_misc().into());
-    c.handle_cell(now, cell).unwrap();
-    let switch = tor_cell::relaycell::conflux::ConfluxSwitch::new(7);
-    let cell = net.originate(2, 0, switch.into());
-    c.handle_cell(now, cell).unwrap();
-    let evs = events(&mut c);
-    assert_eq!(evs.len(), 2, "{evs:?}");
-    assert!(matches!(
-        &evs[0],
-        CircEvent::StreamMsg {
-            hop: HopNum(0),
-            msg: AnyRelayMsg::End(_),
-            ..
-        }
-    ));
-    assert!(matches!(
-        &evs[1],
-        CircEvent::CircMsg {
-            hop: HopNum(2),
-            msg: AnyRelayMsg::ConfluxSwitch(_)
-        }
-    ));
-    assert!(!c.is_closed());
-}
-
 /// A CREATED2 whose AUTH does not verify fails the build.
 #[test]
 fn bad_created2_fails_the_build() {
@@ -649,247 +501,4 @@ fn declined_cc_means_fixed_windows() {
     let c = build(&mut net, &[0, 1], CircParams::default(), now);
     assert!(!c.cc_enabled(HopNum(1)));
     assert_eq!(c.last_hop_figures().unwrap().send_window, 1000);
-}
-
-#[test]
-fn local_errors_leave_the_circuit_open() {
-    let (mut c, mut net, now) = three_hop();
-    assert_eq!(
-        c.send_relay(HopNum(3), sid(1), data(b"x"), now),
-        Err(CircError::NoSuchHop {
-            hop: HopNum(3),
-            n_hops: 3
-        })
-    );
-    assert!(matches!(
-        c.send_relay(HopNum(2), None, data(b"x"), now),
-        Err(CircError::Encode(RelayCellError::BadStreamId { .. }))
-    ));
-    assert!(matches!(
-        c.send_relay(HopNum(2), None, Sendme::new_tag([0; 20]).into(), now),
-        Err(CircError::ReservedCommand { .. })
-    ));
-    let ext = tor_cell::relaycell::msg::Extend2::new(
-        vec![],
-        tor_cell::chancell::msg::HandshakeType::NTOR,
-        vec![],
-    );
-    assert!(matches!(
-        c.send_relay(HopNum(2), None, ext.into(), now),
-        Err(CircError::ReservedCommand { .. })
-    ));
-    // A stream-level SENDME is the stream layer's to send.
-    c.send_relay(HopNum(2), sid(1), Sendme::new_empty().into(), now)
-        .unwrap();
-    assert!(!c.is_closed());
-    pump(&mut c, &mut net, now).unwrap();
-    assert_eq!(CircError::Closed.kind(), CircErrorKind::Local);
-}
-
-/// The outbound queue bound holds, and is a local resource limit.
-#[test]
-fn queue_bound() {
-    let now = Instant::now();
-    let mut net = MockNet::three_hops();
-    let params = CircParams {
-        max_queued_cells: 10,
-        ..CircParams::default()
-    };
-    let mut c = build(&mut net, &[0, 1, 2], params, now);
-    // The driver does not transmit: the ready queue fills.
-    for i in 0..10_u8 {
-        c.send_relay(HopNum(2), sid(1), data(&[i]), now).unwrap();
-    }
-    assert_eq!(c.queue_space(), 0);
-    assert!(!c.can_send_data(HopNum(2)));
-    let err = c
-        .send_relay(HopNum(2), sid(1), data(b"over"), now)
-        .unwrap_err();
-    assert_eq!(
-        err,
-        CircError::QueueFull {
-            queued: 10,
-            limit: 10
-        }
-    );
-    assert!(err.is_resource_limit());
-    assert!(!c.is_closed());
-    // Draining makes room.
-    let _ = c.poll_transmit();
-    c.send_relay(HopNum(2), sid(1), data(b"fits"), now).unwrap();
-}
-
-/// Inbound DATA while the driver never transmits: our SENDMEs fill the
-/// control reserve and the circuit closes on the resource limit.
-#[test]
-fn control_reserve_overflow_closes() {
-    let now = Instant::now();
-    let mut net = MockNet::three_hops();
-    let params = CircParams {
-        max_queued_cells: 4,
-        ..CircParams::default()
-    };
-    let mut c = build(&mut net, &[0, 1, 2], params, now);
-    let mut closed = None;
-    for i in 0..5000_u32 {
-        let cell = net.originate(2, 1, data(&i.to_be_bytes()));
-        if let Err(e) = c.handle_cell(now, cell) {
-            closed = Some((i, e));
-            break;
-        }
-        let _ = events(&mut c);
-    }
-    let (i, e) = closed.unwrap();
-    assert!(e.is_resource_limit(), "{e}");
-    // 36 SENDMEs fit (4 + 32), the 37th does not: cell 37 * 31.
-    assert_eq!(i + 1, 37 * 31);
-    assert!(c.is_closed());
-}
-
-/// Stream events beyond their bound close the circuit.
-#[test]
-fn event_bound() {
-    let now = Instant::now();
-    let mut net = MockNet::three_hops();
-    let params = CircParams {
-        max_pending_events: 5,
-        ..CircParams::default()
-    };
-    let mut c = build(&mut net, &[0, 1, 2], params, now);
-    let _ = events(&mut c);
-    for i in 0..5_u8 {
-        let cell = net.originate(2, 1, data(&[i]));
-        c.handle_cell(now, cell).unwrap();
-    }
-    let cell = net.originate(2, 1, data(b"one too many"));
-    assert_eq!(
-        c.handle_cell(now, cell),
-        Err(CircError::EventQueueFull { limit: 5 })
-    );
-    let evs = events(&mut c);
-    assert_eq!(evs.len(), 6, "5 messages and the terminal event");
-}
-
-/// Random operations never panic and never exceed the bounds.
-#[derive(Debug, Clone)]
-enum Op {
-    /// Send DATA to a hop on a stream.
-    Send(u8, u16, u16),
-    /// Send END on a stream.
-    End(u8, u16),
-    /// Let the mock network answer everything queued.
-    Pump,
-    /// Transmit one cell without the network answering.
-    Drop1,
-    /// The exit sends n DATA cells.
-    Inbound(u8, u16),
-    /// The exit sends a forged SENDME.
-    Forge,
-    /// Garbage arrives.
-    Garbage,
-    /// Time passes.
-    Wait(u16),
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        6 => (0..4_u8, 1..4_u16, 1..60_u16).prop_map(|(h, s, n)| Op::Send(h, s, n)),
-        1 => (0..4_u8, 1..4_u16).prop_map(|(h, s)| Op::End(h, s)),
-        4 => Just(Op::Pump),
-        2 => Just(Op::Drop1),
-        3 => (0..3_u8, 1..80_u16).prop_map(|(h, n)| Op::Inbound(h, n)),
-        1 => Just(Op::Forge),
-        1 => Just(Op::Garbage),
-        2 => (1..200_u16).prop_map(Op::Wait),
-    ]
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
-
-    #[test]
-    fn random_operations_stay_bounded(
-        ops in proptest::collection::vec(op(), 1..60),
-        limit in 1..80_usize,
-        echo in any::<bool>(),
-    ) {
-        let mut now = Instant::now();
-        let mut net = MockNet::three_hops();
-        net.echo = echo;
-        let params = CircParams {
-            max_queued_cells: limit,
-            max_pending_events: 500,
-            ..CircParams::default()
-        };
-        let mut c = build(&mut net, &[0, 1, 2], params, now);
-        let mut dropped = false;
-        for op in ops {
-            match op {
-                Op::Send(h, s, n) => {
-                    for i in 0..n {
-                        let r = c.send_relay(HopNum(h), sid(s), data(&i.to_be_bytes()), now);
-                        if let Err(e) = r {
-                            prop_assert!(
-                                matches!(e, CircError::QueueFull { .. } | CircError::Closed | CircError::NoSuchHop { .. }),
-                                "{}", e
-                            );
-                            prop_assert!(!e.is_protocol_violation());
-                        }
-                    }
-                }
-                Op::End(h, s) => {
-                    let _ = c.send_relay(HopNum(h), sid(s), End::new_misc().into(), now);
-                }
-                Op::Pump => {
-                    if !dropped {
-                        let _ = pump(&mut c, &mut net, now);
-                    }
-                }
-                Op::Drop1 => {
-                    // A cell lost: the relay side is out of step from
-                    // now on, so stop talking to it.
-                    if c.poll_transmit().is_some() {
-                        dropped = true;
-                    }
-                }
-                Op::Inbound(h, n) => {
-                    if !dropped {
-                        for i in 0..n {
-                            let cell = net.originate(usize::from(h), 1, data(&i.to_be_bytes()));
-                            let _ = c.handle_cell(now, cell);
-                        }
-                    }
-                }
-                Op::Forge => {
-                    if !dropped {
-                        let cell = net.originate(2, 0, Sendme::new_tag([9; 20]).into());
-                        if !c.is_closed() {
-                            prop_assert!(c.handle_cell(now, cell).is_err());
-                        }
-                    }
-                }
-                Op::Garbage => {
-                    let g = net.garbage();
-                    let was_closed = c.is_closed();
-                    let r = c.handle_cell(now, g);
-                    prop_assert_eq!(r.is_err(), !was_closed);
-                }
-                Op::Wait(ms) => now += Duration::from_millis(u64::from(ms)),
-            }
-            prop_assert!(c.queued_cells() <= limit + CONTROL_RESERVE_CELLS);
-            let evs = events(&mut c);
-            prop_assert!(evs.len() <= 501);
-            if c.is_closed() {
-                prop_assert!(!c.is_built());
-            }
-            for h in 0..3_u8 {
-                let f = c.hop_figures(HopNum(h)).unwrap();
-                if let (Some(cwnd), Some(inflight)) = (f.cwnd, f.inflight) {
-                    prop_assert!(inflight <= cwnd + 31);
-                }
-            }
-        }
-        prop_assert_eq!(net.unrecognized, 0);
-        prop_assert_eq!(net.extend_not_early, 0);
-    }
 }
