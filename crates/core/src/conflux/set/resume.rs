@@ -289,6 +289,16 @@ impl ConfluxSet {
         Ok(())
     }
 
+    /// Whether the set waits for a new leg to resume it: it lost a linked
+    /// leg since its last resumption (the peer may lack what that leg
+    /// carried toward us, which only a new leg's LINK tells it), or it has
+    /// a gap to fill or no leg left (Braid proposal 001 §3.3, §3.4).
+    pub fn awaits_resumption(&self) -> bool {
+        self.resume.is_some()
+            && (self.lost_legs || self.orphaned_since.is_some())
+            && self.closed.is_none()
+    }
+
     /// When a set without legs gives up.
     pub(super) fn grace_deadline(&self) -> Option<Instant> {
         let r = self.resume.as_ref()?;

@@ -91,7 +91,7 @@ impl ClientTunnel {
         if self.phase == Phase::Open {
             self.launches.refill(now);
         }
-        if self.launches.can_launch() {
+        if self.may_launch() {
             if !self.timers.is_set(Timer::Relaunch) {
                 let at = self.launches.next_at(now);
                 if at <= now {
@@ -116,10 +116,25 @@ impl ClientTunnel {
         }
     }
 
+    /// Whether a leg may be launched now: within the launch budget, or,
+    /// past it, for a resumable set that waits for a new leg to resume it.
+    /// Such a set is bounded by Braid proposal 001 §3.5 (3 resumptions a
+    /// minute, 20 in all, checked above) and its grace (§3.4), and the
+    /// backoff still spaces the launches; were the budget to refuse, the
+    /// set could only wait out its grace and reset its streams (found by
+    /// `braid bench resume`).
+    fn may_launch(&self) -> bool {
+        self.launches.can_launch()
+            || self
+                .multipath
+                .as_ref()
+                .is_some_and(|m| m.set.awaits_resumption())
+    }
+
     /// Ask the driver for a new leg (prop 329 §2.4.3, §2.4.4): to the
     /// set's exit, with no guard or middle another live leg uses (§2.2).
     pub(super) fn ask_for_leg(&mut self) {
-        if self.is_closed() || !self.launches.can_launch() {
+        if self.is_closed() || !self.may_launch() {
             return;
         }
         self.launches.take();
