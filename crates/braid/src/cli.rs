@@ -139,6 +139,11 @@ pub(crate) struct BenchResumeArgs {
     /// and up.
     #[arg(long, default_value_t = 22000)]
     pub(crate) base_port: u16,
+    /// The proxies and the Braid exit log at debug level
+    /// (`net/proxy-braid.log`, `net/proxy-tor.log`,
+    /// `net/nodes/braidexit0/braid.log`).
+    #[arg(long)]
+    pub(crate) debug_logs: bool,
 }
 
 /// `braid bench soak`.
