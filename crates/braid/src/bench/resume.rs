@@ -272,7 +272,6 @@ impl Bench<'_> {
         usual: Duration,
         seed: u64,
     ) -> Result<Option<Run>, BenchError> {
-        let before = totals(&parse(&scrape_raw(self.metrics).await.unwrap_or_default()));
         let start = Instant::now();
         let transfer = self.transfer(direction, key, seed + 1);
         tokio::pin!(transfer);
@@ -303,7 +302,6 @@ impl Bench<'_> {
         let after_raw = scrape_raw(self.metrics).await.unwrap_or_default();
         restart(self.dir, &middle)?;
         let after = parse(&after_raw);
-        let now = totals(&after);
         let error = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
@@ -313,18 +311,20 @@ impl Bench<'_> {
             )),
         };
         // The busy leg's tunnel (gone if it closed).
-        let of_tunnel = |name: &str, which: Option<&str>| {
+        // Its figures: the set is this run's alone.
+        let of_tunnel = |name: &str, label: Option<(&str, &str)>| {
             after
                 .iter()
                 .find(|s| {
                     s.name == name
                         && s.label("tunnel") == Some(tunnel.as_str())
-                        && (which.is_none() || s.label("which") == which)
+                        && label.is_none_or(|(k, v)| s.label(k) == Some(v))
                 })
                 .map(|s| s.value)
         };
-        let stall_s = of_tunnel("braid_tunnel_recovery_seconds", Some("last"));
+        let stall_s = of_tunnel("braid_tunnel_recovery_seconds", Some(("which", "last")));
         let peak = of_tunnel("braid_tunnel_retransmit_peak_bytes", None).unwrap_or(0.0);
+        let resent = |by| of_tunnel("braid_tunnel_cells_resent_total", Some(("by", by)));
         Ok(Some(Run {
             exit: exit.to_owned(),
             direction,
@@ -336,22 +336,11 @@ impl Bench<'_> {
                 .then(|| elapsed.as_secs_f64() / usual.as_secs_f64().max(1e-3)),
             error,
             stall_s,
-            cells_resent_by_us: now.0 - before.0,
-            cells_resent_by_peer: now.1 - before.1,
+            cells_resent_by_us: resent("us").unwrap_or(0.0),
+            cells_resent_by_peer: resent("peer").unwrap_or(0.0),
             retransmit_peak_bytes: peak,
         }))
     }
-}
-
-/// Cells resent by us and by the peer, over the live tunnels.
-fn totals(samples: &[PromSample]) -> (f64, f64) {
-    let by = |who| {
-        samples
-            .iter()
-            .find(|s| s.name == "braid_resume_cells_resent_total" && s.label("by") == Some(who))
-            .map_or(0.0, |s| s.value)
-    };
-    (by("us"), by("peer"))
 }
 
 /// The tunnel and the middle of the open leg that moved the most DATA
