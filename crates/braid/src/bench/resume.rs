@@ -32,7 +32,7 @@ use super::error::BenchError;
 use super::output::write_json;
 use super::prom::{PromSample, parse};
 use super::proxy::start_proxy;
-use super::soak::{kill, restart, scrape_raw};
+use super::soak::{kill, leg_middle, restart, scrape_raw};
 use crate::cli::{BenchExit, BenchResumeArgs};
 use crate::testnet_cmd::{say, up_interruptible};
 
@@ -382,8 +382,7 @@ async fn busy_middle(metrics: SocketAddr, upload: bool) -> Option<(String, Strin
             s.label("tunnel") == Some(busiest.0.as_str())
                 && s.label("leg") == Some(busiest.1.as_str())
         })
-        .and_then(|s| s.label("path"))
-        .and_then(|p| p.split('>').nth(1))
+        .and_then(leg_middle)
         .map(|m| (busiest.0.clone(), m.to_owned()))
 }
 

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use super::error::BenchError;
 use super::output::write_json;
-use super::prom::parse;
+use super::prom::{PromSample, parse};
 use super::proxy::start_proxy;
 use crate::cli::{BenchExit, BenchSoakArgs};
 use crate::testnet_cmd::{say, up_interruptible};
@@ -174,12 +174,7 @@ pub(crate) async fn soak(args: BenchSoakArgs) -> Result<(), BenchError> {
                     restarts.push((now + DOWN_FOR, middle));
                 }
             }
-            let (due, later): (Vec<_>, Vec<_>) =
-                restarts.into_iter().partition(|(at, _)| *at <= now);
-            restarts = later;
-            for (_, name) in due {
-                restart(&dir, &name)?;
-            }
+            restart_due(&dir, &mut restarts, now)?;
             if now.duration_since(last_report) >= Duration::from_secs(60) {
                 last_report = now;
                 let o = outcomes.lock().unwrap_or_else(|e| e.into_inner());
@@ -211,13 +206,7 @@ pub(crate) async fn soak(args: BenchSoakArgs) -> Result<(), BenchError> {
                 }
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
-            let now = Instant::now();
-            let (due, later): (Vec<_>, Vec<_>) =
-                restarts.into_iter().partition(|(at, _)| *at <= now);
-            restarts = later;
-            for (_, name) in due {
-                restart(&dir, &name)?;
-            }
+            restart_due(&dir, &mut restarts, Instant::now())?;
         }
         if !finished {
             finishing.await;
@@ -334,11 +323,7 @@ fn pick_middle(raw: &str, down: &[(Instant, String)]) -> Option<String> {
     let middles: Vec<String> = parse(raw)
         .into_iter()
         .filter(|s| s.name == "braid_leg_open" && s.value > 0.0)
-        .filter_map(|s| {
-            s.label("path")
-                .and_then(|p| p.split('>').nth(1))
-                .map(str::to_owned)
-        })
+        .filter_map(|s| leg_middle(&s).map(str::to_owned))
         .filter(|m| !down.iter().any(|(_, d)| d == m))
         .collect();
     if middles.is_empty() {
@@ -364,6 +349,28 @@ pub(super) fn kill(dir: &std::path::Path, name: &str) -> Result<(), BenchError> 
     } else {
         Err(BenchError::Failed(format!("cannot kill {name}")))
     }
+}
+
+/// Restart the relays of `restarts` whose time came by `now`.
+fn restart_due(
+    dir: &std::path::Path,
+    restarts: &mut Vec<(Instant, String)>,
+    now: Instant,
+) -> Result<(), BenchError> {
+    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(restarts)
+        .into_iter()
+        .partition(|(at, _)| *at <= now);
+    *restarts = later;
+    for (_, name) in due {
+        restart(dir, &name)?;
+    }
+    Ok(())
+}
+
+/// The middle of a leg from its `braid_leg_open` sample's `path` label
+/// (`guard>middle>exit`).
+pub(super) fn leg_middle(open: &PromSample) -> Option<&str> {
+    open.label("path").and_then(|p| p.split('>').nth(1))
 }
 
 /// Start the C-tor relay `name` again from its torrc (same keys, same
