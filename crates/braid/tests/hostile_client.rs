@@ -142,9 +142,16 @@ async fn create2_flood(
     ((created, destroyed), chan)
 }
 
-/// RELAY_EARLY abuse: 8 RELAY_EARLY cells pass, the 9th closes the
-/// circuit. Returns how long the DESTROY took after the 9th.
-async fn relay_early_abuse(addr: SocketAddr, target: &HopTarget) -> Duration {
+/// A built one-hop circuit to `target` at `addr`, on a channel of its own
+/// (returned: the circuit lives as long as it).
+async fn one_hop_circuit(
+    addr: SocketAddr,
+    target: &HopTarget,
+) -> (
+    braid_client::channel::ChannelHandle,
+    ClientCircuit,
+    braid_client::channel::CircuitIo,
+) {
     let chan = channel(addr, target).await;
     let (mut circ, mut io) = start_circuit(&chan, target).await;
     let created = tokio::time::timeout(Duration::from_secs(10), io.rx.recv())
@@ -156,6 +163,13 @@ async fn relay_early_abuse(addr: SocketAddr, target: &HopTarget) -> Duration {
         std::iter::from_fn(|| circ.poll_event()).any(|e| matches!(e, CircEvent::Built { .. })),
         "the one-hop circuit was built"
     );
+    (chan, circ, io)
+}
+
+/// RELAY_EARLY abuse: 8 RELAY_EARLY cells pass, the 9th closes the
+/// circuit. Returns how long the DESTROY took after the 9th.
+async fn relay_early_abuse(addr: SocketAddr, target: &HopTarget) -> Duration {
+    let (_chan, mut circ, mut io) = one_hop_circuit(addr, target).await;
     let tx = io.tx.clone();
     for _ in 0..8 {
         send_early_drop(&mut circ, &tx).await;
@@ -184,17 +198,7 @@ async fn begin_dir_flood(
     addr: SocketAddr,
     target: &HopTarget,
 ) -> (usize, usize, Option<braid_core::circuit::CloseReason>) {
-    let chan = channel(addr, target).await;
-    let (mut circ, mut io) = start_circuit(&chan, target).await;
-    let created = tokio::time::timeout(Duration::from_secs(10), io.rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    circ.handle_cell(Instant::now(), created).unwrap();
-    assert!(
-        std::iter::from_fn(|| circ.poll_event()).any(|e| matches!(e, CircEvent::Built { .. })),
-        "the one-hop circuit was built"
-    );
+    let (_chan, mut circ, mut io) = one_hop_circuit(addr, target).await;
     let start = Instant::now();
     // In batches of 100, each answered before the next goes: our own
     // circuit queue (128 cells) must not overflow while this task waits
