@@ -31,6 +31,8 @@ pub const DEFAULT_MAX_MICRODESC_BYTES: usize = 64 << 20;
 /// The consensus held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedConsensus {
+    /// The text; `body` is the same allocation as bytes.
+    text: Arc<str>,
     body: Arc<[u8]>,
     lifetime: Lifetime,
     signers: Vec<[u8; 20]>,
@@ -62,8 +64,10 @@ impl CachedConsensus {
             return Err(ServeError::NotMicrodescConsensus);
         }
         let digest = digest_as_signed(text);
+        let shared: Arc<str> = Arc::from(text);
         Ok(CachedConsensus {
-            body: Arc::from(text.as_bytes()),
+            body: Arc::from(Arc::clone(&shared)),
+            text: shared,
             lifetime,
             signers: signers(text),
             digest_as_signed: digest,
@@ -91,12 +95,7 @@ impl CachedConsensus {
     /// The text deflated (zlib), compressed once and kept (C-tor keeps
     /// its consensuses precompressed too).
     pub fn deflated(&self) -> &Arc<[u8]> {
-        self.deflated.get_or_init(|| {
-            Arc::from(
-                crate::fetch::compress::encode(crate::fetch::Encoding::Deflate, &self.body)
-                    .unwrap_or_default(),
-            )
-        })
+        diffs::deflate_once(&self.deflated, &self.body)
     }
 
     /// Its validity period.
@@ -351,7 +350,7 @@ impl DirCache {
 fn old_of(c: &CachedConsensus) -> OldConsensus {
     OldConsensus {
         digest: c.digest_as_signed,
-        text: Arc::from(String::from_utf8_lossy(&c.body).as_ref()),
+        text: Arc::clone(&c.text),
         valid_after: c.lifetime.valid_after,
     }
 }

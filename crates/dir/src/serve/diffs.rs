@@ -52,13 +52,18 @@ impl CachedDiff {
 
     /// The text deflated, made at the first request that wants it.
     pub fn deflated(&self) -> &Arc<[u8]> {
-        self.deflated.get_or_init(|| {
-            Arc::from(
-                crate::fetch::compress::encode(crate::fetch::Encoding::Deflate, &self.body)
-                    .unwrap_or_default(),
-            )
-        })
+        deflate_once(&self.deflated, &self.body)
     }
+}
+
+/// `body` deflated (zlib), made once into `cell` and kept.
+pub(crate) fn deflate_once<'a>(cell: &'a OnceLock<Arc<[u8]>>, body: &[u8]) -> &'a Arc<[u8]> {
+    cell.get_or_init(|| {
+        Arc::from(
+            crate::fetch::compress::encode(crate::fetch::Encoding::Deflate, body)
+                .unwrap_or_default(),
+        )
+    })
 }
 
 /// Diffs from each of `sources` to `new` (whose signed part's digest is
