@@ -6,17 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 echo "== tor: $(tor --version | head -1)"
-# The fuzz targets build in the background at the lowest priority (nice 19,
-# idle IO class): they take the CPU the integration tests leave idle while
-# they wait on their C-tor networks, and yield it to everything else. On 2
-# cores this takes the fuzz build (about 7 min) off CI's critical path.
-mkdir -p target
-fuzz_log=target/fuzz-build.log
-ionice_cmd=()
-if command -v ionice >/dev/null 2>&1; then ionice_cmd=(ionice -c 3); fi
-"${ionice_cmd[@]}" nice -n 19 bash scripts/fuzz.sh --build-only >"$fuzz_log" 2>&1 &
-fuzz_build=$!
-trap 'kill "$fuzz_build" 2>/dev/null || true' EXIT
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -24,6 +13,21 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo doc (intra-doc links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 echo "== cargo test"
+cargo test --locked --workspace --no-run
+# The fuzz targets build in the background while the tests run, at the
+# lowest priority (nice 19, idle IO class): they take the CPU the
+# integration tests leave idle while they wait on their C-tor networks,
+# and yield it to the tests. Started after the tests are built, not
+# before: builds in parallel on 2 cores only slow each other. This takes
+# most of the fuzz build (about 7 min) off CI's critical path.
+mkdir -p target
+fuzz_log=target/fuzz-build.log
+ionice_cmd=()
+if command -v ionice >/dev/null 2>&1; then ionice_cmd=(ionice -c 3); fi
+# Its own process group (setsid), so that a failing test stops all of it.
+setsid "${ionice_cmd[@]}" nice -n 19 bash scripts/fuzz.sh --build-only >"$fuzz_log" 2>&1 &
+fuzz_build=$!
+trap 'kill -- -"$fuzz_build" 2>/dev/null || true' EXIT
 cargo test --locked --workspace -- --nocapture 2>&1 | tee target/test-output.txt
 grep -E "^test result:" target/test-output.txt | awk '
     { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }

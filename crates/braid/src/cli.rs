@@ -401,6 +401,12 @@ pub(crate) enum StreamsCmd {
     Migrate {
         /// The stream's number.
         app: u64,
+        /// Where to: `any` (a Conflux set first), `single` (a single
+        /// circuit), `conflux` (a Conflux set), or a tunnel's number (the
+        /// tunnel column of `braid streams`). Always a tunnel of the
+        /// stream's isolation key to the same exit.
+        #[arg(long, default_value = "any")]
+        to: braid_client::client::MigrateTo,
     },
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use braid_client::FetchError;
-use braid_client::client::{MigrateOutcome, StreamView};
+use braid_client::client::{MigrateOutcome, MigrateTo, StreamView};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::cli::{StreamsArgs, StreamsCmd};
@@ -46,8 +46,14 @@ pub(crate) async fn run(args: StreamsArgs) -> Result<(), StreamsError> {
             let streams: Vec<StreamView> = serde_json::from_str(&body)?;
             print(&render(&streams));
         }
-        Some(StreamsCmd::Migrate { app }) => {
-            let (ok, body) = post(args.metrics, &format!("/streams/migrate/{app}")).await?;
+        Some(StreamsCmd::Migrate { app, to }) => {
+            let to = match to {
+                MigrateTo::Any => "any".to_owned(),
+                MigrateTo::Single => "single".to_owned(),
+                MigrateTo::Conflux => "conflux".to_owned(),
+                MigrateTo::Tunnel(id) => id.to_string(),
+            };
+            let (ok, body) = post(args.metrics, &format!("/streams/migrate/{app}?to={to}")).await?;
             if !ok {
                 return Err(StreamsError::Refused {
                     app,

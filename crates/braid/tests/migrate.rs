@@ -4,7 +4,10 @@
 //! circuits pinned to the Braid exit) is moved mid-transfer to another
 //! tunnel with `braid streams migrate`, then back, and arrives
 //! byte-identical (SHA-256). `braid streams` shows the stream on its new
-//! tunnel each time. Then, through a second proxy with Conflux on (its
+//! tunnel each time. Then ten concurrent 6 MB downloads of one isolation
+//! key, paused mid-transfer, move from their single circuit to a Conflux
+//! set (`braid streams migrate APP --to conflux`) and back (`--to
+//! single`), each SHA-256 checked. Then, through a second proxy with Conflux on (its
 //! own state directory), a new key's first download ends on the Conflux
 //! set, directly or moved there from a single circuit by policy (a)
 //! (20 MB, SHA-256 checked; the run prints which).
@@ -249,6 +252,7 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
         moves.len()
     );
     drop(stream);
+    ten_streams_to_a_set_and_back(files, socks_addr, metrics).await;
     drop(proxy);
 
     // A proxy with Conflux on: a new key's first stream ends on the set,
@@ -316,4 +320,153 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
         .collect();
     assert!(alive.is_empty(), "still running: {alive:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bytes each of the ten streams reads before each move waits.
+const TEN_SIZE: usize = 6_000_000;
+const TEN_PAUSES: [usize; 2] = [2_000_000, 4_000_000];
+
+/// Ten concurrent 6 MB downloads of one isolation key start on its single
+/// circuit; each stops reading at 2 MB (its data still flowing into the
+/// proxy's buffers, then held back by flow control) while `braid streams
+/// migrate APP --to conflux` moves all ten to a Conflux set built for the
+/// first; at 4 MB `--to single` moves them back to the circuit; every
+/// download is byte-identical (SHA-256).
+async fn ten_streams_to_a_set_and_back(
+    files: SocketAddr,
+    socks_addr: SocketAddr,
+    metrics: SocketAddr,
+) {
+    let (phase_tx, phase_rx) = tokio::sync::watch::channel(0_usize);
+    let (at_tx, mut at_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize)>();
+    let started = Instant::now();
+    let readers: Vec<_> = (0..10_u64)
+        .map(|i| {
+            let mut phase = phase_rx.clone();
+            let at_tx = at_tx.clone();
+            tokio::spawn(async move {
+                let mut s = socks::connect(socks_addr, files, Some(("ten", "x")))
+                    .await
+                    .map_err(|e| format!("stream {i}: {e}"))?;
+                let req = format!(
+                    "GET {} HTTP/1.0\r\nHost: {files}\r\n\r\n",
+                    braid_testnet::fileserver::file_path(TEN_SIZE as u64, 60 + i)
+                );
+                s.write_all(req.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut got = Vec::with_capacity(TEN_SIZE + 4096);
+                let mut buf = vec![0_u8; 32 * 1024];
+                for (k, pause) in TEN_PAUSES.into_iter().enumerate() {
+                    while got.len() < pause {
+                        let n = s
+                            .read(&mut buf)
+                            .await
+                            .map_err(|e| format!("stream {i}: {e}"))?;
+                        if n == 0 {
+                            return Err(format!("stream {i} ended at {} bytes", got.len()));
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    let _ = at_tx.send((usize::try_from(i).unwrap_or(0), k));
+                    phase
+                        .wait_for(|p| *p > k)
+                        .await
+                        .map_err(|_| "the test ended".to_owned())?;
+                }
+                s.read_to_end(&mut got)
+                    .await
+                    .map_err(|e| format!("stream {i}: {e}"))?;
+                Ok::<_, String>((i, got))
+            })
+        })
+        .collect();
+    drop(at_tx);
+    for (k, (to, kind)) in [("conflux", "conflux"), ("single", "single")]
+        .into_iter()
+        .enumerate()
+    {
+        // All ten paused at this point of their downloads.
+        let mut paused = 0;
+        while paused < 10 {
+            let (_, at) = tokio::time::timeout(Duration::from_secs(120), at_rx.recv())
+                .await
+                .expect("the ten streams took more than 120 s to reach a pause")
+                .expect("a stream failed");
+            assert_eq!(at, k);
+            paused += 1;
+        }
+        let list = ten_streams(metrics);
+        assert_eq!(list.len(), 10, "{list:?}");
+        if k == 0 {
+            assert!(list.iter().all(|s| s["kind"] == "single"), "{list:?}");
+        }
+        let from: Vec<u64> = list.iter().map(|s| s["tunnel"].as_u64().unwrap()).collect();
+        let asked = Instant::now();
+        for s in &list {
+            let app = s["app"].as_u64().unwrap().to_string();
+            let said = braid_streams(metrics, &["migrate", &app, "--to", to]);
+            assert!(said.contains("to tunnel"), "{said}");
+            if s == &list[0] {
+                println!("ten streams: {}", said.trim_end());
+            }
+        }
+        // Each shows on a tunnel of the asked kind once its handover is done.
+        let now = loop {
+            let list = ten_streams(metrics);
+            if list.len() == 10 && list.iter().all(|s| s["kind"] == kind) {
+                break list;
+            }
+            assert!(
+                asked.elapsed() < Duration::from_secs(30),
+                "not all on a {kind} tunnel after 30 s: {list:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let to_tunnels: Vec<u64> = now.iter().map(|s| s["tunnel"].as_u64().unwrap()).collect();
+        println!(
+            "ten streams: moved from tunnels {from:?} to {to_tunnels:?} ({kind}) in {} ms",
+            asked.elapsed().as_millis()
+        );
+        assert!(
+            now.iter()
+                .all(|s| s["moves"].as_u64() == Some(k as u64 + 1)),
+            "{now:?}"
+        );
+        phase_tx.send_replace(k + 1);
+    }
+    for r in readers {
+        let (i, got) = tokio::time::timeout(Duration::from_secs(180), r)
+            .await
+            .expect("a download hung after the moves")
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let body_start = got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| p + 4)
+            .unwrap();
+        let body = &got[body_start..];
+        assert_eq!(body.len(), TEN_SIZE, "every byte of download {i}");
+        let sha: [u8; 32] = Sha256::digest(body).into();
+        assert_eq!(
+            sha,
+            braid_testnet::fileserver::expected_sha256(TEN_SIZE as u64, 60 + i),
+            "download {i}'s SHA-256"
+        );
+    }
+    println!(
+        "ten streams: 10 x {TEN_SIZE} bytes moved to a set and back in {:.1} s, SHA-256 checked",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The ten streams of [`ten_streams_to_a_set_and_back`] that `braid
+/// streams --json` lists (not the earlier 40 MB download, if it lingers).
+fn ten_streams(metrics: SocketAddr) -> Vec<serde_json::Value> {
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&braid_streams(metrics, &["--json"])).unwrap();
+    list.into_iter()
+        .filter(|s| s["bytes_read"].as_u64().unwrap_or(0) <= TEN_SIZE as u64 + 4096)
+        .collect()
 }

@@ -753,7 +753,7 @@ mod rebuild;
 #[cfg(test)]
 mod tests;
 
-pub use migrate::{MigrateOutcome, StreamView};
+pub use migrate::{MigrateOutcome, MigrateTo, StreamView};
 
 /// What tunnels to an exit need to know of it.
 #[derive(Debug, Clone)]

@@ -44,7 +44,7 @@ pub mod resume;
 
 pub use resume::{ResumeView, totals};
 
-use crate::client::TorClient;
+use crate::client::{MigrateTo, TorClient};
 use crate::tunnel::{TunnelInfo, TunnelReport, TunnelStatus};
 
 /// Longest request head read.
@@ -431,12 +431,23 @@ fn request_line(head: &str) -> Option<(&str, &str)> {
     Some((method, path.split('?').next().unwrap_or(path)))
 }
 
-/// The application stream of `POST /streams/migrate/APP`.
-fn migrate_request(head: &str) -> Option<u64> {
-    match request_line(head)? {
-        ("POST", path) => path.strip_prefix("/streams/migrate/")?.parse().ok(),
-        _ => None,
-    }
+/// The application stream of `POST /streams/migrate/APP[?to=WHERE]`, and
+/// where to (`any`, `single`, `conflux` or a tunnel number; an unknown
+/// value is an error for the caller).
+fn migrate_request(head: &str) -> Option<(u64, Result<MigrateTo, String>)> {
+    let ("POST", path) = request_line(head)? else {
+        return None;
+    };
+    let app = path.strip_prefix("/streams/migrate/")?.parse().ok()?;
+    let full = head.lines().next()?.split_whitespace().nth(1)?;
+    let to = match full.split_once('?') {
+        None => Ok(MigrateTo::Any),
+        Some((_, query)) => query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("to="))
+            .map_or(Ok(MigrateTo::Any), str::parse),
+    };
+    Some((app, to))
 }
 
 async fn answer(mut conn: TcpStream, client: &TorClient) -> std::io::Result<()> {
@@ -457,8 +468,12 @@ async fn answer(mut conn: TcpStream, client: &TorClient) -> std::io::Result<()> 
         return Ok(());
     }
     let head = String::from_utf8_lossy(&buf);
-    if let Some(app) = migrate_request(&head) {
-        let (code, body) = match client.migrate_stream(app).await {
+    if let Some((app, to)) = migrate_request(&head) {
+        let moved = match to {
+            Ok(to) => client.migrate_stream(app, to).await,
+            Err(e) => Err(e),
+        };
+        let (code, body) = match moved {
             Ok(done) => (
                 "200 OK",
                 serde_json::to_string_pretty(&done).unwrap_or_default(),
@@ -669,8 +684,24 @@ mod tests {
     fn a_migration_is_a_post_with_the_stream_number() {
         assert_eq!(
             migrate_request("POST /streams/migrate/42 HTTP/1.0\r\n"),
-            Some(42)
+            Some((42, Ok(MigrateTo::Any)))
         );
+        assert_eq!(
+            migrate_request("POST /streams/migrate/42?to=single HTTP/1.0\r\n"),
+            Some((42, Ok(MigrateTo::Single)))
+        );
+        assert_eq!(
+            migrate_request("POST /streams/migrate/7?x=1&to=conflux HTTP/1.0\r\n"),
+            Some((7, Ok(MigrateTo::Conflux)))
+        );
+        assert_eq!(
+            migrate_request("POST /streams/migrate/7?to=12 HTTP/1.0\r\n"),
+            Some((7, Ok(MigrateTo::Tunnel(12))))
+        );
+        assert!(matches!(
+            migrate_request("POST /streams/migrate/7?to=elsewhere HTTP/1.0\r\n"),
+            Some((7, Err(_)))
+        ));
         assert_eq!(
             migrate_request("GET /streams/migrate/42 HTTP/1.0\r\n"),
             None

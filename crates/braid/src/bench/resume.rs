@@ -67,6 +67,8 @@ struct Run {
     cells_resent_by_us: f64,
     cells_resent_by_peer: f64,
     retransmit_peak_bytes: f64,
+    /// What the legs' congestion windows allowed at that peak.
+    retransmit_peak_bound_bytes: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -324,6 +326,7 @@ impl Bench<'_> {
         };
         let stall_s = of_tunnel("braid_tunnel_recovery_seconds", Some(("which", "last")));
         let peak = of_tunnel("braid_tunnel_retransmit_peak_bytes", None).unwrap_or(0.0);
+        let bound = of_tunnel("braid_tunnel_retransmit_peak_bound_bytes", None).unwrap_or(0.0);
         let resent = |by| of_tunnel("braid_tunnel_cells_resent_total", Some(("by", by)));
         Ok(Some(Run {
             exit: exit.to_owned(),
@@ -339,6 +342,7 @@ impl Bench<'_> {
             cells_resent_by_us: resent("us").unwrap_or(0.0),
             cells_resent_by_peer: resent("peer").unwrap_or(0.0),
             retransmit_peak_bytes: peak,
+            retransmit_peak_bound_bytes: bound,
         }))
     }
 }
@@ -387,12 +391,14 @@ async fn busy_middle(metrics: SocketAddr, upload: bool) -> Option<(String, Strin
 }
 
 /// Per exit kind and direction: runs, completed, time against the usual,
-/// stall (median, max), cells resent, retransmit peak.
+/// stall (median, max), cells resent, retransmit peak (the largest, with
+/// what the legs' congestion windows allowed at it, and how many runs
+/// went past their windows).
 fn table(r: &Report) -> String {
     let mut out = format!(
         "resume: {} bytes, {} runs each way per exit, links {}\n\
-         | exit | direction | usual s | completed | time / usual (median) | stall ms (median, max) | cells resent us/peer (mean) | retransmit peak KiB (max) |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         | exit | direction | usual s | completed | time / usual (median) | stall ms (median, max) | cells resent us/peer (mean) | retransmit peak KiB (max) / windows KiB | runs past windows |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         r.size_bytes, r.runs_per_direction, r.shape
     );
     for (exit, direction, usual) in &r.usual_s {
@@ -412,13 +418,17 @@ fn table(r: &Report) -> String {
         let n = runs.len().max(1) as f64;
         let us: f64 = runs.iter().map(|x| x.cells_resent_by_us).sum::<f64>() / n;
         let peer: f64 = runs.iter().map(|x| x.cells_resent_by_peer).sum::<f64>() / n;
-        let peak = runs
+        let top = runs
             .iter()
-            .map(|x| x.retransmit_peak_bytes)
-            .fold(0.0, f64::max)
-            / 1024.0;
+            .max_by(|a, b| a.retransmit_peak_bytes.total_cmp(&b.retransmit_peak_bytes));
+        let peak = top.map_or(0.0, |x| x.retransmit_peak_bytes) / 1024.0;
+        let bound = top.map_or(0.0, |x| x.retransmit_peak_bound_bytes) / 1024.0;
+        let past = runs
+            .iter()
+            .filter(|x| x.retransmit_peak_bytes > x.retransmit_peak_bound_bytes)
+            .count();
         out.push_str(&format!(
-            "| {exit} | {direction} | {usual:.2} | {done}/{} | {} | {} | {us:.0}/{peer:.0} | {peak:.0} |\n",
+            "| {exit} | {direction} | {usual:.2} | {done}/{} | {} | {} | {us:.0}/{peer:.0} | {peak:.0} / {bound:.0} | {past} |\n",
             runs.len(),
             median(&slow).map_or("-".into(), |m| format!("{m:.2}")),
             median(&stall).map_or("-".into(), |m| format!(
@@ -472,6 +482,7 @@ mod tests {
             cells_resent_by_us: 0.0,
             cells_resent_by_peer: 120.0,
             retransmit_peak_bytes: 2048.0,
+            retransmit_peak_bound_bytes: 4096.0,
         }
     }
 
@@ -494,7 +505,7 @@ mod tests {
         };
         let t = table(&r);
         assert!(
-            t.contains("| braid | download | 2.00 | 3/3 | 1.50 | 300, 400 | 0/120 | 2 |"),
+            t.contains("| braid | download | 2.00 | 3/3 | 1.50 | 300, 400 | 0/120 | 2 / 4 | 0 |"),
             "{t}"
         );
         assert!(

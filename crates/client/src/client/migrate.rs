@@ -44,6 +44,51 @@ pub struct StreamView {
     pub stream: StreamReport,
 }
 
+/// Where a requested migration takes a stream (`braid streams migrate APP
+/// --to ...`); always a tunnel of the stream's isolation key to the same
+/// exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MigrateTo {
+    /// Another tunnel, a Conflux set first; one built if there is none.
+    #[default]
+    Any,
+    /// A single circuit; one built if there is none.
+    Single,
+    /// A Conflux set; one built if there is none (with the configured
+    /// number of legs, 2 when Conflux is off).
+    Conflux,
+    /// That tunnel (the `tunnel` column of `braid streams`); never built.
+    Tunnel(u64),
+}
+
+impl std::str::FromStr for MigrateTo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "any" => Ok(Self::Any),
+            "single" => Ok(Self::Single),
+            "conflux" => Ok(Self::Conflux),
+            n => n
+                .parse()
+                .map(Self::Tunnel)
+                .map_err(|_| format!("`{n}`: expected any, single, conflux or a tunnel number")),
+        }
+    }
+}
+
+impl MigrateTo {
+    /// Whether tunnel `t` (not the stream's own) is such a place.
+    fn takes(self, t: &TunnelHandle) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Single => t.info().legs.len() < 2,
+            Self::Conflux => t.info().legs.len() >= 2,
+            Self::Tunnel(id) => t.id() == id,
+        }
+    }
+}
+
 /// What a requested migration did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MigrateOutcome {
@@ -81,9 +126,9 @@ impl TorClient {
     }
 
     /// Move application stream `app` to another tunnel of its isolation
-    /// key to the same exit (a Conflux set first), built for it if there
-    /// is none.
-    pub async fn migrate_stream(&self, app: u64) -> Result<MigrateOutcome, String> {
+    /// key to the same exit, of the kind `to` asks (a Conflux set first
+    /// for [`MigrateTo::Any`]), built for it if there is none.
+    pub async fn migrate_stream(&self, app: u64, to: MigrateTo) -> Result<MigrateOutcome, String> {
         let mut found = None;
         for t in self.live_tunnels() {
             if let Some(id) = t.find_app(app).await {
@@ -98,7 +143,10 @@ impl TorClient {
         let key = self
             .key_of(&from)
             .ok_or_else(|| "its tunnel belongs to no isolation key".to_owned())?;
-        let (to, built) = self.target_for(&key, &from).await?;
+        if to == MigrateTo::Tunnel(from.id()) {
+            return Err(format!("stream {app} is on tunnel {} already", from.id()));
+        }
+        let (to, built) = self.target_for(&key, &from, to).await?;
         let to_id = from.migrate_to(id, &to).await?;
         Ok(MigrateOutcome {
             app,
@@ -116,29 +164,48 @@ impl TorClient {
     }
 
     /// Another open tunnel of `key` to `from`'s exit that takes migrated
-    /// streams (a Conflux set first), or a new one, added to `key`'s pool;
-    /// true if built.
+    /// streams and is of the kind `to` asks (a Conflux set first), or a
+    /// new one, added to `key`'s pool; true if built.
     async fn target_for(
         &self,
         key: &IsolationKey,
         from: &TunnelHandle,
+        to: MigrateTo,
     ) -> Result<(TunnelHandle, bool), String> {
         let fits = |t: &TunnelHandle| {
             t.id() != from.id()
                 && t.info().exit == from.info().exit
                 && t.info().migrate
                 && t.status() == TunnelStatus::Open
+                && to.takes(t)
         };
+        // Only the key's own pool: a tunnel that left it (too dirty, or
+        // failing) may be another key's, and a stream never crosses keys.
         let mut candidates: Vec<TunnelHandle> =
             self.tunnels_for(key).into_iter().filter(fits).collect();
         candidates.sort_by_key(|t| t.info().legs.len() < 2);
         if let Some(t) = candidates.into_iter().next() {
             return Ok((t, false));
         }
-        let t = self
-            .build_to_exit(from.info().exit)
-            .await
-            .map_err(|e| format!("no tunnel to the same exit: {e}"))?;
+        let exit = from.info().exit;
+        let built = match to {
+            MigrateTo::Any => self.build_to_exit(exit).await,
+            MigrateTo::Single => self.single_to(exit, Vec::new()).await,
+            MigrateTo::Conflux => {
+                let n = self.inner.config.conflux_legs.unwrap_or(2).max(2);
+                match self.conflux_plans(None, n, Some(exit), &[]).await {
+                    Ok((legs, facts)) => self.build_conflux_from(legs, &facts).await,
+                    Err(e) => Err(e),
+                }
+            }
+            MigrateTo::Tunnel(id) => {
+                return Err(format!(
+                    "tunnel {id} is not an open tunnel of the stream's isolation key to its exit \
+                     that takes migrated streams"
+                ));
+            }
+        };
+        let t = built.map_err(|e| format!("no tunnel to the same exit: {e}"))?;
         if !t.info().migrate {
             return Err("the new tunnel's exit does not take migrated streams".into());
         }
@@ -306,7 +373,7 @@ impl TorClient {
                 return;
             };
             client.drop_from_pool(&key, &from);
-            match client.target_for(&key, &from).await {
+            match client.target_for(&key, &from, MigrateTo::Any).await {
                 Ok((to, _)) => {
                     let moved = client.move_streams(&from, &to).await;
                     tracing::info!(

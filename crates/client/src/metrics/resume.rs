@@ -10,6 +10,7 @@
 //! | `braid_tunnel_cells_resent_total` | tunnel, by | relay cells resent (`by="us"`, `by="peer"`) |
 //! | `braid_tunnel_retransmit_bytes` | tunnel | retransmit buffer now |
 //! | `braid_tunnel_retransmit_peak_bytes` | tunnel | its peak |
+//! | `braid_tunnel_retransmit_peak_bound_bytes` | tunnel | what the legs' congestion windows allowed at that peak |
 //! | `braid_tunnel_legs_lost_total` | tunnel | linked legs lost |
 //! | `braid_tunnel_recovery_seconds` | tunnel, which | leg loss to data flowing again (`last`, `max`) |
 //! | `braid_tunnel_migrations_total` | tunnel, outcome | streams moved away (`done`, `refused`, `aborted`) |
@@ -106,6 +107,15 @@ pub(super) fn families(tunnels: &[TunnelSnapshot]) -> Vec<Family> {
             vec![("", |s| Some(s.retransmit_peak_bytes as f64))],
         ),
         (
+            "braid_tunnel_retransmit_peak_bound_bytes",
+            "braid_resume_retransmit_peak_bound_bytes",
+            "gauge",
+            "At the retransmit buffer's peak, the sum of the congestion windows of the legs \
+             holding its messages (lost legs awaiting their resend included), a full cell each.",
+            "",
+            vec![("", |s| Some(s.retransmit_peak_bound_bytes as f64))],
+        ),
+        (
             "braid_tunnel_legs_lost_total",
             "braid_resume_legs_lost_total",
             "counter",
@@ -171,6 +181,9 @@ pub struct ResumeView {
     pub retransmit_bytes: u64,
     /// Its peak.
     pub retransmit_peak_bytes: u64,
+    /// What the legs' congestion windows allowed at that peak.
+    #[serde(default)]
+    pub retransmit_peak_bound_bytes: u64,
     /// Linked legs lost.
     pub legs_lost: u64,
     /// Last time from a leg's loss to data flowing again, ms.
@@ -195,6 +208,7 @@ impl From<&ResumeStats> for ResumeView {
             cells_resent_by_peer: s.cells_resent_by_peer,
             retransmit_bytes: s.retransmit_bytes,
             retransmit_peak_bytes: s.retransmit_peak_bytes,
+            retransmit_peak_bound_bytes: s.retransmit_peak_bound_bytes,
             legs_lost: s.legs_lost,
             last_recovery_ms: ms(s.last_recovery),
             max_recovery_ms: ms(s.max_recovery),
@@ -214,7 +228,7 @@ impl ResumeView {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} ms"));
         format!(
             "resumable {}, {} resumption(s), cells resent {} by us / {} by the peer, \
-             retransmit {} B (peak {} B), {} leg(s) lost, recovery last {} max {}, \
+             retransmit {} B (peak {} B, windows {} B), {} leg(s) lost, recovery last {} max {}, \
              migrations {} done / {} refused / {} aborted",
             if self.resumable { "yes" } else { "no" },
             self.resumptions,
@@ -222,6 +236,7 @@ impl ResumeView {
             self.cells_resent_by_peer,
             self.retransmit_bytes,
             self.retransmit_peak_bytes,
+            self.retransmit_peak_bound_bytes,
             self.legs_lost,
             ms(self.last_recovery_ms),
             ms(self.max_recovery_ms),
@@ -243,7 +258,10 @@ impl ResumeView {
         self.cells_resent += other.cells_resent;
         self.cells_resent_by_peer += other.cells_resent_by_peer;
         self.retransmit_bytes += other.retransmit_bytes;
-        self.retransmit_peak_bytes = self.retransmit_peak_bytes.max(other.retransmit_peak_bytes);
+        if other.retransmit_peak_bytes > self.retransmit_peak_bytes {
+            self.retransmit_peak_bytes = other.retransmit_peak_bytes;
+            self.retransmit_peak_bound_bytes = other.retransmit_peak_bound_bytes;
+        }
         self.legs_lost += other.legs_lost;
         self.last_recovery_ms = other.last_recovery_ms.or(self.last_recovery_ms);
         self.max_recovery_ms = max(self.max_recovery_ms, other.max_recovery_ms);

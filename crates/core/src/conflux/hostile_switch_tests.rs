@@ -64,6 +64,42 @@ fn switch_flood_on_one_leg() {
     by.check();
 }
 
+/// A flood of SWITCH(0) on one leg while the other leg's DATA arrives
+/// between them (two channels read in turn): the other leg's cells do not
+/// reset the leg's run. `MAX_EMPTY_SWITCHES` pass, the next closes the
+/// set (`SwitchZero`, prop 329 §2.6). Found by the hostile-exit test over
+/// real sockets under load, where the 40 switches of a `switch-flood`
+/// exit arrived interleaved with the other leg's cells.
+#[test]
+fn switch_flood_on_one_leg_with_data_on_another() {
+    let by = Bystander::new();
+    let max = MAX_EMPTY_SWITCHES as usize;
+    let (mut c, legs) = linked(7, 2);
+    let (a, b) = (legs[0], legs[1]);
+    c.feed(a, data(1)).unwrap();
+    c.feed(b, switch(1)).unwrap();
+    c.feed(b, data(2)).unwrap();
+    let mut results = Vec::new();
+    for i in 0..=max {
+        results.push(c.feed(a, switch(0)));
+        // The other leg's data keeps arriving in between.
+        if !c.set.is_closed() {
+            c.feed(b, data(3 + u32::try_from(i).unwrap())).unwrap();
+        }
+    }
+    assert!(
+        results[..max]
+            .iter()
+            .all(|r| matches!(r, Ok(Handled::Consumed))),
+        "{results:?}"
+    );
+    let e = results[max].as_ref().unwrap_err();
+    assert_eq!(e, &ConfluxError::SwitchZero { leg: a });
+    assert_violation(e, "prop 329 §2.6");
+    assert_eq!(c.set.close_reason(), Some(e));
+    by.check();
+}
+
 /// 100 000 SWITCHes round-robin over three legs with no data: spreading
 /// them does not buy more, the count of empty ones is the set's. Before
 /// any data each leg may take one SWITCH(0) (C-tor's first-leg race), the
@@ -135,7 +171,8 @@ fn legitimate_switch_storm_keeps_the_queue_empty() {
 /// (prop 329 §2.6), but C-tor sends such "empty" switches when it flips
 /// legs without sending (see [`ctor_empty_switches_keep_the_set_open`]):
 /// `MAX_EMPTY_SWITCHES` in a row are tolerated, the next closes the set
-/// (§4.2.3). Any multiplexed cell starts the count again.
+/// (§4.2.3). Any multiplexed cell starts the set's count again, and a
+/// leg's own run of zeros ends only with a cell or a moving SWITCH on it.
 #[test]
 fn switch_zero() {
     let by = Bystander::new();
@@ -166,12 +203,12 @@ fn switch_zero() {
     assert!(!c.set.is_closed());
     c.feed(legs[0], data(3)).unwrap();
     assert_eq!(c.delivered(), vec![(3, legs[0])]);
-    for _ in 0..max {
-        c.feed(legs[1], switch(0)).unwrap();
-    }
+    // Leg 1 has had `max` zeros and no cell: the data on leg 0 restarted
+    // the set's count, not leg 1's run (an honest peer sends SWITCH(0)
+    // only with nothing sent since, so the run was one in its send order
+    // too). The next zero on leg 1 closes the set.
     assert!(c.set.is_linked());
     assert!(!c.set.is_closed());
-    // One more closes the set.
     let e = c.feed(legs[1], switch(0)).unwrap_err();
     assert_eq!(e, ConfluxError::SwitchZero { leg: legs[1] });
     assert_violation(&e, "relative seqno 0");

@@ -33,8 +33,8 @@ fn resumable_pair_with(
 /// it arrived).
 fn ack_all(p: &mut Pair) {
     for (c, e) in p.map.clone() {
-        p.client.leg_acked(c, u64::MAX);
-        p.exit.leg_acked(e, u64::MAX);
+        p.client.leg_acked(c, u64::MAX, None);
+        p.exit.leg_acked(e, u64::MAX, None);
     }
 }
 
@@ -208,8 +208,8 @@ fn ack_exact(p: &mut Pair) {
     for (c, e) in p.map.clone() {
         let up = p.data_up.get(&c).copied().unwrap_or(0);
         let down = p.data_down.get(&c).copied().unwrap_or(0);
-        p.client.leg_acked(c, up);
-        p.exit.leg_acked(e, down);
+        p.client.leg_acked(c, up, None);
+        p.exit.leg_acked(e, down, None);
     }
 }
 

@@ -70,6 +70,8 @@ struct LegLog {
     acked: u64,
     /// DATA cells of the leg sent so far.
     data_sent: u64,
+    /// Its congestion window (cells) as last reported.
+    cwnd: u64,
 }
 
 /// The retransmit buffer. See the [module docs](self).
@@ -84,6 +86,13 @@ pub(crate) struct Retransmit {
     bytes: usize,
     /// The most `bytes` ever was.
     peak: usize,
+    /// The congestion windows (cells) of the legs gone whose messages
+    /// may still be held: until a resumption has resent them.
+    lost_cwnd: BTreeMap<LegId, u64>,
+    /// At the peak, what the legs' congestion windows allowed: the sum
+    /// of the windows of the legs holding messages (lost ones included),
+    /// each cell charged as a full one (Braid proposal 001 §3.2's bound).
+    peak_bound: usize,
     /// When resumptions happened (the last minute's).
     recent: VecDeque<Instant>,
     /// Resumptions in the set's life.
@@ -102,6 +111,8 @@ impl Retransmit {
             legs: BTreeMap::new(),
             bytes: 0,
             peak: 0,
+            lost_cwnd: BTreeMap::new(),
+            peak_bound: 0,
             recent: VecDeque::new(),
             total: 0,
         }
@@ -122,11 +133,28 @@ impl Retransmit {
         self.peak
     }
 
+    /// What the congestion windows allowed at the peak ([`Self::peak`]):
+    /// the sum of the windows of the legs that held messages then (lost
+    /// legs awaiting their resend included), a full cell's charge each.
+    pub(crate) fn peak_bound(&self) -> usize {
+        self.peak_bound
+    }
+
+    /// The congestion windows' allowance now (see [`Self::peak_bound`]).
+    fn cwnd_bound(&self) -> usize {
+        let cells: u64 =
+            self.legs.values().map(|l| l.cwnd).sum::<u64>() + self.lost_cwnd.values().sum::<u64>();
+        usize::try_from(cells)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(ENTRY_OVERHEAD + BODY_MAX)
+    }
+
     /// Forget everything held (the set closed: nothing will be resent),
     /// its charge with it.
     pub(crate) fn clear(&mut self) {
         self.held.clear();
         self.legs.clear();
+        self.lost_cwnd.clear();
         self.bytes = 0;
     }
 
@@ -173,18 +201,26 @@ impl Retransmit {
             .is_none()
         {
             self.bytes += cost;
-            self.peak = self.peak.max(self.bytes);
+            if self.bytes > self.peak {
+                self.peak = self.bytes;
+                self.peak_bound = self.cwnd_bound();
+            }
         }
     }
 
     /// `data_acked` DATA cells sent on `leg` are acknowledged (cumulative,
-    /// as the leg's congestion control counts them: sent minus in flight).
-    /// Drops what the peer now has. Counts beyond what was sent are
-    /// capped.
-    pub(crate) fn acked(&mut self, leg: LegId, data_acked: u64) {
-        let Some(log) = self.legs.get_mut(&leg) else {
+    /// as the leg's congestion control counts them: sent minus in flight),
+    /// and its congestion window is `cwnd` cells (if it has one). Drops
+    /// what the peer now has. Counts beyond what was sent are capped.
+    pub(crate) fn acked(&mut self, leg: LegId, data_acked: u64, cwnd: Option<u64>) {
+        if self.lost_cwnd.contains_key(&leg) {
             return;
-        };
+        }
+        // A new leg's window counts from before its first message.
+        let log = self.legs.entry(leg).or_default();
+        if let Some(c) = cwnd {
+            log.cwnd = c;
+        }
         let target = data_acked.min(log.data_sent);
         if target <= log.acked {
             return;
@@ -213,9 +249,20 @@ impl Retransmit {
     /// but is no longer acknowledged through it. True if it carried
     /// messages not acknowledged (the peer may now have a gap).
     pub(crate) fn leg_gone(&mut self, leg: LegId) -> bool {
-        self.legs
-            .remove(&leg)
-            .is_some_and(|log| !log.sent.is_empty())
+        let Some(log) = self.legs.remove(&leg) else {
+            return false;
+        };
+        if log.sent.is_empty() {
+            return false;
+        }
+        self.lost_cwnd.insert(leg, log.cwnd);
+        true
+    }
+
+    /// Everything the legs gone carried and the peer lacked was resent on
+    /// new legs (or freed): their windows bound nothing any more.
+    pub(crate) fn resends_done(&mut self) {
+        self.lost_cwnd.clear();
     }
 
     /// The peer has everything up to `seq` in order (its LINK or LINKED
@@ -306,13 +353,13 @@ mod tests {
         r.record(a, 4, s, &data(4));
         r.record(b, 5, s, &data(5));
         assert_eq!(r.len(), 5);
-        r.acked(a, 1);
+        r.acked(a, 1, None);
         assert!(!r.holds(1), "1 is gone");
         assert!(r.holds(2), "the END behind it is kept");
-        r.acked(a, 2);
+        r.acked(a, 2, None);
         assert!(!r.holds(2) && !r.holds(4) && r.holds(5));
         assert!(r.holds(3), "b's 3 waits for b's acknowledgement");
-        r.acked(b, 9);
+        r.acked(b, 9, None);
         assert_eq!(r.len(), 0, "counts past what was sent are capped");
         assert_eq!(r.bytes(), 0);
         assert!(r.peak() > 0);
@@ -331,9 +378,47 @@ mod tests {
         assert_eq!(r.held_in(0, 6).len(), 6, "a dead leg's messages stay");
         // Acknowledged through leg 1 (3 and 5): only 4 and 6 of leg 0
         // would be resent, with the numbers they had.
-        r.acked(LegId(1), 3);
+        r.acked(LegId(1), 3, None);
         let got: Vec<u64> = r.held_in(2, 6).into_iter().map(|(s, _)| s).collect();
         assert_eq!(got, [4, 6]);
+    }
+
+    #[test]
+    fn the_peak_is_reported_with_the_windows_that_allowed_it() {
+        let mut r = Retransmit::new(ResumeParams::default());
+        let (a, b) = (LegId(0), LegId(1));
+        let cell = ENTRY_OVERHEAD + BODY_MAX;
+        r.acked(a, 0, Some(10));
+        r.acked(b, 0, Some(4));
+        for seq in 1..=3 {
+            r.record(a, seq, None, &data(0));
+        }
+        assert_eq!(r.peak(), 3 * 196);
+        assert_eq!(r.peak_bound(), 14 * cell, "both legs' windows");
+        // a dies holding 3; its window still bounds what is held until
+        // the resends are done, and a new leg c adds its own.
+        assert!(r.leg_gone(a));
+        r.acked(a, 3, Some(99));
+        assert_eq!(r.held_in(0, 3).len(), 3, "a gone leg acknowledges nothing");
+        let c = LegId(2);
+        r.acked(c, 0, Some(6));
+        r.record(c, 4, None, &data(0));
+        assert_eq!(r.peak(), 4 * 196);
+        assert_eq!(r.peak_bound(), (10 + 4 + 6) * cell);
+        r.resends_done();
+        r.forget_through(3);
+        r.record(c, 5, None, &data(0));
+        r.record(c, 6, None, &data(0));
+        r.record(c, 7, None, &data(0));
+        assert_eq!(r.peak(), 4 * 196, "3 freed, 3 more held: no new peak");
+        r.record(c, 8, None, &data(0));
+        r.record(c, 9, None, &data(0));
+        assert_eq!(r.peak(), 6 * 196);
+        assert_eq!(
+            r.peak_bound(),
+            (4 + 6) * cell,
+            "a's window no longer counts"
+        );
     }
 
     #[test]

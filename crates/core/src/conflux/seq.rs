@@ -231,6 +231,13 @@ struct RecvLeg {
     switch_pending: bool,
     /// Multiplexed cells received on the leg.
     received: u64,
+    /// SWITCH(0)s after data on this leg since its last multiplexed cell
+    /// or SWITCH that moved it. Cells on other legs do not reset it: a
+    /// peer sends SWITCH(0) only when nothing was sent since (its
+    /// previous SWITCH on this leg brought the leg up to date), so a run
+    /// on one leg was a run in the peer's send order too, whatever the
+    /// other legs' cells that arrive between them.
+    zero_run: u32,
 }
 
 /// Empty SWITCHes (zero, or repeated without a cell between) tolerated in
@@ -335,6 +342,17 @@ impl RecvSeq {
         // switches can signal: tolerate a few in a row, then close.
         let fresh_at_front = l.received == 0 && l.last_recv >= newest_other;
         let zero = rel == 0 && any_received && !fresh_at_front;
+        if zero {
+            // A flood on one leg while another carries data: the run
+            // counted on the leg (a hostile exit's 40 SWITCH(0)s went
+            // unnoticed when the other leg's cells arrived between them).
+            if l.zero_run >= MAX_EMPTY_SWITCHES {
+                return Err(ConfluxError::SwitchZero { leg });
+            }
+            l.zero_run += 1;
+        } else if rel > 0 {
+            l.zero_run = 0;
+        }
         if zero || l.switch_pending {
             if empty_before >= MAX_EMPTY_SWITCHES {
                 return Err(if zero {
@@ -378,6 +396,7 @@ impl RecvSeq {
             .ok_or(ConfluxError::SeqOverflow { leg })?;
         l.last_recv = seq;
         l.switch_pending = false;
+        l.zero_run = 0;
         l.received = l.received.saturating_add(1);
         self.any_received = true;
         self.empty_switches = 0;

@@ -30,8 +30,11 @@ impl ClientTunnel {
             let (Some(id), Some(f)) = (l.conflux, l.circuit.hop_figures(l.last_hop)) else {
                 continue;
             };
-            m.set
-                .leg_acked(id, f.data_sent.saturating_sub(f.inflight.unwrap_or(0)));
+            m.set.leg_acked(
+                id,
+                f.data_sent.saturating_sub(f.inflight.unwrap_or(0)),
+                f.cwnd,
+            );
         }
         loop {
             let legs = &self.legs;

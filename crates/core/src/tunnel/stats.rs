@@ -23,6 +23,10 @@ pub struct ResumeStats {
     pub retransmit_bytes: u64,
     /// The most bytes it held.
     pub retransmit_peak_bytes: u64,
+    /// What the legs' congestion windows allowed at that peak: the sum of
+    /// the windows (a full cell's charge each) of the legs holding
+    /// messages then, lost legs awaiting their resend included.
+    pub retransmit_peak_bound_bytes: u64,
     /// Linked legs lost.
     pub legs_lost: u64,
     /// Times data flowed again after a leg was lost.
@@ -48,7 +52,10 @@ impl ResumeStats {
         self.cells_resent += other.cells_resent;
         self.cells_resent_by_peer += other.cells_resent_by_peer;
         self.retransmit_bytes += other.retransmit_bytes;
-        self.retransmit_peak_bytes = self.retransmit_peak_bytes.max(other.retransmit_peak_bytes);
+        if other.retransmit_peak_bytes > self.retransmit_peak_bytes {
+            self.retransmit_peak_bytes = other.retransmit_peak_bytes;
+            self.retransmit_peak_bound_bytes = other.retransmit_peak_bound_bytes;
+        }
         self.legs_lost += other.legs_lost;
         self.recoveries += other.recoveries;
         self.last_recovery = other.last_recovery.or(self.last_recovery);
@@ -136,6 +143,7 @@ impl ClientTunnel {
             s.cells_resent_by_peer = set.peer_resent();
             s.retransmit_bytes = set.retransmit_bytes() as u64;
             s.retransmit_peak_bytes = set.retransmit_peak_bytes() as u64;
+            s.retransmit_peak_bound_bytes = set.retransmit_peak_bound_bytes() as u64;
         }
         s
     }

@@ -83,6 +83,13 @@ impl ConfluxSet {
         self.resume.as_ref().map_or(0, Retransmit::peak)
     }
 
+    /// What the legs' congestion windows allowed at that peak (the sum of
+    /// the windows of the legs holding messages then, lost ones awaiting
+    /// their resend included; Braid proposal 001 §3.2).
+    pub fn retransmit_peak_bound_bytes(&self) -> usize {
+        self.resume.as_ref().map_or(0, Retransmit::peak_bound)
+    }
+
     /// Times a leg was resumed.
     pub fn resumptions(&self) -> usize {
         self.resume.as_ref().map_or(0, Retransmit::resumptions)
@@ -128,9 +135,11 @@ impl ConfluxSet {
     /// `data_acked` DATA cells sent on `leg` are acknowledged by the peer
     /// (cumulative: the leg's DATA sent minus its congestion control's
     /// cells in flight). Frees what the peer has.
-    pub fn leg_acked(&mut self, leg: LegId, data_acked: u64) {
+    /// `cwnd` is the leg's congestion window (cells), for the bound the
+    /// retransmit peak is reported with.
+    pub fn leg_acked(&mut self, leg: LegId, data_acked: u64, cwnd: Option<u64>) {
         if let Some(r) = self.resume.as_mut() {
-            r.acked(leg, data_acked);
+            r.acked(leg, data_acked, cwnd);
         }
     }
 
@@ -186,6 +195,11 @@ impl ConfluxSet {
             return None;
         }
         let (leg, seq, held) = self.resend.pop_front()?;
+        if self.resend.is_empty()
+            && let Some(r) = self.resume.as_mut()
+        {
+            r.resends_done();
+        }
         match self.send.on_resend(leg, seq) {
             Ok(switch) => {
                 // Kept again as sent on its new leg: that leg's
@@ -283,6 +297,9 @@ impl ConfluxSet {
         r.forget_through(peer_recv);
         for (seq, held) in r.held_in(peer_recv, sent) {
             self.resend.push_back((leg, seq, held));
+        }
+        if self.resend.is_empty() {
+            r.resends_done();
         }
         self.orphaned_since = None;
         self.gap_pending = false;

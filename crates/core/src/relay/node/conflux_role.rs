@@ -564,8 +564,8 @@ impl RelayNode {
             for (leg, c) in &es.legs {
                 if let Some(nc) = self.circuits.get(c) {
                     let sent = nc.circ.data_counts().0;
-                    let inflight = nc.circ.cwnd().map_or(0, |(_, i)| i);
-                    es.set.leg_acked(*leg, sent.saturating_sub(inflight));
+                    let (cwnd, inflight) = nc.circ.cwnd().map_or((None, 0), |(c, i)| (Some(c), i));
+                    es.set.leg_acked(*leg, sent.saturating_sub(inflight), cwnd);
                 }
             }
         }

@@ -1,0 +1,366 @@
+//! Resumption over a private network (issue 15's acceptance, Braid
+//! proposal 001 §3): C-tor authorities, guards and middles, a Braid exit
+//! (`braidexit0`, `BraidResume=1`) and Braid's client in this process with
+//! two-leg Conflux sets pinned to it. On one network:
+//! - an interactive TCP echo session (a line every 40 ms, read back by
+//!   another task) survives the death of its guard: the guard of the leg
+//!   the exit sends on is SIGKILLed mid-session, and every line comes back
+//!   once and in order, on the same set;
+//! - the middles of every leg die at once 5 MB into a 30 MB download: the
+//!   set waits with no leg, new legs link within the grace period (30 s),
+//!   and the download completes byte-identical (SHA-256).
+//!
+//! (`conflux_exit.rs` kills one leg's middle mid-download and mid-upload;
+//! through a C-tor exit the stream is reset: `conflux.rs`.)
+//!
+//! Every process is stopped by PID. Run alone: `flock /tmp/braid-net.lock
+//! cargo test --locked -p braid --test resume_net -- --nocapture`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::print_stdout,
+    reason = "tests"
+)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use braid_client::report::TunnelReport;
+use braid_client::socks::{IsolationKey, SocksServer};
+use braid_client::tunnel::TunnelHandle;
+use braid_client::{ClientConfig, TorClient};
+use braid_dir::restrict::NodeRestrictions;
+use braid_testnet::launcher;
+use braid_testnet::process::{is_alive, read_records};
+use braid_testnet::socks;
+use braid_testnet::{Manifest, NetworkConfig};
+use common::{init_test_log, kill_relay, test_dir};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const BRAID: &str = env!("CARGO_BIN_EXE_braid");
+/// First port of this test's network (its own block, below 32768).
+const BASE: u16 = 21000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sets_to_the_braid_exit_survive_a_dead_guard_and_losing_every_leg() {
+    init_test_log();
+    let mut config = NetworkConfig::new(test_dir("resume-net"), BRAID);
+    config.base_port = BASE;
+    config.client = false;
+    // Two legs need two guards and two middles; each part kills one or two
+    // of them, and the replacement legs need fresh ones.
+    config.relays = 8;
+    config.exits = 1;
+    config.braid_exits = 1;
+    config.timeout = Duration::from_secs(150);
+    let start = Instant::now();
+    let network = tokio::time::timeout(Duration::from_secs(180), launcher::up(&config))
+        .await
+        .expect("network start-up took more than 180 s")
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("network up in {:.1} s", start.elapsed().as_secs_f64());
+    let dir = network.dir().to_path_buf();
+
+    let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
+    cfg.cache_dir = dir.join("braid-cache-resume-net");
+    cfg.conflux_legs = Some(2);
+    // Each stream on its set from the start (policy (a) would start it on
+    // a single circuit).
+    cfg.migrate = false;
+    assert!(cfg.resume, "on by default");
+    cfg.nodes = NodeRestrictions::parse(&[], &[], &["braidexit0"]).unwrap();
+    let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let socks_addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
+        let _ = stopped.await;
+    }));
+
+    echo_survives_its_guard(&dir, &client, socks_addr).await;
+    download_survives_losing_every_leg(&dir, &client, socks_addr).await;
+
+    let _ = stop.send(());
+    let _ = serving.await;
+    drop(client);
+    let stopped = network.down().unwrap();
+    assert!(stopped > 0);
+    let alive: Vec<_> = read_records(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(is_alive)
+        .collect();
+    assert!(alive.is_empty(), "still running: {alive:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The only tunnel of SOCKS username `user` (password "x").
+fn tunnel_of(client: &TorClient, user: &str) -> TunnelHandle {
+    let key = IsolationKey {
+        username: user.as_bytes().to_vec(),
+        password: b"x".to_vec(),
+    };
+    let tunnels = client.tunnels_for(&key);
+    assert_eq!(tunnels.len(), 1, "one tunnel for {user}");
+    tunnels[0].clone()
+}
+
+/// The open leg the exit sent the most on: (its index, its path).
+fn busiest_leg(r: &TunnelReport) -> (usize, Vec<String>) {
+    r.legs
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.open)
+        .max_by_key(|(_, l)| l.stats.map_or(0, |s| s.last_seq_recv))
+        .map(|(i, l)| (i, l.path.clone()))
+        .expect("an open leg")
+}
+
+/// Each leg's path, whether it is open, whether it replaced one.
+fn legs(r: &TunnelReport) -> Vec<(String, bool, bool)> {
+    r.legs
+        .iter()
+        .map(|l| (l.path.join(">"), l.open, l.replacement))
+        .collect()
+}
+
+/// An echo server on 127.0.0.1 (the Braid exit's policy takes it).
+async fn echo_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Lines of the echo session, and the one after which the guard dies.
+const LINES: usize = 150;
+const KILL_AFTER: usize = 40;
+
+/// An echo session through a two-leg set: a writer sends `LINES` lines
+/// 40 ms apart, a reader reads them back; after line `KILL_AFTER` the
+/// guard of the leg the exit sends on is killed. Every line comes back
+/// once and in order, the set lives through the loss.
+async fn echo_survives_its_guard(dir: &Path, client: &TorClient, socks_addr: SocketAddr) {
+    let echo = echo_server().await;
+    let stream = socks::connect(socks_addr, echo, Some(("echo", "x")))
+        .await
+        .unwrap();
+    let t = tunnel_of(client, "echo");
+    assert!(t.info().legs.len() == 2, "{:?}", t.info().legs);
+    let (rd, mut wr) = tokio::io::split(stream);
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let writer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(40));
+        for i in 0..LINES {
+            tick.tick().await;
+            // Lines of varying length, some over one cell.
+            let line = format!("line {i} {}\n", "x".repeat((i * 37) % 700));
+            wr.write_all(line.as_bytes()).await?;
+            let _ = sent_tx.send((i, Instant::now()));
+        }
+        wr.flush().await?;
+        Ok::<_, std::io::Error>(wr)
+    });
+    let reader = tokio::spawn(async move {
+        let mut rd = BufReader::new(rd);
+        let mut lines = Vec::with_capacity(LINES);
+        let mut latencies = Vec::with_capacity(LINES);
+        let mut line = String::new();
+        while lines.len() < LINES {
+            line.clear();
+            let n = tokio::time::timeout(Duration::from_secs(60), rd.read_line(&mut line))
+                .await
+                .map_err(|_| {
+                    std::io::Error::other(format!("no echo for 60 s after {} lines", lines.len()))
+                })??;
+            if n == 0 {
+                return Err(std::io::Error::other(format!(
+                    "the session ended after {} lines",
+                    lines.len()
+                )));
+            }
+            let sent = sent_rx.recv().await.map(|(_, at)| at);
+            latencies.push(sent.map_or(Duration::ZERO, |at| at.elapsed()));
+            lines.push(line.clone());
+        }
+        Ok::<_, std::io::Error>((lines, latencies))
+    });
+    // Wait for line KILL_AFTER to have gone out, then kill.
+    tokio::time::sleep(Duration::from_millis(40 * KILL_AFTER as u64)).await;
+    let r = t.report().await.unwrap();
+    let (i, path) = busiest_leg(&r);
+    let guard = path[0].clone();
+    println!(
+        "echo: killing guard {guard} of leg {i} ({}); legs {:?}",
+        path.join(" > "),
+        legs(&r)
+    );
+    let killed = Instant::now();
+    kill_relay(dir, &guard);
+    let _wr = tokio::time::timeout(Duration::from_secs(120), writer)
+        .await
+        .expect("the writer hung")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("writing to the session failed: {e}"));
+    let (lines, latencies) = tokio::time::timeout(Duration::from_secs(120), reader)
+        .await
+        .expect("the reader hung")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the echo session broke: {e}"));
+    for (i, line) in lines.iter().enumerate() {
+        let want = format!("line {i} {}\n", "x".repeat((i * 37) % 700));
+        assert_eq!(line, &want, "line {i} echoed once and in order");
+    }
+    let worst = latencies.iter().max().copied().unwrap_or_default();
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let r = t.report().await.unwrap();
+    println!(
+        "echo: {LINES} lines echoed once and in order; latency median {} ms, worst {} ms; \
+         done {:.1} s after the kill; resumptions {}, legs lost {}, recovery {:?}; legs {:?}",
+        sorted[LINES / 2].as_millis(),
+        worst.as_millis(),
+        killed.elapsed().as_secs_f64(),
+        r.resume.resumptions,
+        r.resume.legs_lost,
+        r.resume.max_recovery,
+        legs(&r)
+    );
+    assert!(!t.is_closed(), "the set lived through its guard's death");
+    assert!(r.resume.legs_lost >= 1, "{:?}", r.resume);
+    assert!(
+        r.legs.iter().any(|l| l.replacement && l.open),
+        "a replacement leg: {:?}",
+        legs(&r)
+    );
+    assert!(
+        r.legs.iter().all(|l| !l.open || !l.path.contains(&guard)),
+        "no open leg through the dead guard: {:?}",
+        legs(&r)
+    );
+}
+
+/// 5 MB into a 30 MB download on a two-leg set, the middle of every leg
+/// is killed at once; new legs link within the grace and the download
+/// completes byte-identical.
+async fn download_survives_losing_every_leg(
+    dir: &Path,
+    client: &TorClient,
+    socks_addr: SocketAddr,
+) {
+    let files = Manifest::load(dir).unwrap().fileserver.address;
+    let size: u64 = 30_000_000;
+    let seed = 51;
+    let mut stream = socks::connect(socks_addr, files, Some(("every-leg", "x")))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {} HTTP/1.0\r\nHost: {files}\r\n\r\n",
+        braid_testnet::fileserver::file_path(size, seed)
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut got: Vec<u8> = Vec::with_capacity(usize::try_from(size).unwrap() + 4096);
+    let mut buf = vec![0_u8; 64 * 1024];
+    while got.len() < 5_000_000 {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let t = tunnel_of(client, "every-leg");
+    let r = t.report().await.unwrap();
+    assert!(r.conflux, "the download is on a set");
+    let open: Vec<Vec<String>> = r
+        .legs
+        .iter()
+        .filter(|l| l.open)
+        .map(|l| l.path.clone())
+        .collect();
+    assert_eq!(open.len(), 2, "two open legs: {:?}", legs(&r));
+    let mut middles: Vec<String> = open.iter().map(|p| p[1].clone()).collect();
+    middles.dedup();
+    println!(
+        "every leg: killing middles {middles:?}; legs {:?}",
+        legs(&r)
+    );
+    let killed = Instant::now();
+    for m in &middles {
+        kill_relay(dir, m);
+    }
+    let rest = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the download hung after the kills");
+    rest.unwrap_or_else(|e| panic!("the stream broke after the kills: {e}"));
+    let body_start = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap();
+    let body = &got[body_start..];
+    assert_eq!(body.len() as u64, size, "every byte");
+    let sha: [u8; 32] = Sha256::digest(body).into();
+    let r = t.report().await.unwrap();
+    let st = r.resume;
+    println!(
+        "every leg: {size} bytes, done {:.1} s after the kills, SHA-256 checked; \
+         resumptions {}, legs lost {}, cells resent by the exit {}, recovery {:?} (max {:?}); legs {:?}",
+        killed.elapsed().as_secs_f64(),
+        st.resumptions,
+        st.legs_lost,
+        st.cells_resent_by_peer,
+        st.last_recovery,
+        st.max_recovery,
+        legs(&r)
+    );
+    assert_eq!(
+        sha,
+        braid_testnet::fileserver::expected_sha256(size, seed),
+        "the file's SHA-256"
+    );
+    assert!(!t.is_closed(), "the set lived with no leg for a while");
+    assert!(st.legs_lost >= 2, "both legs lost: {st:?}");
+    assert!(st.resumptions >= 1, "{st:?}");
+    assert!(
+        r.legs.iter().filter(|l| l.replacement).count() >= 1,
+        "{:?}",
+        legs(&r)
+    );
+    for l in r.legs.iter().filter(|l| l.open) {
+        assert!(
+            middles.iter().all(|m| !l.path.contains(m)),
+            "an open leg through a dead middle: {:?}",
+            legs(&r)
+        );
+    }
+    let recovery = st.max_recovery.expect("a recovery time");
+    assert!(
+        recovery < Duration::from_secs(30),
+        "data flowed again within the grace: {st:?}"
+    );
+}
