@@ -158,11 +158,13 @@ mod tests {
     #[test]
     fn renders_resumption_figures_and_totals() {
         let one = |id: u64, resumptions: u64, peak: u64, last: f64| {
+            let bound = peak * 3;
             format!(
                 r#"{{"id":{id},"kind":"conflux","status":"open","streams":1,
                 "reorder_bytes":null,"reorder_peak_bytes":null,"reorder_limit_bytes":null,"legs":[],
                 "resume":{{"resumable":true,"resumptions":{resumptions},"cells_resent":0,
                 "cells_resent_by_peer":359,"retransmit_bytes":0,"retransmit_peak_bytes":{peak},
+                "retransmit_peak_bound_bytes":{bound},
                 "legs_lost":1,"last_recovery_ms":{last},"max_recovery_ms":{last},
                 "migrations_done":2,"migrations_refused":0,"migrations_aborted":0}}}}"#
             )
@@ -176,7 +178,7 @@ mod tests {
         );
         assert!(text.contains("recovery last 250 ms max 250 ms"), "{text}");
         assert!(
-            text.contains("all tunnels: resumable yes, 3 resumption(s), cells resent 0 by us / 718 by the peer, retransmit 0 B (peak 9000 B), 2 leg(s) lost, recovery last 400 ms max 400 ms, migrations 4 done"),
+            text.contains("all tunnels: resumable yes, 3 resumption(s), cells resent 0 by us / 718 by the peer, retransmit 0 B (peak 9000 B, windows 27000 B), 2 leg(s) lost, recovery last 400 ms max 400 ms, migrations 4 done"),
             "{text}"
         );
     }
