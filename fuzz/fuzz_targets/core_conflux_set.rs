@@ -100,6 +100,10 @@ struct Model {
     /// Legs linked at that cell or since: each may take one SWITCH in the
     /// run that is not empty.
     switch_budget: usize,
+    /// Per linked leg, SWITCH(0)s accepted on it since its last
+    /// multiplexed cell or non-zero SWITCH (the leg's own run, which
+    /// other legs' cells do not end).
+    zero_run: BTreeMap<LegId, usize>,
 }
 
 impl Model {
@@ -182,6 +186,7 @@ impl Model {
         let is_linked = |set: &ConfluxSet| set.legs().any(|(l, linked)| l == leg && linked);
         let was_linked = is_linked(&self.set);
         let is_switch = matches!(msg, AnyRelayMsg::ConfluxSwitch(_));
+        let switch_zero = matches!(&msg, AnyRelayMsg::ConfluxSwitch(s) if s.seqno() == 0);
         let multiplexed = is_multiplexed(msg.cmd());
         let r = self.set.handle_msg(leg, stream, msg, self.now);
         if was_closed {
@@ -193,6 +198,8 @@ impl Model {
             Ok(Handled::Consumed) | Ok(Handled::NotConflux { .. }) => {
                 assert!(!self.set.is_closed());
                 if was_linked && is_switch {
+                    let run = self.zero_run.entry(leg).or_default();
+                    *run = if switch_zero { *run + 1 } else { 0 };
                     self.switch_run += 1;
                     assert!(
                         self.switch_run <= MAX_EMPTY_SWITCHES as usize + self.switch_budget,
@@ -201,6 +208,7 @@ impl Model {
                         self.switch_budget
                     );
                 } else if was_linked && multiplexed {
+                    self.zero_run.insert(leg, 0);
                     self.switch_run = 0;
                     self.switch_budget = self.set.legs().filter(|(_, linked)| *linked).count();
                 } else if !was_linked && is_linked(&self.set) {
@@ -218,9 +226,11 @@ impl Model {
                     ConfluxError::SwitchZero { .. } | ConfluxError::SwitchRepeated { .. }
                 ) {
                     assert!(is_switch && was_linked, "{e:?}");
+                    let own = self.zero_run.get(&leg).copied().unwrap_or(0);
                     assert!(
-                        self.switch_run >= MAX_EMPTY_SWITCHES as usize,
-                        "{e:?} after {} SWITCHes without a cell",
+                        self.switch_run >= MAX_EMPTY_SWITCHES as usize
+                            || (switch_zero && own >= MAX_EMPTY_SWITCHES as usize),
+                        "{e:?} after {} SWITCHes without a cell, {own} SWITCH(0)s on the leg",
                         self.switch_run
                     );
                 }
@@ -388,6 +398,7 @@ fuzz_target!(|data: &[u8]| {
         sent: 0,
         switch_run: 0,
         switch_budget: 0,
+        zero_run: BTreeMap::new(),
     };
     let legs: Vec<LegId> = (0..n).filter_map(|_| m.launch()).collect();
     assert_eq!(legs.len(), n);

@@ -7,7 +7,11 @@
 //! tunnel each time. Then ten concurrent 6 MB downloads of one isolation
 //! key, paused mid-transfer, move from their single circuit to a Conflux
 //! set (`braid streams migrate APP --to conflux`) and back (`--to
-//! single`), each SHA-256 checked. Then, through a second proxy with Conflux on (its
+//! single`), each SHA-256 checked. Then policy (c): with a dirtiness and
+//! a rotation delay of 2 s each (an in-process client), a paused download
+//! is moved off its tunnel to a fresh one to the same exit, the old one
+//! closes, and the download completes byte-identical. Then, through a
+//! second proxy with Conflux on (its
 //! own state directory), a new key's first download ends on the Conflux
 //! set, directly or moved there from a single circuit by policy (a)
 //! (20 MB, SHA-256 checked; the run prints which).
@@ -31,11 +35,15 @@ use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use braid_client::socks::SocksServer;
+use braid_client::{ClientConfig, TorClient};
+use braid_dir::restrict::NodeRestrictions;
 use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::{NetworkConfig, launcher, socks};
-use common::{test_dir, wait_for_exits};
+use common::{init_test_log, test_dir, wait_for_exits};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -254,6 +262,7 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
     drop(stream);
     ten_streams_to_a_set_and_back(files, socks_addr, metrics).await;
     drop(proxy);
+    long_lived_stream_rotates(&dir, files).await;
 
     // A proxy with Conflux on: a new key's first stream ends on the set,
     // directly or, by policy (a) (Braid proposal 001 §4), after starting
@@ -469,4 +478,103 @@ fn ten_streams(metrics: SocketAddr) -> Vec<serde_json::Value> {
     list.into_iter()
         .filter(|s| s["bytes_read"].as_u64().unwrap_or(0) <= TEN_SIZE as u64 + 4096)
         .collect()
+}
+
+/// Policy (c) (Braid proposal 001 §4.4): a client whose tunnels take new
+/// streams for 2 s and keep long-lived ones 2 s longer. A 10 MB download
+/// pauses at 1 MB; its tunnel leaves the pool, then its stream moves to a
+/// fresh tunnel to the same exit; the old tunnel closes (no stream, no
+/// handle); the download completes byte-identical.
+async fn long_lived_stream_rotates(dir: &Path, files: SocketAddr) {
+    init_test_log();
+    let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
+    cfg.cache_dir = dir.join("braid-cache-rotate");
+    cfg.conflux_legs = None;
+    cfg.max_circuit_dirtiness = Duration::from_secs(2);
+    cfg.rotate_streams_after = Some(Duration::from_secs(2));
+    cfg.nodes = NodeRestrictions::parse(&[], &[], &["braidexit0"]).unwrap();
+    let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let socks_addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
+        let _ = stopped.await;
+    }));
+    let size: u64 = 10_000_000;
+    let mut s = socks::connect(socks_addr, files, Some(("rotate", "x")))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {} HTTP/1.0\r\nHost: {files}\r\n\r\n",
+        braid_testnet::fileserver::file_path(size, 71)
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = vec![0_u8; 32 * 1024];
+    while got.len() < 1_000_000 {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "ended early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let ours = |list: Vec<braid_client::client::StreamView>| {
+        list.into_iter().find(|v| v.stream.bytes_read >= 1_000_000)
+    };
+    let before = ours(client.streams().await).expect("the stream is listed");
+    assert_eq!(before.stream.moves, 0);
+    let after = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(v) = ours(client.streams().await)
+            && v.stream.moves == 1
+        {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not rotated after 30 s"
+        );
+    };
+    let moved_at = started.elapsed();
+    assert_ne!(after.tunnel, before.tunnel, "on a fresh tunnel");
+    assert_eq!(after.exit, before.exit, "to the same exit");
+    // The old tunnel closes: no stream and no handle are left on it.
+    let closed = loop {
+        if !client
+            .live_tunnels()
+            .iter()
+            .any(|t| t.id() == before.tunnel)
+        {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "tunnel {} still open",
+            before.tunnel
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    s.read_to_end(&mut got).await.unwrap();
+    let body_start = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap();
+    let body = &got[body_start..];
+    assert_eq!(body.len() as u64, size, "every byte");
+    let sha: [u8; 32] = Sha256::digest(body).into();
+    assert_eq!(sha, braid_testnet::fileserver::expected_sha256(size, 71));
+    println!(
+        "rotation: the stream moved from tunnel {} to tunnel {} {} ms after it began \
+         (dirtiness 2 s + 2 s), the old tunnel gone at {} ms; {size} bytes, SHA-256 checked",
+        before.tunnel,
+        after.tunnel,
+        moved_at.as_millis(),
+        closed.as_millis()
+    );
+    let _ = stop.send(());
+    let _ = serving.await;
 }

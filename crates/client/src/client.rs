@@ -31,7 +31,7 @@ use crate::error::ClientError;
 use crate::hops::hop_target;
 use crate::keyed_lock::KeyedLock;
 use crate::names;
-use crate::pool::{IsolationPool, MAX_CIRCUIT_DIRTINESS, MAX_POOL_KEYS};
+use crate::pool::{IsolationPool, MAX_POOL_KEYS};
 use crate::socks::IsolationKey;
 use crate::state::{StateDir, network_key};
 use crate::tunnel::{
@@ -105,6 +105,9 @@ struct Inner {
     /// Keys whose next tunnel waits and avoids middles (Braid proposal
     /// 001 §5.3).
     rebuild: Mutex<rebuild::RebuildGate<IsolationKey>>,
+    /// Tunnels that left the pool for dirtiness, for policy (c) (the
+    /// rotate module).
+    retired: Mutex<rotate::Retired>,
 }
 
 impl TorClient {
@@ -166,6 +169,7 @@ impl TorClient {
         cache: Option<DirCache>,
         state: Option<StateDir>,
     ) -> Self {
+        let dirtiness = config.max_circuit_dirtiness;
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -178,7 +182,7 @@ impl TorClient {
                 pool: Mutex::new(IsolationPool::new(
                     MAX_POOL_KEYS,
                     MAX_TUNNELS_PER_KEY,
-                    MAX_CIRCUIT_DIRTINESS,
+                    dirtiness,
                 )),
                 registry: Mutex::new(Vec::new()),
                 spare: Mutex::new(Vec::new()),
@@ -190,6 +194,7 @@ impl TorClient {
                 )),
                 dir_guards: watch::channel(Vec::new()).0,
                 rebuild: Mutex::new(rebuild::RebuildGate::new(MAX_POOL_KEYS)),
+                retired: Mutex::new(rotate::Retired::default()),
             }),
         }
     }
@@ -366,21 +371,45 @@ impl TorClient {
         });
     }
 
-    /// Every [`TUNNEL_SWEEP`], drop the pool's tunnels that are too dirty
-    /// for new streams ([`MAX_CIRCUIT_DIRTINESS`]): with no handle left,
-    /// each closes once its last stream ends, as C-tor closes a dirty
-    /// circuit without streams. Ends with the client.
+    /// Every [`TUNNEL_SWEEP`] (more often for short dirtiness or
+    /// rotation settings), drop the pool's tunnels that are too dirty for
+    /// new streams (`max_circuit_dirtiness`, [`crate::pool::MAX_CIRCUIT_DIRTINESS`] by
+    /// default): with no handle left, each closes once its last stream
+    /// ends, as C-tor closes a dirty circuit without streams; and move
+    /// the long-lived streams of those retired long enough ago (policy
+    /// (c), the rotate module). Ends with the client.
     fn expire_tunnels(&self) {
         let weak = Arc::downgrade(&self.inner);
+        let config = &self.inner.config;
+        let every = [
+            Some(config.max_circuit_dirtiness),
+            config.rotate_streams_after,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| d / 4)
+        .fold(TUNNEL_SWEEP, Duration::min)
+        .max(Duration::from_millis(250));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TUNNEL_SWEEP);
+            let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else {
                     break;
                 };
-                let mut pool = inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-                pool.expire(std::time::Instant::now());
+                let now = std::time::Instant::now();
+                let dirty = {
+                    let mut pool = inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+                    pool.expire(now)
+                };
+                {
+                    let mut retired = inner.retired.lock().unwrap_or_else(|e| e.into_inner());
+                    for (key, t) in dirty {
+                        tracing::debug!("tunnel {} takes no new streams (dirty)", t.id());
+                        retired.add(key, t, now);
+                    }
+                }
+                TorClient { inner }.rotate_due(now);
             }
         });
     }
@@ -750,6 +779,7 @@ mod conflux;
 mod connector;
 mod migrate;
 mod rebuild;
+mod rotate;
 #[cfg(test)]
 mod tests;
 

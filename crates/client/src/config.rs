@@ -42,6 +42,12 @@
 //! migrate = true                   # streams may move between tunnels to an
 //!                                  # exit that advertises BraidMigrate=1
 //!                                  # (default)
+//! max_circuit_dirtiness = 600      # seconds a tunnel takes new streams after
+//!                                  # its first (C-tor's MaxCircuitDirtiness)
+//! rotate_streams_after = 3000      # seconds after that, its long-lived
+//!                                  # streams move to a fresh tunnel to the
+//!                                  # same exit (BraidMigrate=1 exits; 0:
+//!                                  # never)
 //! metrics = "127.0.0.1:9035"       # braid proxy serves /metrics, /status
 //! reorder_limit = "auto"           # bytes a Conflux set may hold out of
 //!                                  # order: "auto" (2 MiB, raised to twice
@@ -60,6 +66,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use braid_core::conflux::{ReorderLimit, ReorderSizer, V1DesiredUx};
 use braid_core::conflux_sched::SchedulerKind;
@@ -67,6 +74,12 @@ use braid_dir::{Authority, DirConfig, Ed25519Id, Fallback, NodeRestrictions};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
+
+/// How long after a tunnel left its key's pool (dirty) its long-lived
+/// streams move to a fresh tunnel (policy (c), `rotate_streams_after`):
+/// with the 10 minutes of dirtiness, no circuit carries a stream for much
+/// more than an hour where the exit takes migrated streams.
+pub const ROTATE_STREAMS_AFTER: Duration = Duration::from_secs(3000);
 
 #[derive(Debug, Deserialize)]
 struct FileConfig {
@@ -114,6 +127,8 @@ struct BraidSection {
     ux: Option<String>,
     resume: Option<bool>,
     migrate: Option<bool>,
+    max_circuit_dirtiness: Option<u64>,
+    rotate_streams_after: Option<u64>,
     metrics: Option<SocketAddr>,
     reorder_limit: Option<toml::Value>,
     #[serde(default)]
@@ -161,6 +176,17 @@ pub struct ClientConfig {
     /// for is ready, or on request (`braid streams migrate`). Never used
     /// with an exit that does not advertise it.
     pub migrate: bool,
+    /// How long a tunnel takes new streams after its first (`[braid]
+    /// max_circuit_dirtiness`, seconds; C-tor's `MaxCircuitDirtiness`,
+    /// 10 minutes by default). Then it leaves its key's pool and lives on
+    /// while streams use it.
+    pub max_circuit_dirtiness: Duration,
+    /// How long after leaving the pool a tunnel keeps its long-lived
+    /// streams (`[braid] rotate_streams_after`, seconds, default 3000; 0
+    /// or `None`: for good, as C-tor): then, where its exit advertises
+    /// `BraidMigrate=1`, they move to a fresh tunnel of their isolation
+    /// key to the same exit (Braid proposal 001 §4.4, policy (c)).
+    pub rotate_streams_after: Option<Duration>,
     /// Where `braid proxy` serves its metrics (loopback only).
     pub metrics: Option<SocketAddr>,
     /// The byte limit of a Conflux set's reorder queue (`[braid]
@@ -198,6 +224,8 @@ impl ClientConfig {
             conflux_ux: V1DesiredUx::HIGH_THROUGHPUT,
             resume: true,
             migrate: true,
+            max_circuit_dirtiness: crate::pool::MAX_CIRCUIT_DIRTINESS,
+            rotate_streams_after: Some(ROTATE_STREAMS_AFTER),
             metrics: None,
             reorder_limit: None,
             nodes: NodeRestrictions::default(),
@@ -332,6 +360,20 @@ impl ClientConfig {
             conflux_ux,
             resume: file.braid.resume.unwrap_or(true),
             migrate: file.braid.migrate.unwrap_or(true),
+            max_circuit_dirtiness: match file.braid.max_circuit_dirtiness {
+                None => crate::pool::MAX_CIRCUIT_DIRTINESS,
+                Some(0) => {
+                    return Err(invalid(
+                        "[braid] max_circuit_dirtiness must be at least 1 s".into(),
+                    ));
+                }
+                Some(s) => Duration::from_secs(s),
+            },
+            rotate_streams_after: match file.braid.rotate_streams_after {
+                None => Some(ROTATE_STREAMS_AFTER),
+                Some(0) => None,
+                Some(s) => Some(Duration::from_secs(s)),
+            },
             metrics: file.braid.metrics,
             reorder_limit,
             nodes,
@@ -646,6 +688,24 @@ metrics = \"0.0.0.0:9035\"
         .unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
         assert!(ClientConfig::public().nodes.is_empty());
+    }
+
+    #[test]
+    fn dirtiness_and_rotation() {
+        let p = Path::new("c.toml");
+        let c = ClientConfig::parse(NETWORK_TOML, p).unwrap();
+        assert_eq!(c.max_circuit_dirtiness, Duration::from_secs(600));
+        assert_eq!(c.rotate_streams_after, Some(ROTATE_STREAMS_AFTER));
+        let with =
+            |lines: &str| ClientConfig::parse(&format!("{NETWORK_TOML}\n[braid]\n{lines}\n"), p);
+        let c = with("max_circuit_dirtiness = 30\nrotate_streams_after = 0").unwrap();
+        assert_eq!(c.max_circuit_dirtiness, Duration::from_secs(30));
+        assert_eq!(c.rotate_streams_after, None, "0: never");
+        let c = with("rotate_streams_after = 7200").unwrap();
+        assert_eq!(c.rotate_streams_after, Some(Duration::from_secs(7200)));
+        let e = with("max_circuit_dirtiness = 0").unwrap_err();
+        assert!(e.to_string().contains("max_circuit_dirtiness"), "{e}");
+        assert!(with("rotate_streams_after = -1").is_err());
     }
 
     #[test]

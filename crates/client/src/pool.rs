@@ -94,12 +94,22 @@ impl<K: Eq + Hash + Clone, T: Pooled> IsolationPool<K, T> {
     /// Drop every closed or too dirty tunnel, and the keys left without
     /// one. The client calls it now and then, so that the tunnels that
     /// leave are closed once their streams end (their last handle gone).
-    pub fn expire(&mut self, now: Instant) {
+    /// Returns the tunnels that left for dirtiness (not the closed ones),
+    /// with their keys.
+    pub fn expire(&mut self, now: Instant) -> Vec<(K, T)> {
         let max = self.max_dirtiness;
-        self.entries.retain(|_, e| {
-            e.tunnels.retain(|t| takes_streams(t, now, max));
+        let mut dirty = Vec::new();
+        self.entries.retain(|key, e| {
+            e.tunnels.retain(|t| {
+                let keep = takes_streams(t, now, max);
+                if !keep && !t.0.is_closed() {
+                    dirty.push((key.clone(), t.0.clone()));
+                }
+                keep
+            });
             !e.tunnels.is_empty()
         });
+        dirty
     }
 
     /// Keys with tunnels in the pool.

@@ -9,11 +9,10 @@
 //!   when it is ready ([`TorClient::conflux_meanwhile`]).
 //! - (b) The streams of a tunnel that keeps losing legs leave it for
 //!   another tunnel to the same exit ([`TorClient::evacuate`]).
+//! - (c) The long-lived streams of a tunnel retired for dirtiness move to
+//!   a fresh tunnel of their key to the same exit (the rotate module).
 //! - On request, one stream moves ([`TorClient::migrate_stream`], what
 //!   `braid streams migrate` asks of `braid proxy`).
-//!
-//! Braid does not rotate circuits by age (C-tor's `MaxCircuitDirtiness`):
-//! there is no rotation for long-lived streams to survive yet.
 
 use std::time::Duration;
 
@@ -166,7 +165,7 @@ impl TorClient {
     /// Another open tunnel of `key` to `from`'s exit that takes migrated
     /// streams and is of the kind `to` asks (a Conflux set first), or a
     /// new one, added to `key`'s pool; true if built.
-    async fn target_for(
+    pub(super) async fn target_for(
         &self,
         key: &IsolationKey,
         from: &TunnelHandle,
@@ -324,7 +323,7 @@ impl TorClient {
 
     /// Move every stream of `from` to `to` as it becomes migratable (a
     /// stream's token comes after CONNECTED); how many moved.
-    async fn move_streams(&self, from: &TunnelHandle, to: &TunnelHandle) -> usize {
+    pub(super) async fn move_streams(&self, from: &TunnelHandle, to: &TunnelHandle) -> usize {
         let mut moved = 0;
         for _ in 0..MOVE_TRIES {
             let Some(report) = from.report().await else {

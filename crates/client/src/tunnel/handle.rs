@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use braid_core::circuit::HopFigures;
 use braid_core::stream::{ResolvedAnswer, Target};
@@ -92,6 +93,9 @@ pub struct TunnelHandle {
     pub(crate) cmd: mpsc::Sender<Cmd>,
     pub(crate) status: watch::Receiver<TunnelStatus>,
     pub(crate) info: Arc<TunnelInfo>,
+    /// Streams open or opening (and resolves waiting), as the task last
+    /// counted them.
+    pub(crate) busy: Arc<AtomicUsize>,
 }
 
 /// A tunnel known without keeping it alive (for reports): its task ends
@@ -102,6 +106,7 @@ pub struct WeakTunnel {
     cmd: mpsc::WeakSender<Cmd>,
     status: watch::Receiver<TunnelStatus>,
     info: Arc<TunnelInfo>,
+    busy: Arc<AtomicUsize>,
 }
 
 impl WeakTunnel {
@@ -112,6 +117,7 @@ impl WeakTunnel {
             cmd: self.cmd.upgrade()?,
             status: self.status.clone(),
             info: self.info.clone(),
+            busy: self.busy.clone(),
         })
     }
 
@@ -122,6 +128,30 @@ impl WeakTunnel {
 }
 
 impl TunnelHandle {
+    /// A handle with no task behind it, for tests of what keeps handles:
+    /// the tunnel lives while the returned receiver does.
+    #[cfg(test)]
+    pub(crate) fn test_pair(id: u64) -> (TunnelHandle, mpsc::Receiver<Cmd>) {
+        let (cmd, rx) = mpsc::channel(1);
+        let (_, status) = watch::channel(TunnelStatus::Open);
+        let info = Arc::new(TunnelInfo {
+            legs: vec![vec!["g".into(), "m".into(), "e".into()]],
+            exit: braid_dir::RelayId::from([7; 20]),
+            exit_policy: braid_dir::PortPolicy::accept([]),
+            migrate: true,
+        });
+        (
+            TunnelHandle {
+                id,
+                cmd,
+                status,
+                info,
+                busy: Arc::new(AtomicUsize::new(1)),
+            },
+            rx,
+        )
+    }
+
     /// What the tunnel goes through.
     pub fn info(&self) -> &TunnelInfo {
         &self.info
@@ -203,7 +233,14 @@ impl TunnelHandle {
             cmd: self.cmd.downgrade(),
             status: self.status.clone(),
             info: self.info.clone(),
+            busy: self.busy.clone(),
         }
+    }
+
+    /// Streams open or opening on the tunnel (and resolves waiting), as
+    /// its task last counted them.
+    pub fn streams_open(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
     }
 
     /// A snapshot of the tunnel's figures (`None` once it is gone).

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -112,6 +113,7 @@ async fn spawn(
         incoming: HashMap::new(),
         losses: Vec::new(),
         failing_told: false,
+        busy: Arc::new(AtomicUsize::new(0)),
     };
     // The core numbers the first legs in order.
     for (i, leg) in opened.into_iter().enumerate() {
@@ -122,6 +124,7 @@ async fn spawn(
         cmd: cmd_tx,
         status: status_rx,
         info: Arc::new(info),
+        busy: task.busy.clone(),
     };
     tokio::spawn(task.run(cmd_rx, leg_rx));
     // Open, or why not (a task that ended without a word is a bug).
@@ -192,6 +195,8 @@ struct Task {
     losses: Vec<Instant>,
     /// The source was told the tunnel keeps failing.
     failing_told: bool,
+    /// [`Apps::count`] for the handles ([`TunnelHandle::streams_open`]).
+    busy: Arc<AtomicUsize>,
 }
 
 /// A stream moving away from this tunnel.
@@ -220,6 +225,7 @@ impl Task {
             }
             // What the events queued (a MIGRATE_MARK, an END) goes now.
             self.transmit(now);
+            self.busy.store(self.apps.count(), Ordering::Relaxed);
             let moving = !self.outgoing.is_empty()
                 || !self.incoming.is_empty()
                 || self.tunnel.migrations_pending();
