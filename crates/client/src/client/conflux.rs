@@ -42,7 +42,9 @@ impl TorClient {
         let dir = self
             .netdir()
             .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
-        let relays = self.usable_relays(&dir);
+        let all = dir.relays();
+        let failed = self.avoided_relays();
+        let (relays, _) = split_failed(&all, &failed);
         let mut nodes = self.inner.config.nodes.clone();
         if let Some(exit) = exit {
             nodes.exit = vec![braid_dir::NodeSpec::Id(exit)];
@@ -78,6 +80,25 @@ impl TorClient {
                 n,
                 &config,
                 &guard_relays,
+                &mut rand::rng(),
+            )
+        })
+        .or_else(|e| {
+            // As for a new leg (`conflux_leg`): through relays that failed
+            // lately rather than a single circuit instead of a set.
+            if failed.is_empty() {
+                return Err(e);
+            }
+            tracing::info!(
+                "no Conflux legs avoiding the {} relay(s) that failed lately ({e}); trying them too",
+                failed.len()
+            );
+            choose_conflux_legs(
+                &all,
+                dir.weights(),
+                n,
+                &config,
+                &by_id(&guard_ids, &all),
                 &mut rand::rng(),
             )
         })
@@ -205,8 +226,10 @@ impl TorClient {
         let dir = self
             .netdir()
             .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
-        let mut relays = self.usable_relays(&dir);
-        relays.retain(|r| !used.contains(&r.id));
+        let mut all = dir.relays();
+        all.retain(|r| !used.contains(&r.id));
+        let avoided = self.avoided_relays();
+        let (relays, _) = split_failed(&all, &avoided);
         let mut nodes = self.inner.config.nodes.clone();
         nodes.exit = vec![braid_dir::NodeSpec::Id(exit)];
         let config = PathConfig {
@@ -216,15 +239,38 @@ impl TorClient {
         };
         let guard_ids = self.conflux_guards(1, &used);
         let guard_relays = by_id(&guard_ids, &relays);
-        let paths = choose_conflux_legs(
+        let paths = match choose_conflux_legs(
             &relays,
             dir.weights(),
             1,
             &config,
             &guard_relays,
             &mut rand::rng(),
-        )
-        .map_err(|e| TunnelError::Path(e.to_string()))?;
+        ) {
+            Ok(p) => p,
+            // The relays that failed lately are avoided for a minute; when
+            // that leaves no path (a small network, or several kills in a
+            // row), a new leg through one of them beats a set that waits
+            // out the minute with a leg missing (found by `braid bench
+            // resume`: resumptions waited 18-23 s for it).
+            Err(e) if !avoided.is_empty() => {
+                tracing::info!(
+                    "no new leg avoiding the {} relay(s) that failed lately ({e}); trying them too",
+                    avoided.len()
+                );
+                let guard_relays = by_id(&guard_ids, &all);
+                choose_conflux_legs(
+                    &all,
+                    dir.weights(),
+                    1,
+                    &config,
+                    &guard_relays,
+                    &mut rand::rng(),
+                )
+                .map_err(|e| TunnelError::Path(e.to_string()))?
+            }
+            Err(e) => return Err(TunnelError::Path(e.to_string())),
+        };
         let path = paths
             .first()
             .ok_or_else(|| TunnelError::Path("no leg".into()))?;
@@ -319,4 +365,45 @@ fn by_id<'a>(ids: &[RelayId], relays: &'a [Relay]) -> Vec<&'a Relay> {
     ids.iter()
         .filter_map(|id| relays.iter().find(|r| r.id == *id))
         .collect()
+}
+
+/// `relays` without those that failed lately (`failed`), and how many
+/// were left out.
+fn split_failed(relays: &[Relay], failed: &[RelayId]) -> (Vec<Relay>, usize) {
+    let kept: Vec<Relay> = relays
+        .iter()
+        .filter(|r| !failed.contains(&r.id))
+        .cloned()
+        .collect();
+    let out = relays.len() - kept.len();
+    (kept, out)
+}
+
+#[cfg(test)]
+mod split_tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use super::*;
+
+    #[test]
+    fn failed_relays_are_left_out() {
+        let relays: Vec<Relay> = (1..=4_u8)
+            .map(|i| {
+                Relay::new(
+                    RelayId::new([i; 20]),
+                    format!("r{i}"),
+                    SocketAddrV4::new(Ipv4Addr::new(10, i, 0, 1), 9001),
+                )
+            })
+            .collect();
+        let failed = [RelayId::new([2; 20]), RelayId::new([9; 20])];
+        let (kept, out) = split_failed(&relays, &failed);
+        assert_eq!(out, 1);
+        assert_eq!(
+            kept.iter().map(|r| r.nickname.as_str()).collect::<Vec<_>>(),
+            ["r1", "r3", "r4"]
+        );
+    }
 }
