@@ -76,6 +76,35 @@ pub struct IsolationPool<K, T> {
     max_dirtiness: Duration,
     /// Counts uses, to order keys by their last use.
     uses: u64,
+    /// Tunnels that left for dirtiness since [`Self::expire`] last
+    /// returned them, with their keys (at most [`MAX_DEPARTED`]).
+    departed: Vec<(K, T)>,
+}
+
+/// Tunnels that left for dirtiness kept for [`IsolationPool::expire`] to
+/// return (the client takes them every sweep); beyond, the oldest are
+/// forgotten (their streams stay where they are).
+const MAX_DEPARTED: usize = 1024;
+
+/// Keep the tunnels of `entry` that take streams at `now`; the open ones
+/// too dirty go to `departed` with `key`.
+fn sweep<K: Clone, T: Pooled>(
+    key: &K,
+    entry: &mut Entry<T>,
+    now: Instant,
+    max: Duration,
+    departed: &mut Vec<(K, T)>,
+) {
+    entry.tunnels.retain(|t| {
+        let keep = takes_streams(t, now, max);
+        if !keep && !t.0.is_closed() {
+            if departed.len() >= MAX_DEPARTED {
+                departed.remove(0);
+            }
+            departed.push((key.clone(), t.0.clone()));
+        }
+        keep
+    });
 }
 
 impl<K: Eq + Hash + Clone, T: Pooled> IsolationPool<K, T> {
@@ -88,6 +117,7 @@ impl<K: Eq + Hash + Clone, T: Pooled> IsolationPool<K, T> {
             max_per_key,
             max_dirtiness,
             uses: 0,
+            departed: Vec::new(),
         }
     }
 
@@ -95,21 +125,16 @@ impl<K: Eq + Hash + Clone, T: Pooled> IsolationPool<K, T> {
     /// one. The client calls it now and then, so that the tunnels that
     /// leave are closed once their streams end (their last handle gone).
     /// Returns the tunnels that left for dirtiness (not the closed ones),
-    /// with their keys.
+    /// here or since the last call (on a [`Self::find`] or
+    /// [`Self::insert`]), with their keys.
     pub fn expire(&mut self, now: Instant) -> Vec<(K, T)> {
         let max = self.max_dirtiness;
-        let mut dirty = Vec::new();
+        let departed = &mut self.departed;
         self.entries.retain(|key, e| {
-            e.tunnels.retain(|t| {
-                let keep = takes_streams(t, now, max);
-                if !keep && !t.0.is_closed() {
-                    dirty.push((key.clone(), t.0.clone()));
-                }
-                keep
-            });
+            sweep(key, e, now, max, departed);
             !e.tunnels.is_empty()
         });
-        dirty
+        std::mem::take(&mut self.departed)
     }
 
     /// Keys with tunnels in the pool.
@@ -123,7 +148,7 @@ impl<K: Eq + Hash + Clone, T: Pooled> IsolationPool<K, T> {
     pub fn find(&mut self, key: &K, now: Instant, fits: impl Fn(&T) -> bool) -> Option<T> {
         let max = self.max_dirtiness;
         let entry = self.entries.get_mut(key)?;
-        entry.tunnels.retain(|t| takes_streams(t, now, max));
+        sweep(key, entry, now, max, &mut self.departed);
         if entry.tunnels.is_empty() {
             self.entries.remove(key);
             return None;
@@ -140,7 +165,8 @@ impl<K: Eq + Hash + Clone, T: Pooled> IsolationPool<K, T> {
     /// [`Self::new`]'s `max_keys`, the least recently used keys leave with
     /// their tunnels.
     pub fn insert(&mut self, key: K, tunnel: T, now: Instant) {
-        self.expire(now);
+        let departed = self.expire(now);
+        self.departed = departed;
         self.uses += 1;
         let entry = self.entries.entry(key.clone()).or_insert(Entry {
             tunnels: Vec::new(),
@@ -345,11 +371,16 @@ mod tests {
         let later = t0 + Duration::from_secs(9 * 60);
         assert_eq!(pool.find(&"k", later, |_| true).unwrap().id, 1);
         // 11 minutes after the first stream, a new stream gets a new
-        // tunnel: the old one has left the pool (and is no longer held by
-        // it, so it closes when its own streams end).
+        // tunnel: the old one has left the pool; the next expire hands it
+        // to the client (for policy (c)), and then the pool no longer
+        // holds it, so it closes when its own streams end.
         let t11 = t0 + Duration::from_secs(11 * 60);
         assert!(pool.find(&"k", t11, |_| true).is_none());
         assert_eq!(pool.key_count(), 0);
+        let departed = pool.expire(t11);
+        assert_eq!(departed.len(), 1);
+        assert_eq!((departed[0].0, departed[0].1.id), ("k", 1));
+        drop(departed);
         assert_eq!(Arc::strong_count(&first.closed), 1);
         pool.insert("k", Fake::new(2), t11);
         assert_eq!(pool.find(&"k", t11, |_| true).unwrap().id, 2);
@@ -368,12 +399,18 @@ mod tests {
         let t0 = now();
         pool.insert("old", Fake::new(1), t0);
         pool.insert("new", Fake::new(2), t0 + Duration::from_secs(300));
-        pool.expire(t0 + Duration::from_secs(599));
+        assert!(pool.expire(t0 + Duration::from_secs(599)).is_empty());
         assert_eq!(ids(&pool.all()), vec![1, 2]);
-        pool.expire(t0 + Duration::from_secs(600));
+        let gone = pool.expire(t0 + Duration::from_secs(600));
+        assert_eq!(
+            gone.iter().map(|(k, t)| (*k, t.id)).collect::<Vec<_>>(),
+            [("old", 1)]
+        );
         assert_eq!(ids(&pool.all()), vec![2]);
         assert_eq!(pool.key_count(), 1);
-        pool.expire(t0 + Duration::from_secs(900));
+        // A closed tunnel is not handed on: nothing will move off it.
+        pool.all()[0].close();
+        assert!(pool.expire(t0 + Duration::from_secs(900)).is_empty());
         assert_eq!(pool.key_count(), 0);
     }
 }

@@ -96,6 +96,14 @@ fn a_download_survives_its_busy_leg_dying() {
         assert_eq!(f.resumptions, 1, "seed {seed}");
         assert!(f.resent > 0, "seed {seed}: the lost leg's data was resent");
         assert!(f.legs >= 2, "a replacement leg joined: {f:?}");
+        // Issue 15's bound: the exit's retransmit buffer never held more
+        // than its legs' congestion windows allowed (measured at its peak).
+        assert!(
+            f.retransmit_peak_bytes > 0 && f.retransmit_peak_bytes <= f.retransmit_peak_bound_bytes,
+            "seed {seed}: retransmit peak {} B over the windows' {} B",
+            f.retransmit_peak_bytes,
+            f.retransmit_peak_bound_bytes
+        );
         // The client's own figures (what braid-client's metrics show).
         let st = sim.client.resume_stats();
         println!(
@@ -146,6 +154,10 @@ fn an_upload_survives_its_busy_leg_dying() {
     assert_eq!(st.resumptions, 1, "{st:?}");
     assert_eq!(st.cells_resent, sim.client.conflux_set().unwrap().resent());
     assert!(st.retransmit_peak_bytes > 0, "{st:?}");
+    assert!(
+        st.retransmit_peak_bytes <= st.retransmit_peak_bound_bytes,
+        "the client's retransmit peak within its legs' windows: {st:?}"
+    );
     assert!(
         st.last_recovery.is_some_and(|d| d > Duration::ZERO),
         "{st:?}"

@@ -34,6 +34,12 @@
 //! | `braid_relay_conflux_reorder_bytes` | | bytes in their reorder queues (uploads) |
 //! | `braid_relay_conflux_reorder_peak_bytes` | | the largest peak of one set's reorder queue |
 //! | `braid_relay_conflux_backlog_bytes` | | destination bytes waiting in their stream maps |
+//! | `braid_relay_conflux_resumable_sets` | | open sets that resume lost legs (Braid proposal 001) |
+//! | `braid_relay_conflux_resumptions` | | resumptions of the open sets |
+//! | `braid_relay_conflux_resent_cells` | | cells the open sets resent on resumed legs |
+//! | `braid_relay_conflux_retransmit_bytes` | | bytes in their retransmit buffers |
+//! | `braid_relay_conflux_retransmit_peak_bytes` | | the largest peak of one set's retransmit buffer |
+//! | `braid_relay_conflux_retransmit_peak_bound_bytes` | | that set's legs' windows at its peak |
 //! | `braid_relay_conflux_sets_created_total` | | sets made |
 //! | `braid_relay_conflux_legs_linked_total` | | legs linked |
 //! | `braid_relay_conflux_links_refused_total` | | CONFLUX_LINKs refused |
@@ -258,6 +264,7 @@ pub(crate) fn prometheus(s: &Snapshot) -> String {
         "Conflux sets open, by the scheduler placing their downloads.",
         &by_scheduler,
     );
+    let peak_set = n.sets.iter().max_by_key(|f| f.retransmit_peak_bytes);
     for (name, help, v) in [
         (
             "braid_relay_conflux_legs",
@@ -282,6 +289,36 @@ pub(crate) fn prometheus(s: &Snapshot) -> String {
             "braid_relay_conflux_backlog_bytes",
             "Destination bytes waiting in the Conflux sets' stream maps.",
             n.sets.iter().map(|f| f.backlog_bytes).sum(),
+        ),
+        (
+            "braid_relay_conflux_resumable_sets",
+            "Open Conflux sets that resume lost legs (Braid proposal 001).",
+            n.sets.iter().filter(|f| f.resumable).count(),
+        ),
+        (
+            "braid_relay_conflux_resumptions",
+            "Resumptions of the open Conflux sets.",
+            n.sets.iter().map(|f| f.resumptions).sum(),
+        ),
+        (
+            "braid_relay_conflux_resent_cells",
+            "Cells the open Conflux sets resent on resumed legs.",
+            usize::try_from(n.sets.iter().map(|f| f.resent).sum::<u64>()).unwrap_or(usize::MAX),
+        ),
+        (
+            "braid_relay_conflux_retransmit_bytes",
+            "Bytes in the open Conflux sets' retransmit buffers.",
+            n.sets.iter().map(|f| f.retransmit_bytes).sum(),
+        ),
+        (
+            "braid_relay_conflux_retransmit_peak_bytes",
+            "The largest peak of one open set's retransmit buffer.",
+            peak_set.map_or(0, |f| f.retransmit_peak_bytes),
+        ),
+        (
+            "braid_relay_conflux_retransmit_peak_bound_bytes",
+            "What that set's legs' congestion windows allowed at its peak.",
+            peak_set.map_or(0, |f| f.retransmit_peak_bound_bytes),
         ),
     ] {
         family(name, gauge, help, &one(v as f64));

@@ -125,6 +125,11 @@ pub struct SetFigures {
     pub resent: u64,
     /// Bytes in its retransmit buffer.
     pub retransmit_bytes: usize,
+    /// The most its retransmit buffer held.
+    pub retransmit_peak_bytes: usize,
+    /// What its legs' congestion windows allowed at that peak (Braid
+    /// proposal 001 §3.2).
+    pub retransmit_peak_bound_bytes: usize,
 }
 
 /// One Conflux set at the exit.
@@ -206,6 +211,8 @@ impl RelayNode {
             resumptions: es.set.resumptions(),
             resent: es.set.resent(),
             retransmit_bytes: es.set.retransmit_bytes(),
+            retransmit_peak_bytes: es.set.retransmit_peak_bytes(),
+            retransmit_peak_bound_bytes: es.set.retransmit_peak_bound_bytes(),
         })
     }
 
