@@ -37,15 +37,13 @@ use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use braid_client::socks::SocksServer;
 use braid_client::{ClientConfig, TorClient};
 use braid_dir::restrict::NodeRestrictions;
-use braid_testnet::process::{is_alive, read_records};
-use braid_testnet::{NetworkConfig, launcher, socks};
-use common::{init_test_log, test_dir, wait_for_exits};
+use braid_testnet::launcher::{self, Network};
+use braid_testnet::{NetworkConfig, socks};
+use common::{InProcessSocks, init_test_log, stop_network, test_dir, wait_for_exits};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -143,9 +141,11 @@ fn find_stream(metrics: SocketAddr, at_least: u64) -> Result<serde_json::Value, 
         .ok_or(json)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
-    let mut config = NetworkConfig::new(test_dir("migrate"), BRAID);
+/// This file's network (6 C-tor relays, a C-tor exit, `braidexit0`) in
+/// `test_dir(name)`, and a `braid proxy` on single circuits pinned to
+/// `braidexit0` (its SOCKS and metrics ports), its exits ready.
+async fn network_and_proxy(name: &str) -> (Network, SocketAddr, SocketAddr, Proxy) {
+    let mut config = NetworkConfig::new(test_dir(name), BRAID);
     config.base_port = BASE;
     config.client = false;
     config.relays = 6;
@@ -158,12 +158,24 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
         .expect("network start-up took more than 240 s")
         .unwrap_or_else(|e| panic!("{e}"));
     println!("network up in {:.1} s", start.elapsed().as_secs_f64());
-    let dir = network.dir().to_path_buf();
     let files = network.manifest().fileserver.address;
     let socks_addr: SocketAddr = format!("127.0.0.1:{}", BASE + 500).parse().unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", BASE + 502).parse().unwrap();
-    let proxy = start_proxy(&dir.join("network.toml"), socks_addr, metrics, "0");
+    let proxy = start_proxy(
+        &network.dir().join("network.toml"),
+        socks_addr,
+        metrics,
+        "0",
+    );
     wait_for_exits(files, socks_addr).await;
+    (network, socks_addr, metrics, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
+    let (network, socks_addr, metrics, proxy) = network_and_proxy("migrate").await;
+    let dir = network.dir().to_path_buf();
+    let files = network.manifest().fileserver.address;
 
     let size: u64 = 40_000_000;
     let seed = 31;
@@ -321,15 +333,7 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
     );
     drop(s2);
     drop(proxy2);
-    let stopped = network.down().unwrap();
-    assert!(stopped > 0);
-    let alive: Vec<_> = read_records(&dir)
-        .unwrap()
-        .into_iter()
-        .filter(is_alive)
-        .collect();
-    assert!(alive.is_empty(), "still running: {alive:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    stop_network(network);
 }
 
 // Not in CI yet: in one CI run (2026-12-07) `braid streams` listed 9 of
@@ -341,34 +345,11 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
 #[ignore = "finds streams invisible to braid streams (issue 15); run with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_downloads_move_from_a_circuit_to_a_set_and_back() {
-    let mut config = NetworkConfig::new(test_dir("migrate-ten"), BRAID);
-    config.base_port = BASE;
-    config.client = false;
-    config.relays = 6;
-    config.exits = 1;
-    config.braid_exits = 1;
-    config.timeout = Duration::from_secs(180);
-    let network = tokio::time::timeout(Duration::from_secs(240), launcher::up(&config))
-        .await
-        .expect("network start-up took more than 240 s")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let dir = network.dir().to_path_buf();
+    let (network, socks_addr, metrics, proxy) = network_and_proxy("migrate-ten").await;
     let files = network.manifest().fileserver.address;
-    let socks_addr: SocketAddr = format!("127.0.0.1:{}", BASE + 500).parse().unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", BASE + 502).parse().unwrap();
-    let proxy = start_proxy(&dir.join("network.toml"), socks_addr, metrics, "0");
-    wait_for_exits(files, socks_addr).await;
     ten_streams_to_a_set_and_back(files, socks_addr, metrics).await;
     drop(proxy);
-    let stopped = network.down().unwrap();
-    assert!(stopped > 0);
-    let alive: Vec<_> = read_records(&dir)
-        .unwrap()
-        .into_iter()
-        .filter(is_alive)
-        .collect();
-    assert!(alive.is_empty(), "still running: {alive:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    stop_network(network);
 }
 
 /// Bytes each of the ten streams reads before each move waits.
@@ -536,14 +517,8 @@ async fn long_lived_stream_rotates(dir: &Path, files: SocketAddr) {
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
-    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let socks_addr = server.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
-        let _ = stopped.await;
-    }));
+    let socks = InProcessSocks::serve(&client).await;
+    let socks_addr = socks.addr;
     let size: u64 = 10_000_000;
     let mut s = socks::connect(socks_addr, files, Some(("rotate", "x")))
         .await
@@ -615,6 +590,5 @@ async fn long_lived_stream_rotates(dir: &Path, files: SocketAddr) {
         moved_at.as_millis(),
         closed.as_millis()
     );
-    let _ = stop.send(());
-    let _ = serving.await;
+    socks.stop().await;
 }

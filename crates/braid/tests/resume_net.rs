@@ -30,19 +30,17 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid_client::report::TunnelReport;
-use braid_client::socks::{IsolationKey, SocksServer};
+use braid_client::socks::IsolationKey;
 use braid_client::tunnel::TunnelHandle;
 use braid_client::{ClientConfig, TorClient};
 use braid_dir::restrict::NodeRestrictions;
 use braid_testnet::launcher;
-use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::socks;
 use braid_testnet::{Manifest, NetworkConfig};
-use common::{init_test_log, kill_relay, test_dir};
+use common::{InProcessSocks, init_test_log, kill_relay, stop_network, test_dir};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -89,30 +87,15 @@ async fn sets_to_the_braid_exit_survive_a_dead_guard_and_losing_every_leg() {
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
-    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let socks_addr = server.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
-        let _ = stopped.await;
-    }));
+    let socks = InProcessSocks::serve(&client).await;
+    let socks_addr = socks.addr;
 
     echo_survives_its_guard(&dir, &client, socks_addr).await;
     download_survives_losing_every_leg(&dir, &client, socks_addr).await;
 
-    let _ = stop.send(());
-    let _ = serving.await;
+    socks.stop().await;
     drop(client);
-    let stopped = network.down().unwrap();
-    assert!(stopped > 0);
-    let alive: Vec<_> = read_records(&dir)
-        .unwrap()
-        .into_iter()
-        .filter(is_alive)
-        .collect();
-    assert!(alive.is_empty(), "still running: {alive:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    stop_network(network);
 }
 
 /// The only tunnel of SOCKS username `user` (password "x").

@@ -61,3 +61,51 @@ pub(crate) fn init_test_log() {
             .try_init();
     }
 }
+
+/// An in-process SOCKS port serving a client; [`InProcessSocks::stop`]
+/// ends it.
+pub(crate) struct InProcessSocks {
+    pub(crate) addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcessSocks {
+    /// Serve `client` on a free port of 127.0.0.1.
+    pub(crate) async fn serve(client: &braid_client::TorClient) -> Self {
+        let server = braid_client::socks::SocksServer::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(std::sync::Arc::new(client.clone()), async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop,
+            serving,
+        }
+    }
+
+    /// Stop serving and wait for it.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.serving.await;
+    }
+}
+
+/// Stop `network` (every process it started, by PID), check none is left
+/// and remove its directory.
+pub(crate) fn stop_network(network: braid_testnet::launcher::Network) {
+    let dir = network.dir().to_path_buf();
+    let stopped = network.down().unwrap();
+    assert!(stopped > 0);
+    let alive: Vec<_> = braid_testnet::process::read_records(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(braid_testnet::process::is_alive)
+        .collect();
+    assert!(alive.is_empty(), "still running: {alive:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
