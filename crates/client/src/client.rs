@@ -645,10 +645,7 @@ impl TorClient {
 
     /// The relays of `dir` minus those recently found unreachable.
     fn usable_relays(&self, dir: &NetDir) -> Vec<Relay> {
-        let avoided = self.avoided_relays();
-        let mut relays = dir.relays();
-        relays.retain(|r| !avoided.contains(&r.id));
-        relays
+        conflux::without_failed(&dir.relays(), &self.avoided_relays())
     }
 
     pub(crate) fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {

@@ -128,13 +128,18 @@ impl<K: Eq + Hash + Clone, T: Pooled> IsolationPool<K, T> {
     /// here or since the last call (on a [`Self::find`] or
     /// [`Self::insert`]), with their keys.
     pub fn expire(&mut self, now: Instant) -> Vec<(K, T)> {
+        self.sweep_all(now);
+        std::mem::take(&mut self.departed)
+    }
+
+    /// [`sweep`] every key, dropping the keys left without a tunnel.
+    fn sweep_all(&mut self, now: Instant) {
         let max = self.max_dirtiness;
         let departed = &mut self.departed;
         self.entries.retain(|key, e| {
             sweep(key, e, now, max, departed);
             !e.tunnels.is_empty()
         });
-        std::mem::take(&mut self.departed)
     }
 
     /// Keys with tunnels in the pool.
@@ -165,8 +170,7 @@ impl<K: Eq + Hash + Clone, T: Pooled> IsolationPool<K, T> {
     /// [`Self::new`]'s `max_keys`, the least recently used keys leave with
     /// their tunnels.
     pub fn insert(&mut self, key: K, tunnel: T, now: Instant) {
-        let departed = self.expire(now);
-        self.departed = departed;
+        self.sweep_all(now);
         self.uses += 1;
         let entry = self.entries.entry(key.clone()).or_insert(Entry {
             tunnels: Vec::new(),

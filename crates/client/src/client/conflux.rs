@@ -44,7 +44,7 @@ impl TorClient {
             .ok_or_else(|| TunnelError::Path("no directory yet".into()))?;
         let all = dir.relays();
         let failed = self.avoided_relays();
-        let (relays, _) = split_failed(&all, &failed);
+        let relays = without_failed(&all, &failed);
         let mut nodes = self.inner.config.nodes.clone();
         if let Some(exit) = exit {
             nodes.exit = vec![braid_dir::NodeSpec::Id(exit)];
@@ -229,7 +229,7 @@ impl TorClient {
         let mut all = dir.relays();
         all.retain(|r| !used.contains(&r.id));
         let avoided = self.avoided_relays();
-        let (relays, _) = split_failed(&all, &avoided);
+        let relays = without_failed(&all, &avoided);
         let mut nodes = self.inner.config.nodes.clone();
         nodes.exit = vec![braid_dir::NodeSpec::Id(exit)];
         let config = PathConfig {
@@ -367,20 +367,17 @@ fn by_id<'a>(ids: &[RelayId], relays: &'a [Relay]) -> Vec<&'a Relay> {
         .collect()
 }
 
-/// `relays` without those that failed lately (`failed`), and how many
-/// were left out.
-fn split_failed(relays: &[Relay], failed: &[RelayId]) -> (Vec<Relay>, usize) {
-    let kept: Vec<Relay> = relays
+/// `relays` without those that failed lately (`failed`).
+pub(super) fn without_failed(relays: &[Relay], failed: &[RelayId]) -> Vec<Relay> {
+    relays
         .iter()
         .filter(|r| !failed.contains(&r.id))
         .cloned()
-        .collect();
-    let out = relays.len() - kept.len();
-    (kept, out)
+        .collect()
 }
 
 #[cfg(test)]
-mod split_tests {
+mod without_failed_tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use std::net::{Ipv4Addr, SocketAddrV4};
@@ -399,8 +396,7 @@ mod split_tests {
             })
             .collect();
         let failed = [RelayId::new([2; 20]), RelayId::new([9; 20])];
-        let (kept, out) = split_failed(&relays, &failed);
-        assert_eq!(out, 1);
+        let kept = without_failed(&relays, &failed);
         assert_eq!(
             kept.iter().map(|r| r.nickname.as_str()).collect::<Vec<_>>(),
             ["r1", "r3", "r4"]
