@@ -68,6 +68,9 @@ async fn sets_to_the_braid_exit_survive_a_dead_guard_and_losing_every_leg() {
     config.exits = 1;
     config.braid_exits = 1;
     config.timeout = Duration::from_secs(150);
+    if std::env::var_os("BRAID_TEST_LOG").is_some() {
+        config.braid_log_level = "debug".into();
+    }
     let start = Instant::now();
     let network = tokio::time::timeout(Duration::from_secs(180), launcher::up(&config))
         .await

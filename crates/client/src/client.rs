@@ -83,7 +83,7 @@ struct Inner {
     /// used last.
     pool: Mutex<IsolationPool<IsolationKey, TunnelHandle>>,
     /// Every tunnel handed out, without keeping any alive (for reports).
-    registry: Mutex<Vec<WeakTunnel>>,
+    registry: Mutex<Vec<(WeakTunnel, Option<IsolationKey>)>>,
     /// Built tunnels no isolation key has claimed yet: the first stream of
     /// a new key takes one instead of waiting for a build (as C-tor's
     /// prebuilt Conflux sets, `cfx_max_prebuilt_set`).
@@ -273,7 +273,7 @@ impl TorClient {
     }
 
     fn add_spare(&self, tunnel: TunnelHandle) {
-        self.register(&tunnel);
+        self.register(&tunnel, None);
         let mut spare = self.inner.spare.lock().unwrap_or_else(|e| e.into_inner());
         spare.push(tunnel);
     }
@@ -337,21 +337,42 @@ impl TorClient {
             .registry
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let live: Vec<TunnelHandle> = reg.iter().filter_map(WeakTunnel::upgrade).collect();
-        reg.retain(|w| live.iter().any(|t| t.id() == w.id()));
-        live
+        // A tunnel only its streams hold is reached too (its handle keeps
+        // nothing): `braid streams` lists and moves its streams.
+        reg.retain(|(w, _)| !w.is_gone());
+        reg.iter().filter_map(|(w, _)| w.reach()).collect()
     }
 
-    /// Remember `tunnel` for [`Self::live_tunnels`].
-    fn register(&self, tunnel: &TunnelHandle) {
+    /// Remember `tunnel` for [`Self::live_tunnels`], with the isolation
+    /// key it serves once it has one (it may leave the key's pool, full or
+    /// too dirty, and carry the key's streams on).
+    fn register(&self, tunnel: &TunnelHandle, key: Option<&IsolationKey>) {
         let mut reg = self
             .inner
             .registry
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if !reg.iter().any(|w| w.id() == tunnel.id()) {
-            reg.push(tunnel.downgrade());
+        reg.retain(|(w, _)| !w.is_gone());
+        match reg.iter_mut().find(|(w, _)| w.id() == tunnel.id()) {
+            Some((_, k)) => {
+                if k.is_none() {
+                    *k = key.cloned();
+                }
+            }
+            None => reg.push((tunnel.downgrade(), key.cloned())),
         }
+    }
+
+    /// The isolation key `tunnel` was put in the pool for, if any.
+    pub(crate) fn registered_key(&self, tunnel: &TunnelHandle) -> Option<IsolationKey> {
+        let reg = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        reg.iter()
+            .find(|(w, _)| w.id() == tunnel.id())
+            .and_then(|(_, k)| k.clone())
     }
 
     /// Update the guard set on every new directory (guard-spec §4.10: "on
@@ -649,7 +670,7 @@ impl TorClient {
     }
 
     pub(crate) fn add_to_pool(&self, key: &IsolationKey, tunnel: TunnelHandle) {
-        self.register(&tunnel);
+        self.register(&tunnel, Some(key));
         self.watch_close(key, &tunnel);
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         pool.insert(key.clone(), tunnel, std::time::Instant::now());

@@ -156,10 +156,16 @@ impl TorClient {
         })
     }
 
-    /// The isolation key whose pool holds `tunnel`.
+    /// The isolation key `tunnel` serves: the one whose pool holds it, or
+    /// the one it was pooled for.
     fn key_of(&self, tunnel: &TunnelHandle) -> Option<IsolationKey> {
-        let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
-        pool.key_of(|t| t.id() == tunnel.id())
+        let pooled = {
+            let pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.key_of(|t| t.id() == tunnel.id())
+        };
+        // One that left the pool (full, dirty or failing) still serves
+        // the key it was built for.
+        pooled.or_else(|| self.registered_key(tunnel))
     }
 
     /// Another open tunnel of `key` to `from`'s exit that takes migrated
@@ -253,7 +259,7 @@ impl TorClient {
         let t = self
             .build_single(&plan.channel, plan.hops, info, config)
             .await?;
-        self.register(&t);
+        self.register(&t, None);
         Ok(t)
     }
 

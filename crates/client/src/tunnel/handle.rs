@@ -91,6 +91,11 @@ pub struct TunnelHandle {
     /// Unique in this process, in creation order.
     pub(crate) id: u64,
     pub(crate) cmd: mpsc::Sender<Cmd>,
+    /// What keeps the tunnel: the task closes it once every holder is
+    /// gone and its streams are done. `None` for a handle reached through
+    /// a [`WeakTunnel`] after that (it reports and moves streams, and
+    /// keeps nothing).
+    pub(crate) hold: Option<mpsc::Sender<()>>,
     pub(crate) status: watch::Receiver<TunnelStatus>,
     pub(crate) info: Arc<TunnelInfo>,
     /// Streams open or opening (and resolves waiting), as the task last
@@ -99,26 +104,47 @@ pub struct TunnelHandle {
 }
 
 /// A tunnel known without keeping it alive (for reports): its task ends
-/// once every [`TunnelHandle`] is gone, whatever holds this.
+/// once every [`TunnelHandle`] is gone and its streams are done, whatever
+/// holds this. Its command queue stays open while the task runs, so a
+/// tunnel only its streams hold can still be reached (to list or move
+/// them).
 #[derive(Debug, Clone)]
 pub struct WeakTunnel {
     id: u64,
-    cmd: mpsc::WeakSender<Cmd>,
+    cmd: mpsc::Sender<Cmd>,
+    hold: mpsc::WeakSender<()>,
     status: watch::Receiver<TunnelStatus>,
     info: Arc<TunnelInfo>,
     busy: Arc<AtomicUsize>,
 }
 
 impl WeakTunnel {
-    /// A handle, if the tunnel's task still runs.
+    /// A handle that keeps the tunnel, if something else still does.
     pub fn upgrade(&self) -> Option<TunnelHandle> {
-        Some(TunnelHandle {
+        let hold = Some(self.hold.upgrade()?);
+        (!self.cmd.is_closed()).then(|| self.handle(hold))
+    }
+
+    /// A handle while the task runs, held or not (a tunnel only its
+    /// streams hold): it keeps the tunnel only if something else does.
+    pub fn reach(&self) -> Option<TunnelHandle> {
+        (!self.cmd.is_closed()).then(|| self.handle(self.hold.upgrade()))
+    }
+
+    /// True once the task has ended.
+    pub fn is_gone(&self) -> bool {
+        self.cmd.is_closed()
+    }
+
+    fn handle(&self, hold: Option<mpsc::Sender<()>>) -> TunnelHandle {
+        TunnelHandle {
             id: self.id,
-            cmd: self.cmd.upgrade()?,
+            cmd: self.cmd.clone(),
+            hold,
             status: self.status.clone(),
             info: self.info.clone(),
             busy: self.busy.clone(),
-        })
+        }
     }
 
     /// The tunnel's id.
@@ -133,6 +159,7 @@ impl TunnelHandle {
     #[cfg(test)]
     pub(crate) fn test_pair(id: u64) -> (TunnelHandle, mpsc::Receiver<Cmd>) {
         let (cmd, rx) = mpsc::channel(1);
+        let (hold, _) = mpsc::channel(1);
         let (_, status) = watch::channel(TunnelStatus::Open);
         let info = Arc::new(TunnelInfo {
             legs: vec![vec!["g".into(), "m".into(), "e".into()]],
@@ -144,6 +171,7 @@ impl TunnelHandle {
             TunnelHandle {
                 id,
                 cmd,
+                hold: Some(hold),
                 status,
                 info,
                 busy: Arc::new(AtomicUsize::new(1)),
@@ -228,9 +256,16 @@ impl TunnelHandle {
 
     /// A reference that does not keep the tunnel alive.
     pub fn downgrade(&self) -> WeakTunnel {
+        let hold = match &self.hold {
+            Some(h) => h.downgrade(),
+            // Nothing holds it through this handle: a sender that never
+            // upgrades.
+            None => mpsc::channel::<()>(1).0.downgrade(),
+        };
         WeakTunnel {
             id: self.id,
-            cmd: self.cmd.downgrade(),
+            cmd: self.cmd.clone(),
+            hold,
             status: self.status.clone(),
             info: self.info.clone(),
             busy: self.busy.clone(),
@@ -356,4 +391,33 @@ impl TunnelHandle {
 pub(crate) fn next_tunnel_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    /// A tunnel its streams alone hold (every holder gone, its task still
+    /// running) is reached through a weak reference, without being kept;
+    /// once the task ends, it is not.
+    #[test]
+    fn a_tunnel_only_its_streams_hold_is_reached_not_kept() {
+        let (t, mut task) = TunnelHandle::test_pair(5);
+        let weak = t.downgrade();
+        assert_eq!(weak.upgrade().map(|t| t.id()), Some(5));
+        drop(t);
+        assert!(weak.upgrade().is_none(), "nothing holds it");
+        let reached = weak.reach().expect("its task still runs");
+        assert!(reached.hold.is_none(), "a reached handle keeps nothing");
+        // Commands still get to the task.
+        reached.send_now(Cmd::Close);
+        assert!(matches!(task.try_recv(), Ok(Cmd::Close)));
+        // A weak reference of a reached handle does not hold it either.
+        assert!(reached.downgrade().upgrade().is_none());
+        drop(task);
+        assert!(weak.is_gone());
+        assert!(weak.reach().is_none());
+    }
 }

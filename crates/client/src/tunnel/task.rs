@@ -95,6 +95,7 @@ async fn spawn(
     let specs = opened.iter().map(|o| o.spec.clone()).collect();
     let tunnel = ClientTunnel::new(config, specs, &mut rand::rng(), Instant::now())?;
     let (cmd_tx, cmd_rx) = mpsc::channel(CMD_QUEUE);
+    let (hold_tx, hold_rx) = mpsc::channel(1);
     let (status_tx, status_rx) = watch::channel(TunnelStatus::Building);
     let (built_tx, built_rx) = oneshot::channel();
     let (leg_tx, leg_rx) = mpsc::channel(4);
@@ -122,11 +123,12 @@ async fn spawn(
     let handle = TunnelHandle {
         id: task.id,
         cmd: cmd_tx,
+        hold: Some(hold_tx),
         status: status_rx,
         info: Arc::new(info),
         busy: task.busy.clone(),
     };
-    tokio::spawn(task.run(cmd_rx, leg_rx));
+    tokio::spawn(task.run(cmd_rx, hold_rx, leg_rx));
     // Open, or why not (a task that ended without a word is a bug).
     built_rx.await.unwrap_or(Err(TunnelError::TaskGone))?;
     Ok(handle)
@@ -216,7 +218,16 @@ impl Task {
         self.legs.insert(key, leg.io);
     }
 
-    async fn run(mut self, mut cmd_rx: mpsc::Receiver<Cmd>, mut leg_rx: mpsc::Receiver<NewLeg>) {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::Receiver<Cmd>,
+        mut hold_rx: mpsc::Receiver<()>,
+        mut leg_rx: mpsc::Receiver<NewLeg>,
+    ) {
+        // Commands come while anything can reach the task (a tunnel its
+        // streams alone hold still moves them); it closes once nothing
+        // holds it and its streams are done.
+        let mut cmd_open = true;
         loop {
             let now = Instant::now();
             self.transmit(now);
@@ -257,10 +268,14 @@ impl Task {
                     Poll::Pending
                 }) => self.inbound(key, cell),
                 _ = reserve => self.unblock(),
-                cmd = cmd_rx.recv(), if !self.handles_gone => match cmd {
+                cmd = cmd_rx.recv(), if cmd_open => match cmd {
                     Some(cmd) => self.command(cmd, Instant::now()),
-                    None => self.handles_gone = true,
+                    None => {
+                        cmd_open = false;
+                        self.handles_gone = true;
+                    }
                 },
+                None = hold_rx.recv(), if !self.handles_gone => self.handles_gone = true,
                 () = std::future::poll_fn(|cx| apps.poll(cx, tunnel)) => self.apps_gone(),
                 Some(leg) = leg_rx.recv() => self.new_leg(leg),
                 () = sleep_until(timer) => self.tunnel.handle_timeout(Instant::now()),
@@ -492,7 +507,7 @@ impl Task {
             }
             StreamEvent::MigrateFailed { id, refused } => {
                 if let Some((from, a)) = self.incoming.remove(id)
-                    && let Some(from) = from.upgrade()
+                    && let Some(from) = from.reach()
                 {
                     from.send_now(Cmd::MigrateTargetFailed {
                         id: a,

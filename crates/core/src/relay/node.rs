@@ -339,10 +339,18 @@ impl RelayNode {
         let key = ChanKey(self.next_chan);
         self.next_chan += 1;
         let idle_timeout = self.draw_idle_timeout(peer);
+        // A relay flushes the DESTROYs a C-tor peer holds (see
+        // `MuxConfig::destroy_probe`) on any channel to a relay, opened by
+        // either side: an exit learns late that a leg through a dead guard
+        // is gone when the middle holds that leg's DESTROY behind
+        // another's, and keeps sending into it. A relay accepts CREATE_FAST
+        // from a relay on a channel it opened (C-tor `command.c`: only
+        // clients refuse); a client never gets one.
+        let destroy_probe = initiator || matches!(peer, Peer::Relay { .. });
         let config = MuxConfig {
             initiator,
             ignore_create: false,
-            destroy_probe: initiator,
+            destroy_probe,
             overflow_reason: DestroyReason::RESOURCELIMIT,
         };
         self.channels.insert(

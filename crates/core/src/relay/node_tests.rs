@@ -298,6 +298,65 @@ fn a_destroy_from_the_client_frees_every_hop() {
     }
 }
 
+/// The exit flushes DESTROYs a C-tor middle may hold on the middle's
+/// channel (which the middle opened): a DESTROY for one of two circuits
+/// on it brings a one-hop CREATE_FAST probe, answered and destroyed; a
+/// client's channel gets none.
+#[test]
+fn a_destroy_on_a_relay_channel_we_did_not_open_is_followed_by_a_probe() {
+    let now = Instant::now();
+    let mut w = World::new(3);
+    let a = w.circuit(&[0, 1, 2], now);
+    let _b = w.circuit(&[0, 1, 2], now);
+    w.pump(now);
+    let End::Node(2, exit_chan) = w.links[2].1 else {
+        panic!("{:?}", w.links)
+    };
+    w.frozen.push((2, exit_chan));
+    w.clients[a].close();
+    w.pump(now);
+    let mut sent = Vec::new();
+    while let Some(cell) = w.nodes[2].poll_transmit(exit_chan, now) {
+        sent.push(cell);
+    }
+    let probes: Vec<u32> = sent
+        .iter()
+        .filter(|c| matches!(c.msg(), AnyChanMsg::CreateFast(_)))
+        .map(|c| WireId::get_or_zero(c.circid()))
+        .collect();
+    assert_eq!(probes.len(), 1, "{sent:?}");
+    assert_eq!(probes[0] & 0x8000_0000, 0, "a responder's circuit id");
+    // The middle answers it; the exit destroys it; one circuit is left on
+    // each relay.
+    for cell in sent {
+        let to = w.other(End::Node(2, exit_chan)).unwrap();
+        w.to(to, cell, now);
+    }
+    w.frozen.clear();
+    w.pump(now);
+    assert_eq!(w.nodes[1].circuit_count(), 1);
+    assert_eq!(w.nodes[2].circuit_count(), 1);
+    // The guard's channel from the client: no probe toward a client.
+    let mut w = World::new(3);
+    let a = w.circuit(&[0, 1, 2], now);
+    let _b = w.circuit(&[0, 1, 2], now);
+    w.pump(now);
+    let chan = w.client_chan;
+    w.clients[a].close();
+    w.pump(now);
+    assert_eq!(w.clients.len(), 2);
+    let mut to_client = Vec::new();
+    while let Some(cell) = w.nodes[0].poll_transmit(chan, now) {
+        to_client.push(cell);
+    }
+    assert!(
+        !to_client
+            .iter()
+            .any(|c| matches!(c.msg(), AnyChanMsg::CreateFast(_))),
+        "{to_client:?}"
+    );
+}
+
 /// The guard's channel to the middle dies: the client hears CHANNEL_CLOSED
 /// from its guard; a channel dying further on reaches it as DESTROYED (the
 /// guard passes a DESTROY from further on so, as C-tor does).
