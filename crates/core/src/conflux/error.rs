@@ -340,6 +340,13 @@ pub enum ConfluxError {
         /// The rule.
         rule: LegLossRule,
     },
+    /// Exit: the client's LINK of a new leg named this leg lost (Braid
+    /// proposal 001 §3.3); it left the set, which goes on.
+    #[error("{leg}: the client lost it (Braid proposal 001 §3.3)")]
+    LegDroppedByPeer {
+        /// The leg.
+        leg: LegId,
+    },
 
     // ----- Local -----
     /// No such leg in this set.
@@ -408,7 +415,7 @@ impl ConfluxError {
                 ConfluxErrorKind::Timeout
             }
             E::TooManyResumptions { .. } => ConfluxErrorKind::LegLoss,
-            E::LegLost { .. } => ConfluxErrorKind::LegLoss,
+            E::LegLost { .. } | E::LegDroppedByPeer { .. } => ConfluxErrorKind::LegLoss,
             E::NoSuchLeg { .. }
             | E::NotLinked
             | E::NotMultiplexed { .. }

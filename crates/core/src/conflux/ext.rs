@@ -9,6 +9,8 @@
 //! ```
 //!
 //! RESUME_CAP (type 1): BUFFER_BYTES [4 bytes], GRACE_SECS [2 bytes].
+//! LEG (type 2, a client's LINK only): LEG_NUM [1 byte], then the numbers
+//! of the set's legs the client lost ([`LegNote`], §3.3).
 //!
 //! tor-cell parses the v1 payload and drops what follows, so braid-core's
 //! relay cell decoder hands a LINK or LINKED with trailing bytes over as
@@ -29,6 +31,34 @@ pub const LINK_BODY_LEN: usize = 1 + 32 + 8 + 8 + 1;
 
 /// RESUME_CAP's extension type.
 const RESUME_CAP: u8 = 1;
+/// LEG's extension type.
+const LEG: u8 = 2;
+
+/// The most lost legs a LEG extension names (more are left out: the
+/// exit then learns of those losses itself).
+pub const MAX_LOST: usize = 32;
+
+/// What a client's LINK says of its legs (Braid proposal 001 §2.2, §3.3):
+/// its own number for the leg being linked, and the numbers of the
+/// set's legs it lost and has not yet told the exit of in a LINK it
+/// answered. The exit drops those legs before it resumes on the new one,
+/// so that what it sent on them after our loss is resent too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegNote {
+    /// The leg's number, distinct from the set's other legs'.
+    pub num: u8,
+    /// Lost legs' numbers (at most [`MAX_LOST`]).
+    pub lost: Vec<u8>,
+}
+
+/// Braid's extensions of one LINK or LINKED.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkExt {
+    /// RESUME_CAP.
+    pub cap: Option<ResumeCap>,
+    /// LEG (a client's LINK).
+    pub leg: Option<LegNote>,
+}
 
 /// What an end of a resumable set promises (Braid proposal 001 §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,40 +84,58 @@ impl ResumeCap {
     }
 }
 
-/// `msg` (a CONFLUX_LINK or CONFLUX_LINKED) with `cap` appended, as an
-/// unrecognized message carrying the whole body.
-pub fn extend(msg: AnyRelayMsg, cap: &ResumeCap) -> Result<AnyRelayMsg, ConfluxError> {
+/// `msg` (a CONFLUX_LINK or CONFLUX_LINKED) with the extensions of `ext`
+/// appended, as an unrecognized message carrying the whole body; `msg`
+/// itself if `ext` has none.
+pub fn extend(msg: AnyRelayMsg, ext: &LinkExt) -> Result<AnyRelayMsg, ConfluxError> {
     let cmd = msg.cmd();
     if cmd != RelayCmd::CONFLUX_LINK && cmd != RelayCmd::CONFLUX_LINKED {
         return Err(ConfluxError::CannotAddLeg(
             "only LINK and LINKED carry extensions",
         ));
     }
-    let mut body = Vec::with_capacity(LINK_BODY_LEN + 9);
+    if ext.cap.is_none() && ext.leg.is_none() {
+        return Ok(msg);
+    }
+    let mut body = Vec::with_capacity(LINK_BODY_LEN + 16);
     msg.encode_onto(&mut body)
         .map_err(|e| ConfluxError::Encode {
             cmd,
             reason: e.to_string(),
         })?;
-    body.push(1);
-    body.push(RESUME_CAP);
-    body.push(6);
-    body.extend_from_slice(&cap.buffer_bytes.to_be_bytes());
-    body.extend_from_slice(&cap.grace_secs.to_be_bytes());
+    body.push(u8::from(ext.cap.is_some()) + u8::from(ext.leg.is_some()));
+    if let Some(cap) = &ext.cap {
+        body.push(RESUME_CAP);
+        body.push(6);
+        body.extend_from_slice(&cap.buffer_bytes.to_be_bytes());
+        body.extend_from_slice(&cap.grace_secs.to_be_bytes());
+    }
+    if let Some(leg) = &ext.leg {
+        let lost = leg
+            .lost
+            .get(..leg.lost.len().min(MAX_LOST))
+            .unwrap_or_default();
+        body.push(LEG);
+        // At most 1 + MAX_LOST bytes.
+        body.push(u8::try_from(1 + lost.len()).unwrap_or(u8::MAX));
+        body.push(leg.num);
+        body.extend_from_slice(lost);
+    }
     Ok(AnyRelayMsg::Unrecognized(Unrecognized::new(cmd, body)))
 }
 
 /// A message as it came: a LINK or LINKED with an extension list becomes
-/// the plain message and the RESUME_CAP it carried (unknown extensions
+/// the plain message and the extensions it carried (unknown ones
 /// ignored); anything else is given back unchanged. A list running past
-/// the body is a protocol violation (§2.2).
-pub fn split(msg: AnyRelayMsg) -> Result<(AnyRelayMsg, Option<ResumeCap>), ConfluxError> {
+/// the body, or a known extension too short, is a protocol violation
+/// (§2.2).
+pub fn split(msg: AnyRelayMsg) -> Result<(AnyRelayMsg, LinkExt), ConfluxError> {
     let AnyRelayMsg::Unrecognized(u) = &msg else {
-        return Ok((msg, None));
+        return Ok((msg, LinkExt::default()));
     };
     let cmd = u.cmd();
     if cmd != RelayCmd::CONFLUX_LINK && cmd != RelayCmd::CONFLUX_LINKED {
-        return Ok((msg, None));
+        return Ok((msg, LinkExt::default()));
     }
     // tor-cell keeps the body private; its encoding is the body.
     let mut body = Vec::with_capacity(LINK_BODY_LEN + 16);
@@ -104,7 +152,7 @@ pub fn split(msg: AnyRelayMsg) -> Result<(AnyRelayMsg, Option<ResumeCap>), Confl
     let mut r = Reader::from_slice(head);
     let plain = AnyRelayMsg::decode_from_reader(cmd, &mut r)
         .map_err(|_| bad("its v1 payload does not parse"))?;
-    let mut cap = None;
+    let mut out = LinkExt::default();
     let mut r = Reader::from_slice(tail);
     let n = r.take_u8().unwrap_or(0);
     for _ in 0..n {
@@ -113,18 +161,29 @@ pub fn split(msg: AnyRelayMsg) -> Result<(AnyRelayMsg, Option<ResumeCap>), Confl
         let ext = r
             .take(usize::from(len))
             .map_err(|_| bad("an extension past the body"))?;
-        if ty == RESUME_CAP {
-            let mut e = Reader::from_slice(ext);
-            let (Ok(buffer_bytes), Ok(grace_secs)) = (e.take_u32(), e.take_u16()) else {
-                return Err(bad("RESUME_CAP shorter than 6 bytes"));
-            };
-            cap = Some(ResumeCap {
-                buffer_bytes,
-                grace_secs,
-            });
+        match ty {
+            RESUME_CAP => {
+                let mut e = Reader::from_slice(ext);
+                let (Ok(buffer_bytes), Ok(grace_secs)) = (e.take_u32(), e.take_u16()) else {
+                    return Err(bad("RESUME_CAP shorter than 6 bytes"));
+                };
+                out.cap = Some(ResumeCap {
+                    buffer_bytes,
+                    grace_secs,
+                });
+            }
+            LEG => {
+                let (&num, lost) = ext.split_first().ok_or(bad("an empty LEG"))?;
+                let lost = lost.get(..lost.len().min(MAX_LOST)).unwrap_or_default();
+                out.leg = Some(LegNote {
+                    num,
+                    lost: lost.to_vec(),
+                });
+            }
+            _ => {}
         }
     }
-    Ok((plain, cap))
+    Ok((plain, out))
 }
 
 #[cfg(test)]
@@ -152,7 +211,11 @@ mod tests {
             buffer_bytes: 2 << 20,
             grace_secs: 30,
         };
-        let ext = extend(link(), &cap).unwrap();
+        let with = LinkExt {
+            cap: Some(cap),
+            leg: None,
+        };
+        let ext = extend(link(), &with).unwrap();
         assert!(matches!(ext, AnyRelayMsg::Unrecognized(_)), "{ext:?}");
         let mut body = Vec::new();
         ext.clone().encode_onto(&mut body).unwrap();
@@ -161,8 +224,8 @@ mod tests {
         let mut rng = rand::rng();
         let cell = crate::circuit::relay_cell::encode(None, ext, &mut rng).unwrap();
         let (_, got) = crate::circuit::relay_cell::decode(&cell).unwrap();
-        let (plain, got_cap) = split(got).unwrap();
-        assert_eq!(got_cap, Some(cap));
+        let (plain, got_ext) = split(got).unwrap();
+        assert_eq!(got_ext, with);
         let AnyRelayMsg::ConfluxLink(l) = plain else {
             panic!("{plain:?}")
         };
@@ -178,19 +241,20 @@ mod tests {
         let cell = crate::circuit::relay_cell::encode(None, link(), &mut rng).unwrap();
         let (_, got) = crate::circuit::relay_cell::decode(&cell).unwrap();
         assert!(matches!(got, AnyRelayMsg::ConfluxLink(_)));
-        assert_eq!(split(got).unwrap().1, None);
+        assert_eq!(split(got).unwrap().1, LinkExt::default());
         // Zero padding after the payload: no extensions.
         let mut body = Vec::new();
         link().encode_onto(&mut body).unwrap();
         body.extend_from_slice(&[0; 20]);
         let padded = AnyRelayMsg::Unrecognized(Unrecognized::new(RelayCmd::CONFLUX_LINK, body));
-        let (plain, cap) = split(padded).unwrap();
-        assert!(matches!(plain, AnyRelayMsg::ConfluxLink(_)) && cap.is_none());
+        let (plain, ext) = split(padded).unwrap();
+        assert!(matches!(plain, AnyRelayMsg::ConfluxLink(_)) && ext == LinkExt::default());
         // A list that runs past the body; a short RESUME_CAP; an unknown
         // type is skipped.
         for (tail, ok) in [
             (&[1_u8, 9, 5, 1][..], false),
             (&[1, 1, 2, 0, 0][..], false),
+            (&[1, 2, 0][..], false),
             (&[2, 9, 1, 0, 1, 6, 0, 1, 0, 0, 0, 10][..], true),
         ] {
             let mut body = Vec::new();
@@ -203,14 +267,44 @@ mod tests {
         let sw: AnyRelayMsg = ConfluxSwitch::new(3).into();
         assert!(matches!(
             split(sw).unwrap(),
-            (AnyRelayMsg::ConfluxSwitch(_), None)
+            (AnyRelayMsg::ConfluxSwitch(_), e) if e == LinkExt::default()
         ));
-        assert!(
-            extend(
-                ConfluxSwitch::new(3).into(),
-                &ResumeCap::from_params(&ResumeParams::default())
-            )
-            .is_err()
-        );
+        let cap = Some(ResumeCap::from_params(&ResumeParams::default()));
+        let ext = LinkExt { cap, leg: None };
+        assert!(extend(ConfluxSwitch::new(3).into(), &ext).is_err());
+        // Nothing to add: the message as it is.
+        assert!(matches!(
+            extend(link(), &LinkExt::default()).unwrap(),
+            AnyRelayMsg::ConfluxLink(_)
+        ));
+    }
+
+    /// A LEG note with its lost legs, beside RESUME_CAP, round-trips; lost
+    /// legs past [`MAX_LOST`] are left out.
+    #[test]
+    fn a_leg_note_round_trips_and_its_lost_list_is_bounded() {
+        let with = LinkExt {
+            cap: Some(ResumeCap::from_params(&ResumeParams::default())),
+            leg: Some(LegNote {
+                num: 4,
+                lost: vec![0, 2],
+            }),
+        };
+        let mut rng = rand::rng();
+        let ext = extend(link(), &with).unwrap();
+        let cell = crate::circuit::relay_cell::encode(None, ext, &mut rng).unwrap();
+        let (_, got) = crate::circuit::relay_cell::decode(&cell).unwrap();
+        assert_eq!(split(got).unwrap().1, with);
+        let many = LinkExt {
+            cap: None,
+            leg: Some(LegNote {
+                num: 200,
+                lost: (0..100).collect(),
+            }),
+        };
+        let (_, back) = split(extend(link(), &many).unwrap()).unwrap();
+        let note = back.leg.unwrap();
+        assert_eq!((note.num, note.lost.len()), (200, MAX_LOST));
+        assert_eq!(back.cap, None);
     }
 }

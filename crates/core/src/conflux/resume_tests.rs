@@ -4,6 +4,7 @@
 //! bounds the sender; the grace and the resumption limits close the set.
 
 use super::*;
+use crate::conflux::ext::LinkExt;
 
 /// A pair of resumable sets with legs of one-way `delays`, linked.
 fn resumable_pair(seed: u64, jitter_ms: u64, delays: &[u64]) -> (Pair, Vec<LegId>) {
@@ -31,7 +32,7 @@ fn resumable_pair_with(
 
 /// Every leg's DATA is acknowledged (call with the pipes drained: all of
 /// it arrived).
-fn ack_all(p: &mut Pair) {
+pub(super) fn ack_all(p: &mut Pair) {
     for (c, e) in p.map.clone() {
         p.client.leg_acked(c, u64::MAX, None);
         p.exit.leg_acked(e, u64::MAX, None);
@@ -54,7 +55,13 @@ fn kill(p: &mut Pair, leg: LegId) {
 }
 
 /// Send DATA `from..to` both ways on random legs, stepping now and then.
-fn send_range(p: &mut Pair, cc: &mut RandomChooser, ce: &mut RandomChooser, from: u32, to: u32) {
+pub(super) fn send_range(
+    p: &mut Pair,
+    cc: &mut RandomChooser,
+    ce: &mut RandomChooser,
+    from: u32,
+    to: u32,
+) {
     for i in from..to {
         p.client_send(cc, i);
         p.exit_send(ce, i);
@@ -322,28 +329,30 @@ fn resume_cap_only_where_offered() {
     offering.offer_resumption(ResumeParams::default());
     offering.add_leg(now).unwrap();
     let (_, link) = offering.poll_transmit().unwrap();
-    let (link, cap) = crate::conflux::ext::split(link).unwrap();
-    assert!(cap.is_some());
+    let (link, ext) = crate::conflux::ext::split(link).unwrap();
+    assert!(ext.cap.is_some());
+    assert_eq!(ext.leg.as_ref().map(|n| n.lost.len()), Some(0), "{ext:?}");
     let AnyRelayMsg::ConfluxLink(link) = link else {
         panic!("{link:?}")
     };
     // An exit that does not offer answers with a plain LINKED.
     let mut exit = ConfluxSet::new_exit(nonce(2), ConfluxConfig::exit());
-    exit.accept_link_with(&link, cap, false, now).unwrap();
+    exit.accept_link_with(&link, &ext, false, now).unwrap();
     let (_, linked) = exit.poll_transmit().unwrap();
     assert!(matches!(linked, AnyRelayMsg::ConfluxLinked(_)));
     assert!(!exit.is_resumable());
     // One that offers, to a LINK that carried it: resumable, and says so.
     let mut exit = ConfluxSet::new_exit(nonce(2), ConfluxConfig::exit());
     exit.offer_resumption(ResumeParams::default());
-    exit.accept_link_with(&link, cap, false, now).unwrap();
+    exit.accept_link_with(&link, &ext, false, now).unwrap();
     let (_, linked) = exit.poll_transmit().unwrap();
     assert!(matches!(linked, AnyRelayMsg::Unrecognized(_)));
     assert!(exit.is_resumable());
     // To a LINK without it: not resumable, plain LINKED.
     let mut exit = ConfluxSet::new_exit(nonce(2), ConfluxConfig::exit());
     exit.offer_resumption(ResumeParams::default());
-    exit.accept_link_with(&link, None, false, now).unwrap();
+    exit.accept_link_with(&link, &LinkExt::default(), false, now)
+        .unwrap();
     let (_, linked) = exit.poll_transmit().unwrap();
     assert!(matches!(linked, AnyRelayMsg::ConfluxLinked(_)));
     assert!(!exit.is_resumable());

@@ -68,6 +68,7 @@ use super::sizer::ReorderSizer;
 use crate::ids::{LegId, StreamId};
 
 mod inbound;
+mod legnote;
 mod linking;
 mod outbound;
 mod queries;
@@ -247,6 +248,13 @@ pub enum ConfluxEvent {
         /// Why.
         error: ConfluxError,
     },
+    /// Exit: the client's LINK of a new leg named this leg lost (Braid
+    /// proposal 001 §3.3). It has left the set, its messages are resent
+    /// on the new leg: close its circuit.
+    LegDropped {
+        /// The leg.
+        leg: LegId,
+    },
 }
 
 /// What the driver knows of a linked leg's circuit when it closes.
@@ -389,6 +397,9 @@ pub struct ConfluxSet {
     /// A leg was lost with messages not acknowledged, and no new leg has
     /// resent them yet: no new DATA until one does.
     gap_pending: bool,
+    /// Lost legs, what LINKs said of them, the peer's leg numbers
+    /// (Braid proposal 001 §3.3, [`legnote`]).
+    notes: legnote::LegNotes,
 }
 
 impl ConfluxSet {
@@ -434,6 +445,7 @@ impl ConfluxSet {
             resent_upto: Vec::new(),
             lost_legs: false,
             gap_pending: false,
+            notes: legnote::LegNotes::default(),
         }
     }
 
@@ -442,7 +454,7 @@ impl ConfluxSet {
     /// The next handshake message to send, with its leg (stream id none).
     pub fn poll_transmit(&mut self) -> Option<(LegId, AnyRelayMsg)> {
         let (leg, msg) = self.transmit.pop_front()?;
-        Some((leg, self.with_extensions(msg)))
+        Some((leg, self.with_extensions(leg, msg)))
     }
 
     /// The next inbound multiplexed message in sequence order.

@@ -121,6 +121,9 @@ pub(super) struct Pair {
     /// leg: what a leg's congestion control acknowledges.
     pub(super) data_up: BTreeMap<LegId, u64>,
     pub(super) data_down: BTreeMap<LegId, u64>,
+    /// Client legs whose path is gone: what goes on them, either way, is
+    /// lost.
+    pub(super) dead: Vec<LegId>,
 }
 
 impl Pair {
@@ -143,6 +146,7 @@ impl Pair {
             events_exit: Vec::new(),
             data_up: BTreeMap::new(),
             data_down: BTreeMap::new(),
+            dead: Vec::new(),
         }
     }
 
@@ -173,6 +177,9 @@ impl Pair {
     }
 
     pub(super) fn push_up(&mut self, leg: LegId, s: Option<StreamId>, m: AnyRelayMsg) {
+        if self.dead.contains(&leg) {
+            return;
+        }
         if m.cmd() == RelayCmd::CONFLUX_SWITCH {
             self.switches_up += 1;
         }
@@ -182,6 +189,9 @@ impl Pair {
     }
 
     pub(super) fn push_down(&mut self, leg: LegId, s: Option<StreamId>, m: AnyRelayMsg) {
+        if self.dead.contains(&leg) {
+            return;
+        }
         if m.cmd() == RelayCmd::CONFLUX_SWITCH {
             self.switches_down += 1;
         }
@@ -261,6 +271,18 @@ impl Pair {
             match (self.map.get(&leg).copied(), m) {
                 (None, AnyRelayMsg::ConfluxLink(link)) => {
                     let e = self.exit.accept_link(&link, false, self.now).unwrap();
+                    self.map.insert(leg, e);
+                }
+                (None, m) if m.cmd() == RelayCmd::CONFLUX_LINK => {
+                    // With Braid's extensions (proposal 001 §2.2).
+                    let (link, ext) = super::ext::split(m).unwrap();
+                    let AnyRelayMsg::ConfluxLink(link) = link else {
+                        panic!("{link:?}")
+                    };
+                    let e = self
+                        .exit
+                        .accept_link_with(&link, &ext, false, self.now)
+                        .unwrap();
                     self.map.insert(leg, e);
                 }
                 (Some(e), m) => {
@@ -623,3 +645,7 @@ pub(super) fn finish_to_200(
 // Resumption (Braid proposal 001 §3).
 #[path = "resume_tests.rs"]
 mod resume_tests;
+
+// Lost legs named in LINK (Braid proposal 001 §3.3).
+#[path = "legnote_tests.rs"]
+mod legnote_tests;

@@ -31,11 +31,11 @@ impl ConfluxSet {
         }
         self.resize_reorder(now, &[]);
         // Braid's LINK/LINKED extensions (proposal 001 §2.2).
-        let (msg, cap) = match crate::conflux::ext::split(msg) {
+        let (msg, ext) = match crate::conflux::ext::split(msg) {
             Ok(split) => split,
             Err(e) => return self.violation(leg, e),
         };
-        if cap.is_some() && matches!(msg, AnyRelayMsg::ConfluxLinked(_)) {
+        if ext.cap.is_some() && matches!(msg, AnyRelayMsg::ConfluxLinked(_)) {
             self.peer_offers_resumption();
         }
         let Some(state) = self.legs.get_mut(&leg) else {
@@ -69,6 +69,7 @@ impl ConfluxSet {
                                 let _ = self.resume_on(leg, out.peer.last_seqno_recv, now);
                             }
                             self.peer_ux = Some(out.peer.desired_ux);
+                            self.leg_link_done(leg, true);
                             self.transmit.push_back((leg, out.ack.into()));
                             self.events.push_back(ConfluxEvent::LegLinked {
                                 leg,
@@ -256,6 +257,7 @@ impl ConfluxSet {
         };
         if !state.is_linked() {
             self.legs.remove(&leg);
+            self.leg_link_done(leg, false);
             self.maybe_finalize();
             return Ok(());
         }

@@ -10,6 +10,7 @@ use tor_cell::relaycell::msg::ConfluxLink;
 
 use super::{ConfluxEvent, ConfluxSet, Handled, LegState, MAX_LEGS, Role};
 use crate::conflux::error::ConfluxError;
+use crate::conflux::ext::LinkExt;
 use crate::conflux::link::{ClientLinkHandshake, ExitLinkHandshake, LinkInfo};
 use crate::ids::LegId;
 
@@ -108,24 +109,26 @@ impl ConfluxSet {
         circuit_has_streams: bool,
         now: Instant,
     ) -> Result<LegId, ConfluxError> {
-        self.accept_link_with(link, None, circuit_has_streams, now)
+        self.accept_link_with(link, &LinkExt::default(), circuit_has_streams, now)
     }
 
-    /// [`Self::accept_link`] for a LINK that carried Braid's `cap`
-    /// ([`crate::conflux::ext::split`]): with resumption offered
-    /// ([`Self::offer_resumption`]) and nothing sent yet, the set becomes
-    /// resumable and its LINKED says so (Braid proposal 001 §2.2).
+    /// [`Self::accept_link`] for a LINK that carried Braid's extensions
+    /// `ext` ([`crate::conflux::ext::split`]): with resumption offered
+    /// ([`Self::offer_resumption`]) and nothing sent yet, RESUME_CAP makes
+    /// the set resumable and its LINKED says so (Braid proposal 001 §2.2);
+    /// a LEG note numbers the leg and drops the legs it names lost before
+    /// the new leg resumes the set (§3.3, [`ConfluxEvent::LegDropped`]).
     pub fn accept_link_with(
         &mut self,
         link: &ConfluxLink,
-        cap: Option<crate::conflux::ResumeCap>,
+        ext: &LinkExt,
         circuit_has_streams: bool,
         now: Instant,
     ) -> Result<LegId, ConfluxError> {
         if self.closed.is_some() {
             return Err(ConfluxError::Closed);
         }
-        if cap.is_some() {
+        if ext.cap.is_some() {
             self.peer_offers_resumption();
         }
         if self.role != Role::Exit {
@@ -174,6 +177,9 @@ impl ConfluxSet {
         );
         self.peer_ux = Some(peer.desired_ux);
         self.legs.insert(leg, LegState::Exit(hs));
+        if let Some(note) = &ext.leg {
+            self.take_leg_note(leg, note, now);
+        }
         self.transmit.push_back((leg, linked.into()));
         self.events
             .push_back(ConfluxEvent::LegLinked { leg, rtt: None });
@@ -225,6 +231,7 @@ impl ConfluxSet {
     /// Drop a leg that is still linking, on `error`.
     fn fail_leg(&mut self, leg: LegId, error: ConfluxError) {
         self.legs.remove(&leg);
+        self.leg_link_done(leg, false);
         self.events
             .push_back(ConfluxEvent::LegFailed { leg, error });
         self.maybe_finalize();

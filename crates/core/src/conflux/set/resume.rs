@@ -46,23 +46,26 @@ impl ConfluxSet {
         }
     }
 
-    /// `msg` as it goes out: a client's LINK with RESUME_CAP when it
-    /// offers resumption; an exit's LINKED with it when the set is
-    /// resumable (the client offered: never to C-tor).
-    pub(super) fn with_extensions(&self, msg: AnyRelayMsg) -> AnyRelayMsg {
+    /// `msg` as it goes out on `leg`: a client's LINK with RESUME_CAP and
+    /// its LEG note when it offers resumption; an exit's LINKED with
+    /// RESUME_CAP when the set is resumable (the client offered: never to
+    /// C-tor).
+    pub(super) fn with_extensions(&mut self, leg: LegId, msg: AnyRelayMsg) -> AnyRelayMsg {
         let Some(params) = self.resume_offer.as_ref() else {
             return msg;
         };
-        let wanted = match &msg {
-            AnyRelayMsg::ConfluxLink(_) => true,
-            AnyRelayMsg::ConfluxLinked(_) => self.resume.is_some(),
-            _ => false,
+        let cap = Some(crate::conflux::ResumeCap::from_params(params));
+        let ext = match &msg {
+            AnyRelayMsg::ConfluxLink(_) => crate::conflux::ext::LinkExt {
+                cap,
+                leg: Some(self.notes.link_note(leg)),
+            },
+            AnyRelayMsg::ConfluxLinked(_) if self.resume.is_some() => {
+                crate::conflux::ext::LinkExt { cap, leg: None }
+            }
+            _ => return msg,
         };
-        if !wanted {
-            return msg;
-        }
-        let cap = crate::conflux::ResumeCap::from_params(params);
-        match crate::conflux::ext::extend(msg.clone(), &cap) {
+        match crate::conflux::ext::extend(msg.clone(), &ext) {
             Ok(m) => m,
             Err(_) => msg,
         }
@@ -253,6 +256,7 @@ impl ConfluxSet {
     /// carried; the set waits for a new leg if none is left.
     pub(super) fn resumable_leg_closed(&mut self, leg: LegId, now: Instant) {
         self.lost_legs = true;
+        self.notes.leg_lost(self.role, leg);
         self.send.remove_leg(leg);
         self.recv.remove_leg(leg);
         if let Some(r) = self.resume.as_mut()

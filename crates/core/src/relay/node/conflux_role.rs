@@ -35,9 +35,10 @@ use tor_cell::relaycell::RelayMsg as _;
 use tor_cell::relaycell::msg::{AnyRelayMsg, ConfluxLink};
 
 use super::{NodeEvent, Peer, RelayNode};
+use crate::conflux::ext::LinkExt;
 use crate::conflux::{
     ConfluxConfig, ConfluxError, ConfluxEvent, ConfluxSet, Handled, LegCc, LegClosedInfo, LinkInfo,
-    MAX_LEGS, ResumeCap, ResumeParams, SendOutcome, V1DesiredUx, is_multiplexed,
+    MAX_LEGS, ResumeParams, SendOutcome, V1DesiredUx, is_multiplexed,
 };
 use crate::conflux_sched::{SchedulerChooser, SchedulerKind};
 use crate::exit::{ExitConfig, ExitStreamMap, PREV_QUEUE_TARGET};
@@ -216,15 +217,9 @@ impl RelayNode {
         })
     }
 
-    /// A CONFLUX_LINK reached us as circuit `key`'s last hop, carrying
-    /// Braid's RESUME_CAP (`cap`) or not.
-    pub(super) fn link(
-        &mut self,
-        key: CircKey,
-        link: &ConfluxLink,
-        cap: Option<ResumeCap>,
-        now: Instant,
-    ) {
+    /// A CONFLUX_LINK reached us as circuit `key`'s last hop, with Braid's
+    /// extensions `ext` (RESUME_CAP, LEG) or none.
+    pub(super) fn link(&mut self, key: CircKey, link: &ConfluxLink, ext: &LinkExt, now: Instant) {
         let Some(cfg) = self.conflux.clone() else {
             // C-tor `conflux_process_link` with Conflux off: TORPROTOCOL.
             self.refuse_link(key, &ConfluxError::CannotAddLeg("we are no Conflux exit"));
@@ -278,7 +273,7 @@ impl RelayNode {
         let Some(es) = self.sets.get_mut(&set) else {
             return;
         };
-        match es.set.accept_link_with(link, cap, had_streams, now) {
+        match es.set.accept_link_with(link, ext, had_streams, now) {
             Ok(leg) => {
                 es.legs.insert(leg, key);
                 if !es.fixed
@@ -470,6 +465,12 @@ impl RelayNode {
         while let Some(ev) = es.set.poll_event() {
             match ev {
                 ConfluxEvent::LegFailed { leg, error } => late.push((leg, error)),
+                ConfluxEvent::LegDropped { leg } => {
+                    // The client lost it (Braid proposal 001 §3.3): its
+                    // circuit goes, as a lost leg's would.
+                    tracing::debug!("{set}: {leg} dropped: the client lost it");
+                    late.push((leg, ConfluxError::LegDroppedByPeer { leg }));
+                }
                 ev => tracing::trace!("{set}: {ev:?}"),
             }
         }

@@ -14,6 +14,7 @@ use tor_cell::relaycell::msg::AnyRelayMsg;
 
 use super::{NodeEvent, RelayNode};
 use crate::cc::FlowParams;
+use crate::conflux::ext::LinkExt;
 use crate::exit::{ExitConfig, ExitStreamMap, deliver, pump};
 use crate::ids::{ChanKey, CircKey, EdgeKey, StreamId};
 use crate::relay::node::Peer;
@@ -157,13 +158,13 @@ impl RelayNode {
         }
         let msg = match msg {
             AnyRelayMsg::ConfluxLink(link) => {
-                self.link(key, &link, None, now);
+                self.link(key, &link, &LinkExt::default(), now);
                 return;
             }
             AnyRelayMsg::Unrecognized(u) if u.cmd() == RelayCmd::CONFLUX_LINK => {
                 // A LINK with Braid's extensions (proposal 001 §2.2).
                 match crate::conflux::ext::split(AnyRelayMsg::Unrecognized(u)) {
-                    Ok((AnyRelayMsg::ConfluxLink(link), cap)) => self.link(key, &link, cap, now),
+                    Ok((AnyRelayMsg::ConfluxLink(link), ext)) => self.link(key, &link, &ext, now),
                     Ok(_) | Err(_) => {
                         if let Some(nc) = self.circuits.get_mut(&key) {
                             nc.circ.close(DestroyReason::PROTOCOL);

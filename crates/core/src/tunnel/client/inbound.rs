@@ -138,7 +138,8 @@ impl ClientTunnel {
                         self.counters.ahead_of_a_gap();
                     }
                 }
-                ConfluxEvent::LegRtt { .. } => {}
+                // An exit's events.
+                ConfluxEvent::LegRtt { .. } | ConfluxEvent::LegDropped { .. } => {}
             }
         }
         let mut data = false;
