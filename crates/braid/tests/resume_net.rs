@@ -14,8 +14,8 @@
 //! through a C-tor exit the stream is reset: `conflux.rs`.)
 //!
 //! Every process is stopped by PID. Run alone: `flock /tmp/braid-net.lock
-//! cargo test --locked -p braid --test resume_net -- --ignored --nocapture`
-//! (ignored in CI until the stall it found is fixed; see the test).
+//! cargo test --locked -p braid --test resume_net -- --nocapture`
+//! (`BRAID_TEST_LOG=1`: debug logs of the client and the Braid exit).
 
 #![allow(
     clippy::unwrap_used,
@@ -48,14 +48,13 @@ const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 /// First port of this test's network (its own block, below 32768).
 const BASE: u16 = 21000;
 
-// Not in CI yet: it found a stall (issue 15). In 2 of 6 runs the echo
-// session got no answer for 60 s after its guard died, and in 2 others a
-// leg through a killed middle still looked open when the download ended.
-// A C-tor relay may hold a DESTROY while nothing else goes on that
-// channel: the client learns of a loss late, and (likely) the exit keeps
-// sending on a leg whose middle is gone until its window fills, leaving a
-// gap no resumption announces. Run it by hand with `-- --ignored`.
-#[ignore = "finds an unresolved stall after a kill (issue 15); run with --ignored"]
+// It found a stall (issue 15): in 2 of 6 runs the echo session got no
+// answer for 60 s after its guard died. A C-tor middle held the exit's
+// DESTROY for the leg; the client linked a new leg, the exit resumed on
+// it and went on sending on the dead leg, and when it heard of the loss
+// it waited for a new leg that had come already. Fixed by the DESTROY
+// probe on the exit's channels and by the LINK naming the lost legs
+// (Braid proposal 001 §3.3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sets_to_the_braid_exit_survive_a_dead_guard_and_losing_every_leg() {
     init_test_log();

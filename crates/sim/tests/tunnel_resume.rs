@@ -126,6 +126,50 @@ fn a_download_survives_its_busy_leg_dying() {
     }
 }
 
+/// The client hears its busy leg died and links a new leg long before
+/// the exit hears (a C-tor middle held the exit's DESTROY): the new leg's
+/// LINK names the lost leg (Braid proposal 001 §3.3), the exit drops it
+/// and resumes on the new leg, and the download completes. Before the
+/// LEG extension the exit went on sending on the dead leg, then waited for
+/// a new leg that had come already, and the set closed at its grace.
+#[test]
+fn a_loss_the_exit_hears_of_late_does_not_stall_the_set() {
+    for (seed, after) in [(5, 900), (6, 1700)] {
+        let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
+        let mut sim = TunnelSim::new(resumable(seed, legs)).unwrap();
+        assert!(sim.run_until_open(SECS(5)), "{:?}", sim.log);
+        let n = 20_000_000;
+        let id = sim.open(Want::Download(n)).unwrap();
+        sim.run_for(MS(after));
+        let killed_at = sim.elapsed();
+        // The exit hears 20 s later: past when the new leg links, within
+        // the grace (30 s).
+        sim.kill_exit_late(busy(&sim), SECS(20));
+        assert!(
+            sim.run_until(SECS(60), |s| s.app.all_complete() || s.client.is_finished()),
+            "seed {seed}: {:?}",
+            sim.app.streams
+        );
+        let s = &sim.app.streams[&id];
+        assert!(
+            s.content_ok && s.received == n,
+            "seed {seed}: the download completes byte-exact: {s:?}"
+        );
+        let done = sim.elapsed() - killed_at;
+        let f = the_set(&sim);
+        println!(
+            "seed {seed}: exit told 20 s late; done {done:?} after the kill, {} resumption(s), {} resent",
+            f.resumptions, f.resent
+        );
+        assert!(
+            done < SECS(20),
+            "seed {seed}: no stall until the exit heard: {done:?}"
+        );
+        assert_eq!(f.resumptions, 1, "seed {seed}: {f:?}");
+        assert!(!sim.client.is_finished(), "seed {seed}: the set lives");
+    }
+}
+
 #[test]
 fn an_upload_survives_its_busy_leg_dying() {
     let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];

@@ -640,6 +640,17 @@ impl TunnelSim {
     /// now; the guard sends the client DESTROY (CHANNEL_CLOSED) one down
     /// delay later, the exit learns one up delay later.
     pub fn kill(&mut self, path: PathId) {
+        self.kill_with(path, None);
+    }
+
+    /// [`Self::kill`], but the exit learns of it only `exit_late` after
+    /// the client does (a C-tor middle holding the exit's DESTROY behind
+    /// another on an idle channel).
+    pub fn kill_exit_late(&mut self, path: PathId, exit_late: Duration) {
+        self.kill_with(path, Some(exit_late));
+    }
+
+    fn kill_with(&mut self, path: PathId, exit_late: Option<Duration>) {
         let offset = self.elapsed();
         let Some(l) = self.legs.get_mut(&path) else {
             return;
@@ -649,7 +660,8 @@ impl TunnelSim {
         let down = l.down.config().delay;
         let up = l.up.config().delay;
         self.queue.push(offset + down, Ev::GuardDestroy(path));
-        self.queue.push(offset + up, Ev::ExitGone(path));
+        let exit = exit_late.map_or(offset + up, |late| offset + down + late);
+        self.queue.push(exit, Ev::ExitGone(path));
     }
 
     /// Hop `hop` (0 guard, 1 middle, 2 exit) of `path` sends `msg` on
