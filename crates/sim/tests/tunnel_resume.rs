@@ -170,6 +170,46 @@ fn a_loss_the_exit_hears_of_late_does_not_stall_the_set() {
     }
 }
 
+/// The other way round: the exit hears at once, the client's guard holds
+/// the DESTROY for 20 s. The exit's LEGS_LOST on the leg that lives makes
+/// the client drop the dead leg and link a new one (Braid proposal 001
+/// §3.3); without it the exit's gap would wait for a leg that never
+/// comes, until the grace closes the set.
+#[test]
+fn a_loss_the_client_hears_of_late_does_not_stall_the_set() {
+    for (seed, after) in [(7, 900), (8, 1700)] {
+        let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
+        let mut sim = TunnelSim::new(resumable(seed, legs)).unwrap();
+        assert!(sim.run_until_open(SECS(5)), "{:?}", sim.log);
+        let n = 20_000_000;
+        let id = sim.open(Want::Download(n)).unwrap();
+        sim.run_for(MS(after));
+        let killed_at = sim.elapsed();
+        sim.kill_client_late(busy(&sim), SECS(20));
+        assert!(
+            sim.run_until(SECS(60), |s| s.app.all_complete() || s.client.is_finished()),
+            "seed {seed}: {:?}",
+            sim.app.streams
+        );
+        let s = &sim.app.streams[&id];
+        assert!(
+            s.content_ok && s.received == n,
+            "seed {seed}: the download completes byte-exact: {s:?}"
+        );
+        let done = sim.elapsed() - killed_at;
+        let f = the_set(&sim);
+        println!(
+            "seed {seed}: client told 20 s late; done {done:?} after the kill, {} resumption(s), {} resent",
+            f.resumptions, f.resent
+        );
+        assert!(
+            done < SECS(20),
+            "seed {seed}: no stall until the client heard: {done:?}"
+        );
+        assert_eq!(f.resumptions, 1, "seed {seed}: {f:?}");
+    }
+}
+
 #[test]
 fn an_upload_survives_its_busy_leg_dying() {
     let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];

@@ -340,9 +340,9 @@ pub enum ConfluxError {
         /// The rule.
         rule: LegLossRule,
     },
-    /// Exit: the client's LINK of a new leg named this leg lost (Braid
-    /// proposal 001 §3.3); it left the set, which goes on.
-    #[error("{leg}: the client lost it (Braid proposal 001 §3.3)")]
+    /// The other end said it lost this leg (Braid proposal 001 §3.3: the
+    /// client in a LINK, the exit in LEGS_LOST); the set goes on.
+    #[error("{leg}: the other end lost it (Braid proposal 001 §3.3)")]
     LegDroppedByPeer {
         /// The leg.
         leg: LegId,

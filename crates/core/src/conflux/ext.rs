@@ -34,6 +34,49 @@ const RESUME_CAP: u8 = 1;
 /// LEG's extension type.
 const LEG: u8 = 2;
 
+/// RELAY_BRAID_LEGS_LOST (Braid proposal 001 §3.3): the exit names, on a
+/// leg that lives, the legs of the set it lost, by the client's numbers.
+/// Not multiplexed. Body: N [1 byte], N numbers [1 byte each].
+pub const CMD_LEGS_LOST: u8 = 0xE5;
+
+/// A LEGS_LOST naming `nums` (at most [`MAX_LOST`]).
+pub fn legs_lost_msg(nums: &[u8]) -> AnyRelayMsg {
+    let nums = nums.get(..nums.len().min(MAX_LOST)).unwrap_or_default();
+    let mut body = Vec::with_capacity(1 + nums.len());
+    body.push(u8::try_from(nums.len()).unwrap_or(u8::MAX));
+    body.extend_from_slice(nums);
+    AnyRelayMsg::Unrecognized(Unrecognized::new(RelayCmd::from(CMD_LEGS_LOST), body))
+}
+
+/// The numbers a LEGS_LOST names, if `msg` is one; a body shorter than
+/// its count, or more than [`MAX_LOST`] numbers, is a protocol violation.
+pub fn parse_legs_lost(msg: &AnyRelayMsg) -> Option<Result<Vec<u8>, ConfluxError>> {
+    let AnyRelayMsg::Unrecognized(u) = msg else {
+        return None;
+    };
+    let cmd = u.cmd();
+    if u8::from(cmd) != CMD_LEGS_LOST {
+        return None;
+    }
+    let bad = |why: &'static str| ConfluxError::BadExtension { cmd, why };
+    let mut body = Vec::with_capacity(1 + MAX_LOST);
+    if msg.clone().encode_onto(&mut body).is_err() {
+        return Some(Err(bad("its body does not encode")));
+    }
+    let Some((&n, rest)) = body.split_first() else {
+        return Some(Err(bad("an empty LEGS_LOST")));
+    };
+    let n = usize::from(n);
+    if n > MAX_LOST {
+        return Some(Err(bad("LEGS_LOST names more than 32 legs")));
+    }
+    Some(
+        rest.get(..n)
+            .map(<[u8]>::to_vec)
+            .ok_or(bad("LEGS_LOST shorter than its count")),
+    )
+}
+
 /// The most lost legs a LEG extension names (more are left out: the
 /// exit then learns of those losses itself).
 pub const MAX_LOST: usize = 32;
@@ -277,6 +320,23 @@ mod tests {
             extend(link(), &LinkExt::default()).unwrap(),
             AnyRelayMsg::ConfluxLink(_)
         ));
+    }
+
+    /// LEGS_LOST round-trips through the relay cell codec; short or long
+    /// bodies are refused; other messages are not it.
+    #[test]
+    fn legs_lost_round_trips_and_bad_bodies_are_refused() {
+        let mut rng = rand::rng();
+        let cell =
+            crate::circuit::relay_cell::encode(None, legs_lost_msg(&[3, 0]), &mut rng).unwrap();
+        let (_, got) = crate::circuit::relay_cell::decode(&cell).unwrap();
+        assert_eq!(parse_legs_lost(&got).unwrap().unwrap(), vec![3, 0]);
+        let cmd = RelayCmd::from(CMD_LEGS_LOST);
+        for body in [vec![], vec![2, 1], vec![40; 41]] {
+            let m = AnyRelayMsg::Unrecognized(Unrecognized::new(cmd, body.clone()));
+            assert!(parse_legs_lost(&m).unwrap().is_err(), "{body:?}");
+        }
+        assert!(parse_legs_lost(&link()).is_none());
     }
 
     /// A LEG note with its lost legs, beside RESUME_CAP, round-trips; lost

@@ -110,3 +110,68 @@ fn links_name_the_lost_legs_until_a_link_naming_them_is_answered() {
     let n = notes(&mut p);
     assert_eq!((n[0].num, n[0].lost.len()), (d.0, 0), "{n:?}");
 }
+
+/// The other way round: the exit hears of the loss and the client does
+/// not (its guard holds the DESTROY). The exit's gap would wait for a new
+/// leg that never comes; its LEGS_LOST on the leg that lives makes the
+/// client drop the leg and link a new one, and nothing is lost.
+#[test]
+fn legs_lost_from_the_exit_makes_the_client_drop_the_leg_and_resume() {
+    for seed in 0..20 {
+        let (mut p, legs) = offering_pair(seed, &[5, 12]);
+        let mut cc = RandomChooser(Xs(seed + 4));
+        let mut ce = RandomChooser(Xs(seed + 5));
+        send_range(&mut p, &mut cc, &mut ce, 0, 30);
+        p.run();
+        ack_all(&mut p);
+        send_range(&mut p, &mut cc, &mut ce, 30, 60);
+        let b = legs[1];
+        let eb = p.map[&b];
+        p.dead.push(b);
+        p.up.get_mut(&b).unwrap().q.clear();
+        p.down.get_mut(&b).unwrap().q.clear();
+        p.exit
+            .leg_closed(eb, LegClosedInfo::default(), p.now)
+            .unwrap();
+        p.pump();
+        p.run();
+        // The client heard it from the exit: the driver closes the leg.
+        assert!(
+            p.events_client
+                .iter()
+                .any(|e| matches!(e, ConfluxEvent::LegDropped { leg } if *leg == b)),
+            "seed {seed}: {:?}",
+            p.events_client
+        );
+        p.client
+            .leg_closed(b, LegClosedInfo::default(), p.now)
+            .unwrap();
+        p.launch(Duration::from_millis(2));
+        p.run();
+        assert_eq!(p.exit.resumptions(), 1, "seed {seed}");
+        assert!(!p.exit.awaits_resumption(), "seed {seed}");
+        finish_to_200(&mut p, &mut cc, &mut ce, 60);
+    }
+}
+
+/// A LEGS_LOST where resumption is off, or malformed, is a protocol
+/// violation that closes the set; one naming unknown legs does nothing.
+#[test]
+fn legs_lost_out_of_place_is_a_violation() {
+    let (mut p, legs) = super::linked_pair(3, 0, &[5, 9]);
+    let msg = super::ext::legs_lost_msg(&[legs[1].0]);
+    assert!(p.client.handle_msg(legs[0], None, msg, p.now).is_err());
+    assert!(p.client.is_closed());
+    let (mut p, legs) = offering_pair(3, &[5, 9]);
+    let msg = super::ext::legs_lost_msg(&[200]);
+    assert!(matches!(
+        p.client.handle_msg(legs[0], None, msg, p.now),
+        Ok(Handled::Consumed)
+    ));
+    assert!(p.client.poll_event().is_none() && !p.client.is_closed());
+    let cmd = RelayCmd::from(super::ext::CMD_LEGS_LOST);
+    let bad =
+        AnyRelayMsg::Unrecognized(tor_cell::relaycell::msg::Unrecognized::new(cmd, vec![3, 1]));
+    assert!(p.client.handle_msg(legs[0], None, bad, p.now).is_err());
+    assert!(p.client.is_closed());
+}

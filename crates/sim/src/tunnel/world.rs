@@ -640,17 +640,23 @@ impl TunnelSim {
     /// now; the guard sends the client DESTROY (CHANNEL_CLOSED) one down
     /// delay later, the exit learns one up delay later.
     pub fn kill(&mut self, path: PathId) {
-        self.kill_with(path, None);
+        self.kill_with(path, Duration::ZERO, Duration::ZERO);
     }
 
     /// [`Self::kill`], but the exit learns of it only `exit_late` after
     /// the client does (a C-tor middle holding the exit's DESTROY behind
     /// another on an idle channel).
     pub fn kill_exit_late(&mut self, path: PathId, exit_late: Duration) {
-        self.kill_with(path, Some(exit_late));
+        self.kill_with(path, Duration::ZERO, exit_late);
     }
 
-    fn kill_with(&mut self, path: PathId, exit_late: Option<Duration>) {
+    /// [`Self::kill`], but the client's guard sends the DESTROY only
+    /// `client_late` after the exit hears (a C-tor guard holding it).
+    pub fn kill_client_late(&mut self, path: PathId, client_late: Duration) {
+        self.kill_with(path, client_late, Duration::ZERO);
+    }
+
+    fn kill_with(&mut self, path: PathId, client_late: Duration, exit_late: Duration) {
         let offset = self.elapsed();
         let Some(l) = self.legs.get_mut(&path) else {
             return;
@@ -659,9 +665,9 @@ impl TunnelSim {
         l.pending = None;
         let down = l.down.config().delay;
         let up = l.up.config().delay;
-        self.queue.push(offset + down, Ev::GuardDestroy(path));
-        let exit = exit_late.map_or(offset + up, |late| offset + down + late);
-        self.queue.push(exit, Ev::ExitGone(path));
+        self.queue
+            .push(offset + down + client_late, Ev::GuardDestroy(path));
+        self.queue.push(offset + up + exit_late, Ev::ExitGone(path));
     }
 
     /// Hop `hop` (0 guard, 1 middle, 2 exit) of `path` sends `msg` on

@@ -126,9 +126,11 @@ impl ClientCircuit {
             // (`conflux::ext`, Braid proposal 001 §2.2).
             (_, AnyRelayMsg::Drop(_)) => Ok(()),
             // Braid proposal 001 §4's stream messages are the stream
-            // layer's (which ignores them unless the exit offered them).
+            // layer's (which ignores them unless the exit offered them);
+            // its LEGS_LOST (§3.3) is the Conflux layer's.
             (_, AnyRelayMsg::Unrecognized(u))
                 if u.cmd() != RelayCmd::CONFLUX_LINKED
+                    && u8::from(u.cmd()) != crate::conflux::ext::CMD_LEGS_LOST
                     && !crate::stream::migrate_wire::is_migrate_cmd(u.cmd()) =>
             {
                 Ok(())

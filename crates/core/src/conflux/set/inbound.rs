@@ -38,6 +38,12 @@ impl ConfluxSet {
         if ext.cap.is_some() && matches!(msg, AnyRelayMsg::ConfluxLinked(_)) {
             self.peer_offers_resumption();
         }
+        if let Some(nums) = crate::conflux::ext::parse_legs_lost(&msg) {
+            if !self.legs.contains_key(&leg) {
+                return Err(ConfluxError::NoSuchLeg { leg });
+            }
+            return self.legs_lost_from_peer(leg, nums);
+        }
         let Some(state) = self.legs.get_mut(&leg) else {
             return Err(ConfluxError::NoSuchLeg { leg });
         };
@@ -271,7 +277,7 @@ impl ConfluxSet {
         if self.resume.is_some() {
             // Braid proposal 001 §3.3: what it carried is resent on the
             // next leg; none of the data-loss rules apply.
-            self.resumable_leg_closed(leg, now);
+            self.resumable_leg_closed(leg, now, true);
             return Ok(());
         }
         let was_current = self.send.current() == Some(leg);

@@ -14,8 +14,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::{ConfluxEvent, ConfluxSet, Role};
+use super::{ConfluxEvent, ConfluxSet, Handled, Role};
 use crate::conflux::MAX_LEGS;
+use crate::conflux::error::ConfluxError;
 use crate::conflux::ext::{LegNote, MAX_LOST};
 use crate::ids::LegId;
 
@@ -33,18 +34,18 @@ pub(super) struct LegNotes {
 }
 
 impl LegNotes {
-    /// Linked leg `leg` was lost.
-    pub(super) fn leg_lost(&mut self, role: Role, leg: LegId) {
+    /// Linked leg `leg` was lost. Exit: the client's number for it, if it
+    /// gave one.
+    pub(super) fn leg_lost(&mut self, role: Role, leg: LegId) -> Option<u8> {
         match role {
             Role::Client => {
                 if self.untold.len() >= MAX_LOST {
                     self.untold.remove(0);
                 }
                 self.untold.push(leg);
+                None
             }
-            Role::Exit => {
-                self.peer_nums.remove(&leg);
-            }
+            Role::Exit => self.peer_nums.remove(&leg),
         }
     }
 
@@ -101,7 +102,7 @@ impl ConfluxSet {
                 }
                 self.legs.remove(&lost);
                 self.snapshot_seqs(lost);
-                self.resumable_leg_closed(lost, now);
+                self.resumable_leg_closed(lost, now, false);
                 self.events
                     .push_back(ConfluxEvent::LegDropped { leg: lost });
             }
@@ -115,6 +116,55 @@ impl ConfluxSet {
         if legs.contains_key(&leg) {
             self.notes.peer_nums.insert(leg, note.num);
         }
+    }
+
+    /// Exit: linked leg `leg`, which the client numbers `num`, was lost
+    /// and the client did not say so: tell it on a leg that lives, so
+    /// that it drops the leg and links a new one (without which a gap the
+    /// lost leg left would wait for a new leg that never comes).
+    pub(super) fn tell_leg_lost(&mut self, num: u8) {
+        let alive = self
+            .legs
+            .iter()
+            .find(|(_, s)| s.is_linked())
+            .map(|(l, _)| *l);
+        if let Some(alive) = alive {
+            self.transmit
+                .push_back((alive, crate::conflux::ext::legs_lost_msg(&[num])));
+        }
+    }
+
+    /// Client: the exit's LEGS_LOST on `on` named `nums`: each of our
+    /// linked legs among them is reported with
+    /// [`ConfluxEvent::LegDropped`] (the driver closes its circuit, and
+    /// the set learns of the loss as of any). A set without resumption
+    /// never gets one: a protocol violation.
+    pub(super) fn legs_lost_from_peer(
+        &mut self,
+        on: LegId,
+        nums: Result<Vec<u8>, ConfluxError>,
+    ) -> Result<Handled, ConfluxError> {
+        let cmd = tor_cell::relaycell::RelayCmd::from(crate::conflux::ext::CMD_LEGS_LOST);
+        if self.role != Role::Client || self.resume.is_none() {
+            return self.violation(
+                on,
+                ConfluxError::BadExtension {
+                    cmd,
+                    why: "LEGS_LOST without resumption, or to an exit",
+                },
+            );
+        }
+        let nums = match nums {
+            Ok(n) => n,
+            Err(e) => return self.violation(on, e),
+        };
+        for num in nums {
+            let leg = LegId(num);
+            if self.legs.get(&leg).is_some_and(|s| s.is_linked()) {
+                self.events.push_back(ConfluxEvent::LegDropped { leg });
+            }
+        }
+        Ok(Handled::Consumed)
     }
 
     /// Client: `leg`'s LINK was answered, or the leg failed.

@@ -254,9 +254,15 @@ impl ConfluxSet {
 
     /// A linked leg of a resumable set closed: it leaves, whatever it
     /// carried; the set waits for a new leg if none is left.
-    pub(super) fn resumable_leg_closed(&mut self, leg: LegId, now: Instant) {
+    /// `tell`: an exit tells the client ([`Self::tell_leg_lost`]) unless
+    /// the client named the leg lost itself.
+    pub(super) fn resumable_leg_closed(&mut self, leg: LegId, now: Instant, tell: bool) {
         self.lost_legs = true;
-        self.notes.leg_lost(self.role, leg);
+        if let Some(num) = self.notes.leg_lost(self.role, leg)
+            && tell
+        {
+            self.tell_leg_lost(num);
+        }
         self.send.remove_leg(leg);
         self.recv.remove_leg(leg);
         if let Some(r) = self.resume.as_mut()

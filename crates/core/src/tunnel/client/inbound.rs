@@ -7,7 +7,7 @@ use std::time::Instant;
 use tor_cell::relaycell::msg::AnyRelayMsg;
 use tor_cell::relaycell::{RelayCmd, RelayMsg as _};
 
-use crate::conflux::{ConfluxEvent, Handled};
+use crate::conflux::{ConfluxError, ConfluxEvent, Handled};
 use crate::ids::{HopNum, StreamId};
 use crate::tunnel::error::TunnelError;
 
@@ -138,8 +138,16 @@ impl ClientTunnel {
                         self.counters.ahead_of_a_gap();
                     }
                 }
-                // An exit's events.
-                ConfluxEvent::LegRtt { .. } | ConfluxEvent::LegDropped { .. } => {}
+                ConfluxEvent::LegDropped { leg } => {
+                    // The exit lost it (Braid proposal 001 §3.3): close
+                    // it; the set learns of the loss as of any and a new
+                    // leg resumes it.
+                    if let Some(l) = self.legs.iter_mut().find(|l| l.conflux == Some(leg)) {
+                        l.close_on(TunnelError::Conflux(ConfluxError::LegDroppedByPeer { leg }));
+                    }
+                }
+                // An exit's event.
+                ConfluxEvent::LegRtt { .. } => {}
             }
         }
         let mut data = false;
