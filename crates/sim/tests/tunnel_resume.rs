@@ -20,7 +20,7 @@ use braid_core::conflux_sched::SchedulerKind;
 use braid_core::ids::SetKey;
 use braid_core::relay::{ConfluxExitConfig, SetFigures};
 use braid_core::tunnel::{CloseCause, TunnelConfig, TunnelEvent};
-use braid_sim::tunnel::{LegLinks, NodeExit, NodeExitConfig, SimConfig, TunnelSim, Want};
+use braid_sim::tunnel::{LegLinks, NodeExit, NodeExitConfig, PathId, SimConfig, TunnelSim, Want};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 const SECS: fn(u64) -> Duration = Duration::from_secs;
@@ -135,38 +135,9 @@ fn a_download_survives_its_busy_leg_dying() {
 #[test]
 fn a_loss_the_exit_hears_of_late_does_not_stall_the_set() {
     for (seed, after) in [(5, 900), (6, 1700)] {
-        let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
-        let mut sim = TunnelSim::new(resumable(seed, legs)).unwrap();
-        assert!(sim.run_until_open(SECS(5)), "{:?}", sim.log);
-        let n = 20_000_000;
-        let id = sim.open(Want::Download(n)).unwrap();
-        sim.run_for(MS(after));
-        let killed_at = sim.elapsed();
-        // The exit hears 20 s later: past when the new leg links, within
-        // the grace (30 s).
-        sim.kill_exit_late(busy(&sim), SECS(20));
-        assert!(
-            sim.run_until(SECS(60), |s| s.app.all_complete() || s.client.is_finished()),
-            "seed {seed}: {:?}",
-            sim.app.streams
-        );
-        let s = &sim.app.streams[&id];
-        assert!(
-            s.content_ok && s.received == n,
-            "seed {seed}: the download completes byte-exact: {s:?}"
-        );
-        let done = sim.elapsed() - killed_at;
-        let f = the_set(&sim);
-        println!(
-            "seed {seed}: exit told 20 s late; done {done:?} after the kill, {} resumption(s), {} resent",
-            f.resumptions, f.resent
-        );
-        assert!(
-            done < SECS(20),
-            "seed {seed}: no stall until the exit heard: {done:?}"
-        );
-        assert_eq!(f.resumptions, 1, "seed {seed}: {f:?}");
-        assert!(!sim.client.is_finished(), "seed {seed}: the set lives");
+        late_loss(seed, after, "exit", |sim, p| {
+            sim.kill_exit_late(p, SECS(20))
+        });
     }
 }
 
@@ -174,40 +145,51 @@ fn a_loss_the_exit_hears_of_late_does_not_stall_the_set() {
 /// the DESTROY for 20 s. The exit's LEGS_LOST on the leg that lives makes
 /// the client drop the dead leg and link a new one (Braid proposal 001
 /// §3.3); without it the exit's gap would wait for a leg that never
-/// comes, until the grace closes the set.
+/// comes, until the guard's DESTROY.
 #[test]
 fn a_loss_the_client_hears_of_late_does_not_stall_the_set() {
     for (seed, after) in [(7, 900), (8, 1700)] {
-        let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
-        let mut sim = TunnelSim::new(resumable(seed, legs)).unwrap();
-        assert!(sim.run_until_open(SECS(5)), "{:?}", sim.log);
-        let n = 20_000_000;
-        let id = sim.open(Want::Download(n)).unwrap();
-        sim.run_for(MS(after));
-        let killed_at = sim.elapsed();
-        sim.kill_client_late(busy(&sim), SECS(20));
-        assert!(
-            sim.run_until(SECS(60), |s| s.app.all_complete() || s.client.is_finished()),
-            "seed {seed}: {:?}",
-            sim.app.streams
-        );
-        let s = &sim.app.streams[&id];
-        assert!(
-            s.content_ok && s.received == n,
-            "seed {seed}: the download completes byte-exact: {s:?}"
-        );
-        let done = sim.elapsed() - killed_at;
-        let f = the_set(&sim);
-        println!(
-            "seed {seed}: client told 20 s late; done {done:?} after the kill, {} resumption(s), {} resent",
-            f.resumptions, f.resent
-        );
-        assert!(
-            done < SECS(20),
-            "seed {seed}: no stall until the client heard: {done:?}"
-        );
-        assert_eq!(f.resumptions, 1, "seed {seed}: {f:?}");
+        late_loss(seed, after, "client", |sim, p| {
+            sim.kill_client_late(p, SECS(20))
+        });
     }
+}
+
+/// A 20 MB download on two legs; `after` ms in, `kill` kills the busy leg
+/// with one end (`late`) hearing 20 s late: the download completes byte-
+/// exact long before that, with one resumption.
+fn late_loss(seed: u64, after: u64, late: &str, kill: impl Fn(&mut TunnelSim, PathId)) {
+    let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
+    let mut sim = TunnelSim::new(resumable(seed, legs)).unwrap();
+    assert!(sim.run_until_open(SECS(5)), "{:?}", sim.log);
+    let n = 20_000_000;
+    let id = sim.open(Want::Download(n)).unwrap();
+    sim.run_for(MS(after));
+    let killed_at = sim.elapsed();
+    let path = busy(&sim);
+    kill(&mut sim, path);
+    assert!(
+        sim.run_until(SECS(60), |s| s.app.all_complete() || s.client.is_finished()),
+        "seed {seed}: {:?}",
+        sim.app.streams
+    );
+    let s = &sim.app.streams[&id];
+    assert!(
+        s.content_ok && s.received == n,
+        "seed {seed}: the download completes byte-exact: {s:?}"
+    );
+    let done = sim.elapsed() - killed_at;
+    let f = the_set(&sim);
+    println!(
+        "seed {seed}: {late} told 20 s late; done {done:?} after the kill, {} resumption(s), {} resent",
+        f.resumptions, f.resent
+    );
+    assert!(
+        done < SECS(20),
+        "seed {seed}: a stall until the {late} heard: {done:?}"
+    );
+    assert_eq!(f.resumptions, 1, "seed {seed}: {f:?}");
+    assert!(!sim.client.is_finished(), "seed {seed}: the set lives");
 }
 
 #[test]

@@ -3,41 +3,45 @@
 //! new leg's LINK names it, the exit drops it, and nothing the exit sent
 //! on it after the client's loss is lost.
 
-use super::resume_tests::{ack_all, send_range};
+use super::resume_tests::{ack_all, linked_with, send_range};
 use super::*;
 
 /// A pair whose ends offer resumption (so LINKs carry Braid's extensions)
 /// with legs of one-way `delays`, linked.
 fn offering_pair(seed: u64, delays: &[u64]) -> (Pair, Vec<LegId>) {
-    let mut p = Pair::new(seed, 3);
-    p.client.offer_resumption(ResumeParams::default());
-    p.exit.offer_resumption(ResumeParams::default());
-    let legs: Vec<LegId> = delays
-        .iter()
-        .map(|d| p.launch(Duration::from_millis(*d)))
-        .collect();
-    p.run();
+    let (p, legs) = linked_with(seed, 3, delays, |p| {
+        p.client.offer_resumption(ResumeParams::default());
+        p.exit.offer_resumption(ResumeParams::default());
+    });
     assert!(p.client.is_resumable() && p.exit.is_resumable());
     (p, legs)
+}
+
+/// A two-leg offering pair with DATA 30..60 in flight both ways when the
+/// path of its second leg dies, neither end told yet: the pair, its
+/// choosers, that leg and the exit's id of it.
+fn busy_pair_losing_a_leg(seed: u64) -> (Pair, RandomChooser, RandomChooser, LegId, LegId) {
+    let (mut p, legs) = offering_pair(seed, &[5, 12]);
+    let mut cc = RandomChooser(Xs(seed + 2));
+    let mut ce = RandomChooser(Xs(seed + 3));
+    send_range(&mut p, &mut cc, &mut ce, 0, 30);
+    p.run();
+    ack_all(&mut p);
+    send_range(&mut p, &mut cc, &mut ce, 30, 60);
+    let b = legs[1];
+    let eb = p.map[&b];
+    p.dead.push(b);
+    p.up.get_mut(&b).unwrap().q.clear();
+    p.down.get_mut(&b).unwrap().q.clear();
+    (p, cc, ce, b, eb)
 }
 
 #[test]
 fn a_leg_the_client_lost_is_dropped_by_the_next_link_before_the_exit_hears() {
     for seed in 0..20 {
-        let (mut p, legs) = offering_pair(seed, &[5, 12]);
-        let mut cc = RandomChooser(Xs(seed + 2));
-        let mut ce = RandomChooser(Xs(seed + 3));
-        send_range(&mut p, &mut cc, &mut ce, 0, 30);
-        p.run();
-        ack_all(&mut p);
-        send_range(&mut p, &mut cc, &mut ce, 30, 60);
-        // B's path dies; only the client hears of it (the middle holds
-        // the exit's DESTROY).
-        let b = legs[1];
-        let eb = p.map[&b];
-        p.dead.push(b);
-        p.up.get_mut(&b).unwrap().q.clear();
-        p.down.get_mut(&b).unwrap().q.clear();
+        // Only the client hears of the loss (the middle holds the exit's
+        // DESTROY).
+        let (mut p, mut cc, mut ce, b, eb) = busy_pair_losing_a_leg(seed);
         p.client
             .leg_closed(b, LegClosedInfo::default(), p.now)
             .unwrap();
@@ -118,18 +122,9 @@ fn links_name_the_lost_legs_until_a_link_naming_them_is_answered() {
 #[test]
 fn legs_lost_from_the_exit_makes_the_client_drop_the_leg_and_resume() {
     for seed in 0..20 {
-        let (mut p, legs) = offering_pair(seed, &[5, 12]);
-        let mut cc = RandomChooser(Xs(seed + 4));
-        let mut ce = RandomChooser(Xs(seed + 5));
-        send_range(&mut p, &mut cc, &mut ce, 0, 30);
-        p.run();
-        ack_all(&mut p);
-        send_range(&mut p, &mut cc, &mut ce, 30, 60);
-        let b = legs[1];
-        let eb = p.map[&b];
-        p.dead.push(b);
-        p.up.get_mut(&b).unwrap().q.clear();
-        p.down.get_mut(&b).unwrap().q.clear();
+        // Only the exit hears of the loss (the guard holds the client's
+        // DESTROY).
+        let (mut p, mut cc, mut ce, b, eb) = busy_pair_losing_a_leg(seed);
         p.exit
             .leg_closed(eb, LegClosedInfo::default(), p.now)
             .unwrap();

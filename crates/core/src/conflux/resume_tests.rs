@@ -18,9 +18,21 @@ fn resumable_pair_with(
     jitter_ms: u64,
     delays: &[u64],
 ) -> (Pair, Vec<LegId>) {
+    linked_with(seed, jitter_ms, delays, |p| {
+        p.client.enable_resumption(params);
+        p.exit.enable_resumption(params);
+    })
+}
+
+/// A pair set up by `setup`, with legs of one-way `delays`, linked.
+pub(super) fn linked_with(
+    seed: u64,
+    jitter_ms: u64,
+    delays: &[u64],
+    setup: impl FnOnce(&mut Pair),
+) -> (Pair, Vec<LegId>) {
     let mut p = Pair::new(seed, jitter_ms);
-    p.client.enable_resumption(params);
-    p.exit.enable_resumption(params);
+    setup(&mut p);
     let legs: Vec<LegId> = delays
         .iter()
         .map(|d| p.launch(Duration::from_millis(*d)))
