@@ -11,6 +11,8 @@
 //!   middles die: memory, descriptors and tunnels over time.
 //! - [`resume`](mod@resume): the busy leg's middle killed under a transfer,
 //!   through the Braid exit (resumption) and a C-tor exit.
+//! - [`dir`](mod@dir): directory bootstrap, cold, warm and by diff, time
+//!   and bytes, Braid's client beside the C-tor client.
 //! - [`prom`]: a tolerant parser of Prometheus text (the proxy's
 //!   `/metrics`); [`scrape`]: scraping it into per-leg time series.
 //! - [`svg`]: hand-written SVG line charts.
@@ -18,6 +20,7 @@
 //!   proxy` as a child process; [`output`]: result files; [`error`].
 
 mod conflux;
+mod dir;
 mod error;
 mod output;
 mod proc;
@@ -31,6 +34,7 @@ mod soak;
 mod svg;
 
 pub(crate) use conflux::conflux;
+pub(crate) use dir::dir;
 pub(crate) use relay::relay;
 pub(crate) use resume::resume;
 pub(crate) use single::single;

@@ -114,6 +114,29 @@ pub(crate) enum BenchCmd {
     /// time against the usual, the client's stall, cells resent and the
     /// retransmit peak; a table and a JSON file.
     Resume(BenchResumeArgs),
+    /// Directory: bootstrap time and bytes, cold (empty cache), warm
+    /// (cache of a moment ago) and by diff (cache two consensus periods
+    /// old), Braid's client beside the C-tor client on one network; a
+    /// table and a JSON file.
+    Dir(BenchDirArgs),
+}
+
+/// `braid bench dir`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchDirArgs {
+    /// Working directory (the network and bench-dir.json go here).
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// Runs of each case per client.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) runs: usize,
+    /// Relays besides the authorities and exits (more relays, more
+    /// microdescriptors).
+    #[arg(long, default_value_t = 8)]
+    pub(crate) relays: usize,
+    /// First port of the network's port block.
+    #[arg(long, default_value_t = 23000)]
+    pub(crate) base_port: u16,
 }
 
 /// `braid bench resume`.

@@ -54,6 +54,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(BenchCmd::Relay(args)) => bench::relay(args).await.map_err(Box::from),
             Command::Bench(BenchCmd::Soak(args)) => bench::soak(args).await.map_err(Box::from),
             Command::Bench(BenchCmd::Resume(args)) => bench::resume(args).await.map_err(Box::from),
+            Command::Bench(BenchCmd::Dir(args)) => bench::dir(args).await.map_err(Box::from),
             Command::Relay(cmd) => relay_cmd::run(cmd).await.map_err(Box::from),
         }
     });

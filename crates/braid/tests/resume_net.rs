@@ -8,7 +8,10 @@
 //!   once and in order, on the same set;
 //! - the middles of every leg die at once 5 MB into a 30 MB download: the
 //!   set waits with no leg, new legs link within the grace period (30 s),
-//!   and the download completes byte-identical (SHA-256).
+//!   and the download completes byte-identical (SHA-256);
+//! - first, with a client that does not offer resumption (C-tor's rules
+//!   at the Braid exit): an idle leg's middle dies, the set lives and a
+//!   replacement leg links into it.
 //!
 //! (`conflux_exit.rs` kills one leg's middle mid-download and mid-upload;
 //! through a C-tor exit the stream is reset: `conflux.rs`.)
@@ -92,6 +95,9 @@ async fn sets_to_the_braid_exit_survive_a_dead_guard_and_losing_every_leg() {
     let socks = InProcessSocks::serve(&client).await;
     let socks_addr = socks.addr;
 
+    // First, on relays no kill has touched: a client without resumption
+    // (C-tor's rules at the Braid exit) loses an idle leg.
+    idle_leg_without_resumption(&dir).await;
     echo_survives_its_guard(&dir, &client, socks_addr).await;
     download_survives_losing_every_leg(&dir, &client, socks_addr).await;
 
@@ -364,4 +370,116 @@ async fn download_survives_losing_every_leg(
         recovery < Duration::from_secs(30),
         "data flowed again within the grace: {st:?}"
     );
+}
+
+/// A client without resumption (so the Braid exit applies C-tor's rules
+/// to a lost leg, issue 14): an echo session on a two-leg set; once a leg
+/// is behind the other in both directions (idle: not the last to carry a
+/// cell either way, nothing in flight), its middle is killed. The set
+/// lives, a replacement leg links into it, and the session goes on.
+async fn idle_leg_without_resumption(dir: &Path) {
+    let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
+    cfg.cache_dir = dir.join("braid-cache-idle-leg");
+    cfg.conflux_legs = Some(2);
+    cfg.migrate = false;
+    cfg.resume = false;
+    cfg.nodes = NodeRestrictions::parse(&[], &[], &["braidexit0"]).unwrap();
+    let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    let socks = InProcessSocks::serve(&client).await;
+    let socks_addr = socks.addr;
+    let echo = echo_server().await;
+    let stream = socks::connect(socks_addr, echo, Some(("idle", "x")))
+        .await
+        .unwrap();
+    let mut stream = BufReader::new(stream);
+    let t = tunnel_of(&client, "idle");
+    let mut n = 0_usize;
+    let mut line = String::new();
+    let mut exchange = async |stream: &mut BufReader<tokio::net::TcpStream>, n: &mut usize| {
+        let want = format!("idle {n} {}\n", "y".repeat((*n * 53) % 1400));
+        stream.get_mut().write_all(want.as_bytes()).await.unwrap();
+        line.clear();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_line(&mut line))
+            .await
+            .expect("no echo within 30 s")
+            .unwrap();
+        assert_eq!(line, want, "line {n} echoed once and in order");
+        *n += 1;
+    };
+    // Lines until one leg is behind in both directions.
+    let idle = loop {
+        exchange(&mut stream, &mut n).await;
+        let r = t.report().await.unwrap();
+        assert!(!r.resume.resumable, "resumption off");
+        let stats: Vec<(usize, u64, u64)> = r
+            .legs
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.open)
+            .filter_map(|(i, l)| l.stats.map(|s| (i, s.last_seq_sent, s.last_seq_recv)))
+            .collect();
+        assert_eq!(stats.len(), 2, "{:?}", legs(&r));
+        let (a, b) = (stats[0], stats[1]);
+        if a.1 < b.1 && a.2 < b.2 {
+            break (a.0, r.legs[a.0].path.clone(), r);
+        }
+        if b.1 < a.1 && b.2 < a.2 {
+            break (b.0, r.legs[b.0].path.clone(), r);
+        }
+        assert!(n < 200, "no leg fell behind in both directions: {stats:?}");
+    };
+    let (i, path, r) = idle;
+    // Nothing in flight: the echo came back, and the circuits' SENDMEs
+    // have had time to come.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let middle = path[1].clone();
+    println!(
+        "idle leg: after {n} lines, killing {middle}, the middle of idle leg {i} ({}); legs {:?}",
+        path.join(" > "),
+        legs(&r)
+    );
+    kill_relay(dir, &middle);
+    let killed = Instant::now();
+    // The session goes on; a replacement leg links into the live set.
+    let joined = loop {
+        exchange(&mut stream, &mut n).await;
+        let r = t.report().await.unwrap();
+        assert!(!t.is_closed(), "the set lived through an idle leg's loss");
+        if r.legs
+            .iter()
+            .any(|l| l.replacement && l.open && l.stats.is_some())
+        {
+            break r;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no replacement leg linked in 30 s: {:?}",
+            legs(&r)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for _ in 0..20 {
+        exchange(&mut stream, &mut n).await;
+    }
+    let r = t.report().await.unwrap();
+    println!(
+        "idle leg: a replacement linked {} ms after the kill; {n} lines echoed once and in order; legs {:?}",
+        killed.elapsed().as_millis(),
+        legs(&joined)
+    );
+    assert_eq!(
+        r.legs.iter().filter(|l| l.open).count(),
+        2,
+        "{:?}",
+        legs(&r)
+    );
+    assert!(
+        r.legs.iter().all(|l| !l.open || !l.path.contains(&middle)),
+        "{:?}",
+        legs(&r)
+    );
+    assert_eq!(r.resume.legs_lost, 1, "{:?}", r.resume);
+    socks.stop().await;
 }
