@@ -51,6 +51,13 @@ const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 /// First port of this test's network (each test has its own block,
 /// all below 32768, where Linux's ephemeral ports begin).
 const BASE: u16 = 16000;
+/// The ten-stream test's network.
+const BASE_TEN: u16 = 17000;
+
+/// The tests of this file take turns (cargo runs them at once): two
+/// networks with their downloads on two cores made both slower than
+/// their bounds allow. Each also has its own port block.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A `braid proxy` child process, killed (by its PID) on drop.
 struct Proxy(Child);
@@ -153,9 +160,9 @@ fn find_stream(metrics: SocketAddr, at_least: u64) -> Result<serde_json::Value, 
 /// This file's network (6 C-tor relays, a C-tor exit, `braidexit0`) in
 /// `test_dir(name)`, and a `braid proxy` on single circuits pinned to
 /// `braidexit0` (its SOCKS and metrics ports), its exits ready.
-async fn network_and_proxy(name: &str) -> (Network, SocketAddr, SocketAddr, Proxy) {
+async fn network_and_proxy(name: &str, base: u16) -> (Network, SocketAddr, SocketAddr, Proxy) {
     let mut config = NetworkConfig::new(test_dir(name), BRAID);
-    config.base_port = BASE;
+    config.base_port = base;
     config.client = false;
     config.relays = 6;
     config.exits = 1;
@@ -168,8 +175,8 @@ async fn network_and_proxy(name: &str) -> (Network, SocketAddr, SocketAddr, Prox
         .unwrap_or_else(|e| panic!("{e}"));
     println!("network up in {:.1} s", start.elapsed().as_secs_f64());
     let files = network.manifest().fileserver.address;
-    let socks_addr: SocketAddr = format!("127.0.0.1:{}", BASE + 500).parse().unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", BASE + 502).parse().unwrap();
+    let socks_addr: SocketAddr = format!("127.0.0.1:{}", base + 500).parse().unwrap();
+    let metrics: SocketAddr = format!("127.0.0.1:{}", base + 502).parse().unwrap();
     let proxy = start_proxy(
         &network.dir().join("network.toml"),
         socks_addr,
@@ -182,7 +189,8 @@ async fn network_and_proxy(name: &str) -> (Network, SocketAddr, SocketAddr, Prox
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
-    let (network, socks_addr, metrics, proxy) = network_and_proxy("migrate").await;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (network, socks_addr, metrics, proxy) = network_and_proxy("migrate", BASE).await;
     let dir = network.dir().to_path_buf();
     let files = network.manifest().fileserver.address;
 
@@ -347,7 +355,8 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_downloads_move_from_a_circuit_to_a_set_and_back() {
-    let (network, socks_addr, metrics, proxy) = network_and_proxy("migrate-ten").await;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (network, socks_addr, metrics, proxy) = network_and_proxy("migrate-ten", BASE_TEN).await;
     let files = network.manifest().fileserver.address;
     ten_streams_to_a_set_and_back(files, socks_addr, metrics).await;
     drop(proxy);

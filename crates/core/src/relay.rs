@@ -10,7 +10,8 @@
 //! - [`node`]: [`RelayNode`], a relay's channels and circuits, routing
 //!   cells between them.
 //! - [`ewma`]: circuit priority on a channel by recent cells ([`ewma::CellEwma`]).
-//! - [`kist`]: KIST's socket write limit ([`kist::write_limit`]).
+//! - [`kist`]: KIST's socket write limit ([`kist::write_limit`]);
+//!   [`kist_sched`]: the KIST scheduler of the channels' writers.
 //! - [`error`]: its errors, [`RelayCircError`].
 
 pub mod circuit;
@@ -18,6 +19,7 @@ pub mod create;
 pub mod error;
 pub mod ewma;
 pub mod kist;
+pub mod kist_sched;
 pub mod node;
 #[cfg(test)]
 mod node_tests;

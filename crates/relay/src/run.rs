@@ -7,7 +7,8 @@
 //! - `connect`: channels we open to extend circuits.
 //! - `consensus`: the consensus parameters, fetched at start and hourly.
 //! - `chan_io`: a channel's reader and writer tasks.
-//! - `kist`: KIST, the write limits of the channels' sockets.
+//! - KIST (the write limits of the channels' sockets) is braid-core's
+//!   [`kist_sched`](braid_core::relay::kist_sched); `node_task` drives it.
 //! - `sockinfo`: `TCP_INFO` and `SIOCOUTQNSD` of a socket.
 //! - `node_task`: the task that owns the node.
 //! - `exit`: exit streams' destinations (policy, lookups, sockets).
@@ -27,7 +28,6 @@ mod consensus;
 mod dircache;
 pub mod driver;
 mod exit;
-mod kist;
 mod link;
 mod metrics;
 mod msg;

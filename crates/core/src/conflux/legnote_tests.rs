@@ -170,3 +170,48 @@ fn legs_lost_out_of_place_is_a_violation() {
     assert!(p.client.handle_msg(legs[0], None, bad, p.now).is_err());
     assert!(p.client.is_closed());
 }
+
+/// Both legs die; the exit hears of both, the client of one only (the
+/// other's guard holds the DESTROY). No leg lives to carry a LEGS_LOST:
+/// the exit tells the client on the new leg, after its LINKED, and the
+/// client drops the stale leg before it sends anything more into it.
+#[test]
+fn legs_lost_while_none_lived_are_told_on_the_next_leg() {
+    for seed in 0..10 {
+        let (mut p, mut cc, mut ce, b, eb) = busy_pair_losing_a_leg(seed);
+        let a = *p.map.keys().find(|l| **l != b).unwrap();
+        let ea = p.map[&a];
+        p.dead.push(a);
+        p.up.get_mut(&a).unwrap().q.clear();
+        p.down.get_mut(&a).unwrap().q.clear();
+        p.exit
+            .leg_closed(ea, LegClosedInfo::default(), p.now)
+            .unwrap();
+        p.exit
+            .leg_closed(eb, LegClosedInfo::default(), p.now)
+            .unwrap();
+        p.client
+            .leg_closed(a, LegClosedInfo::default(), p.now)
+            .unwrap();
+        p.pump();
+        assert_eq!(p.exit.linked_legs(), 0);
+        p.launch(Duration::from_millis(2));
+        p.run();
+        assert!(
+            p.events_client
+                .iter()
+                .any(|e| matches!(e, ConfluxEvent::LegDropped { leg } if *leg == b)),
+            "seed {seed}: {:?}",
+            p.events_client
+        );
+        p.client
+            .leg_closed(b, LegClosedInfo::default(), p.now)
+            .unwrap();
+        p.pump();
+        if p.client.awaits_resumption() {
+            p.launch(Duration::from_millis(3));
+            p.run();
+        }
+        finish_to_200(&mut p, &mut cc, &mut ce, 60);
+    }
+}

@@ -70,8 +70,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::chan_io::Traffic;
 use super::consensus::FetchStats;
 use super::dircache::{DirFigures, DirShared};
-use super::kist::KistStats;
 use super::msg::ToNode;
+use braid_core::relay::kist_sched::KistStats;
 
 /// Longest request head read.
 const MAX_REQUEST: usize = 4096;

@@ -26,11 +26,11 @@ use super::chan_io::{ChanIo, Traffic};
 use super::connect::connect;
 use super::consensus::NetParams;
 use super::exit::Exits;
-use super::kist::{Kist, Outlet, Sent, SocketState};
 use super::link::Link;
 use super::metrics::NodeFigures;
 use super::msg::{OpenedLink, ToNode};
 use super::sockinfo::socket_info;
+use braid_core::relay::kist_sched::{KernelError, Kist, Outlet, Sent, SocketState};
 
 /// Messages the node task handles before it pulls cells out again.
 const BATCH: usize = 64;
@@ -412,7 +412,17 @@ impl Outlet for Writers<'_> {
     fn socket(&mut self, chan: ChanKey, ask_kernel: bool) -> Option<SocketState> {
         let c = self.chans.get(&chan)?;
         let info = if ask_kernel {
-            c.io.sock.as_ref().map(|fd| socket_info(fd.as_fd()))
+            c.io.sock.as_ref().map(|fd| {
+                socket_info(fd.as_fd()).map_err(|e| {
+                    // C-tor's `kist_no_kernel_support`: EINVAL, the kernel
+                    // lacks TCP_INFO or SIOCOUTQNSD.
+                    if e.raw_os_error() == Some(libc::EINVAL) {
+                        KernelError::Unsupported(e.to_string())
+                    } else {
+                        KernelError::Failed(e.to_string())
+                    }
+                })
+            })
         } else {
             None
         };

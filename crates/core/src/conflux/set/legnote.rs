@@ -31,6 +31,9 @@ pub(super) struct LegNotes {
     told: Vec<(LegId, Vec<LegId>)>,
     /// Exit: the client's number of each of our legs that had one.
     peer_nums: BTreeMap<LegId, u8>,
+    /// Exit: numbers of legs lost while no leg lived to tell the client
+    /// (at most [`MAX_LOST`]).
+    exit_untold: Vec<u8>,
 }
 
 impl LegNotes {
@@ -121,17 +124,36 @@ impl ConfluxSet {
     /// Exit: linked leg `leg`, which the client numbers `num`, was lost
     /// and the client did not say so: tell it on a leg that lives, so
     /// that it drops the leg and links a new one (without which a gap the
-    /// lost leg left would wait for a new leg that never comes).
+    /// lost leg left would wait for a new leg that never comes). With no
+    /// leg alive, the next leg to link tells it, after its LINKED.
     pub(super) fn tell_leg_lost(&mut self, num: u8) {
         let alive = self
             .legs
             .iter()
             .find(|(_, s)| s.is_linked())
             .map(|(l, _)| *l);
-        if let Some(alive) = alive {
-            self.transmit
-                .push_back((alive, crate::conflux::ext::legs_lost_msg(&[num])));
+        match alive {
+            Some(alive) => self
+                .transmit
+                .push_back((alive, crate::conflux::ext::legs_lost_msg(&[num]))),
+            None => {
+                if self.notes.exit_untold.len() >= MAX_LOST {
+                    self.notes.exit_untold.remove(0);
+                }
+                self.notes.exit_untold.push(num);
+            }
         }
+    }
+
+    /// Exit: new leg `leg` is linked (its LINKED queued): the legs lost
+    /// while none lived go to the client on it.
+    pub(super) fn tell_untold_on(&mut self, leg: LegId) {
+        if self.notes.exit_untold.is_empty() {
+            return;
+        }
+        let nums = std::mem::take(&mut self.notes.exit_untold);
+        self.transmit
+            .push_back((leg, crate::conflux::ext::legs_lost_msg(&nums)));
     }
 
     /// Client: the exit's LEGS_LOST on `on` named `nums`: each of our

@@ -181,6 +181,7 @@ impl ConfluxSet {
             self.take_leg_note(leg, note, now);
         }
         self.transmit.push_back((leg, linked.into()));
+        self.tell_untold_on(leg);
         self.events
             .push_back(ConfluxEvent::LegLinked { leg, rtt: None });
         self.maybe_finalize();

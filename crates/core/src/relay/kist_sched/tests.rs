@@ -16,13 +16,13 @@ struct FakeChan {
     per_cell: f64,
     /// Cells its writer takes before it is full.
     room: usize,
-    /// What the kernel says: figures, or an errno.
-    kernel: Option<Result<SocketInfo, i32>>,
+    /// What the kernel says: figures, or why not.
+    kernel: Option<Result<SocketInfo, KernelError>>,
     buffered: usize,
 }
 
 impl FakeChan {
-    fn new(cells: usize, kernel: Option<Result<SocketInfo, i32>>) -> Self {
+    fn new(cells: usize, kernel: Option<Result<SocketInfo, KernelError>>) -> Self {
         Self {
             cells,
             prio: 0.0,
@@ -69,12 +69,7 @@ impl Outlet for Fake {
     fn socket(&mut self, chan: ChanKey, ask_kernel: bool) -> Option<SocketState> {
         let c = self.chans.get(&chan)?;
         self.asked_kernel.push(ask_kernel);
-        let info = if ask_kernel {
-            c.kernel
-                .map(|k| k.map_err(std::io::Error::from_raw_os_error))
-        } else {
-            None
-        };
+        let info = if ask_kernel { c.kernel.clone() } else { None };
         Some(SocketState {
             info,
             buffered: c.buffered,
@@ -147,14 +142,14 @@ fn the_fallback_is_the_writers_room() {
     let interval = KistParams::default().run_interval;
     let mut k = kist();
     let mut out = Fake::default();
-    let mut c = FakeChan::new(100, Some(Err(libc::EBADF)));
+    let mut c = FakeChan::new(100, Some(Err(KernelError::Failed("EBADF".into()))));
     c.room = 5;
     out.chans.insert(A, c);
     k.ready(&mut out, A, t0);
     assert_eq!(out.sent.len(), 5);
     assert_eq!(k.stats().fallbacks, 1);
     out.chans.get_mut(&A).unwrap().room = 3;
-    out.chans.get_mut(&A).unwrap().kernel = Some(Err(libc::EINVAL));
+    out.chans.get_mut(&A).unwrap().kernel = Some(Err(KernelError::Unsupported("EINVAL".into())));
     k.run_if_due(&mut out, t0 + interval);
     assert_eq!(out.sent.len(), 8);
     out.chans.get_mut(&A).unwrap().room = 2;

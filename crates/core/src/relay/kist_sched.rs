@@ -28,18 +28,19 @@
 //! first, holds either way: no channel hands its socket more than its
 //! limit per interval.
 //!
-//! The scheduling is here, against the [`Outlet`] trait; the node task
-//! implements it over the node and the channel writers.
+//! The scheduling is here, sans-IO, against the [`Outlet`] trait (time
+//! passed in); braid-relay's node task implements it over the node and
+//! its channel writers, and asks the kernel for the sockets' figures.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use braid_core::ids::ChanKey;
-use braid_core::relay::kist::{CELL_WIRE_BYTES, KistParams, SocketInfo, write_limit};
+use super::kist::{CELL_WIRE_BYTES, KistParams, SocketInfo, write_limit};
+use crate::ids::ChanKey;
 
 /// What became of a request to move one cell into a channel's writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Sent {
+pub enum Sent {
     /// A cell went into the writer's queue.
     Cell,
     /// The channel had no cell to send.
@@ -50,19 +51,36 @@ pub(crate) enum Sent {
     Gone,
 }
 
+/// Why the kernel gave no figures for a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelError {
+    /// It does not have `TCP_INFO` or `SIOCOUTQNSD` (EINVAL): stop asking.
+    Unsupported(String),
+    /// This socket's query failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelError::Unsupported(e) | KernelError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 /// What a channel's socket and writer look like, for its write limit.
 #[derive(Debug)]
-pub(crate) struct SocketState {
+pub struct SocketState {
     /// The kernel's figures, `None` without a socket handle.
-    pub(crate) info: Option<std::io::Result<SocketInfo>>,
+    pub info: Option<Result<SocketInfo, KernelError>>,
     /// Bytes handed to the writer and not yet written to the socket.
-    pub(crate) buffered: usize,
+    pub buffered: usize,
     /// Cells the writer's queue has room for (the fallback limit).
-    pub(crate) room: usize,
+    pub room: usize,
 }
 
 /// The channels KIST schedules: the node's cells and the writers.
-pub(crate) trait Outlet {
+pub trait Outlet {
     /// The channel's priority, lowest first (its best circuit's EWMA);
     /// `None` when no circuit has cells for it.
     fn priority(&mut self, chan: ChanKey, now: Instant) -> Option<f64>;
@@ -76,19 +94,19 @@ pub(crate) trait Outlet {
 
 /// KIST's figures, for the metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct KistStats {
+pub struct KistStats {
     /// Runs (for channels their limit held back).
-    pub(crate) runs: u64,
+    pub runs: u64,
     /// Write limits computed.
-    pub(crate) limits: u64,
+    pub limits: u64,
     /// Of those, from the writer's room (no kernel figures).
-    pub(crate) fallbacks: u64,
+    pub fallbacks: u64,
     /// Sum of the limits, bytes.
-    pub(crate) limit_bytes: u64,
+    pub limit_bytes: u64,
     /// Times a channel used its whole limit with cells left.
-    pub(crate) limited: u64,
+    pub limited: u64,
     /// Cells moved to writers under KIST.
-    pub(crate) cells: u64,
+    pub cells: u64,
 }
 
 /// What is left of a channel's limit, and when it was computed.
@@ -100,7 +118,7 @@ struct Budget {
 
 /// The KIST scheduler of the node task.
 #[derive(Debug)]
-pub(crate) struct Kist {
+pub struct Kist {
     /// `[braid_relay] kist`.
     configured: bool,
     /// `[braid_relay] kist_interval_ms`, over the consensus.
@@ -122,7 +140,7 @@ pub(crate) struct Kist {
 impl Kist {
     /// KIST as configured: on or off, and a run interval that overrides
     /// the consensus'.
-    pub(crate) fn new(configured: bool, configured_interval: Option<Duration>) -> Self {
+    pub fn new(configured: bool, configured_interval: Option<Duration>) -> Self {
         let mut k = Self {
             configured,
             configured_interval,
@@ -157,7 +175,7 @@ impl Kist {
     /// The consensus' `KISTSchedRunInterval`. Returns whether KIST is on
     /// afterwards, and the channels that were pending if it just went off
     /// (pull them without limits).
-    pub(crate) fn set_consensus_interval(&mut self, msec: Option<i32>) -> Vec<ChanKey> {
+    pub fn set_consensus_interval(&mut self, msec: Option<i32>) -> Vec<ChanKey> {
         self.consensus_interval = msec;
         self.params = self.compute_params();
         if self.params.is_none() {
@@ -168,22 +186,22 @@ impl Kist {
     }
 
     /// The parameters in force, `None` when KIST is off.
-    pub(crate) fn params(&self) -> Option<KistParams> {
+    pub fn params(&self) -> Option<KistParams> {
         self.params
     }
 
     /// Figures.
-    pub(crate) fn stats(&self) -> KistStats {
+    pub fn stats(&self) -> KistStats {
         self.stats
     }
 
     /// Channels waiting for their limit to expire.
-    pub(crate) fn pending_count(&self) -> usize {
+    pub fn pending_count(&self) -> usize {
         self.pending.len()
     }
 
     /// Forget a closed channel.
-    pub(crate) fn forget(&mut self, chan: ChanKey) {
+    pub fn forget(&mut self, chan: ChanKey) {
         self.pending.remove(&chan);
         self.budgets.remove(&chan);
     }
@@ -195,7 +213,7 @@ impl Kist {
 
     /// When the next run is due, at `now` or later (`None`: nothing
     /// pending, or KIST off).
-    pub(crate) fn next_run(&self, now: Instant) -> Option<Instant> {
+    pub fn next_run(&self, now: Instant) -> Option<Instant> {
         let p = self.params?;
         self.pending
             .iter()
@@ -206,7 +224,7 @@ impl Kist {
     /// Channel `chan` may have cells (the node named it, or its writer has
     /// room again): send what its limit allows, with a new limit if its
     /// last one expired, or leave it pending until it does.
-    pub(crate) fn ready(&mut self, out: &mut impl Outlet, chan: ChanKey, now: Instant) {
+    pub fn ready(&mut self, out: &mut impl Outlet, chan: ChanKey, now: Instant) {
         let Some(params) = self.params else {
             return;
         };
@@ -262,7 +280,7 @@ impl Kist {
     }
 
     /// A run, if one is due at `now`.
-    pub(crate) fn run_if_due(&mut self, out: &mut impl Outlet, now: Instant) {
+    pub fn run_if_due(&mut self, out: &mut impl Outlet, now: Instant) {
         if self.next_run(now).is_some_and(|t| t <= now) {
             self.run_now(out, now);
         }
@@ -358,7 +376,7 @@ impl Kist {
         let info = match s.info {
             Some(Ok(i)) => Some(i),
             Some(Err(e)) => {
-                if e.raw_os_error() == Some(libc::EINVAL) {
+                if matches!(e, KernelError::Unsupported(_)) {
                     tracing::info!(
                         "KIST: the kernel does not give TCP_INFO or SIOCOUTQNSD ({e}); \
                          limits from the writers' room from now on"
