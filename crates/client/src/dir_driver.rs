@@ -370,6 +370,26 @@ impl DirDriver {
         Ok(self.report.clone())
     }
 
+    /// After [`Self::bootstrap`] from a cache: run until the directory's
+    /// consensus is newer than one valid after `than` (the time its
+    /// schedule fetches it, by diff where a cache offers one), or fail
+    /// after `limit`. The figures keep counting from the bootstrap.
+    pub async fn catch_up(
+        &mut self,
+        than: SystemTime,
+        limit: Duration,
+        mut on_event: impl FnMut(&DirEvent),
+    ) -> Result<BootstrapReport, ClientError> {
+        let start = Instant::now();
+        self.run_until(start, limit, &mut on_event, |b| {
+            b.netdir().is_some_and(|d| d.lifetime().valid_after > than)
+        })
+        .await?;
+        self.report.elapsed += start.elapsed();
+        self.report.progress = self.boot.progress();
+        Ok(self.report.clone())
+    }
+
     /// Keep the directory fresh for `duration`: refetch the consensus and
     /// new microdescriptors as their times come.
     pub async fn keep_fresh(&mut self, duration: Duration, mut on_event: impl FnMut(&DirEvent)) {

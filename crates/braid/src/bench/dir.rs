@@ -3,15 +3,18 @@
 //!
 //! Three cases, each run `runs` times per client, the two clients taking
 //! turns: **cold** (no cache), **warm** (the cache of a moment ago: the
-//! consensus still fresh) and **diff** (a cache two consensus periods old:
-//! a new consensus to fetch, by diff where the caches offer one).
+//! consensus still fresh) and **diff** (a cache three consensus periods
+//! old: both clients start from it, so the figure is the time and bytes
+//! until they hold a newer consensus, fetched by diff where the caches
+//! offer one).
 //!
 //! Braid: [`DirDriver::bootstrap`] in this process, from a cache
 //! directory of its own; time from the start to a usable directory
 //! (every document checked), bytes as the directory responses came on the
 //! wire (HTTP heads and bodies, compressed as sent). C-tor: the network's
 //! C-tor client restarted with its DataDirectory emptied or kept; time
-//! from the start of the process to `status/enough-dir-info` = 1, bytes
+//! from the start of the process to `status/enough-dir-info` = 1 (in the
+//! diff case, to `consensus/valid-after` later than the cache's), bytes
 //! from `traffic/read` (every byte read on its OR connections, TLS and
 //! cells included, and the circuits it builds meanwhile: an upper bound
 //! of its directory bytes). Both count from a cold process, so C-tor's
@@ -36,8 +39,8 @@ use crate::testnet_cmd::{say, up_interruptible};
 /// How long one bootstrap may take.
 const LIMIT: Duration = Duration::from_secs(120);
 /// The private network's consensus period (`V3AuthVotingInterval`), and
-/// how long the diff case waits: two periods and a margin.
-const DIFF_WAIT: Duration = Duration::from_secs(25);
+/// how long the diff case waits: three periods and a margin.
+const DIFF_WAIT: Duration = Duration::from_secs(35);
 
 #[derive(Debug, Clone, Serialize)]
 struct Sample {
@@ -146,14 +149,23 @@ pub(crate) async fn dir(args: BenchDirArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// One bootstrap of Braid's directory from `cfg.cache_dir`.
+/// One bootstrap of Braid's directory from `cfg.cache_dir` (for "diff",
+/// on until it holds a consensus newer than the cache's).
 async fn braid(cfg: &ClientConfig, case: &'static str, run: usize) -> Result<Sample, BenchError> {
+    let failed = |e| BenchError::Failed(format!("braid {case} bootstrap: {e}"));
     let mut driver =
         DirDriver::new(cfg, true).map_err(|e| BenchError::Failed(format!("braid: {e}")))?;
-    let r = driver
-        .bootstrap(LIMIT, |_| {})
-        .await
-        .map_err(|e| BenchError::Failed(format!("braid {case} bootstrap: {e}")))?;
+    let mut r = driver.bootstrap(LIMIT, |_| {}).await.map_err(failed)?;
+    if case == "diff" {
+        let cached = driver
+            .netdir()
+            .map(|d| d.lifetime().valid_after)
+            .ok_or_else(|| BenchError::Failed("braid: no consensus".into()))?;
+        r = driver
+            .catch_up(cached, LIMIT, |_| {})
+            .await
+            .map_err(failed)?;
+    }
     Ok(Sample {
         client: "braid",
         case,
@@ -226,6 +238,12 @@ impl CtorClient {
             let _ = std::fs::remove_dir_all(&self.data);
         }
         let _ = std::fs::remove_file(&self.cookie);
+        // The diff case waits for a consensus newer than the cache's.
+        let cached = if case == "diff" {
+            cached_valid_after(&self.data)
+        } else {
+            None
+        };
         let mut cmd = Command::new(&self.tor);
         cmd.arg("-f").arg(&self.torrc);
         let start = Instant::now();
@@ -242,9 +260,18 @@ impl CtorClient {
             if conn.is_none() && self.cookie.exists() {
                 conn = ControlConn::connect(self.control, &self.cookie).await.ok();
             }
-            if let Some(c) = conn.as_mut()
-                && c.getinfo("status/enough-dir-info").await.ok().as_deref() == Some("1")
-            {
+            let ready = match conn.as_mut() {
+                None => false,
+                Some(c) => match &cached {
+                    None => c.getinfo("status/enough-dir-info").await.ok().as_deref() == Some("1"),
+                    Some(old) => c
+                        .getinfo("consensus/valid-after")
+                        .await
+                        .ok()
+                        .is_some_and(|va| va.trim() > old.as_str()),
+                },
+            };
+            if let Some(c) = conn.as_mut().filter(|_| ready) {
                 let seconds = start.elapsed().as_secs_f64();
                 let bytes = c
                     .getinfo("traffic/read")
@@ -266,6 +293,15 @@ impl CtorClient {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The valid-after of the C-tor client's cached consensus in `data`, as
+/// its control port writes it ("YYYY-MM-DD HH:MM:SS", which sorts as
+/// text).
+fn cached_valid_after(data: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data.join("cached-microdesc-consensus")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("valid-after "))?;
+    Some(line.trim_start_matches("valid-after ").trim().to_owned())
 }
 
 /// The table: per case and client, median and range of time and bytes.
