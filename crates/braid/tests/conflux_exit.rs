@@ -31,21 +31,18 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid_client::report::{LegReport, TunnelReport};
-use braid_client::socks::{IsolationKey, SocksServer};
+use braid_client::socks::IsolationKey;
 use braid_client::{ClientConfig, TorClient};
 use braid_dir::restrict::NodeRestrictions;
 use braid_testnet::ctor_conflux;
 use braid_testnet::download::{fetch_file, upload_file};
 use braid_testnet::launcher;
-use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::socks;
 use braid_testnet::{Manifest, NetworkConfig};
-use common::{init_test_log, kill_relay, test_dir};
-use sha2::{Digest, Sha256};
+use common::{InProcessSocks, file_body_ok, init_test_log, kill_relay, stop_network, test_dir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
@@ -152,15 +149,7 @@ async fn ctor_and_braid_clients_link_conflux_sets_with_the_braid_exit() {
     resumed_upload(&dir).await;
     resumed_download(&dir).await;
 
-    let stopped = network.down().unwrap();
-    assert!(stopped > 0);
-    let alive: Vec<_> = read_records(&dir)
-        .unwrap()
-        .into_iter()
-        .filter(is_alive)
-        .collect();
-    assert!(alive.is_empty(), "still running: {alive:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    stop_network(network);
 }
 
 /// Braid's client (in process, behind a SOCKS port), two-leg sets pinned
@@ -176,14 +165,8 @@ async fn braid_client_set(dir: &Path) {
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
-    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let socks = server.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
-        let _ = stopped.await;
-    }));
+    let socks_srv = InProcessSocks::serve(&client).await;
+    let socks = socks_srv.addr;
     let files = Manifest::load(dir).unwrap().fileserver.address;
     let d = tokio::time::timeout(
         Duration::from_secs(180),
@@ -293,8 +276,7 @@ async fn braid_client_set(dir: &Path) {
         40.0 / secs
     );
     assert!(received.iter().sum::<u64>() >= 40_000_000, "{received:?}");
-    let _ = stop.send(());
-    let _ = serving.await;
+    socks_srv.stop().await;
 }
 
 /// DATA payload bytes sent on each leg of a set.
@@ -318,14 +300,8 @@ async fn resumed_download(dir: &Path) {
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
-    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let socks_addr = server.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
-        let _ = stopped.await;
-    }));
+    let socks_srv = InProcessSocks::serve(&client).await;
+    let socks_addr = socks_srv.addr;
     let manifest = Manifest::load(dir).unwrap();
     let files = manifest.fileserver.address;
     let size: u64 = 50_000_000;
@@ -384,15 +360,7 @@ async fn resumed_download(dir: &Path) {
     .await
     .expect("the download hung after the kill");
     rest.unwrap_or_else(|e| panic!("the stream broke after the kill: {e}"));
-    let body_start = got
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .unwrap();
-    let body = &got[body_start..];
-    assert_eq!(body.len() as u64, size, "every byte");
-    let want = braid_testnet::fileserver::expected_sha256(size, seed);
-    let sha: [u8; 32] = Sha256::digest(body).into();
+    let sha_ok = file_body_ok(&got, size, seed, "the download");
     let r = t.report().await.unwrap();
     let replacements = r.legs.iter().filter(|l| l.replacement).count();
     println!(
@@ -403,7 +371,7 @@ async fn resumed_download(dir: &Path) {
             .map(|l| (l.path.join(">"), l.open, l.replacement))
             .collect::<Vec<_>>()
     );
-    assert_eq!(sha, want, "the file's SHA-256");
+    assert!(sha_ok, "the file's SHA-256");
     assert!(replacements >= 1, "a replacement leg joined");
     assert!(!t.is_closed(), "the set lived through the loss");
     // The metrics show the resumption (issue 15 item 4).
@@ -445,8 +413,7 @@ async fn resumed_download(dir: &Path) {
     assert!(sample("braid_tunnel_resumptions_total") >= 1.0);
     assert!(sample("braid_tunnel_recovery_seconds") > 0.0);
     assert!(text.contains("braid_resume_cells_resent_total{by=\"peer\"}"));
-    let _ = stop.send(());
-    let _ = serving.await;
+    socks_srv.stop().await;
 }
 
 /// A Braid client's two-leg set to braidexit0 (resumption agreed); 5 MB
@@ -466,14 +433,8 @@ async fn resumed_upload(dir: &Path) {
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
-    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let socks_addr = server.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
-        let _ = stopped.await;
-    }));
+    let socks_srv = InProcessSocks::serve(&client).await;
+    let socks_addr = socks_srv.addr;
     let files = Manifest::load(dir).unwrap().fileserver.address;
     let size: u64 = 20_000_000;
     let seed = 22;
@@ -609,6 +570,5 @@ async fn resumed_upload(dir: &Path) {
         r.legs.iter().any(|l| l.replacement),
         "a replacement leg joined"
     );
-    let _ = stop.send(());
-    let _ = serving.await;
+    socks_srv.stop().await;
 }

@@ -44,9 +44,8 @@ use braid_client::tunnel::TunnelHandle;
 use braid_client::{ClientConfig, TorClient};
 use braid_core::stream::Target;
 use braid_dir::RelayId;
-use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::{NetworkConfig, fileserver, launcher};
-use common::test_dir;
+use common::{stop_network, test_dir};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -434,13 +433,5 @@ async fn hostile_conflux_exits_are_cut_off_and_a_bystander_is_untouched() {
     println!("whole test {:.1} s", start.elapsed().as_secs_f64());
 
     drop((hostile_t, bystander_t, client));
-    let stopped = network.down().unwrap();
-    assert!(stopped > 0);
-    let alive: Vec<_> = read_records(&dir)
-        .unwrap()
-        .into_iter()
-        .filter(is_alive)
-        .collect();
-    assert!(alive.is_empty(), "still running: {alive:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    stop_network(network);
 }

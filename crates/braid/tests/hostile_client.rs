@@ -48,7 +48,7 @@ use braid_core::stream::Target;
 use braid_dir::restrict::NodeRestrictions;
 use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::{NetworkConfig, fileserver, launcher};
-use common::test_dir;
+use common::{stop_network, test_dir};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tor_cell::chancell::msg::AnyChanMsg;
@@ -462,12 +462,5 @@ async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
     println!("whole test {:.1} s", start.elapsed().as_secs_f64());
 
     drop(client);
-    network.down().unwrap();
-    let alive: Vec<_> = read_records(&dir)
-        .unwrap()
-        .into_iter()
-        .filter(is_alive)
-        .collect();
-    assert!(alive.is_empty(), "still running: {alive:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    stop_network(network);
 }

@@ -43,8 +43,7 @@ use braid_client::{ClientConfig, TorClient};
 use braid_dir::restrict::NodeRestrictions;
 use braid_testnet::launcher::{self, Network};
 use braid_testnet::{NetworkConfig, socks};
-use common::{InProcessSocks, init_test_log, stop_network, test_dir, wait_for_exits};
-use sha2::{Digest, Sha256};
+use common::{InProcessSocks, file_body_ok, init_test_log, stop_network, test_dir, wait_for_exits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
@@ -265,17 +264,8 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
     .expect("the download hung after the moves");
     rest.unwrap_or_else(|e| panic!("the stream broke after the moves: {e}"));
     let took = started.elapsed();
-    let body_start = got
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .unwrap();
-    let body = &got[body_start..];
-    assert_eq!(body.len() as u64, size, "every byte");
-    let sha: [u8; 32] = Sha256::digest(body).into();
-    assert_eq!(
-        sha,
-        braid_testnet::fileserver::expected_sha256(size, seed),
+    assert!(
+        file_body_ok(&got, size, seed, "the download"),
         "the file's SHA-256"
     );
     for (at, handover, to) in &moves {
@@ -330,19 +320,10 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
             }
         }
     }
-    let body_start = got2
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .unwrap();
-    let body2 = &got2[body_start..];
-    assert_eq!(
-        body2.len() as u64,
-        size2,
-        "every byte of the second download"
+    assert!(
+        file_body_ok(&got2, size2, 32, "the second download"),
+        "the second download's SHA-256"
     );
-    let sha: [u8; 32] = Sha256::digest(body2).into();
-    assert_eq!(sha, braid_testnet::fileserver::expected_sha256(size2, 32));
     let (when, at, moves) = on_set.expect("the stream never reached the Conflux set");
     println!(
         "policy (a): the stream on the Conflux set {} ms after its request, {at} bytes in, moves {moves:?}; {size2} bytes, SHA-256 checked",
@@ -493,18 +474,10 @@ async fn ten_streams_to_a_set_and_back(
             .expect("a download hung after the moves")
             .unwrap()
             .unwrap_or_else(|e| panic!("{e}"));
-        let body_start = got
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| p + 4)
-            .unwrap();
-        let body = &got[body_start..];
-        assert_eq!(body.len(), TEN_SIZE, "every byte of download {i}");
-        let sha: [u8; 32] = Sha256::digest(body).into();
-        assert_eq!(
-            sha,
-            braid_testnet::fileserver::expected_sha256(TEN_SIZE as u64, 60 + i),
-            "download {i}'s SHA-256"
+        let what = format!("download {i}");
+        assert!(
+            file_body_ok(&got, TEN_SIZE as u64, 60 + i, &what),
+            "{what}'s SHA-256"
         );
     }
     println!(
@@ -595,15 +568,10 @@ async fn long_lived_stream_rotates(dir: &Path, files: SocketAddr) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     s.read_to_end(&mut got).await.unwrap();
-    let body_start = got
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .unwrap();
-    let body = &got[body_start..];
-    assert_eq!(body.len() as u64, size, "every byte");
-    let sha: [u8; 32] = Sha256::digest(body).into();
-    assert_eq!(sha, braid_testnet::fileserver::expected_sha256(size, 71));
+    assert!(
+        file_body_ok(&got, size, 71, "the rotated download"),
+        "the rotated download's SHA-256"
+    );
     println!(
         "rotation: the stream moved from tunnel {} to tunnel {} {} ms after it began \
          (dirtiness 2 s + 2 s), the old tunnel gone at {} ms; {size} bytes, SHA-256 checked",

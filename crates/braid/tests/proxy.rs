@@ -22,15 +22,14 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use braid_client::socks::{IsolationKey, SocksServer};
+use braid_client::socks::IsolationKey;
 use braid_client::{ClientConfig, TorClient};
 use braid_testnet::download::fetch_file;
 use braid_testnet::process::read_records;
 use braid_testnet::{Manifest, NetworkConfig, launcher, socks};
-use common::{test_dir, wait_for_exits};
+use common::{InProcessSocks, test_dir, wait_for_exits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
@@ -216,14 +215,8 @@ async fn middle_killed_mid_stream(dir: &Path, manifest: &Manifest, toml: &Path) 
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
-    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let socks_addr = server.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(Arc::new(client.clone()), async {
-        let _ = stop_rx.await;
-    }));
+    let socks_srv = InProcessSocks::serve(&client).await;
+    let socks_addr = socks_srv.addr;
 
     let files = manifest.fileserver.address;
     let size: u64 = 500_000_000;
@@ -288,8 +281,7 @@ async fn middle_killed_mid_stream(dir: &Path, manifest: &Manifest, toml: &Path) 
     primary_guard_stopped(dir, &client, socks_addr, files).await;
 
     no_circuit_for_refused_names(&client, socks_addr).await;
-    let _ = stop_tx.send(());
-    serving.await.unwrap().unwrap();
+    socks_srv.stop().await;
 }
 
 /// `curl` with `args`, its output checked against the file server's

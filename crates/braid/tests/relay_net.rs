@@ -37,7 +37,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use braid_client::channel::Channel;
-use braid_client::socks::{IsolationKey, SocksServer};
+use braid_client::socks::IsolationKey;
 use braid_client::{ClientConfig, TorClient};
 use braid_core::channel::ExpectedIdentity;
 use braid_core::circuit::{CircEvent, CircParams, ClientCircuit};
@@ -54,7 +54,7 @@ use braid_testnet::launcher::{self, Network};
 use braid_testnet::plan::Software;
 use braid_testnet::process::{is_alive, read_records};
 use braid_testnet::{Manifest, NetworkConfig};
-use common::test_dir;
+use common::{InProcessSocks, test_dir};
 use tor_cell::relaycell::msg::{AnyRelayMsg, BeginDir, Data, Sendme};
 
 static NETWORK_LOCK: Mutex<()> = Mutex::new(());
@@ -768,14 +768,8 @@ async fn braid_client_through_braid_relays(dir: &Path, manifest: &Manifest) {
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
-    let server = SocksServer::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let socks = server.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(std::sync::Arc::new(client.clone()), async {
-        let _ = stopped.await;
-    }));
+    let socks_srv = InProcessSocks::serve(&client).await;
+    let socks = socks_srv.addr;
     let size = 20_000_000;
     let d = tokio::time::timeout(
         Duration::from_secs(120),
@@ -805,6 +799,5 @@ async fn braid_client_through_braid_relays(dir: &Path, manifest: &Manifest) {
         d.sha256
     );
     assert_eq!(legs[0], ["braidrelay0", "relay1", "braidexit0"], "{legs:?}");
-    let _ = stop.send(());
-    let _ = serving.await;
+    socks_srv.stop().await;
 }

@@ -365,4 +365,34 @@ fn kills_within_the_resumption_limits_are_all_resumed() {
     let st = sim.client.resume_stats();
     println!("5 kills 21 s apart: {st:?}");
     assert!(st.resumptions >= 4, "{st:?}");
+    // Policy (b) (Braid proposal 001 §4.4): three losses within a minute
+    // make it a tunnel that keeps failing, told once.
+    let failing = sim.logged(|e| matches!(e, TunnelEvent::KeepsFailing { .. }));
+    assert_eq!(failing.len(), 1, "{failing:?}");
+}
+
+/// Kills 31 s apart never put three losses within a minute: the tunnel is
+/// not one that keeps failing (policy (b) stays quiet).
+#[test]
+fn kills_far_apart_do_not_make_a_tunnel_that_keeps_failing() {
+    let legs = vec![LegLinks::symmetric(250_000, MS(20)); 2];
+    let mut sim = TunnelSim::new(resumable(13, legs)).unwrap();
+    assert!(sim.run_until_open(SECS(5)));
+    sim.open(Want::Download(60_000_000)).unwrap();
+    sim.run_for(SECS(2));
+    for _ in 0..3 {
+        let busy = sim
+            .legs
+            .iter()
+            .filter(|(_, l)| !l.dead)
+            .max_by_key(|(_, l)| l.cells_down)
+            .map(|(k, _)| *k)
+            .unwrap();
+        sim.kill(busy);
+        sim.run_for(SECS(31));
+        assert!(!sim.client.is_closed(), "{:?}", sim.client.close_summary());
+    }
+    assert!(sim.client.resume_stats().legs_lost >= 3);
+    let failing = sim.logged(|e| matches!(e, TunnelEvent::KeepsFailing { .. }));
+    assert!(failing.is_empty(), "{failing:?}");
 }

@@ -88,10 +88,13 @@ impl InProcessSocks {
         }
     }
 
-    /// Stop serving and wait for it.
+    /// Stop serving and wait for it: the server ends cleanly.
     pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
-        let _ = self.serving.await;
+        self.serving
+            .await
+            .expect("the SOCKS server task")
+            .expect("the SOCKS server ended cleanly");
     }
 }
 
@@ -108,4 +111,20 @@ pub(crate) fn stop_network(network: braid_testnet::launcher::Network) {
         .collect();
     assert!(alive.is_empty(), "still running: {alive:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A whole HTTP/1.0 answer of the file server, `got`, checked as file
+/// (`size`, `seed`): every byte of the body is there (else a panic naming
+/// `what`); true if its SHA-256 is the file's.
+pub(crate) fn file_body_ok(got: &[u8], size: u64, seed: u64, what: &str) -> bool {
+    use sha2::{Digest as _, Sha256};
+    let start = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or_else(|| panic!("{what}: no end of the HTTP head"));
+    let body = got.get(start..).unwrap_or_default();
+    assert_eq!(body.len() as u64, size, "every byte of {what}");
+    let sha: [u8; 32] = Sha256::digest(body).into();
+    sha == braid_testnet::fileserver::expected_sha256(size, seed)
 }

@@ -37,11 +37,6 @@ const INBOUND_CHUNK: usize = 16;
 /// Cells taken from all legs in one turn of the loop before the streams
 /// and the sending side get theirs.
 const INBOUND_BUDGET: usize = 512;
-/// Legs lost within [`FAILING_WINDOW`] that make a tunnel one that keeps
-/// failing: its streams leave it ([`LegSource::tunnel_failing`]).
-const FAILING_LOSSES: usize = 3;
-/// See [`FAILING_LOSSES`].
-const FAILING_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Build a circuit through `hops` (the first is the relay at the other end
 /// of `channel`) and start its task. Returns once the circuit is built.
@@ -112,8 +107,6 @@ async fn spawn(
         leg_tx,
         outgoing: HashMap::new(),
         incoming: HashMap::new(),
-        losses: Vec::new(),
-        failing_told: false,
         busy: Arc::new(AtomicUsize::new(0)),
     };
     // The core numbers the first legs in order.
@@ -193,10 +186,6 @@ struct Task {
     outgoing: HashMap<StreamId, Outgoing>,
     /// Streams moving here: the old tunnel and id.
     incoming: HashMap<StreamId, (WeakTunnel, StreamId)>,
-    /// When legs were lost lately (at most [`FAILING_LOSSES`]).
-    losses: Vec<Instant>,
-    /// The source was told the tunnel keeps failing.
-    failing_told: bool,
     /// [`Apps::count`] for the handles ([`TunnelHandle::streams_open`]).
     busy: Arc<AtomicUsize>,
 }
@@ -378,7 +367,6 @@ impl Task {
                     ..
                 } => {
                     tracing::info!("tunnel {}: {error}", self.id);
-                    self.note_loss(now);
                     if let (Some(s), Some(l)) = (&self.source, self.legs.get(&leg)) {
                         s.leg_timed_out(&l.ids, hops_done);
                         if let Some(i) = error.suspect() {
@@ -389,7 +377,6 @@ impl Task {
                 TunnelEvent::LegFailed { leg, error, .. }
                 | TunnelEvent::LegLost { leg, error, .. } => {
                     tracing::info!("tunnel {}: {error}", self.id);
-                    self.note_loss(now);
                     if let (Some(s), Some(l), Some(i)) =
                         (&self.source, self.legs.get(&leg), error.suspect())
                     {
@@ -397,6 +384,17 @@ impl Task {
                     }
                 }
                 TunnelEvent::LegWanted { exit, avoid } => self.want_leg(&exit, &avoid),
+                TunnelEvent::KeepsFailing { losses, within } => {
+                    // Policy (b) (Braid proposal 001 §4.4): the client
+                    // moves its streams elsewhere.
+                    tracing::info!(
+                        "tunnel {}: {losses} legs lost within {within:?}: its streams leave it",
+                        self.id
+                    );
+                    if let Some(s) = &self.source {
+                        s.tunnel_failing(self.id);
+                    }
+                }
                 TunnelEvent::LegReleased { leg } => {
                     self.legs.remove(&leg);
                 }
@@ -640,30 +638,6 @@ impl Task {
             | Cmd::Report { .. }
             | Cmd::Close
             | Cmd::FindApp { .. } => {}
-        }
-    }
-
-    /// A leg was lost: past [`FAILING_LOSSES`] within [`FAILING_WINDOW`],
-    /// the source hears that the tunnel keeps failing (once), and moves
-    /// its streams elsewhere.
-    fn note_loss(&mut self, now: Instant) {
-        self.losses
-            .retain(|t| now.saturating_duration_since(*t) < FAILING_WINDOW);
-        self.losses.push(now);
-        if self.losses.len() >= FAILING_LOSSES
-            && !self.failing_told
-            && let Some(s) = &self.source
-        {
-            self.failing_told = true;
-            tracing::info!(
-                "tunnel {}: {} legs lost within {FAILING_WINDOW:?}: its streams leave it",
-                self.id,
-                self.losses.len()
-            );
-            s.tunnel_failing(self.id);
-        }
-        if self.losses.len() > FAILING_LOSSES {
-            self.losses.remove(0);
         }
     }
 }

@@ -4,7 +4,7 @@
 //! the core's per-circuit queues, where circuit priority orders them,
 //! instead of in socket buffers, where nothing can.
 //!
-//! A channel's write limit ([`braid_core::relay::kist::write_limit`]:
+//! A channel's write limit ([`write_limit`]:
 //! from `TCP_INFO` and `SIOCOUTQNSD`, or the writer's room when the kernel
 //! cannot tell) holds for one run interval (`KISTSchedRunInterval`, 10
 //! ms). A channel with cells sends within its limit; one that used its

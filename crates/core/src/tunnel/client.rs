@@ -23,6 +23,7 @@ use super::event::{LegSnapshot, ReorderSnapshot, TunnelEvent};
 use super::leg::{Launches, Leg, LegSpec};
 use super::timers::{Timer, TimerTable};
 
+mod failing;
 mod inbound;
 mod relaunch;
 mod settle;
@@ -93,6 +94,8 @@ pub struct ClientTunnel {
     cursor: usize,
     /// Leg losses, recoveries and migrations ([`super::stats`]).
     pub(crate) counters: super::stats::Counters,
+    /// Policy (b): whether the tunnel keeps losing legs ([`failing`]).
+    failing: failing::Failing,
 }
 
 impl ClientTunnel {
@@ -162,6 +165,7 @@ impl ClientTunnel {
             records: VecDeque::new(),
             cursor: 0,
             counters: super::stats::Counters::default(),
+            failing: failing::Failing::default(),
         };
         for spec in legs {
             tunnel.launch(spec, false, now)?;

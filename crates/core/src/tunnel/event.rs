@@ -70,6 +70,16 @@ pub enum TunnelEvent {
         /// The leg.
         leg: LegKey,
     },
+    /// The tunnel keeps losing legs (Braid proposal 001 §4.4 policy (b)):
+    /// `losses` legs lost or failed within `within`. Once. The client
+    /// should move its streams to another tunnel of their key to the same
+    /// exit and give it no new streams.
+    KeepsFailing {
+        /// Legs lost or failed.
+        losses: usize,
+        /// Within this time.
+        within: Duration,
+    },
     /// A stream event, with the core's stream rules applied.
     Stream(StreamEvent),
     /// The tunnel closed; every stream ended. The last event.

@@ -171,6 +171,7 @@ impl ClientTunnel {
             path,
             error: error.clone(),
         });
+        self.note_leg_trouble(now);
         if self.multipath.is_none() {
             self.close_with(error);
         } else {
@@ -235,6 +236,7 @@ impl ClientTunnel {
             }
         };
         self.events.push_back(ev);
+        self.note_leg_trouble(now);
         self.relaunch_or_fail(now, error);
     }
 
