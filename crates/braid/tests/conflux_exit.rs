@@ -396,11 +396,14 @@ async fn resumed_download(dir: &Path) {
     if st.cells_resent_by_peer == 0 {
         println!("resumption: the exit had nothing in flight on the lost leg");
     }
+    // Data flowed again after the loss; at once (0 in the core's clock:
+    // the same batch of cells) when nothing was lost with the leg (a CI
+    // run, 2026-12-07).
     let recovery = st.last_recovery.expect("a recovery time");
-    assert!(
-        recovery > Duration::ZERO && recovery < killed.elapsed(),
-        "{st:?}"
-    );
+    assert!(recovery < killed.elapsed(), "{st:?}");
+    if st.cells_resent_by_peer > 0 {
+        assert!(recovery > Duration::ZERO, "{st:?}");
+    }
     let text = braid_client::metrics::prometheus(&braid_client::metrics::snapshot(&client).await);
     let sample = |name: &str| -> f64 {
         let prefix = format!("{name}{{tunnel=\"{}\"", t.id());
