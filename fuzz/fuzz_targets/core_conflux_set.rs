@@ -343,6 +343,11 @@ impl Model {
                     assert!(legs >= 1 && legs <= self.config.max_legs);
                 }
                 ConfluxEvent::LegRtt { .. } => panic!("LegRtt at a client"),
+                // An exit's LEGS_LOST (Braid proposal 001 §3.3): only on a
+                // resumable set.
+                ConfluxEvent::LegDropped { leg } => {
+                    assert!(self.set.is_resumable(), "{leg:?} dropped, not resumable");
+                }
             }
         }
         // Handshake output: only LINKED_ACK for a leg just linked.
