@@ -112,7 +112,8 @@ pub struct TunnelHandle {
 pub struct WeakTunnel {
     id: u64,
     cmd: mpsc::Sender<Cmd>,
-    hold: mpsc::WeakSender<()>,
+    /// `None` when taken from a handle that kept nothing.
+    hold: Option<mpsc::WeakSender<()>>,
     status: watch::Receiver<TunnelStatus>,
     info: Arc<TunnelInfo>,
     busy: Arc<AtomicUsize>,
@@ -121,14 +122,15 @@ pub struct WeakTunnel {
 impl WeakTunnel {
     /// A handle that keeps the tunnel, if something else still does.
     pub fn upgrade(&self) -> Option<TunnelHandle> {
-        let hold = Some(self.hold.upgrade()?);
+        let hold = Some(self.hold.as_ref()?.upgrade()?);
         (!self.cmd.is_closed()).then(|| self.handle(hold))
     }
 
     /// A handle while the task runs, held or not (a tunnel only its
     /// streams hold): it keeps the tunnel only if something else does.
     pub fn reach(&self) -> Option<TunnelHandle> {
-        (!self.cmd.is_closed()).then(|| self.handle(self.hold.upgrade()))
+        let hold = self.hold.as_ref().and_then(mpsc::WeakSender::upgrade);
+        (!self.cmd.is_closed()).then(|| self.handle(hold))
     }
 
     /// True once the task has ended.
@@ -256,16 +258,10 @@ impl TunnelHandle {
 
     /// A reference that does not keep the tunnel alive.
     pub fn downgrade(&self) -> WeakTunnel {
-        let hold = match &self.hold {
-            Some(h) => h.downgrade(),
-            // Nothing holds it through this handle: a sender that never
-            // upgrades.
-            None => mpsc::channel::<()>(1).0.downgrade(),
-        };
         WeakTunnel {
             id: self.id,
             cmd: self.cmd.clone(),
-            hold,
+            hold: self.hold.as_ref().map(mpsc::Sender::downgrade),
             status: self.status.clone(),
             info: self.info.clone(),
             busy: self.busy.clone(),
