@@ -39,3 +39,13 @@ pub(crate) use relay::relay;
 pub(crate) use resume::resume;
 pub(crate) use single::single;
 pub(crate) use soak::soak;
+
+/// The median of `v` (the upper one of an even count), `None` if empty.
+fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.get(s.len() / 2).copied()
+}

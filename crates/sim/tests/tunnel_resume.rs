@@ -49,7 +49,17 @@ fn the_set(sim: &TunnelSim) -> SetFigures {
     n.set_figures(sets[0]).unwrap()
 }
 
-/// The leg that carried more cells down so far.
+/// The leg not killed yet that carried the most cells down.
+fn busiest_alive(sim: &TunnelSim) -> u32 {
+    sim.legs
+        .iter()
+        .filter(|(_, l)| !l.dead)
+        .max_by_key(|(_, l)| l.cells_down)
+        .map(|(k, _)| *k)
+        .unwrap()
+}
+
+/// Of the first two legs, the one that carried more cells down so far.
 fn busy(sim: &TunnelSim) -> u32 {
     if sim.legs[&0].cells_down >= sim.legs[&1].cells_down {
         0
@@ -339,14 +349,7 @@ fn kills_within_the_resumption_limits_are_all_resumed() {
     sim.open(Want::Download(n)).unwrap();
     sim.run_for(SECS(2));
     for kill in 0..5 {
-        let busy = sim
-            .legs
-            .iter()
-            .filter(|(_, l)| !l.dead)
-            .max_by_key(|(_, l)| l.cells_down)
-            .map(|(k, _)| *k)
-            .unwrap();
-        sim.kill(busy);
+        sim.kill(busiest_alive(&sim));
         sim.run_for(SECS(21));
         assert!(
             !sim.client.is_closed(),
@@ -381,14 +384,7 @@ fn kills_far_apart_do_not_make_a_tunnel_that_keeps_failing() {
     sim.open(Want::Download(60_000_000)).unwrap();
     sim.run_for(SECS(2));
     for _ in 0..3 {
-        let busy = sim
-            .legs
-            .iter()
-            .filter(|(_, l)| !l.dead)
-            .max_by_key(|(_, l)| l.cells_down)
-            .map(|(k, _)| *k)
-            .unwrap();
-        sim.kill(busy);
+        sim.kill(busiest_alive(&sim));
         sim.run_for(SECS(31));
         assert!(!sim.client.is_closed(), "{:?}", sim.client.close_summary());
     }

@@ -32,6 +32,7 @@ use braid_testnet::{NetworkConfig, TestnetError};
 use serde::Serialize;
 
 use super::error::BenchError;
+use super::median;
 use super::output::write_json;
 use crate::cli::BenchDirArgs;
 use crate::testnet_cmd::{say, up_interruptible};
@@ -322,8 +323,9 @@ fn table(r: &Report) -> String {
             if mine.is_empty() {
                 continue;
             }
-            let (s_med, s_min, s_max) = spread(mine.iter().map(|s| s.seconds).collect());
-            let (b_med, b_min, b_max) = spread(mine.iter().map(|s| s.bytes as f64).collect());
+            let (s_med, s_min, s_max) = spread(&mine.iter().map(|s| s.seconds).collect::<Vec<_>>());
+            let (b_med, b_min, b_max) =
+                spread(&mine.iter().map(|s| s.bytes as f64).collect::<Vec<_>>());
             let diffs = mine
                 .iter()
                 .filter_map(|s| s.diffs)
@@ -344,11 +346,10 @@ fn table(r: &Report) -> String {
 }
 
 /// Median, minimum and maximum of `v` (not empty).
-fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let med = v.get(v.len() / 2).copied().unwrap_or(0.0);
-    let min = v.first().copied().unwrap_or(0.0);
-    let max = v.last().copied().unwrap_or(0.0);
+fn spread(v: &[f64]) -> (f64, f64, f64) {
+    let med = median(v).unwrap_or(0.0);
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (med, min, max)
 }
 

@@ -29,6 +29,7 @@ use rand::RngExt;
 use serde::Serialize;
 
 use super::error::BenchError;
+use super::median;
 use super::output::write_json;
 use super::prom::{PromSample, parse};
 use super::proxy::start_proxy;
@@ -452,15 +453,6 @@ fn table(r: &Report) -> String {
         out.push('\n');
     }
     out
-}
-
-fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s.get(s.len() / 2).copied()
 }
 
 #[cfg(test)]

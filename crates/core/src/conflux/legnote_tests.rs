@@ -17,6 +17,13 @@ fn offering_pair(seed: u64, delays: &[u64]) -> (Pair, Vec<LegId>) {
     (p, legs)
 }
 
+/// Whether `events` report `leg` dropped.
+fn dropped(events: &[ConfluxEvent], leg: LegId) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, ConfluxEvent::LegDropped { leg: l } if *l == leg))
+}
+
 /// A two-leg offering pair with DATA 30..60 in flight both ways when the
 /// path of its second leg dies, neither end told yet: the pair, its
 /// choosers, that leg and the exit's id of it.
@@ -30,9 +37,7 @@ fn busy_pair_losing_a_leg(seed: u64) -> (Pair, RandomChooser, RandomChooser, Leg
     send_range(&mut p, &mut cc, &mut ce, 30, 60);
     let b = legs[1];
     let eb = p.map[&b];
-    p.dead.push(b);
-    p.up.get_mut(&b).unwrap().q.clear();
-    p.down.get_mut(&b).unwrap().q.clear();
+    p.cut(b);
     (p, cc, ce, b, eb)
 }
 
@@ -50,9 +55,7 @@ fn a_leg_the_client_lost_is_dropped_by_the_next_link_before_the_exit_hears() {
         p.launch(Duration::from_millis(2));
         p.run();
         assert!(
-            p.events_exit
-                .iter()
-                .any(|e| matches!(e, ConfluxEvent::LegDropped { leg } if *leg == eb)),
+            dropped(&p.events_exit, eb),
             "seed {seed}: {:?}",
             p.events_exit
         );
@@ -91,7 +94,7 @@ fn links_name_the_lost_legs_until_a_link_naming_them_is_answered() {
         }
         out
     };
-    p.dead.push(legs[0]);
+    p.cut(legs[0]);
     p.client
         .leg_closed(legs[0], LegClosedInfo::default(), p.now)
         .unwrap();
@@ -132,9 +135,7 @@ fn legs_lost_from_the_exit_makes_the_client_drop_the_leg_and_resume() {
         p.run();
         // The client heard it from the exit: the driver closes the leg.
         assert!(
-            p.events_client
-                .iter()
-                .any(|e| matches!(e, ConfluxEvent::LegDropped { leg } if *leg == b)),
+            dropped(&p.events_client, b),
             "seed {seed}: {:?}",
             p.events_client
         );
@@ -181,9 +182,7 @@ fn legs_lost_while_none_lived_are_told_on_the_next_leg() {
         let (mut p, mut cc, mut ce, b, eb) = busy_pair_losing_a_leg(seed);
         let a = *p.map.keys().find(|l| **l != b).unwrap();
         let ea = p.map[&a];
-        p.dead.push(a);
-        p.up.get_mut(&a).unwrap().q.clear();
-        p.down.get_mut(&a).unwrap().q.clear();
+        p.cut(a);
         p.exit
             .leg_closed(ea, LegClosedInfo::default(), p.now)
             .unwrap();
@@ -198,9 +197,7 @@ fn legs_lost_while_none_lived_are_told_on_the_next_leg() {
         p.launch(Duration::from_millis(2));
         p.run();
         assert!(
-            p.events_client
-                .iter()
-                .any(|e| matches!(e, ConfluxEvent::LegDropped { leg } if *leg == b)),
+            dropped(&p.events_client, b),
             "seed {seed}: {:?}",
             p.events_client
         );

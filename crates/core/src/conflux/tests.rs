@@ -200,6 +200,18 @@ impl Pair {
         self.down.get_mut(&leg).unwrap().q.push_back((t, s, m));
     }
 
+    /// Client leg `leg`'s path dies: what is on its way either way is
+    /// lost, and so is what goes on it later; neither end is told.
+    pub(super) fn cut(&mut self, leg: LegId) {
+        self.dead.push(leg);
+        if let Some(p) = self.up.get_mut(&leg) {
+            p.q.clear();
+        }
+        if let Some(p) = self.down.get_mut(&leg) {
+            p.q.clear();
+        }
+    }
+
     pub(super) fn client_leg_of(&self, exit_leg: LegId) -> LegId {
         *self.map.iter().find(|(_, e)| **e == exit_leg).unwrap().0
     }
