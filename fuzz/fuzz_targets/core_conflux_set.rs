@@ -348,6 +348,10 @@ impl Model {
                 ConfluxEvent::LegDropped { leg } => {
                     assert!(self.set.is_resumable(), "{leg:?} dropped, not resumable");
                 }
+                // A leg probe unanswered (§3.6): only on a resumable set.
+                ConfluxEvent::LegSilent { leg, .. } => {
+                    assert!(self.set.is_resumable(), "{leg:?} silent, not resumable");
+                }
             }
         }
         // Handshake output: only LINKED_ACK for a leg just linked.

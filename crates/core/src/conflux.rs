@@ -61,7 +61,7 @@ pub use link::{
     ClientLinkHandshake, ConfluxNonce, ExitLinkHandshake, LinkInfo, LinkedOutcome, NONCE_LEN,
 };
 pub use reorder::{ReorderError, ReorderLimit, ReorderQueue};
-pub use retransmit::ResumeParams;
+pub use retransmit::{ProbeParams, ResumeParams};
 pub use seq::{
     MAX_EMPTY_SWITCHES, MAX_RELATIVE_SEQ, RecvSeq, SendSeq, SwitchWindow, is_multiplexed,
 };

@@ -9,8 +9,9 @@
 //!   with reason PROTOCOL on every leg, [`ConfluxError::destroy_reason`]);
 //! - **resource limit**: one of our bounds (the reorder queue) would be
 //!   exceeded; the set is closed with RESOURCELIMIT and its streams end;
-//! - **timeout**: a leg's CONFLUX_LINKED did not arrive in time; only that
-//!   leg fails;
+//! - **timeout**: a leg's CONFLUX_LINKED did not arrive in time, or a
+//!   linked leg went silent (Braid proposal 001 §3.6); only that leg
+//!   fails;
 //! - **leg loss**: legs closed and the set cannot go on (no leg left, or
 //!   sequenced data may have been lost with a leg);
 //! - **local**: the caller used the API out of order (no such leg, not
@@ -348,6 +349,17 @@ pub enum ConfluxError {
         leg: LegId,
     },
 
+    /// Something went on the leg and nothing came back, not even the
+    /// answer to a LEG_PING (Braid proposal 001 §3.6): a relay on it
+    /// hangs. Only that leg closes; the set resumes.
+    #[error("{leg}: silent for {silent:?}, its LEG_PING unanswered (Braid proposal 001 §3.6)")]
+    LegSilent {
+        /// The leg.
+        leg: LegId,
+        /// How long it was silent.
+        silent: Duration,
+    },
+
     // ----- Local -----
     /// No such leg in this set.
     #[error("no {leg} in this set")]
@@ -411,9 +423,10 @@ impl ConfluxError {
             | E::BadExtension { .. }
             | E::StreamViolation(_) => ConfluxErrorKind::ProtocolViolation,
             E::ReorderQueueFull { .. } | E::OutOfMemory => ConfluxErrorKind::ResourceLimit,
-            E::LinkTimeout { .. } | E::LinkedAckTimeout { .. } | E::ResumeGraceExpired { .. } => {
-                ConfluxErrorKind::Timeout
-            }
+            E::LinkTimeout { .. }
+            | E::LinkedAckTimeout { .. }
+            | E::ResumeGraceExpired { .. }
+            | E::LegSilent { .. } => ConfluxErrorKind::Timeout,
             E::TooManyResumptions { .. } => ConfluxErrorKind::LegLoss,
             E::LegLost { .. } | E::LegDroppedByPeer { .. } => ConfluxErrorKind::LegLoss,
             E::NoSuchLeg { .. }

@@ -11,6 +11,7 @@
 //! RESUME_CAP (type 1): BUFFER_BYTES [4 bytes], GRACE_SECS [2 bytes].
 //! LEG (type 2, a client's LINK only): LEG_NUM [1 byte], then the numbers
 //! of the set's legs the client lost ([`LegNote`], §3.3).
+//! PROBE (type 3, empty): the sender answers LEG_PING with LEG_PONG (§3.6).
 //!
 //! tor-cell parses the v1 payload and drops what follows, so braid-core's
 //! relay cell decoder hands a LINK or LINKED with trailing bytes over as
@@ -33,6 +34,8 @@ pub const LINK_BODY_LEN: usize = 1 + 32 + 8 + 8 + 1;
 const RESUME_CAP: u8 = 1;
 /// LEG's extension type.
 const LEG: u8 = 2;
+/// PROBE's extension type.
+const PROBE: u8 = 3;
 
 /// RELAY_BRAID_LEGS_LOST (Braid proposal 001 §3.3): the exit names, on a
 /// leg that lives, the legs of the set it lost, by the client's numbers.
@@ -46,6 +49,51 @@ pub fn legs_lost_msg(nums: &[u8]) -> AnyRelayMsg {
     body.push(u8::try_from(nums.len()).unwrap_or(u8::MAX));
     body.extend_from_slice(nums);
     AnyRelayMsg::Unrecognized(Unrecognized::new(RelayCmd::from(CMD_LEGS_LOST), body))
+}
+
+/// RELAY_BRAID_LEG_PING (Braid proposal 001 §3.6): is this leg alive?
+/// Not multiplexed; the body is empty (a receiver ignores one).
+pub const CMD_LEG_PING: u8 = 0xE6;
+/// RELAY_BRAID_LEG_PONG (§3.6): the answer to a LEG_PING, on its leg.
+pub const CMD_LEG_PONG: u8 = 0xE7;
+
+/// Whether `cmd` is one of Braid's circuit-level Conflux commands
+/// (LEGS_LOST, LEG_PING, LEG_PONG): the Conflux layer's, not ignored as an
+/// unknown command.
+pub fn is_set_cmd(cmd: RelayCmd) -> bool {
+    matches!(u8::from(cmd), CMD_LEGS_LOST | CMD_LEG_PING | CMD_LEG_PONG)
+}
+
+/// A liveness probe's message (Braid proposal 001 §3.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// LEG_PING: answer it with a PONG on the same leg.
+    Ping,
+    /// LEG_PONG: the leg carried our PING and its answer.
+    Pong,
+}
+
+impl Probe {
+    /// Its relay message.
+    pub fn msg(self) -> AnyRelayMsg {
+        let cmd = match self {
+            Probe::Ping => CMD_LEG_PING,
+            Probe::Pong => CMD_LEG_PONG,
+        };
+        AnyRelayMsg::Unrecognized(Unrecognized::new(RelayCmd::from(cmd), Vec::new()))
+    }
+
+    /// The probe `msg` is, if it is one.
+    pub fn parse(msg: &AnyRelayMsg) -> Option<Self> {
+        let AnyRelayMsg::Unrecognized(u) = msg else {
+            return None;
+        };
+        match u8::from(u.cmd()) {
+            CMD_LEG_PING => Some(Probe::Ping),
+            CMD_LEG_PONG => Some(Probe::Pong),
+            _ => None,
+        }
+    }
 }
 
 /// The numbers a LEGS_LOST names, if `msg` is one; a body shorter than
@@ -101,6 +149,8 @@ pub struct LinkExt {
     pub cap: Option<ResumeCap>,
     /// LEG (a client's LINK).
     pub leg: Option<LegNote>,
+    /// PROBE: the sender answers LEG_PING (§3.6).
+    pub probe: bool,
 }
 
 /// What an end of a resumable set promises (Braid proposal 001 §2.2).
@@ -137,7 +187,7 @@ pub fn extend(msg: AnyRelayMsg, ext: &LinkExt) -> Result<AnyRelayMsg, ConfluxErr
             "only LINK and LINKED carry extensions",
         ));
     }
-    if ext.cap.is_none() && ext.leg.is_none() {
+    if ext.cap.is_none() && ext.leg.is_none() && !ext.probe {
         return Ok(msg);
     }
     let mut body = Vec::with_capacity(LINK_BODY_LEN + 16);
@@ -146,7 +196,7 @@ pub fn extend(msg: AnyRelayMsg, ext: &LinkExt) -> Result<AnyRelayMsg, ConfluxErr
             cmd,
             reason: e.to_string(),
         })?;
-    body.push(u8::from(ext.cap.is_some()) + u8::from(ext.leg.is_some()));
+    body.push(u8::from(ext.cap.is_some()) + u8::from(ext.leg.is_some()) + u8::from(ext.probe));
     if let Some(cap) = &ext.cap {
         body.push(RESUME_CAP);
         body.push(6);
@@ -163,6 +213,10 @@ pub fn extend(msg: AnyRelayMsg, ext: &LinkExt) -> Result<AnyRelayMsg, ConfluxErr
         body.push(u8::try_from(1 + lost.len()).unwrap_or(u8::MAX));
         body.push(leg.num);
         body.extend_from_slice(lost);
+    }
+    if ext.probe {
+        body.push(PROBE);
+        body.push(0);
     }
     Ok(AnyRelayMsg::Unrecognized(Unrecognized::new(cmd, body)))
 }
@@ -223,6 +277,7 @@ pub fn split(msg: AnyRelayMsg) -> Result<(AnyRelayMsg, LinkExt), ConfluxError> {
                     lost: lost.to_vec(),
                 });
             }
+            PROBE => out.probe = true,
             _ => {}
         }
     }
@@ -256,7 +311,7 @@ mod tests {
         };
         let with = LinkExt {
             cap: Some(cap),
-            leg: None,
+            ..LinkExt::default()
         };
         let ext = extend(link(), &with).unwrap();
         assert!(matches!(ext, AnyRelayMsg::Unrecognized(_)), "{ext:?}");
@@ -313,7 +368,10 @@ mod tests {
             (AnyRelayMsg::ConfluxSwitch(_), e) if e == LinkExt::default()
         ));
         let cap = Some(ResumeCap::from_params(&ResumeParams::default()));
-        let ext = LinkExt { cap, leg: None };
+        let ext = LinkExt {
+            cap,
+            ..LinkExt::default()
+        };
         assert!(extend(ConfluxSwitch::new(3).into(), &ext).is_err());
         // Nothing to add: the message as it is.
         assert!(matches!(
@@ -339,8 +397,8 @@ mod tests {
         assert!(parse_legs_lost(&link()).is_none());
     }
 
-    /// A LEG note with its lost legs, beside RESUME_CAP, round-trips; lost
-    /// legs past [`MAX_LOST`] are left out.
+    /// A LEG note with its lost legs, beside RESUME_CAP and PROBE,
+    /// round-trips; lost legs past [`MAX_LOST`] are left out.
     #[test]
     fn a_leg_note_round_trips_and_its_lost_list_is_bounded() {
         let with = LinkExt {
@@ -349,6 +407,7 @@ mod tests {
                 num: 4,
                 lost: vec![0, 2],
             }),
+            probe: true,
         };
         let mut rng = rand::rng();
         let ext = extend(link(), &with).unwrap();
@@ -361,10 +420,26 @@ mod tests {
                 num: 200,
                 lost: (0..100).collect(),
             }),
+            probe: false,
         };
         let (_, back) = split(extend(link(), &many).unwrap()).unwrap();
         let note = back.leg.unwrap();
         assert_eq!((note.num, note.lost.len()), (200, MAX_LOST));
         assert_eq!(back.cap, None);
+        assert!(!back.probe);
+    }
+
+    /// LEG_PING and LEG_PONG round-trip through the relay cell codec and
+    /// are told apart from other messages.
+    #[test]
+    fn probes_round_trip() {
+        let mut rng = rand::rng();
+        for p in [Probe::Ping, Probe::Pong] {
+            let cell = crate::circuit::relay_cell::encode(None, p.msg(), &mut rng).unwrap();
+            let (_, got) = crate::circuit::relay_cell::decode(&cell).unwrap();
+            assert_eq!(Probe::parse(&got), Some(p));
+        }
+        assert_eq!(Probe::parse(&legs_lost_msg(&[1])), None);
+        assert_eq!(Probe::parse(&link()), None);
     }
 }

@@ -36,6 +36,9 @@ pub struct ResumeParams {
     pub per_minute: usize,
     /// Resumptions allowed in the set's life. Default 20.
     pub total: usize,
+    /// Probing legs that go silent (Braid proposal 001 §3.6), offered with
+    /// the PROBE extension; `None`: neither offered nor done.
+    pub probe: Option<ProbeParams>,
 }
 
 impl Default for ResumeParams {
@@ -45,6 +48,28 @@ impl Default for ResumeParams {
             grace: Duration::from_secs(30),
             per_minute: 3,
             total: 20,
+            probe: Some(ProbeParams::default()),
+        }
+    }
+}
+
+/// When a silent leg is probed and when it is given up (Braid proposal
+/// 001 §3.6). Each is at least a multiple of the leg's link RTT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeParams {
+    /// Something went out on a leg and nothing came back on it for this
+    /// long (and twice its RTT): a LEG_PING goes. Default 3 s.
+    pub quiet: Duration,
+    /// The LEG_PING has had no answer, nor anything else, for this long
+    /// (and four times the leg's RTT): the leg is lost. Default 10 s.
+    pub lost: Duration,
+}
+
+impl Default for ProbeParams {
+    fn default() -> Self {
+        Self {
+            quiet: Duration::from_secs(3),
+            lost: Duration::from_secs(10),
         }
     }
 }

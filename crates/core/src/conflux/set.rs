@@ -70,6 +70,7 @@ use crate::ids::{LegId, StreamId};
 mod inbound;
 mod legnote;
 mod linking;
+mod liveness;
 mod outbound;
 mod queries;
 mod resume;
@@ -255,6 +256,16 @@ pub enum ConfluxEvent {
         /// The leg.
         leg: LegId,
     },
+    /// Something went on a linked leg and nothing came back, not even
+    /// the answer to a LEG_PING (Braid proposal 001 §3.6): a relay on it
+    /// hangs. Close its circuit (with [`ConfluxError::LegSilent`]); the set
+    /// learns of the loss from [`ConfluxSet::leg_closed`] as of any.
+    LegSilent {
+        /// The leg.
+        leg: LegId,
+        /// Since when it has been silent.
+        silent: Duration,
+    },
 }
 
 /// What the driver knows of a linked leg's circuit when it closes.
@@ -400,6 +411,8 @@ pub struct ConfluxSet {
     /// Lost legs, what LINKs said of them, the peer's leg numbers
     /// (Braid proposal 001 §3.3, [`legnote`]).
     notes: legnote::LegNotes,
+    /// Silent legs (Braid proposal 001 §3.6, [`liveness`]).
+    watch: liveness::Watch,
 }
 
 impl ConfluxSet {
@@ -446,6 +459,7 @@ impl ConfluxSet {
             lost_legs: false,
             gap_pending: false,
             notes: legnote::LegNotes::default(),
+            watch: liveness::Watch::default(),
         }
     }
 
@@ -474,7 +488,7 @@ impl ConfluxSet {
     }
 
     /// When [`Self::handle_timeout`] is due: the earliest LINKED deadline
-    /// (client), LINKED_ACK deadline (exit).
+    /// (client), LINKED_ACK deadline (exit), grace end, leg probe.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timeout = self.config.link_timeout;
         self.legs
@@ -485,6 +499,7 @@ impl ConfluxSet {
                 LegState::ClientLinked { .. } => None,
             })
             .chain(self.grace_deadline())
+            .chain(self.probe_deadline())
             .min()
     }
 

@@ -661,3 +661,6 @@ mod resume_tests;
 // Lost legs named in LINK (Braid proposal 001 §3.3).
 #[path = "legnote_tests.rs"]
 mod legnote_tests;
+
+#[path = "liveness_tests.rs"]
+mod liveness_tests;

@@ -53,6 +53,7 @@ mod extend;
 #[cfg(feature = "hostile")]
 pub mod hostile;
 pub mod idle;
+mod leg_watch;
 mod memory;
 mod migrate_role;
 pub mod padding;
@@ -428,6 +429,7 @@ impl RelayNode {
                 nc.prev = None;
             }
             nc.circ.handle_from_prev(msg, now);
+            self.leg_heard(key, now);
         } else if nc.next.is_some_and(|(c, _)| c == chan) {
             if destroy {
                 nc.next = None;

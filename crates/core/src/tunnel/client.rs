@@ -280,8 +280,13 @@ impl ClientTunnel {
         let Some(l) = self.leg_mut(leg) else {
             return;
         };
+        let id = l.conflux;
         if let Err(e) = l.circuit.handle_cell(now, cell) {
             tracing::debug!("{leg}: {e}");
+        }
+        // Anything heard keeps a leg alive (Braid proposal 001 §3.6).
+        if let (Some(id), Some(m)) = (id, self.multipath.as_mut()) {
+            m.set.leg_heard(id, now);
         }
         self.settle(now);
     }
@@ -409,19 +414,20 @@ impl ClientTunnel {
     /// take turns; a blocked leg's cells wait. Stream data is taken as the
     /// legs have room.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<(LegKey, AnyChanMsg)> {
-        if let Some(out) = self.next_ready() {
+        if let Some(out) = self.next_ready(now) {
             return Some(out);
         }
         self.pump_sends(now);
-        let out = self.next_ready();
+        let out = self.next_ready(now);
         if out.is_none() {
             self.release_legs();
         }
         out
     }
 
-    /// A ready cell of the next unblocked leg, round robin.
-    fn next_ready(&mut self) -> Option<(LegKey, AnyChanMsg)> {
+    /// A ready cell of the next unblocked leg, round robin (the set
+    /// watches what goes on its legs, Braid proposal 001 §3.6).
+    fn next_ready(&mut self, now: Instant) -> Option<(LegKey, AnyChanMsg)> {
         let n = self.legs.len();
         for k in 0..n {
             let i = (self.cursor + k) % n;
@@ -433,6 +439,9 @@ impl ClientTunnel {
             }
             if let Some(cell) = leg.circuit.poll_transmit() {
                 self.cursor = i + 1;
+                if let (Some(id), Some(m)) = (leg.conflux, self.multipath.as_mut()) {
+                    m.set.leg_sent(id, now);
+                }
                 return Some((leg.key, cell));
             }
         }

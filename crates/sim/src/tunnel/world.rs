@@ -656,6 +656,17 @@ impl TunnelSim {
         self.kill_with(path, client_late, Duration::ZERO);
     }
 
+    /// A relay on `path` hangs (a frozen process, a machine cut off):
+    /// traffic on the leg is lost from now and nobody closes anything, so
+    /// neither end hears of it but by its own probes (Braid proposal 001
+    /// §3.6).
+    pub fn hang(&mut self, path: PathId) {
+        if let Some(l) = self.legs.get_mut(&path) {
+            l.dead = true;
+            l.pending = None;
+        }
+    }
+
     fn kill_with(&mut self, path: PathId, client_late: Duration, exit_late: Duration) {
         let offset = self.elapsed();
         let Some(l) = self.legs.get_mut(&path) else {

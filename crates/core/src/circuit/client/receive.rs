@@ -127,10 +127,11 @@ impl ClientCircuit {
             (_, AnyRelayMsg::Drop(_)) => Ok(()),
             // Braid proposal 001 §4's stream messages are the stream
             // layer's (which ignores them unless the exit offered them);
-            // its LEGS_LOST (§3.3) is the Conflux layer's.
+            // its LEGS_LOST (§3.3) and leg probes (§3.6) are the Conflux
+            // layer's.
             (_, AnyRelayMsg::Unrecognized(u))
                 if u.cmd() != RelayCmd::CONFLUX_LINKED
-                    && u8::from(u.cmd()) != crate::conflux::ext::CMD_LEGS_LOST
+                    && !crate::conflux::ext::is_set_cmd(u.cmd())
                     && !crate::stream::migrate_wire::is_migrate_cmd(u.cmd()) =>
             {
                 Ok(())

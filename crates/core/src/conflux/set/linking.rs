@@ -130,6 +130,7 @@ impl ConfluxSet {
         }
         if ext.cap.is_some() {
             self.peer_offers_resumption();
+            self.watch.peer_probes |= ext.probe;
         }
         if self.role != Role::Exit {
             return Err(ConfluxError::WrongDirection {
@@ -287,5 +288,6 @@ impl ConfluxSet {
                 .push_back(ConfluxEvent::LegFailed { leg, error });
         }
         self.check_grace(now);
+        self.check_probes(now);
     }
 }

@@ -59,9 +59,15 @@ impl ConfluxSet {
             AnyRelayMsg::ConfluxLink(_) => crate::conflux::ext::LinkExt {
                 cap,
                 leg: Some(self.notes.link_note(leg)),
+                probe: self.offers_probe(),
             },
             AnyRelayMsg::ConfluxLinked(_) if self.resume.is_some() => {
-                crate::conflux::ext::LinkExt { cap, leg: None }
+                crate::conflux::ext::LinkExt {
+                    cap,
+                    leg: None,
+                    // Only to a client that offered it (§3.6).
+                    probe: self.offers_probe() && self.watch.peer_probes,
+                }
             }
             _ => return msg,
         };

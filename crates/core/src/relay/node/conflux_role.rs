@@ -137,7 +137,7 @@ pub struct SetFigures {
 #[derive(Debug)]
 pub(in crate::relay) struct ExitSet {
     /// The set, exit role.
-    set: ConfluxSet,
+    pub(super) set: ConfluxSet,
     /// Its scheduler.
     chooser: SchedulerChooser,
     /// Which one.
@@ -471,6 +471,10 @@ impl RelayNode {
                     tracing::debug!("{set}: {leg} dropped: the client lost it");
                     late.push((leg, ConfluxError::LegDroppedByPeer { leg }));
                 }
+                // A relay on it hangs (§3.6): its circuit goes.
+                ConfluxEvent::LegSilent { leg, silent } => {
+                    late.push((leg, ConfluxError::LegSilent { leg, silent }));
+                }
                 ev => tracing::trace!("{set}: {ev:?}"),
             }
         }
@@ -702,7 +706,7 @@ impl RelayNode {
     }
 
     /// File set `set`'s next deadline.
-    fn refresh_set_timer(&mut self, set: SetKey) {
+    pub(super) fn refresh_set_timer(&mut self, set: SetKey) {
         let Some(es) = self.sets.get_mut(&set) else {
             return;
         };

@@ -50,6 +50,9 @@ impl RelayNode {
                 None
             }
         };
+        if dir == DIR_PREV && cell.is_some() {
+            self.leg_sent(key, now);
+        }
         self.settle_quiet(key, now);
         self.maybe_release(key, now);
         self.run_migrations(now);

@@ -146,6 +146,17 @@ impl ClientTunnel {
                         l.close_on(TunnelError::Conflux(ConfluxError::LegDroppedByPeer { leg }));
                     }
                 }
+                ConfluxEvent::LegSilent { leg, silent } => {
+                    // A relay on it hangs (Braid proposal 001 §3.6): close
+                    // it; the set resumes as for any loss.
+                    tracing::debug!("conflux {leg} silent for {silent:?}: closing it");
+                    if let Some(l) = self.legs.iter_mut().find(|l| l.conflux == Some(leg)) {
+                        l.close_on(TunnelError::Conflux(ConfluxError::LegSilent {
+                            leg,
+                            silent,
+                        }));
+                    }
+                }
                 // An exit's event.
                 ConfluxEvent::LegRtt { .. } => {}
             }
