@@ -11,7 +11,10 @@
 //!   and the download completes byte-identical (SHA-256);
 //! - first, with a client that does not offer resumption (C-tor's rules
 //!   at the Braid exit): an idle leg's middle dies, the set lives and a
-//!   replacement leg links into it.
+//!   replacement leg links into it;
+//! - then a leg's middle freezes (SIGSTOP) 3 MB into a 20 MB download: it
+//!   closes nothing, so only the ends' leg probes (§3.6) find it; a new
+//!   leg resumes the set and the download completes byte-identical.
 //!
 //! (`conflux_exit.rs` kills one leg's middle mid-download and mid-upload;
 //! through a C-tor exit the stream is reset: `conflux.rs`.)
@@ -43,7 +46,9 @@ use braid_dir::restrict::NodeRestrictions;
 use braid_testnet::launcher;
 use braid_testnet::socks;
 use braid_testnet::{Manifest, NetworkConfig};
-use common::{InProcessSocks, file_body_ok, init_test_log, kill_relay, stop_network, test_dir};
+use common::{
+    InProcessSocks, file_body_ok, freeze_relay, init_test_log, kill_relay, stop_network, test_dir,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
@@ -63,9 +68,10 @@ async fn sets_to_the_braid_exit_survive_a_dead_guard_and_losing_every_leg() {
     let mut config = NetworkConfig::new(test_dir("resume-net"), BRAID);
     config.base_port = BASE;
     config.client = false;
-    // Two legs need two guards and two middles; each part kills one or two
-    // of them, and the replacement legs need fresh ones.
-    config.relays = 8;
+    // Two legs need two guards and two middles; each part kills (or
+    // freezes) one or two of them, and the replacement legs need fresh
+    // ones.
+    config.relays = 10;
     config.exits = 1;
     config.braid_exits = 1;
     config.timeout = Duration::from_secs(150);
@@ -97,6 +103,7 @@ async fn sets_to_the_braid_exit_survive_a_dead_guard_and_losing_every_leg() {
     // First, on relays no kill has touched: a client without resumption
     // (C-tor's rules at the Braid exit) loses an idle leg.
     idle_leg_without_resumption(&dir).await;
+    download_survives_a_frozen_middle(&dir, &client, socks_addr).await;
     echo_survives_its_guard(&dir, &client, socks_addr).await;
     download_survives_losing_every_leg(&dir, &client, socks_addr).await;
 
@@ -258,18 +265,40 @@ async fn echo_survives_its_guard(dir: &Path, client: &TorClient, socks_addr: Soc
     );
 }
 
-/// 5 MB into a 30 MB download on a two-leg set, the middle of every leg
-/// is killed at once; new legs link within the grace and the download
-/// completes byte-identical.
-async fn download_survives_losing_every_leg(
-    dir: &Path,
-    client: &TorClient,
-    socks_addr: SocketAddr,
+/// Reads `stream` to its end onto `got`, within `limit`.
+async fn read_rest(
+    stream: &mut tokio::net::TcpStream,
+    got: &mut Vec<u8>,
+    limit: Duration,
+    what: &str,
 ) {
+    let mut buf = vec![0_u8; 64 * 1024];
+    let rest = tokio::time::timeout(limit, async {
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: the download hung"));
+    rest.unwrap_or_else(|e| panic!("{what}: the stream broke: {e}"));
+}
+
+/// A download of `size` bytes (file `seed`) through the SOCKS port as
+/// user `user`, read until `first` bytes came: the stream and the bytes.
+async fn start_download(
+    dir: &Path,
+    socks_addr: SocketAddr,
+    user: &str,
+    size: u64,
+    seed: u64,
+    first: usize,
+) -> (tokio::net::TcpStream, Vec<u8>) {
     let files = Manifest::load(dir).unwrap().fileserver.address;
-    let size: u64 = 30_000_000;
-    let seed = 51;
-    let mut stream = socks::connect(socks_addr, files, Some(("every-leg", "x")))
+    let mut stream = socks::connect(socks_addr, files, Some((user, "x")))
         .await
         .unwrap();
     let req = format!(
@@ -279,11 +308,72 @@ async fn download_survives_losing_every_leg(
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut got: Vec<u8> = Vec::with_capacity(usize::try_from(size).unwrap() + 4096);
     let mut buf = vec![0_u8; 64 * 1024];
-    while got.len() < 5_000_000 {
+    while got.len() < first {
         let n = stream.read(&mut buf).await.unwrap();
         assert!(n > 0, "ended early");
         got.extend_from_slice(&buf[..n]);
     }
+    (stream, got)
+}
+
+/// 3 MB into a 20 MB download on a two-leg set, the middle of the leg the
+/// exit sends most on freezes (SIGSTOP): no DESTROY, no closed connection,
+/// so neither end hears of a loss but by its leg probes (Braid proposal
+/// 001 §3.6). The leg is given up, a new leg resumes the set, and the
+/// download completes byte-identical. The frozen relay is killed after.
+async fn download_survives_a_frozen_middle(dir: &Path, client: &TorClient, socks_addr: SocketAddr) {
+    let (size, seed) = (20_000_000, 52);
+    let (mut stream, mut got) =
+        start_download(dir, socks_addr, "frozen", size, seed, 3_000_000).await;
+    let t = tunnel_of(client, "frozen");
+    let r = t.report().await.unwrap();
+    assert!(r.conflux && r.resume.resumable, "a resumable set");
+    let (i, path) = busiest_leg(&r);
+    let middle = path[1].clone();
+    println!(
+        "frozen: freezing middle {middle} of leg {i} ({}); legs {:?}",
+        path.join(" > "),
+        legs(&r)
+    );
+    let frozen = Instant::now();
+    freeze_relay(dir, &middle);
+    read_rest(&mut stream, &mut got, Duration::from_secs(120), "frozen").await;
+    let done = frozen.elapsed();
+    kill_relay(dir, &middle);
+    let sha_ok = file_body_ok(&got, size, seed, "the download");
+    let r = t.report().await.unwrap();
+    let st = r.resume;
+    println!(
+        "frozen: {size} bytes, done {:.1} s after the freeze, SHA-256 checked; resumptions {}, \
+         legs lost {}, cells resent by the exit {}, recovery {:?}; legs {:?}",
+        done.as_secs_f64(),
+        st.resumptions,
+        st.legs_lost,
+        st.cells_resent_by_peer,
+        st.max_recovery,
+        legs(&r)
+    );
+    assert!(sha_ok, "the file's SHA-256");
+    assert!(!t.is_closed(), "the set lived through the freeze");
+    assert!(st.legs_lost >= 1 && st.resumptions >= 1, "{st:?}");
+    assert!(
+        r.legs.iter().all(|l| !l.open || !l.path.contains(&middle)),
+        "no open leg through the frozen middle: {:?}",
+        legs(&r)
+    );
+}
+
+/// 5 MB into a 30 MB download on a two-leg set, the middle of every leg
+/// is killed at once; new legs link within the grace and the download
+/// completes byte-identical.
+async fn download_survives_losing_every_leg(
+    dir: &Path,
+    client: &TorClient,
+    socks_addr: SocketAddr,
+) {
+    let (size, seed) = (30_000_000, 51);
+    let (mut stream, mut got) =
+        start_download(dir, socks_addr, "every-leg", size, seed, 5_000_000).await;
     let t = tunnel_of(client, "every-leg");
     let r = t.report().await.unwrap();
     assert!(r.conflux, "the download is on a set");
@@ -304,18 +394,7 @@ async fn download_survives_losing_every_leg(
     for m in &middles {
         kill_relay(dir, m);
     }
-    let rest = tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<_, std::io::Error>(());
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("the download hung after the kills");
-    rest.unwrap_or_else(|e| panic!("the stream broke after the kills: {e}"));
+    read_rest(&mut stream, &mut got, Duration::from_secs(120), "every leg").await;
     let sha_ok = file_body_ok(&got, size, seed, "the download");
     let r = t.report().await.unwrap();
     let st = r.resume;

@@ -40,16 +40,30 @@ pub(crate) async fn wait_for_exits(files: std::net::SocketAddr, socks: std::net:
 
 /// Kill the relay `name` of the network in `dir` (SIGKILL, by its pid).
 pub(crate) fn kill_relay(dir: &std::path::Path, name: &str) {
+    signal_relay(dir, name, "-KILL");
+}
+
+/// Freeze the relay `name` of the network in `dir` (SIGSTOP, by its pid):
+/// it hangs with its connections open, as a frozen process or a machine
+/// cut off would. Kill it afterwards ([`kill_relay`]): a stopped process
+/// would not heed the SIGTERM that stops the network.
+pub(crate) fn freeze_relay(dir: &std::path::Path, name: &str) {
+    signal_relay(dir, name, "-STOP");
+}
+
+/// Send `signal` (`kill`'s option) to the relay `name` of the network in
+/// `dir`, by its pid.
+fn signal_relay(dir: &std::path::Path, name: &str, signal: &str) {
     let record = braid_testnet::process::read_records(dir)
         .unwrap_or_else(|e| panic!("reading the network's records: {e}"))
         .into_iter()
         .find(|r| r.name == name)
         .unwrap_or_else(|| panic!("no process {name} in the network"));
     let ok = std::process::Command::new("kill")
-        .args(["-KILL", &record.pid.to_string()])
+        .args([signal, &record.pid.to_string()])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "kill {name}");
+    assert!(ok, "kill {signal} {name}");
 }
 
 /// `BRAID_TEST_LOG=1`: the in-process client's debug log on stderr (to

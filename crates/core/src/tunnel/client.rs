@@ -192,11 +192,29 @@ impl ClientTunnel {
         )?;
         self.timers.set(
             Timer::LegBuild(key),
-            now.checked_add(self.config.leg_build_timeout)
+            now.checked_add(self.build_timeout(replacement))
                 .unwrap_or(now),
         );
         self.legs.push(leg);
         Ok(key)
+    }
+
+    /// How long a leg may take to build: the configured (learned)
+    /// timeout; for a leg replacing one of a resumable set, at most half
+    /// the set's grace, so that a build stuck on a relay that hangs (one
+    /// that may have cost the set its lost leg, Braid proposal 001 §3.6)
+    /// fails in time for another within the grace (path-spec §2.4's
+    /// first timeout is 60 s, the grace 30 s).
+    fn build_timeout(&self, replacement: bool) -> Duration {
+        let grace = self
+            .multipath
+            .as_ref()
+            .and_then(|m| m.set.resume_grace())
+            .filter(|_| replacement);
+        match grace {
+            Some(g) => self.config.leg_build_timeout.min(g / 2),
+            None => self.config.leg_build_timeout,
+        }
     }
 
     // ----- State -----
@@ -363,7 +381,8 @@ impl ClientTunnel {
                 }
                 Timer::Relaunch => self.ask_for_leg(),
                 Timer::LegBuild(key) => {
-                    let after = self.config.leg_build_timeout;
+                    let replacement = self.leg_mut(key).is_some_and(|l| l.replacement);
+                    let after = self.build_timeout(replacement);
                     if let Some(l) = self.leg_mut(key).filter(|l| l.building()) {
                         let hops_done = l.hops_done;
                         l.close_on(TunnelError::BuildTimeout {

@@ -219,13 +219,21 @@ impl TunnelError {
     /// guard gives that reason only for its own channel to the next hop;
     /// C-tor forwards a DESTROY from further on as DESTROYED, tor-spec
     /// §5.4). A failure at the first hop is the guard's, which the guard
-    /// set judges instead (guard-spec §4.7): `None`.
+    /// set judges instead (guard-spec §4.7): `None`. A leg lost in
+    /// silence (Braid proposal 001 §3.6) or that the exit lost (§3.3):
+    /// the middle, the relay a hang or a closed channel most likely
+    /// comes from when the client's own channel to the guard is up (a
+    /// replacement through a relay that hangs would hang too).
     pub fn suspect(&self) -> Option<usize> {
         match self {
             TunnelError::CircuitClosed {
                 reason: CloseReason::Destroyed { reason },
                 ..
             } if *reason == tor_cell::chancell::msg::DestroyReason::CHANNEL_CLOSED => Some(1),
+            TunnelError::Conflux(
+                crate::conflux::ConfluxError::LegSilent { .. }
+                | crate::conflux::ConfluxError::LegDroppedByPeer { .. },
+            ) => Some(1),
             _ => self.hops_done().filter(|h| *h > 0),
         }
     }
@@ -314,6 +322,42 @@ mod tests {
                 leg: crate::ids::LegId(0)
             })
             .is_peer_violation()
+        );
+    }
+
+    /// The relay to avoid for a while: the one a build stopped at, the
+    /// middle of a leg its guard lost the next hop of, lost in silence
+    /// (Braid proposal 001 §3.6) or lost at the exit (§3.3); never the
+    /// guard.
+    #[test]
+    fn suspects() {
+        let leg = LegKey(1);
+        let id = crate::ids::LegId(0);
+        let silent = ConfluxError::LegSilent {
+            leg: id,
+            silent: Duration::from_secs(13),
+        };
+        assert_eq!(TunnelError::Conflux(silent).suspect(), Some(1));
+        assert_eq!(
+            TunnelError::Conflux(ConfluxError::LegDroppedByPeer { leg: id }).suspect(),
+            Some(1)
+        );
+        let timeout = |hops_done| TunnelError::BuildTimeout {
+            leg,
+            after: Duration::from_secs(15),
+            hops_done,
+        };
+        assert_eq!(timeout(2).suspect(), Some(2));
+        assert_eq!(timeout(0).suspect(), None, "the guard set judges guards");
+        assert_eq!(
+            TunnelError::CircuitClosed {
+                leg,
+                reason: CloseReason::Destroyed {
+                    reason: DestroyReason::FINISHED
+                }
+            }
+            .suspect(),
+            None
         );
     }
 }

@@ -77,6 +77,12 @@ impl ConfluxSet {
         }
     }
 
+    /// How long the set may live without a linked leg (§3.4), when it
+    /// is resumable.
+    pub fn resume_grace(&self) -> Option<std::time::Duration> {
+        self.resume.as_ref().map(|r| r.params().grace)
+    }
+
     /// Whether the set is resumable.
     pub fn is_resumable(&self) -> bool {
         self.resume.is_some()
