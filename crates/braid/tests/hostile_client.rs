@@ -16,11 +16,19 @@
 //!   RESOURCELIMIT past it, and the circuit closed (DESTROY) once the
 //!   refusals waiting to go pass theirs; the relay stays up.
 //!
+//! Then against the Braid exit `braidexit0` (`max_mem_in_queues` 16 MiB),
+//! on two-hop circuits through the C-tor relay `relay0`:
+//!
+//! - **BEGIN flood**: 1,100 BEGINs to the file server on one circuit, no
+//!   request sent: a TCP connection and CONNECTED up to the per-circuit
+//!   stream bound, END RESOURCELIMIT past it, the circuit closed once the
+//!   refusals pile up; the exit's queued bytes stay under its limit.
+//!
 //! Meanwhile a bystander, Braid's client pinned to braidrelay0 as its
-//! guard, downloads 10 MB through exit0, byte-identical; the relay's queued
-//! bytes (its metrics) stay under its limit and it stays up. Then, its
-//! channel quiet, the bystander's channel gets PADDING cells (padding-spec
-//! §2).
+//! guard and braidexit0 as its exit, downloads 10 MB in each phase,
+//! byte-identical; each relay's queued bytes (its metrics) stay under its
+//! limit and both stay up. Then, its channel quiet, the bystander's
+//! channel gets PADDING cells (padding-spec §2).
 //!
 //! Every process is stopped by PID. Run alone: `flock /tmp/braid-net.lock
 //! cargo test -p braid --test hostile_client -- --nocapture`.
@@ -52,7 +60,7 @@ use common::{stop_network, test_dir};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tor_cell::chancell::msg::AnyChanMsg;
-use tor_cell::relaycell::msg::{AnyRelayMsg, BeginDir, Drop};
+use tor_cell::relaycell::msg::{AnyRelayMsg, Begin, BeginDir, BeginFlags, Drop};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 /// First port of this test's network (each test has its own block, all
@@ -70,6 +78,10 @@ const PER_CHANNEL: usize = braid_core::relay::node::MAX_CIRCUITS_PER_CHANNEL;
 const DIR_FLOOD: usize = 1_100;
 /// The bystander's download.
 const BYSTANDER_SIZE: u64 = 10_000_000;
+/// braidexit0's `max_mem_in_queues`.
+const EXIT_MEMORY_LIMIT: i64 = 16 << 20;
+/// BEGINs the exit flood sends on one circuit.
+const BEGIN_FLOOD: usize = 1_100;
 
 /// The relay's metrics: `name`'s value (unlabelled), 0 when absent.
 async fn metric(addr: SocketAddr, name: &str) -> f64 {
@@ -198,19 +210,36 @@ async fn begin_dir_flood(
     addr: SocketAddr,
     target: &HopTarget,
 ) -> (usize, usize, Option<braid_core::circuit::CloseReason>) {
-    let (_chan, mut circ, mut io) = one_hop_circuit(addr, target).await;
+    let (_chan, circ, io) = one_hop_circuit(addr, target).await;
+    stream_flood(circ, io, HopNum(0), DIR_FLOOD, "BEGIN_DIR", || {
+        BeginDir::default().into()
+    })
+    .await
+}
+
+/// `n` streams opened with `open()` on `circ` at `hop`, none followed by
+/// a request. Returns the CONNECTED and END counts once every stream has
+/// its answer or the relay closed the circuit, and why it closed.
+async fn stream_flood(
+    mut circ: ClientCircuit,
+    mut io: braid_client::channel::CircuitIo,
+    hop: HopNum,
+    n: usize,
+    what: &str,
+    open: impl Fn() -> AnyRelayMsg,
+) -> (usize, usize, Option<braid_core::circuit::CloseReason>) {
     let start = Instant::now();
     // In batches of 100, each answered before the next goes: our own
     // circuit queue (128 cells) must not overflow while this task waits
     // for a thread (the bystander's download shares them).
     let (mut connected, mut ended, mut next) = (0, 0, 1);
     let mut closed = None;
-    while connected + ended < DIR_FLOOD {
+    while connected + ended < n {
         tokio::select! {
             biased;
             cell = io.rx.recv() => {
                 let Some(cell) = cell else {
-                    panic!("BEGIN_DIR flood: the circuit went after {connected} CONNECTED, {ended} END, without a DESTROY");
+                    panic!("{what} flood: the circuit went after {connected} CONNECTED, {ended} END, without a DESTROY");
                 };
                 let _ = circ.handle_cell(Instant::now(), cell);
                 while let Some(ev) = circ.poll_event() {
@@ -218,31 +247,34 @@ async fn begin_dir_flood(
                         CircEvent::StreamMsg { msg, .. } => match msg {
                             AnyRelayMsg::Connected(_) => connected += 1,
                             AnyRelayMsg::End(_) => ended += 1,
-                            other => panic!("BEGIN_DIR flood: {other:?}"),
+                            other => panic!("{what} flood: {other:?}"),
                         },
                         CircEvent::Closed { reason } => closed = Some(reason),
                         _ => {}
                     }
                 }
+                // Our SENDMEs, if any.
+                while let Some(cell) = circ.poll_transmit() {
+                    let _ = io.tx.try_send(cell);
+                }
                 if closed.is_some() {
                     break;
                 }
             }
-            permit = io.tx.reserve(), if next <= DIR_FLOOD && next - 1 < connected + ended + 100 => {
+            permit = io.tx.reserve(), if next <= n && next - 1 < connected + ended + 100 => {
                 let sid = braid_core::ids::StreamId::new(u16::try_from(next).unwrap());
                 next += 1;
-                circ.send_relay(HopNum(0), sid, BeginDir::default().into(), Instant::now())
-                    .unwrap();
-                let cell = circ.poll_transmit().expect("a BEGIN_DIR cell");
+                circ.send_relay(hop, sid, open(), Instant::now()).unwrap();
+                let cell = circ.poll_transmit().expect("a BEGIN cell");
                 permit.unwrap().send(cell);
             }
             () = tokio::time::sleep(Duration::from_secs(30)) => {
-                panic!("BEGIN_DIR flood: {connected} CONNECTED, {ended} END, then 30 s of nothing");
+                panic!("{what} flood: {connected} CONNECTED, {ended} END, then 30 s of nothing");
             }
         }
     }
     println!(
-        "BEGIN_DIR flood: {} of {DIR_FLOOD} sent on one circuit in {:.2} s: {connected} CONNECTED, {ended} END, {}",
+        "{what} flood: {} of {n} sent on one circuit in {:.2} s: {connected} CONNECTED, {ended} END, {}",
         next - 1,
         start.elapsed().as_secs_f64(),
         closed.as_ref().map_or_else(
@@ -252,6 +284,46 @@ async fn begin_dir_flood(
     );
     std::mem::forget(io);
     (connected, ended, closed)
+}
+
+/// Sends what `circ` has to send.
+async fn flush(circ: &mut ClientCircuit, io: &braid_client::channel::CircuitIo) {
+    while let Some(cell) = circ.poll_transmit() {
+        io.tx.send(cell).await.unwrap();
+    }
+}
+
+/// A circuit on `chan` through `first` to `exit`, built.
+async fn two_hop_circuit(
+    chan: &braid_client::channel::ChannelHandle,
+    first: &HopTarget,
+    exit: &HopTarget,
+) -> (ClientCircuit, braid_client::channel::CircuitIo) {
+    let (mut circ, mut io) = start_circuit(chan, first).await;
+    for hops in 1..=2 {
+        let reply = tokio::time::timeout(Duration::from_secs(10), io.rx.recv())
+            .await
+            .expect("an answer to CREATE2 or EXTEND2 within 10 s")
+            .expect("the channel lives");
+        circ.handle_cell(Instant::now(), reply).unwrap();
+        assert!(
+            std::iter::from_fn(|| circ.poll_event())
+                .any(|e| matches!(e, CircEvent::Built { n_hops } if n_hops == hops)),
+            "{hops} hop(s) built"
+        );
+        if hops == 1 {
+            circ.extend(exit.clone(), Instant::now()).unwrap();
+            flush(&mut circ, &io).await;
+        }
+    }
+    (circ, io)
+}
+
+/// A BEGIN to the file server.
+fn begin(files: SocketAddr) -> AnyRelayMsg {
+    Begin::new(&files.ip().to_string(), files.port(), BeginFlags::IPV6_OKAY)
+        .unwrap()
+        .into()
 }
 
 /// A DROP (long-range padding, consumed by the hop) in a RELAY_EARLY
@@ -275,6 +347,141 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The pid of the network's process `name`.
+fn pid_of(dir: &std::path::Path, name: &str) -> u32 {
+    read_records(dir)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == name)
+        .unwrap()
+        .pid
+}
+
+/// A [`BYSTANDER_SIZE`] download of file `seed` on tunnel `t`: its body.
+fn bystander_download(
+    t: braid_client::tunnel::TunnelHandle,
+    files: SocketAddr,
+    seed: u64,
+) -> tokio::task::JoinHandle<Vec<u8>> {
+    tokio::spawn(async move {
+        let mut s = t.begin(Target::ip(files.ip(), files.port())).await.unwrap();
+        let req = format!(
+            "GET {} HTTP/1.0\r\nHost: {files}\r\n\r\n",
+            fileserver::file_path(BYSTANDER_SIZE, seed)
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        got.split_off(at)
+    })
+}
+
+/// The bystander's download completed, byte-identical.
+async fn bystander_ok(download: tokio::task::JoinHandle<Vec<u8>>, seed: u64) {
+    let body = tokio::time::timeout(Duration::from_secs(120), download)
+        .await
+        .expect("the bystander's download took more than 120 s")
+        .unwrap();
+    let sha: [u8; 32] = Sha256::digest(&body).into();
+    assert_eq!(body.len() as u64, BYSTANDER_SIZE);
+    assert_eq!(sha, fileserver::expected_sha256(BYSTANDER_SIZE, seed));
+    println!("bystander: {BYSTANDER_SIZE} bytes, SHA-256 ok");
+}
+
+/// Samples a relay's queued bytes every 100 ms, each under `limit`, until
+/// told to stop: then (peak, samples).
+fn sample_memory(
+    metrics: SocketAddr,
+    limit: i64,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<(f64, usize)>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let sampler = tokio::spawn(async move {
+        let (mut peak, mut samples) = (0.0_f64, 0);
+        loop {
+            let queued = metric(metrics, "braid_relay_queued_bytes").await;
+            let set = metric(metrics, "braid_relay_memory_limit_bytes").await;
+            assert!(
+                queued <= set && set == limit as f64,
+                "queued {queued}, limit {set}"
+            );
+            peak = peak.max(queued);
+            samples += 1;
+            tokio::select! {
+                _ = &mut stopped => return (peak, samples),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    });
+    (stop, sampler)
+}
+
+/// The attack on the Braid exit (a BEGIN flood), a bystander downloading
+/// through it meanwhile.
+async fn exit_attacks(
+    client: &TorClient,
+    dir: &std::path::Path,
+    files: SocketAddr,
+    bystander_t: &braid_client::tunnel::TunnelHandle,
+) {
+    let netdir = client.netdir().unwrap();
+    let relays = netdir.relays();
+    let find = |name: &str| {
+        let r = relays.iter().find(|r| r.nickname == name).unwrap();
+        let t = braid_client::hops::hop_target(r, false).unwrap();
+        (SocketAddr::V4(r.addr), t)
+    };
+    let (first_addr, first) = find("relay0");
+    let (_, exit) = find("braidexit0");
+    let manifest = braid_testnet::Manifest::load(dir).unwrap();
+    let metrics = manifest
+        .relays
+        .iter()
+        .find(|r| r.nickname == "braidexit0")
+        .and_then(|r| r.metrics)
+        .expect("braidexit0 serves metrics");
+    let pid = pid_of(dir, "braidexit0");
+    let rss_before = rss_mb(pid);
+    let bystander = bystander_download(bystander_t.clone(), files, 54);
+    let (stop, sampler) = sample_memory(metrics, EXIT_MEMORY_LIMIT);
+
+    let chan = channel(first_addr, &first).await;
+    let (circ, io) = two_hop_circuit(&chan, &first, &exit).await;
+    let (connected, ended, closed) =
+        stream_flood(circ, io, HopNum(1), BEGIN_FLOOD, "BEGIN", || begin(files)).await;
+    assert!(
+        connected <= braid_core::exit::DEFAULT_MAX_STREAMS,
+        "{connected} streams open on one circuit"
+    );
+    assert!(
+        (connected == braid_core::exit::DEFAULT_MAX_STREAMS && connected + ended == BEGIN_FLOOD)
+            || matches!(
+                closed,
+                Some(braid_core::circuit::CloseReason::Destroyed { .. })
+            ),
+        "{connected} CONNECTED, {ended} END, closed: {closed:?}"
+    );
+    println!(
+        "braidexit0 after the BEGIN flood: {} exit streams, RSS {:.1} MB",
+        metric(metrics, "braid_relay_exit_streams").await,
+        rss_mb(pid)
+    );
+    chan.shutdown().await.unwrap();
+
+    assert!(
+        rss_mb(pid) < rss_before + 200.0,
+        "RSS {:.1} MB",
+        rss_mb(pid)
+    );
+    bystander_ok(bystander, 54).await;
+    let _ = stop.send(());
+    let (peak, samples) = sampler.await.unwrap();
+    println!("braidexit0 queued at most {peak} bytes of {EXIT_MEMORY_LIMIT} ({samples} samples)");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
     let mut config = NetworkConfig::new(test_dir("hostile-client"), BRAID);
@@ -283,7 +490,9 @@ async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
     config.relays = 3;
     config.exits = 1;
     config.braid_relays = 1;
+    config.braid_exits = 1;
     config.set_braid_relay_option("braidrelay0", "max_mem_in_queues", MEMORY_LIMIT);
+    config.set_braid_relay_option("braidexit0", "max_mem_in_queues", EXIT_MEMORY_LIMIT);
     config.timeout = Duration::from_secs(150);
     let start = Instant::now();
     let network = tokio::time::timeout(Duration::from_secs(180), launcher::up(&config))
@@ -301,17 +510,12 @@ async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
         .unwrap()
         .clone();
     let metrics = entry.metrics.expect("braidrelay0 serves metrics");
-    let pid = read_records(&dir)
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == "braidrelay0")
-        .unwrap()
-        .pid;
+    let pid = pid_of(&dir, "braidrelay0");
 
     let mut cfg = ClientConfig::load(&dir.join("network.toml")).unwrap();
     cfg.cache_dir = dir.join("braid-cache-bystander");
     cfg.conflux_legs = None;
-    cfg.nodes = NodeRestrictions::parse(&["braidrelay0"], &[], &["exit0"]).unwrap();
+    cfg.nodes = NodeRestrictions::parse(&["braidrelay0"], &[], &["braidexit0"]).unwrap();
     let client = TorClient::bootstrap(cfg, Duration::from_secs(60), |_| {})
         .await
         .unwrap();
@@ -329,39 +533,8 @@ async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
     let rss_before = rss_mb(pid);
 
     // The bystander downloads while the attacks run.
-    let bystander = tokio::spawn(async move {
-        let mut s = bystander_t
-            .begin(Target::ip(files.ip(), files.port()))
-            .await
-            .unwrap();
-        let req = format!(
-            "GET {} HTTP/1.0\r\nHost: {files}\r\n\r\n",
-            fileserver::file_path(BYSTANDER_SIZE, 51)
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).await.unwrap();
-        let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        got.split_off(at)
-    });
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let sampler = tokio::spawn(async move {
-        let (mut peak, mut samples) = (0.0_f64, 0);
-        loop {
-            let queued = metric(metrics, "braid_relay_queued_bytes").await;
-            let limit = metric(metrics, "braid_relay_memory_limit_bytes").await;
-            assert!(
-                queued <= limit && limit == MEMORY_LIMIT as f64,
-                "queued {queued}, limit {limit}"
-            );
-            peak = peak.max(queued);
-            samples += 1;
-            tokio::select! {
-                _ = &mut stopped => return (peak, samples),
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-        }
-    });
+    let bystander = bystander_download(bystander_t.clone(), files, 51);
+    let (stop, sampler) = sample_memory(metrics, MEMORY_LIMIT);
 
     let ((created, destroyed), flood_chan) = create2_flood(addr, &target).await;
     assert_eq!(created + destroyed, FLOOD);
@@ -398,18 +571,12 @@ async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
         "{connected} CONNECTED, {ended} END, closed: {closed:?}"
     );
 
-    let body = tokio::time::timeout(Duration::from_secs(120), bystander)
-        .await
-        .expect("the bystander's download took more than 120 s")
-        .unwrap();
-    let sha: [u8; 32] = Sha256::digest(&body).into();
-    assert_eq!(body.len() as u64, BYSTANDER_SIZE);
-    assert_eq!(sha, fileserver::expected_sha256(BYSTANDER_SIZE, 51));
+    bystander_ok(bystander, 51).await;
     let _ = stop.send(());
     let (peak, samples) = sampler.await.unwrap();
-    println!(
-        "bystander: {BYSTANDER_SIZE} bytes, SHA-256 ok; relay queued at most {peak} bytes of {MEMORY_LIMIT} ({samples} samples)"
-    );
+    println!("braidrelay0 queued at most {peak} bytes of {MEMORY_LIMIT} ({samples} samples)");
+
+    exit_attacks(&client, &dir, files, &bystander_t).await;
 
     // The flood's circuits go with its channel.
     let freed = Instant::now();
@@ -453,12 +620,15 @@ async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(
-        braid_testnet::process::read_records(&dir)
-            .unwrap()
-            .iter()
-            .any(|r| r.name == "braidrelay0" && is_alive(r))
-    );
+    for relay in ["braidrelay0", "braidexit0"] {
+        assert!(
+            braid_testnet::process::read_records(&dir)
+                .unwrap()
+                .iter()
+                .any(|r| r.name == relay && is_alive(r)),
+            "{relay} is up"
+        );
+    }
     println!("whole test {:.1} s", start.elapsed().as_secs_f64());
 
     drop(client);
