@@ -107,7 +107,11 @@ pub fn parse_response(buf: &[u8], max_body: usize) -> Result<Response, ResponseE
         .map_err(|_| ResponseError::Malformed("headers are not UTF-8"))?;
     let mut lines = head.split("\r\n");
     let mut parts = lines.next().unwrap_or_default().splitn(3, ' ');
-    if !parts.next().unwrap_or_default().starts_with("HTTP/1.") {
+    // C-tor (`parse_http_response`): "HTTP/1." and one digit, then the
+    // status. Anything else in the version (a bare CR, a NUL: found by
+    // the dir_http_response fuzz target) is no status line.
+    let version = parts.next().unwrap_or_default().as_bytes();
+    if !matches!(version, [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if d.is_ascii_digit()) {
         return Err(ResponseError::Malformed("not an HTTP/1.x status line"));
     }
     let status: u16 = parts
@@ -167,6 +171,35 @@ mod tests {
         let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(data).unwrap();
         e.finish().unwrap()
+    }
+
+    /// A version with anything but one digit after "HTTP/1." is no status
+    /// line (the fuzz target found "HTTP/1." then control bytes, a bare
+    /// CR and NULs, read as a 503 from the token after them).
+    #[test]
+    fn only_http_1_digit_versions_are_status_lines() {
+        let mut odd = b"HTTP/1.".to_vec();
+        odd.extend_from_slice(&[0x18; 8]);
+        odd.extend_from_slice(b"\r\r\0\x180 503 Directory busy\r\n\r\n");
+        assert!(matches!(
+            parse_response(&odd, 100),
+            Err(ResponseError::Malformed(_))
+        ));
+        for v in ["HTTP/1.", "HTTP/1.10", "HTTP/2.0", "http/1.0"] {
+            let r = format!("{v} 503 busy\r\n\r\n");
+            assert!(
+                matches!(
+                    parse_response(r.as_bytes(), 100),
+                    Err(ResponseError::Malformed(_))
+                ),
+                "{v}"
+            );
+        }
+        let r = parse_response(b"HTTP/1.0 503 busy\r\n\r\n", 100);
+        assert!(
+            matches!(r, Err(ResponseError::Status { status: 503, .. })),
+            "{r:?}"
+        );
     }
 
     fn response(head: &str, body: &[u8]) -> Vec<u8> {
