@@ -22,7 +22,13 @@
 //! - **BEGIN flood**: 1,100 BEGINs to the file server on one circuit, no
 //!   request sent: a TCP connection and CONNECTED up to the per-circuit
 //!   stream bound, END RESOURCELIMIT past it, the circuit closed once the
-//!   refusals pile up; the exit's queued bytes stay under its limit.
+//!   refusals pile up;
+//! - **clients that never acknowledge**: 24 circuits (congestion control
+//!   on, as Braid's and C-tor's clients ask) with 16 streams each ask for
+//!   10 MB files, then read nothing (no SENDME, no XOFF): each circuit
+//!   holds at most its congestion window and 1 MiB of destination bytes,
+//!   and past the relay's limit its OOM handler closes the circuits with
+//!   the oldest queued data (their DESTROYs come back).
 //!
 //! Meanwhile a bystander, Braid's client pinned to braidrelay0 as its
 //! guard and braidexit0 as its exit, downloads 10 MB in each phase,
@@ -60,7 +66,7 @@ use common::{stop_network, test_dir};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tor_cell::chancell::msg::AnyChanMsg;
-use tor_cell::relaycell::msg::{AnyRelayMsg, Begin, BeginDir, BeginFlags, Drop};
+use tor_cell::relaycell::msg::{AnyRelayMsg, Begin, BeginDir, BeginFlags, Data, Drop};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
 /// First port of this test's network (each test has its own block, all
@@ -82,6 +88,9 @@ const BYSTANDER_SIZE: u64 = 10_000_000;
 const EXIT_MEMORY_LIMIT: i64 = 16 << 20;
 /// BEGINs the exit flood sends on one circuit.
 const BEGIN_FLOOD: usize = 1_100;
+/// Circuits, and streams on each, that never acknowledge.
+const SILENT_CIRCUITS: usize = 24;
+const SILENT_STREAMS: u16 = 16;
 
 /// The relay's metrics: `name`'s value (unlabelled), 0 when absent.
 async fn metric(addr: SocketAddr, name: &str) -> f64 {
@@ -326,6 +335,80 @@ fn begin(files: SocketAddr) -> AnyRelayMsg {
         .into()
 }
 
+/// [`SILENT_CIRCUITS`] circuits on one channel through `first` to `exit`,
+/// each with [`SILENT_STREAMS`] streams asking for a 10 MB file; once
+/// every stream is CONNECTED and its request sent, what comes is taken
+/// off the channel and dropped unread (no SENDME, no XOFF). Returns what
+/// keeps them open and the count of DESTROYs they got.
+///
+/// Congestion control must be on (`exit` asks for it): an exit with fixed
+/// windows may send 1,000 cells at once, past braid-client's 128-cell
+/// queue per circuit, and our own channel closes the circuit first.
+async fn never_acknowledging(
+    addr: SocketAddr,
+    first: &HopTarget,
+    exit: &HopTarget,
+    files: SocketAddr,
+) -> (
+    braid_client::channel::ChannelHandle,
+    Vec<tokio::sync::mpsc::Sender<AnyChanMsg>>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let chan = channel(addr, first).await;
+    let mut held = Vec::with_capacity(SILENT_CIRCUITS);
+    let destroyed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let req = format!(
+        "GET {} HTTP/1.0\r\nHost: {files}\r\n\r\n",
+        fileserver::file_path(10_000_000, 53)
+    );
+    for _ in 0..SILENT_CIRCUITS {
+        let (mut circ, mut io) = two_hop_circuit(&chan, first, exit).await;
+        for s in 1..=SILENT_STREAMS {
+            let sid = braid_core::ids::StreamId::new(s);
+            circ.send_relay(HopNum(1), sid, begin(files), Instant::now())
+                .unwrap();
+        }
+        flush(&mut circ, &io).await;
+        // Every stream CONNECTED before any request, so nothing else comes
+        // until the reader below takes over.
+        let mut connected = Vec::new();
+        while connected.len() < usize::from(SILENT_STREAMS) {
+            let cell = tokio::time::timeout(Duration::from_secs(10), io.rx.recv())
+                .await
+                .expect("CONNECTED within 10 s")
+                .expect("the circuit lives");
+            circ.handle_cell(Instant::now(), cell).unwrap();
+            while let Some(ev) = circ.poll_event() {
+                match ev {
+                    CircEvent::StreamMsg {
+                        stream,
+                        msg: AnyRelayMsg::Connected(_),
+                        ..
+                    } => connected.push(stream),
+                    other => panic!("before the requests: {other:?}"),
+                }
+            }
+        }
+        for stream in connected {
+            let body = Data::new(req.as_bytes()).unwrap();
+            circ.send_relay(HopNum(1), Some(stream), body.into(), Instant::now())
+                .unwrap();
+        }
+        flush(&mut circ, &io).await;
+        let braid_client::channel::CircuitIo { tx, mut rx } = io;
+        let destroyed = destroyed.clone();
+        tokio::spawn(async move {
+            while let Some(cell) = rx.recv().await {
+                if matches!(cell, AnyChanMsg::Destroy(_)) {
+                    destroyed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        held.push(tx);
+    }
+    (chan, held, destroyed)
+}
+
 /// A DROP (long-range padding, consumed by the hop) in a RELAY_EARLY
 /// cell.
 async fn send_early_drop(circ: &mut ClientCircuit, tx: &tokio::sync::mpsc::Sender<AnyChanMsg>) {
@@ -419,8 +502,8 @@ fn sample_memory(
     (stop, sampler)
 }
 
-/// The attack on the Braid exit (a BEGIN flood), a bystander downloading
-/// through it meanwhile.
+/// The attacks on the Braid exit (a BEGIN flood, clients that never
+/// acknowledge), a bystander downloading through it meanwhile.
 async fn exit_attacks(
     client: &TorClient,
     dir: &std::path::Path,
@@ -431,7 +514,8 @@ async fn exit_attacks(
     let relays = netdir.relays();
     let find = |name: &str| {
         let r = relays.iter().find(|r| r.nickname == name).unwrap();
-        let t = braid_client::hops::hop_target(r, false).unwrap();
+        // Congestion control asked of the exit, as Braid's client does.
+        let t = braid_client::hops::hop_target(r, name == "braidexit0").unwrap();
         (SocketAddr::V4(r.addr), t)
     };
     let (first_addr, first) = find("relay0");
@@ -471,6 +555,28 @@ async fn exit_attacks(
     );
     chan.shutdown().await.unwrap();
 
+    let oom_before = metric(metrics, "braid_relay_oom_closed_total").await;
+    let started = Instant::now();
+    let (silent_chan, held, destroyed) =
+        never_acknowledging(first_addr, &first, &exit, files).await;
+    // Let the destinations fill what the exit holds for them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let oom = metric(metrics, "braid_relay_oom_closed_total").await - oom_before;
+    let destroyed = destroyed.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "never acknowledging: {SILENT_CIRCUITS} circuits x {SILENT_STREAMS} streams opened in {:.1} s; \
+         braidexit0 queues {} bytes of {EXIT_MEMORY_LIMIT}, its OOM handler closed {oom} circuits \
+         ({destroyed} DESTROYs back), {} exit streams, RSS {:.1} MB (before {rss_before:.1})",
+        started.elapsed().as_secs_f64(),
+        metric(metrics, "braid_relay_queued_bytes").await,
+        metric(metrics, "braid_relay_exit_streams").await,
+        rss_mb(pid)
+    );
+    assert!(
+        oom >= 1.0,
+        "past its limit, the exit's OOM handler closed circuits"
+    );
+    assert!(destroyed >= 1, "the closed circuits' DESTROYs came back");
     assert!(
         rss_mb(pid) < rss_before + 200.0,
         "RSS {:.1} MB",
@@ -480,6 +586,8 @@ async fn exit_attacks(
     let _ = stop.send(());
     let (peak, samples) = sampler.await.unwrap();
     println!("braidexit0 queued at most {peak} bytes of {EXIT_MEMORY_LIMIT} ({samples} samples)");
+    drop(held);
+    silent_chan.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
