@@ -429,7 +429,9 @@ impl RelayNode {
                 nc.prev = None;
             }
             nc.circ.handle_from_prev(msg, now);
-            self.leg_heard(key, now);
+            if let Some(leg) = nc.leg {
+                self.leg_heard(leg, now);
+            }
         } else if nc.next.is_some_and(|(c, _)| c == chan) {
             if destroy {
                 nc.next = None;

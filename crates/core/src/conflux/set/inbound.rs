@@ -39,17 +39,15 @@ impl ConfluxSet {
             self.peer_offers_resumption();
             self.watch.peer_probes |= ext.probe;
         }
+        if !self.legs.contains_key(&leg) {
+            return Err(ConfluxError::NoSuchLeg { leg });
+        }
+        // Braid's circuit-level messages (proposal 001 §3.3, §3.6).
         if let Some(nums) = crate::conflux::ext::parse_legs_lost(&msg) {
-            if !self.legs.contains_key(&leg) {
-                return Err(ConfluxError::NoSuchLeg { leg });
-            }
             return self.legs_lost_from_peer(leg, nums);
         }
         self.leg_heard(leg, now);
         if let Some(probe) = crate::conflux::ext::Probe::parse(&msg) {
-            if !self.legs.contains_key(&leg) {
-                return Err(ConfluxError::NoSuchLeg { leg });
-            }
             return self.probe_from_peer(leg, probe);
         }
         let Some(state) = self.legs.get_mut(&leg) else {

@@ -79,6 +79,11 @@ impl ConfluxSet {
         resume.params().probe.filter(|_| self.watch.peer_probes)
     }
 
+    /// Whether linked leg `leg` is watched (probes are on).
+    fn watches(&self, leg: LegId) -> bool {
+        self.probing().is_some() && self.legs.get(&leg).is_some_and(|s| s.is_linked())
+    }
+
     /// Whether we offer PROBE in our LINK or LINKED.
     pub(super) fn offers_probe(&self) -> bool {
         self.resume_offer.is_some_and(|p| p.probe.is_some())
@@ -87,7 +92,7 @@ impl ConfluxSet {
     /// A cell of any kind came on `leg`'s circuit (a SENDME, padding,
     /// anything the set is given): the leg is alive.
     pub fn leg_heard(&mut self, leg: LegId, now: Instant) {
-        if self.probing().is_none() || !self.legs.get(&leg).is_some_and(|s| s.is_linked()) {
+        if !self.watches(leg) {
             return;
         }
         let client = self.role == super::Role::Client;
@@ -104,7 +109,7 @@ impl ConfluxSet {
     /// have moved earlier (the driver then re-reads
     /// [`Self::poll_timeout`]).
     pub fn leg_sent(&mut self, leg: LegId, now: Instant) -> bool {
-        if self.probing().is_none() || !self.legs.get(&leg).is_some_and(|s| s.is_linked()) {
+        if !self.watches(leg) {
             return false;
         }
         let w = self.watch.legs.entry(leg).or_default();

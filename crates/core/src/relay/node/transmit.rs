@@ -33,6 +33,7 @@ impl RelayNode {
         let halflife = self.halflife;
         let (_, key, id, dir) = best_circuit(circuits, &mut c.mux, chan, now, halflife)?;
         let nc = circuits.get_mut(&key)?;
+        let leg = nc.leg.filter(|_| dir == DIR_PREV);
         let msg = if dir == DIR_PREV {
             nc.circ.poll_to_prev()
         } else {
@@ -50,8 +51,8 @@ impl RelayNode {
                 None
             }
         };
-        if dir == DIR_PREV && cell.is_some() {
-            self.leg_sent(key, now);
+        if let Some(leg) = leg.filter(|_| cell.is_some()) {
+            self.leg_sent(leg, now);
         }
         self.settle_quiet(key, now);
         self.maybe_release(key, now);
