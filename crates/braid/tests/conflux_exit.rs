@@ -42,7 +42,9 @@ use braid_testnet::download::{fetch_file, upload_file};
 use braid_testnet::launcher;
 use braid_testnet::socks;
 use braid_testnet::{Manifest, NetworkConfig};
-use common::{InProcessSocks, file_body_ok, init_test_log, kill_relay, stop_network, test_dir};
+use common::{
+    InProcessSocks, file_body_ok, init_test_log, kill_relay, read_rest, stop_network, test_dir,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
@@ -348,18 +350,13 @@ async fn resumed_download(dir: &Path) {
     );
     let killed = std::time::Instant::now();
     kill_relay(dir, &middle);
-    let rest = tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<_, std::io::Error>(());
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("the download hung after the kill");
-    rest.unwrap_or_else(|e| panic!("the stream broke after the kill: {e}"));
+    read_rest(
+        &mut stream,
+        &mut got,
+        Duration::from_secs(120),
+        "after the kill",
+    )
+    .await;
     let sha_ok = file_body_ok(&got, size, seed, "the download");
     let r = t.report().await.unwrap();
     let replacements = r.legs.iter().filter(|l| l.replacement).count();

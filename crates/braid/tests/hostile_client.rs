@@ -212,13 +212,8 @@ async fn relay_early_abuse(addr: SocketAddr, target: &HopTarget) -> Duration {
 }
 
 /// BEGIN_DIR flood: [`DIR_FLOOD`] BEGIN_DIRs on one one-hop circuit,
-/// none followed by a request. Returns the CONNECTED and END counts once
-/// every stream has its answer or the relay closed the circuit, and why
-/// it closed.
-async fn begin_dir_flood(
-    addr: SocketAddr,
-    target: &HopTarget,
-) -> (usize, usize, Option<braid_core::circuit::CloseReason>) {
+/// none followed by a request ([`stream_flood`]).
+async fn begin_dir_flood(addr: SocketAddr, target: &HopTarget) {
     let (_chan, circ, io) = one_hop_circuit(addr, target).await;
     stream_flood(circ, io, HopNum(0), DIR_FLOOD, "BEGIN_DIR", || {
         BeginDir::default().into()
@@ -227,8 +222,9 @@ async fn begin_dir_flood(
 }
 
 /// `n` streams opened with `open()` on `circ` at `hop`, none followed by
-/// a request. Returns the CONNECTED and END counts once every stream has
-/// its answer or the relay closed the circuit, and why it closed.
+/// a request, until every stream has its answer or the relay closed the
+/// circuit: at most the per-circuit bound CONNECTED, and the rest refused
+/// or the circuit closed with DESTROY.
 async fn stream_flood(
     mut circ: ClientCircuit,
     mut io: braid_client::channel::CircuitIo,
@@ -236,7 +232,7 @@ async fn stream_flood(
     n: usize,
     what: &str,
     open: impl Fn() -> AnyRelayMsg,
-) -> (usize, usize, Option<braid_core::circuit::CloseReason>) {
+) {
     let start = Instant::now();
     // In batches of 100, each answered before the next goes: our own
     // circuit queue (128 cells) must not overflow while this task waits
@@ -292,7 +288,20 @@ async fn stream_flood(
         )
     );
     std::mem::forget(io);
-    (connected, ended, closed)
+    // Streams past the per-circuit bound are refused (END RESOURCELIMIT);
+    // refusals past theirs close the offending circuit (DESTROY).
+    assert!(
+        connected <= braid_core::exit::DEFAULT_MAX_STREAMS,
+        "{what} flood: {connected} streams open on one circuit"
+    );
+    assert!(
+        (connected == braid_core::exit::DEFAULT_MAX_STREAMS && connected + ended == n)
+            || matches!(
+                closed,
+                Some(braid_core::circuit::CloseReason::Destroyed { .. })
+            ),
+        "{what} flood: {connected} CONNECTED, {ended} END, closed: {closed:?}"
+    );
 }
 
 /// Sends what `circ` has to send.
@@ -534,20 +543,7 @@ async fn exit_attacks(
 
     let chan = channel(first_addr, &first).await;
     let (circ, io) = two_hop_circuit(&chan, &first, &exit).await;
-    let (connected, ended, closed) =
-        stream_flood(circ, io, HopNum(1), BEGIN_FLOOD, "BEGIN", || begin(files)).await;
-    assert!(
-        connected <= braid_core::exit::DEFAULT_MAX_STREAMS,
-        "{connected} streams open on one circuit"
-    );
-    assert!(
-        (connected == braid_core::exit::DEFAULT_MAX_STREAMS && connected + ended == BEGIN_FLOOD)
-            || matches!(
-                closed,
-                Some(braid_core::circuit::CloseReason::Destroyed { .. })
-            ),
-        "{connected} CONNECTED, {ended} END, closed: {closed:?}"
-    );
+    stream_flood(circ, io, HopNum(1), BEGIN_FLOOD, "BEGIN", || begin(files)).await;
     println!(
         "braidexit0 after the BEGIN flood: {} exit streams, RSS {:.1} MB",
         metric(metrics, "braid_relay_exit_streams").await,
@@ -662,22 +658,9 @@ async fn a_hostile_client_is_refused_and_the_relay_serves_others() {
     let took = relay_early_abuse(addr, &target).await;
     assert!(took < Duration::from_secs(5));
 
-    // Streams past the per-circuit bound are refused (END RESOURCELIMIT);
-    // refusals past theirs close the offending circuit (DESTROY); the
-    // relay stays up and serves the bystander.
-    let (connected, ended, closed) = begin_dir_flood(addr, &target).await;
-    assert!(
-        connected <= braid_core::exit::DEFAULT_MAX_STREAMS,
-        "{connected} streams open on one circuit"
-    );
-    assert!(
-        (connected == braid_core::exit::DEFAULT_MAX_STREAMS && connected + ended == DIR_FLOOD)
-            || matches!(
-                closed,
-                Some(braid_core::circuit::CloseReason::Destroyed { .. })
-            ),
-        "{connected} CONNECTED, {ended} END, closed: {closed:?}"
-    );
+    // The flood is bounded ([`stream_flood`]); the relay stays up and
+    // serves the bystander.
+    begin_dir_flood(addr, &target).await;
 
     bystander_ok(bystander, 51).await;
     let _ = stop.send(());

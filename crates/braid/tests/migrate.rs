@@ -43,7 +43,9 @@ use braid_client::{ClientConfig, TorClient};
 use braid_dir::restrict::NodeRestrictions;
 use braid_testnet::launcher::{self, Network};
 use braid_testnet::{NetworkConfig, socks};
-use common::{InProcessSocks, file_body_ok, init_test_log, stop_network, test_dir, wait_for_exits};
+use common::{
+    InProcessSocks, file_body_ok, init_test_log, read_rest, stop_network, test_dir, wait_for_exits,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BRAID: &str = env!("CARGO_BIN_EXE_braid");
@@ -251,18 +253,13 @@ async fn a_download_through_braid_proxy_moves_between_tunnels_mid_transfer() {
         assert_ne!(after["tunnel"].as_u64(), Some(from), "{after}");
         moves.push((moved_at, asked.elapsed(), after["tunnel"].as_u64().unwrap()));
     }
-    let rest = tokio::time::timeout(Duration::from_secs(180), async {
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<_, std::io::Error>(());
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("the download hung after the moves");
-    rest.unwrap_or_else(|e| panic!("the stream broke after the moves: {e}"));
+    read_rest(
+        &mut stream,
+        &mut got,
+        Duration::from_secs(180),
+        "after the moves",
+    )
+    .await;
     let took = started.elapsed();
     assert!(
         file_body_ok(&got, size, seed, "the download"),

@@ -47,7 +47,8 @@ use braid_testnet::launcher;
 use braid_testnet::socks;
 use braid_testnet::{Manifest, NetworkConfig};
 use common::{
-    InProcessSocks, file_body_ok, freeze_relay, init_test_log, kill_relay, stop_network, test_dir,
+    InProcessSocks, file_body_ok, freeze_relay, init_test_log, kill_relay, read_rest, stop_network,
+    test_dir,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -263,28 +264,6 @@ async fn echo_survives_its_guard(dir: &Path, client: &TorClient, socks_addr: Soc
         "no open leg through the dead guard: {:?}",
         legs(&r)
     );
-}
-
-/// Reads `stream` to its end onto `got`, within `limit`.
-async fn read_rest(
-    stream: &mut tokio::net::TcpStream,
-    got: &mut Vec<u8>,
-    limit: Duration,
-    what: &str,
-) {
-    let mut buf = vec![0_u8; 64 * 1024];
-    let rest = tokio::time::timeout(limit, async {
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<_, std::io::Error>(());
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}: the download hung"));
-    rest.unwrap_or_else(|e| panic!("{what}: the stream broke: {e}"));
 }
 
 /// A download of `size` bytes (file `seed`) through the SOCKS port as

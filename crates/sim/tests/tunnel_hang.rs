@@ -15,33 +15,12 @@
 
 use std::time::Duration;
 
-use braid_core::conflux::{ConfluxConfig, ConfluxError, ResumeParams};
-use braid_core::conflux_sched::SchedulerKind;
-use braid_core::tunnel::{TunnelConfig, TunnelError, TunnelEvent};
-use braid_sim::tunnel::{LegLinks, NodeExitConfig, SimConfig, TunnelSim, Want};
+use braid_core::conflux::{ConfluxError, ResumeParams};
+use braid_core::tunnel::{TunnelError, TunnelEvent};
+use braid_sim::tunnel::{LegLinks, SimConfig, TunnelSim, Want};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-/// A set to the Braid exit with `legs`, both ends offering resumption;
-/// the client with `client` as its resumption settings.
-fn config(seed: u64, legs: Vec<LegLinks>, client: ResumeParams) -> SimConfig {
-    let mut tunnel = TunnelConfig::conflux(ConfluxConfig::client(), SchedulerKind::Ecf);
-    tunnel.resume = Some(client);
-    let mut node = NodeExitConfig::default();
-    node.conflux.resume = Some(ResumeParams::default());
-    SimConfig::new(seed, tunnel, legs).with_node_exit(node)
-}
-
-/// Of the legs alive, the one that carried the most cells down.
-fn busiest_alive(sim: &TunnelSim) -> u32 {
-    sim.legs
-        .iter()
-        .filter(|(_, l)| !l.dead)
-        .max_by_key(|(_, l)| l.cells_down)
-        .map(|(k, _)| *k)
-        .unwrap()
-}
 
 /// Legs the client lost as silent (§3.6).
 fn silent_losses(sim: &TunnelSim) -> usize {
@@ -65,13 +44,14 @@ fn silent_losses(sim: &TunnelSim) -> usize {
 fn a_relay_hanging_under_a_download_is_found_and_the_set_resumes() {
     for (seed, after) in [(1, 900), (2, 1700), (3, 2500)] {
         let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
-        let mut sim = TunnelSim::new(config(seed, legs, ResumeParams::default())).unwrap();
+        let mut sim =
+            TunnelSim::new(SimConfig::resumable(seed, legs, ResumeParams::default())).unwrap();
         assert!(sim.run_until_open(SECS(5)));
         let n = 20_000_000;
         let id = sim.open(Want::Download(n)).unwrap();
         sim.run_for(MS(after));
         let hung_at = sim.elapsed();
-        let p = busiest_alive(&sim);
+        let p = sim.busiest_alive().unwrap();
         sim.hang(p);
         assert!(sim.run_until(SECS(90), |s| s.app.all_complete() || s.client.is_finished()));
         let s = &sim.app.streams[&id];
@@ -90,7 +70,7 @@ fn a_relay_hanging_under_a_download_is_found_and_the_set_resumes() {
 #[test]
 fn a_relay_hanging_under_an_upload_is_found_by_the_client() {
     let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
-    let mut sim = TunnelSim::new(config(4, legs, ResumeParams::default())).unwrap();
+    let mut sim = TunnelSim::new(SimConfig::resumable(4, legs, ResumeParams::default())).unwrap();
     assert!(sim.run_until_open(SECS(5)));
     let n = 10_000_000;
     sim.open(Want::Upload(n)).unwrap();
@@ -114,7 +94,7 @@ fn a_relay_hanging_under_an_upload_is_found_by_the_client() {
 #[test]
 fn every_leg_hanging_at_once_is_found_by_the_client_that_only_receives() {
     let legs = vec![LegLinks::symmetric(2_000_000, MS(20)); 2];
-    let mut sim = TunnelSim::new(config(5, legs, ResumeParams::default())).unwrap();
+    let mut sim = TunnelSim::new(SimConfig::resumable(5, legs, ResumeParams::default())).unwrap();
     assert!(sim.run_until_open(SECS(5)));
     let n = 10_000_000;
     let id = sim.open(Want::Download(n)).unwrap();
@@ -136,11 +116,11 @@ fn without_probes_a_hung_relay_stalls_the_set() {
         probe: None,
         ..ResumeParams::default()
     };
-    let mut sim = TunnelSim::new(config(1, legs, client)).unwrap();
+    let mut sim = TunnelSim::new(SimConfig::resumable(1, legs, client)).unwrap();
     assert!(sim.run_until_open(SECS(5)));
     let id = sim.open(Want::Download(20_000_000)).unwrap();
     sim.run_for(MS(900));
-    let p = busiest_alive(&sim);
+    let p = sim.busiest_alive().unwrap();
     sim.hang(p);
     sim.run_for(SECS(60));
     assert!(!sim.app.all_complete(), "{:?}", sim.app.streams[&id]);
@@ -153,7 +133,7 @@ fn without_probes_a_hung_relay_stalls_the_set() {
 #[test]
 fn slow_and_idle_legs_are_not_called_silent() {
     let legs = vec![LegLinks::symmetric(250_000, MS(400)); 2];
-    let mut sim = TunnelSim::new(config(6, legs, ResumeParams::default())).unwrap();
+    let mut sim = TunnelSim::new(SimConfig::resumable(6, legs, ResumeParams::default())).unwrap();
     assert!(sim.run_until_open(SECS(10)));
     let id = sim.open(Want::Download(5_000_000)).unwrap();
     assert!(sim.run_until(SECS(120), |s| s.app.all_complete()

@@ -15,27 +15,18 @@
 
 use std::time::Duration;
 
-use braid_core::conflux::{ConfluxConfig, ResumeParams};
-use braid_core::conflux_sched::SchedulerKind;
+use braid_core::conflux::ResumeParams;
 use braid_core::ids::SetKey;
-use braid_core::relay::{ConfluxExitConfig, SetFigures};
-use braid_core::tunnel::{CloseCause, TunnelConfig, TunnelEvent};
-use braid_sim::tunnel::{LegLinks, NodeExit, NodeExitConfig, PathId, SimConfig, TunnelSim, Want};
+use braid_core::relay::SetFigures;
+use braid_core::tunnel::{CloseCause, TunnelEvent};
+use braid_sim::tunnel::{LegLinks, NodeExit, PathId, SimConfig, TunnelSim, Want};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// A two-leg set to the Braid exit, both ends offering resumption.
 fn resumable(seed: u64, legs: Vec<LegLinks>) -> SimConfig {
-    let mut tunnel = TunnelConfig::conflux(ConfluxConfig::client(), SchedulerKind::Ecf);
-    tunnel.resume = Some(ResumeParams::default());
-    SimConfig::new(seed, tunnel, legs).with_node_exit(NodeExitConfig {
-        conflux: ConfluxExitConfig {
-            resume: Some(ResumeParams::default()),
-            ..ConfluxExitConfig::default()
-        },
-        ..NodeExitConfig::default()
-    })
+    SimConfig::resumable(seed, legs, ResumeParams::default())
 }
 
 fn node(sim: &TunnelSim) -> &NodeExit {
@@ -47,16 +38,6 @@ fn the_set(sim: &TunnelSim) -> SetFigures {
     let sets: Vec<SetKey> = n.sets().collect();
     assert_eq!(sets.len(), 1, "{sets:?}");
     n.set_figures(sets[0]).unwrap()
-}
-
-/// The leg not killed yet that carried the most cells down.
-fn busiest_alive(sim: &TunnelSim) -> u32 {
-    sim.legs
-        .iter()
-        .filter(|(_, l)| !l.dead)
-        .max_by_key(|(_, l)| l.cells_down)
-        .map(|(k, _)| *k)
-        .unwrap()
 }
 
 /// Of the first two legs, the one that carried more cells down so far.
@@ -349,7 +330,7 @@ fn kills_within_the_resumption_limits_are_all_resumed() {
     sim.open(Want::Download(n)).unwrap();
     sim.run_for(SECS(2));
     for kill in 0..5 {
-        sim.kill(busiest_alive(&sim));
+        sim.kill(sim.busiest_alive().unwrap());
         sim.run_for(SECS(21));
         assert!(
             !sim.client.is_closed(),
@@ -384,7 +365,7 @@ fn kills_far_apart_do_not_make_a_tunnel_that_keeps_failing() {
     sim.open(Want::Download(60_000_000)).unwrap();
     sim.run_for(SECS(2));
     for _ in 0..3 {
-        sim.kill(busiest_alive(&sim));
+        sim.kill(sim.busiest_alive().unwrap());
         sim.run_for(SECS(31));
         assert!(!sim.client.is_closed(), "{:?}", sim.client.close_summary());
     }

@@ -142,3 +142,26 @@ pub(crate) fn file_body_ok(got: &[u8], size: u64, seed: u64, what: &str) -> bool
     let sha: [u8; 32] = Sha256::digest(body).into();
     sha == braid_testnet::fileserver::expected_sha256(size, seed)
 }
+
+/// Reads `stream` to its end onto `got`, within `limit`; a hang or an
+/// error panics, naming `what`.
+pub(crate) async fn read_rest(
+    stream: &mut tokio::net::TcpStream,
+    got: &mut Vec<u8>,
+    limit: Duration,
+    what: &str,
+) {
+    let mut buf = vec![0_u8; 64 * 1024];
+    let rest = tokio::time::timeout(limit, async {
+        loop {
+            let n = tokio::io::AsyncReadExt::read(stream, &mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: the download hung"));
+    rest.unwrap_or_else(|e| panic!("{what}: the stream broke: {e}"));
+}

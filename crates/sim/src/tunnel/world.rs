@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use braid_core::circuit::HopTarget;
+use braid_core::conflux::{ConfluxConfig, ResumeParams};
+use braid_core::conflux_sched::SchedulerKind;
 use braid_core::ids::{CircId, LegKey, StreamId};
 use braid_core::tunnel::{ClientTunnel, LegSpec, TunnelConfig, TunnelError, TunnelEvent};
 use tor_cell::chancell::msg::{AnyChanMsg, Destroy, DestroyReason};
@@ -108,6 +110,17 @@ impl SimConfig {
             exit_kind: ExitKind::Node(Box::new(node)),
             ..self
         }
+    }
+
+    /// A Conflux set (ECF) over `legs` to the Braid exit (braid-core's
+    /// relay node), both ends offering resumption (Braid proposal 001): the
+    /// client with `client`, the exit with the defaults.
+    pub fn resumable(seed: u64, legs: Vec<LegLinks>, client: ResumeParams) -> Self {
+        let mut tunnel = TunnelConfig::conflux(ConfluxConfig::client(), SchedulerKind::Ecf);
+        tunnel.resume = Some(client);
+        let mut node = NodeExitConfig::default();
+        node.conflux.resume = Some(ResumeParams::default());
+        Self::new(seed, tunnel, legs).with_node_exit(node)
     }
 }
 
@@ -654,6 +667,16 @@ impl TunnelSim {
     /// `client_late` after the exit hears (a C-tor guard holding it).
     pub fn kill_client_late(&mut self, path: PathId, client_late: Duration) {
         self.kill_with(path, client_late, Duration::ZERO);
+    }
+
+    /// Of the legs not killed or hung, the one that carried the most
+    /// cells down.
+    pub fn busiest_alive(&self) -> Option<PathId> {
+        self.legs
+            .iter()
+            .filter(|(_, l)| !l.dead)
+            .max_by_key(|(_, l)| l.cells_down)
+            .map(|(k, _)| *k)
     }
 
     /// A relay on `path` hangs (a frozen process, a machine cut off):
